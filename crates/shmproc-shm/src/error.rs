@@ -1,0 +1,291 @@
+//! Errors of segment creation, opening and typed access.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::header::{SegmentKind, TypeSpec};
+
+/// Why a segment name was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty (or only `/`).
+    Empty,
+    /// The name is longer than the limit.
+    TooLong {
+        /// Length found, in bytes, without the leading `/`.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The name has a `/` after the first byte.
+    Slash,
+    /// The name has a NUL byte.
+    Nul,
+    /// The name is `.` or `..`.
+    Dot,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("the name is empty"),
+            NameError::TooLong { len, max } => {
+                write!(f, "the name is {len} bytes long, more than the limit of {max}")
+            }
+            NameError::Slash => f.write_str("the name contains a '/' after the leading one"),
+            NameError::Nul => f.write_str("the name contains a NUL byte"),
+            NameError::Dot => f.write_str("the name is '.' or '..'"),
+        }
+    }
+}
+
+/// An error creating, opening or validating a segment. Every message names
+/// the segment (`'/name'`, or the fd of an anonymous one) and the problem;
+/// OS errors are kept as the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// The name is not a valid shared-memory name.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: NameError,
+    },
+    /// A segment of size 0 was requested.
+    #[error("segment {name}: size 0 requested; a segment needs a payload of at least one byte")]
+    ZeroSize {
+        /// The segment.
+        name: String,
+    },
+    /// The requested size does not fit the address space.
+    #[error(
+        "segment {name}: {requested} bytes requested, more than the largest possible mapping ({max} bytes)"
+    )]
+    TooLarge {
+        /// The segment.
+        name: String,
+        /// Bytes requested.
+        requested: u64,
+        /// The largest size possible.
+        max: u64,
+    },
+    /// Not enough space in `/dev/shm` (or memory for an anonymous segment).
+    #[error(
+        "segment {name}: no space for {requested} bytes in /dev/shm ({available} bytes available of {total})"
+    )]
+    NoSpace {
+        /// The segment.
+        name: String,
+        /// Bytes requested.
+        requested: u64,
+        /// Bytes available when it failed (0 when unknown).
+        available: u64,
+        /// Size of the filesystem (0 when unknown or unlimited).
+        total: u64,
+        /// The OS error (`ENOSPC` or `ENOMEM`).
+        #[source]
+        source: io::Error,
+    },
+    /// No segment has this name.
+    #[error("segment {name} does not exist")]
+    NotFound {
+        /// The segment.
+        name: String,
+        /// The OS error (`ENOENT`).
+        #[source]
+        source: io::Error,
+    },
+    /// A segment with this name exists already.
+    #[error("segment {name} already exists")]
+    AlreadyExists {
+        /// The segment.
+        name: String,
+        /// The OS error (`EEXIST`).
+        #[source]
+        source: io::Error,
+    },
+    /// The segment belongs to someone this process may not access.
+    #[error("segment {name}: permission denied (segments are created with mode 0600, for their owner only)")]
+    PermissionDenied {
+        /// The segment.
+        name: String,
+        /// The OS error (`EACCES` or `EPERM`).
+        #[source]
+        source: io::Error,
+    },
+    /// The segment holds another kind of object.
+    #[error("segment {name} holds a {found}, not a {expected}")]
+    WrongKind {
+        /// The segment.
+        name: String,
+        /// Kind in the header.
+        found: SegmentKind,
+        /// Kind the opener asked for.
+        expected: SegmentKind,
+    },
+    /// The segment holds elements of another type (or another slot layout).
+    #[error(
+        "segment {name} holds another element type: its fingerprint is {found:#018x}, but {expected} has {expected_fingerprint:#018x}"
+    )]
+    WrongType {
+        /// The segment.
+        name: String,
+        /// Fingerprint in the header.
+        found: u64,
+        /// The type the opener asked for.
+        expected: TypeSpec,
+        /// Its fingerprint.
+        expected_fingerprint: u64,
+    },
+    /// The segment holds another number of elements than the opener asked for.
+    #[error("segment {name} holds {found} elements, not {expected}")]
+    WrongLength {
+        /// The segment.
+        name: String,
+        /// Capacity in the header.
+        found: u64,
+        /// Capacity the opener asked for.
+        expected: u64,
+    },
+    /// The segment is shorter than its header (or than its header says).
+    #[error("segment {name} is truncated: {len} bytes, but at least {needed} are needed")]
+    Truncated {
+        /// The segment.
+        name: String,
+        /// Its real size.
+        len: u64,
+        /// The size needed.
+        needed: u64,
+    },
+    /// A header field holds a value no valid segment has.
+    #[error("segment {name} is corrupt: {field} is {found:#x}, expected {expected:#x}")]
+    Corrupt {
+        /// The segment.
+        name: String,
+        /// Which field.
+        field: &'static str,
+        /// Value found.
+        found: u64,
+        /// Value expected.
+        expected: u64,
+    },
+    /// The segment was made by an incompatible version of shmproc.
+    #[error("segment {name} has layout version {found}, this build reads version {expected}")]
+    VersionMismatch {
+        /// The segment.
+        name: String,
+        /// Version in the header.
+        found: u32,
+        /// Version this build writes and reads.
+        expected: u32,
+    },
+    /// The creator did not finish initialising within the open timeout.
+    #[error("segment {name} is still being initialised after {waited:?} (state {state})")]
+    InitTimeout {
+        /// The segment.
+        name: String,
+        /// How long the opener waited.
+        waited: Duration,
+        /// The state word last seen.
+        state: u32,
+    },
+    /// The creator failed or died during initialisation.
+    #[error("segment {name} was never initialised: its creator (pid {creator_pid}) {what}")]
+    Poisoned {
+        /// The segment.
+        name: String,
+        /// Pid of the creator, from the header.
+        creator_pid: u32,
+        /// "gave up" or "died".
+        what: &'static str,
+    },
+    /// Another OS error.
+    #[error("segment {name}: {op} failed")]
+    Io {
+        /// The segment.
+        name: String,
+        /// The call that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SegmentError {
+    /// Maps an OS error from `op` on segment `name` to its variant.
+    pub(crate) fn from_os(name: &str, op: &'static str, source: io::Error) -> Self {
+        let name = name.to_owned();
+        match source.raw_os_error() {
+            Some(libc::ENOENT) => SegmentError::NotFound { name, source },
+            Some(libc::EEXIST) => SegmentError::AlreadyExists { name, source },
+            Some(libc::EACCES | libc::EPERM) => SegmentError::PermissionDenied { name, source },
+            _ => SegmentError::Io { name, op, source },
+        }
+    }
+
+    /// The segment the error is about, as shown in the message.
+    pub fn segment(&self) -> &str {
+        match self {
+            SegmentError::InvalidName { name, .. }
+            | SegmentError::ZeroSize { name }
+            | SegmentError::TooLarge { name, .. }
+            | SegmentError::NoSpace { name, .. }
+            | SegmentError::NotFound { name, .. }
+            | SegmentError::AlreadyExists { name, .. }
+            | SegmentError::PermissionDenied { name, .. }
+            | SegmentError::WrongKind { name, .. }
+            | SegmentError::WrongType { name, .. }
+            | SegmentError::WrongLength { name, .. }
+            | SegmentError::Truncated { name, .. }
+            | SegmentError::Corrupt { name, .. }
+            | SegmentError::VersionMismatch { name, .. }
+            | SegmentError::InitTimeout { name, .. }
+            | SegmentError::Poisoned { name, .. }
+            | SegmentError::Io { name, .. } => name,
+        }
+    }
+}
+
+/// An [`Offset`](crate::Offset) or index that does not resolve inside a
+/// segment's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OffsetError {
+    /// The range `offset .. offset + len` leaves the payload.
+    #[error("offset {offset} + {len} bytes is outside the payload ({start}..{end})")]
+    OutOfBounds {
+        /// The offset from the segment base.
+        offset: u64,
+        /// Bytes needed there.
+        len: u64,
+        /// First payload byte.
+        start: u64,
+        /// One past the last payload byte.
+        end: u64,
+    },
+    /// The offset is not aligned for the type.
+    #[error("offset {offset} is not aligned to {align} bytes")]
+    Misaligned {
+        /// The offset from the segment base.
+        offset: u64,
+        /// Alignment required.
+        align: u64,
+    },
+}
+
+/// An index past the end of a [`ShmSlice`](crate::ShmSlice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index range {start}..{end} is out of bounds for a slice of length {len}")]
+pub struct IndexError {
+    /// First index asked for.
+    pub start: usize,
+    /// One past the last index asked for.
+    pub end: usize,
+    /// Length of the slice.
+    pub len: usize,
+}

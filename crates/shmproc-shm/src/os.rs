@@ -1,0 +1,528 @@
+//! Every system call of the workspace, in one place.
+//!
+//! Each function is a thin, documented wrapper over one Linux call (or a very
+//! small group of them), returning [`std::io::Result`] with the OS error kept.
+//! Nothing outside this module calls `libc` directly: the other crates of the
+//! workspace, and the rest of this one, go through these functions.
+//!
+//! # References
+//! The man pages named on each function: `man 2 futex`, `man 3 shm_open`, ...
+#![allow(unsafe_code)] // The syscall fence: this module is where unsafe FFI lives.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::sync::real::AtomicU32;
+
+/// A process id as the kernel gives it (always positive for a real process).
+pub type Pid = i32;
+
+/// Converts a `-1`-on-error return into an `io::Result`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600)`, then
+/// `fchmod(fd, 0600)` so the process umask cannot widen or narrow the mode.
+///
+/// `name` starts with `/` and contains no other `/` (checked by the caller).
+///
+/// # References
+/// `man 3 shm_open`, `man 2 fchmod`
+#[doc(alias = "shm_open")]
+pub fn shm_create_exclusive(name: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0o600) })?;
+    // SAFETY: `fd` was just returned by a successful `shm_open` and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain syscall on a valid, open descriptor.
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
+    Ok(fd)
+}
+
+/// `shm_open(name, O_RDWR | O_CLOEXEC)`: opens an existing named segment.
+///
+/// # References
+/// `man 3 shm_open`
+#[doc(alias = "shm_open")]
+pub fn shm_open_existing(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by a successful `shm_open` and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `shm_unlink(name)`: removes the name; mappings stay valid until unmapped.
+///
+/// # References
+/// `man 3 shm_unlink`
+pub fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`: an anonymous segment.
+///
+/// # References
+/// `man 2 memfd_create`
+pub fn memfd_create(debug_name: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `debug_name` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt(unsafe { libc::memfd_create(debug_name.as_ptr(), flags) })?;
+    // SAFETY: `fd` was just returned by a successful `memfd_create` and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)`: fixes
+/// the size of a memfd for good, so no process holding it can shrink it under
+/// another's mapping (which would turn accesses into `SIGBUS`).
+///
+/// # References
+/// `man 2 fcntl` (File Sealing)
+#[doc(alias = "F_ADD_SEALS")]
+pub fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: plain syscall on a valid, open descriptor.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// `posix_fallocate(fd, 0, len)`: reserves the backing pages now, so a full
+/// `/dev/shm` is an `ENOSPC` error here and never a `SIGBUS` on first touch.
+///
+/// # References
+/// `man 3 posix_fallocate`
+#[doc(alias = "posix_fallocate")]
+pub fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: plain syscall on a valid, open descriptor; it returns the error number directly.
+    let err = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
+    if err == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(err))
+    }
+}
+
+/// `fcntl(F_DUPFD, 3)` without `FD_CLOEXEC`: a duplicate of `fd` that a child
+/// started with `exec` inherits under the same number.
+///
+/// # References
+/// `man 2 fcntl`
+#[doc(alias = "dup")]
+pub fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall on a valid, open descriptor.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) })?;
+    // SAFETY: `new` was just returned by a successful `fcntl(F_DUPFD)` and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Takes ownership of a descriptor number received from elsewhere (an
+/// argument, an environment variable), after checking that it is open.
+///
+/// # Errors
+/// `EBADF` when `raw` is not an open descriptor of this process.
+///
+/// # Safety
+/// - Nothing else in this process owns `raw`: after this call the returned
+///   [`OwnedFd`] closes it on drop.
+pub unsafe fn adopt_fd(raw: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor table; an invalid number gives EBADF.
+    cvt(unsafe { libc::fcntl(raw, libc::F_GETFD) })?;
+    // SAFETY: `raw` is open (checked above) and owned by nobody else (caller's contract).
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Free and total bytes of the filesystem holding `path` (`statvfs`).
+///
+/// # References
+/// `man 3 statvfs`
+#[doc(alias = "statvfs")]
+pub fn fs_space(path: &CStr) -> io::Result<FsSpace> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `path` is NUL-terminated and `st` is valid for writes of one `statvfs`.
+    cvt(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: `statvfs` succeeded, so it filled the struct (and it was zeroed before).
+    let st = unsafe { st.assume_init() };
+    Ok(FsSpace {
+        total: st.f_blocks.saturating_mul(st.f_frsize),
+        available: st.f_bavail.saturating_mul(st.f_frsize),
+    })
+}
+
+/// Sizes reported by [`fs_space`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsSpace {
+    /// Size of the filesystem in bytes (0 when it has no limit).
+    pub total: u64,
+    /// Bytes an unprivileged process may still allocate.
+    pub available: u64,
+}
+
+/// The result of a [`futex_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FutexWait {
+    /// Woken by a `futex_wake` (or spuriously): re-check the condition.
+    Woken,
+    /// The word did not hold the expected value when the call began.
+    ValueChanged,
+    /// The timeout passed.
+    TimedOut,
+    /// A signal interrupted the wait.
+    Interrupted,
+}
+
+/// `futex(word, FUTEX_WAIT, expected, timeout)` on a **shared** futex word
+/// (no `FUTEX_PRIVATE_FLAG`), so it pairs with wakers in other processes that
+/// map the same page.
+///
+/// The timeout is relative; `None` waits until woken.
+///
+/// # References
+/// `man 2 futex`
+#[doc(alias = "futex")]
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos()),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; `ts_ptr`
+    // is null or points to a timespec that outlives the call. FUTEX_WAIT only
+    // reads the word atomically and never writes through either pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if ret == 0 {
+        return FutexWait::Woken;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => FutexWait::ValueChanged,
+        Some(libc::ETIMEDOUT) => FutexWait::TimedOut,
+        Some(libc::EINTR) => FutexWait::Interrupted,
+        // EFAULT/EINVAL cannot happen for a valid aligned atomic; report a wake so
+        // the caller re-checks its condition instead of sleeping forever.
+        _ => FutexWait::Woken,
+    }
+}
+
+/// `futex(word, FUTEX_WAKE, n)` on a shared futex word: wakes up to `n`
+/// waiters, in any process. Returns how many were woken.
+///
+/// # References
+/// `man 2 futex`
+#[doc(alias = "futex")]
+pub fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not access
+    // memory through the pointer beyond using its address as a key.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    usize::try_from(ret).unwrap_or(0)
+}
+
+/// `getpid()`.
+pub fn getpid() -> Pid {
+    std::process::id() as Pid
+}
+
+/// `getppid()`.
+pub fn getppid() -> Pid {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// `gettid()`: the kernel id of the calling thread.
+pub fn gettid() -> Pid {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// `geteuid()`.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie.
+///
+/// `kill(pid, 0)` alone reports a zombie (dead, not yet reaped) as alive, and
+/// a holder that died is exactly such a zombie until its parent reaps it, so
+/// the process state in `/proc/<pid>/stat` is checked as well.
+///
+/// # References
+/// `man 2 kill`, `man 5 proc` (`/proc/pid/stat`, field 3)
+pub fn pid_alive(pid: Pid) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission check.
+    let ret = unsafe { libc::kill(pid, 0) };
+    if ret == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    match process_state(pid) {
+        Some(b'Z' | b'X') => false,
+        Some(_) => true,
+        // No /proc entry: either /proc is not mounted (trust `kill`) or the
+        // process went away between the two checks (ask `kill` again).
+        None => {
+            // SAFETY: signal 0 performs only the existence and permission check.
+            let again = unsafe { libc::kill(pid, 0) };
+            again == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        }
+    }
+}
+
+/// The one-letter state of process `pid` from `/proc/<pid>/stat`
+/// (`R`, `S`, `D`, `Z`, ...), or `None` when there is no such process.
+pub fn process_state(pid: Pid) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain ") ": the
+    // state follows the *last* closing parenthesis.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// The start time of process `pid` in clock ticks since boot
+/// (`/proc/<pid>/stat`, field 22): with the pid it names one process even
+/// after the pid is reused.
+pub fn process_start_time(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    // Fields after the command: state is field 3, starttime is field 22.
+    stat.get(close + 2..)?
+        .split_ascii_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+/// `kill(pid, sig)`.
+///
+/// # References
+/// `man 2 kill`
+pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; an invalid pid or signal is reported as an error.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`, then a `getppid()` check that closes the
+/// race with a parent that died before the `prctl`.
+///
+/// Returns `false` when the parent is already gone (the parent is no longer
+/// `expected_parent`): the caller should exit.
+///
+/// The signal fires when the *thread* that forked this process exits, not
+/// when the whole parent process does.
+///
+/// # References
+/// `man 2 prctl` (`PR_SET_PDEATHSIG`)
+#[doc(alias = "prctl")]
+pub fn set_parent_death_signal(sig: i32, expected_parent: Pid) -> io::Result<bool> {
+    let sig = libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) })?;
+    Ok(getppid() == expected_parent)
+}
+
+/// What [`fork`] returned in the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// This is the new child process.
+    Child,
+    /// This is the parent; the child has this pid.
+    Parent(Pid),
+}
+
+/// `fork()`.
+///
+/// # Errors
+/// The OS error when no process could be created (`EAGAIN`, `ENOMEM`).
+///
+/// # Safety
+/// - If the calling process has other threads, the child must restrict itself
+///   to async-signal-safe operations until it calls `exec` or [`exit_now`]:
+///   a lock (the allocator's, stdout's) held by another thread at the moment of
+///   the fork stays locked forever in the child.
+/// - The child must leave through [`exit_now`] (or `exec`), never by returning
+///   into code that would run the parent's destructors or test harness twice.
+///
+/// # References
+/// `man 2 fork`
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller upholds the post-fork restrictions (`# Safety` above).
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// `_exit(code)`: ends the process at once, without running `atexit`
+/// handlers, destructors or stdio flushes (right for a forked child).
+///
+/// # References
+/// `man 2 _exit`
+#[doc(alias = "_exit")]
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a process ended, decoded from a `waitpid` status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called `exit(code)` or returned from `main`.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's convention: the exit code, or `-N` when killed by signal `N`.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => -s,
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: reaps `pid` if it has ended; `Ok(None)` if it is
+/// still running.
+///
+/// # References
+/// `man 2 waitpid`
+#[doc(alias = "waitpid")]
+pub fn try_wait(pid: Pid) -> io::Result<Option<ExitStatus>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable int for the duration of the call.
+    let ret = cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    if ret == 0 {
+        return Ok(None);
+    }
+    Ok(Some(decode_status(status)))
+}
+
+/// `waitpid(pid, 0)`: blocks until `pid` ends and reaps it.
+///
+/// # References
+/// `man 2 waitpid`
+#[doc(alias = "waitpid")]
+pub fn wait(pid: Pid) -> io::Result<ExitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the duration of the call.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(decode_status(status));
+    }
+}
+
+fn decode_status(status: libc::c_int) -> ExitStatus {
+    if libc::WIFSIGNALED(status) {
+        ExitStatus::Signaled(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Eight random bytes from the kernel (`getrandom`), for unique names.
+///
+/// # References
+/// `man 2 getrandom`
+#[doc(alias = "getrandom")]
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is valid for writes of its full length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+    if n == 8 {
+        return u64::from_ne_bytes(buf);
+    }
+    // Entropy pool not ready (very early boot): fall back to time, pid and a counter.
+    static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let c = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    t ^ (u64::from(std::process::id()) << 32) ^ c.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Number of CPUs this process may run on (`sched_getaffinity`), falling back
+/// to the number online.
+///
+/// # References
+/// `man 2 sched_getaffinity`
+pub fn affinity_cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Number of CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`), as Python's
+/// `os.cpu_count()`.
+pub fn online_cpu_count() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_has_a_start_time() {
+        assert!(pid_alive(getpid()));
+        assert!(process_start_time(getpid()).is_some());
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(-5));
+    }
+
+    #[test]
+    fn futex_wait_reports_value_mismatch_and_timeout() {
+        let w = AtomicU32::new(7);
+        assert_eq!(futex_wait(&w, 8, None), FutexWait::ValueChanged);
+        assert_eq!(
+            futex_wait(&w, 7, Some(Duration::from_millis(1))),
+            FutexWait::TimedOut
+        );
+        assert_eq!(futex_wake(&w, 1), 0);
+    }
+
+    #[test]
+    fn random_values_differ() {
+        assert_ne!(random_u64(), random_u64());
+    }
+}
