@@ -323,6 +323,11 @@ pub fn process_start_time(pid: Pid) -> Option<u64> {
         .ok()
 }
 
+/// `SIGKILL`.
+pub const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGTERM`.
+pub const SIGTERM: i32 = libc::SIGTERM;
+
 /// `kill(pid, sig)`.
 ///
 /// # References
@@ -345,7 +350,8 @@ pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
 /// `man 2 prctl` (`PR_SET_PDEATHSIG`)
 #[doc(alias = "prctl")]
 pub fn set_parent_death_signal(sig: i32, expected_parent: Pid) -> io::Result<bool> {
-    let sig = libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig =
+        libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
     cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) })?;
     Ok(getppid() == expected_parent)
@@ -460,6 +466,23 @@ fn decode_status(status: libc::c_int) -> ExitStatus {
     }
 }
 
+/// Writes `bytes` to fd 2 with plain `write(2)` calls: no lock, no
+/// buffering, so it is safe in a forked child of a multi-threaded process.
+/// Errors are ignored (there is nowhere left to report them).
+///
+/// # References
+/// `man 2 write`
+pub fn write_stderr_raw(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of its length for the whole call.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => bytes = bytes.get(n..).unwrap_or_default(),
+            _ => return,
+        }
+    }
+}
+
 /// Eight random bytes from the kernel (`getrandom`), for unique names.
 ///
 /// # References
@@ -524,5 +547,85 @@ mod tests {
     #[test]
     fn random_values_differ() {
         assert_ne!(random_u64(), random_u64());
+    }
+}
+
+/// The calling process's pid and start time, cached per process.
+///
+/// Lock fast paths record their owner and must not pay a `getpid` system
+/// call each time (glibc no longer caches it). The cache is reset in a forked
+/// child by a `pthread_atfork` child handler (registered on first use), so
+/// after [`fork`] the child sees its own pid. A child created by a raw
+/// `clone`/`vfork` that bypasses glibc's `fork` would keep the parent's
+/// values: don't use shmproc locks from such a child.
+///
+/// # References
+/// `man 3 pthread_atfork`, `man 5 proc` (`/proc/pid/stat`, field 22)
+pub mod identity {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+    use super::Pid;
+
+    static PID: AtomicI32 = AtomicI32::new(0);
+    /// `start_time + 1`, so that 0 means "not cached yet".
+    static START: AtomicU64 = AtomicU64::new(0);
+    static ATFORK: Once = Once::new();
+
+    extern "C" fn reset_in_child() {
+        // Only atomic stores: async-signal-safe, as a fork handler must be.
+        PID.store(0, Ordering::Relaxed);
+        START.store(0, Ordering::Relaxed);
+    }
+
+    fn register() {
+        ATFORK.call_once(|| {
+            // SAFETY: registers a handler that only performs two relaxed atomic
+            // stores (async-signal-safe); the function lives for the whole program.
+            let ret = unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) };
+            // ENOMEM is the only documented failure; without the handler the
+            // cache would be stale after fork, so never cache in that case.
+            if ret != 0 {
+                eprintln!("shmproc: pthread_atfork failed ({ret}); pid caching disabled");
+            }
+        });
+    }
+
+    /// The pid of the calling process (`getpid`, cached; see the module docs).
+    #[inline]
+    pub fn pid() -> Pid {
+        let p = PID.load(Ordering::Relaxed);
+        if p != 0 {
+            return p;
+        }
+        register();
+        let p = super::getpid();
+        PID.store(p, Ordering::Relaxed);
+        p
+    }
+
+    /// The start time of the calling process in clock ticks since boot
+    /// (cached), or 0 when `/proc` cannot tell.
+    pub fn start_time() -> u64 {
+        let s = START.load(Ordering::Relaxed);
+        if s != 0 {
+            return s - 1;
+        }
+        register();
+        let s = super::process_start_time(super::getpid()).unwrap_or(0);
+        START.store(s.saturating_add(1), Ordering::Relaxed);
+        s
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn cached_identity_matches_the_kernel() {
+            assert_eq!(super::pid(), super::super::getpid());
+            assert_eq!(
+                Some(super::start_time()),
+                super::super::process_start_time(super::super::getpid())
+            );
+        }
     }
 }
