@@ -22,15 +22,20 @@ pub fn segment_open(data: &[u8]) {
     let Some(fd) = memfd_with(bytes) else { return };
     let no_wait = Duration::ZERO;
     match pick % 4 {
+        // The typed handles' own `open_fd` would wait up to
+        // DEFAULT_INIT_TIMEOUT on a segment whose state is uninit or
+        // initialising (2 s per input): open them with no wait instead.
         0 => {
-            if let Ok(s) = ShmSlice::<u32>::open_fd(fd) {
+            let opts = ShmSlice::<u32>::options().init_timeout(no_wait);
+            if let Ok(s) = opts.open_fd(fd).and_then(ShmSlice::<u32>::from_segment) {
                 let _ = s.to_vec();
                 let _ = s.get(s.len());
                 let _ = s.set(s.len().wrapping_sub(1), 7);
             }
         }
         1 => {
-            if let Ok(b) = ShmBox::<u64>::open_fd(fd) {
+            let opts = ShmBox::<u64>::options().init_timeout(no_wait);
+            if let Ok(b) = opts.open_fd(fd).and_then(ShmBox::<u64>::from_segment) {
                 b.store(b.load().wrapping_add(1));
             }
         }

@@ -151,11 +151,11 @@ impl<T: Pod> ShmBox<T> {
         SegmentLayout::new(SegmentKind::BOX, TypeSpec::of::<T>(), size_of::<T>() as u64)
     }
 
-    fn options() -> OpenOptions {
+    pub(crate) fn options() -> OpenOptions {
         OpenOptions::new(SegmentKind::BOX, TypeSpec::of::<T>()).payload_len(|_| Some(size_of::<T>() as u64))
     }
 
-    fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+    pub(crate) fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
         let ptr = seg.resolve(Offset::<T>::in_payload(0)).map_err(|_| SegmentError::Truncated {
             name: seg.label().to_owned(),
             len: seg.len() as u64,
@@ -310,7 +310,7 @@ impl<T: Pod> ShmSlice<T> {
         ))
     }
 
-    fn options() -> OpenOptions {
+    pub(crate) fn options() -> OpenOptions {
         OpenOptions::new(SegmentKind::SLICE, TypeSpec::of::<T>()).payload_len(slice_payload::<T>)
     }
 
@@ -322,7 +322,7 @@ impl<T: Pod> ShmSlice<T> {
         }
     }
 
-    fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+    pub(crate) fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
         let len = usize::try_from(seg.capacity()).map_err(|_| Self::too_large(seg.label(), usize::MAX))?;
         let ptr = seg
             .resolve_slice(Offset::<T>::in_payload(0), len)
