@@ -1,0 +1,482 @@
+//! [`Condition`]: a condition variable over an [`RLock`](crate::RLock) or a
+//! [`Lock`](crate::Lock)-style lock, in one segment.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use shmproc_shm::SegmentKind;
+use shmproc_shm::sync::{AtomicU32, Ordering};
+
+use crate::error::{
+    LockResult, LockTimeoutError, NotifyError, OwnerDied, ReleaseError, SyncError, TryLockError,
+};
+use crate::futex::{self, Deadline, SLICE, Wake};
+use crate::handle::{Handle, Place, fixed_layout, fixed_options, segment_accessors};
+use crate::owner;
+use crate::raw::{Acquired, RawRLock};
+
+/// The shared state of a [`Condition`].
+///
+/// # Layout (`repr(C)`, 40 bytes, align 8)
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `lock: RawRLock` | the condition's lock (used non-recursively when `recursive == 0`) |
+/// | 24 | `seq: AtomicU32` | futex word, bumped by every notify that signals someone |
+/// | 28 | `waiting: AtomicU32` | waiters not yet signalled (changed under the lock) |
+/// | 32 | `signals: AtomicU32` | signals not yet consumed (changed under the lock) |
+/// | 36 | `recursive: AtomicU32` | 1: RLock semantics, 0: Lock semantics; read once at open |
+#[repr(C)]
+pub(crate) struct RawCondition {
+    lock: RawRLock,
+    seq: AtomicU32,
+    waiting: AtomicU32,
+    signals: AtomicU32,
+    recursive: AtomicU32,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<RawCondition>() == 40);
+    assert!(std::mem::offset_of!(RawCondition, lock) == 0);
+    assert!(std::mem::offset_of!(RawCondition, seq) == 24);
+    assert!(std::mem::offset_of!(RawCondition, waiting) == 28);
+    assert!(std::mem::offset_of!(RawCondition, signals) == 32);
+    assert!(std::mem::offset_of!(RawCondition, recursive) == 36);
+};
+
+// SAFETY: repr(C) of a ShmSafe RawRLock and four std atomics, no padding
+// (asserted above), valid for any bits, no pointers, no Drop.
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for RawCondition {}
+
+/// An interprocess condition variable (Python's `multiprocessing.Condition`).
+///
+/// The condition owns its lock, in the same segment: an RLock by default
+/// ([`new`](Self::new)), or a plain non-recursive lock
+/// ([`new_over_lock`](Self::new_over_lock)). Lock it with
+/// [`lock`](Self::lock), then [`wait`](Self::wait) with the guard (which
+/// releases the lock while sleeping, every recursion level of it, and takes
+/// it back), or [`notify`](Self::notify) while holding it.
+///
+/// `notify(n)` wakes at most `n` waiters; a waiter may still return early in
+/// rare cases (a signal left by a waiter that died): use
+/// [`wait_for`](Self::wait_for) with a predicate. If the lock's holder dies,
+/// the next to take it, including a waiter waking up, gets
+/// [`OwnerDied`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let cond = shmproc_sync::Condition::new()?;
+/// let g = cond.lock().expect("no holder died");
+/// cond.notify_all()?; // nobody waits: no system call
+/// let (g, notified) = cond.wait_timeout(g, Duration::from_millis(1)).expect("no holder died");
+/// assert!(!notified);
+/// drop(g);
+/// # Ok(()) }
+/// ```
+pub struct Condition {
+    h: Handle<RawCondition>,
+    recursive: bool,
+}
+
+/// Holds a [`Condition`]'s lock (one level, for the RLock flavour); releases
+/// it on drop. Not `Send`.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a Condition,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.cond.release();
+    }
+}
+
+impl fmt::Debug for ConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConditionGuard").finish_non_exhaustive()
+    }
+}
+
+impl Condition {
+    const WHAT: &'static str = "Condition";
+
+    fn create_at(place: Place<'_>, recursive: bool) -> Result<Self, SyncError> {
+        let layout = fixed_layout::<RawCondition>(SegmentKind::CONDITION);
+        let h = Handle::create(place, Self::WHAT, layout, |s: &RawCondition, _| {
+            s.recursive.store(u32::from(recursive), Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Self { h, recursive })
+    }
+
+    fn from_handle(h: Handle<RawCondition>) -> Result<Self, SyncError> {
+        let recursive = match h.state().recursive.load(Ordering::Relaxed) {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(SyncError::Corrupt {
+                    name: h.segment().label().to_owned(),
+                    what: "the condition's lock flavour",
+                    found: u64::from(other),
+                });
+            }
+        };
+        Ok(Self { h, recursive })
+    }
+
+    /// A new condition over an RLock, anonymous.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new() -> Result<Self, SyncError> {
+        Self::create_at(Place::Anonymous, true)
+    }
+
+    /// A new condition over a non-recursive lock, anonymous.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new_over_lock() -> Result<Self, SyncError> {
+        Self::create_at(Place::Anonymous, false)
+    }
+
+    /// A new condition over an RLock, named `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create(name: &str) -> Result<Self, SyncError> {
+        Self::create_at(Place::Named(name), true)
+    }
+
+    /// A new condition over a non-recursive lock, named `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create_over_lock(name: &str) -> Result<Self, SyncError> {
+        Self::create_at(Place::Named(name), false)
+    }
+
+    /// Opens the condition named `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`] or [`SyncError::Corrupt`].
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let opts = fixed_options::<RawCondition>(SegmentKind::CONDITION);
+        Self::from_handle(Handle::open(Some(name), None, Self::WHAT, opts)?)
+    }
+
+    /// Opens the condition behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let opts = fixed_options::<RawCondition>(SegmentKind::CONDITION);
+        Self::from_handle(Handle::open(None, Some(fd), Self::WHAT, opts)?)
+    }
+
+    /// Whether the lock is recursive (an RLock).
+    pub fn is_recursive(&self) -> bool {
+        self.recursive
+    }
+
+    fn st(&self) -> &RawCondition {
+        self.h.state()
+    }
+
+    fn acquire_until(&self, deadline: Deadline) -> Option<Acquired> {
+        if self.recursive {
+            self.st().lock.acquire_until(deadline)
+        } else {
+            self.st().lock.inner().acquire_until(deadline)
+        }
+    }
+
+    /// Whether the caller holds the lock (for the non-recursive flavour: some
+    /// thread of this process does).
+    pub fn is_owned(&self) -> bool {
+        if self.recursive {
+            self.st().lock.is_owned()
+        } else {
+            self.st().lock.inner().owner_pid() == Some(owner::my_pid())
+        }
+    }
+
+    fn guard(&self) -> ConditionGuard<'_> {
+        ConditionGuard {
+            cond: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Acquires the lock (Python's `acquire()`).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (held).
+    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
+        match self.acquire_until(Deadline::NEVER) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
+            None => unreachable!("an infinite deadline never expires"),
+        }
+    }
+
+    /// Acquires the lock if free.
+    ///
+    /// # Errors
+    /// [`TryLockError`].
+    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
+        match self.acquire_until(Deadline::after(Duration::ZERO)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
+        match self.acquire_until(Deadline::after(timeout)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases the lock (one level for the RLock flavour).
+    ///
+    /// # Errors
+    /// [`ReleaseError`].
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.recursive {
+            self.st().lock.release()
+        } else {
+            self.st().lock.inner().release()
+        }
+    }
+
+    /// Locks; the guard releases on drop.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard).
+    pub fn lock(&self) -> LockResult<ConditionGuard<'_>> {
+        self.acquire()
+            .map(|()| self.guard())
+            .map_err(|e| e.map(|()| self.guard()))
+    }
+
+    /// Locks if free.
+    ///
+    /// # Errors
+    /// [`TryLockError`], with the guard for `OwnerDied`.
+    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
+        self.try_acquire()
+            .map(|()| self.guard())
+            .map_err(|e| e.map(|()| self.guard()))
+    }
+
+    /// Locks, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
+        self.acquire_timeout(timeout)
+            .map(|()| self.guard())
+            .map_err(|e| e.map(|()| self.guard()))
+    }
+
+    /// The core of `wait`: called with the lock held; returns with it held.
+    /// Returns (notified, dead owner seen while re-acquiring).
+    fn wait_inner(&self, deadline: Deadline) -> (bool, Option<u32>) {
+        let st = self.st();
+        let mut died = None;
+        // Under the lock: register as a waiter.
+        st.waiting.store(
+            st.waiting.load(Ordering::Relaxed).saturating_add(1),
+            Ordering::Relaxed,
+        );
+        loop {
+            let seq = st.seq.load(Ordering::Relaxed);
+            let level = if self.recursive {
+                st.lock.release_all()
+            } else {
+                st.lock.inner().release_raw();
+                1
+            };
+            let mut timed_out = false;
+            loop {
+                if st.seq.load(Ordering::Relaxed) != seq {
+                    break;
+                }
+                let Some(slice) = deadline.slice(SLICE) else {
+                    timed_out = true;
+                    break;
+                };
+                // A slice elapsing is not an event here: the notifier is not
+                // an owner whose death we could detect; just re-check.
+                let _: Wake = futex::wait(&st.seq, seq, slice);
+            }
+            let again = if self.recursive {
+                st.lock.restore(level, Deadline::NEVER)
+            } else {
+                st.lock.inner().acquire_until(Deadline::NEVER)
+            };
+            if let Some(Acquired::FromDead(p)) = again {
+                died = Some(p);
+            }
+            // Under the lock again: consume a signal, or give up, or sleep on.
+            let signals = st.signals.load(Ordering::Relaxed);
+            let waiting = st.waiting.load(Ordering::Relaxed);
+            if signals > 0 {
+                st.signals.store(signals - 1, Ordering::Relaxed);
+                st.waiting
+                    .store(waiting.saturating_sub(1), Ordering::Relaxed);
+                return (true, died);
+            }
+            if timed_out || deadline.expired() {
+                st.waiting
+                    .store(waiting.saturating_sub(1), Ordering::Relaxed);
+                return (false, died);
+            }
+        }
+    }
+
+    /// Releases the lock, sleeps until notified, re-acquires it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) when a holder died while we slept.
+    ///
+    /// # Panics
+    /// If `guard` belongs to another condition.
+    pub fn wait<'a>(&'a self, guard: ConditionGuard<'a>) -> LockResult<ConditionGuard<'a>> {
+        assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
+        match self.wait_inner(Deadline::NEVER) {
+            (_, None) => Ok(guard),
+            (_, Some(p)) => Err(OwnerDied::new(guard, p)),
+        }
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout`; the `bool` is
+    /// `false` when it timed out (Python's return value).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        timeout: Duration,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
+        match self.wait_inner(Deadline::after(timeout)) {
+            (n, None) => Ok((guard, n)),
+            (n, Some(p)) => Err(OwnerDied::new((guard, n), p)),
+        }
+    }
+
+    /// Waits until `predicate()` is true (checked under the lock first).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait) (the first owner death seen).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_for<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        mut predicate: impl FnMut() -> bool,
+    ) -> LockResult<ConditionGuard<'a>> {
+        assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
+        let mut died = None;
+        while !predicate() {
+            if let (_, Some(p)) = self.wait_inner(Deadline::NEVER) {
+                died.get_or_insert(p);
+            }
+        }
+        match died {
+            None => Ok(guard),
+            Some(p) => Err(OwnerDied::new(guard, p)),
+        }
+    }
+
+    /// As [`wait_for`](Self::wait_for), giving up after `timeout`; the `bool`
+    /// is the predicate's last value (Python's return value).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_for_timeout<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        timeout: Duration,
+        mut predicate: impl FnMut() -> bool,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
+        let deadline = Deadline::after(timeout);
+        let mut died = None;
+        let mut ok = predicate();
+        while !ok && !deadline.expired() {
+            if let (_, Some(p)) = self.wait_inner(deadline) {
+                died.get_or_insert(p);
+            }
+            ok = predicate();
+        }
+        match died {
+            None => Ok((guard, ok)),
+            Some(p) => Err(OwnerDied::new((guard, ok), p)),
+        }
+    }
+
+    /// Wakes at most `n` waiters. The caller must hold the lock.
+    ///
+    /// # Errors
+    /// [`NotifyError`] when the caller does not hold the lock.
+    pub fn notify(&self, n: u32) -> Result<(), NotifyError> {
+        if !self.is_owned() {
+            return Err(NotifyError);
+        }
+        let st = self.st();
+        let waiting = st.waiting.load(Ordering::Relaxed);
+        let signals = st.signals.load(Ordering::Relaxed).min(waiting);
+        let k = n.min(waiting - signals);
+        if k > 0 {
+            st.signals.store(signals + k, Ordering::Relaxed);
+            st.seq.fetch_add(1, Ordering::Relaxed);
+            futex::wake(&st.seq, k);
+        }
+        Ok(())
+    }
+
+    /// Wakes every waiter. The caller must hold the lock.
+    ///
+    /// # Errors
+    /// [`NotifyError`] when the caller does not hold the lock.
+    pub fn notify_all(&self) -> Result<(), NotifyError> {
+        self.notify(u32::MAX)
+    }
+}
+
+segment_accessors!(Condition);
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition")
+            .field("segment", &self.h)
+            .field("recursive", &self.recursive)
+            .field("lock", &self.st().lock)
+            .finish()
+    }
+}

@@ -1,0 +1,485 @@
+//! [`RawLock`]: the owner-recording, crash-robust lock state machine.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, spin_loop};
+
+use crate::error::{LockResult, LockTimeoutError, OwnerDied, ReleaseError, TryLockError};
+use crate::futex::{self, Deadline, SLICE, SPIN_LIMIT, Wake};
+use crate::owner::{self, PID_MASK};
+
+/// Set while a waiter may be sleeping on the word.
+pub(crate) const WAITERS: u32 = 1 << 31;
+const GEN_SHIFT: u32 = 22;
+/// Bumped on every take-over from a dead owner, so the take-over CAS is unique.
+const GEN_MASK: u32 = 0x1ff << GEN_SHIFT;
+const GEN_ONE: u32 = 1 << GEN_SHIFT;
+
+/// How an acquisition went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// Plainly.
+    Clean,
+    /// Taken over from this dead owner.
+    FromDead(u32),
+}
+
+/// A non-recursive interprocess lock, laid out for shared memory.
+///
+/// This is the state a [`Lock`](crate::Lock) segment holds (and the lock
+/// inside a [`Value`](crate::Value), [`Array`](crate::Array),
+/// [`Condition`](crate::Condition) and [`Barrier`](crate::Barrier)); its
+/// methods are what those types expose. It is owned by a **process**: like
+/// Python's `multiprocessing.Lock`, any thread of any process may
+/// [`release`](Self::release) it, and a guard may be sent between threads.
+///
+/// # Layout (`repr(C)`, 16 bytes, align 8)
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `word: AtomicU32` | futex word: bit 31 waiters, bits 22..31 take-over generation, bits 0..22 owner pid (0 = unlocked) |
+/// | 4 | `deaths: AtomicU32` | how many times a dead owner's lock was taken over (wrapping) |
+/// | 8 | `owner: AtomicU64` | owner record `pid << 40 \| start_time & (2^40-1)`, 0 when unknown; detects pid reuse |
+///
+/// # Protocol
+/// | word (pid, waiters) | meaning | next |
+/// |---|---|---|
+/// | (0, 0) | unlocked | CAS to (me, 0) fast path, or (me, 1) after sleeping |
+/// | (p, 0) | locked, nobody sleeping | waiter CASes to (p, 1) then sleeps |
+/// | (p, 1) | locked, maybe sleepers | release stores (0, 0) and wakes one |
+/// | (p, *) with p dead | owner died | a waiter CASes to (me, 1) with gen + 1, reports [`OwnerDied`] |
+///
+/// Waiters sleep in slices of at most 50 ms and check the owner's liveness
+/// (pid exists, is not a zombie, has the recorded start time) after each
+/// slice that nobody cut short. Every bit pattern is a valid state.
+#[repr(C)]
+pub struct RawLock {
+    word: AtomicU32,
+    deaths: AtomicU32,
+    owner: AtomicU64,
+}
+
+#[cfg(not(shmproc_loom))]
+const _: () = {
+    assert!(std::mem::size_of::<RawLock>() == 16);
+    assert!(std::mem::align_of::<RawLock>() == 8);
+    assert!(std::mem::offset_of!(RawLock, word) == 0);
+    assert!(std::mem::offset_of!(RawLock, deaths) == 4);
+    assert!(std::mem::offset_of!(RawLock, owner) == 8);
+};
+
+// SAFETY: repr(C), three std atomics (the shim is std outside loom) with no
+// padding (asserted above), valid for every bit pattern, no pointers, no Drop.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for RawLock {}
+
+impl fmt::Debug for RawLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawLock")
+            .field("owner", &self.owner_pid())
+            .field("owner_deaths", &self.owner_deaths())
+            .finish()
+    }
+}
+
+impl Default for RawLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawLock {
+    /// An unlocked lock (all zeroes, as a fresh segment is).
+    #[cfg(not(shmproc_loom))]
+    pub const fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            deaths: AtomicU32::new(0),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// An unlocked lock (all zeroes, as a fresh segment is).
+    #[cfg(shmproc_loom)]
+    pub fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            deaths: AtomicU32::new(0),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// The pid of the process holding the lock, if it is held.
+    pub fn owner_pid(&self) -> Option<u32> {
+        match self.word.load(Ordering::Relaxed) & PID_MASK {
+            0 => None,
+            p => Some(p),
+        }
+    }
+
+    /// Whether the lock is held (by anyone).
+    pub fn is_locked(&self) -> bool {
+        self.owner_pid().is_some()
+    }
+
+    /// How many times a dead owner's lock was taken over (wrapping). This is
+    /// how the [`lock_api`] path, which cannot report [`OwnerDied`], makes
+    /// owner deaths observable.
+    pub fn owner_deaths(&self) -> u32 {
+        self.deaths.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn record_owner(&self) {
+        self.owner.store(owner::my_record(), Ordering::Relaxed);
+    }
+
+    /// Attempts the uncontended acquisition once.
+    #[inline]
+    fn fast(&self, me: u32) -> bool {
+        let cur = self.word.load(Ordering::Relaxed);
+        cur & PID_MASK == 0
+            && self
+                .word
+                // Acquire: pairs with the Release CAS in `release_raw`, so the
+                // previous holder's writes are visible to us.
+                .compare_exchange(
+                    cur,
+                    (cur & GEN_MASK) | me,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Tries to take the lock over from the dead owner seen in `observed`.
+    fn take_over(&self, observed: u32, me: u32) -> Option<Acquired> {
+        let dead = observed & PID_MASK;
+        let generation = (observed & GEN_MASK).wrapping_add(GEN_ONE) & GEN_MASK;
+        // Keep the waiters bit: other waiters may be asleep.
+        let new = generation | me | WAITERS;
+        self.word
+            // Acquire: pairs with whatever Release the dead owner managed; the
+            // protected data may still be half-written (hence OwnerDied).
+            .compare_exchange(observed, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.deaths.fetch_add(1, Ordering::Relaxed);
+        self.record_owner();
+        Some(Acquired::FromDead(dead))
+    }
+
+    /// Whether the owner in `word` is dead (a `/proc` read: slow path only).
+    fn owner_dead(&self, word: u32) -> bool {
+        let pid = word & PID_MASK;
+        pid != 0 && !owner::owner_alive(pid, self.owner.load(Ordering::Relaxed))
+    }
+
+    /// Acquires, waiting until `deadline`; `None` when it expired.
+    /// A deadline that is already expired makes this a `try`, which still
+    /// checks once whether a holder is dead.
+    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Option<Acquired> {
+        let me = owner::my_pid();
+        if self.fast(me) {
+            self.record_owner();
+            return Some(Acquired::Clean);
+        }
+        self.acquire_slow(me, deadline)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, me: u32, deadline: Deadline) -> Option<Acquired> {
+        let mut spins = 0;
+        let mut slept = false;
+        let mut checked_try = false;
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if cur & PID_MASK == 0 {
+                // After sleeping we cannot know whether others sleep too: keep
+                // the waiters bit set so our release wakes them.
+                let new = (cur & GEN_MASK) | me | if slept { WAITERS } else { 0 };
+                if self
+                    .word
+                    // Acquire: pairs with the Release CAS in `release_raw`.
+                    .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record_owner();
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            if deadline.expired() {
+                // A `try` (or a timeout) still takes over from a dead owner,
+                // so polling callers cannot hang on a crashed holder.
+                if !checked_try && self.owner_dead(cur) {
+                    if let Some(a) = self.take_over(cur, me) {
+                        return Some(a);
+                    }
+                    checked_try = true;
+                    continue;
+                }
+                return None;
+            }
+            if spins < SPIN_LIMIT && cur & WAITERS == 0 {
+                spins += 1;
+                spin_loop();
+                continue;
+            }
+            if cur & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let Some(slice) = deadline.slice(SLICE) else {
+                continue; // expired: handled at the top
+            };
+            slept = true;
+            if futex::wait(&self.word, cur | WAITERS, slice) == Wake::SliceElapsed
+                && self.owner_dead(cur | WAITERS)
+            {
+                if let Some(a) = self.take_over(cur | WAITERS, me) {
+                    return Some(a);
+                }
+            }
+        }
+    }
+
+    /// Releases without any ownership check. Returns `false` when it was not locked.
+    pub(crate) fn release_raw(&self) -> bool {
+        self.owner.store(0, Ordering::Relaxed);
+        let mut cur = self.word.load(Ordering::Relaxed);
+        loop {
+            if cur & PID_MASK == 0 {
+                return false;
+            }
+            match self.word.compare_exchange_weak(
+                cur,
+                cur & GEN_MASK,
+                // Release: pairs with the Acquire CAS of the next acquirer.
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur & WAITERS != 0 {
+            futex::wake(&self.word, 1);
+        }
+        true
+    }
+
+    /// The futex word, for tests of corrupt states.
+    #[doc(hidden)]
+    pub fn word_for_tests(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    // ---- Python-style API -------------------------------------------------
+
+    /// Blocks until the lock is acquired (Python's `acquire()`).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] when the lock was taken over from a dead owner: the lock
+    /// is held all the same.
+    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
+        match self.acquire_until(Deadline::NEVER) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
+            None => unreachable!("an infinite deadline never expires"),
+        }
+    }
+
+    /// Acquires if free (Python's `acquire(block=False)`). Checks once
+    /// whether the holder is dead, reading `/proc` when the lock is held.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] when held by a live owner;
+    /// [`TryLockError::OwnerDied`] when taken over from a dead one (held).
+    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
+        let me = owner::my_pid();
+        if self.fast(me) {
+            self.record_owner();
+            return Ok(());
+        }
+        match self.acquire_slow(me, Deadline::after(Duration::ZERO)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Acquires, waiting at most `timeout` (Python's `acquire(timeout=t)`).
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`], or [`LockTimeoutError::OwnerDied`]
+    /// (held).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
+        match self.acquire_until(Deadline::after(timeout)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases the lock (Python's `release()`). As in Python, any thread or
+    /// process may release a `Lock`, not only the one that acquired it.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotLocked`] when it is not held.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if self.release_raw() {
+            Ok(())
+        } else {
+            Err(ReleaseError::NotLocked)
+        }
+    }
+
+    // ---- Guards --------------------------------------------------------------
+
+    /// Blocks until the lock is acquired; the guard releases it on drop.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) when taken over from a dead owner.
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        match self.acquire() {
+            Ok(()) => Ok(LockGuard::new(self)),
+            Err(e) => Err(e.map(|()| LockGuard::new(self))),
+        }
+    }
+
+    /// Acquires if free; see [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire), with the guard.
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        self.try_acquire()
+            .map(|()| LockGuard::new(self))
+            .map_err(|e| e.map(|()| LockGuard::new(self)))
+    }
+
+    /// Acquires, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout), with the guard.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+        self.acquire_timeout(timeout)
+            .map(|()| LockGuard::new(self))
+            .map_err(|e| e.map(|()| LockGuard::new(self)))
+    }
+}
+
+/// Holds a [`RawLock`] (of a [`Lock`](crate::Lock), [`Value`](crate::Value),
+/// ...); releases it on drop.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a RawLock,
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+impl<'a> LockGuard<'a> {
+    fn new(lock: &'a RawLock) -> Self {
+        Self {
+            lock,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// The lock this guard holds.
+    pub fn raw(&self) -> &'a RawLock {
+        self.lock
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.release_raw();
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", self.lock)
+            .finish()
+    }
+}
+
+/// `lock_api` support: `lock_api::Mutex<RawLock, T>` and friends work, with
+/// one honest difference: [`lock_api::RawMutex::lock`] cannot report
+/// [`OwnerDied`], so on that path taking over a dead owner's lock simply
+/// acquires it. The take-over is still counted in
+/// [`RawLock::owner_deaths`], which callers can compare before and after.
+/// (A `lock_api::Mutex` never goes into a segment: it is not `repr(C)`; use
+/// [`Value`](crate::Value) for data shared between processes.)
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+// SAFETY: the lock is exclusive: `acquire_until` returns only after a CAS
+// that installs this process's pid into a word whose pid field was 0 (or
+// that of a dead process), and `unlock` is only called by the holder (the
+// trait's contract).
+unsafe impl lock_api::RawMutex for RawLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = RawLock::new();
+    type GuardMarker = lock_api::GuardSend;
+
+    fn lock(&self) {
+        let _ = self.acquire_until(Deadline::NEVER);
+    }
+
+    fn try_lock(&self) -> bool {
+        matches!(self.try_acquire(), Ok(()) | Err(TryLockError::OwnerDied(_)))
+    }
+
+    unsafe fn unlock(&self) {
+        self.release_raw();
+    }
+
+    fn is_locked(&self) -> bool {
+        RawLock::is_locked(self)
+    }
+}
+
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+// SAFETY: as for `RawMutex`; `try_lock_for` waits at most the given duration.
+unsafe impl lock_api::RawMutexTimed for RawLock {
+    type Duration = Duration;
+    type Instant = std::time::Instant;
+
+    fn try_lock_for(&self, timeout: Duration) -> bool {
+        self.acquire_until(Deadline::after(timeout)).is_some()
+    }
+
+    fn try_lock_until(&self, deadline: std::time::Instant) -> bool {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.try_lock_for(left)
+    }
+}
+
+/// A `lock_api::GetThreadId` that is unique across processes
+/// (`pid << 32 | tid`), for `lock_api::ReentrantMutex<RawLock, ShmThreadId, T>`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShmThreadId;
+
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+// SAFETY: tids are unique among the live threads of a pid namespace and never
+// 0, so `pid << 32 | tid` is non-zero and unique among live threads of all
+// processes; it is refreshed after fork (the tid cache is keyed by pid).
+unsafe impl lock_api::GetThreadId for ShmThreadId {
+    const INIT: Self = ShmThreadId;
+
+    fn nonzero_thread_id(&self) -> std::num::NonZeroUsize {
+        let id = (u64::from(owner::my_pid()) << 32) | u64::from(owner::my_tid());
+        std::num::NonZeroUsize::new(id as usize).expect("a tid is never 0")
+    }
+}

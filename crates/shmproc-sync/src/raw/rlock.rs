@@ -1,0 +1,311 @@
+//! [`RawRLock`]: the recursive lock, owned by one thread of one process.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use shmproc_shm::sync::{AtomicU32, Ordering};
+
+use super::lock::{Acquired, RawLock};
+use crate::error::{LockResult, LockTimeoutError, OwnerDied, ReleaseError, TryLockError};
+use crate::futex::Deadline;
+use crate::owner;
+
+/// A recursive interprocess lock, laid out for shared memory: the state of
+/// an [`RLock`](crate::RLock) (and of a [`Condition`](crate::Condition)'s
+/// default lock).
+///
+/// The owner is one thread (pid and tid); it may acquire again, and only it
+/// may release. If the owning **process** dies, the next acquirer takes the
+/// lock over with [`OwnerDied`] and a recursion level of 1. A thread that
+/// exits while its process lives keeps the lock held, as in Python.
+///
+/// # Layout (`repr(C)`, 24 bytes, align 8)
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `lock: RawLock` | the process-level lock (see [`RawLock`]) |
+/// | 16 | `owner_tid: AtomicU32` | tid of the owning thread, 0 when free |
+/// | 20 | `count: AtomicU32` | recursion level, written only by the owner |
+#[repr(C)]
+pub struct RawRLock {
+    lock: RawLock,
+    owner_tid: AtomicU32,
+    count: AtomicU32,
+}
+
+#[cfg(not(shmproc_loom))]
+const _: () = {
+    assert!(std::mem::size_of::<RawRLock>() == 24);
+    assert!(std::mem::offset_of!(RawRLock, lock) == 0);
+    assert!(std::mem::offset_of!(RawRLock, owner_tid) == 16);
+    assert!(std::mem::offset_of!(RawRLock, count) == 20);
+};
+
+// SAFETY: repr(C) of a ShmSafe RawLock and two std atomics, no padding
+// (asserted above), valid for every bit pattern, no pointers, no Drop.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for RawRLock {}
+
+impl fmt::Debug for RawRLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawRLock")
+            .field("owner_pid", &self.lock.owner_pid())
+            .field("owner_tid", &self.owner_tid.load(Ordering::Relaxed))
+            .field("count", &self.count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for RawRLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawRLock {
+    /// An unlocked recursive lock (all zeroes).
+    #[cfg(not(shmproc_loom))]
+    pub const fn new() -> Self {
+        Self {
+            lock: RawLock::new(),
+            owner_tid: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    /// An unlocked recursive lock (all zeroes).
+    #[cfg(shmproc_loom)]
+    pub fn new() -> Self {
+        Self {
+            lock: RawLock::new(),
+            owner_tid: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    /// The process-level lock inside (the non-recursive flavour of a
+    /// condition uses it alone).
+    pub(crate) fn inner(&self) -> &RawLock {
+        &self.lock
+    }
+
+    /// Whether the calling thread holds the lock.
+    pub fn is_owned(&self) -> bool {
+        self.lock.owner_pid() == Some(owner::my_pid())
+            && self.owner_tid.load(Ordering::Relaxed) == owner::my_tid()
+    }
+
+    /// Whether anyone holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_locked()
+    }
+
+    /// The recursion level when the calling thread holds the lock, else 0.
+    pub fn recursion_count(&self) -> u32 {
+        if self.is_owned() {
+            self.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// How many times a dead owner's lock was taken over (wrapping).
+    pub fn owner_deaths(&self) -> u32 {
+        self.lock.owner_deaths()
+    }
+
+    /// Acquires (recursively when already owned) until `deadline`.
+    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Option<Acquired> {
+        if self.is_owned() {
+            let c = self.count.load(Ordering::Relaxed);
+            // A corrupt 0 while we own the word: we are at least at level 1.
+            let c = c.max(1);
+            let next = c
+                .checked_add(1)
+                .expect("RLock recursion level overflowed u32::MAX");
+            self.count.store(next, Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let a = self.lock.acquire_until(deadline)?;
+        self.owner_tid.store(owner::my_tid(), Ordering::Relaxed);
+        self.count.store(1, Ordering::Relaxed);
+        Some(a)
+    }
+
+    /// Releases every level at once; returns the level to restore
+    /// (`Condition::wait`). The caller owns the lock.
+    pub(crate) fn release_all(&self) -> u32 {
+        let c = self.count.load(Ordering::Relaxed).max(1);
+        self.count.store(0, Ordering::Relaxed);
+        self.owner_tid.store(0, Ordering::Relaxed);
+        self.lock.release_raw();
+        c
+    }
+
+    /// Re-acquires at recursion level `level` (after [`release_all`](Self::release_all)).
+    pub(crate) fn restore(&self, level: u32, deadline: Deadline) -> Option<Acquired> {
+        let a = self.lock.acquire_until(deadline)?;
+        self.owner_tid.store(owner::my_tid(), Ordering::Relaxed);
+        self.count.store(level.max(1), Ordering::Relaxed);
+        Some(a)
+    }
+
+    /// Blocks until acquired, or re-acquired by the owner (Python's `acquire()`).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] when taken over from a dead owner (held, level 1).
+    ///
+    /// # Panics
+    /// If the recursion level would exceed `u32::MAX`.
+    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
+        match self.acquire_until(Deadline::NEVER) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
+            None => unreachable!("an infinite deadline never expires"),
+        }
+    }
+
+    /// Acquires if free or owned by the caller.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`] (held).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
+        match self.acquire_until(Deadline::after(Duration::ZERO)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Acquires, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`] (held).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
+        match self.acquire_until(Deadline::after(timeout)) {
+            Some(Acquired::Clean) => Ok(()),
+            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases one level; the lock is free when the level reaches 0.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotLocked`] when free, [`ReleaseError::NotOwner`] when
+    /// another thread owns it.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        let Some(pid) = self.lock.owner_pid() else {
+            return Err(ReleaseError::NotLocked);
+        };
+        let tid = self.owner_tid.load(Ordering::Relaxed);
+        if pid != owner::my_pid() || tid != owner::my_tid() {
+            return Err(ReleaseError::NotOwner {
+                owner_pid: pid,
+                owner_tid: tid,
+            });
+        }
+        match self.count.load(Ordering::Relaxed) {
+            0 => {
+                self.release_all();
+                Err(ReleaseError::Corrupt {
+                    what: "RLock owned with a recursion level of 0",
+                })
+            }
+            1 => {
+                self.release_all();
+                Ok(())
+            }
+            c => {
+                self.count.store(c - 1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Blocks until acquired; the guard releases one level on drop.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        match self.acquire() {
+            Ok(()) => Ok(RLockGuard::new(self)),
+            Err(e) => Err(e.map(|()| RLockGuard::new(self))),
+        }
+    }
+
+    /// Acquires if free or owned by the caller.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire), with the guard.
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
+        self.try_acquire()
+            .map(|()| RLockGuard::new(self))
+            .map_err(|e| e.map(|()| RLockGuard::new(self)))
+    }
+
+    /// Acquires, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout), with the guard.
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+        self.acquire_timeout(timeout)
+            .map(|()| RLockGuard::new(self))
+            .map_err(|e| e.map(|()| RLockGuard::new(self)))
+    }
+}
+
+/// Holds one level of a [`RawRLock`]; releases it on drop. Not `Send`: only
+/// the owning thread may release.
+#[must_use = "the lock level is released when the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RawRLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RLockGuard<'a> {
+    fn new(lock: &'a RawRLock) -> Self {
+        Self {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The lock this guard holds a level of.
+    pub fn raw(&self) -> &'a RawRLock {
+        self.lock
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard")
+            .field("lock", self.lock)
+            .finish()
+    }
+}

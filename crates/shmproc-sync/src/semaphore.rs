@@ -1,0 +1,331 @@
+//! [`Semaphore`], [`BoundedSemaphore`] and [`Event`].
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use shmproc_shm::SegmentKind;
+
+use crate::error::{ReleaseError, SyncError, Timeout, WouldBlock};
+use crate::handle::{Handle, Place, fixed_layout, fixed_options, segment_accessors};
+use crate::raw::{RawEvent, RawSemaphore};
+
+const UNBOUNDED: u32 = u32::MAX;
+
+/// An interprocess counting semaphore (Python's `multiprocessing.Semaphore`).
+///
+/// The segment holds one [`RawSemaphore`] (16 bytes). Releasing past
+/// `u32::MAX - 1` is [`ReleaseError::TooManyReleases`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sem = shmproc_sync::Semaphore::new(1)?;
+/// sem.acquire();
+/// assert!(sem.try_acquire().is_err());
+/// sem.release()?;
+/// assert_eq!(sem.get_value(), 1);
+/// # Ok(()) }
+/// ```
+pub struct Semaphore {
+    h: Handle<RawSemaphore>,
+    max: u32,
+}
+
+/// A semaphore that refuses to be released above its initial value (Python's
+/// `multiprocessing.BoundedSemaphore`): over-release is
+/// [`ReleaseError::TooManyReleases`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sem = shmproc_sync::BoundedSemaphore::new(1)?;
+/// assert!(sem.release().is_err()); // already at its bound
+/// # Ok(()) }
+/// ```
+pub struct BoundedSemaphore {
+    h: Handle<RawSemaphore>,
+    max: u32,
+}
+
+macro_rules! semaphore_common {
+    ($ty:ident, $kind:expr, $what:expr) => {
+        impl $ty {
+            fn create_at(place: Place<'_>, value: u32, max: u32) -> Result<Self, SyncError> {
+                let h = Handle::create(
+                    place,
+                    $what,
+                    fixed_layout::<RawSemaphore>($kind),
+                    |s: &RawSemaphore, _| {
+                        s.init(value, max);
+                        Ok(())
+                    },
+                )?;
+                Ok(Self { h, max })
+            }
+
+            fn from_handle(h: Handle<RawSemaphore>) -> Result<Self, SyncError> {
+                // The bound is read once here and trusted from then on.
+                let max = h.state().stored_max();
+                if $kind == SegmentKind::SEMAPHORE && max != UNBOUNDED {
+                    return Err(SyncError::Corrupt {
+                        name: h.segment().label().to_owned(),
+                        what: "the bound of an unbounded semaphore",
+                        found: u64::from(max),
+                    });
+                }
+                Ok(Self { h, max })
+            }
+
+            /// Opens the semaphore named `name`.
+            ///
+            /// # Errors
+            /// [`SyncError::Segment`] (not found, wrong kind, ...), or
+            /// [`SyncError::Corrupt`].
+            pub fn open(name: &str) -> Result<Self, SyncError> {
+                Self::from_handle(Handle::open(
+                    Some(name),
+                    None,
+                    $what,
+                    fixed_options::<RawSemaphore>($kind),
+                )?)
+            }
+
+            /// Opens the semaphore behind `fd`.
+            ///
+            /// # Errors
+            /// As [`open`](Self::open).
+            pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+                Self::from_handle(Handle::open(
+                    None,
+                    Some(fd),
+                    $what,
+                    fixed_options::<RawSemaphore>($kind),
+                )?)
+            }
+
+            /// The current value (Python's `get_value()`).
+            pub fn get_value(&self) -> u32 {
+                self.h.state().get_value()
+            }
+
+            /// Blocks until the value is positive, then decrements it.
+            pub fn acquire(&self) {
+                self.h.state().acquire();
+            }
+
+            /// Decrements if positive (Python's `acquire(False)`).
+            ///
+            /// # Errors
+            /// [`WouldBlock`] when the value is 0.
+            #[doc(alias = "acquire_nowait")]
+            pub fn try_acquire(&self) -> Result<(), WouldBlock> {
+                self.h.state().try_acquire()
+            }
+
+            /// Decrements, waiting at most `timeout` (Python's `acquire(timeout=t)`).
+            ///
+            /// # Errors
+            /// [`Timeout`].
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
+                self.h.state().acquire_timeout(timeout)
+            }
+
+            /// Increments the value and wakes one waiter.
+            ///
+            /// # Errors
+            /// [`ReleaseError::TooManyReleases`] at the bound.
+            pub fn release(&self) -> Result<(), ReleaseError> {
+                self.h.state().release_bounded(self.max)
+            }
+
+            /// The shared state.
+            pub fn raw(&self) -> &RawSemaphore {
+                self.h.state()
+            }
+        }
+
+        segment_accessors!($ty);
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("segment", &self.h)
+                    .field("value", &self.get_value())
+                    .field("max", &self.max)
+                    .finish()
+            }
+        }
+    };
+}
+
+semaphore_common!(Semaphore, SegmentKind::SEMAPHORE, "Semaphore");
+semaphore_common!(
+    BoundedSemaphore,
+    SegmentKind::BOUNDED_SEMAPHORE,
+    "BoundedSemaphore"
+);
+
+impl Semaphore {
+    /// A new semaphore holding `value`, in an anonymous segment.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new(value: u32) -> Result<Self, SyncError> {
+        Self::create_at(Place::Anonymous, value.min(UNBOUNDED - 1), UNBOUNDED)
+    }
+
+    /// A new semaphore holding `value`, in the named segment `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create(name: &str, value: u32) -> Result<Self, SyncError> {
+        Self::create_at(Place::Named(name), value.min(UNBOUNDED - 1), UNBOUNDED)
+    }
+}
+
+impl BoundedSemaphore {
+    /// A new bounded semaphore holding `value` (also its bound), anonymous.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new(value: u32) -> Result<Self, SyncError> {
+        Self::create_at(Place::Anonymous, value, value)
+    }
+
+    /// A new bounded semaphore holding `value` (also its bound), named `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create(name: &str, value: u32) -> Result<Self, SyncError> {
+        Self::create_at(Place::Named(name), value, value)
+    }
+
+    /// The bound (the initial value).
+    pub fn max_value(&self) -> u32 {
+        self.max
+    }
+}
+
+/// An interprocess event (Python's `multiprocessing.Event`): a flag that
+/// processes set, clear, and wait for.
+///
+/// The segment holds one [`RawEvent`] (8 bytes).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let ev = shmproc_sync::Event::new()?;
+/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// ev.set();
+/// assert!(ev.wait_timeout(Duration::from_secs(1)));
+/// # Ok(()) }
+/// ```
+pub struct Event {
+    h: Handle<RawEvent>,
+}
+
+impl Event {
+    const WHAT: &'static str = "Event";
+
+    fn create_at(place: Place<'_>) -> Result<Self, SyncError> {
+        let h = Handle::create(
+            place,
+            Self::WHAT,
+            fixed_layout::<RawEvent>(SegmentKind::EVENT),
+            |_, _| Ok(()),
+        )?;
+        Ok(Self { h })
+    }
+
+    /// A new clear event in an anonymous segment.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new() -> Result<Self, SyncError> {
+        Self::create_at(Place::Anonymous)
+    }
+
+    /// A new clear event in the named segment `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create(name: &str) -> Result<Self, SyncError> {
+        Self::create_at(Place::Named(name))
+    }
+
+    /// Opens the event named `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let h = Handle::open(
+            Some(name),
+            None,
+            Self::WHAT,
+            fixed_options::<RawEvent>(SegmentKind::EVENT),
+        )?;
+        Ok(Self { h })
+    }
+
+    /// Opens the event behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let h = Handle::open(
+            None,
+            Some(fd),
+            Self::WHAT,
+            fixed_options::<RawEvent>(SegmentKind::EVENT),
+        )?;
+        Ok(Self { h })
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.h.state().is_set()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.h.state().set();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.h.state().clear();
+    }
+
+    /// Blocks until the flag is set.
+    pub fn wait(&self) {
+        self.h.state().wait();
+    }
+
+    /// Waits at most `timeout`; returns whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.h.state().wait_timeout(timeout)
+    }
+
+    /// Returns whether the flag is set, without waiting.
+    pub fn try_wait(&self) -> bool {
+        self.h.state().try_wait()
+    }
+
+    /// The shared state.
+    pub fn raw(&self) -> &RawEvent {
+        self.h.state()
+    }
+}
+
+segment_accessors!(Event);
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("segment", &self.h)
+            .field("set", &self.is_set())
+            .finish()
+    }
+}

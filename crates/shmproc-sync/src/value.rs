@@ -1,0 +1,1066 @@
+//! Shared values: [`Value`] and [`Array`] (with a lock), [`RawValue`] and
+//! [`RawArray`] (without), Python's `multiprocessing.sharedctypes`.
+//!
+//! # Layout
+//! ```text
+//! Value<T> / Array<T> payload:          RawValue<T> / RawArray<T> payload:
+//!  0        16         data_off          0
+//!  +--------+----------+---------------+ +-------------------------+
+//!  |RawLock | pad (0)  | T or [T; len] | | T or [T; len]           |
+//!  +--------+----------+---------------+ +-------------------------+
+//! data_off = max(16, align_of::<T>())   (T aligned to at most 128)
+//! ```
+//! The lock and a small value share a cache line, so a contended counter
+//! moves one line per increment.
+
+#![allow(unsafe_code)] // Copies Pod data in and out of the mapping and lends it out under the lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use shmproc_shm::{
+    IndexError, Offset, OpenOptions, Segment, SegmentError, SegmentKind, SegmentLayout, TypeSpec,
+};
+
+use crate::error::{LockResult, LockTimeoutError, SetStrError, SyncError, TryLockError};
+use crate::handle::{Place, segment_accessors};
+use crate::raw::{LockGuard, RawLock};
+
+/// Where the data starts in a locked value's payload.
+const fn data_off<T>() -> usize {
+    let a = align_of::<T>();
+    if a > size_of::<RawLock>() {
+        a
+    } else {
+        size_of::<RawLock>()
+    }
+}
+
+const fn check_type<T>() {
+    assert!(
+        align_of::<T>() <= shmproc_shm::DATA_OFFSET,
+        "types aligned to more than 128 bytes cannot be placed in a segment"
+    );
+}
+
+/// A segment holding an optional lock at the payload start and `len` `T`s.
+struct DataSeg<T> {
+    seg: Segment,
+    lock: Option<NonNull<RawLock>>,
+    data: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the data is only copied in and out through raw pointers or lent
+// under the lock; `T: Pod` is plain data; `RawLock` is atomics only.
+unsafe impl<T: Pod + Send> Send for DataSeg<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Sync> Sync for DataSeg<T> {}
+
+impl<T: Pod> DataSeg<T> {
+    fn off(locked: bool) -> usize {
+        if locked { data_off::<T>() } else { 0 }
+    }
+
+    fn payload(locked: bool, len: u64) -> Option<u64> {
+        len.checked_mul(size_of::<T>() as u64)?
+            .checked_add(Self::off(locked) as u64)
+    }
+
+    fn kind(locked: bool, array: bool) -> SegmentKind {
+        match (locked, array) {
+            (true, false) => SegmentKind::VALUE,
+            (true, true) => SegmentKind::ARRAY,
+            (false, false) => SegmentKind::RAW_VALUE,
+            (false, true) => SegmentKind::RAW_ARRAY,
+        }
+    }
+
+    fn spec(array: bool, len: usize) -> TypeSpec {
+        let spec = TypeSpec::of::<T>();
+        if array {
+            spec.with_capacity(len as u64)
+        } else {
+            spec
+        }
+    }
+
+    fn create(
+        place: Place<'_>,
+        what: &str,
+        locked: bool,
+        array: bool,
+        len: usize,
+        fill: impl Fn(usize) -> T,
+    ) -> Result<Self, SyncError> {
+        const { check_type::<T>() };
+        if array && len == 0 {
+            return Err(SyncError::InvalidArgument(format!("{what} of length 0")));
+        }
+        let payload = Self::payload(locked, len as u64).ok_or_else(|| {
+            SyncError::InvalidArgument(format!("{what} of {len} elements is too large"))
+        })?;
+        let layout = SegmentLayout::new(Self::kind(locked, array), Self::spec(array, len), payload);
+        let err = |source| SyncError::Segment {
+            op: "create",
+            what: what.to_owned(),
+            source: Box::new(source),
+        };
+        let pending = match place {
+            Place::Named(n) => Segment::create(n, &layout),
+            Place::Anonymous => Segment::create_anonymous(&layout),
+        }
+        .map_err(err)?;
+        let ds = Self::attach(pending.segment(), what, locked, len)?;
+        for i in 0..len {
+            // SAFETY: `i < len`, and `attach` resolved `len` elements in bounds.
+            let p = unsafe { ds.0.as_ptr().add(i) };
+            // SAFETY: in bounds, aligned, writable, not yet visible to anyone
+            // (unpublished); `T: Pod` has no drop.
+            unsafe { p.write(fill(i)) };
+        }
+        let (data, lock) = ds;
+        Ok(Self {
+            seg: pending.publish(),
+            lock,
+            data,
+            len,
+        })
+    }
+
+    /// Resolves the lock and the data with bounds and alignment checks.
+    fn attach(
+        seg: &Segment,
+        what: &str,
+        locked: bool,
+        len: usize,
+    ) -> Result<(NonNull<T>, Option<NonNull<RawLock>>), SyncError> {
+        let truncated = || SyncError::Segment {
+            op: "open",
+            what: what.to_owned(),
+            source: Box::new(SegmentError::Truncated {
+                name: seg.label().to_owned(),
+                len: seg.len() as u64,
+                needed: Self::payload(locked, len as u64)
+                    .and_then(|p| p.checked_add(shmproc_shm::DATA_OFFSET as u64))
+                    .unwrap_or(u64::MAX),
+            }),
+        };
+        let lock = if locked {
+            Some(
+                seg.resolve(Offset::<RawLock>::in_payload(0))
+                    .map_err(|_| truncated())?,
+            )
+        } else {
+            None
+        };
+        let data = seg
+            .resolve_slice(Offset::<T>::in_payload(Self::off(locked) as u64), len)
+            .map_err(|_| truncated())?
+            .cast::<T>();
+        Ok((data, lock))
+    }
+
+    fn open(
+        name: Option<&str>,
+        fd: Option<OwnedFd>,
+        what: &str,
+        locked: bool,
+        array: bool,
+        want_len: Option<usize>,
+    ) -> Result<Self, SyncError> {
+        const { check_type::<T>() };
+        let payload: fn(u64) -> Option<u64> = match (locked, array) {
+            (true, true) => |c| DataSeg::<T>::payload(true, c),
+            (false, true) => |c| DataSeg::<T>::payload(false, c),
+            (true, false) => |_| DataSeg::<T>::payload(true, 1),
+            (false, false) => |_| DataSeg::<T>::payload(false, 1),
+        };
+        let mut opts =
+            OpenOptions::new(Self::kind(locked, array), TypeSpec::of::<T>()).payload_len(payload);
+        if let Some(l) = want_len {
+            opts = opts.capacity(l as u64);
+        }
+        let seg = match (name, fd) {
+            (Some(n), _) => opts.open(n),
+            (None, Some(fd)) => opts.open_fd(fd),
+            (None, None) => unreachable!("a name or an fd"),
+        }
+        .map_err(|source| SyncError::Segment {
+            op: "open",
+            what: what.to_owned(),
+            source: Box::new(source),
+        })?;
+        let len = if array {
+            usize::try_from(seg.capacity()).map_err(|_| SyncError::Corrupt {
+                name: seg.label().to_owned(),
+                what: "the array length",
+                found: seg.capacity(),
+            })?
+        } else {
+            1
+        };
+        let (data, lock) = Self::attach(&seg, what, locked, len)?;
+        Ok(Self {
+            seg,
+            lock,
+            data,
+            len,
+        })
+    }
+
+    fn lock(&self) -> &RawLock {
+        let p = self.lock.expect("a locked value has a lock");
+        // SAFETY: resolved with bounds and alignment checks in `attach`; the
+        // mapping lives as long as `self.seg`; `RawLock` is atomics only.
+        unsafe { p.as_ref() }
+    }
+
+    fn check(&self, start: usize, n: usize) -> Result<(), IndexError> {
+        match start.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            end => Err(IndexError {
+                start,
+                end: end.unwrap_or(usize::MAX),
+                len: self.len,
+            }),
+        }
+    }
+
+    fn read(&self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: `i < len`: inside the range resolved at open.
+        let p = unsafe { self.data.as_ptr().add(i) };
+        // SAFETY: in bounds and aligned; `T: Pod` is valid for any bits another
+        // process wrote. Volatile: other processes write behind the compiler's back.
+        Some(unsafe { p.read_volatile() })
+    }
+
+    fn write(&self, i: usize, v: T) -> Result<(), IndexError> {
+        self.check(i, 1)?;
+        // SAFETY: `i < len` (checked): inside the range resolved at open.
+        let p = unsafe { self.data.as_ptr().add(i) };
+        // SAFETY: in bounds, aligned, writable; `T: Pod` has no drop glue.
+        unsafe { p.write_volatile(v) };
+        Ok(())
+    }
+
+    fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), IndexError> {
+        self.check(start, out.len())?;
+        // SAFETY: `start + out.len() <= len` (checked): inside the resolved range.
+        let src = unsafe { self.data.as_ptr().add(start) };
+        // SAFETY: `src` valid for `out.len()` reads, `out` for as many writes;
+        // a local buffer never overlaps the mapping; `T: Pod`.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    fn write_from(&self, start: usize, values: &[T]) -> Result<(), IndexError> {
+        self.check(start, values.len())?;
+        // SAFETY: `start + values.len() <= len` (checked): inside the resolved range.
+        let dst = unsafe { self.data.as_ptr().add(start) };
+        // SAFETY: `dst` valid for `values.len()` writes, `values` for as many
+        // reads; no overlap (local vs mapping); `T: Pod`.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), dst, values.len()) };
+        Ok(())
+    }
+
+    fn to_vec(&self) -> Vec<T> {
+        let mut v = vec![T::zeroed(); self.len];
+        self.read_into(0, &mut v)
+            .expect("the whole range is in bounds");
+        v
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn segment_mut(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+}
+
+impl<T> fmt::Debug for DataSeg<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.seg.label())
+    }
+}
+
+/// Lets the caller pair any result with a guard type conversion.
+fn map_lock<'a, G>(r: LockResult<LockGuard<'a>>, f: impl Fn(LockGuard<'a>) -> G) -> LockResult<G> {
+    match r {
+        Ok(g) => Ok(f(g)),
+        Err(e) => Err(e.map(f)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A `Pod` value in shared memory with a lock (Python's
+/// `multiprocessing.Value`), openable by name from any process.
+///
+/// Access goes through the lock: [`lock`](Self::lock) returns a guard that
+/// dereferences to `T`; [`load`](Self::load) / [`store`](Self::store) copy the
+/// whole value under the lock. [`get_lock`](Self::get_lock) is the lock
+/// itself. If a holder dies mid-update, the next locker gets
+/// [`OwnerDied`](crate::OwnerDied) (with the guard): the value may be half-written.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_sync::Value;
+/// let name = shmproc_shm::SegmentName::unique("doc-value");
+/// let counter = Value::create(name.as_str(), 0u64)?;
+/// let other = Value::<u64>::open(name.as_str())?; // any process
+/// *other.lock().expect("no holder died") += 1;
+/// assert_eq!(counter.load()?, 1);
+/// assert!(Value::<u32>::open(name.as_str()).is_err()); // wrong type
+/// # Ok(()) }
+/// ```
+pub struct Value<T> {
+    h: DataSeg<T>,
+}
+
+/// Holds a [`Value`]'s lock and dereferences to the value in place.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ValueGuard<'a, T> {
+    _lock: LockGuard<'a>,
+    data: NonNull<T>,
+    _t: PhantomData<&'a mut T>,
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the value's lock is held for the guard's lifetime, and every
+        // accessor of a `Value`'s data takes that lock, so no other thread or
+        // process writes it now; in bounds and aligned (checked at open);
+        // `T: Pod` is valid for any bits.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this borrow unique.
+        unsafe { self.data.as_mut() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&**self).finish()
+    }
+}
+
+impl<T: Pod> Value<T> {
+    const WHAT: &'static str = "Value";
+
+    /// A new value in an anonymous segment.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn new(value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, true, false, 1, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new value in the named segment `name`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn create(name: &str, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, true, false, 1, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the value named `name`, which must hold a `T`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`]: not found, `WrongKind`, `WrongType`, ...
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, true, false, None)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the value behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let h = DataSeg::open(None, Some(fd), Self::WHAT, true, false, None)?;
+        Ok(Self { h })
+    }
+
+    /// The lock guarding the value (Python's `get_lock()`).
+    pub fn get_lock(&self) -> &RawLock {
+        self.h.lock()
+    }
+
+    fn guard<'a>(&'a self) -> impl Fn(LockGuard<'a>) -> ValueGuard<'a, T> {
+        |g| ValueGuard {
+            _lock: g,
+            data: self.h.data,
+            _t: PhantomData,
+        }
+    }
+
+    /// Locks and returns a guard to the value.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) (holding the guard).
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        map_lock(self.h.lock().lock(), self.guard())
+    }
+
+    /// Locks if free.
+    ///
+    /// # Errors
+    /// [`TryLockError`], with the guard for `OwnerDied`.
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
+        let f = self.guard();
+        self.h.lock().try_lock().map(&f).map_err(|e| e.map(&f))
+    }
+
+    /// Locks, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        let f = self.guard();
+        self.h
+            .lock()
+            .lock_timeout(timeout)
+            .map(&f)
+            .map_err(|e| e.map(&f))
+    }
+
+    /// A copy of the value, read under the lock (Python's `.value`).
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) carrying the value read.
+    pub fn load(&self) -> LockResult<T> {
+        match self.lock() {
+            Ok(g) => Ok(*g),
+            Err(e) => Err(e.map(|g| *g)),
+        }
+    }
+
+    /// Stores `value` under the lock (Python's `.value = v`).
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied): stored all the same.
+    pub fn store(&self, value: T) -> LockResult<()> {
+        match self.lock() {
+            Ok(mut g) => {
+                *g = value;
+                Ok(())
+            }
+            Err(e) => Err(e.map(|mut g| *g = value)),
+        }
+    }
+
+    /// A raw pointer to the value in the mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.h.data.as_ptr()
+    }
+}
+
+segment_accessors!(Value<T>);
+
+impl<T: Pod> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("segment", &self.h)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A fixed-length array of `Pod` values in shared memory with a lock
+/// (Python's `multiprocessing.Array`).
+///
+/// [`lock`](Self::lock) returns a guard that dereferences to `[T]`;
+/// [`to_vec`](Self::to_vec) / [`store`](Self::store) copy under the lock. An
+/// `Array<u8>` doubles as a string buffer ([`set_str`](Array::set_str),
+/// [`to_string_lossy`](Array::to_string_lossy)), like Python's `Array('c', n)`.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_sync::Array;
+/// let a = Array::from_slice(&[1i32, 2, 3])?;
+/// a.lock().expect("no holder died")[1] = 20;
+/// assert_eq!(a.to_vec()?, [1, 20, 3]);
+/// let s = Array::<u8>::new(16, 0)?;
+/// s.set_str("hello")?;
+/// assert_eq!(s.to_string_lossy()?, "hello");
+/// # Ok(()) }
+/// ```
+pub struct Array<T> {
+    h: DataSeg<T>,
+}
+
+/// Holds an [`Array`]'s lock and dereferences to the elements in place.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    _lock: LockGuard<'a>,
+    data: NonNull<T>,
+    len: usize,
+    _t: PhantomData<&'a mut [T]>,
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the array's lock is held for the guard's lifetime and every
+        // accessor of an `Array`'s data takes it; `data .. data + len` was
+        // resolved inside the mapping at open; `T: Pod`.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
+    }
+}
+
+impl<T: Pod> Array<T> {
+    const WHAT: &'static str = "Array";
+
+    /// A new array of `len` copies of `value`, anonymous.
+    ///
+    /// # Errors
+    /// [`SyncError::InvalidArgument`] for `len == 0`; [`SyncError::Segment`].
+    pub fn new(len: usize, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, true, true, len, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new array holding a copy of `values`, anonymous.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_slice(values: &[T]) -> Result<Self, SyncError> {
+        let h = DataSeg::create(
+            Place::Anonymous,
+            Self::WHAT,
+            true,
+            true,
+            values.len(),
+            |i| values[i],
+        )?;
+        Ok(Self { h })
+    }
+
+    /// A new array of `len` copies of `value`, named `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn create(name: &str, len: usize, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, true, true, len, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new array holding a copy of `values`, named `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn create_from_slice(name: &str, values: &[T]) -> Result<Self, SyncError> {
+        let h = DataSeg::create(
+            Place::Named(name),
+            Self::WHAT,
+            true,
+            true,
+            values.len(),
+            |i| values[i],
+        )?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array named `name` (any length).
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`]: not found, `WrongKind`, `WrongType`, ...
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, true, true, None)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array named `name`, which must hold exactly `len` elements.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); `WrongLength` for another length.
+    pub fn open_with_len(name: &str, len: usize) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, true, true, Some(len))?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let h = DataSeg::open(None, Some(fd), Self::WHAT, true, true, None)?;
+        Ok(Self { h })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.h.len
+    }
+
+    /// Always `false` (arrays have at least one element).
+    pub fn is_empty(&self) -> bool {
+        self.h.len == 0
+    }
+
+    /// The lock guarding the elements (Python's `get_lock()`).
+    pub fn get_lock(&self) -> &RawLock {
+        self.h.lock()
+    }
+
+    fn guard<'a>(&'a self) -> impl Fn(LockGuard<'a>) -> ArrayGuard<'a, T> {
+        |g| ArrayGuard {
+            _lock: g,
+            data: self.h.data,
+            len: self.h.len,
+            _t: PhantomData,
+        }
+    }
+
+    /// Locks and returns a guard to the elements.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) (holding the guard).
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        map_lock(self.h.lock().lock(), self.guard())
+    }
+
+    /// Locks if free.
+    ///
+    /// # Errors
+    /// [`TryLockError`], with the guard for `OwnerDied`.
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        let f = self.guard();
+        self.h.lock().try_lock().map(&f).map_err(|e| e.map(&f))
+    }
+
+    /// Locks, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        let f = self.guard();
+        self.h
+            .lock()
+            .lock_timeout(timeout)
+            .map(&f)
+            .map_err(|e| e.map(&f))
+    }
+
+    /// A copy of every element, under the lock.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) carrying the copy.
+    pub fn to_vec(&self) -> LockResult<Vec<T>> {
+        match self.lock() {
+            Ok(g) => Ok(g.to_vec()),
+            Err(e) => Err(e.map(|g| g.to_vec())),
+        }
+    }
+
+    /// Copies `values` over the whole array, under the lock.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied): stored all the same.
+    ///
+    /// # Panics
+    /// If `values.len() != self.len()`.
+    pub fn store(&self, values: &[T]) -> LockResult<()> {
+        assert_eq!(
+            values.len(),
+            self.len(),
+            "Array::store needs exactly len() values"
+        );
+        match self.lock() {
+            Ok(mut g) => {
+                g.copy_from_slice(values);
+                Ok(())
+            }
+            Err(e) => Err(e.map(|mut g| g.copy_from_slice(values))),
+        }
+    }
+
+    /// A raw pointer to the first element in the mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.h.data.as_ptr()
+    }
+}
+
+impl Array<u8> {
+    /// Stores `s` as a NUL-terminated string (the NUL is omitted when `s`
+    /// fills the array exactly), under the lock; like assigning Python's
+    /// `Array('c', n).value`.
+    ///
+    /// # Errors
+    /// [`SetStrError::TooLong`] (nothing stored), or
+    /// [`SetStrError::OwnerDied`] (stored all the same).
+    pub fn set_str(&self, s: &str) -> Result<(), SetStrError> {
+        self.set_bytes(s.as_bytes())
+    }
+
+    /// [`set_str`](Self::set_str) for raw bytes.
+    ///
+    /// # Errors
+    /// As [`set_str`](Self::set_str).
+    pub fn set_bytes(&self, b: &[u8]) -> Result<(), SetStrError> {
+        if b.len() > self.len() {
+            return Err(SetStrError::TooLong {
+                len: b.len(),
+                capacity: self.len(),
+            });
+        }
+        let write = |g: &mut ArrayGuard<'_, u8>| {
+            g[..b.len()].copy_from_slice(b);
+            if let Some(nul) = g.get_mut(b.len()) {
+                *nul = 0;
+            }
+        };
+        match self.lock() {
+            Ok(mut g) => {
+                write(&mut g);
+                Ok(())
+            }
+            Err(e) => Err(SetStrError::OwnerDied(e.map(|mut g| write(&mut g)))),
+        }
+    }
+
+    /// The bytes up to the first NUL (or all of them), under the lock.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) carrying the bytes.
+    pub fn to_bytes(&self) -> LockResult<Vec<u8>> {
+        let read = |g: ArrayGuard<'_, u8>| {
+            let end = g.iter().position(|&c| c == 0).unwrap_or(g.len());
+            g[..end].to_vec()
+        };
+        match self.lock() {
+            Ok(g) => Ok(read(g)),
+            Err(e) => Err(e.map(read)),
+        }
+    }
+
+    /// The string up to the first NUL, invalid UTF-8 replaced by U+FFFD.
+    ///
+    /// # Errors
+    /// [`OwnerDied`](crate::OwnerDied) carrying the string.
+    pub fn to_string_lossy(&self) -> LockResult<String> {
+        let conv = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        match self.to_bytes() {
+            Ok(b) => Ok(conv(b)),
+            Err(e) => Err(e.map(conv)),
+        }
+    }
+}
+
+segment_accessors!(Array<T>);
+
+impl<T: Pod> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("segment", &self.h)
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// A `Pod` value in shared memory without a lock (Python's `RawValue`).
+/// Loads and stores copy the whole value; concurrent writers can tear values
+/// larger than a machine word. Synchronise with a [`Lock`](crate::Lock).
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let v = shmproc_sync::RawValue::new(1.5f64)?;
+/// v.store(v.load() * 2.0);
+/// assert_eq!(v.load(), 3.0);
+/// # Ok(()) }
+/// ```
+pub struct RawValue<T> {
+    h: DataSeg<T>,
+}
+
+impl<T: Pod> RawValue<T> {
+    const WHAT: &'static str = "RawValue";
+
+    /// A new value in an anonymous segment.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`] (also for a zero-sized `T`).
+    pub fn new(value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, false, false, 1, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new value in the named segment `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn create(name: &str, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, false, false, 1, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the value named `name`, which must hold a `T`.
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, false, false, None)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the value behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let h = DataSeg::open(None, Some(fd), Self::WHAT, false, false, None)?;
+        Ok(Self { h })
+    }
+
+    /// A copy of the value.
+    pub fn load(&self) -> T {
+        self.h.read(0).expect("a RawValue has one element")
+    }
+
+    /// Stores `value`.
+    pub fn store(&self, value: T) {
+        self.h.write(0, value).expect("a RawValue has one element");
+    }
+
+    /// A raw pointer to the value in the mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.h.data.as_ptr()
+    }
+}
+
+segment_accessors!(RawValue<T>);
+
+impl<T: Pod> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawValue")
+            .field("segment", &self.h)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+/// A fixed-length array of `Pod` values in shared memory without a lock
+/// (Python's `RawArray`). Element access copies; every index is checked
+/// against the length validated at open.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let a = shmproc_sync::RawArray::new(4, 0u32)?;
+/// a.set(3, 7)?;
+/// assert_eq!(a.get(3), Some(7));
+/// assert!(a.set(4, 0).is_err());
+/// # Ok(()) }
+/// ```
+pub struct RawArray<T> {
+    h: DataSeg<T>,
+}
+
+impl<T: Pod> RawArray<T> {
+    const WHAT: &'static str = "RawArray";
+
+    /// A new array of `len` copies of `value`, anonymous.
+    ///
+    /// # Errors
+    /// [`SyncError::InvalidArgument`] for `len == 0`; [`SyncError::Segment`].
+    pub fn new(len: usize, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, false, true, len, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new array holding a copy of `values`, anonymous.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_slice(values: &[T]) -> Result<Self, SyncError> {
+        let h = DataSeg::create(
+            Place::Anonymous,
+            Self::WHAT,
+            false,
+            true,
+            values.len(),
+            |i| values[i],
+        )?;
+        Ok(Self { h })
+    }
+
+    /// A new array of `len` copies of `value`, named `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn create(name: &str, len: usize, value: T) -> Result<Self, SyncError> {
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, false, true, len, |_| value)?;
+        Ok(Self { h })
+    }
+
+    /// A new array holding a copy of `values`, named `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn create_from_slice(name: &str, values: &[T]) -> Result<Self, SyncError> {
+        let h = DataSeg::create(
+            Place::Named(name),
+            Self::WHAT,
+            false,
+            true,
+            values.len(),
+            |i| values[i],
+        )?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array named `name` (any length).
+    ///
+    /// # Errors
+    /// [`SyncError::Segment`].
+    pub fn open(name: &str) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, false, true, None)?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array named `name`, which must hold exactly `len` elements.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); `WrongLength` for another length.
+    pub fn open_with_len(name: &str, len: usize) -> Result<Self, SyncError> {
+        let h = DataSeg::open(Some(name), None, Self::WHAT, false, true, Some(len))?;
+        Ok(Self { h })
+    }
+
+    /// Opens the array behind `fd`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
+        let h = DataSeg::open(None, Some(fd), Self::WHAT, false, true, None)?;
+        Ok(Self { h })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.h.len
+    }
+
+    /// Always `false` (arrays have at least one element).
+    pub fn is_empty(&self) -> bool {
+        self.h.len == 0
+    }
+
+    /// A copy of element `i`, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<T> {
+        self.h.read(i)
+    }
+
+    /// Sets element `i`.
+    ///
+    /// # Errors
+    /// [`IndexError`] past the end.
+    pub fn set(&self, i: usize, value: T) -> Result<(), IndexError> {
+        self.h.write(i, value)
+    }
+
+    /// Copies `out.len()` elements from `start` into `out`.
+    ///
+    /// # Errors
+    /// [`IndexError`] when the range leaves the array.
+    pub fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), IndexError> {
+        self.h.read_into(start, out)
+    }
+
+    /// Copies `values` into the array from `start`.
+    ///
+    /// # Errors
+    /// [`IndexError`] when the range leaves the array.
+    pub fn write_from(&self, start: usize, values: &[T]) -> Result<(), IndexError> {
+        self.h.write_from(start, values)
+    }
+
+    /// A copy of every element.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.h.to_vec()
+    }
+
+    /// A raw pointer to the first element in the mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.h.data.as_ptr()
+    }
+
+    /// The elements, in place.
+    ///
+    /// # Safety
+    /// - No thread or process writes any element while the slice is alive.
+    pub unsafe fn as_slice(&self) -> &[T] {
+        // SAFETY: `data .. data + len` lies inside the mapping, aligned, valid
+        // for any bits (`T: Pod`); no concurrent writes (caller's contract).
+        unsafe { std::slice::from_raw_parts(self.h.data.as_ptr(), self.h.len) }
+    }
+
+    /// The elements, in place and writable.
+    ///
+    /// # Safety
+    /// - No other thread or process reads or writes any element while the
+    ///   slice is alive, and no other borrow from this handle is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [T] {
+        // SAFETY: as in `as_slice`, plus exclusivity (caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.h.data.as_ptr(), self.h.len) }
+    }
+}
+
+segment_accessors!(RawArray<T>);
+
+impl<T: Pod> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("segment", &self.h)
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len())
+            .finish()
+    }
+}
