@@ -32,7 +32,10 @@ impl fmt::Display for NameError {
         match self {
             NameError::Empty => f.write_str("the name is empty"),
             NameError::TooLong { len, max } => {
-                write!(f, "the name is {len} bytes long, more than the limit of {max}")
+                write!(
+                    f,
+                    "the name is {len} bytes long, more than the limit of {max}"
+                )
             }
             NameError::Slash => f.write_str("the name contains a '/' after the leading one"),
             NameError::Nul => f.write_str("the name contains a NUL byte"),
@@ -109,7 +112,9 @@ pub enum SegmentError {
         source: io::Error,
     },
     /// The segment belongs to someone this process may not access.
-    #[error("segment {name}: permission denied (segments are created with mode 0600, for their owner only)")]
+    #[error(
+        "segment {name}: permission denied (segments are created with mode 0600, for their owner only)"
+    )]
     PermissionDenied {
         /// The segment.
         name: String,

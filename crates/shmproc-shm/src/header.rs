@@ -291,14 +291,20 @@ impl TypeSpec {
         let mut h = Fnv::new().bytes(self.type_name.as_bytes());
         h = h.u64(self.size).u64(self.align).u64(self.capacity);
         h = h.u64(self.slot_size).u64(LAYOUT_VERSION as u64);
-        h = h.u64(usize::BITS as u64).u64(cfg!(target_endian = "little") as u64);
+        h = h
+            .u64(usize::BITS as u64)
+            .u64(cfg!(target_endian = "little") as u64);
         h.0
     }
 }
 
 impl fmt::Display for TypeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` (size {}, align {}", self.type_name, self.size, self.align)?;
+        write!(
+            f,
+            "`{}` (size {}, align {}",
+            self.type_name, self.size, self.align
+        )?;
         if self.capacity != 0 {
             write!(f, ", capacity {}", self.capacity)?;
         }
@@ -311,7 +317,11 @@ impl fmt::Display for TypeSpec {
 
 impl fmt::Debug for TypeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TypeSpec({self}, fingerprint {:#018x})", self.fingerprint())
+        write!(
+            f,
+            "TypeSpec({self}, fingerprint {:#018x})",
+            self.fingerprint()
+        )
     }
 }
 

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn leading_slash_is_optional() {
-        assert_eq!(SegmentName::new("a").unwrap(), SegmentName::new("/a").unwrap());
+        assert_eq!(
+            SegmentName::new("a").unwrap(),
+            SegmentName::new("/a").unwrap()
+        );
         assert_eq!(SegmentName::new("abc").unwrap().as_str(), "/abc");
         assert_eq!(SegmentName::new("/abc").unwrap().bare(), "abc");
     }

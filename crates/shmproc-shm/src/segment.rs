@@ -179,9 +179,7 @@ pub struct PendingSegment {
 impl PendingSegment {
     /// The segment, to initialise its payload through.
     pub fn segment(&self) -> &Segment {
-        self.seg
-            .as_ref()
-            .expect("present until publish or drop")
+        self.seg.as_ref().expect("present until publish or drop")
     }
 
     /// Marks the segment ready (`Release`) and wakes the openers waiting on it.
@@ -282,7 +280,8 @@ impl Segment {
             _ => SegmentError::from_os(&label, "posix_fallocate", e),
         })?;
         if name.is_none() {
-            os::seal_size(file.as_fd()).map_err(|e| SegmentError::from_os(&label, "F_ADD_SEALS", e))?;
+            os::seal_size(file.as_fd())
+                .map_err(|e| SegmentError::from_os(&label, "F_ADD_SEALS", e))?;
         }
         let len = usize::try_from(total).map_err(|_| SegmentError::TooLarge {
             name: label.clone(),
@@ -364,6 +363,8 @@ impl Segment {
                     state: STATE_UNINIT,
                 });
             }
+            // Nothing to block on before the header exists: poll the size, bounded.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(backoff.min(remaining().unwrap_or(backoff)));
             backoff = (backoff * 2).min(Duration::from_millis(5));
         };
@@ -797,7 +798,13 @@ mod tests {
     fn validate_accepts_a_good_header() {
         validate("/t", &good(144), 144, &opts()).unwrap();
         validate("/t", &good(144), 144, &opts().capacity(4)).unwrap();
-        validate("/t", &good(144), 144, &opts().payload_len(|c| c.checked_mul(4))).unwrap();
+        validate(
+            "/t",
+            &good(144),
+            144,
+            &opts().payload_len(|c| c.checked_mul(4)),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -816,27 +823,56 @@ mod tests {
         ));
         assert!(matches!(
             validate("/t", &good(200), 144, &opts()),
-            Err(SegmentError::Truncated { len: 144, needed: 200, .. })
+            Err(SegmentError::Truncated {
+                len: 144,
+                needed: 200,
+                ..
+            })
         ));
         assert!(matches!(
             validate("/t", &good(144), 4096, &opts()),
-            Err(SegmentError::Corrupt { field: "segment_len", .. })
+            Err(SegmentError::Corrupt {
+                field: "segment_len",
+                ..
+            })
         ));
         assert!(matches!(
-            validate("/t", &good(144), 144, &OpenOptions::new(SegmentKind::QUEUE, TypeSpec::of::<u32>())),
+            validate(
+                "/t",
+                &good(144),
+                144,
+                &OpenOptions::new(SegmentKind::QUEUE, TypeSpec::of::<u32>())
+            ),
             Err(SegmentError::WrongKind { .. })
         ));
         assert!(matches!(
-            validate("/t", &good(144), 144, &OpenOptions::new(SegmentKind::TEST, TypeSpec::of::<f32>())),
+            validate(
+                "/t",
+                &good(144),
+                144,
+                &OpenOptions::new(SegmentKind::TEST, TypeSpec::of::<f32>())
+            ),
             Err(SegmentError::WrongType { .. })
         ));
         assert!(matches!(
             validate("/t", &good(144), 144, &opts().capacity(5)),
-            Err(SegmentError::WrongLength { found: 4, expected: 5, .. })
+            Err(SegmentError::WrongLength {
+                found: 4,
+                expected: 5,
+                ..
+            })
         ));
         assert!(matches!(
-            validate("/t", &good(144), 144, &opts().payload_len(|c| c.checked_mul(8))),
-            Err(SegmentError::Corrupt { field: "segment_len", .. })
+            validate(
+                "/t",
+                &good(144),
+                144,
+                &opts().payload_len(|c| c.checked_mul(8))
+            ),
+            Err(SegmentError::Corrupt {
+                field: "segment_len",
+                ..
+            })
         ));
     }
 }

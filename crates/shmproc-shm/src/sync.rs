@@ -10,7 +10,9 @@
 /// Atomics that are always the real `core` ones, for fields that are read by
 /// the kernel (futex words) or that only live in real mappings.
 pub mod real {
-    pub use core::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+    pub use core::sync::atomic::{
+        AtomicI32, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering, fence,
+    };
 }
 
 #[cfg(not(shmproc_loom))]

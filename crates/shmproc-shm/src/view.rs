@@ -152,15 +152,18 @@ impl<T: Pod> ShmBox<T> {
     }
 
     pub(crate) fn options() -> OpenOptions {
-        OpenOptions::new(SegmentKind::BOX, TypeSpec::of::<T>()).payload_len(|_| Some(size_of::<T>() as u64))
+        OpenOptions::new(SegmentKind::BOX, TypeSpec::of::<T>())
+            .payload_len(|_| Some(size_of::<T>() as u64))
     }
 
     pub(crate) fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        let ptr = seg.resolve(Offset::<T>::in_payload(0)).map_err(|_| SegmentError::Truncated {
-            name: seg.label().to_owned(),
-            len: seg.len() as u64,
-            needed: (DATA_OFFSET + size_of::<T>()) as u64,
-        })?;
+        let ptr = seg
+            .resolve(Offset::<T>::in_payload(0))
+            .map_err(|_| SegmentError::Truncated {
+                name: seg.label().to_owned(),
+                len: seg.len() as u64,
+                needed: (DATA_OFFSET + size_of::<T>()) as u64,
+            })?;
         Ok(Self { seg, ptr })
     }
 
@@ -323,7 +326,8 @@ impl<T: Pod> ShmSlice<T> {
     }
 
     pub(crate) fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        let len = usize::try_from(seg.capacity()).map_err(|_| Self::too_large(seg.label(), usize::MAX))?;
+        let len = usize::try_from(seg.capacity())
+            .map_err(|_| Self::too_large(seg.label(), usize::MAX))?;
         let ptr = seg
             .resolve_slice(Offset::<T>::in_payload(0), len)
             .map_err(|_| SegmentError::Truncated {
@@ -362,7 +366,9 @@ impl<T: Pod> ShmSlice<T> {
     pub fn from_slice(name: &str, values: &[T]) -> Result<Self, SegmentError> {
         let layout = Self::layout(values.len()).map_err(|l| Self::too_large(name, l))?;
         let pending = Segment::create(name, &layout)?;
-        Self::create_with(pending, |i| values.get(i).copied().unwrap_or_else(T::zeroed))
+        Self::create_with(pending, |i| {
+            values.get(i).copied().unwrap_or_else(T::zeroed)
+        })
     }
 
     /// Creates an anonymous segment holding `len` copies of `value`.

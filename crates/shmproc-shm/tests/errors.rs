@@ -401,6 +401,8 @@ fn sigkilled_creator_leaves_a_segment_the_sweeper_removes() {
         let b = ShmBox::create(&name, 1u64).expect("create");
         // Tell the parent we are ready, then wait to be killed.
         b.store(2);
+        // Wait to be killed (bounded, so a harness bug cannot hang CI).
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(TIMEOUT);
         return;
     }

@@ -294,8 +294,9 @@ impl Child {
             if Instant::now() >= deadline {
                 return None;
             }
-            // Polling a child's exit: there is nothing to block on portably
-            // without a pidfd; the pause only bounds the polling rate.
+            // Polling a child's exit with a deadline; the pause only bounds the
+            // polling rate.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         }
@@ -417,6 +418,8 @@ impl ForkedChild {
             if Instant::now() >= deadline {
                 return None;
             }
+            // Polling a child's exit with a deadline (see `Child::try_wait_timeout`).
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         }
@@ -508,6 +511,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
+        // Polling is the point of this helper; the pause bounds its rate.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(5));
     }
@@ -586,6 +591,7 @@ mod tests {
     fn killed_child_reports_the_signal() {
         if role().is_some() {
             // Block until killed (bounded, so a harness bug cannot hang CI).
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(TIMEOUT);
             return;
         }

@@ -1,1 +1,62 @@
-//! placeholder
+//! Python's `multiprocessing`, for Rust, over shared memory, zero-copy.
+//!
+//! Every shmproc object lives in a shared-memory segment that any process of
+//! the same user can open by name (not only children): a payload is written
+//! once into shared memory and read in place. Shared memory is treated as
+//! untrusted input: a segment of the wrong kind or type, a truncated or a
+//! corrupt one gives a typed error, never undefined behaviour.
+//!
+//! # Python to shmproc
+//!
+//! | Python `multiprocessing` | shmproc | status |
+//! |---|---|---|
+//! | `shared_memory.SharedMemory(name, create=True, size=n)` | [`Segment::create`] + [`SegmentLayout`] (raw bytes), [`Segment::open`] | available |
+//! | `sharedctypes.RawValue('d', 0.0)` | [`ShmBox::<f64>::create(name, 0.0)`](ShmBox::create) | available |
+//! | `sharedctypes.RawArray('i', 10)` | [`ShmSlice::<i32>::create(name, 10, 0)`](ShmSlice::create) | available |
+//! | `SharedMemory.unlink()` | [`Segment::remove`], or drop the creator's handle | available |
+//! | `cpu_count()` | [`cpu_count`] | available |
+//!
+//! The README's table lists the rest of `multiprocessing` and when it lands.
+//!
+//! # Examples
+//! ```
+//! # fn main() -> Result<(), shmproc::SegmentError> {
+//! use shmproc::prelude::*;
+//!
+//! let name = SegmentName::unique("doc");
+//! let counts = ShmSlice::create(name.as_str(), 4, 0u32)?;
+//! // In another process: ShmSlice::<u32>::open(name)
+//! let other = ShmSlice::<u32>::open(name.as_str())?;
+//! other.set(2, 7).expect("in bounds");
+//! assert_eq!(counts.to_vec(), [0, 0, 7, 0]);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub use shmproc_shm::{
+    IndexError, NameError, OffsetError, OpenOptions, PendingSegment, Pod, Segment, SegmentError,
+    SegmentKind, SegmentLayout, SegmentName, ShmBox, ShmSlice, TypeSpec, Zeroable,
+};
+
+/// Lower-level pieces: the segment header, offsets, the system-call module.
+pub mod shm {
+    pub use shmproc_shm::*;
+}
+
+/// Number of CPUs online, as Python's `multiprocessing.cpu_count()`.
+///
+/// See [`available_cpu_count`] for the number this process may run on.
+pub fn cpu_count() -> usize {
+    shmproc_shm::os::online_cpu_count()
+}
+
+/// Number of CPUs this process may run on (its affinity mask), as Python's
+/// `os.process_cpu_count()`: the right default for a pool's size.
+pub fn available_cpu_count() -> usize {
+    shmproc_shm::os::affinity_cpu_count()
+}
+
+/// `use shmproc::prelude::*;` brings the common types into scope.
+pub mod prelude {
+    pub use crate::{Segment, SegmentError, SegmentName, ShmBox, ShmSlice, cpu_count};
+}
