@@ -1,0 +1,179 @@
+//! SIGKILL a child while it holds a Lock, an RLock (recursively), a
+//! Condition's lock or a Value's lock: the survivors get the lock with
+//! `OwnerDied`, and the primitive keeps working afterwards.
+
+use std::time::Duration;
+
+use shmproc_sync::{Condition, Event, Lock, LockTimeoutError, RLock, Value};
+use shmproc_testing::{Child, TestShm, Watchdog, arg, current_test, role};
+
+const T: Duration = Duration::from_secs(20);
+
+/// In the child: takes the lock with `hold`, says so, and waits to be killed.
+fn child_holds(hold: impl FnOnce()) {
+    let held = Event::open(&arg("held").expect("held")).expect("open held");
+    let never = Event::open(&arg("never").expect("never")).expect("open never");
+    hold();
+    held.set();
+    // Killed while waiting here; finishing the wait is a test failure.
+    assert!(never.wait_timeout(T), "the parent never killed us");
+}
+
+/// In the parent: starts the child, waits until it holds the lock, lets
+/// `while_held` start waiters, kills the child and reaps it.
+fn kill_while_holding(test: &str, shm: &TestShm, obj: &str, while_held: impl FnOnce()) {
+    let (hn, nn) = (shm.name("held"), shm.name("never"));
+    let held = Event::create(&hn).expect("create held");
+    let _never = Event::create(&nn).expect("create never");
+    let mut child = Child::spawn(
+        test,
+        "holder",
+        &[("obj", obj), ("held", &hn), ("never", &nn)],
+    )
+    .expect("spawn holder");
+    assert!(held.wait_timeout(T), "the child never took the lock");
+    while_held();
+    child.kill();
+    assert_eq!(child.wait_timeout(T).code(), -9);
+}
+
+#[test]
+fn lock_holder_killed() {
+    if role().is_some() {
+        let lock = Lock::open(&arg("obj").expect("obj")).expect("open lock");
+        child_holds(|| std::mem::forget(lock.lock().expect("first holder")));
+        return;
+    }
+    let _wd = Watchdog::new(T * 2);
+    let shm = TestShm::new();
+    let name = shm.name("lock");
+    let lock = Lock::create(&name).expect("create lock");
+    std::thread::scope(|s| {
+        let mut waiter = None;
+        kill_while_holding(current_test!(), &shm, &name, || {
+            assert!(lock.try_lock().is_err(), "held by the child");
+            // A waiter already asleep when the holder dies.
+            waiter = Some(s.spawn(|| match lock.lock_timeout(T) {
+                Err(LockTimeoutError::OwnerDied(died)) => {
+                    assert!(died.dead_owner() > 0);
+                    drop(died.into_inner());
+                }
+                other => panic!("expected OwnerDied, got {other:?}"),
+            }));
+        });
+        waiter.expect("started").join().expect("waiter passed");
+    });
+    // Reported once, then back to normal.
+    let g = lock.try_lock().expect("free and clean");
+    assert!(lock.try_lock().is_err());
+    drop(g);
+    assert_eq!(lock.owner_deaths(), 1);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn lock_holder_killed_is_noticed_within_a_second() {
+    if role().is_some() {
+        let lock = Lock::open(&arg("obj").expect("obj")).expect("open lock");
+        child_holds(|| std::mem::forget(lock.lock().expect("first holder")));
+        return;
+    }
+    let _wd = Watchdog::new(T * 2);
+    let shm = TestShm::new();
+    let name = shm.name("lock");
+    let lock = Lock::create(&name).expect("create lock");
+    kill_while_holding(current_test!(), &shm, &name, || {});
+    // The bound: the next acquirer gets the lock within one second.
+    match lock.lock_timeout(Duration::from_secs(1)) {
+        Err(LockTimeoutError::OwnerDied(died)) => drop(died.into_inner()),
+        other => panic!("expected OwnerDied within 1 s, got {other:?}"),
+    }
+    lock.acquire().expect("clean");
+    lock.release().expect("held");
+}
+
+#[test]
+fn rlock_held_recursively_when_killed() {
+    if role().is_some() {
+        let lock = RLock::open(&arg("obj").expect("obj")).expect("open rlock");
+        child_holds(|| {
+            for _ in 0..3 {
+                lock.acquire().expect("recursive acquire");
+            }
+            assert_eq!(lock.recursion_count(), 3);
+        });
+        return;
+    }
+    let _wd = Watchdog::new(T * 2);
+    let shm = TestShm::new();
+    let name = shm.name("rlock");
+    let lock = RLock::create(&name).expect("create rlock");
+    kill_while_holding(current_test!(), &shm, &name, || {
+        assert!(lock.try_lock().is_err());
+        assert!(lock.release().is_err(), "only the owner releases");
+    });
+    match lock.acquire_timeout(T) {
+        Err(LockTimeoutError::OwnerDied(_)) => {}
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Taken over at level 1: one release frees it.
+    assert_eq!(lock.recursion_count(), 1);
+    lock.release().expect("owner");
+    assert!(!lock.is_locked());
+    let a = lock.lock().expect("clean");
+    let b = lock.lock().expect("recursive");
+    drop((b, a));
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn condition_lock_holder_killed() {
+    if role().is_some() {
+        let cond = Condition::open(&arg("obj").expect("obj")).expect("open condition");
+        child_holds(|| std::mem::forget(cond.lock().expect("first holder")));
+        return;
+    }
+    let _wd = Watchdog::new(T * 2);
+    let shm = TestShm::new();
+    let name = shm.name("cond");
+    let cond = Condition::create(&name).expect("create condition");
+    kill_while_holding(current_test!(), &shm, &name, || {});
+    let g = match cond.lock_timeout(T) {
+        Err(LockTimeoutError::OwnerDied(died)) => died.into_inner(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    };
+    cond.notify_all().expect("held");
+    let (g, notified) = cond
+        .wait_timeout(g, Duration::from_millis(10))
+        .expect("clean");
+    assert!(!notified);
+    drop(g);
+    assert!(!cond.is_owned());
+}
+
+#[test]
+fn value_holder_killed_mid_update() {
+    if role().is_some() {
+        let v = Value::<[u64; 2]>::open(&arg("obj").expect("obj")).expect("open value");
+        child_holds(|| {
+            let mut g = v.lock().expect("first holder");
+            g[0] = 1; // half of an update that keeps both halves equal
+            std::mem::forget(g);
+        });
+        return;
+    }
+    let _wd = Watchdog::new(T * 2);
+    let shm = TestShm::new();
+    let name = shm.name("value");
+    let v = Value::create(&name, [0u64, 0]).expect("create value");
+    kill_while_holding(current_test!(), &shm, &name, || {});
+    match v.lock_timeout(T) {
+        Err(LockTimeoutError::OwnerDied(died)) => {
+            let mut g = died.into_inner();
+            assert_eq!(*g, [1, 0], "the half-done update is visible");
+            g[1] = 1; // repaired
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert_eq!(v.load().expect("clean"), [1, 1]);
+}
