@@ -22,7 +22,11 @@ use shmproc_shm::sync::AtomicU32;
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// Spin iterations before a waiter registers itself and sleeps.
+#[cfg(not(shmproc_loom))]
 pub(crate) const SPIN_LIMIT: u32 = 100;
+/// Loom: one spin, so the models reach the sleeping path without exploding.
+#[cfg(shmproc_loom)]
+pub(crate) const SPIN_LIMIT: u32 = 1;
 
 /// When a blocking call gives up: never, or at an instant.
 #[derive(Debug, Clone, Copy)]

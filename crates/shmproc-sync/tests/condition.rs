@@ -1,5 +1,6 @@
 //! Condition: producer/consumer across processes, and the in-process rules
 //! (notify needs the lock, wait_timeout reports a timeout, wait_for).
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

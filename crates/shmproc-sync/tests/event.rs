@@ -1,5 +1,6 @@
 //! Event: a child blocked in `wait` wakes when the parent sets the flag, and
 //! the timeout forms report the flag.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

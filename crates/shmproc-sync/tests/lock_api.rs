@@ -1,4 +1,5 @@
 //! `lock_api` over `RawLock`: the familiar guards, process-local.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Every try/timeout form of Lock, RLock, Value and Array returns the right
 //! result; a corrupt lock word gives the lock with OwnerDied, never a hang.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Mutual exclusion across real processes: a shared **non-atomic** counter
 //! incremented under the lock by several children reaches exactly N × K.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

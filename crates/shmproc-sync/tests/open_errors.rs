@@ -1,4 +1,5 @@
 //! Opening with the wrong kind, type or length is a typed error.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use shmproc_shm::SegmentError;
 use shmproc_sync::{

@@ -1,6 +1,7 @@
 //! SIGKILL a child while it holds a Lock, an RLock (recursively), a
 //! Condition's lock or a Value's lock: the survivors get the lock with
 //! `OwnerDied`, and the primitive keeps working afterwards.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

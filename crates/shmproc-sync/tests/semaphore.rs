@@ -1,5 +1,6 @@
 //! Semaphore and BoundedSemaphore: counting across processes, over-release
 //! errors, and the try/timeout forms.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 

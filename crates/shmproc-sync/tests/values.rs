@@ -1,5 +1,6 @@
 //! Value, Array, RawValue and RawArray: named sharing across processes, a
 //! byte Array as a string buffer, and sharing an anonymous one by fd.
+#![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 #![allow(unsafe_code)] // The child adopts an inherited fd (`os::adopt_fd` is unsafe by contract).
 
 use std::os::fd::AsRawFd;

@@ -38,6 +38,13 @@ pub use shmproc_shm::{
     SegmentKind, SegmentLayout, SegmentName, ShmBox, ShmSlice, TypeSpec, Zeroable,
 };
 
+pub use shmproc_sync::{
+    Array, ArrayGuard, Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionGuard,
+    Event, Lock, LockGuard, LockResult, LockTimeoutError, NotifyError, OwnerDied, RLock,
+    RLockGuard, RawArray, RawValue, ReleaseError, Semaphore, SetStrError, SyncError, Timeout,
+    TryLockError, Value, ValueGuard, WouldBlock,
+};
+
 /// Lower-level pieces: the segment header, offsets, the system-call module.
 pub mod shm {
     pub use shmproc_shm::*;

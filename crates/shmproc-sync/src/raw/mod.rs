@@ -8,6 +8,7 @@ mod lock;
 mod rlock;
 mod semaphore;
 
+#[cfg(not(shmproc_loom))]
 pub(crate) use lock::Acquired;
 pub use lock::{LockGuard, RawLock, ShmThreadId};
 pub use rlock::{RLockGuard, RawRLock};

@@ -86,6 +86,7 @@ impl RawRLock {
 
     /// The process-level lock inside (the non-recursive flavour of a
     /// condition uses it alone).
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn inner(&self) -> &RawLock {
         &self.lock
     }
@@ -144,6 +145,7 @@ impl RawRLock {
     }
 
     /// Re-acquires at recursion level `level` (after [`release_all`](Self::release_all)).
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn restore(&self, level: u32, deadline: Deadline) -> Option<Acquired> {
         let a = self.lock.acquire_until(deadline)?;
         self.owner_tid.store(owner::my_tid(), Ordering::Relaxed);

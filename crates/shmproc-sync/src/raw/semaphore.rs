@@ -68,12 +68,14 @@ impl RawSemaphore {
     }
 
     /// Initialises a zeroed semaphore in a segment being created.
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn init(&self, value: u32, max: u32) {
         self.value.store(value, Ordering::Relaxed);
         self.max.store(max, Ordering::Relaxed);
     }
 
     /// The bound stored in shared memory (read once at open by handles).
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn stored_max(&self) -> u32 {
         self.max.load(Ordering::Relaxed)
     }
