@@ -237,7 +237,7 @@ pub enum SyncError {
     Segment {
         /// "create" or "open".
         op: &'static str,
-        /// The object, e.g. "Lock", "Value<u64>".
+        /// The object, e.g. `Lock`, `Value`.
         what: String,
         /// The segment layer's error (boxed: it is large, and setup is rare).
         #[source]
