@@ -1,25 +1,7 @@
 //! The 64-byte header at the start of every segment, the segment kinds, and
 //! the type fingerprint.
 //!
-//! ```text
-//! offset  size  field           meaning
-//!      0     8  magic           b"SHMPROC\0" as a little-endian u64
-//!      8     4  layout_version  LAYOUT_VERSION
-//!     12     4  header_len      64
-//!     16     8  segment_len     total bytes, header included; equals the file size
-//!     24     8  fingerprint     FNV-1a of the element type, capacity, slot size, ...
-//!     32     4  kind            what the segment holds (SegmentKind)
-//!     36     4  state           0 uninit, 1 initialising, 2 ready, 3 poisoned (futex word)
-//!     40     4  creator_pid     pid of the creating process
-//!     44     4  flags           reserved, 0
-//!     48     8  capacity        element count of the payload (0 when not applicable)
-//!     56     8  reserved        0
-//!     64    64  (reserved line) payload starts at DATA_OFFSET = 128
-//! ```
-//!
-//! Every field is an atomic, so a `&SegmentHeader` over memory that another
-//! (possibly hostile) process writes is sound; fields other than `state` are
-//! written once before `state` becomes [`STATE_READY`] with `Release`.
+//! See [`SegmentHeader`] for the layout.
 
 use std::fmt;
 use std::mem::{align_of, offset_of, size_of};
@@ -46,7 +28,27 @@ pub const STATE_READY: u32 = 2;
 /// `state`: the creator gave up during initialisation; never becomes ready.
 pub const STATE_POISONED: u32 = 3;
 
-/// The header at offset 0 of every segment. See the [module docs](self).
+/// The header at offset 0 of every segment.
+///
+/// ```text
+/// offset  size  field           meaning
+///      0     8  magic           b"SHMPROC\0" as a little-endian u64
+///      8     4  layout_version  LAYOUT_VERSION
+///     12     4  header_len      64
+///     16     8  segment_len     total bytes, header included; equals the file size
+///     24     8  fingerprint     FNV-1a of the element type, capacity, slot size, ...
+///     32     4  kind            what the segment holds (SegmentKind)
+///     36     4  state           0 uninit, 1 initialising, 2 ready, 3 poisoned (futex word)
+///     40     4  creator_pid     pid of the creating process
+///     44     4  flags           reserved, 0
+///     48     8  capacity        element count of the payload (0 when not applicable)
+///     56     8  reserved        0
+///     64    64  (reserved line) payload starts at DATA_OFFSET = 128
+/// ```
+///
+/// Every field is an atomic, so a `&SegmentHeader` over memory that another
+/// (possibly hostile) process writes is sound; fields other than `state` are
+/// written once before `state` becomes [`STATE_READY`] with `Release`.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct SegmentHeader {
