@@ -1,0 +1,207 @@
+//! Issue 3 (locks): the comparison table. Every case of `sync_lock` is run
+//! `reps` times (7 under `cargo bench`, round-robin so that background load
+//! hits all cases alike), and the medians are printed with their ratios and a
+//! PASS/MISS per target of the issue:
+//! - uncontended acquire+release within 1.2x a process-shared pthread mutex;
+//! - two processes contending: at least as fast as the pthread mutex;
+//! - at least 50x Python's `multiprocessing.Value` under `get_lock()`.
+//!
+//! A MISS is reported, never a failure. `cargo test --benches` runs one small
+//! round (10k increments) as a smoke test.
+
+use std::collections::BTreeMap;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{Case, CaseVisitor, Sizes, names};
+
+struct Samples {
+    /// Uncontended ns per acquire+release, per case.
+    uncontended: BTreeMap<&'static str, Vec<f64>>,
+    /// Contended increments per second, per case.
+    contended: BTreeMap<&'static str, Vec<f64>>,
+    sizes: Sizes,
+}
+
+impl CaseVisitor for Samples {
+    fn visit<C: Case>(&mut self, case: &C) {
+        let sizes = self.sizes;
+        let ns = support::uncontended_ns(case, sizes.uncontended_ops);
+        self.uncontended.entry(case.name()).or_default().push(ns);
+        let t = support::run_contended(case, sizes.contended_per_proc);
+        let rate = (2 * sizes.contended_per_proc) as f64 / t.as_secs_f64();
+        self.contended.entry(case.name()).or_default().push(rate);
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+const ORDER: [&str; 6] = [
+    names::ATOMIC,
+    names::PTHREAD,
+    names::PTHREAD_ROBUST,
+    names::RAW_SYNC,
+    names::OURS,
+    names::OURS_VALUE,
+];
+
+fn main() {
+    let sizes = Sizes::for_this_run();
+    let mode = if support::full_run() {
+        "full"
+    } else {
+        "smoke (cargo test --benches)"
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "sync_compare: {mode} run, {} reps, {} CPUs, loadavg {}",
+        sizes.reps,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "contended: 2 processes x {} increments of a shared non-atomic u64 under the lock; \
+         uncontended: {} acquire+release pairs",
+        sizes.contended_per_proc, sizes.uncontended_ops
+    );
+
+    let mut s = Samples {
+        uncontended: BTreeMap::new(),
+        contended: BTreeMap::new(),
+        sizes,
+    };
+    let mut python = Vec::new();
+    let mut python_skip = None;
+    for rep in 0..sizes.reps {
+        support::each_case(&mut s);
+        if python_skip.is_none() {
+            match support::python_value_lock(sizes.python_per_proc) {
+                Ok(rate) => python.push(rate),
+                Err(why) => python_skip = Some(why),
+            }
+        }
+        eprintln!("  round {}/{} done", rep + 1, sizes.reps);
+    }
+
+    let unc: BTreeMap<_, _> = s.uncontended.iter().map(|(k, v)| (*k, median(v))).collect();
+    let con: BTreeMap<_, _> = s.contended.iter().map(|(k, v)| (*k, median(v))).collect();
+    let py = if python.is_empty() {
+        None
+    } else {
+        Some(median(&python))
+    };
+
+    println!();
+    println!(
+        "Uncontended acquire+release (median of {}), single process",
+        sizes.reps
+    );
+    println!("{:<24} {:>9} {:>12}", "case", "ns/op", "vs pthread");
+    for name in ORDER {
+        println!(
+            "{:<24} {:>9.2} {:>11.2}x",
+            name,
+            unc[name],
+            unc[name] / unc[names::PTHREAD]
+        );
+    }
+
+    println!();
+    println!(
+        "Contended, 2 processes x {} increments (median of {}; ratios are this case / baseline, higher is faster)",
+        sizes.contended_per_proc, sizes.reps
+    );
+    println!(
+        "{:<24} {:>10} {:>11} {:>12} {:>12} {:>10}",
+        "case", "M incr/s", "vs pthread", "vs raw_sync", "vs atomic", "vs Python"
+    );
+    let vs_py = |r: f64| py.map_or("-".to_owned(), |p| format!("{:.0}x", r / p));
+    for name in ORDER {
+        let r = con[name];
+        println!(
+            "{:<24} {:>10.2} {:>10.2}x {:>11.2}x {:>11.2}x {:>10}",
+            name,
+            r / 1e6,
+            r / con[names::PTHREAD],
+            r / con[names::RAW_SYNC],
+            r / con[names::ATOMIC],
+            vs_py(r)
+        );
+    }
+    match (py, &python_skip) {
+        (Some(p), _) => println!(
+            "{:<24} {:>10.3} {:>10.4}x {:>11.4}x {:>11.4}x {:>10}",
+            "python_value_lock",
+            p / 1e6,
+            p / con[names::PTHREAD],
+            p / con[names::RAW_SYNC],
+            p / con[names::ATOMIC],
+            "1x"
+        ),
+        (None, Some(why)) => println!("python_value_lock: SKIPPED: {why}"),
+        (None, None) => {}
+    }
+    let samples = |v: &[f64], scale: f64| {
+        v.iter()
+            .map(|x| format!("{:.1}", x / scale))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!("raw samples (M incr/s): ");
+    for name in ORDER {
+        println!("  {:<22} {}", name, samples(&s.contended[name], 1e6));
+    }
+    if !python.is_empty() {
+        println!("  {:<22} {}", "python_value_lock", samples(&python, 1e3));
+        println!(
+            "  (python in k incr/s, {} per process)",
+            sizes.python_per_proc
+        );
+    }
+
+    println!();
+    println!("Targets (issue 3), for shmproc_lock:");
+    let u = unc[names::OURS] / unc[names::PTHREAD];
+    println!(
+        "  {} uncontended within 1.2x pthread mutex: {u:.2}x",
+        verdict(u <= 1.2)
+    );
+    let c = con[names::OURS] / con[names::PTHREAD];
+    println!(
+        "  {} contended at least as fast as pthread mutex: {c:.2}x",
+        verdict(c >= 1.0)
+    );
+    match py {
+        Some(p) => {
+            let x = con[names::OURS] / p;
+            println!(
+                "  {} at least 50x Python Value+get_lock(): {x:.0}x",
+                verdict(x >= 50.0)
+            );
+        }
+        None => println!(
+            "  SKIP at least 50x Python: {}",
+            python_skip.unwrap_or_default()
+        ),
+    }
+    if !support::full_run() {
+        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
+    }
+}
