@@ -9,9 +9,10 @@
 //! re-running its own binary with `std::process::Command`.
 
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
+use shmproc::{Event, Lock, RawValue, Value};
 
 /// The tutorial's `is_prime`.
 fn is_prime(n: u64) -> bool {
@@ -48,10 +49,49 @@ fn worker(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Worker process: adds 1 to a shared counter `k` times, under the Value's
+/// lock or (to show why it matters) without one (`--incr <value> <raw> <k>`).
+fn incrementer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [value, raw, k] = args else {
+        return Err("usage: --incr <value> <raw> <k>".into());
+    };
+    let k: u64 = k.parse()?;
+    let value = Value::<u64>::open(value)?;
+    let raw = RawValue::<u64>::open(raw)?;
+    for _ in 0..k {
+        *value.lock().map_err(|e| format!("{e}"))? += 1;
+        // Read, add, write: another process can slip in between.
+        raw.store(raw.load() + 1);
+    }
+    Ok(())
+}
+
+/// Worker process: takes the lock, says so, and waits to be killed while
+/// holding it (`--hold <lock> <held-event> <never-event>`).
+fn holder(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [lock, held, never] = args else {
+        return Err("usage: --hold <lock> <held> <never>".into());
+    };
+    let lock = Lock::open(lock)?;
+    let (held, never) = (Event::open(held)?, Event::open(never)?);
+    let _guard = lock.lock().map_err(|e| format!("{e}"))?;
+    held.set();
+    // Nobody sets this event: the parent kills us first.
+    never.wait_timeout(Duration::from_secs(60));
+    Err("was not killed".into())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(("--worker", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
-        return match worker(rest) {
+    let role = args.split_first().map(|(a, r)| (a.as_str(), r));
+    let run_role = match role {
+        Some(("--worker", rest)) => Some(worker(rest)),
+        Some(("--incr", rest)) => Some(incrementer(rest)),
+        Some(("--hold", rest)) => Some(holder(rest)),
+        _ => None,
+    };
+    if let Some(result) = run_role {
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("worker failed: {e}");
@@ -137,9 +177,12 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => println!("  ShmBox::create      -> {e}"),
     }
 
-    section("Cleanup: the creator unlinks its segments when its handles drop");
     drop(input);
     drop(output);
+    value_and_lock(&exe)?;
+    owner_died(&exe)?;
+
+    section("Cleanup: the creator unlinks its segments when its handles drop");
     let left = [&in_name, &out_name]
         .iter()
         .filter(|n| Segment::exists(n.as_str()))
@@ -149,6 +192,92 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         return Err("segments leaked".into());
     }
     println!("\nDone.");
+    Ok(())
+}
+
+/// `Value('Q', 0)` incremented by 4 processes under `get_lock()`, beside a
+/// `RawValue` incremented without a lock.
+fn value_and_lock(exe: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    section("Value + its lock: 4 processes add 1 to a shared counter 50,000 times each");
+    let (k, procs) = (50_000u64, 4);
+    let value_name = SegmentName::unique("demo-value");
+    let raw_name = SegmentName::unique("demo-raw");
+    let value = Value::create(value_name.as_str(), 0u64)?;
+    let raw = RawValue::create(raw_name.as_str(), 0u64)?;
+    let start = Instant::now();
+    let children: Vec<_> = (0..procs)
+        .map(|_| {
+            Command::new(exe)
+                .args(["--incr", value_name.as_str(), raw_name.as_str()])
+                .arg(k.to_string())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for mut c in children {
+        if !c.wait()?.success() {
+            return Err("an incrementing worker failed".into());
+        }
+    }
+    let elapsed = start.elapsed();
+    let total = value.load().map_err(|e| format!("{e}"))?;
+    println!(
+        "  Value (under its lock): {total} of {} in {elapsed:.2?} ({:.1} M locked increments/s)",
+        k * procs,
+        (k * procs) as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    println!(
+        "  RawValue (no lock):     {} of {}  (lost updates: read-add-write races)",
+        raw.load(),
+        k * procs
+    );
+    if total != k * procs {
+        return Err("the lock failed to serialise the increments".into());
+    }
+    Ok(())
+}
+
+/// A process killed while holding a lock: the next acquirer gets the lock
+/// and an `OwnerDied` report, never a hang.
+fn owner_died(exe: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    section("Beyond Python: a process SIGKILLed while holding a Lock is reported, not a hang");
+    let lock_name = SegmentName::unique("demo-lock");
+    let held_name = SegmentName::unique("demo-held");
+    let never_name = SegmentName::unique("demo-never");
+    let lock = Lock::create(lock_name.as_str())?;
+    let held = Event::create(held_name.as_str())?;
+    let _never = Event::create(never_name.as_str())?;
+    let mut child = Command::new(exe)
+        .args([
+            "--hold",
+            lock_name.as_str(),
+            held_name.as_str(),
+            never_name.as_str(),
+        ])
+        .spawn()?;
+    if !held.wait_timeout(Duration::from_secs(30)) {
+        let _ = child.kill();
+        return Err("the holder never took the lock".into());
+    }
+    println!(
+        "  child {} holds the lock; killing it with SIGKILL",
+        child.id()
+    );
+    child.kill()?;
+    let start = Instant::now();
+    match lock.lock() {
+        Ok(_) => return Err("the dead holder went unnoticed".into()),
+        Err(died) => {
+            let dead = died.dead_owner();
+            drop(died.into_inner());
+            println!(
+                "  lock() -> OwnerDied (holder pid {dead} died); lock taken over after {:.0?}",
+                start.elapsed()
+            );
+        }
+    }
+    child.wait()?;
+    let _again = lock.lock().map_err(|e| format!("{e}"))?;
+    println!("  the lock works normally afterwards");
     Ok(())
 }
 
