@@ -15,6 +15,8 @@
 //! | `sharedctypes.RawArray('i', 10)` | [`ShmSlice::<i32>::create(name, 10, 0)`](ShmSlice::create) | available |
 //! | `SharedMemory.unlink()` | [`Segment::remove`], or drop the creator's handle | available |
 //! | `cpu_count()` | [`cpu_count`] | available |
+//! | `Value('Q', 0)`, `Array('d', n)`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] | available |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`] | available |
 //!
 //! The README's table lists the rest of `multiprocessing` and when it lands.
 //!
@@ -65,5 +67,9 @@ pub fn available_cpu_count() -> usize {
 
 /// `use shmproc::prelude::*;` brings the common types into scope.
 pub mod prelude {
-    pub use crate::{Segment, SegmentError, SegmentName, ShmBox, ShmSlice, cpu_count};
+    pub use crate::{
+        Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, RawArray, RawValue,
+        Segment, SegmentError, SegmentName, Semaphore, ShmBox, ShmSlice, SyncError, Value,
+        cpu_count,
+    };
 }
