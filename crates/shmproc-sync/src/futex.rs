@@ -12,6 +12,8 @@
 //! Under `cfg(shmproc_loom)` the sleep is a loom yield (returning as if woken)
 //! and the wake is a no-op, so the state machines above run unchanged in the
 //! model checker.
+//!
+//! Public (hidden from the docs) so that `shmproc-channel` blocks the same way.
 
 use std::time::{Duration, Instant};
 
@@ -19,30 +21,30 @@ use shmproc_shm::sync::AtomicU32;
 
 /// The longest a waiter sleeps before re-checking the peer it waits for.
 /// Bounds the time to notice a dead lock owner (one slice plus a `/proc` read).
-pub(crate) const SLICE: Duration = Duration::from_millis(50);
+pub const SLICE: Duration = Duration::from_millis(50);
 
 /// Spin iterations before a waiter registers itself and sleeps.
 #[cfg(not(shmproc_loom))]
-pub(crate) const SPIN_LIMIT: u32 = 100;
+pub const SPIN_LIMIT: u32 = 100;
 /// Loom: one spin, so the models reach the sleeping path without exploding.
 #[cfg(shmproc_loom)]
-pub(crate) const SPIN_LIMIT: u32 = 1;
+pub const SPIN_LIMIT: u32 = 1;
 
 /// When a blocking call gives up: never, or at an instant.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline(Option<Instant>);
+pub struct Deadline(Option<Instant>);
 
 impl Deadline {
     /// Wait forever.
-    pub(crate) const NEVER: Deadline = Deadline(None);
+    pub const NEVER: Deadline = Deadline(None);
 
     /// Give up `timeout` from now (forever when that overflows `Instant`).
-    pub(crate) fn after(timeout: Duration) -> Self {
+    pub fn after(timeout: Duration) -> Self {
         Deadline(Instant::now().checked_add(timeout))
     }
 
     /// The next sleep: the time left, capped at `max`; `None` once expired.
-    pub(crate) fn slice(&self, max: Duration) -> Option<Duration> {
+    pub fn slice(&self, max: Duration) -> Option<Duration> {
         match self.0 {
             None => Some(max),
             Some(d) => {
@@ -57,14 +59,14 @@ impl Deadline {
     }
 
     /// Whether the deadline has passed.
-    pub(crate) fn expired(&self) -> bool {
+    pub fn expired(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
     }
 }
 
 /// How a [`wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
+pub enum Wake {
     /// Woken, interrupted, or the word had already changed: re-check.
     Woken,
     /// The whole slice passed with nobody waking us: a good time to check
@@ -74,7 +76,7 @@ pub(crate) enum Wake {
 
 /// Sleeps while `word == expected`, for at most `slice`.
 #[cfg(not(shmproc_loom))]
-pub(crate) fn wait(word: &AtomicU32, expected: u32, slice: Duration) -> Wake {
+pub fn wait(word: &AtomicU32, expected: u32, slice: Duration) -> Wake {
     match shmproc_shm::os::futex_wait(word, expected, Some(slice)) {
         shmproc_shm::os::FutexWait::TimedOut => Wake::SliceElapsed,
         _ => Wake::Woken,
@@ -83,7 +85,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, slice: Duration) -> Wake {
 
 /// Loom: gives other model threads a turn and reports a wake.
 #[cfg(shmproc_loom)]
-pub(crate) fn wait(_word: &AtomicU32, _expected: u32, _slice: Duration) -> Wake {
+pub fn wait(_word: &AtomicU32, _expected: u32, _slice: Duration) -> Wake {
     loom::thread::yield_now();
     Wake::Woken
 }
@@ -91,11 +93,11 @@ pub(crate) fn wait(_word: &AtomicU32, _expected: u32, _slice: Duration) -> Wake 
 /// Wakes up to `n` waiters sleeping on `word`, in any process.
 #[cfg(not(shmproc_loom))]
 #[inline]
-pub(crate) fn wake(word: &AtomicU32, n: u32) {
+pub fn wake(word: &AtomicU32, n: u32) {
     shmproc_shm::os::futex_wake(word, n);
 }
 
 /// Loom: waiters never really sleep, nothing to do.
 #[cfg(shmproc_loom)]
 #[inline]
-pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+pub fn wake(_word: &AtomicU32, _n: u32) {}

@@ -52,8 +52,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
-mod futex;
-mod owner;
+#[doc(hidden)]
+pub mod futex;
+#[doc(hidden)]
+pub mod owner;
 pub mod raw;
 
 #[cfg(not(shmproc_loom))]

@@ -11,20 +11,23 @@
 //! record only counts when it names the *same* pid as the word, which needs
 //! the previous holder to have died and its pid to have been recycled to the
 //! new holder in that window.
+//!
+//! Public (hidden from the docs) so that `shmproc-channel` records and checks
+//! slot claimants the same way.
 
 use std::cell::Cell;
 
 use shmproc_shm::os;
 
 /// The largest pid the lock word can hold (Linux's `PID_MAX_LIMIT` is 2^22).
-pub(crate) const PID_MASK: u32 = (1 << 22) - 1;
+pub const PID_MASK: u32 = (1 << 22) - 1;
 
 const START_BITS: u32 = 40;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 
 /// The calling process's pid, as stored in lock words (cached, fork-aware).
 #[inline]
-pub(crate) fn my_pid() -> u32 {
+pub fn my_pid() -> u32 {
     // Pids are positive and below PID_MAX_LIMIT; mask defensively.
     (os::identity::pid() as u32) & PID_MASK
 }
@@ -36,7 +39,7 @@ thread_local! {
 
 /// The calling thread's kernel tid (cached per thread, refreshed after fork).
 #[inline]
-pub(crate) fn my_tid() -> u32 {
+pub fn my_tid() -> u32 {
     let pid = my_pid();
     TID.with(|c| {
         let (p, t) = c.get();
@@ -52,14 +55,14 @@ pub(crate) fn my_tid() -> u32 {
 
 /// This process's owner record: `pid << 40 | start_time & (2^40 - 1)`.
 #[inline]
-pub(crate) fn my_record() -> u64 {
+pub fn my_record() -> u64 {
     (u64::from(my_pid()) << START_BITS) | (os::identity::start_time() & START_MASK)
 }
 
 /// Whether the process `pid` (taken from a lock word) still holds what it
 /// holds: it exists, is not a zombie, and, when `record` names the same pid,
 /// has the recorded start time.
-pub(crate) fn owner_alive(pid: u32, record: u64) -> bool {
+pub fn owner_alive(pid: u32, record: u64) -> bool {
     let Ok(p) = os::Pid::try_from(pid) else {
         return false;
     };

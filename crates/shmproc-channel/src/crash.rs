@@ -1,0 +1,36 @@
+//! Crash points for tests (feature `crash-points`): the process aborts at a
+//! named point of the protocol when `SHMPROC_CRASH_POINT` names it, after
+//! `SHMPROC_CRASH_AFTER` (default 0) passes through it.
+//!
+//! | point | where |
+//! |---|---|
+//! | `put-claimed` | a producer, after claiming a slot, before publishing it |
+//! | `get-claimed` | a consumer, after claiming a slot, before releasing it |
+
+/// Aborts here if the environment says so (a no-op without the feature).
+#[cfg(feature = "crash-points")]
+pub(crate) fn point(name: &'static str) {
+    use shmproc_shm::sync::real::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    static CONFIG: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static PASSES: AtomicU64 = AtomicU64::new(0);
+    let cfg = CONFIG.get_or_init(|| {
+        let point = std::env::var("SHMPROC_CRASH_POINT").ok()?;
+        let after = std::env::var("SHMPROC_CRASH_AFTER")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Some((point, after))
+    });
+    if let Some((point, after)) = cfg {
+        if point == name && PASSES.fetch_add(1, Ordering::Relaxed) >= *after {
+            std::process::abort();
+        }
+    }
+}
+
+/// Without the feature: nothing.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub(crate) fn point(_name: &'static str) {}

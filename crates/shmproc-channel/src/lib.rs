@@ -1,0 +1,85 @@
+//! Shared-memory ring buffers for shmproc: Python's `multiprocessing.Queue`,
+//! `JoinableQueue` and `SimpleQueue`, lock-free, zero-copy where it can be,
+//! and robust to processes that die mid-operation.
+//!
+//! | Python | shmproc |
+//! |---|---|
+//! | `Queue(maxsize)` | [`Queue::<T>::new`](Queue::new) / [`create`](Queue::create)`(name, n)` / [`open`](Queue::open)`(name)` |
+//! | `put`, `put(timeout=)`, `put_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`try_put`](Queue::try_put) |
+//! | `get`, `get(timeout=)`, `get_nowait` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`try_get`](Queue::try_get); in place: [`get_ref`](Queue::get_ref) |
+//! | `qsize()`, `empty()`, `full()`, `close()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full) (exact), [`close`](Queue::close) |
+//! | `JoinableQueue`: `task_done()`, `join()` | [`JoinableQueue`]: [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) |
+//! | `SimpleQueue` | [`SimpleQueue`] |
+//! | `queue.Full`, `queue.Empty` | [`PutError::Full`], [`GetError::Empty`] |
+//!
+//! Elements are `bytemuck::Pod` (plain data, valid for any bytes: another
+//! process's memory is untrusted). Bytes and serde messages are not part of
+//! this version yet.
+//!
+//! # Layout of a queue segment
+//! ```text
+//!  segment  0        128          256      384      512                 512 + cap * stride
+//!           +--------+------------+--------+--------+-------------------+
+//!           | segment| ring meta  | tail   | head   | slot 0 | slot 1 ..|
+//!           | header | (line 0)   | line   | line   |                   |
+//!           +--------+------------+--------+--------+-------------------+
+//!  payload  ^ DATA_OFFSET = 0     128      256      384
+//! ```
+//! [`ring::RingHeader`] has the offset table; each slot is a stamp, an owner
+//! record and the payload (at 16 for payloads up to 48 bytes, else at 64),
+//! `stride` (a multiple of 64) bytes apart.
+//!
+//! # Untrusted memory
+//! The capacity, slot size and stride are read once at open, checked
+//! against the segment header (whose fingerprint covers them) and the real
+//! mapping size, and kept in the handle; every slot index is `pos & mask`
+//! with the local mask. Stamps and indices read later are validated: an
+//! impossible value gives a [`Corrupt`] error, never an out-of-bounds
+//! access, a panic or an endless spin.
+//!
+//! # Examples
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use shmproc_channel::{GetError, Queue};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Job { id: u32, weight: f32 }
+//!
+//! let q = Queue::<Job>::new(64)?; // or Queue::create(name, 64) / Queue::open(name)
+//! q.put(Job { id: 1, weight: 0.5 })?;
+//! assert_eq!(q.qsize(), 1);
+//! assert_eq!(q.get()?.id, 1);
+//! assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(GetError::Timeout));
+//! q.close();
+//! assert_eq!(q.try_get(), Err(GetError::Closed));
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod crash;
+mod error;
+pub mod ring;
+mod storage;
+
+#[cfg(not(shmproc_loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(not(shmproc_loom))]
+mod joinable;
+#[cfg(not(shmproc_loom))]
+mod queue;
+#[cfg(not(shmproc_loom))]
+mod simple;
+
+pub use error::{Corrupt, GetError, JoinTimeout, PutError, QueueError, TaskDoneError};
+pub use ring::MAX_CAPACITY;
+pub use storage::HeapStorage;
+
+#[cfg(not(shmproc_loom))]
+pub use joinable::JoinableQueue;
+#[cfg(not(shmproc_loom))]
+pub use queue::{Queue, ReadGuard};
+#[cfg(not(shmproc_loom))]
+pub use simple::SimpleQueue;

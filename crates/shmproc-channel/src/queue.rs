@@ -1,0 +1,514 @@
+//! [`Queue`]: a bounded MPMC queue of `Pod` values in shared memory.
+
+#![allow(unsafe_code)] // ReadGuard: a `&T` to a claimed slot, in place (zero-copy read).
+#![deny(clippy::indexing_slicing)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ops::Deref;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use shmproc_shm::sync::{Ordering, spin_loop};
+use shmproc_shm::{OpenOptions, Segment, SegmentKind, SegmentLayout, TypeSpec};
+use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
+
+use crate::crash;
+use crate::error::{Corrupt, GetError, PutError, QueueError};
+use crate::ring::{Claim, MAX_CAPACITY, Pop, Push, Ring, Side, ring_bytes};
+use crate::storage::SegmentStorage;
+
+/// A bounded multi-producer, multi-consumer queue of `T: Pod` in a
+/// shared-memory segment: Python's `multiprocessing.Queue`, for plain data.
+///
+/// Any process opens it by name ([`open`](Self::open)) or inherits it as an
+/// fd ([`open_fd`](Self::open_fd)); values are copied into a slot once and
+/// read from it (in place with [`get_ref`](Self::get_ref)). The ring is
+/// lock-free (Vyukov's per-slot stamps, see [`ring`](crate::ring)); blocking
+/// calls spin briefly, then sleep on a shared futex in bounded slices, and
+/// the other side makes a wake system call only when someone sleeps.
+///
+/// | Python | shmproc |
+/// |---|---|
+/// | `Queue(maxsize)` | [`Queue::new`] (anonymous), [`Queue::create`] (named), [`Queue::open`] |
+/// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Self::put), [`put_timeout`](Self::put_timeout), [`try_put`](Self::try_put) |
+/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Self::get), [`get_timeout`](Self::get_timeout), [`try_get`](Self::try_get) |
+/// | `qsize()`, `empty()`, `full()` | [`qsize`](Self::qsize), [`empty`](Self::empty), [`full`](Self::full) (exact) |
+/// | `close()` | [`close`](Self::close): later puts fail, gets drain then report [`GetError::Closed`] |
+///
+/// # Crash safety
+/// A producer killed between claiming a slot and publishing it does not
+/// wedge consumers: they skip its position once they see it dead
+/// ([`skipped_writes`](Self::skipped_writes)). A consumer killed mid-read
+/// loses that one message, counted in [`abandoned_reads`](Self::abandoned_reads).
+///
+/// # Fork
+/// A forked child inherits the mapping and may use the handle; the creator
+/// (and only it, in its own process) unlinks the name on drop.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_channel::Queue;
+/// let name = format!("doc-queue-{}", std::process::id());
+/// let q = Queue::<u64>::create(&name, 8)?;
+/// let other = Queue::<u64>::open(&name)?; // any process, by name
+/// other.put(42)?;
+/// assert_eq!(q.get()?, 42);
+/// assert!(q.try_get().is_err());
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    ring: Ring<SegmentStorage>,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("segment", &self.ring.storage().segment().label())
+            .field("capacity", &self.ring.capacity())
+            .field("len", &self.ring.len())
+            .finish()
+    }
+}
+
+/// Rounds a requested capacity up to the ring's power of two.
+fn ring_capacity(capacity: usize) -> Result<u64, QueueError> {
+    let c = capacity as u64;
+    if capacity == 0 || c > MAX_CAPACITY {
+        return Err(QueueError::Capacity(capacity));
+    }
+    Ok(c.next_power_of_two())
+}
+
+impl<T: Pod> Queue<T> {
+    const SLOT: u64 = {
+        assert!(
+            align_of::<T>() <= 16,
+            "queue elements must be aligned to at most 16 bytes"
+        );
+        size_of::<T>() as u64
+    };
+
+    fn type_spec() -> TypeSpec {
+        TypeSpec::of::<T>().with_slot_size(Self::SLOT)
+    }
+
+    pub(crate) fn make(
+        name: Option<&str>,
+        kind: SegmentKind,
+        capacity: usize,
+    ) -> Result<Self, QueueError> {
+        let cap = ring_capacity(capacity)?;
+        let bytes = ring_bytes(cap, Self::SLOT).ok_or(QueueError::Capacity(capacity))?;
+        let layout = SegmentLayout::new(kind, Self::type_spec().with_capacity(cap), bytes);
+        let pending = match name {
+            Some(n) => Segment::create(n, &layout),
+            None => Segment::create_anonymous(&layout),
+        }
+        .map_err(QueueError::segment("create"))?;
+        // Dropping `pending` on an error poisons and unlinks the segment.
+        SegmentStorage::init(pending.segment(), Self::SLOT as usize)?;
+        let seg = pending.publish();
+        let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
+        Ok(Self::from_storage(storage, kind))
+    }
+
+    fn from_storage(storage: SegmentStorage, kind: SegmentKind) -> Self {
+        Self {
+            ring: Ring::new(storage, kind == SegmentKind::JOINABLE_QUEUE),
+            _t: PhantomData,
+        }
+    }
+
+    pub(crate) fn options(kind: SegmentKind) -> OpenOptions {
+        OpenOptions::new(kind, Self::type_spec()).payload_len(|c| ring_bytes(c, Self::SLOT))
+    }
+
+    pub(crate) fn open_with(
+        kind: SegmentKind,
+        name: Option<&str>,
+        fd: Option<OwnedFd>,
+    ) -> Result<Self, QueueError> {
+        let opts = Self::options(kind);
+        let seg = match (name, fd) {
+            (Some(n), _) => opts.open(n),
+            (None, Some(fd)) => opts.open_fd(fd),
+            (None, None) => unreachable!("a name or an fd"),
+        }
+        .map_err(QueueError::segment("open"))?;
+        let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
+        Ok(Self::from_storage(storage, kind))
+    }
+
+    /// An anonymous queue of at least `capacity` slots (rounded up to a power
+    /// of two), shared with children by fork or by fd.
+    ///
+    /// # Errors
+    /// [`QueueError::Capacity`] for 0 or more than 2^30; segment errors.
+    pub fn new(capacity: usize) -> Result<Self, QueueError> {
+        Self::make(None, SegmentKind::QUEUE, capacity)
+    }
+
+    /// A named queue of at least `capacity` slots (rounded up to a power of
+    /// two) that other processes [`open`](Self::open) by `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), plus the name errors and
+    /// [`AlreadyExists`](shmproc_shm::SegmentError::AlreadyExists).
+    pub fn create(name: &str, capacity: usize) -> Result<Self, QueueError> {
+        Self::make(Some(name), SegmentKind::QUEUE, capacity)
+    }
+
+    /// Opens the named queue, which must hold `T`s.
+    ///
+    /// # Errors
+    /// [`QueueError::Segment`] (not found, another kind or element type,
+    /// truncated...), [`QueueError::Corrupt`] when the ring header disagrees
+    /// with the segment header.
+    pub fn open(name: &str) -> Result<Self, QueueError> {
+        Self::open_with(SegmentKind::QUEUE, Some(name), None)
+    }
+
+    /// Opens the queue behind `fd` (from [`inheritable_fd`](Self::inheritable_fd)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
+        Self::open_with(SegmentKind::QUEUE, None, Some(fd))
+    }
+
+    // ------------------------------------------------------------------ put
+
+    fn claim_put(&self, check_dead: bool) -> Result<Option<Claim>, PutError<()>> {
+        if self.ring.is_closed() {
+            return Err(PutError::Closed(()));
+        }
+        match self.ring.try_claim_push(check_dead)? {
+            Push::Claimed(c) => Ok(Some(c)),
+            Push::Full => Ok(None),
+        }
+    }
+
+    /// Writes `value` into a claimed slot and publishes it; `false` when
+    /// the slot was taken from us (retry).
+    fn fill(&self, claim: Claim, value: &T) -> bool {
+        self.ring.write(&claim, 0, bytemuck::bytes_of(value));
+        crash::point("put-claimed");
+        self.ring.publish(claim)
+    }
+
+    fn put_until(&self, value: T, deadline: Deadline) -> Result<(), PutError<T>> {
+        loop {
+            let claim = self
+                .ring
+                .block(Side::Put, deadline, |cd| self.claim_put(cd))
+                .map_err(|e| e.with(value))?;
+            let Some(claim) = claim else {
+                return Err(PutError::Timeout(value));
+            };
+            if self.fill(claim, &value) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] once the queue is closed, [`PutError::Corrupt`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Deadline::NEVER)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`], [`PutError::Closed`], [`PutError::Corrupt`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, Deadline::after(timeout))
+    }
+
+    /// Puts `value` if there is room now.
+    ///
+    /// # Errors
+    /// [`PutError::Full`], [`PutError::Closed`], [`PutError::Corrupt`].
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        loop {
+            match self.claim_put(true).map_err(|e| e.with(value))? {
+                None => return Err(PutError::Full(value)),
+                Some(c) => {
+                    if self.fill(c, &value) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts as many of `values` as there is room for now, in order; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] or [`PutError::Corrupt`] when nothing was put.
+    pub fn put_many(&self, values: &[T]) -> Result<usize, PutError<()>> {
+        let mut n = 0;
+        for v in values {
+            match self.try_put(*v) {
+                Ok(()) => n += 1,
+                Err(PutError::Full(_)) => break,
+                Err(e) if n == 0 => return Err(e.with(())),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
+    }
+
+    // ------------------------------------------------------------------ get
+
+    /// One claim attempt; `Ok(None)`: wait (empty, or a live producer is
+    /// still writing the head position).
+    fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
+        match self.ring.try_claim_pop(check_dead)? {
+            Pop::Claimed(c) => Ok(Some(c)),
+            Pop::Busy => Ok(None),
+            Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
+            Pop::Empty => Ok(None),
+        }
+    }
+
+    fn claim_get_now(&self) -> Result<Claim, GetError> {
+        for spin in 0..=SPIN_LIMIT {
+            match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
+                Pop::Claimed(c) => return Ok(c),
+                Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
+                Pop::Empty => return Err(GetError::Empty),
+                // A producer is between claim and publish: give it a moment,
+                // then (last round) check it is alive.
+                Pop::Busy => spin_loop(),
+            }
+        }
+        Err(GetError::Empty)
+    }
+
+    fn claim_get_until(&self, deadline: Deadline) -> Result<Claim, GetError> {
+        self.ring
+            .block(Side::Get, deadline, |cd| self.claim_get(cd))?
+            .ok_or(GetError::Timeout)
+    }
+
+    /// Copies the claimed value out and releases the slot.
+    fn take(&self, claim: Claim) -> Result<T, GetError> {
+        let mut v = T::zeroed();
+        self.ring.read(&claim, 0, bytemuck::bytes_of_mut(&mut v));
+        crash::point("get-claimed");
+        if self.ring.release(claim) {
+            Ok(v)
+        } else {
+            Err(GetError::Corrupt(Corrupt::new(
+                "slot taken while being read",
+                claim.pos(),
+            )))
+        }
+    }
+
+    /// Takes the next value, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and drained,
+    /// [`GetError::Corrupt`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.take(self.claim_get_until(Deadline::NEVER)?)
+    }
+
+    /// Takes the next value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], [`GetError::Closed`], [`GetError::Corrupt`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.take(self.claim_get_until(Deadline::after(timeout))?)
+    }
+
+    /// Takes the next value if one is there now.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`], [`GetError::Closed`], [`GetError::Corrupt`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.take(self.claim_get_now()?)
+    }
+
+    /// Moves up to `max` values that are there now into `out`; returns how
+    /// many.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] or [`GetError::Corrupt`] when nothing was taken.
+    pub fn get_many(&self, out: &mut Vec<T>, max: usize) -> Result<usize, GetError> {
+        let mut n = 0;
+        while n < max {
+            match self.try_get() {
+                Ok(v) => {
+                    out.push(v);
+                    n += 1;
+                }
+                Err(GetError::Empty) => break,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Borrows the next value in place (zero-copy), waiting as long as it
+    /// takes; the slot is released when the guard drops.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn get_ref(&self) -> Result<ReadGuard<'_, T>, GetError> {
+        Ok(self.guard(self.claim_get_until(Deadline::NEVER)?))
+    }
+
+    /// Borrows the next value in place, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<ReadGuard<'_, T>, GetError> {
+        Ok(self.guard(self.claim_get_until(Deadline::after(timeout))?))
+    }
+
+    /// Borrows the next value in place if one is there now.
+    ///
+    /// # Errors
+    /// As [`try_get`](Self::try_get).
+    pub fn try_get_ref(&self) -> Result<ReadGuard<'_, T>, GetError> {
+        Ok(self.guard(self.claim_get_now()?))
+    }
+
+    fn guard(&self, claim: Claim) -> ReadGuard<'_, T> {
+        ReadGuard {
+            ring: &self.ring,
+            claim,
+            ptr: self.ring.payload_ptr(&claim).cast::<T>(),
+        }
+    }
+
+    // ---------------------------------------------------------------- state
+
+    /// Messages in the queue now, exactly (from the indices; a message whose
+    /// producer is still writing it counts).
+    pub fn qsize(&self) -> usize {
+        self.ring.len() as usize
+    }
+
+    /// Whether the queue holds no message now.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether the queue is full now.
+    pub fn full(&self) -> bool {
+        self.ring.len() == self.ring.capacity()
+    }
+
+    /// The number of slots (the requested capacity rounded up to a power of two).
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity() as usize
+    }
+
+    /// Closes the queue for every process: later puts fail with
+    /// [`PutError::Closed`]; gets drain what is there, then fail with
+    /// [`GetError::Closed`]. Sleepers on both sides are woken.
+    pub fn close(&self) {
+        self.ring.close();
+    }
+
+    /// Whether the queue was closed (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// Positions skipped so far because their producer died between claiming
+    /// and publishing (those messages were never sent).
+    pub fn skipped_writes(&self) -> u64 {
+        self.ring.header().skipped_writes.load(Ordering::Relaxed)
+    }
+
+    /// Messages lost so far because their consumer died while reading them.
+    pub fn abandoned_reads(&self) -> u64 {
+        self.ring.header().abandoned_reads.load(Ordering::Relaxed)
+    }
+
+    /// The name, for a named queue.
+    pub fn name(&self) -> Option<&str> {
+        self.segment().name().map(shmproc_shm::SegmentName::as_str)
+    }
+
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.ring.storage().segment()
+    }
+
+    /// The underlying segment, to [`persist`](Segment::persist) it, say.
+    pub fn segment_mut(&mut self) -> &mut Segment {
+        self.ring.storage_mut().segment_mut()
+    }
+
+    /// A duplicate of the segment's fd that a child started with `exec`
+    /// inherits; the child passes it to [`open_fd`](Self::open_fd).
+    ///
+    /// # Errors
+    /// [`QueueError::Segment`] when the fd cannot be duplicated.
+    pub fn inheritable_fd(&self) -> Result<OwnedFd, QueueError> {
+        self.segment()
+            .inheritable_fd()
+            .map_err(QueueError::segment("share"))
+    }
+
+    pub(crate) fn ring(&self) -> &Ring<SegmentStorage> {
+        &self.ring
+    }
+}
+
+/// A message borrowed in place from its slot ([`Queue::get_ref`]): no copy.
+/// The slot is released (and a waiting producer woken) when the guard drops.
+///
+/// The slot is this process's by the ring protocol (its stamp says
+/// `READING` with our pid) until then; a process that scribbles over it
+/// anyway breaks the protocol, as it could any shared structure.
+pub struct ReadGuard<'a, T> {
+    ring: &'a Ring<SegmentStorage>,
+    claim: Claim,
+    ptr: *mut T,
+}
+
+impl<T> Deref for ReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` is the payload of the slot we claimed (READING with our
+        // pid): inside the mapping (storage bounds), aligned to 16 >= align_of
+        // T (asserted in Queue::SLOT), holding a published T (the producer's
+        // Release publish pairs with our Acquire claim); T: Pod is valid for
+        // any bits, and no process following the protocol writes the slot
+        // before we release it in Drop, after this borrow ends.
+        unsafe { &*self.ptr }
+    }
+}
+
+impl<T> Drop for ReadGuard<'_, T> {
+    fn drop(&mut self) {
+        crash::point("get-claimed");
+        // `false` means the slot was taken from us (we were judged dead):
+        // nothing to do here but not touch it again.
+        let _ = self.ring.release(self.claim);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReadGuard").field(&**self).finish()
+    }
+}

@@ -1,0 +1,952 @@
+//! The lock-free bounded MPMC ring: Vyukov's per-slot sequence stamps,
+//! extended with an owner pid per claim so that a crashed peer never wedges
+//! the ring.
+//!
+//! # The algorithm
+//! After Dmitry Vyukov, "Bounded MPMC queue"
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>):
+//! every slot carries a *stamp* saying which position (`tail`/`head` value)
+//! it currently serves, so a producer or consumer learns from the slot alone
+//! whether it may use it; neither side reads the other side's index on its
+//! fast path (that is what makes a process-local cached copy of the other
+//! index unnecessary: the stamp *is* the up-to-date copy, on the slot's own
+//! line).
+//!
+//! Vyukov claims a position with a CAS on the index and then owns the slot
+//! implicitly. Here the claim is a CAS **on the stamp**, which records the
+//! claimant's pid in the same word, so a claim is never anonymous, not even
+//! for one instruction. The indices are advanced after the claim, by the
+//! claimant or by anyone who sees the claimed stamp ("helping").
+//!
+//! # Stamps (`u64`)
+//! `pos[40] | pid[22] | state[2]`, where `pos` is a position modulo 2^40 and
+//! `pos & mask` is always the slot's own index:
+//!
+//! | state | pid | meaning | next |
+//! |---|---|---|---|
+//! | `EMPTY(p)` | 0 | free for the producer of position `p` | `WRITING(p)` by a producer's CAS |
+//! | `WRITING(p, pid)` | producer | claimed, payload being written | `FULL(p)` (publish), or `EMPTY(p + cap)` when a consumer finds `pid` dead (skip) |
+//! | `FULL(p)` | 0 | published, waiting for the consumer of `p` | `READING(p)` by a consumer's CAS |
+//! | `READING(p, pid)` | consumer | claimed, payload being read | `EMPTY(p + cap)` (release), or by a producer of `p + cap` when `pid` is dead (reclaim) |
+//!
+//! Any other value (a pid of 0 where one is needed, a pid where none is, a
+//! position not congruent to the slot index, a position more than one lap
+//! behind the index) is impossible and reported as [`Corrupt`]. Every loop is
+//! bounded: each iteration either returns, or makes progress (an index
+//! moves), and a loop that sees the same index too many times in a row, or
+//! runs too long in total, reports [`Corrupt`] instead of spinning forever.
+//!
+//! # Crash safety
+//! - A producer that dies between its claim and its publish leaves
+//!   `WRITING(p, pid)`; a consumer that waits on it checks (only after
+//!   spinning, and then once per sleep slice) whether `pid` is alive, with the
+//!   start time recorded in the slot's `owner` word against pid reuse; if it is
+//!   dead, the consumer skips the position (counted in
+//!   [`RingHeader::skipped_writes`]). A live producer whose slot was taken
+//!   anyway (it was misjudged dead) finds its publish CAS failing and retries
+//!   at a new position: delivered once, or reported as not sent.
+//! - A consumer that dies between its claim and its release loses the message
+//!   it held; the producer of the next lap finds `READING(p, pid)` with `pid`
+//!   dead, reclaims the slot and counts it in
+//!   [`RingHeader::abandoned_reads`].
+
+#![deny(clippy::indexing_slicing)]
+
+use std::fmt;
+
+use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
+use shmproc_sync::futex::{self, Deadline, SLICE, SPIN_LIMIT};
+use shmproc_sync::owner;
+
+use crate::error::Corrupt;
+
+/// The largest capacity of a ring (slots); positions are compared modulo
+/// 2^40, so the capacity must stay far below that.
+pub const MAX_CAPACITY: u64 = 1 << 30;
+
+/// The largest payload of one slot, in bytes.
+pub const MAX_SLOT_SIZE: u64 = 1 << 30;
+
+/// `b"SHMRING\x01"`: the first word of a ring header.
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x01");
+
+/// Bytes of the ring header before the first slot.
+pub const RING_HEADER_LEN: usize = 384;
+
+/// Bytes of a slot's header (stamp and owner) before a small payload.
+pub const SLOT_HEADER_LEN: usize = 16;
+
+/// The state bits of a stamp.
+pub(crate) const EMPTY: u64 = 0;
+pub(crate) const WRITING: u64 = 1;
+pub(crate) const FULL: u64 = 2;
+pub(crate) const READING: u64 = 3;
+
+const STATE_BITS: u32 = 2;
+const PID_BITS: u32 = 22;
+const POS_SHIFT: u32 = STATE_BITS + PID_BITS;
+const POS_BITS: u32 = 64 - POS_SHIFT;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const PID_MASK: u64 = (1 << PID_BITS) - 1;
+
+/// Iterations of one operation that see the same index value before it
+/// reports [`Corrupt`] (legitimately, a handful).
+#[cfg(not(shmproc_loom))]
+const STUCK_LIMIT: u32 = 10_000;
+#[cfg(shmproc_loom)]
+const STUCK_LIMIT: u32 = 8;
+/// Iterations of one operation in total before it reports [`Corrupt`].
+const TOTAL_LIMIT: u32 = 1 << 20;
+
+/// Encodes a stamp.
+#[inline]
+pub(crate) const fn stamp(pos: u64, pid: u32, state: u64) -> u64 {
+    ((pos & POS_MASK) << POS_SHIFT) | ((pid as u64 & PID_MASK) << STATE_BITS) | state
+}
+
+/// A decoded stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) pos: u64,
+    pub(crate) pid: u32,
+    pub(crate) state: u64,
+}
+
+#[inline]
+pub(crate) const fn decode(s: u64) -> Stamp {
+    Stamp {
+        pos: s >> POS_SHIFT,
+        pid: ((s >> STATE_BITS) & PID_MASK) as u32,
+        state: s & ((1 << STATE_BITS) - 1),
+    }
+}
+
+/// `a - b` for positions modulo 2^40, sign-extended.
+#[inline]
+pub(crate) const fn lap_diff(a: u64, b: u64) -> i64 {
+    let d = a.wrapping_sub(b) & POS_MASK;
+    ((d << POS_SHIFT) as i64) >> POS_SHIFT
+}
+
+/// Where the payload of a slot starts and how far apart slots are, for a
+/// payload of `slot_size` bytes: payloads of up to 48 bytes share the slot
+/// header's 64-byte line; larger ones start on the next line, 64-byte aligned
+/// (DESIGN.md: 4K aliasing). `None` on overflow.
+pub const fn slot_geometry(slot_size: u64) -> Option<(u64, u64)> {
+    if slot_size > MAX_SLOT_SIZE {
+        return None;
+    }
+    let off = if slot_size <= 48 { 16 } else { 64 };
+    let stride = (off + slot_size).div_ceil(64) * 64;
+    Some((off, stride))
+}
+
+/// The payload bytes (after the segment header) of a ring of `capacity`
+/// slots of `slot_size` bytes, or `None` when out of range.
+pub const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
+    if capacity == 0 || capacity > MAX_CAPACITY || !capacity.is_power_of_two() {
+        return None;
+    }
+    let Some((_, stride)) = slot_geometry(slot_size) else {
+        return None;
+    };
+    match capacity.checked_mul(stride) {
+        Some(b) => b.checked_add(RING_HEADER_LEN as u64),
+        None => None,
+    }
+}
+
+/// One index on a 128-byte line of its own (a *fixed* alignment, so every
+/// build has the same layout; 128 because of the adjacent-line prefetcher).
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct IndexLine {
+    /// The index: a position counter that only grows (by CAS).
+    pub(crate) value: AtomicU64,
+    _pad: [AtomicU64; 15],
+}
+
+impl IndexLine {
+    fn new(v: u64) -> Self {
+        Self {
+            value: AtomicU64::new(v),
+            _pad: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The shared header of a ring, at the start of the queue segment's payload.
+///
+/// # Layout (`repr(C, align(128))`, 384 bytes)
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `magic: AtomicU64` | [`RING_MAGIC`] (checked once at open) |
+/// | 8 | `capacity: AtomicU64` | slots, a power of two (checked once at open, then kept locally) |
+/// | 16 | `slot_size: AtomicU64` | payload bytes per slot (idem) |
+/// | 24 | `stride: AtomicU64` | bytes from one slot to the next (idem) |
+/// | 32 | `closed: AtomicU32` | 1 once `close` was called |
+/// | 36 | `get_seq: AtomicU32` | futex word consumers sleep on |
+/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping |
+/// | 44 | `put_seq: AtomicU32` | futex word producers sleep on |
+/// | 48 | `put_waiters: AtomicU32` | producers registered as sleeping |
+/// | 52 | `join_seq: AtomicU32` | futex word `join` sleeps on |
+/// | 56 | `join_waiters: AtomicU32` | joiners registered as sleeping |
+/// | 60 | `flags: AtomicU32` | reserved, 0 |
+/// | 64 | `skipped_writes: AtomicU64` | positions skipped because their producer died |
+/// | 72 | `abandoned_reads: AtomicU64` | messages lost because their consumer died mid-read |
+/// | 80 | `unfinished: AtomicU64` | `JoinableQueue`: items put and not yet `task_done` |
+/// | 88 | reserved `[AtomicU64; 5]` | 0 |
+/// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line) |
+/// | 256 | `head: IndexLine` | next position to consume (own 128-byte line) |
+///
+/// Slots follow at offset 384, `stride` bytes apart: `stamp: AtomicU64` at
+/// 0, `owner: AtomicU64` (pid and start time of the claimant) at 8, the
+/// payload at 16 (payloads up to 48 bytes) or 64.
+///
+/// Ranges: `head <= tail <= head + capacity` in any consistent snapshot
+/// (readers tolerate and validate torn snapshots).
+#[repr(C, align(128))]
+pub struct RingHeader {
+    pub(crate) magic: AtomicU64,
+    pub(crate) capacity: AtomicU64,
+    pub(crate) slot_size: AtomicU64,
+    pub(crate) stride: AtomicU64,
+    pub(crate) closed: AtomicU32,
+    pub(crate) get_seq: AtomicU32,
+    pub(crate) get_waiters: AtomicU32,
+    pub(crate) put_seq: AtomicU32,
+    pub(crate) put_waiters: AtomicU32,
+    pub(crate) join_seq: AtomicU32,
+    pub(crate) join_waiters: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    /// Positions skipped because their producer died between claim and publish.
+    pub skipped_writes: AtomicU64,
+    /// Messages lost because their consumer died between claim and release.
+    pub abandoned_reads: AtomicU64,
+    pub(crate) unfinished: AtomicU64,
+    _reserved: [AtomicU64; 5],
+    pub(crate) tail: IndexLine,
+    pub(crate) head: IndexLine,
+}
+
+#[cfg(not(shmproc_loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RingHeader>() == RING_HEADER_LEN);
+    assert!(align_of::<RingHeader>() == 128);
+    assert!(offset_of!(RingHeader, magic) == 0);
+    assert!(offset_of!(RingHeader, capacity) == 8);
+    assert!(offset_of!(RingHeader, slot_size) == 16);
+    assert!(offset_of!(RingHeader, stride) == 24);
+    assert!(offset_of!(RingHeader, closed) == 32);
+    assert!(offset_of!(RingHeader, get_seq) == 36);
+    assert!(offset_of!(RingHeader, get_waiters) == 40);
+    assert!(offset_of!(RingHeader, put_seq) == 44);
+    assert!(offset_of!(RingHeader, put_waiters) == 48);
+    assert!(offset_of!(RingHeader, join_seq) == 52);
+    assert!(offset_of!(RingHeader, join_waiters) == 56);
+    assert!(offset_of!(RingHeader, flags) == 60);
+    assert!(offset_of!(RingHeader, skipped_writes) == 64);
+    assert!(offset_of!(RingHeader, abandoned_reads) == 72);
+    assert!(offset_of!(RingHeader, unfinished) == 80);
+    assert!(offset_of!(RingHeader, tail) == 128);
+    assert!(offset_of!(RingHeader, head) == 256);
+    assert!(size_of::<SlotHeader>() == SLOT_HEADER_LEN);
+    assert!(offset_of!(SlotHeader, stamp) == 0);
+    assert!(offset_of!(SlotHeader, owner) == 8);
+};
+
+// SAFETY: repr(C, align(128)) of std atomics only, with explicit reserved
+// words and no implicit padding (size asserted above), valid for every bit
+// pattern, no pointers, no Drop.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for RingHeader {}
+// SAFETY: repr(C) of two std atomics (asserted 16 bytes), as above.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for SlotHeader {}
+
+impl RingHeader {
+    /// A fresh header (for heap storage).
+    pub fn new(capacity: u64, slot_size: u64, stride: u64) -> Self {
+        Self {
+            magic: AtomicU64::new(RING_MAGIC),
+            capacity: AtomicU64::new(capacity),
+            slot_size: AtomicU64::new(slot_size),
+            stride: AtomicU64::new(stride),
+            closed: AtomicU32::new(0),
+            get_seq: AtomicU32::new(0),
+            get_waiters: AtomicU32::new(0),
+            put_seq: AtomicU32::new(0),
+            put_waiters: AtomicU32::new(0),
+            join_seq: AtomicU32::new(0),
+            join_waiters: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            skipped_writes: AtomicU64::new(0),
+            abandoned_reads: AtomicU64::new(0),
+            unfinished: AtomicU64::new(0),
+            _reserved: std::array::from_fn(|_| AtomicU64::new(0)),
+            tail: IndexLine::new(0),
+            head: IndexLine::new(0),
+        }
+    }
+
+    /// Initialises a zeroed header in a segment being created (before
+    /// publication, so `Relaxed`: the segment's Release publish orders them).
+    #[cfg(not(shmproc_loom))]
+    pub(crate) fn init(&self, capacity: u64, slot_size: u64, stride: u64) {
+        self.magic.store(RING_MAGIC, Ordering::Relaxed);
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.slot_size.store(slot_size, Ordering::Relaxed);
+        self.stride.store(stride, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for RingHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingHeader")
+            .field("capacity", &self.capacity.load(Ordering::Relaxed))
+            .field("tail", &self.tail.value.load(Ordering::Relaxed))
+            .field("head", &self.head.value.load(Ordering::Relaxed))
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header of one slot.
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `stamp: AtomicU64` | `pos[40] pid[22] state[2]`, see the [module docs](self) |
+/// | 8 | `owner: AtomicU64` | the claimant's owner record (pid and start time), a hint against pid reuse |
+#[repr(C)]
+#[derive(Debug)]
+pub struct SlotHeader {
+    pub(crate) stamp: AtomicU64,
+    pub(crate) owner: AtomicU64,
+}
+
+impl SlotHeader {
+    /// A slot serving position `index` (for heap storage).
+    pub fn new(index: u64) -> Self {
+        Self {
+            stamp: AtomicU64::new(stamp(index, 0, EMPTY)),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// Initialises a zeroed slot in a segment being created.
+    #[cfg(not(shmproc_loom))]
+    pub(crate) fn init(&self, index: u64) {
+        self.stamp.store(stamp(index, 0, EMPTY), Ordering::Relaxed);
+    }
+}
+
+/// Where a ring's header and slots live: a shared-memory segment, or the
+/// heap (for loom and single-process use). Implementations take the index
+/// modulo the capacity themselves, so any index is in bounds.
+pub trait Storage {
+    /// The ring header.
+    fn header(&self) -> &RingHeader;
+    /// The capacity, validated when the storage was made (never re-read).
+    fn capacity(&self) -> u64;
+    /// Payload bytes per slot, validated when the storage was made.
+    fn slot_size(&self) -> usize;
+    /// The header of slot `index & (capacity - 1)`.
+    fn slot(&self, index: u64) -> &SlotHeader;
+    /// Copies `src` into the payload of slot `index` at `offset` (clamped to
+    /// the slot size).
+    fn write_payload(&self, index: u64, offset: usize, src: &[u8]);
+    /// Copies the payload of slot `index` from `offset` into `dst` (clamped).
+    fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]);
+    /// A pointer to the payload of slot `index` (`slot_size` bytes, aligned
+    /// to 16), for zero-copy access by the holder of the slot's claim.
+    fn payload_ptr(&self, index: u64) -> *mut u8;
+}
+
+/// The outcome of [`Ring::try_claim_push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// This position is ours to write, then [`Ring::publish`].
+    Claimed(Claim),
+    /// The slot of the next position still holds the previous lap: full.
+    Full,
+}
+
+/// The outcome of [`Ring::try_claim_pop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pop {
+    /// This position is ours to read, then [`Ring::release`].
+    Claimed(Claim),
+    /// Nothing was published at the head position: empty.
+    Empty,
+    /// The head position is claimed by a live producer still writing it.
+    Busy,
+}
+
+/// A claimed position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pos: u64,
+    pid: u32,
+}
+
+impl Claim {
+    /// The claimed position.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Counts the iterations of one operation; see [`STUCK_LIMIT`].
+struct Guard {
+    last: u64,
+    stuck: u32,
+    total: u32,
+    forward: u64,
+}
+
+impl Guard {
+    fn new() -> Self {
+        Self {
+            last: u64::MAX,
+            stuck: 0,
+            total: 0,
+            forward: 0,
+        }
+    }
+
+    fn observe(&mut self, index: u64, what: &'static str) -> Result<(), Corrupt> {
+        self.total += 1;
+        if index == self.last {
+            self.stuck += 1;
+            if self.stuck > STUCK_LIMIT {
+                return Err(Corrupt::new(what, index));
+            }
+            spin_loop();
+        } else {
+            self.stuck = 0;
+            self.last = index;
+        }
+        if self.total > TOTAL_LIMIT {
+            return Err(Corrupt::new(what, index));
+        }
+        Ok(())
+    }
+}
+
+/// Which side of the ring a blocking call waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Consumers, waiting for a message.
+    Get,
+    /// Producers, waiting for a free slot.
+    Put,
+}
+
+/// The ring algorithm over a [`Storage`].
+///
+/// The capacity, mask and slot size are copied from the storage once and
+/// never re-read from shared memory; every slot index is `pos & mask`.
+#[derive(Debug)]
+pub struct Ring<S> {
+    storage: S,
+    cap: u64,
+    mask: u64,
+    slot_size: usize,
+    joinable: bool,
+}
+
+impl<S: Storage> Ring<S> {
+    /// A ring over `storage` (which validated its capacity). `joinable`:
+    /// skipping a dead producer's position also un-counts its task.
+    ///
+    /// # Panics
+    /// When the storage's capacity is not a power of two in
+    /// `1..=MAX_CAPACITY` (a storage bug: storages validate it).
+    pub fn new(storage: S, joinable: bool) -> Self {
+        let cap = storage.capacity();
+        assert!(
+            cap.is_power_of_two() && cap <= MAX_CAPACITY,
+            "storage capacity must be a validated power of two"
+        );
+        let slot_size = storage.slot_size();
+        Self {
+            storage,
+            cap,
+            mask: cap - 1,
+            slot_size,
+            joinable,
+        }
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub(crate) fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// The ring header.
+    pub fn header(&self) -> &RingHeader {
+        self.storage.header()
+    }
+
+    /// The capacity (local copy).
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// Payload bytes per slot (local copy).
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        self.storage.slot(pos & self.mask)
+    }
+
+    /// Decodes and validates a stamp read from slot `pos & mask`.
+    fn check(&self, s: u64, pos: u64) -> Result<Stamp, Corrupt> {
+        let st = decode(s);
+        let index_ok = (st.pos ^ pos) & self.mask == 0;
+        let pid_ok = match st.state {
+            EMPTY | FULL => st.pid == 0,
+            _ => st.pid != 0,
+        };
+        if index_ok && pid_ok {
+            Ok(st)
+        } else {
+            Err(Corrupt::new("slot stamp", s))
+        }
+    }
+
+    fn cap_i(&self) -> i64 {
+        self.cap as i64
+    }
+
+    /// Moves `index` from `p` to `p + 1` if it is still `p`.
+    fn advance(&self, index: &AtomicU64, p: u64) -> bool {
+        // AcqRel: the Release half publishes the claim of position `p` (whose
+        // stamp this thread read with Acquire) to every Acquire load of the
+        // index in try_claim_push/try_claim_pop; the Acquire half (and the
+        // Acquire failure ordering) pairs with the previous advance.
+        index
+            .compare_exchange(p, p.wrapping_add(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether the claimant `pid` recorded in `slot` is alive.
+    fn alive(pid: u32, slot: &SlotHeader) -> bool {
+        owner::owner_alive(pid, slot.owner.load(Ordering::Relaxed))
+    }
+
+    /// Claims the next position to write, without blocking. With
+    /// `check_dead`, a slot still held by a consumer of the previous lap
+    /// is reclaimed when that consumer is dead (a `/proc` read).
+    ///
+    /// # Errors
+    /// [`Corrupt`] when the stamps or the index are inconsistent.
+    pub fn try_claim_push(&self, check_dead: bool) -> Result<Push, Corrupt> {
+        let me = owner::my_pid();
+        let hdr = self.header();
+        let mut guard = Guard::new();
+        loop {
+            // Acquire: pairs with the Release half of `advance`, which runs
+            // only after the position's stamp was claimed; the stamp read
+            // below is therefore at least that claim.
+            let p = hdr.tail.value.load(Ordering::Acquire);
+            guard.observe(p, "tail index")?;
+            let slot = self.slot(p);
+            // Acquire: pairs with the consumer's release (or a reclaim) that
+            // stored EMPTY(p): its reads of the payload happen before our writes.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let st = self.check(s, p)?;
+            let d = lap_diff(st.pos, p);
+            if d == 0 {
+                if st.state == EMPTY {
+                    let claimed = stamp(p, me, WRITING);
+                    // Acquire (success): as the load above. Release: the
+                    // claim is what `advance` publishes to index readers.
+                    if slot
+                        .stamp
+                        .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        slot.owner.store(owner::my_record(), Ordering::Relaxed);
+                        self.advance(&hdr.tail.value, p);
+                        return Ok(Push::Claimed(Claim { pos: p, pid: me }));
+                    }
+                } else {
+                    // Claimed by someone else: help the index along.
+                    self.advance(&hdr.tail.value, p);
+                }
+            } else if d > 0 {
+                // Position p is long done (a dead producer's position was
+                // skipped before anyone advanced the tail), or our index read
+                // is stale. Bounded: a corrupt stamp must not run the index away.
+                if self.advance(&hdr.tail.value, p) {
+                    guard.forward += 1;
+                    if guard.forward > self.cap {
+                        return Err(Corrupt::new("slot stamp ahead of tail", s));
+                    }
+                }
+            } else if d == -self.cap_i() {
+                match st.state {
+                    // The consumer of the previous lap died mid-read.
+                    // AcqRel: Acquire as the stamp load; Release orders
+                    // nothing (the message is lost) but keeps the CAS
+                    // symmetric with `release`.
+                    READING
+                        if check_dead
+                            && !Self::alive(st.pid, slot)
+                            && slot
+                                .stamp
+                                .compare_exchange(
+                                    s,
+                                    stamp(p, 0, EMPTY),
+                                    Ordering::AcqRel,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok() =>
+                    {
+                        hdr.abandoned_reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    READING | WRITING | FULL => return Ok(Push::Full),
+                    // EMPTY one lap behind the tail: the tail passed an
+                    // unclaimed position. Impossible unless corrupt; the
+                    // guard reports it if it persists.
+                    _ => {}
+                }
+            } else {
+                return Err(Corrupt::new("slot stamp behind tail", s));
+            }
+        }
+    }
+
+    /// Publishes a claimed position. Returns `false` when the slot was taken
+    /// from us (we were judged dead): the message was **not** sent.
+    ///
+    /// # Errors
+    /// Never at present (reserved for stamp validation).
+    pub fn publish(&self, claim: Claim) -> bool {
+        let slot = self.slot(claim.pos);
+        // SeqCst (success): Release pairs with the consumer's Acquire stamp
+        // load, publishing the payload; SeqCst so that, with the SeqCst load
+        // of `get_waiters` in `wake`, a consumer that registered as a waiter
+        // and then re-checked (after its SeqCst fence, in `block`) sees
+        // this publish or is seen (store-buffering is excluded).
+        let ok = slot
+            .stamp
+            .compare_exchange(
+                stamp(claim.pos, claim.pid, WRITING),
+                stamp(claim.pos, 0, FULL),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        self.wake(Side::Get);
+        ok
+    }
+
+    /// Claims the next position to read, without blocking. With
+    /// `check_dead`, a position whose producer is dead is skipped (a `/proc`
+    /// read; callers spin a little before asking for it).
+    ///
+    /// # Errors
+    /// [`Corrupt`] when the stamps or the index are inconsistent.
+    pub fn try_claim_pop(&self, check_dead: bool) -> Result<Pop, Corrupt> {
+        let me = owner::my_pid();
+        let hdr = self.header();
+        let mut guard = Guard::new();
+        loop {
+            // Acquire: pairs with the Release half of `advance` (see
+            // try_claim_push).
+            let p = hdr.head.value.load(Ordering::Acquire);
+            guard.observe(p, "head index")?;
+            let slot = self.slot(p);
+            // Acquire: pairs with the producer's publish (Release/SeqCst),
+            // so its payload writes happen before our reads.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let st = self.check(s, p)?;
+            let d = lap_diff(st.pos, p);
+            if d == 0 {
+                match st.state {
+                    FULL => {
+                        let claimed = stamp(p, me, READING);
+                        // AcqRel: Acquire as the load above; Release publishes
+                        // the claim to `advance` helpers.
+                        if slot
+                            .stamp
+                            .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            slot.owner.store(owner::my_record(), Ordering::Relaxed);
+                            self.advance(&hdr.head.value, p);
+                            return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
+                        }
+                    }
+                    READING => {
+                        self.advance(&hdr.head.value, p);
+                    }
+                    EMPTY => return Ok(Pop::Empty),
+                    _ => {
+                        if !check_dead || Self::alive(st.pid, slot) {
+                            return Ok(Pop::Busy);
+                        }
+                        // The producer died between claim and publish: skip
+                        // the position and free the slot for the next lap.
+                        // AcqRel: Release hands the slot to the producer of
+                        // p + cap (its Acquire stamp load).
+                        let next = stamp(p.wrapping_add(self.cap), 0, EMPTY);
+                        if slot
+                            .stamp
+                            .compare_exchange(s, next, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            hdr.skipped_writes.fetch_add(1, Ordering::Relaxed);
+                            if self.joinable {
+                                let _ = uncount(hdr);
+                            }
+                            self.advance(&hdr.head.value, p);
+                            self.wake(Side::Put);
+                        }
+                    }
+                }
+            } else if d > 0 {
+                // Position p is done (skipped by a consumer that died before
+                // advancing the head), or our read is stale. Bounded as in
+                // try_claim_push.
+                if self.advance(&hdr.head.value, p) {
+                    guard.forward += 1;
+                    if guard.forward > self.cap {
+                        return Err(Corrupt::new("slot stamp ahead of head", s));
+                    }
+                }
+            } else if d == -self.cap_i() {
+                if st.state == READING {
+                    // A consumer of the previous lap still reads this slot:
+                    // position p cannot have been produced yet.
+                    return Ok(Pop::Empty);
+                }
+                // Otherwise the head passed a position never consumed:
+                // impossible unless corrupt; the guard reports it if it persists.
+            } else {
+                return Err(Corrupt::new("slot stamp behind head", s));
+            }
+        }
+    }
+
+    /// Releases a position claimed by [`try_claim_pop`](Self::try_claim_pop)
+    /// once its payload has been read. Returns `false` when the slot was
+    /// taken from us meanwhile (we were judged dead): what was read may be
+    /// torn and must be discarded.
+    pub fn release(&self, claim: Claim) -> bool {
+        let slot = self.slot(claim.pos);
+        // SeqCst (success): Release pairs with the next-lap producer's
+        // Acquire stamp load (our payload reads happen before its writes);
+        // SeqCst pairs with the waiter registration in `block`, as in `publish`.
+        let ok = slot
+            .stamp
+            .compare_exchange(
+                stamp(claim.pos, claim.pid, READING),
+                stamp(claim.pos.wrapping_add(self.cap), 0, EMPTY),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        self.wake(Side::Put);
+        ok
+    }
+
+    /// Copies `src` into a claimed slot (clamped to the slot size).
+    pub fn write(&self, claim: &Claim, offset: usize, src: &[u8]) {
+        self.storage
+            .write_payload(claim.pos & self.mask, offset, src);
+    }
+
+    /// Copies a claimed slot's payload into `dst` (clamped to the slot size).
+    pub fn read(&self, claim: &Claim, offset: usize, dst: &mut [u8]) {
+        self.storage
+            .read_payload(claim.pos & self.mask, offset, dst);
+    }
+
+    /// A pointer to a claimed slot's payload.
+    pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
+        self.storage.payload_ptr(claim.pos & self.mask)
+    }
+
+    /// Messages in the ring, from the indices (clamped to `0..=capacity`;
+    /// exact when no operation is in flight).
+    #[allow(clippy::len_without_is_empty)] // `Queue::empty` is the query
+    pub fn len(&self) -> u64 {
+        let hdr = self.header();
+        // Acquire both: pair with `advance`. The head is read first, so a
+        // consistent ring gives tail >= head.
+        let h = hdr.head.value.load(Ordering::Acquire);
+        let t = hdr.tail.value.load(Ordering::Acquire);
+        let d = t.wrapping_sub(h) as i64;
+        d.clamp(0, self.cap_i()) as u64
+    }
+
+    /// Whether `close` was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.header().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the ring closed and wakes every sleeper on both sides.
+    pub fn close(&self) {
+        let hdr = self.header();
+        // Release: pairs with the Acquire load in `is_closed`.
+        hdr.closed.store(1, Ordering::Release);
+        for side in [Side::Get, Side::Put] {
+            let (seq, _) = self.words(side);
+            // Release: pairs with the Acquire load of the seq in `block`.
+            seq.fetch_add(1, Ordering::Release);
+            futex::wake(seq, u32::MAX);
+        }
+    }
+
+    fn words(&self, side: Side) -> (&AtomicU32, &AtomicU32) {
+        let h = self.header();
+        match side {
+            Side::Get => (&h.get_seq, &h.get_waiters),
+            Side::Put => (&h.put_seq, &h.put_waiters),
+        }
+    }
+
+    /// Wakes the sleepers of `side`, with a system call only when one is
+    /// registered.
+    pub(crate) fn wake(&self, side: Side) {
+        let (seq, waiters) = self.words(side);
+        // SeqCst: pairs with the SeqCst registration and fence in `block`
+        // (see `publish`): either we see the waiter, or it sees our change.
+        if waiters.load(Ordering::SeqCst) != 0 {
+            // Release: pairs with the Acquire load of the seq in `block`.
+            seq.fetch_add(1, Ordering::Release);
+            futex::wake(seq, u32::MAX);
+        }
+    }
+
+    /// Runs `attempt(check_dead)` until it returns `Some`: spinning briefly,
+    /// then sleeping on `side`'s futex in bounded slices, until `deadline`.
+    /// `check_dead` is false during the first spins (no `/proc` reads on the
+    /// fast path). Returns `Ok(None)` at the deadline.
+    pub(crate) fn block<R, E>(
+        &self,
+        side: Side,
+        deadline: Deadline,
+        mut attempt: impl FnMut(bool) -> Result<Option<R>, E>,
+    ) -> Result<Option<R>, E> {
+        for spin in 0..SPIN_LIMIT {
+            if let Some(r) = attempt(spin >= SPIN_LIMIT / 2)? {
+                return Ok(Some(r));
+            }
+            if deadline.expired() {
+                return Ok(None);
+            }
+            spin_loop();
+        }
+        let (seq, waiters) = self.words(side);
+        loop {
+            // Acquire: pairs with the Release increment in `wake`/`close`.
+            let s0 = seq.load(Ordering::Acquire);
+            // SeqCst, then a SeqCst fence: pairs with the SeqCst publish /
+            // release and the SeqCst waiters load in `wake` (see `publish`).
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let registered = Registered(waiters);
+            fence(Ordering::SeqCst);
+            if let Some(r) = attempt(true)? {
+                return Ok(Some(r));
+            }
+            let Some(slice) = deadline.slice(SLICE) else {
+                return Ok(None);
+            };
+            futex::wait(seq, s0, slice);
+            drop(registered);
+        }
+    }
+}
+
+/// Decrements the unfinished count (saturating) and wakes joiners at 0.
+pub(crate) fn uncount(hdr: &RingHeader) -> Result<(), crate::error::TaskDoneError> {
+    let mut cur = hdr.unfinished.load(Ordering::Relaxed);
+    loop {
+        if cur == 0 {
+            return Err(crate::error::TaskDoneError);
+        }
+        // SeqCst: Release publishes the finished task's effects to `join`'s
+        // Acquire load; SeqCst pairs with the joiner's registration + fence
+        // (store-buffering excluded, as in Ring::publish).
+        match hdr.unfinished.compare_exchange_weak(
+            cur,
+            cur - 1,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(v) => cur = v,
+        }
+    }
+    if cur == 1 && hdr.join_waiters.load(Ordering::SeqCst) != 0 {
+        // Release: pairs with the Acquire load of join_seq in `join_until`.
+        hdr.join_seq.fetch_add(1, Ordering::Release);
+        futex::wake(&hdr.join_seq, u32::MAX);
+    }
+    Ok(())
+}
+
+/// Unregisters a waiter when dropped (also on early returns).
+struct Registered<'a>(&'a AtomicU32);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip() {
+        for (pos, pid, state) in [
+            (0u64, 0u32, EMPTY),
+            (5, 1234, WRITING),
+            (POS_MASK, (1 << 22) - 1, READING),
+        ] {
+            let s = decode(stamp(pos, pid, state));
+            assert_eq!((s.pos, s.pid, s.state), (pos, pid, state));
+        }
+        // Positions wrap modulo 2^40.
+        assert_eq!(decode(stamp(POS_MASK + 3, 0, FULL)).pos, 2);
+    }
+
+    #[test]
+    fn lap_diff_is_signed_modulo_2_40() {
+        assert_eq!(lap_diff(5, 5), 0);
+        assert_eq!(lap_diff(5, 9), -4);
+        assert_eq!(lap_diff(9, 5), 4);
+        assert_eq!(lap_diff(1, POS_MASK), 2);
+        assert_eq!(lap_diff(POS_MASK, 1), -2);
+        // Full 64-bit positions reduce modulo 2^40.
+        assert_eq!(lap_diff(3, (7 << 40) + 1), 2);
+    }
+
+    #[test]
+    fn geometry() {
+        assert_eq!(slot_geometry(8), Some((16, 64)));
+        assert_eq!(slot_geometry(48), Some((16, 64)));
+        assert_eq!(slot_geometry(49), Some((64, 128)));
+        assert_eq!(slot_geometry(4096), Some((64, 4160)));
+        assert_eq!(slot_geometry(MAX_SLOT_SIZE + 1), None);
+        assert_eq!(ring_bytes(3, 8), None);
+        assert_eq!(ring_bytes(0, 8), None);
+        assert_eq!(ring_bytes(4, 8), Some(384 + 256));
+    }
+}

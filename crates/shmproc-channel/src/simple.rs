@@ -1,0 +1,118 @@
+//! [`SimpleQueue`]: the minimal queue.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use shmproc_shm::SegmentKind;
+
+use crate::error::{GetError, PutError, QueueError};
+use crate::queue::Queue;
+
+/// Python's `multiprocessing.SimpleQueue`: put, get, empty, close.
+///
+/// Python's is unbounded; this one has [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY)
+/// slots (or the capacity given), and `put` waits for room.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_channel::SimpleQueue;
+/// let q = SimpleQueue::<[u8; 16]>::new()?;
+/// q.put(*b"hello, processes")?;
+/// assert_eq!(&q.get()?, b"hello, processes");
+/// assert!(q.empty());
+/// # Ok(()) }
+/// ```
+pub struct SimpleQueue<T> {
+    q: Queue<T>,
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue")
+            .field("queue", &self.q)
+            .finish()
+    }
+}
+
+impl<T: Pod> SimpleQueue<T> {
+    /// Slots of a queue made by [`new`](Self::new) or [`create`](Self::create).
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    /// An anonymous simple queue.
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new() -> Result<Self, QueueError> {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// An anonymous simple queue of at least `capacity` slots.
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn with_capacity(capacity: usize) -> Result<Self, QueueError> {
+        Queue::make(None, SegmentKind::SIMPLE_QUEUE, capacity).map(|q| Self { q })
+    }
+
+    /// A named simple queue.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    pub fn create(name: &str) -> Result<Self, QueueError> {
+        Queue::make(
+            Some(name),
+            SegmentKind::SIMPLE_QUEUE,
+            Self::DEFAULT_CAPACITY,
+        )
+        .map(|q| Self { q })
+    }
+
+    /// Opens the named simple queue.
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, QueueError> {
+        Queue::open_with(SegmentKind::SIMPLE_QUEUE, Some(name), None).map(|q| Self { q })
+    }
+
+    /// Puts `value`, waiting for room.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`], [`PutError::Corrupt`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.q.put(value)
+    }
+
+    /// Takes the next value, waiting for one.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once closed and drained, [`GetError::Corrupt`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// Takes the next value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], [`GetError::Closed`], [`GetError::Corrupt`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.q.get_timeout(timeout)
+    }
+
+    /// Whether the queue is empty now.
+    pub fn empty(&self) -> bool {
+        self.q.empty()
+    }
+
+    /// Closes the queue (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.q.close();
+    }
+
+    /// The underlying queue.
+    pub fn as_queue(&self) -> &Queue<T> {
+        &self.q
+    }
+}

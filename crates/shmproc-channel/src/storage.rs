@@ -1,0 +1,287 @@
+//! The two [`Storage`]s of a ring: a shared-memory segment, and the heap
+//! (where loom can track every payload access).
+
+#![allow(unsafe_code)] // Slot pointers into a mapping (bounds fixed at open) and payload copies through them.
+#![deny(clippy::indexing_slicing)]
+
+use shmproc_shm::sync::UnsafeCell;
+
+use crate::ring::{RingHeader, SlotHeader, Storage, slot_geometry};
+
+/// A ring on the heap: the same algorithm, for one process (and for loom).
+#[derive(Debug)]
+pub struct HeapStorage {
+    header: RingHeader,
+    slots: Box<[HeapSlot]>,
+    cap: u64,
+    slot_size: usize,
+}
+
+#[derive(Debug)]
+struct HeapSlot {
+    hdr: SlotHeader,
+    /// 16-byte aligned payload, `slot_size` bytes.
+    data: UnsafeCell<Box<[u128]>>,
+}
+
+impl HeapStorage {
+    /// `capacity` slots (a power of two up to [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY))
+    /// of `slot_size` bytes.
+    ///
+    /// # Panics
+    /// When `capacity` is not such a power of two or `slot_size` is too large.
+    pub fn new(capacity: u64, slot_size: usize) -> Self {
+        let (_, stride) = slot_geometry(slot_size as u64).expect("slot size in range");
+        assert!(
+            crate::ring::ring_bytes(capacity, slot_size as u64).is_some(),
+            "capacity must be a power of two in 1..=2^30"
+        );
+        let words = slot_size.div_ceil(16);
+        let slots = (0..capacity)
+            .map(|i| HeapSlot {
+                hdr: SlotHeader::new(i),
+                data: UnsafeCell::new(vec![0u128; words].into_boxed_slice()),
+            })
+            .collect();
+        Self {
+            header: RingHeader::new(capacity, slot_size as u64, stride),
+            slots,
+            cap: capacity,
+            slot_size,
+        }
+    }
+
+    fn heap_slot(&self, index: u64) -> &HeapSlot {
+        let i = (index & (self.cap - 1)) as usize;
+        self.slots
+            .get(i)
+            .expect("masked index is below the capacity")
+    }
+}
+
+/// `[offset, offset + n)` clamped to a slot of `size` bytes.
+fn clamp(size: usize, offset: usize, n: usize) -> (usize, usize) {
+    let offset = offset.min(size);
+    (offset, n.min(size - offset))
+}
+
+impl Storage for HeapStorage {
+    fn header(&self) -> &RingHeader {
+        &self.header
+    }
+    fn capacity(&self) -> u64 {
+        self.cap
+    }
+    fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+    fn slot(&self, index: u64) -> &SlotHeader {
+        &self.heap_slot(index).hdr
+    }
+    fn write_payload(&self, index: u64, offset: usize, src: &[u8]) {
+        let (offset, n) = clamp(self.slot_size, offset, src.len());
+        self.heap_slot(index).data.with_mut(|p| {
+            // SAFETY: the caller holds the slot's claim (stamp WRITING with its
+            // pid), so no other thread accesses the payload (loom checks it);
+            // `p` points to a live boxed slice of at least `slot_size` bytes and
+            // `offset + n <= slot_size` by `clamp`.
+            let base = unsafe { (*p).as_mut_ptr() }.cast::<u8>();
+            let dst = base.wrapping_add(offset);
+            // SAFETY: as above; `src` is a distinct local buffer.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
+        });
+    }
+    fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]) {
+        let (offset, n) = clamp(self.slot_size, offset, dst.len());
+        self.heap_slot(index).data.with(|p| {
+            // SAFETY: the caller holds the slot's claim (stamp READING with its
+            // pid); the boxed slice is live and `offset + n <= slot_size`.
+            let base = unsafe { (*p).as_ptr() }.cast::<u8>();
+            let src = base.wrapping_add(offset);
+            // SAFETY: as above; `dst` is a distinct local buffer.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
+        });
+    }
+    fn payload_ptr(&self, index: u64) -> *mut u8 {
+        self.heap_slot(index).data.with_mut(|p| {
+            // SAFETY: `p` points to the live boxed slice; taking its data
+            // pointer reads only the Box, which nobody mutates after `new`.
+            unsafe { (*p).as_mut_ptr() }.cast::<u8>()
+        })
+    }
+}
+
+#[cfg(not(shmproc_loom))]
+pub(crate) use segment::SegmentStorage;
+
+#[cfg(not(shmproc_loom))]
+mod segment {
+    use std::ptr::NonNull;
+
+    use shmproc_shm::{Offset, Segment};
+
+    use super::clamp;
+    use crate::error::Corrupt;
+    use crate::ring::{
+        MAX_CAPACITY, RING_HEADER_LEN, RING_MAGIC, RingHeader, SlotHeader, Storage, ring_bytes,
+        slot_geometry,
+    };
+    use shmproc_shm::sync::Ordering;
+
+    /// A ring in a shared-memory segment: the ring header at the start of the
+    /// payload, then the slots. Capacity, slot size and stride are read once,
+    /// validated against the real mapping size, and kept here.
+    #[derive(Debug)]
+    pub(crate) struct SegmentStorage {
+        seg: Segment,
+        header: NonNull<RingHeader>,
+        slots: NonNull<u8>,
+        cap: u64,
+        slot_size: usize,
+        payload_off: usize,
+        stride: usize,
+    }
+
+    // SAFETY: the storage hands out references to atomics (`ShmSafe` headers)
+    // and raw payload pointers only; the mapping is valid from any thread.
+    unsafe impl Send for SegmentStorage {}
+    // SAFETY: as above; all methods take `&self` and touch shared memory only
+    // through atomics or under a slot claim.
+    unsafe impl Sync for SegmentStorage {}
+
+    impl SegmentStorage {
+        /// Initialises the ring header and the slot stamps of a segment being
+        /// created (zeroed, not yet published), through bounds-checked views.
+        pub(crate) fn init(seg: &Segment, slot_size: usize) -> Result<(), Corrupt> {
+            let cap = seg.capacity();
+            let (_, stride) =
+                slot_geometry(slot_size as u64).ok_or(Corrupt::new("slot size", cap))?;
+            let h = seg
+                .get(Offset::<RingHeader>::in_payload(0))
+                .map_err(|_| Corrupt::new("ring header offset", 0))?;
+            h.init(cap, slot_size as u64, stride);
+            for i in 0..cap {
+                let off = (RING_HEADER_LEN as u64)
+                    .checked_add(
+                        i.checked_mul(stride)
+                            .ok_or(Corrupt::new("slot offset", i))?,
+                    )
+                    .ok_or(Corrupt::new("slot offset", i))?;
+                seg.get(Offset::<SlotHeader>::in_payload(off))
+                    .map_err(|_| Corrupt::new("slot offset", off))?
+                    .init(i);
+            }
+            Ok(())
+        }
+
+        /// Wraps a published segment, validating the ring header against the
+        /// segment header (already validated against the mapping).
+        pub(crate) fn new(seg: Segment, slot_size: usize) -> Result<Self, Corrupt> {
+            let cap = seg.capacity();
+            let bytes = ring_bytes(cap, slot_size as u64)
+                .ok_or(Corrupt::new("capacity or slot size", cap))?;
+            let (off, stride) =
+                slot_geometry(slot_size as u64).ok_or(Corrupt::new("slot size", cap))?;
+            if cap > MAX_CAPACITY || bytes > seg.data_len() as u64 {
+                return Err(Corrupt::new("segment length", seg.len() as u64));
+            }
+            let header = seg
+                .resolve(Offset::<RingHeader>::in_payload(0))
+                .map_err(|_| Corrupt::new("ring header offset", 0))?;
+            let slots = seg
+                .resolve_slice(
+                    Offset::<u8>::in_payload(RING_HEADER_LEN as u64),
+                    (bytes - RING_HEADER_LEN as u64) as usize,
+                )
+                .map_err(|_| Corrupt::new("slots", bytes))?
+                .cast::<u8>();
+            let st = Self {
+                seg,
+                header,
+                slots,
+                cap,
+                slot_size,
+                payload_off: off as usize,
+                stride: stride as usize,
+            };
+            let h = st.header();
+            {
+                // Read once, compared with what the validated segment header
+                // (fingerprint: type, capacity, slot size) implies.
+                let checks = [
+                    ("ring magic", h.magic.load(Ordering::Relaxed), RING_MAGIC),
+                    ("ring capacity", h.capacity.load(Ordering::Relaxed), cap),
+                    (
+                        "ring slot size",
+                        h.slot_size.load(Ordering::Relaxed),
+                        slot_size as u64,
+                    ),
+                    ("ring stride", h.stride.load(Ordering::Relaxed), stride),
+                ];
+                for (what, found, want) in checks {
+                    if found != want {
+                        return Err(Corrupt::new(what, found));
+                    }
+                }
+            }
+            Ok(st)
+        }
+
+        pub(crate) fn segment(&self) -> &Segment {
+            &self.seg
+        }
+
+        pub(crate) fn segment_mut(&mut self) -> &mut Segment {
+            &mut self.seg
+        }
+
+        /// The start of slot `index & mask`.
+        fn slot_ptr(&self, index: u64) -> *mut u8 {
+            let i = (index & (self.cap - 1)) as usize;
+            // In bounds: i < cap and cap * stride <= the slots' resolved length
+            // (checked in `new`), which lies inside the mapping.
+            self.slots.as_ptr().wrapping_add(i * self.stride)
+        }
+    }
+
+    impl Storage for SegmentStorage {
+        fn header(&self) -> &RingHeader {
+            // SAFETY: resolved with bounds and alignment checks in `new`; the
+            // mapping lives as long as `self.seg`; RingHeader is ShmSafe
+            // (atomics only, valid for any bits).
+            unsafe { self.header.as_ref() }
+        }
+        fn capacity(&self) -> u64 {
+            self.cap
+        }
+        fn slot_size(&self) -> usize {
+            self.slot_size
+        }
+        #[allow(clippy::cast_ptr_alignment)] // slots start 128-aligned, stride is a multiple of 64
+        fn slot(&self, index: u64) -> &SlotHeader {
+            let p = self.slot_ptr(index).cast::<SlotHeader>();
+            // SAFETY: `slot_ptr` is in bounds (see there) and 64-aligned (slots
+            // start at payload offset 384 of a page-aligned mapping + 128, the
+            // stride is a multiple of 64); SlotHeader is ShmSafe (atomics only).
+            unsafe { &*p }
+        }
+        fn write_payload(&self, index: u64, offset: usize, src: &[u8]) {
+            let (offset, n) = clamp(self.slot_size, offset, src.len());
+            let dst = self.payload_ptr(index).wrapping_add(offset);
+            // SAFETY: `dst..dst + n` lies inside the slot's payload (clamped),
+            // inside the mapping; the caller holds the slot's claim, so no
+            // process following the protocol touches it; `src` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
+        }
+        fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]) {
+            let (offset, n) = clamp(self.slot_size, offset, dst.len());
+            let src = self.payload_ptr(index).wrapping_add(offset);
+            // SAFETY: as in `write_payload`; copied into local memory, never
+            // referenced in place.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
+        }
+        fn payload_ptr(&self, index: u64) -> *mut u8 {
+            self.slot_ptr(index).wrapping_add(self.payload_off)
+        }
+    }
+}
