@@ -629,3 +629,351 @@ pub mod identity {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Process control (used by shmproc-process): pidfds, poll, posix_spawn,
+// descriptor passing and atexit.
+// ---------------------------------------------------------------------------
+
+/// `pidfd_open(pid, 0)`: a descriptor that names process `pid` for good (it
+/// never refers to a later process that reuses the pid). It becomes readable
+/// when the process exits; it works for any process, not only children.
+///
+/// The descriptor is close-on-exec.
+///
+/// # References
+/// `man 2 pidfd_open`
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with two integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    cvt(fd)?;
+    // SAFETY: `fd` was just returned by a successful `pidfd_open` and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process behind a
+/// pidfd, with no risk of hitting a process that reused its pid. `ESRCH`
+/// once it has exited.
+///
+/// # References
+/// `man 2 pidfd_send_signal`
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall; the siginfo pointer is null, as allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `poll(fds, POLLIN)`: which of `fds` are readable (or hung up, or in
+/// error) within `timeout` (`None`: wait until one is). A signal that
+/// interrupts the wait returns all `false`; the caller re-checks and loops.
+///
+/// # References
+/// `man 2 poll`
+#[doc(alias = "poll")]
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |d| {
+        // Round up so a short timeout does not become a busy 0 ms poll.
+        let ms = d.as_nanos().div_ceil(1_000_000);
+        libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+    });
+    let n = libc::nfds_t::try_from(pfds.len())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `pfds` is a valid, writable array of `n` pollfd for the whole call.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
+    if ret == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// `posix_spawn(path, argv, envp)` with an empty signal mask, keeping the
+/// descriptors in `keep` open in the child under the same numbers even if
+/// they are close-on-exec (a `dup2(fd, fd)` file action clears the flag in
+/// the child only, glibc 2.29 and later), so no other child started at the
+/// same time inherits them.
+///
+/// glibc runs it as `clone(CLONE_VM | CLONE_VFORK)` + `execve`: no copy of
+/// the parent's page tables, and safe in a multi-threaded process.
+///
+/// # References
+/// `man 3 posix_spawn`, `man 3 posix_spawn_file_actions_adddup2`
+#[doc(alias = "posix_spawn")]
+pub fn spawn_exe(
+    path: &CStr,
+    argv: &[&CStr],
+    envp: &[&CStr],
+    keep: &[BorrowedFd<'_>],
+) -> io::Result<Pid> {
+    let mut argv_p: Vec<*mut libc::c_char> = argv.iter().map(|s| s.as_ptr().cast_mut()).collect();
+    argv_p.push(std::ptr::null_mut());
+    let mut envp_p: Vec<*mut libc::c_char> = envp.iter().map(|s| s.as_ptr().cast_mut()).collect();
+    envp_p.push(std::ptr::null_mut());
+
+    let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    // SAFETY: `actions` is valid for writes; init fills it.
+    let err = unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: `attr` is valid for writes; init fills it.
+    let err = unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) };
+    if err != 0 {
+        // SAFETY: `actions` was initialised above and is destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    let result = (|| {
+        for fd in keep {
+            let raw = fd.as_raw_fd();
+            // SAFETY: `actions` was initialised above; `raw` is an open descriptor.
+            let err =
+                unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), raw, raw) };
+            if err != 0 {
+                return Err(io::Error::from_raw_os_error(err));
+            }
+        }
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `empty` is valid for writes; sigemptyset fills it.
+        unsafe { libc::sigemptyset(empty.as_mut_ptr()) };
+        // SAFETY: `attr` was initialised above; `empty` was filled by sigemptyset.
+        let err = unsafe { libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()) };
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        let flags = libc::c_short::try_from(libc::POSIX_SPAWN_SETSIGMASK).unwrap_or(0);
+        // SAFETY: `attr` was initialised above.
+        let err = unsafe { libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags) };
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: `path` is NUL-terminated; `argv_p` and `envp_p` are
+        // NULL-terminated arrays of NUL-terminated strings that outlive the call;
+        // `actions` and `attr` were initialised above.
+        let err = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                actions.as_ptr(),
+                attr.as_ptr(),
+                argv_p.as_ptr(),
+                envp_p.as_ptr(),
+            )
+        };
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        Ok(pid)
+    })();
+    // SAFETY: both were initialised above and are destroyed exactly once.
+    unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+    // SAFETY: as above.
+    unsafe { libc::posix_spawnattr_destroy(attr.as_mut_ptr()) };
+    result
+}
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: two connected
+/// message sockets (message boundaries kept, descriptors passable).
+///
+/// # References
+/// `man 2 socketpair`, `man 7 unix`
+#[doc(alias = "socketpair")]
+pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is valid for writes of two ints.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    let [a, b] = fds;
+    // SAFETY: `a` was just returned by a successful socketpair and is owned by no one else.
+    let a = unsafe { OwnedFd::from_raw_fd(a) };
+    // SAFETY: as above, for `b`.
+    let b = unsafe { OwnedFd::from_raw_fd(b) };
+    Ok((a, b))
+}
+
+/// The most descriptors [`send_with_fds`] passes in one message.
+pub const MAX_PASSED_FDS: usize = 64;
+
+/// `sendmsg` of one message `bytes` with `fds` attached (`SCM_RIGHTS`), on a
+/// Unix socket. `EINTR` is retried.
+///
+/// # References
+/// `man 2 sendmsg`, `man 7 unix` (`SCM_RIGHTS`)
+#[doc(alias = "sendmsg")]
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice());
+    let payload_u32 =
+        u32::try_from(payload).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(payload_u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8).max(1)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid "no name, no control" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: `msg` has a control buffer of `space` bytes, enough for one header.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        // SAFETY: `cmsg` points into `control` (checked non-null by construction:
+        // controllen >= CMSG_SPACE(payload) >= sizeof(cmsghdr)).
+        let hdr = unsafe { &mut *cmsg };
+        hdr.cmsg_level = libc::SOL_SOCKET;
+        hdr.cmsg_type = libc::SCM_RIGHTS;
+        // SAFETY: pure size computation.
+        hdr.cmsg_len = unsafe { libc::CMSG_LEN(payload_u32) } as usize;
+        // SAFETY: CMSG_DATA points at `payload` writable bytes inside `control`.
+        let data = unsafe { libc::CMSG_DATA(cmsg) };
+        // SAFETY: `data` has room for `payload` bytes (CMSG_SPACE above); the
+        // source is `raw`, which does not overlap the control buffer.
+        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), data, payload) };
+    }
+    loop {
+        // SAFETY: `msg` points at `iov` (over `bytes`) and `control`, all live
+        // for the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `recvmsg` of one message into `buf`, with the descriptors attached to it
+/// (`SCM_RIGHTS`, received close-on-exec). Returns the message length (0 at
+/// end of stream) and the descriptors. `EINTR` is retried.
+///
+/// # References
+/// `man 2 recvmsg`, `man 7 unix` (`SCM_RIGHTS`)
+#[doc(alias = "recvmsg")]
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let max_payload = u32::try_from(MAX_PASSED_FDS * std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(max_payload) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid "no name, no control" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both
+        // writable and live for the call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR reads only its control fields.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: non-null headers returned by CMSG_FIRSTHDR/NXTHDR lie inside `control`.
+        let hdr = unsafe { &*cmsg };
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: pure size computation.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = hdr.cmsg_len.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: CMSG_DATA points at the header's payload inside `control`.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            for i in 0..count {
+                let mut b = [0u8; std::mem::size_of::<libc::c_int>()];
+                // SAFETY: `i < count`, so the `b.len()` bytes read stay inside
+                // this header's payload; `b` is a separate local buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        data.wrapping_add(i * b.len()),
+                        b.as_mut_ptr(),
+                        b.len(),
+                    );
+                }
+                let raw = libc::c_int::from_ne_bytes(b);
+                // SAFETY: the kernel just installed `raw` in our table for us.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: `cmsg` is a valid header inside `msg`'s control buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok((n, fds))
+}
+
+/// `atexit(f)`: runs `f` when the process calls `exit` (returning from
+/// `main` included), not on `_exit` or death by a signal.
+///
+/// # References
+/// `man 3 atexit`
+#[doc(alias = "atexit")]
+pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `f` is a plain function that lives for the whole program.
+    let ret = unsafe { libc::atexit(f) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::ENOMEM))
+    }
+}
+
+/// Number of threads of the calling process (entries of `/proc/self/task`),
+/// or `None` when `/proc` cannot tell.
+pub fn thread_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+/// `SIGINT`.
+pub const SIGINT: i32 = libc::SIGINT;

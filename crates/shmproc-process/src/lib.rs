@@ -1,0 +1,132 @@
+//! Processes for shmproc: Python's `multiprocessing.Process` and its start
+//! methods, for Rust.
+//!
+//! ```no_run
+//! use shmproc_process::{Process, Shareable};
+//! use shmproc_sync::Value;
+//!
+//! fn worker((name, counter): (String, Value<u64>)) {
+//!     *counter.lock().expect("lock") += 1;
+//!     println!("[{name}] done");
+//! }
+//!
+//! let counter = Value::new(0u64)?;
+//! let mut children = Vec::new();
+//! for i in 0..4 {
+//!     let args = (format!("worker-{i}"), counter.try_clone()?);
+//!     children.push(Process::builder().target(worker, args).start()?);
+//! }
+//! for c in &children {
+//!     assert_eq!(c.join()?, 0);
+//! }
+//! assert_eq!(counter.load().expect("load"), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Start methods
+//! | method | how | target | threads in the parent |
+//! |---|---|---|---|
+//! | [`StartMethod::ForkServer`] (default) | a single-threaded server, started on first use, forks the child | `fn(A)` | fine |
+//! | [`StartMethod::Spawn`] | `posix_spawn` of `/proc/self/exe`, intercepted before `main` | `fn(A)` | fine |
+//! | [`StartMethod::Fork`] | `fork` | `fn(A)` or a closure | refused unless [allowed](Context::allow_fork_with_threads) |
+//!
+//! `spawn` and `forkserver` need **no setup**: a function placed in
+//! `.init_array` intercepts a child before `main` (a plain program or a
+//! `cargo test` binary alike) and finds the target `fn` by its offset in the
+//! same executable, with checks that make misuse an error (see
+//! [`entry`](crate#how-the-child-finds-its-target)).
+//!
+//! # Arguments and shared objects
+//! Arguments implement [`Transfer`]: plain values, `String`, `Vec`, tuples,
+//! [`PodArg`] (any `Pod`), [`Serde`] (any `serde` type, feature `serde`) and
+//! every [`Shareable`] shared object (`Value`, `Array`, `Lock`, `Event`, ...),
+//! which travels as a handle (segment name, or fd) and is reopened in the
+//! child, under every start method.
+//!
+//! # Exit codes (Python's)
+//! `None` while running; 0; the code given to `std::process::exit`; 1 after
+//! a panic (the message: [`Process::panic_message`]); `-N` when killed by
+//! signal `N`.
+//!
+//! # Lifetimes
+//! - Children receive `PR_SET_PDEATHSIG` (`SIGKILL` by default,
+//!   [`Context::parent_death_signal`]). The signal fires when the *thread*
+//!   that created the child ends, so every child is created from one
+//!   long-lived launcher thread: children die with the parent process, not
+//!   with the thread (or the `cargo test` test) that started them. After the
+//!   `prctl` the child compares `getppid()` with its parent, closing the race
+//!   with a parent that died first.
+//! - When a process exits normally (returns from `main` or calls `exit`), an
+//!   `atexit` handler terminates its daemon children (`SIGTERM`, then
+//!   `SIGKILL` after [`DAEMON_TERMINATE_GRACE`]) and joins the others, as
+//!   Python does; a child does the same for its own children before it exits.
+//!   A daemon may not start children ([`ProcessError::DaemonCannotHaveChildren`]).
+//! - Segments created by a child that was killed are removed when the parent
+//!   reaps it, if nobody maps them any more (see [`reap_segments_of`]).
+//!
+//! # How the child finds its target
+//! See the `entry` module source: the parent records the target's and a
+//! typed trampoline's offsets from a reference function; the child checks it
+//! runs the same executable file (device and inode), that the addresses lie
+//! inside it, and that the argument type's hash matches, before calling.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod child;
+mod context;
+mod entry;
+mod error;
+mod forkserver;
+mod launcher;
+mod process;
+mod report;
+mod tracker;
+mod transfer;
+mod wait;
+
+pub use child::{ParentInfo, ProcessInfo};
+pub use context::{
+    Context, DEFAULT_START_METHOD, StartMethod, default_context, get_all_start_methods,
+    get_context, get_start_method, set_start_method,
+};
+pub use error::ProcessError;
+pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
+pub use tracker::{reap_orphaned_segments, reap_segments_of};
+#[cfg(feature = "serde")]
+pub use transfer::Serde;
+pub use transfer::{Packer, PodArg, RawHandle, Shareable, Transfer, Unpacker};
+pub use wait::wait;
+
+pub use shmproc_shm::os::Pid;
+
+/// Number of CPUs online (Python's `multiprocessing.cpu_count()`).
+pub fn cpu_count() -> usize {
+    shmproc_shm::os::online_cpu_count()
+}
+
+/// Number of CPUs this process may run on (its affinity mask; Python's
+/// `os.process_cpu_count()`): the right default for a pool's size.
+pub fn available_cpu_count() -> usize {
+    shmproc_shm::os::affinity_cpu_count()
+}
+
+/// The identity of the calling process (Python's `current_process()`):
+/// `MainProcess` at the top, the name given by its parent in a child.
+pub fn current_process() -> ProcessInfo {
+    child::current()
+}
+
+/// The process that started this one, for a child started by shmproc
+/// (Python's `parent_process()`); `None` at the top.
+pub fn parent_process() -> Option<ParentInfo> {
+    child::current().parent
+}
+
+/// The fork server's pid, starting the server now (Python starts it on the
+/// first `forkserver` start; call this early, before the program starts
+/// threads or grows, if you like).
+///
+/// # Errors
+/// When the server cannot be started.
+pub fn start_forkserver() -> Result<Pid, ProcessError> {
+    forkserver::ensure_started()
+}

@@ -1,0 +1,732 @@
+//! `Process`: create, start, join, signal; the registry of this process's
+//! children; `active_children`; cleanup at exit.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use shmproc_shm::os::{self, Pid};
+
+use crate::child::{Boot, ChildInfo};
+use crate::context::{Context, StartMethod, default_context};
+use crate::entry::FnTarget;
+use crate::error::ProcessError;
+use crate::report::Report;
+use crate::transfer::{Transfer, pack_args};
+
+/// What a child runs.
+enum Target {
+    Fn {
+        f: FnTarget,
+        packed: Result<(Vec<u8>, Vec<OwnedFd>), ProcessError>,
+    },
+    Closure(Box<dyn FnOnce() + Send + 'static>),
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Fn { f: t, .. } => write!(f, "fn at {:#x}", t.target),
+            Target::Closure(_) => f.write_str("closure"),
+        }
+    }
+}
+
+impl Target {
+    fn run(self) -> Result<(), ProcessError> {
+        match self {
+            Target::Fn { f, packed } => {
+                let (bytes, fds) = packed?;
+                f.call(&bytes, fds)
+            }
+            Target::Closure(c) => {
+                c();
+                Ok(())
+            }
+        }
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+fn default_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let me = crate::child::current();
+    if me.parent.is_some() {
+        format!("{}:{n}", me.name)
+    } else {
+        format!("Process-{n}")
+    }
+}
+
+/// Builds a [`Process`] (Python's `Process(target=..., args=..., name=..., daemon=...)`).
+#[derive(Debug)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    ctx: Option<Context>,
+    target: Option<Target>,
+}
+
+impl Builder {
+    /// The process's name (default `Process-N`; `<parent name>:N` in a child).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes it a daemon: terminated when its parent exits normally, and not
+    /// allowed to start children.
+    #[must_use]
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The context (start method and options); default: [`default_context`]
+    /// at `start`.
+    #[must_use]
+    pub fn context(mut self, ctx: Context) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    /// Shorthand for `.context(get_context(method))`.
+    #[must_use]
+    pub fn start_method(self, method: StartMethod) -> Self {
+        self.context(Context::new(method))
+    }
+
+    /// The target: a plain `fn` and its arguments, under every start method.
+    /// The arguments are encoded now (shared objects become handles) and
+    /// decoded in the child.
+    #[must_use]
+    pub fn target<A: Transfer>(mut self, f: fn(A), args: A) -> Self {
+        self.target = Some(Target::Fn {
+            f: FnTarget::new(f),
+            packed: pack_args(&args),
+        });
+        self
+    }
+
+    /// The target: a closure, run in a forked child (the `fork` start method
+    /// only; `start` is [`ProcessError::ClosureNeedsFork`] otherwise).
+    #[must_use]
+    pub fn closure(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.target = Some(Target::Closure(Box::new(f)));
+        self
+    }
+
+    /// The process, not started.
+    pub fn build(self) -> Process {
+        Process {
+            name: self.name.unwrap_or_else(default_name),
+            daemon: self.daemon,
+            ctx: self.ctx,
+            target: self.target,
+            started: None,
+        }
+    }
+
+    /// Builds and starts the process.
+    ///
+    /// # Errors
+    /// As [`Process::start`].
+    pub fn start(self) -> Result<Process, ProcessError> {
+        let mut p = self.build();
+        p.start()?;
+        Ok(p)
+    }
+}
+
+/// A child process (Python's `multiprocessing.Process`).
+///
+/// ```no_run
+/// use shmproc_process::{Process, StartMethod};
+///
+/// fn worker((name, n): (String, u64)) {
+///     println!("[{name}] {n}");
+/// }
+///
+/// let mut p = Process::builder()
+///     .start_method(StartMethod::Spawn)
+///     .target(worker, ("Process-1".to_string(), 2))
+///     .start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), shmproc_process::ProcessError>(())
+/// ```
+///
+/// Dropping a started `Process` does not stop the child: it stays in
+/// [`active_children`] and is joined (or, a daemon, terminated) when this
+/// process exits normally, as in Python.
+pub struct Process {
+    name: String,
+    daemon: bool,
+    ctx: Option<Context>,
+    target: Option<Target>,
+    started: Option<Arc<Started>>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("pid", &self.pid())
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+/// A started child: what the parent keeps.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pid: Pid,
+    pidfd: OwnedFd,
+    name: String,
+    daemon: bool,
+    method: StartMethod,
+    report: Report,
+    exit: Mutex<Option<i32>>,
+}
+
+impl Process {
+    /// A builder.
+    pub fn builder() -> Builder {
+        Builder {
+            name: None,
+            daemon: false,
+            ctx: None,
+            target: None,
+        }
+    }
+
+    /// A process running `target(args)` with the default context.
+    pub fn new<A: Transfer>(target: fn(A), args: A) -> Process {
+        Self::builder().target(target, args).build()
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renames the process (before `start`, the child sees the new name).
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// Whether it is (or will start as) a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Sets the daemon flag.
+    ///
+    /// # Errors
+    /// [`ProcessError::AlreadyStarted`] after `start` (as Python).
+    pub fn set_daemon(&mut self, daemon: bool) -> Result<(), ProcessError> {
+        if self.started.is_some() {
+            return Err(ProcessError::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        }
+        self.daemon = daemon;
+        Ok(())
+    }
+
+    /// Starts the child.
+    ///
+    /// # Errors
+    /// [`ProcessError::AlreadyStarted`], [`ProcessError::NoTarget`],
+    /// [`ProcessError::DaemonCannotHaveChildren`] (this process is a daemon),
+    /// [`ProcessError::ClosureNeedsFork`], [`ProcessError::ForkWithThreads`],
+    /// [`ProcessError::TargetOutsideExecutable`], an argument error, or the
+    /// OS error of `fork` / `posix_spawn`.
+    pub fn start(&mut self) -> Result<(), ProcessError> {
+        if self.started.is_some() {
+            return Err(ProcessError::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        }
+        if crate::child::current().daemon {
+            return Err(ProcessError::DaemonCannotHaveChildren);
+        }
+        let target = self.target.take().ok_or_else(|| ProcessError::NoTarget {
+            name: self.name.clone(),
+        })?;
+        let ctx = self.ctx.unwrap_or_else(default_context);
+        crate::entry::ensure_hook_linked();
+        register_at_exit();
+        let started = match (ctx.start_method(), target) {
+            (StartMethod::Fork, target) => start_fork(&ctx, &self.name, self.daemon, target)?,
+            (method, Target::Closure(_)) => return Err(ProcessError::ClosureNeedsFork { method }),
+            (method, Target::Fn { f, packed }) => {
+                start_exec(method, &ctx, &self.name, self.daemon, f, packed?)?
+            }
+        };
+        let started = Arc::new(started);
+        with_registry(|r| r.push(Arc::clone(&started)));
+        self.started = Some(started);
+        Ok(())
+    }
+
+    fn started(&self) -> Result<&Arc<Started>, ProcessError> {
+        self.started
+            .as_ref()
+            .ok_or_else(|| ProcessError::NotStarted {
+                name: self.name.clone(),
+            })
+    }
+
+    /// The pid, once started.
+    pub fn pid(&self) -> Option<Pid> {
+        self.started.as_ref().map(|s| s.pid)
+    }
+
+    /// Python's `exitcode`: `None` while running (or not started); 0; the
+    /// code passed to `exit`; 1 after a panic; `-N` when killed by signal `N`.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.started.as_ref().and_then(|s| s.poll().ok().flatten())
+    }
+
+    /// Whether the child is running (reaps it if it has ended).
+    pub fn is_alive(&self) -> bool {
+        self.started
+            .as_ref()
+            .is_some_and(|s| matches!(s.poll(), Ok(None)))
+    }
+
+    /// Waits for the child to end; returns its exit code.
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], or the OS error of `poll`/`waitpid`.
+    pub fn join(&self) -> Result<i32, ProcessError> {
+        loop {
+            if let Some(code) = self.join_timeout(Duration::from_secs(3600))? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if the child is still running.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        let s = self.started()?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(code) = s.poll()? {
+                return Ok(Some(code));
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(None),
+                },
+                None => None,
+            };
+            os::poll_readable(&[s.pidfd.as_fd()], left).map_err(ProcessError::os("poll"))?;
+        }
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate`). A no-op once it has ended.
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], or the OS error.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.signal(os::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill`). A no-op once it has ended.
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], or the OS error.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.signal(os::SIGKILL)
+    }
+
+    /// Sends signal `sig` through the pidfd (never to a recycled pid).
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], or the OS error.
+    pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        self.started()?.signal(sig)
+    }
+
+    /// The sentinel: a pidfd that becomes readable when the child ends
+    /// (pass it to [`wait`](crate::wait) beside other descriptors).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.started.as_ref().map(|s| s.pidfd.as_fd())
+    }
+
+    /// The panic message of a child that panicked (exit code 1), or the
+    /// error of a child whose bootstrap failed.
+    pub fn panic_message(&self) -> Option<String> {
+        self.started.as_ref().and_then(|s| s.report.message())
+    }
+
+    /// The start method it was started with.
+    pub fn start_method(&self) -> Option<StartMethod> {
+        self.started.as_ref().map(|s| s.method)
+    }
+
+    /// Releases the pidfd and the report segment (Python's `close`).
+    ///
+    /// # Errors
+    /// [`ProcessError::StillRunning`] while the child runs (the `Process` is
+    /// given back inside the error's context: join first).
+    pub fn close(self) -> Result<(), ProcessError> {
+        if let Some(s) = &self.started {
+            if s.poll()?.is_none() {
+                return Err(ProcessError::StillRunning {
+                    name: self.name.clone(),
+                    pid: s.pid,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Started {
+    fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        if self.poll()?.is_some() {
+            return Ok(());
+        }
+        match os::pidfd_send_signal(self.pidfd.as_fd(), sig) {
+            Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: it just ended
+            r => r.map_err(ProcessError::os("pidfd_send_signal")),
+        }
+    }
+
+    fn exited(&self) -> bool {
+        os::poll_readable(&[self.pidfd.as_fd()], Some(Duration::ZERO))
+            .is_ok_and(|r| r.first().copied().unwrap_or(false))
+    }
+
+    /// The exit code if the child has ended (reaping it), without blocking
+    /// (beyond a fork-server child's status being written).
+    fn poll(&self) -> Result<Option<i32>, ProcessError> {
+        let mut g = self
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = *g {
+            return Ok(Some(c));
+        }
+        let code = match self.method {
+            StartMethod::Fork | StartMethod::Spawn => {
+                match os::try_wait(self.pid).map_err(ProcessError::os("waitpid"))? {
+                    Some(st) => st.code(),
+                    None => return Ok(None),
+                }
+            }
+            StartMethod::ForkServer => {
+                if let Some(c) = self.report.status() {
+                    c
+                } else if !self.exited() {
+                    return Ok(None);
+                } else {
+                    // Dead; the server writes the status right after reaping it.
+                    loop {
+                        if let Some(c) = self.report.wait_status(Duration::from_millis(20)) {
+                            break c;
+                        }
+                        if !crate::forkserver::server_alive() {
+                            // The server died first: nobody can reap it any more.
+                            break self.report.status().unwrap_or(-os::SIGKILL);
+                        }
+                    }
+                }
+            }
+        };
+        *g = Some(code);
+        drop(g);
+        with_registry(|r| r.retain(|c| c.pid != self.pid));
+        if code < 0 {
+            // Killed: it could not remove the segments it created.
+            crate::tracker::reap_segments_of(self.pid);
+        }
+        Ok(Some(code))
+    }
+}
+
+/// Forks a child (on the launcher thread when a death signal is set).
+fn start_fork(
+    ctx: &Context,
+    name: &str,
+    daemon: bool,
+    target: Target,
+) -> Result<Started, ProcessError> {
+    let launcher = ctx.death_signal().is_some();
+    if launcher {
+        crate::launcher::ensure()?;
+    }
+    if !ctx.forks_with_threads() {
+        let threads = os::thread_count().unwrap_or(1);
+        let ours = usize::from(crate::launcher::tid().is_some());
+        if threads > 1 + ours {
+            return Err(ProcessError::ForkWithThreads { threads });
+        }
+    }
+    let me = os::getpid();
+    let job = ForkJob {
+        info: ChildInfo {
+            name: name.to_owned(),
+            daemon,
+            parent_pid: me,
+            pdeathsig: ctx.death_signal(),
+            pdeath_parent: me,
+            flush_stdio: !ctx.forks_with_threads(),
+        },
+        report: Report::create(&[])?,
+        target,
+    };
+    let (pid, report) = if launcher {
+        crate::launcher::run(move || job.fork())?
+    } else {
+        job.fork()
+    };
+    let pid = pid?;
+    finish(pid, None, name, daemon, StartMethod::Fork, report)
+}
+
+struct ForkJob {
+    info: ChildInfo,
+    report: Report,
+    target: Target,
+}
+
+impl ForkJob {
+    #[allow(unsafe_code)] // `os::fork`: the child runs the target and leaves with `_exit`.
+    fn fork(self) -> (Result<Pid, ProcessError>, Report) {
+        // Buffered output would otherwise be written twice (parent and child).
+        let _ = std::io::stdout().flush();
+        // SAFETY: `start_fork` refused a multi-threaded parent unless the
+        // caller allowed it (`Context::allow_fork_with_threads`, whose docs
+        // state the restrictions on the target); the child leaves through
+        // `run_child`, which ends in `exit_now` and never returns here.
+        match unsafe { os::fork() } {
+            Err(e) => (Err(ProcessError::os("fork")(e)), self.report),
+            Ok(os::Forked::Child) => {
+                let ForkJob {
+                    info,
+                    report,
+                    target,
+                } = self;
+                crate::child::run_child(info, report, move || target.run())
+            }
+            Ok(os::Forked::Parent(pid)) => (Ok(pid), self.report),
+        }
+    }
+}
+
+/// The most descriptors one child's arguments may carry.
+pub const MAX_HANDLE_FDS: usize = 60;
+
+/// `spawn` and `forkserver`: a fresh image runs the boot record.
+fn start_exec(
+    method: StartMethod,
+    ctx: &Context,
+    name: &str,
+    daemon: bool,
+    f: FnTarget,
+    (args, fds): (Vec<u8>, Vec<OwnedFd>),
+) -> Result<Started, ProcessError> {
+    if fds.len() > MAX_HANDLE_FDS {
+        return Err(ProcessError::args(
+            "arguments",
+            format!("{} descriptors, more than {MAX_HANDLE_FDS}", fds.len()),
+        ));
+    }
+    let (trampoline_off, target_off) = f.offsets()?;
+    let exe = crate::entry::exe_id()
+        .ok_or_else(|| ProcessError::BadBoot("cannot stat /proc/self/exe".into()))?;
+    let boot = Boot {
+        exe,
+        trampoline_off,
+        target_off,
+        type_hash: f.type_hash,
+        parent_pid: os::getpid(),
+        pdeathsig: ctx.death_signal().unwrap_or(0),
+        daemon,
+        name: name.to_owned(),
+        args,
+        fds: fds.iter().map(AsRawFd::as_raw_fd).collect(),
+    };
+    let report = Report::create(&boot.encode())?;
+    match method {
+        StartMethod::ForkServer => {
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            let (pid, pidfd) = crate::forkserver::start(&report, &borrowed)?;
+            finish(pid, Some(pidfd), name, daemon, method, report)
+        }
+        _ => {
+            let arg = format!("--shmproc-child={}", report.fd().as_raw_fd());
+            let job = move || {
+                let mut keep: Vec<BorrowedFd<'_>> = vec![report.fd()];
+                keep.extend(fds.iter().map(AsFd::as_fd));
+                let r = spawn_self(&arg, &keep);
+                drop(keep);
+                (r, report)
+            };
+            let (pid, report) = if ctx.death_signal().is_some() {
+                crate::launcher::run(job)?
+            } else {
+                job()
+            };
+            finish(pid?, None, name, daemon, method, report)
+        }
+    }
+}
+
+fn finish(
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    name: &str,
+    daemon: bool,
+    method: StartMethod,
+    report: Report,
+) -> Result<Started, ProcessError> {
+    let pidfd = match pidfd {
+        Some(p) => p,
+        // Our own child, not reaped yet: the pid cannot have been recycled.
+        None => os::pidfd_open(pid).map_err(ProcessError::os("pidfd_open"))?,
+    };
+    Ok(Started {
+        pid,
+        pidfd,
+        name: name.to_owned(),
+        daemon,
+        method,
+        report,
+        exit: Mutex::new(None),
+    })
+}
+
+/// `posix_spawn` of `/proc/self/exe` with `argv = [argv0, arg]`, this
+/// process's environment, and `keep` left open in the child.
+pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, ProcessError> {
+    use std::os::unix::ffi::OsStrExt;
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.as_bytes()).ok())
+        .unwrap_or_else(|| c"shmproc-child".to_owned());
+    let arg = CString::new(arg).map_err(|_| ProcessError::args("argv", "NUL byte"))?;
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
+    os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, keep)
+        .map_err(ProcessError::os("posix_spawn"))
+}
+
+struct Registry {
+    owner: Pid,
+    children: Vec<Arc<Started>>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    owner: 0,
+    children: Vec::new(),
+});
+
+fn with_registry<R>(f: impl FnOnce(&mut Vec<Arc<Started>>) -> R) -> R {
+    let mut g = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let me = os::identity::pid();
+    if g.owner != me {
+        // Inherited through fork: those are the parent's children.
+        g.children.clear();
+        g.owner = me;
+    }
+    f(&mut g.children)
+}
+
+/// In a new child: drop the parent's children list and restart the name counter.
+pub(crate) fn forget_inherited_children() {
+    COUNTER.store(1, Ordering::Relaxed);
+    // `try_lock`: in a fork of a multi-threaded parent another thread may
+    // have held the lock at the fork; then `with_registry` resets it later.
+    if let Ok(mut g) = REGISTRY.try_lock() {
+        g.children.clear();
+        g.owner = os::identity::pid();
+    }
+}
+
+/// The children of this process that are still running (Python's
+/// `active_children`); finished ones are reaped on the way.
+pub fn active_children() -> Vec<Process> {
+    let all = with_registry(|r| r.clone());
+    all.into_iter()
+        .filter(|s| matches!(s.poll(), Ok(None)))
+        .map(|s| Process {
+            name: s.name.clone(),
+            daemon: s.daemon,
+            ctx: None,
+            target: None,
+            started: Some(s),
+        })
+        .collect()
+}
+
+/// How long a daemon child gets between `SIGTERM` and `SIGKILL` at exit.
+pub const DAEMON_TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// Python's exit handler: terminate daemon children, then join the others.
+pub(crate) fn shutdown_children() {
+    let all = with_registry(|r| r.clone());
+    let (daemons, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.daemon);
+    for d in &daemons {
+        let _ = d.signal(os::SIGTERM);
+    }
+    for d in daemons {
+        let p = Process {
+            name: d.name.clone(),
+            daemon: true,
+            ctx: None,
+            target: None,
+            started: Some(d),
+        };
+        if !matches!(p.join_timeout(DAEMON_TERMINATE_GRACE), Ok(Some(_))) {
+            let _ = p.kill();
+            let _ = p.join_timeout(DAEMON_TERMINATE_GRACE);
+        }
+    }
+    for o in others {
+        let p = Process {
+            name: o.name.clone(),
+            daemon: false,
+            ctx: None,
+            target: None,
+            started: Some(o),
+        };
+        let _ = p.join();
+    }
+}
+
+extern "C" fn at_exit_hook() {
+    let _ = std::panic::catch_unwind(shutdown_children);
+}
+
+fn register_at_exit() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = os::at_exit(at_exit_hook) {
+            os::write_stderr_raw(format!("shmproc: atexit failed: {e}\n").as_bytes());
+        }
+    });
+}
