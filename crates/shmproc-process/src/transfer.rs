@@ -488,6 +488,32 @@ macro_rules! shareable_view {
 }
 shareable_view!(ShmBox, ShmSlice);
 
+macro_rules! shareable_queue {
+    ($($ty:ident),*) => {$(
+        impl<T: bytemuck::Pod> Shareable for shmproc_channel::$ty<T> {
+            fn to_handle(&self) -> Result<RawHandle, ProcessError> {
+                match self.name() {
+                    Some(n) => Ok(RawHandle::Name(n.to_owned())),
+                    None => self
+                        .segment()
+                        .fd()
+                        .try_clone_to_owned()
+                        .map(RawHandle::Fd)
+                        .map_err(ProcessError::os("dup")),
+                }
+            }
+            fn from_handle(h: RawHandle) -> Result<Self, ProcessError> {
+                match h {
+                    RawHandle::Name(n) => Self::open(&n),
+                    RawHandle::Fd(fd) => Self::open_fd(fd),
+                }
+                .map_err(share_err(stringify!($ty)))
+            }
+        }
+    )*};
+}
+shareable_queue!(Queue, JoinableQueue);
+
 /// Encodes `args` into bytes and descriptors.
 pub(crate) fn pack_args<A: Transfer>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>), ProcessError> {
     let mut p = Packer::new();
