@@ -198,9 +198,14 @@ fn open_map(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
+    // Fewer samples and resamples than criterion's defaults, and no plots:
+    // the analysis, not the measurement, dominated the run time.
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+        .nresamples(20_000)
+        .without_plots();
     targets = create_map_unlink, open_map
 }
 criterion_main!(benches);

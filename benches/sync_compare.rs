@@ -1,5 +1,5 @@
 //! Issue 3 (locks): the comparison table. Every case of `sync_lock` is run
-//! `reps` times (7 under `cargo bench`, round-robin so that background load
+//! `reps` times (11 under `cargo bench`, round-robin so that background load
 //! hits all cases alike), and the medians are printed with their ratios and a
 //! PASS/MISS per target of the issue:
 //! - uncontended acquire+release within 1.2x a process-shared pthread mutex;
@@ -45,6 +45,13 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases measured
+/// in the same round, under the same background load, so drifts cancel out.
+fn paired(a: &[f64], b: &[f64]) -> f64 {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    median(&ratios)
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
@@ -76,9 +83,13 @@ fn main() {
             .join(" ")
     );
     println!(
-        "contended: 2 processes x {} increments of a shared non-atomic u64 under the lock; \
+        "contended: 2 processes x {} increments of a shared non-atomic u64 under the lock, {}; \
          uncontended: {} acquire+release pairs",
-        sizes.contended_per_proc, sizes.uncontended_ops
+        sizes.contended_per_proc,
+        support::contended_cpus().map_or("not pinned (one CPU)".to_owned(), |[a, b]| format!(
+            "pinned to CPUs {a} and {b}"
+        )),
+        sizes.uncontended_ops
     );
 
     let mut s = Samples {
@@ -106,6 +117,10 @@ fn main() {
     } else {
         Some(median(&python))
     };
+    let unc_ratio = |a: &str, b: &str| paired(&s.uncontended[a], &s.uncontended[b]);
+    let con_ratio = |a: &str, b: &str| paired(&s.contended[a], &s.contended[b]);
+    // Python ran once per round too (unless skipped), after the Rust cases.
+    let py_ratio = |a: &str| (!python.is_empty()).then(|| paired(&s.contended[a], &python));
 
     println!();
     println!(
@@ -118,30 +133,28 @@ fn main() {
             "{:<24} {:>9.2} {:>11.2}x",
             name,
             unc[name],
-            unc[name] / unc[names::PTHREAD]
+            unc_ratio(name, names::PTHREAD)
         );
     }
 
     println!();
     println!(
-        "Contended, 2 processes x {} increments (median of {}; ratios are this case / baseline, higher is faster)",
+        "Contended, 2 processes x {} increments (medians of {} rounds; ratios: median of per-round ratios case / baseline, higher is faster)",
         sizes.contended_per_proc, sizes.reps
     );
     println!(
         "{:<24} {:>10} {:>11} {:>12} {:>12} {:>10}",
         "case", "M incr/s", "vs pthread", "vs raw_sync", "vs atomic", "vs Python"
     );
-    let vs_py = |r: f64| py.map_or("-".to_owned(), |p| format!("{:.0}x", r / p));
     for name in ORDER {
-        let r = con[name];
         println!(
             "{:<24} {:>10.2} {:>10.2}x {:>11.2}x {:>11.2}x {:>10}",
             name,
-            r / 1e6,
-            r / con[names::PTHREAD],
-            r / con[names::RAW_SYNC],
-            r / con[names::ATOMIC],
-            vs_py(r)
+            con[name] / 1e6,
+            con_ratio(name, names::PTHREAD),
+            con_ratio(name, names::RAW_SYNC),
+            con_ratio(name, names::ATOMIC),
+            py_ratio(name).map_or("-".to_owned(), |x| format!("{x:.0}x"))
         );
     }
     match (py, &python_skip) {
@@ -149,9 +162,9 @@ fn main() {
             "{:<24} {:>10.3} {:>10.4}x {:>11.4}x {:>11.4}x {:>10}",
             "python_value_lock",
             p / 1e6,
-            p / con[names::PTHREAD],
-            p / con[names::RAW_SYNC],
-            p / con[names::ATOMIC],
+            paired(&python, &s.contended[names::PTHREAD]),
+            paired(&python, &s.contended[names::RAW_SYNC]),
+            paired(&python, &s.contended[names::ATOMIC]),
             "1x"
         ),
         (None, Some(why)) => println!("python_value_lock: SKIPPED: {why}"),
@@ -178,19 +191,18 @@ fn main() {
 
     println!();
     println!("Targets (issue 3), for shmproc_lock:");
-    let u = unc[names::OURS] / unc[names::PTHREAD];
+    let u = unc_ratio(names::OURS, names::PTHREAD);
     println!(
         "  {} uncontended within 1.2x pthread mutex: {u:.2}x",
         verdict(u <= 1.2)
     );
-    let c = con[names::OURS] / con[names::PTHREAD];
+    let c = con_ratio(names::OURS, names::PTHREAD);
     println!(
         "  {} contended at least as fast as pthread mutex: {c:.2}x",
         verdict(c >= 1.0)
     );
-    match py {
-        Some(p) => {
-            let x = con[names::OURS] / p;
+    match py_ratio(names::OURS) {
+        Some(x) => {
             println!(
                 "  {} at least 50x Python Value+get_lock(): {x:.0}x",
                 verdict(x >= 50.0)

@@ -88,9 +88,14 @@ fn python_value_lock(_: &mut Criterion) {
 
 criterion_group! {
     name = benches;
+    // Fewer samples and resamples than criterion's defaults, and no plots:
+    // keeps the whole binary well under two minutes.
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+        .nresamples(20_000)
+        .without_plots();
     targets = lock_uncontended, lock_contended, python_value_lock
 }
 criterion_main!(benches);

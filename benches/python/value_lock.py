@@ -1,5 +1,7 @@
 """Python's baseline for issue 3: two processes each increment a
 multiprocessing.Value under its get_lock(), N times (argv[1], default 200000).
+With argv[2] == "pin", worker i is pinned to the i-th allowed CPU, as the Rust
+cases pin their two processes.
 
 Prints one JSON object: {"case", "processes", "per_process", "increments",
 "seconds", "incr_per_s", "python", "start_method"}. Exits non-zero if the
@@ -11,12 +13,15 @@ so process start and exit are not counted.
 """
 
 import json
+import os
 import multiprocessing as mp
 import sys
 import time
 
 
-def worker(value, n, barrier, ends, i):
+def worker(value, n, barrier, ends, i, pin):
+    if pin:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[i]})
     barrier.wait()
     lock = value.get_lock()
     for _ in range(n):
@@ -27,11 +32,12 @@ def worker(value, n, barrier, ends, i):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    pin = len(sys.argv) > 2 and sys.argv[2] == "pin" and len(os.sched_getaffinity(0)) >= 2
     ctx = mp.get_context("fork")
     value = ctx.Value("q", 0)
     ends = ctx.Array("q", 2, lock=False)
     barrier = ctx.Barrier(3)
-    procs = [ctx.Process(target=worker, args=(value, n, barrier, ends, i)) for i in range(2)]
+    procs = [ctx.Process(target=worker, args=(value, n, barrier, ends, i, pin)) for i in range(2)]
     for p in procs:
         p.start()
     try:
@@ -59,6 +65,7 @@ def main():
         "incr_per_s": 2 * n / seconds,
         "python": sys.version.split()[0],
         "start_method": "fork",
+        "pinned": pin,
     }))
 
 

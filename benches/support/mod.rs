@@ -50,7 +50,7 @@ impl Sizes {
                 contended_per_proc: 1_000_000,
                 python_per_proc: 200_000,
                 uncontended_ops: 2_000_000,
-                reps: 7,
+                reps: 11,
             }
         } else {
             Self {
@@ -135,6 +135,46 @@ pub(crate) fn now_ns() -> u64 {
     secs * 1_000_000_000 + nanos
 }
 
+// ---- CPU pinning -------------------------------------------------------------------
+
+/// The CPUs this process may run on (`sched_getaffinity`), ascending.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is valid (empty).
+    let mut set: libc::cpu_set_t = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `set` is a writable cpu_set_t of exactly the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return Vec::new();
+    }
+    let max = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: `c` is below CPU_SETSIZE, the number of bits in `set`.
+    (0..max)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// The CPUs the two contending processes are pinned to, one each, when at
+/// least two are available: a contended run then always measures two CPUs
+/// handing the lock back and forth, never two processes time-slicing one CPU
+/// (which looks uncontended, and faster).
+pub(crate) fn contended_cpus() -> Option<[usize; 2]> {
+    match allowed_cpus()[..] {
+        [a, b, ..] => Some([a, b]),
+        _ => None,
+    }
+}
+
+/// Pins the calling process to `cpu` (`sched_setaffinity`).
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is valid (empty).
+    let mut set: libc::cpu_set_t = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is an initialised cpu_set_t of exactly the size passed.
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    r == 0
+}
+
 // ---- forked children ----------------------------------------------------------------
 
 /// A forked child; killed (SIGKILL) and reaped on drop if not waited for.
@@ -183,7 +223,7 @@ impl Child {
                 clippy::disallowed_methods,
                 reason = "polling waitpid(WNOHANG) with a deadline"
             )]
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -539,8 +579,14 @@ pub(crate) fn run_contended<C: Case>(case: &C, per_proc: u64) -> Duration {
     // SAFETY: `at` checked bounds and alignment; the zero-filled bytes are a valid
     // `Control` of atomics, and `map` outlives every use (children are reaped below).
     let ctl: &Control = unsafe { &*map.at::<Control>(0) };
+    let cpus = contended_cpus();
     let spawn = |i: usize| {
         Child::fork(|| {
+            if let Some(cpus) = cpus {
+                if !pin_to(cpus[i]) {
+                    return 4;
+                }
+            }
             case.acquire_release(); // warm: caches pid and start time after the fork
             ctl.ready.fetch_add(1, Ordering::Release);
             os::futex_wake(&ctl.ready, 1);
@@ -609,9 +655,15 @@ pub(crate) fn run_contended<C: Case>(case: &C, per_proc: u64) -> Duration {
 /// it could not run (python3 missing, script failed).
 pub(crate) fn python_value_lock(per_proc: u64) -> Result<f64, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/value_lock.py");
+    let pin = if contended_cpus().is_some() {
+        "pin"
+    } else {
+        "nopin"
+    };
     let mut child = match Command::new("python3")
         .arg(script)
         .arg(per_proc.to_string())
+        .arg(pin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
