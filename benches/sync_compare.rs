@@ -124,7 +124,7 @@ fn main() {
 
     println!();
     println!(
-        "Uncontended acquire+release (median of {}), single process",
+        "Uncontended acquire+release, single process (medians of {} rounds; ratio: median of per-round ratios, lower is faster)",
         sizes.reps
     );
     println!("{:<24} {:>9} {:>12}", "case", "ns/op", "vs pthread");
