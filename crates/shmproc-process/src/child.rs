@@ -155,6 +155,7 @@ pub(crate) fn run_from_report(
         pdeathsig: (boot.pdeathsig != 0).then_some(boot.pdeathsig),
         pdeath_parent: pdeath_parent.unwrap_or(boot.parent_pid),
         flush_stdio: true,
+        self_report: pdeath_parent.is_some(),
     };
     run_child(info, report, move || {
         let target = FnTarget::resolve(
@@ -179,6 +180,10 @@ pub(crate) struct ChildInfo {
     /// Flush Rust's stdout before leaving (not in a fork of a multi-threaded
     /// parent, where another thread may have held its lock at the fork).
     pub(crate) flush_stdio: bool,
+    /// Write the exit code into the report before leaving (fork-server
+    /// children: the parent cannot `waitpid` them, and need not wait for
+    /// the server to do it).
+    pub(crate) self_report: bool,
 }
 
 static PANIC_REPORT: AtomicPtr<Report> = AtomicPtr::new(std::ptr::null_mut());
@@ -251,6 +256,9 @@ pub(crate) fn run_child(
     crate::process::shutdown_children();
     if info.flush_stdio {
         let _ = std::io::stdout().flush();
+    }
+    if info.self_report {
+        report.set_status(code);
     }
     os::exit_now(code)
 }

@@ -76,6 +76,13 @@ pub(crate) fn ensure() -> Result<(), ProcessError> {
     sender().map(drop)
 }
 
+/// Whether the calling thread is the process's main thread: it lives as long
+/// as the process (a Rust `main` that returns calls `exit`), so children it
+/// creates need no hop to the launcher.
+pub(crate) fn on_main_thread() -> bool {
+    os::gettid() == os::identity::pid()
+}
+
 /// Runs `f` on the launcher thread and returns its result.
 pub(crate) fn run<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,

@@ -195,6 +195,20 @@ pub(crate) struct Started {
     exit: Mutex<Option<i32>>,
 }
 
+impl Drop for Started {
+    fn drop(&mut self) {
+        // Dropped only once reaped (the registry holds running children):
+        // nobody writes the report any more, so it can serve another child.
+        // Not a fork-server child's: the server may still write the status
+        // it got from `waitpid`, after the child's own.
+        let reaped = self.exit.get_mut().is_ok_and(|e| e.is_some());
+        if reaped && self.method != StartMethod::ForkServer {
+            let r = std::mem::replace(&mut self.report, Report::placeholder());
+            r.recycle();
+        }
+    }
+}
+
 impl Process {
     /// A builder.
     pub fn builder() -> Builder {
@@ -429,10 +443,11 @@ impl Started {
                 }
             }
             StartMethod::ForkServer => {
-                if let Some(c) = self.report.status() {
-                    c
-                } else if !self.exited() {
+                if !self.exited() {
                     return Ok(None);
+                } else if let Some(c) = self.report.status() {
+                    // Written by the child itself just before it exited.
+                    c
                 } else {
                     // Dead; the server writes the status right after reaping it.
                     loop {
@@ -465,7 +480,7 @@ fn start_fork(
     daemon: bool,
     target: Target,
 ) -> Result<Started, ProcessError> {
-    let launcher = ctx.death_signal().is_some();
+    let launcher = ctx.death_signal().is_some() && !crate::launcher::on_main_thread();
     if launcher {
         crate::launcher::ensure()?;
     }
@@ -485,8 +500,9 @@ fn start_fork(
             pdeathsig: ctx.death_signal(),
             pdeath_parent: me,
             flush_stdio: !ctx.forks_with_threads(),
+            self_report: false,
         },
-        report: Report::create(&[])?,
+        report: Report::take(&[])?,
         target,
     };
     let (pid, report) = if launcher {
@@ -561,7 +577,7 @@ fn start_exec(
         args,
         fds: fds.iter().map(AsRawFd::as_raw_fd).collect(),
     };
-    let report = Report::create(&boot.encode())?;
+    let report = Report::take(&boot.encode())?;
     match method {
         StartMethod::ForkServer => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
@@ -577,11 +593,12 @@ fn start_exec(
                 drop(keep);
                 (r, report)
             };
-            let (pid, report) = if ctx.death_signal().is_some() {
-                crate::launcher::run(job)?
-            } else {
-                job()
-            };
+            let (pid, report) =
+                if ctx.death_signal().is_some() && !crate::launcher::on_main_thread() {
+                    crate::launcher::run(job)?
+                } else {
+                    job()
+                };
             finish(pid?, None, name, daemon, method, report)
         }
     }
@@ -649,8 +666,9 @@ fn with_registry<R>(f: impl FnOnce(&mut Vec<Arc<Started>>) -> R) -> R {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let me = os::identity::pid();
     if g.owner != me {
-        // Inherited through fork: those are the parent's children.
-        g.children.clear();
+        // Inherited through fork: those are the parent's children (forgotten,
+        // see `forget_inherited_children`).
+        std::mem::forget(std::mem::take(&mut g.children));
         g.owner = me;
     }
     f(&mut g.children)
@@ -662,9 +680,12 @@ pub(crate) fn forget_inherited_children() {
     // `try_lock`: in a fork of a multi-threaded parent another thread may
     // have held the lock at the fork; then `with_registry` resets it later.
     if let Ok(mut g) = REGISTRY.try_lock() {
-        g.children.clear();
+        // Forget, never drop: a dropped entry would recycle a report segment
+        // that the parent still uses for that child.
+        std::mem::forget(std::mem::take(&mut g.children));
         g.owner = os::identity::pid();
     }
+    crate::report::forget_inherited_pool();
 }
 
 /// The children of this process that are still running (Python's

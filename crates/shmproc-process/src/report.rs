@@ -38,15 +38,52 @@ const MSG_OFFSET: u64 = (HEAD_WORDS * 4) as u64;
 const BOOT_OFFSET: u64 = MSG_OFFSET + MSG_BYTES as u64;
 
 const STATE_RUNNING: u32 = 0;
+/// Total length of a pooled report segment.
+const DATA_LEN_POOLED: usize = shmproc_shm::DATA_OFFSET + BOOT_OFFSET as usize + POOLED_BOOT;
 const STATE_EXITED: u32 = 1;
 
 /// Largest boot record (arguments included): 64 MiB.
 pub(crate) const MAX_BOOT: usize = 64 << 20;
 
-/// A mapped report segment.
+/// A mapped report segment (`None`: a placeholder left behind by `recycle`).
 #[derive(Debug)]
 pub(crate) struct Report {
-    seg: Segment,
+    seg: Option<Segment>,
+}
+
+/// Boot records up to this size reuse pooled report segments.
+const POOLED_BOOT: usize = 4 * CHUNK_BYTES;
+const POOL_MAX: usize = 64;
+
+struct Pool {
+    owner: os::Pid,
+    free: Vec<Segment>,
+}
+
+static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
+    owner: 0,
+    free: Vec::new(),
+});
+
+fn with_pool<R>(f: impl FnOnce(&mut Vec<Segment>) -> R) -> R {
+    let mut g = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let me = os::identity::pid();
+    if g.owner != me {
+        // Inherited through fork: the parent may reuse these; never touch them.
+        std::mem::forget(std::mem::take(&mut g.free));
+        g.owner = me;
+    }
+    f(&mut g.free)
+}
+
+/// In a forked child: drop (without unmapping) the parent's free reports.
+pub(crate) fn forget_inherited_pool() {
+    if let Ok(mut g) = POOL.try_lock() {
+        std::mem::forget(std::mem::take(&mut g.free));
+        g.owner = os::identity::pid();
+    }
 }
 
 type Head = [AtomicU32; HEAD_WORDS];
@@ -58,8 +95,51 @@ fn options() -> OpenOptions {
 }
 
 impl Report {
+    /// A report holding `boot`: a recycled one when it fits, else a new one.
+    pub(crate) fn take(boot: &[u8]) -> Result<Report, ProcessError> {
+        if boot.len() <= POOLED_BOOT {
+            if let Some(seg) = with_pool(Vec::pop) {
+                let r = Report { seg: Some(seg) };
+                let h = r.head();
+                // Relaxed: the segment is private to this process until the
+                // child is created (fork/exec/sendmsg order these stores).
+                for w in h {
+                    w.store(0, Ordering::Relaxed);
+                }
+                r.write_bytes(BOOT_OFFSET, boot);
+                h[3].store(boot.len() as u32, Ordering::Relaxed);
+                return Ok(r);
+            }
+            return Self::create_sized(boot, POOLED_BOOT);
+        }
+        Self::create_sized(boot, boot.len())
+    }
+
+    /// Gives a report whose child has been reaped back to the pool.
+    pub(crate) fn recycle(self) {
+        if let Some(seg) = self.seg {
+            if seg.len() >= DATA_LEN_POOLED {
+                with_pool(|p| {
+                    if p.len() < POOL_MAX {
+                        p.push(seg);
+                    }
+                });
+            }
+        }
+    }
+
+    /// An empty stand-in (never used to read or write).
+    pub(crate) fn placeholder() -> Report {
+        Report { seg: None }
+    }
+
     /// Creates a report holding `boot`.
+    #[cfg(test)]
     pub(crate) fn create(boot: &[u8]) -> Result<Report, ProcessError> {
+        Self::create_sized(boot, boot.len())
+    }
+
+    fn create_sized(boot: &[u8], room: usize) -> Result<Report, ProcessError> {
         if boot.len() > MAX_BOOT {
             return Err(ProcessError::args(
                 "arguments",
@@ -69,12 +149,12 @@ impl Report {
                 ),
             ));
         }
-        let chunks = boot.len().div_ceil(CHUNK_BYTES);
+        let chunks = room.max(boot.len()).div_ceil(CHUNK_BYTES);
         let payload = BOOT_OFFSET + (chunks * CHUNK_BYTES) as u64;
         let layout = SegmentLayout::new(REPORT_KIND, TypeSpec::bytes(), payload);
         let pending = Segment::create_anonymous(&layout)?;
         let r = Report {
-            seg: pending.publish(),
+            seg: Some(pending.publish()),
         };
         r.write_bytes(BOOT_OFFSET, boot);
         // Relaxed: the child reads the record after fork/exec (or after the
@@ -88,27 +168,31 @@ impl Report {
         let seg = options().open_fd(fd)?;
         seg.get::<Msg>(Offset::in_payload(MSG_OFFSET))
             .map_err(|e| ProcessError::BadBoot(format!("report segment too short: {e}")))?;
-        Ok(Report { seg })
+        Ok(Report { seg: Some(seg) })
+    }
+
+    fn seg(&self) -> &Segment {
+        self.seg.as_ref().expect("a live report, not a placeholder")
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.seg.fd()
+        self.seg().fd()
     }
 
     fn head(&self) -> &Head {
-        self.seg
+        self.seg()
             .get::<Head>(Offset::in_payload(0))
             .expect("report head checked at create/open")
     }
 
     fn msg(&self) -> &Msg {
-        self.seg
+        self.seg()
             .get::<Msg>(Offset::in_payload(MSG_OFFSET))
             .expect("report message area checked at create/open")
     }
 
     fn chunk_checked(&self, i: usize) -> Result<&Chunk, ProcessError> {
-        self.seg
+        self.seg()
             .get::<Chunk>(Offset::in_payload(BOOT_OFFSET + (i * CHUNK_BYTES) as u64))
             .map_err(|e| ProcessError::BadBoot(format!("boot record out of bounds: {e}")))
     }
@@ -116,7 +200,7 @@ impl Report {
     fn write_bytes(&self, at: u64, bytes: &[u8]) {
         for (ci, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
             let words = self
-                .seg
+                .seg()
                 .get::<Chunk>(Offset::in_payload(at + (ci * CHUNK_BYTES) as u64))
                 .expect("sized at create");
             store_packed(words, chunk);
