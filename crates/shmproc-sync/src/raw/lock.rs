@@ -7,7 +7,7 @@ use std::time::Duration;
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, spin_loop};
 
 use crate::error::{LockResult, LockTimeoutError, OwnerDied, ReleaseError, TryLockError};
-use crate::futex::{self, Deadline, SLICE, SPIN_LIMIT, Wake};
+use crate::futex::{self, Deadline, LOCK_SPIN_LIMIT, SLICE, Wake};
 use crate::owner::{self, PID_MASK};
 
 /// Set while a waiter may be sleeping on the word.
@@ -133,7 +133,13 @@ impl RawLock {
 
     #[inline]
     fn record_owner(&self) {
-        self.owner.store(owner::my_record(), Ordering::Relaxed);
+        // The line is ours right after the CAS; skip the store when the same
+        // process takes the lock again (the common case under contention
+        // between few processes, and always when uncontended).
+        let me = owner::my_record();
+        if self.owner.load(Ordering::Relaxed) != me {
+            self.owner.store(me, Ordering::Relaxed);
+        }
     }
 
     /// Attempts the uncontended acquisition once.
@@ -143,7 +149,7 @@ impl RawLock {
         cur & PID_MASK == 0
             && self
                 .word
-                // Acquire: pairs with the Release CAS in `release_raw`, so the
+                // Acquire: pairs with the Release `fetch_and` in `release_raw`, so the
                 // previous holder's writes are visible to us.
                 .compare_exchange(
                     cur,
@@ -201,7 +207,7 @@ impl RawLock {
                 let new = (cur & GEN_MASK) | me | if slept { WAITERS } else { 0 };
                 if self
                     .word
-                    // Acquire: pairs with the Release CAS in `release_raw`.
+                    // Acquire: pairs with the Release `fetch_and` in `release_raw`.
                     .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
@@ -222,7 +228,7 @@ impl RawLock {
                 }
                 return None;
             }
-            if spins < SPIN_LIMIT && cur & WAITERS == 0 {
+            if spins < LOCK_SPIN_LIMIT && cur & WAITERS == 0 {
                 spins += 1;
                 spin_loop();
                 continue;
@@ -250,25 +256,18 @@ impl RawLock {
     }
 
     /// Releases without any ownership check. Returns `false` when it was not locked.
+    ///
+    /// One atomic read-modify-write: clear the owner and the waiters bit,
+    /// keep the take-over generation (stable while the lock is held). The
+    /// owner record is left as it is: it only counts while it names the pid
+    /// in the word, and the next holder rewrites it.
     pub(crate) fn release_raw(&self) -> bool {
-        self.owner.store(0, Ordering::Relaxed);
-        let mut cur = self.word.load(Ordering::Relaxed);
-        loop {
-            if cur & PID_MASK == 0 {
-                return false;
-            }
-            match self.word.compare_exchange_weak(
-                cur,
-                cur & GEN_MASK,
-                // Release: pairs with the Acquire CAS of the next acquirer.
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
+        // Release: pairs with the Acquire CAS of the next acquirer.
+        let prev = self.word.fetch_and(GEN_MASK, Ordering::Release);
+        if prev & PID_MASK == 0 {
+            return false;
         }
-        if cur & WAITERS != 0 {
+        if prev & WAITERS != 0 {
             futex::wake(&self.word, 1);
         }
         true
