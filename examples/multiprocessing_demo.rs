@@ -1,18 +1,28 @@
 //! The scenarios of Python's multiprocessing tutorial, in shmproc.
 //!
 //! Run it with `cargo run --release --example multiprocessing_demo`.
-//! Each section says which Python program it mirrors. It grows as shmproc
-//! does: today it shows shared-memory segments shared by name between real
-//! processes, zero-copy, and the errors a wrong or corrupt segment gives.
-//!
-//! Until `shmproc::Process` lands, the demo starts its worker processes by
-//! re-running its own binary with `std::process::Command`.
+//! Each section says which Python program it mirrors; it grows as shmproc
+//! does.
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
-use shmproc::{Event, Lock, RawValue, Value};
+use shmproc::{Process, Shareable, current_process};
+
+type DemoResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The tutorial's `worker(name, delay)`.
+fn worker((name, delay_ms): (String, u64)) {
+    println!("  [{name}] starting work");
+    // The tutorial's "work" is a sleep.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    println!(
+        "  [{name}] finished after {:.1} seconds",
+        delay_ms as f64 / 1000.0
+    );
+}
 
 /// The tutorial's `is_prime`.
 fn is_prime(n: u64) -> bool {
@@ -32,73 +42,37 @@ fn is_prime(n: u64) -> bool {
     true
 }
 
-/// Worker process: opens the input and output arrays by name and fills its
-/// share of the output in place (`--worker <in> <out> <index> <workers>`).
-fn worker(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [input, output, index, workers] = args else {
-        return Err("usage: --worker <input> <output> <index> <workers>".into());
-    };
-    let (index, workers): (usize, usize) = (index.parse()?, workers.parse()?);
-    let numbers = ShmSlice::<u64>::open(input)?;
-    let results = ShmSlice::<u8>::open_with_len(output, numbers.len())?;
-    // Interleaved split, so both workers get a fair share of large numbers.
+/// A `Pool.map` worker over shared arrays: reads its share of `numbers` in
+/// place and writes its results in place (an interleaved split).
+fn prime_worker((numbers, results, index, workers): (ShmSlice<u64>, ShmSlice<u8>, usize, usize)) {
     for i in (index..numbers.len()).step_by(workers) {
-        let n = numbers.get(i).ok_or("index in bounds")?;
-        results.set(i, u8::from(is_prime(n)))?;
+        let n = numbers.get(i).expect("index in bounds");
+        results
+            .set(i, u8::from(is_prime(n)))
+            .expect("index in bounds");
     }
-    Ok(())
 }
 
-/// Worker process: adds 1 to a shared counter `k` times, under the Value's
-/// lock or (to show why it matters) without one (`--incr <value> <raw> <k>`).
-fn incrementer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [value, raw, k] = args else {
-        return Err("usage: --incr <value> <raw> <k>".into());
-    };
-    let k: u64 = k.parse()?;
-    let value = Value::<u64>::open(value)?;
-    let raw = RawValue::<u64>::open(raw)?;
+/// Adds 1 to a shared counter `k` times under the Value's lock, and to a
+/// `RawValue` without a lock (to show why the lock matters).
+fn incrementer((value, raw, k): (Value<u64>, RawValue<u64>, u64)) {
     for _ in 0..k {
-        *value.lock().map_err(|e| format!("{e}"))? += 1;
+        *value.lock().expect("no holder died") += 1;
         // Read, add, write: another process can slip in between.
         raw.store(raw.load() + 1);
     }
-    Ok(())
 }
 
-/// Worker process: takes the lock, says so, and waits to be killed while
-/// holding it (`--hold <lock> <held-event> <never-event>`).
-fn holder(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [lock, held, never] = args else {
-        return Err("usage: --hold <lock> <held> <never>".into());
-    };
-    let lock = Lock::open(lock)?;
-    let (held, never) = (Event::open(held)?, Event::open(never)?);
-    let _guard = lock.lock().map_err(|e| format!("{e}"))?;
+/// Takes the lock, says so, and waits to be killed while holding it.
+fn holder((lock, held, never): (Lock, Event, Event)) {
+    let _guard = lock.lock().expect("first holder");
     held.set();
     // Nobody sets this event: the parent kills us first.
     never.wait_timeout(Duration::from_secs(60));
-    Err("was not killed".into())
+    std::process::exit(3);
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let role = args.split_first().map(|(a, r)| (a.as_str(), r));
-    let run_role = match role {
-        Some(("--worker", rest)) => Some(worker(rest)),
-        Some(("--incr", rest)) => Some(incrementer(rest)),
-        Some(("--hold", rest)) => Some(holder(rest)),
-        _ => None,
-    };
-    if let Some(result) = run_role {
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("worker failed: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     match demo() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -108,25 +82,51 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo() -> Result<(), Box<dyn std::error::Error>> {
+fn demo() -> DemoResult {
     println!("shmproc demo: Python's multiprocessing, over shared memory\n");
-    println!("CPU cores available: {}", shmproc::cpu_count());
+    println!(
+        "CPU cores available: {} (this is {})",
+        shmproc::cpu_count(),
+        current_process().name
+    );
+    processes()?;
+    pool_map_is_prime()?;
+    value_and_lock()?;
+    owner_died()?;
+    errors()?;
+    Ok(())
+}
 
+/// `Process(target=worker, args=("Process-1", 2))`, start, join.
+fn processes() -> DemoResult {
+    section(
+        "Process: two workers run in parallel (the tutorial's 2 s and 3 s, scaled to 0.2 s and 0.3 s)",
+    );
+    let start = Instant::now();
+    let mut p1 = Process::new(worker, ("Process-1".to_owned(), 200));
+    let mut p2 = Process::new(worker, ("Process-2".to_owned(), 300));
+    p1.start()?; // run in parallel
+    p2.start()?;
+    p1.join()?; // wait for p1 to finish
+    p2.join()?;
+    println!(
+        "  All processes completed in {:.2?} (exit codes {:?} and {:?})",
+        start.elapsed(),
+        p1.exitcode(),
+        p2.exitcode()
+    );
+    Ok(())
+}
+
+/// `Pool().map(is_prime, numbers)`, zero-copy: the input is written once into
+/// a shared array, workers write their results straight into another.
+fn pool_map_is_prime() -> DemoResult {
     section(
         "Pool.map(is_prime, numbers), zero-copy: workers read and write shared arrays in place",
     );
     let numbers: Vec<u64> = (0..200_000u64).map(|i| 10_000_000 + i).collect();
-    let in_name = SegmentName::unique("demo-in");
-    let out_name = SegmentName::unique("demo-out");
-    let input = ShmSlice::from_slice(in_name.as_str(), &numbers)?;
-    let output = ShmSlice::create(out_name.as_str(), numbers.len(), 0u8)?;
-    println!(
-        "  input  {} ({} x u64, written once)\n  output {} ({} x u8)",
-        in_name,
-        input.len(),
-        out_name,
-        output.len()
-    );
+    let input = ShmSlice::from_slice(SegmentName::unique("demo-in").as_str(), &numbers)?;
+    let output = ShmSlice::create(SegmentName::unique("demo-out").as_str(), numbers.len(), 0u8)?;
 
     let start = Instant::now();
     let sequential = numbers.iter().filter(|&&n| is_prime(n)).count();
@@ -134,19 +134,14 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
 
     let workers = shmproc::available_cpu_count().clamp(2, 8);
     let start = Instant::now();
-    let exe = std::env::current_exe()?;
-    let children: Vec<_> = (0..workers)
-        .map(|i| {
-            Command::new(&exe)
-                .args(["--worker", in_name.as_str(), out_name.as_str()])
-                .args([i.to_string(), workers.to_string()])
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    for mut c in children {
-        let status = c.wait()?;
-        if !status.success() {
-            return Err(format!("worker exited with {status}").into());
+    let mut children = Vec::new();
+    for i in 0..workers {
+        let args = (input.try_clone()?, output.try_clone()?, i, workers);
+        children.push(Process::builder().target(prime_worker, args).start()?);
+    }
+    for c in &children {
+        if c.join()? != 0 {
+            return Err("a worker failed".into());
         }
     }
     let t_par = start.elapsed();
@@ -157,14 +152,96 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     if parallel != sequential {
         return Err("the workers disagree with the sequential count".into());
     }
-    for (n, f) in numbers.iter().zip(&flags).filter(|&(_, &f)| f == 1).take(4) {
+    for (n, f) in numbers.iter().zip(&flags).filter(|&(_, &f)| f == 1).take(3) {
         println!("  {n} prime? {}", *f == 1);
     }
+    Ok(())
+}
 
+/// `Value('Q', 0)` incremented by 4 processes under `get_lock()`, beside a
+/// `RawValue` incremented without a lock.
+fn value_and_lock() -> DemoResult {
+    section("Value + its lock: 4 processes add 1 to a shared counter 50,000 times each");
+    let (k, procs) = (50_000u64, 4);
+    let value = Value::new(0u64)?;
+    let raw = RawValue::new(0u64)?;
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for _ in 0..procs {
+        let args = (value.try_clone()?, raw.try_clone()?, k);
+        children.push(Process::builder().target(incrementer, args).start()?);
+    }
+    for c in &children {
+        if c.join()? != 0 {
+            return Err("an incrementing worker failed".into());
+        }
+    }
+    let elapsed = start.elapsed();
+    let total = value.load().map_err(|e| e.to_string())?;
+    println!(
+        "  Value (under its lock): {total} of {} in {elapsed:.2?}",
+        k * procs
+    );
+    let raw_total = raw.load();
+    println!(
+        "  RawValue (no lock):     {raw_total} of {}  ({} updates lost to read-add-write races)",
+        k * procs,
+        k * procs - raw_total.min(k * procs)
+    );
+    if total != k * procs {
+        return Err("the lock failed to serialise the increments".into());
+    }
+    Ok(())
+}
+
+/// A process killed while holding a lock: the next acquirer gets the lock
+/// and an `OwnerDied` report, never a hang.
+fn owner_died() -> DemoResult {
+    section("Beyond Python: a process SIGKILLed while holding a Lock is reported, not a hang");
+    let lock = Lock::new()?;
+    let held = Event::new()?;
+    let never = Event::new()?;
+    let args = (lock.try_clone()?, held.try_clone()?, never.try_clone()?);
+    let child = Process::builder()
+        .name("holder")
+        .target(holder, args)
+        .start()?;
+    if !held.wait_timeout(Duration::from_secs(30)) {
+        child.kill()?;
+        return Err("the holder never took the lock".into());
+    }
+    let pid = child.pid().unwrap_or_default();
+    println!("  {} (pid {pid}) holds the lock; kill()", child.name());
+    child.kill()?;
+    let start = Instant::now();
+    match lock.lock() {
+        Ok(_) => return Err("the dead holder went unnoticed".into()),
+        Err(died) => {
+            let dead = died.dead_owner();
+            drop(died.into_inner());
+            println!(
+                "  lock() -> OwnerDied (holder pid {dead} died); taken over after {:.0?}",
+                start.elapsed()
+            );
+        }
+    }
+    println!(
+        "  holder exit code: {} (-9: killed by SIGKILL)",
+        child.join()?
+    );
+    let _again = lock.lock().map_err(|e| e.to_string())?;
+    println!("  the lock works normally afterwards");
+    Ok(())
+}
+
+/// Shared memory is untrusted input: wrong or missing segments are errors.
+fn errors() -> DemoResult {
     section(
         "Any process can open a segment by name; the wrong type is an error, not a reinterpretation",
     );
-    match ShmSlice::<f64>::open(in_name.as_str()) {
+    let name = SegmentName::unique("demo-typed");
+    let numbers = ShmSlice::create(name.as_str(), 4, 7u64)?;
+    match ShmSlice::<f64>::open(name.as_str()) {
         Ok(_) => return Err("opening u64s as f64s must fail".into()),
         Err(e) => println!("  ShmSlice::<f64>::open -> {e}"),
     }
@@ -176,108 +253,16 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
         Ok(_) => return Err("a name with '/' must be rejected".into()),
         Err(e) => println!("  ShmBox::create      -> {e}"),
     }
-
-    drop(input);
-    drop(output);
-    value_and_lock(&exe)?;
-    owner_died(&exe)?;
-
-    section("Cleanup: the creator unlinks its segments when its handles drop");
-    let left = [&in_name, &out_name]
-        .iter()
-        .filter(|n| Segment::exists(n.as_str()))
-        .count();
-    println!("  segments of this demo left in /dev/shm: {left}");
-    if left != 0 {
-        return Err("segments leaked".into());
+    drop(numbers);
+    let left = Segment::exists(name.as_str());
+    println!(
+        "  after the creator's handle drops, the segment is gone: {}",
+        !left
+    );
+    if left {
+        return Err("segment leaked".into());
     }
     println!("\nDone.");
-    Ok(())
-}
-
-/// `Value('Q', 0)` incremented by 4 processes under `get_lock()`, beside a
-/// `RawValue` incremented without a lock.
-fn value_and_lock(exe: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    section("Value + its lock: 4 processes add 1 to a shared counter 50,000 times each");
-    let (k, procs) = (50_000u64, 4);
-    let value_name = SegmentName::unique("demo-value");
-    let raw_name = SegmentName::unique("demo-raw");
-    let value = Value::create(value_name.as_str(), 0u64)?;
-    let raw = RawValue::create(raw_name.as_str(), 0u64)?;
-    let start = Instant::now();
-    let children: Vec<_> = (0..procs)
-        .map(|_| {
-            Command::new(exe)
-                .args(["--incr", value_name.as_str(), raw_name.as_str()])
-                .arg(k.to_string())
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    for mut c in children {
-        if !c.wait()?.success() {
-            return Err("an incrementing worker failed".into());
-        }
-    }
-    let elapsed = start.elapsed();
-    let total = value.load().map_err(|e| format!("{e}"))?;
-    println!(
-        "  Value (under its lock): {total} of {} in {elapsed:.2?} ({:.1} M locked increments/s)",
-        k * procs,
-        (k * procs) as f64 / elapsed.as_secs_f64() / 1e6
-    );
-    println!(
-        "  RawValue (no lock):     {} of {}  (lost updates: read-add-write races)",
-        raw.load(),
-        k * procs
-    );
-    if total != k * procs {
-        return Err("the lock failed to serialise the increments".into());
-    }
-    Ok(())
-}
-
-/// A process killed while holding a lock: the next acquirer gets the lock
-/// and an `OwnerDied` report, never a hang.
-fn owner_died(exe: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    section("Beyond Python: a process SIGKILLed while holding a Lock is reported, not a hang");
-    let lock_name = SegmentName::unique("demo-lock");
-    let held_name = SegmentName::unique("demo-held");
-    let never_name = SegmentName::unique("demo-never");
-    let lock = Lock::create(lock_name.as_str())?;
-    let held = Event::create(held_name.as_str())?;
-    let _never = Event::create(never_name.as_str())?;
-    let mut child = Command::new(exe)
-        .args([
-            "--hold",
-            lock_name.as_str(),
-            held_name.as_str(),
-            never_name.as_str(),
-        ])
-        .spawn()?;
-    if !held.wait_timeout(Duration::from_secs(30)) {
-        let _ = child.kill();
-        return Err("the holder never took the lock".into());
-    }
-    println!(
-        "  child {} holds the lock; killing it with SIGKILL",
-        child.id()
-    );
-    child.kill()?;
-    let start = Instant::now();
-    match lock.lock() {
-        Ok(_) => return Err("the dead holder went unnoticed".into()),
-        Err(died) => {
-            let dead = died.dead_owner();
-            drop(died.into_inner());
-            println!(
-                "  lock() -> OwnerDied (holder pid {dead} died); lock taken over after {:.0?}",
-                start.elapsed()
-            );
-        }
-    }
-    child.wait()?;
-    let _again = lock.lock().map_err(|e| format!("{e}"))?;
-    println!("  the lock works normally afterwards");
     Ok(())
 }
 
