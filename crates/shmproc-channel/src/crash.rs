@@ -9,6 +9,7 @@
 
 /// Aborts here if the environment says so (a no-op without the feature).
 #[cfg(feature = "crash-points")]
+#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn point(name: &'static str) {
     use shmproc_shm::sync::real::{AtomicU64, Ordering};
     use std::sync::OnceLock;
@@ -33,4 +34,5 @@ pub(crate) fn point(name: &'static str) {
 /// Without the feature: nothing.
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
+#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn point(_name: &'static str) {}

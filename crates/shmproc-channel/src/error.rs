@@ -43,6 +43,7 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
     pub(crate) fn segment(op: &'static str) -> impl FnOnce(SegmentError) -> Self {
         move |e| QueueError::Segment {
             op,

@@ -576,6 +576,8 @@ impl<S: Storage> Ring<S> {
                         .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
+                        // Not modelled under loom: a liveness hint only.
+                        #[cfg(not(shmproc_loom))]
                         slot.owner.store(owner::my_record(), Ordering::Relaxed);
                         self.advance(&hdr.tail.value, p);
                         return Ok(Push::Claimed(Claim { pos: p, pid: me }));
@@ -684,6 +686,8 @@ impl<S: Storage> Ring<S> {
                             .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                         {
+                            // Not modelled under loom: a liveness hint only.
+                            #[cfg(not(shmproc_loom))]
                             slot.owner.store(owner::my_record(), Ordering::Relaxed);
                             self.advance(&hdr.head.value, p);
                             return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
@@ -822,6 +826,10 @@ impl<S: Storage> Ring<S> {
     /// Wakes the sleepers of `side`, with a system call only when one is
     /// registered.
     pub(crate) fn wake(&self, side: Side) {
+        // Nobody sleeps under loom (futex waits are yields there).
+        if cfg!(shmproc_loom) {
+            return;
+        }
         let (seq, waiters) = self.words(side);
         // SeqCst: pairs with the SeqCst registration and fence in `block`
         // (see `publish`): either we see the waiter, or it sees our change.

@@ -47,6 +47,11 @@ pub use shmproc_sync::{
     TryLockError, Value, ValueGuard, WouldBlock,
 };
 
+pub use shmproc_channel::{
+    Corrupt, GetError, JoinTimeout, JoinableQueue, PutError, Queue, QueueError, ReadGuard,
+    SimpleQueue, TaskDoneError,
+};
+
 pub use shmproc_process::{
     Builder as ProcessBuilder, Context, DAEMON_TERMINATE_GRACE, Packer, ParentInfo, PodArg,
     Process, ProcessError, ProcessInfo, RawHandle, Serde, Shareable, StartMethod, Transfer,
