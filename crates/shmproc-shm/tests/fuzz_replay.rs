@@ -11,61 +11,20 @@ use std::io::Write;
 use std::mem::offset_of;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shmproc_shm::{
     HEADER_LEN, LAYOUT_VERSION, MAGIC, OpenOptions, STATE_INITIALIZING, STATE_POISONED,
     STATE_UNINIT, Segment, SegmentHeader, SegmentKind, SegmentLayout, ShmBox, ShmSlice, TypeSpec,
 };
+use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
 
 // ---------------------------------------------------------------------------
 // Replay. One line per fuzz target.
 
 #[test]
 fn replay_segment_open() {
-    replay("segment_open", shmproc_shm::fuzzing::segment_open);
-}
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-/// Feeds every input of `fuzz/corpus/<target>/` (which must not be empty) and
-/// of `fuzz/regressions/<target>/` (which may be missing) to `run`.
-fn replay(target: &str, run: fn(&[u8])) {
-    let corpus_dir = fuzz_dir().join("corpus").join(target);
-    let corpus = inputs(&corpus_dir);
-    assert!(
-        !corpus.is_empty(),
-        "no inputs in {}: the corpus of fuzz target `{target}` is missing",
-        corpus_dir.display()
-    );
-    let regressions = inputs(&fuzz_dir().join("regressions").join(target));
-    for path in corpus.iter().chain(&regressions) {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
-            panic!("fuzz target `{target}` panicked on {}", path.display());
-        }
-    }
-}
-
-/// The regular, non-hidden files of `dir`, sorted; none when it does not exist.
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files
+    replay_fuzz_corpus("segment_open", shmproc_shm::fuzzing::segment_open);
 }
 
 // ---------------------------------------------------------------------------

@@ -518,6 +518,54 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The workspace's `fuzz/` folder (its own cargo workspace).
+pub fn fuzz_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+/// Replays a fuzz target's corpus on stable, without a fuzzer: every input
+/// of `fuzz/corpus/<target>/` (which must not be empty, so a missing corpus
+/// fails instead of passing silently) and of `fuzz/regressions/<target>/`
+/// (which may be missing) goes through `run`, the same library entry point
+/// as the cargo-fuzz target. A panic fails with the input's path.
+///
+/// # Panics
+/// When the corpus is empty or missing, or `run` panics on an input.
+pub fn replay_fuzz_corpus(target: &str, run: fn(&[u8])) {
+    let corpus_dir = fuzz_dir().join("corpus").join(target);
+    let corpus = fuzz_inputs(&corpus_dir);
+    assert!(
+        !corpus.is_empty(),
+        "no inputs in {}: the corpus of fuzz target `{target}` is missing",
+        corpus_dir.display()
+    );
+    let regressions = fuzz_inputs(&fuzz_dir().join("regressions").join(target));
+    for path in corpus.iter().chain(&regressions) {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&data)));
+        if ran.is_err() {
+            panic!("fuzz target `{target}` panicked on {}", path.display());
+        }
+    }
+}
+
+/// The regular, non-hidden files of `dir`, sorted; none when it does not exist.
+fn fuzz_inputs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// A generous timeout for a child or a blocking call in a test: long
 /// enough for a loaded 2-core CI machine, short enough to fail a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
