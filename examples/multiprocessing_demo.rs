@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
-use shmproc::{Process, Shareable, current_process};
+use shmproc::{Process, Queue, Shareable, current_process};
 
 type DemoResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -22,6 +22,15 @@ fn worker((name, delay_ms): (String, u64)) {
         "  [{name}] finished after {:.1} seconds",
         delay_ms as f64 / 1000.0
     );
+}
+
+/// The tutorial's `square_worker(numbers, queue)`: `(n, n * n)` pairs, then
+/// a sentinel (`None` in Python; here a pair with `n == 0`).
+fn square_worker((numbers, queue): (Vec<u64>, Queue<[u64; 2]>)) {
+    for n in numbers {
+        queue.put([n, n * n]).expect("queue open");
+    }
+    queue.put([0, 0]).expect("queue open"); // sentinel value to mark the end
 }
 
 /// The tutorial's `is_prime`.
@@ -90,6 +99,7 @@ fn demo() -> DemoResult {
         current_process().name
     );
     processes()?;
+    queue_squares()?;
     pool_map_is_prime()?;
     value_and_lock()?;
     owner_died()?;
@@ -115,6 +125,24 @@ fn processes() -> DemoResult {
         p1.exitcode(),
         p2.exitcode()
     );
+    Ok(())
+}
+
+/// `Queue()`: a child puts `(n, n * n)` pairs, the parent gets them.
+fn queue_squares() -> DemoResult {
+    section("Queue: a child puts (n, n*n) pairs, the parent reads until the sentinel");
+    let q = Queue::<[u64; 2]>::new(16)?;
+    let mut p = Process::new(square_worker, (vec![1, 2, 3, 4, 5], q.try_clone()?));
+    p.start()?;
+    loop {
+        let [n, sq] = q.get_timeout(Duration::from_secs(30))?;
+        if n == 0 {
+            break;
+        }
+        println!("  {n} squared is {sq}");
+    }
+    p.join()?;
+    println!("  Done reading from queue (qsize now {}, exact)", q.qsize());
     Ok(())
 }
 
