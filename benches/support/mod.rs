@@ -113,6 +113,13 @@ impl SharedMap {
     }
 }
 
+// SAFETY: the mapping is plain shared memory, valid until drop; the handle only
+// hands out raw pointers (what is done through them is each caller's to justify),
+// so it may move to and be borrowed from other threads.
+unsafe impl Send for SharedMap {}
+// SAFETY: as above; `&SharedMap` only reads the pointer and length.
+unsafe impl Sync for SharedMap {}
+
 impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`; every pointer handed out
@@ -164,8 +171,9 @@ pub(crate) fn contended_cpus() -> Option<[usize; 2]> {
     }
 }
 
-/// Pins the calling process to `cpu` (`sched_setaffinity`).
-fn pin_to(cpu: usize) -> bool {
+/// Pins the calling thread (the whole process when it has one thread) to
+/// `cpu` (`sched_setaffinity`).
+pub(crate) fn pin_to(cpu: usize) -> bool {
     // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is valid (empty).
     let mut set: libc::cpu_set_t = unsafe { MaybeUninit::zeroed().assume_init() };
     // SAFETY: `cpu` came from `allowed_cpus`, so it is below CPU_SETSIZE.
@@ -654,16 +662,24 @@ pub(crate) fn run_contended<C: Case>(case: &C, per_proc: u64) -> Duration {
 /// `multiprocessing.Value` under `get_lock()`), returning increments/s, or why
 /// it could not run (python3 missing, script failed).
 pub(crate) fn python_value_lock(per_proc: u64) -> Result<f64, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/value_lock.py");
     let pin = if contended_cpus().is_some() {
         "pin"
     } else {
         "nopin"
     };
+    let out = run_python("value_lock.py", &[&per_proc.to_string(), pin])?;
+    json_number(&out, "incr_per_s")
+        .ok_or_else(|| format!("no incr_per_s in python output: {out:?}"))
+}
+
+/// Runs `python3 python/<script> <args>` with a deadline of 120 s (killed and
+/// reaped after that), returning its stdout, or why it could not run
+/// (python3 missing, script failed, deadline passed).
+pub(crate) fn run_python(script: &str, args: &[&str]) -> Result<String, String> {
+    let script = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = match Command::new("python3")
-        .arg(script)
-        .arg(per_proc.to_string())
-        .arg(pin)
+        .arg(&script)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -674,6 +690,19 @@ pub(crate) fn python_value_lock(per_proc: u64) -> Result<f64, String> {
         }
         Err(e) => return Err(format!("could not start python3: {e}")),
     };
+    // Drained while it runs: a full pipe would stall the script.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
@@ -690,26 +719,19 @@ pub(crate) fn python_value_lock(per_proc: u64) -> Result<f64, String> {
         )]
         std::thread::sleep(Duration::from_millis(5));
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
     if !status.success() {
         return Err(format!(
             "python3 {script} failed ({status}): {}",
             err.trim()
         ));
     }
-    json_number(&out, "incr_per_s")
-        .ok_or_else(|| format!("no incr_per_s in python output: {out:?}"))
+    Ok(out)
 }
 
 /// The number after `"key":` in a flat JSON object.
-fn json_number(json: &str, key: &str) -> Option<f64> {
+pub(crate) fn json_number(json: &str, key: &str) -> Option<f64> {
     let pat = format!("\"{key}\":");
     let rest = json[json.find(&pat)? + pat.len()..].trim_start();
     let end = rest.find([',', '}']).unwrap_or(rest.len());
