@@ -94,6 +94,42 @@ impl<T> From<Corrupt> for PutError<T> {
     }
 }
 
+/// A [`ByteQueue`](crate::ByteQueue) put or reservation did not happen:
+/// nothing was enqueued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutBytesError {
+    /// The queue is full (`try_` forms).
+    #[error("the queue is full")]
+    Full,
+    /// The queue stayed full until the timeout.
+    #[error("timed out waiting for room in the queue")]
+    Timeout,
+    /// The queue was closed.
+    #[error("the queue is closed")]
+    Closed,
+    /// The message is longer than [`MAX_MESSAGE_LEN`](crate::MAX_MESSAGE_LEN).
+    #[error("message of {len} bytes is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The side segment of a message larger than a slot could not be
+    /// created (`/dev/shm` full: `NoSpace`, too many files, ...).
+    #[error("cannot create the side segment of a large message: {0}")]
+    Side(#[source] Box<SegmentError>),
+    /// The reserved slot was taken from this producer before
+    /// [`commit`](crate::WriteGuard::commit) (it was judged dead after a very
+    /// long stall): the message was not sent.
+    #[error("the reserved slot was taken before commit: message not sent")]
+    Taken,
+    /// The queue's memory is corrupt.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
 /// A get returned nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GetError {
@@ -123,4 +159,30 @@ pub struct TaskDoneError;
 pub struct JoinTimeout {
     /// Tasks put and not yet marked done when the timeout passed.
     pub unfinished: u64,
+}
+
+/// [`ByteQueue::put_obj`](crate::ByteQueue::put_obj) did not send (feature `serde`).
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+pub enum PutObjError {
+    /// The value could not be serialised (nothing was sent).
+    #[error("cannot encode the object: {0}")]
+    Encode(#[source] postcard::Error),
+    /// The put failed (nothing was sent).
+    #[error(transparent)]
+    Put(#[from] PutBytesError),
+}
+
+/// [`ByteQueue::get_obj`](crate::ByteQueue::get_obj) returned no object
+/// (feature `serde`).
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+pub enum GetObjError {
+    /// A message was taken but is not a valid encoding of the requested
+    /// type; it is consumed, and the queue stays usable.
+    #[error("cannot decode the message: {0}")]
+    Decode(#[source] postcard::Error),
+    /// The get failed.
+    #[error(transparent)]
+    Get(#[from] GetError),
 }

@@ -11,10 +11,24 @@
 //! | `JoinableQueue`: `task_done()`, `join()` | [`JoinableQueue`]: [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) |
 //! | `SimpleQueue` | [`SimpleQueue`] |
 //! | `queue.Full`, `queue.Empty` | [`PutError::Full`], [`GetError::Empty`] |
+//! | `Queue` of any object (pickled, any size) | [`ByteQueue`]: [`put_bytes`](ByteQueue::put_bytes) / [`get_bytes`](ByteQueue::get_bytes) of any length up to [`MAX_MESSAGE_LEN`]; zero-copy [`reserve`](ByteQueue::reserve) → [`commit`](WriteGuard::commit) and [`get_bytes_ref`](ByteQueue::get_bytes_ref); feature `serde`: `put_obj` / `get_obj` (postcard) |
 //!
-//! Elements are `bytemuck::Pod` (plain data, valid for any bytes: another
-//! process's memory is untrusted). Bytes and serde messages are not part of
-//! this version yet.
+//! [`Queue`] elements are `bytemuck::Pod` (plain data, valid for any bytes:
+//! another process's memory is untrusted). [`ByteQueue`] carries byte
+//! messages of any length (inline in the slot, or through a side segment
+//! when longer: see [`bytes`]), and with the `serde` feature (off by
+//! default) any `Serialize` object.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmproc_channel::ByteQueue;
+//! let q = ByteQueue::new(64, 1024)?; // 64 slots, 1 KiB inline each
+//! q.put_bytes(b"any length")?;
+//! q.put_bytes(&vec![0u8; 4 << 20])?; // 4 MiB: through a side segment
+//! assert_eq!(q.get_bytes()?, b"any length");
+//! assert_eq!(q.get_bytes()?.len(), 4 << 20);
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout of a queue segment
 //! ```text
@@ -60,6 +74,8 @@
 // Under loom only the ring is built; the blocking layer and the queues are not.
 #![cfg_attr(shmproc_loom, allow(dead_code))]
 
+#[cfg(not(shmproc_loom))]
+pub mod bytes;
 mod crash;
 mod error;
 pub mod ring;
@@ -75,10 +91,16 @@ mod queue;
 #[cfg(not(shmproc_loom))]
 mod simple;
 
-pub use error::{Corrupt, GetError, JoinTimeout, PutError, QueueError, TaskDoneError};
+pub use error::{
+    Corrupt, GetError, JoinTimeout, PutBytesError, PutError, QueueError, TaskDoneError,
+};
+#[cfg(feature = "serde")]
+pub use error::{GetObjError, PutObjError};
 pub use ring::MAX_CAPACITY;
 pub use storage::HeapStorage;
 
+#[cfg(not(shmproc_loom))]
+pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(shmproc_loom))]

@@ -778,6 +778,29 @@ impl<S: Storage> Ring<S> {
             .read_payload(claim.pos & self.mask, offset, dst);
     }
 
+    /// For a sweep: the position of slot `index` when it holds a published
+    /// record (`FULL`) or one being read by a live consumer (`READING`);
+    /// `None` otherwise. A snapshot only: the slot may move on at once.
+    pub(crate) fn peek_published(&self, index: u64) -> Option<u64> {
+        let slot = self.slot(index);
+        // Acquire: pairs with the producer's publish, as in try_claim_pop,
+        // so a following payload copy sees the published record.
+        let s = slot.stamp.load(Ordering::Acquire);
+        let st = self.check(s, index).ok()?;
+        match st.state {
+            FULL => Some(st.pos),
+            READING if Self::alive(st.pid, slot) => Some(st.pos),
+            _ => None,
+        }
+    }
+
+    /// Copies the payload of slot `index` into `dst` **without** holding its
+    /// claim (a best-effort snapshot for a sweep: it may be torn, so callers
+    /// re-check the stamp and validate what they read).
+    pub(crate) fn peek_payload(&self, index: u64, dst: &mut [u8]) {
+        self.storage.read_payload(index & self.mask, 0, dst);
+    }
+
     /// A pointer to a claimed slot's payload.
     pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
         self.storage.payload_ptr(claim.pos & self.mask)

@@ -48,8 +48,8 @@ pub use shmproc_sync::{
 };
 
 pub use shmproc_channel::{
-    Corrupt, GetError, JoinTimeout, JoinableQueue, PutError, Queue, QueueError, ReadGuard,
-    SimpleQueue, TaskDoneError,
+    ByteQueue, BytesGuard, Corrupt, GetError, JoinTimeout, JoinableQueue, MAX_MESSAGE_LEN,
+    PutBytesError, PutError, Queue, QueueError, ReadGuard, SimpleQueue, TaskDoneError, WriteGuard,
 };
 
 pub use shmproc_process::{

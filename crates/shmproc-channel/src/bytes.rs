@@ -1,0 +1,1153 @@
+//! [`ByteQueue`]: a bounded MPMC queue of byte messages of any length (and,
+//! with the `serde` feature, of typed objects), over the same ring as
+//! [`Queue`](crate::Queue).
+//!
+//! # Records
+//! Every slot's payload is a 64-byte *record header* followed by the inline
+//! data area (`slot_size` bytes, rounded up to 64), so inline data starts
+//! 64-byte aligned (DESIGN.md: 4K aliasing):
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `kind: u32` | 1 inline, 2 side segment, 3 cancelled (skipped by consumers); anything else is [`Corrupt`] |
+//! | 4 | `name_len: u32` | side records: bytes of the side segment's name (at most 48) |
+//! | 8 | `len: u64` | message length |
+//! | 16 | `name: [u8; 48]` | side records: the side segment's name |
+//! | 64 | data | inline records: `len` bytes |
+//!
+//! The header is copied out of the slot (never referenced in place) and
+//! validated against the **local** copy of the slot size: an inline length
+//! above it, a side length at or below it (or above
+//! [`MAX_MESSAGE_LEN`]), or a bad name is [`Corrupt`], never an
+//! out-of-bounds access. The consumer then releases the slot, so the queue
+//! stays usable.
+//!
+//! # Messages larger than a slot: side segments
+//! A message longer than the slot's data area goes into a *side segment*:
+//! a fresh named `shmproc_shm` segment (`/shmproc-<pid>-<random>-bq`) that
+//! the producer creates, fills and publishes **before** claiming a slot; the
+//! record only carries its name and length. The consumer opens it, unlinks
+//! the name at once, releases the slot, then copies the bytes out (or lends
+//! them in place through a [`BytesGuard`]: once unlinked, no other process
+//! can reach those pages).
+//!
+//! Why not chunks over consecutive slots: in an MPMC ring, positions are
+//! claimed one at a time by competing producers, so the chunks of one
+//! message interleave with other producers' messages, and consumers would
+//! have to reassemble per producer (or a producer would hold a lock across
+//! k claims, which a crash wedges). A side segment keeps every record one
+//! slot (one claim, one publish: the ring's crash machinery applies
+//! unchanged), costs one `shm_open` + `mmap` per large message (small next
+//! to copying more than a slot), lets the payload be written in place
+//! ([`ByteQueue::reserve`]) at any size, and does not occupy ring capacity.
+//!
+//! **Limit**: [`MAX_MESSAGE_LEN`] (1 TiB) per message; above it, puts fail
+//! with [`PutBytesError::TooLarge`] and nothing is enqueued. In practice the
+//! limit is the space of `/dev/shm` ([`PutBytesError::Side`] with
+//! `NoSpace`, again nothing enqueued).
+//!
+//! **Leaks**: a side segment is unlinked by its consumer, or by the producer
+//! when the put fails or a [`WriteGuard`] is dropped. It outlives both only
+//! when a process dies in a window: a producer between creating it and
+//! publishing the record, or a consumer between claiming the record and
+//! opening the segment (a few system calls), or when a queue is destroyed
+//! with undelivered large messages still in it. [`ByteQueue::sweep_side_segments`]
+//! removes the side segments of this queue whose creator is dead and that
+//! no published record references (run it when no producer of the queue is
+//! mid-put, e.g. after joining the workers, or before dropping the queue).
+//!
+//! # Nothing lost
+//! A put either returns `Ok` (the message is delivered once) or an error
+//! (nothing was enqueued). A [`WriteGuard`] dropped without
+//! [`commit`](WriteGuard::commit) publishes a *cancelled* record that every
+//! consumer skips; a producer killed between claim and publish leaves a
+//! claim that consumers skip once they see it dead (the ring's
+//! [`skipped_writes`](ByteQueue::skipped_writes)).
+
+#![allow(unsafe_code)] // In-place views of claimed slots and of side segments (WriteGuard, BytesGuard).
+#![deny(clippy::indexing_slicing)]
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use shmproc_shm::sync::{Ordering, spin_loop};
+use shmproc_shm::{
+    Offset, OpenOptions, PendingSegment, Segment, SegmentKind, SegmentLayout, SegmentName, TypeSpec,
+};
+use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
+
+use crate::crash;
+use crate::error::{Corrupt, GetError, PutBytesError, QueueError};
+#[cfg(feature = "serde")]
+use crate::error::{GetObjError, PutObjError};
+use crate::ring::{
+    Claim, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, ring_bytes,
+};
+use crate::storage::SegmentStorage;
+
+/// The largest message a [`ByteQueue`] takes (1 TiB); beyond it puts fail
+/// with [`PutBytesError::TooLarge`].
+pub const MAX_MESSAGE_LEN: u64 = 1 << 40;
+
+/// Bytes of the record header before the inline data of a slot.
+pub const RECORD_HEADER_LEN: usize = 64;
+
+/// The largest inline data area of one slot.
+pub const MAX_INLINE: usize = (MAX_SLOT_SIZE as usize) - RECORD_HEADER_LEN;
+
+const KIND_INLINE: u32 = 1;
+const KIND_SIDE: u32 = 2;
+const KIND_CANCELLED: u32 = 3;
+const NAME_CAP: usize = 48;
+/// The tag at the end of side segment names.
+const SIDE_TAG: &str = "-bq";
+
+/// The element spec of a byte queue segment (the slot size is read from the
+/// ring header at open, validated, and kept locally).
+const QUEUE_SPEC: TypeSpec = TypeSpec {
+    type_name: "shmproc_channel::ByteQueue",
+    size: 1,
+    align: 1,
+    capacity: 0,
+    slot_size: 0,
+};
+
+/// The spec of a side segment holding `len` bytes.
+const fn side_spec(len: u64) -> TypeSpec {
+    TypeSpec {
+        type_name: "shmproc_channel::ByteQueue side",
+        size: 1,
+        align: 1,
+        capacity: len,
+        slot_size: 0,
+    }
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Record {
+    Inline(usize),
+    Side { len: u64, name: String },
+    Cancelled,
+}
+
+fn encode(kind: u32, len: u64, name: &str) -> [u8; RECORD_HEADER_LEN] {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    let n = name.len().min(NAME_CAP);
+    let (head, rest) = h.split_at_mut(16);
+    if let Some(w) = head.get_mut(0..4) {
+        w.copy_from_slice(&kind.to_le_bytes());
+    }
+    if let Some(w) = head.get_mut(4..8) {
+        w.copy_from_slice(&(n as u32).to_le_bytes());
+    }
+    if let Some(w) = head.get_mut(8..16) {
+        w.copy_from_slice(&len.to_le_bytes());
+    }
+    if let (Some(w), Some(src)) = (rest.get_mut(..n), name.as_bytes().get(..n)) {
+        w.copy_from_slice(src);
+    }
+    h
+}
+
+/// Validates a header copied out of a slot against the local inline size.
+fn decode(h: &[u8; RECORD_HEADER_LEN], inline: usize, pos: u64) -> Result<Record, Corrupt> {
+    let word = |r: std::ops::Range<usize>| -> u64 {
+        let mut b = [0u8; 8];
+        if let (Some(dst), Some(src)) = (b.get_mut(..r.len()), h.get(r)) {
+            dst.copy_from_slice(src);
+        }
+        u64::from_le_bytes(b)
+    };
+    let kind = word(0..4) as u32;
+    let name_len = word(4..8);
+    let len = word(8..16);
+    match kind {
+        KIND_INLINE => {
+            if len > inline as u64 {
+                return Err(Corrupt::new("record length above the slot size", len));
+            }
+            Ok(Record::Inline(len as usize))
+        }
+        KIND_SIDE => {
+            if len <= inline as u64 || len > MAX_MESSAGE_LEN {
+                return Err(Corrupt::new("side record length", len));
+            }
+            let name = usize::try_from(name_len)
+                .ok()
+                .filter(|&n| n <= NAME_CAP)
+                .and_then(|n| h.get(16..16 + n))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .filter(|s| is_side_name(s))
+                .ok_or(Corrupt::new("side record name", name_len))?;
+            Ok(Record::Side {
+                len,
+                name: name.to_owned(),
+            })
+        }
+        KIND_CANCELLED => Ok(Record::Cancelled),
+        _ => Err(Corrupt::new("record kind", pos)),
+    }
+}
+
+/// Whether `s` looks like a side segment name we generate (so a scribbled
+/// record cannot make a consumer open and unlink an arbitrary segment).
+fn is_side_name(s: &str) -> bool {
+    s.starts_with("/shmproc-")
+        && s.ends_with(SIDE_TAG)
+        && s.len() > 1
+        && !s.get(1..).is_some_and(|r| r.contains('/'))
+}
+
+/// A bounded multi-producer, multi-consumer queue of byte messages of any
+/// length in shared memory: Python's `multiprocessing.Queue`, for bytes
+/// (and, with the `serde` feature, for any serialisable object).
+///
+/// Messages up to [`slot_size`](Self::slot_size) bytes live in the slot;
+/// longer ones (up to [`MAX_MESSAGE_LEN`]) go through a side segment (see
+/// the [module docs](crate::bytes) for the record format, the choice and
+/// the leak windows).
+///
+/// | Python | shmproc |
+/// |---|---|
+/// | `q.put(obj)` (pickled) | [`put_bytes`](Self::put_bytes), [`try_put_bytes`](Self::try_put_bytes), [`put_bytes_timeout`](Self::put_bytes_timeout); zero-copy: [`reserve`](Self::reserve) → write → [`commit`](WriteGuard::commit); `serde`: `put_obj` |
+/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout), [`get_bytes_into`](Self::get_bytes_into); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
+/// | `qsize()`, `empty()`, `full()`, `close()` | as [`Queue`](crate::Queue) |
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_channel::ByteQueue;
+/// let q = ByteQueue::new(16, 256)?; // 16 slots of 256 inline bytes
+/// q.put_bytes(b"hello")?;
+/// let big = vec![7u8; 1 << 20]; // larger than a slot: a side segment
+/// q.put_bytes(&big)?;
+/// let mut w = q.reserve(3)?; // zero-copy: write in place, then commit
+/// w.copy_from_slice(b"abc");
+/// w.commit()?;
+/// assert_eq!(q.get_bytes()?, b"hello");
+/// assert_eq!(q.get_bytes()?.len(), 1 << 20);
+/// assert_eq!(&*q.get_bytes_ref()?, b"abc"); // borrowed in place
+/// # Ok(()) }
+/// ```
+pub struct ByteQueue {
+    ring: Ring<SegmentStorage>,
+    /// Inline bytes per slot (local, validated at open).
+    inline: usize,
+}
+
+impl fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("segment", &self.ring.storage().segment().label())
+            .field("capacity", &self.ring.capacity())
+            .field("slot_size", &self.inline)
+            .field("len", &self.ring.len())
+            .finish()
+    }
+}
+
+fn payload_len_for(cap: u64, inline: usize) -> Option<u64> {
+    ring_bytes(cap, (RECORD_HEADER_LEN + inline) as u64)
+}
+
+impl ByteQueue {
+    /// The inline bytes of a slot for a requested `slot_size` (rounded up to
+    /// a multiple of 64).
+    fn inline_size(slot_size: usize) -> Result<usize, QueueError> {
+        slot_size
+            .checked_next_multiple_of(64)
+            .filter(|&s| s <= MAX_INLINE)
+            .ok_or(QueueError::Capacity(slot_size))
+    }
+
+    fn make(name: Option<&str>, capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
+        if capacity == 0 || capacity as u64 > MAX_CAPACITY {
+            return Err(QueueError::Capacity(capacity));
+        }
+        let cap = (capacity as u64).next_power_of_two();
+        let inline = Self::inline_size(slot_size)?;
+        let ring_slot = RECORD_HEADER_LEN + inline;
+        let bytes = payload_len_for(cap, inline).ok_or(QueueError::Capacity(capacity))?;
+        let layout = SegmentLayout::new(SegmentKind::QUEUE, QUEUE_SPEC.with_capacity(cap), bytes);
+        let pending = match name {
+            Some(n) => Segment::create(n, &layout),
+            None => Segment::create_anonymous(&layout),
+        }
+        .map_err(QueueError::segment("create"))?;
+        SegmentStorage::init(pending.segment(), ring_slot)?;
+        let seg = pending.publish();
+        let storage = SegmentStorage::new(seg, ring_slot)?;
+        Ok(Self {
+            ring: Ring::new(storage, false),
+            inline,
+        })
+    }
+
+    fn attach(seg: Segment) -> Result<Self, QueueError> {
+        // The slot size is read once here, validated (range, and by
+        // SegmentStorage::new against the ring header and the mapping's
+        // real length) and kept locally.
+        let hdr = seg
+            .get(Offset::<RingHeader>::in_payload(0))
+            .map_err(|_| Corrupt::new("ring header offset", 0))?;
+        let ring_slot = hdr.slot_size.load(Ordering::Relaxed);
+        if !(RECORD_HEADER_LEN as u64..=MAX_SLOT_SIZE).contains(&ring_slot) || ring_slot % 64 != 0 {
+            return Err(Corrupt::new("byte queue slot size", ring_slot).into());
+        }
+        let ring_slot = ring_slot as usize;
+        let storage = SegmentStorage::new(seg, ring_slot)?;
+        Ok(Self {
+            ring: Ring::new(storage, false),
+            inline: ring_slot - RECORD_HEADER_LEN,
+        })
+    }
+
+    /// An anonymous byte queue of at least `capacity` slots (rounded up to a
+    /// power of two) holding messages of up to `slot_size` bytes inline
+    /// (rounded up to a multiple of 64; longer ones go through side segments).
+    ///
+    /// # Errors
+    /// [`QueueError::Capacity`] for a capacity of 0 or above 2^30, or a slot
+    /// size above 1 GiB; segment errors.
+    pub fn new(capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
+        Self::make(None, capacity, slot_size)
+    }
+
+    /// A named byte queue that other processes [`open`](Self::open) by `name`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), plus the name errors and
+    /// [`AlreadyExists`](shmproc_shm::SegmentError::AlreadyExists).
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
+        Self::make(Some(name), capacity, slot_size)
+    }
+
+    /// Opens the named byte queue (its capacity and slot size come from the
+    /// segment, validated).
+    ///
+    /// # Errors
+    /// [`QueueError::Segment`] (not found, not a byte queue, truncated...),
+    /// [`QueueError::Corrupt`].
+    pub fn open(name: &str) -> Result<Self, QueueError> {
+        let seg = OpenOptions::new(SegmentKind::QUEUE, QUEUE_SPEC)
+            .open(name)
+            .map_err(QueueError::segment("open"))?;
+        Self::attach(seg)
+    }
+
+    /// Opens the byte queue behind `fd` (from [`inheritable_fd`](Self::inheritable_fd)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
+        let seg = OpenOptions::new(SegmentKind::QUEUE, QUEUE_SPEC)
+            .open_fd(fd)
+            .map_err(QueueError::segment("open"))?;
+        Self::attach(seg)
+    }
+
+    // ------------------------------------------------------------------ put
+
+    fn claim_put(&self, check_dead: bool) -> Result<Option<Claim>, PutBytesError> {
+        if self.ring.is_closed() {
+            return Err(PutBytesError::Closed);
+        }
+        match self.ring.try_claim_push(check_dead)? {
+            Push::Claimed(c) => Ok(Some(c)),
+            Push::Full => Ok(None),
+        }
+    }
+
+    /// Claims a slot: `None` deadline = try once.
+    fn claim_slot(&self, deadline: Option<Deadline>) -> Result<Claim, PutBytesError> {
+        match deadline {
+            None => self.claim_put(true)?.ok_or(PutBytesError::Full),
+            Some(d) => self
+                .ring
+                .block(Side::Put, d, |cd| self.claim_put(cd))?
+                .ok_or(PutBytesError::Timeout),
+        }
+    }
+
+    fn check_len(len: usize) -> Result<u64, PutBytesError> {
+        let l = len as u64;
+        if l > MAX_MESSAGE_LEN {
+            return Err(PutBytesError::TooLarge {
+                len: l,
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        Ok(l)
+    }
+
+    /// Creates a side segment of `len` bytes (not yet holding data).
+    fn create_side(len: u64) -> Result<PendingSegment, PutBytesError> {
+        let name = side_name();
+        let layout = SegmentLayout::new(SegmentKind::RAW, side_spec(len), len);
+        Segment::create(&name, &layout).map_err(|e| PutBytesError::Side(Box::new(e)))
+    }
+
+    fn put_until(&self, data: &[u8], deadline: Option<Deadline>) -> Result<(), PutBytesError> {
+        let len = Self::check_len(data.len())?;
+        if data.len() <= self.inline {
+            loop {
+                let claim = self.claim_slot(deadline)?;
+                self.ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
+                self.ring.write(&claim, RECORD_HEADER_LEN, data);
+                crash::point("put-claimed");
+                if self.ring.publish(claim) {
+                    return Ok(());
+                }
+                // The slot was taken from us (judged dead): not sent; retry.
+            }
+        }
+        // Large: fill and publish the side segment first, so the slot claim
+        // is held only for writing the 64-byte header.
+        let pending = Self::create_side(len)?;
+        let seg = pending.segment();
+        let dst = seg.data_ptr();
+        debug_assert!(seg.data_len() >= data.len());
+        // SAFETY: `dst` is the payload of a segment we just created with
+        // `len == data.len()` payload bytes (create sized it), not yet
+        // published, so no other process maps it; `data` is local memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        let mut seg = pending.publish();
+        let name = seg_name(&seg);
+        // From here the consumer unlinks it; until the record is published,
+        // failures below remove it ourselves.
+        seg.persist();
+        drop(seg);
+        self.publish_side(len, &name, deadline)
+    }
+
+    /// Claims a slot and publishes a side record for the already published
+    /// segment `name`; removes the segment when nothing was sent.
+    fn publish_side(
+        &self,
+        len: u64,
+        name: &str,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PutBytesError> {
+        loop {
+            let claim = match self.claim_slot(deadline) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = Segment::remove(name);
+                    return Err(e);
+                }
+            };
+            self.ring.write(&claim, 0, &encode(KIND_SIDE, len, name));
+            crash::point("put-claimed");
+            if self.ring.publish(claim) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Puts a copy of `data` (any length up to [`MAX_MESSAGE_LEN`]),
+    /// waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutBytesError::TooLarge`], [`PutBytesError::Side`] (the side segment
+    /// of a large message could not be created, e.g. `/dev/shm` full),
+    /// [`PutBytesError::Closed`], [`PutBytesError::Corrupt`]. On any error
+    /// nothing was enqueued.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<(), PutBytesError> {
+        self.put_until(data, Some(Deadline::NEVER))
+    }
+
+    /// Puts a copy of `data`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`put_bytes`](Self::put_bytes), plus [`PutBytesError::Timeout`].
+    pub fn put_bytes_timeout(&self, data: &[u8], timeout: Duration) -> Result<(), PutBytesError> {
+        self.put_until(data, Some(Deadline::after(timeout)))
+    }
+
+    /// Puts a copy of `data` if there is room now.
+    ///
+    /// # Errors
+    /// As [`put_bytes`](Self::put_bytes), plus [`PutBytesError::Full`].
+    pub fn try_put_bytes(&self, data: &[u8]) -> Result<(), PutBytesError> {
+        self.put_until(data, None)
+    }
+
+    fn reserve_until(
+        &self,
+        len: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<WriteGuard<'_>, PutBytesError> {
+        let l = Self::check_len(len)?;
+        let side = if len > self.inline {
+            Some(Self::create_side(l)?)
+        } else {
+            None
+        };
+        // On an error, `side` drops here: poisoned and unlinked.
+        let claim = self.claim_slot(deadline)?;
+        let ptr = match &side {
+            Some(p) => p.segment().data_ptr(),
+            None => self
+                .ring
+                .payload_ptr(&claim)
+                .wrapping_add(RECORD_HEADER_LEN),
+        };
+        Ok(WriteGuard {
+            q: self,
+            claim: Some(claim),
+            side,
+            ptr,
+            len,
+        })
+    }
+
+    /// Reserves room for a message of exactly `len` bytes, waiting for a
+    /// slot as long as it takes: write it in place through the guard, then
+    /// [`commit`](WriteGuard::commit). Dropping the guard instead sends
+    /// nothing (consumers skip the slot).
+    ///
+    /// While the guard lives, consumers wait at its position (FIFO order):
+    /// keep it short.
+    ///
+    /// # Errors
+    /// As [`put_bytes`](Self::put_bytes).
+    pub fn reserve(&self, len: usize) -> Result<WriteGuard<'_>, PutBytesError> {
+        self.reserve_until(len, Some(Deadline::NEVER))
+    }
+
+    /// [`reserve`](Self::reserve), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`put_bytes_timeout`](Self::put_bytes_timeout).
+    pub fn reserve_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGuard<'_>, PutBytesError> {
+        self.reserve_until(len, Some(Deadline::after(timeout)))
+    }
+
+    /// [`reserve`](Self::reserve) if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_put_bytes`](Self::try_put_bytes).
+    pub fn try_reserve(&self, len: usize) -> Result<WriteGuard<'_>, PutBytesError> {
+        self.reserve_until(len, None)
+    }
+
+    // ------------------------------------------------------------------ get
+
+    fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
+        match self.ring.try_claim_pop(check_dead)? {
+            Pop::Claimed(c) => Ok(Some(c)),
+            Pop::Busy => Ok(None),
+            Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
+            Pop::Empty => Ok(None),
+        }
+    }
+
+    fn claim_get_now(&self) -> Result<Claim, GetError> {
+        for spin in 0..=SPIN_LIMIT {
+            match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
+                Pop::Claimed(c) => return Ok(c),
+                Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
+                Pop::Empty => return Err(GetError::Empty),
+                Pop::Busy => spin_loop(),
+            }
+        }
+        Err(GetError::Empty)
+    }
+
+    /// Claims the next record that is not cancelled and decodes its header.
+    /// `None` deadline = only what is there now. A corrupt header releases
+    /// the slot and reports [`Corrupt`] (the queue stays usable).
+    fn next_record(&self, deadline: Option<Deadline>) -> Result<(Claim, Record), GetError> {
+        loop {
+            let claim = match deadline {
+                None => self.claim_get_now()?,
+                Some(d) => self
+                    .ring
+                    .block(Side::Get, d, |cd| self.claim_get(cd))?
+                    .ok_or(GetError::Timeout)?,
+            };
+            crash::point("get-claimed");
+            let mut h = [0u8; RECORD_HEADER_LEN];
+            self.ring.read(&claim, 0, &mut h);
+            match decode(&h, self.inline, claim.pos()) {
+                Ok(Record::Cancelled) => {
+                    let _ = self.ring.release(claim);
+                }
+                Ok(r) => return Ok((claim, r)),
+                Err(c) => {
+                    let _ = self.ring.release(claim);
+                    return Err(c.into());
+                }
+            }
+        }
+    }
+
+    fn release(&self, claim: Claim) -> Result<(), GetError> {
+        if self.ring.release(claim) {
+            Ok(())
+        } else {
+            Err(Corrupt::new("slot taken while being read", claim.pos()).into())
+        }
+    }
+
+    /// Opens and unlinks the side segment of a claimed record, then releases
+    /// the slot.
+    fn take_side(&self, claim: Claim, len: u64, name: &str) -> Result<Segment, GetError> {
+        let opened = OpenOptions::new(SegmentKind::RAW, side_spec(len))
+            .init_timeout(Duration::ZERO)
+            .open(name);
+        if let Ok(seg) = &opened {
+            // Unlinked at once: nobody else can reach it now.
+            let _ = Segment::remove(seg_name(seg).as_str());
+        }
+        self.release(claim)?;
+        match opened {
+            Ok(seg) if seg.data_len() as u64 >= len => Ok(seg),
+            Ok(_) => Err(Corrupt::new("side segment shorter than its record", len).into()),
+            Err(_) => Err(Corrupt::new("side segment missing", len).into()),
+        }
+    }
+
+    fn get_into_until(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+    ) -> Result<(), GetError> {
+        let (claim, rec) = self.next_record(deadline)?;
+        out.clear();
+        match rec {
+            Record::Inline(len) => {
+                out.resize(len, 0);
+                self.ring.read(&claim, RECORD_HEADER_LEN, out);
+                self.release(claim)
+            }
+            Record::Side { len, name } => {
+                let seg = self.take_side(claim, len, &name)?;
+                let n = len as usize;
+                out.reserve_exact(n);
+                let src = seg.data_ptr();
+                // SAFETY: `src..src + n` is inside the side segment's payload
+                // (data_len >= len checked in take_side); its name is unlinked
+                // and its producer unmapped it after publishing, so no process
+                // writes it; `out` has room for `n` bytes (reserved above) and
+                // is distinct local memory.
+                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n) };
+                // SAFETY: the `n` bytes were just initialised by the copy and
+                // `n <= capacity` (reserved above).
+                unsafe { out.set_len(n) };
+                Ok(())
+            }
+            Record::Cancelled => unreachable!("next_record skips cancelled records"),
+        }
+    }
+
+    /// Takes the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once closed and drained; [`GetError::Corrupt`]
+    /// for a corrupt record (its slot is released: the queue stays usable)
+    /// or a side segment that vanished.
+    pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_into_until(&mut v, Some(Deadline::NEVER))?;
+        Ok(v)
+    }
+
+    /// Takes the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_bytes`](Self::get_bytes), plus [`GetError::Timeout`].
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_into_until(&mut v, Some(Deadline::after(timeout)))?;
+        Ok(v)
+    }
+
+    /// Takes the next message if one is there now.
+    ///
+    /// # Errors
+    /// As [`get_bytes`](Self::get_bytes), plus [`GetError::Empty`].
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_into_until(&mut v, None)?;
+        Ok(v)
+    }
+
+    /// Takes the next message into `out` (cleared first; its allocation is
+    /// reused), waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`get_bytes`](Self::get_bytes); `out` is empty then.
+    pub fn get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_into_until(out, Some(Deadline::NEVER))
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_into_timeout(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), GetError> {
+        self.get_into_until(out, Some(Deadline::after(timeout)))
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
+    ///
+    /// # Errors
+    /// As [`try_get_bytes`](Self::try_get_bytes).
+    pub fn try_get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_into_until(out, None)
+    }
+
+    fn guard_until(&self, deadline: Option<Deadline>) -> Result<BytesGuard<'_>, GetError> {
+        let (claim, rec) = self.next_record(deadline)?;
+        match rec {
+            Record::Inline(len) => Ok(BytesGuard {
+                ring: &self.ring,
+                claim: Some(claim),
+                _side: None,
+                ptr: self
+                    .ring
+                    .payload_ptr(&claim)
+                    .wrapping_add(RECORD_HEADER_LEN),
+                len,
+            }),
+            Record::Side { len, name } => {
+                let seg = self.take_side(claim, len, &name)?;
+                Ok(BytesGuard {
+                    ring: &self.ring,
+                    claim: None,
+                    ptr: seg.data_ptr(),
+                    _side: Some(seg),
+                    len: len as usize,
+                })
+            }
+            Record::Cancelled => unreachable!("next_record skips cancelled records"),
+        }
+    }
+
+    /// Borrows the next message in place (zero-copy), waiting as long as it
+    /// takes; see [`BytesGuard`] for the contract.
+    ///
+    /// # Errors
+    /// As [`get_bytes`](Self::get_bytes).
+    #[doc(alias = "recv")]
+    pub fn get_bytes_ref(&self) -> Result<BytesGuard<'_>, GetError> {
+        self.guard_until(Some(Deadline::NEVER))
+    }
+
+    /// [`get_bytes_ref`](Self::get_bytes_ref), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_ref_timeout(&self, timeout: Duration) -> Result<BytesGuard<'_>, GetError> {
+        self.guard_until(Some(Deadline::after(timeout)))
+    }
+
+    /// [`get_bytes_ref`](Self::get_bytes_ref) if a message is there now.
+    ///
+    /// # Errors
+    /// As [`try_get_bytes`](Self::try_get_bytes).
+    pub fn try_get_bytes_ref(&self) -> Result<BytesGuard<'_>, GetError> {
+        self.guard_until(None)
+    }
+
+    // ---------------------------------------------------------------- state
+
+    /// Messages in the queue now, from the indices (a message being written,
+    /// and a cancelled reservation not yet skipped, count).
+    pub fn qsize(&self) -> usize {
+        self.ring.len() as usize
+    }
+
+    /// Whether the queue holds no message now.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether every slot is taken now.
+    pub fn full(&self) -> bool {
+        self.ring.len() == self.ring.capacity()
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity() as usize
+    }
+
+    /// The largest message stored inline in a slot; longer ones go through
+    /// a side segment.
+    pub fn slot_size(&self) -> usize {
+        self.inline
+    }
+
+    /// Closes the queue for every process (as [`Queue::close`](crate::Queue::close)).
+    pub fn close(&self) {
+        self.ring.close();
+    }
+
+    /// Whether the queue was closed (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// Positions skipped because their producer died between claim and publish.
+    pub fn skipped_writes(&self) -> u64 {
+        self.ring.header().skipped_writes.load(Ordering::Relaxed)
+    }
+
+    /// Messages lost because their consumer died while reading them.
+    pub fn abandoned_reads(&self) -> u64 {
+        self.ring.header().abandoned_reads.load(Ordering::Relaxed)
+    }
+
+    /// The name, for a named queue.
+    pub fn name(&self) -> Option<&str> {
+        self.segment().name().map(SegmentName::as_str)
+    }
+
+    /// The underlying segment.
+    pub fn segment(&self) -> &Segment {
+        self.ring.storage().segment()
+    }
+
+    /// A duplicate of the segment's fd for a child started with `exec`.
+    ///
+    /// # Errors
+    /// [`QueueError::Segment`] when the fd cannot be duplicated.
+    pub fn inheritable_fd(&self) -> Result<OwnedFd, QueueError> {
+        self.segment()
+            .inheritable_fd()
+            .map_err(QueueError::segment("share"))
+    }
+
+    /// Removes leaked side segments (see the [module docs](crate::bytes)):
+    /// those in `/dev/shm` named like side segments whose creating process
+    /// is dead, skipping the ones that records still in this queue name.
+    /// Returns the names removed.
+    ///
+    /// Side segments are not tied to one queue: run this when no queue of
+    /// this machine's processes holds undelivered large messages from dead
+    /// producers other than this one (typically after joining the workers).
+    pub fn sweep_side_segments(&self) -> Vec<String> {
+        let mut referenced = Vec::new();
+        let cap = self.ring.capacity();
+        for i in 0..cap {
+            if let Some(pos) = self.ring.peek_published(i) {
+                let mut h = [0u8; RECORD_HEADER_LEN];
+                self.ring.peek_payload(i, &mut h);
+                // Torn reads are possible (the slot may move on meanwhile):
+                // keep the name only if the stamp did not change.
+                if self.ring.peek_published(i) == Some(pos) {
+                    if let Ok(Record::Side { name, .. }) = decode(&h, self.inline, pos) {
+                        referenced.push(name);
+                    }
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+            return removed;
+        };
+        for e in dir.flatten() {
+            let bare = e.file_name().to_string_lossy().into_owned();
+            let name = format!("/{bare}");
+            if !is_side_name(&name) || referenced.contains(&name) {
+                continue;
+            }
+            let pid = bare
+                .strip_prefix("shmproc-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| u32::from_str_radix(p, 16).ok());
+            let Some(pid) = pid else { continue };
+            if !shmproc_sync::owner::owner_alive(pid, 0) && Segment::remove(&name).is_ok() {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+}
+
+/// Typed objects (feature `serde`), encoded with
+/// [postcard](https://docs.rs/postcard): compact (varints, no field names),
+/// `no_std`, a stable documented wire format (1.x), and no schema to share
+/// beyond the Rust type itself. Python pickles; we serialise. Objects larger
+/// than a slot go through a side segment like any bytes.
+#[cfg(feature = "serde")]
+impl ByteQueue {
+    fn encode_obj<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, PutObjError> {
+        postcard::to_allocvec(v).map_err(PutObjError::Encode)
+    }
+
+    fn decode_obj<T: serde::de::DeserializeOwned>(g: &[u8]) -> Result<T, GetObjError> {
+        postcard::from_bytes(g).map_err(GetObjError::Decode)
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutObjError::Encode`] (nothing sent), or the put's errors.
+    pub fn put_obj<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), PutObjError> {
+        Ok(self.put_bytes(&Self::encode_obj(value)?)?)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`put_obj`](Self::put_obj).
+    pub fn put_obj_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), PutObjError> {
+        Ok(self.put_bytes_timeout(&Self::encode_obj(value)?, timeout)?)
+    }
+
+    /// Puts `value` if there is room now.
+    ///
+    /// # Errors
+    /// As [`put_obj`](Self::put_obj).
+    pub fn try_put_obj<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), PutObjError> {
+        Ok(self.try_put_bytes(&Self::encode_obj(value)?)?)
+    }
+
+    /// Takes the next message as a `T`, decoded in place (no copy of the
+    /// bytes), waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetObjError::Decode`] when the message is not a valid `T`: it was
+    /// consumed, and the queue stays usable; or the get's errors.
+    pub fn get_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T, GetObjError> {
+        Self::decode_obj(&self.get_bytes_ref()?)
+    }
+
+    /// [`get_obj`](Self::get_obj), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_obj`](Self::get_obj).
+    pub fn get_obj_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, GetObjError> {
+        Self::decode_obj(&self.get_bytes_ref_timeout(timeout)?)
+    }
+
+    /// [`get_obj`](Self::get_obj) if a message is there now.
+    ///
+    /// # Errors
+    /// As [`get_obj`](Self::get_obj).
+    pub fn try_get_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T, GetObjError> {
+        Self::decode_obj(&self.try_get_bytes_ref()?)
+    }
+}
+
+/// A fresh side segment name: `/shmproc-<pid hex>-<random hex>-bq`.
+fn side_name() -> String {
+    let n = SegmentName::unique("bq");
+    n.as_str().to_owned()
+}
+
+fn seg_name(seg: &Segment) -> String {
+    seg.name()
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Room for one message, reserved by [`ByteQueue::reserve`]: write the
+/// message in place through `&mut [u8]` (exactly the reserved length), then
+/// [`commit`](Self::commit).
+///
+/// The bytes are the slot's payload (or a fresh side segment for a message
+/// longer than a slot); the slot is this producer's by the ring protocol
+/// (stamp `WRITING` with our pid) until commit, so no process following the
+/// protocol reads or writes them meanwhile. The initial contents are
+/// unspecified (an earlier message's bytes, or zeros).
+///
+/// Dropping the guard without committing sends nothing: the slot is
+/// published as a *cancelled* record that consumers skip, and a side
+/// segment is unlinked.
+pub struct WriteGuard<'a> {
+    q: &'a ByteQueue,
+    claim: Option<Claim>,
+    side: Option<PendingSegment>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl fmt::Debug for WriteGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGuard")
+            .field("len", &self.len)
+            .field("side", &self.side.is_some())
+            .finish()
+    }
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is the inline data area of the slot we
+        // claimed (len <= the local inline size, which the slot's payload
+        // holds after the record header) or the payload of the side segment
+        // we created with `len` bytes; u8 is valid for any bits; no process
+        // following the protocol touches them before our publish (the slot
+        // is WRITING with our pid; the side segment is not yet published).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl WriteGuard<'_> {
+    /// Publishes the message.
+    ///
+    /// # Errors
+    /// [`PutBytesError::Taken`] when the slot was taken from this producer
+    /// meanwhile (it was judged dead: only after a very long stall): the
+    /// message was **not** sent.
+    pub fn commit(mut self) -> Result<(), PutBytesError> {
+        let claim = self.claim.take().expect("claimed until commit or drop");
+        let len = self.len as u64;
+        let ring = &self.q.ring;
+        match self.side.take() {
+            None => {
+                ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
+                crash::point("put-claimed");
+                if ring.publish(claim) {
+                    Ok(())
+                } else {
+                    Err(PutBytesError::Taken)
+                }
+            }
+            Some(pending) => {
+                let mut seg = pending.publish();
+                let name = seg_name(&seg);
+                seg.persist();
+                drop(seg);
+                ring.write(&claim, 0, &encode(KIND_SIDE, len, &name));
+                crash::point("put-claimed");
+                if ring.publish(claim) {
+                    Ok(())
+                } else {
+                    let _ = Segment::remove(&name);
+                    Err(PutBytesError::Taken)
+                }
+            }
+        }
+    }
+
+    /// The reserved length.
+    #[allow(clippy::len_without_is_empty)] // a slice through Deref
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            // Unlinks an uncommitted side segment (PendingSegment's drop).
+            drop(self.side.take());
+            self.q.ring.write(&claim, 0, &encode(KIND_CANCELLED, 0, ""));
+            let _ = self.q.ring.publish(claim);
+        }
+    }
+}
+
+/// A message borrowed in place ([`ByteQueue::get_bytes_ref`]): no copy.
+///
+/// # Contract
+/// - Inline message: the bytes are the slot's payload. The slot is this
+///   consumer's by the ring protocol (stamp `READING` with our pid) until
+///   the guard drops, which releases it; producers do not write it before.
+///   A process that scribbles over it anyway breaks the protocol, as it
+///   could any shared structure (and this guard reads whatever is there;
+///   the length was validated against the local slot size).
+/// - Side message: the bytes are the side segment's pages, which this
+///   consumer opened and **unlinked** before lending them, after its
+///   producer unmapped them: no other process can reach them. The slot was
+///   already released.
+///
+/// Hold the guard briefly: while an inline one lives, producers wait for
+/// its slot when the ring comes round to it.
+pub struct BytesGuard<'a> {
+    ring: &'a Ring<SegmentStorage>,
+    claim: Option<Claim>,
+    _side: Option<Segment>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Deref for BytesGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: see the type's contract: `ptr..ptr + len` is the inline data
+        // area of our claimed slot (len validated <= the local inline size) or
+        // the payload of our unlinked side segment (data_len >= len checked in
+        // take_side), kept mapped by `self`; published before our Acquire
+        // claim; no process following the protocol writes it while we hold it.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for BytesGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            // `false`: the slot was taken from us; nothing to do.
+            let _ = self.ring.release(claim);
+        }
+    }
+}
+
+impl fmt::Debug for BytesGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BytesGuard")
+            .field("len", &self.len)
+            .field("side", &self._side.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_headers_round_trip_and_validate() {
+        let h = encode(KIND_INLINE, 10, "");
+        assert_eq!(decode(&h, 64, 0), Ok(Record::Inline(10)));
+        assert!(decode(&encode(KIND_INLINE, 65, ""), 64, 0).is_err());
+        let name = "/shmproc-1a-0123456789ab-bq";
+        assert_eq!(
+            decode(&encode(KIND_SIDE, 100, name), 64, 0),
+            Ok(Record::Side {
+                len: 100,
+                name: name.into()
+            })
+        );
+        assert!(decode(&encode(KIND_SIDE, 64, name), 64, 0).is_err());
+        assert!(decode(&encode(KIND_SIDE, 100, "/etc-bq"), 64, 0).is_err());
+        assert!(decode(&encode(KIND_SIDE, MAX_MESSAGE_LEN + 1, name), 64, 0).is_err());
+        assert_eq!(
+            decode(&encode(KIND_CANCELLED, 0, ""), 64, 0),
+            Ok(Record::Cancelled)
+        );
+        assert!(decode(&[0; 64], 64, 0).is_err());
+        assert!(side_name().len() <= 31 && is_side_name(&side_name()));
+    }
+}
