@@ -974,8 +974,9 @@ fn seg_name(seg: &Segment) -> String {
 /// unspecified (an earlier message's bytes, or zeros).
 ///
 /// Dropping the guard without committing sends nothing: the slot is
-/// published as a *cancelled* record that consumers skip, and a side
-/// segment is unlinked.
+/// published as a *cancelled* record that consumers skip (it still holds
+/// its slot, and counts in [`qsize`](ByteQueue::qsize), until a consumer
+/// passes it), and a side segment is unlinked.
 pub struct WriteGuard<'a> {
     q: &'a ByteQueue,
     claim: Option<Claim>,
