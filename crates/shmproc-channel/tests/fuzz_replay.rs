@@ -6,19 +6,17 @@
 //! `cargo test -p shmproc-channel --test fuzz_replay -- --ignored write_queue_seeds`.
 #![cfg(not(shmproc_loom))]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-
 use shmproc_channel::fuzzing;
+use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
 
 #[test]
 fn replay_queue_ops() {
-    replay("queue_ops", fuzzing::queue_ops);
+    replay_fuzz_corpus("queue_ops", fuzzing::queue_ops);
 }
 
 #[test]
 fn replay_queue_corrupt() {
-    replay("queue_corrupt", fuzzing::queue_corrupt);
+    replay_fuzz_corpus("queue_corrupt", fuzzing::queue_corrupt);
 }
 
 /// The seeds themselves run clean (also when the corpus was minimised away from them).
@@ -30,43 +28,6 @@ fn seeds_run_clean() {
     for (_, data) in corrupt_seeds() {
         fuzzing::queue_corrupt(&data);
     }
-}
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    let corpus_dir = fuzz_dir().join("corpus").join(target);
-    let corpus = inputs(&corpus_dir);
-    assert!(
-        !corpus.is_empty(),
-        "no inputs in {}: the corpus of fuzz target `{target}` is missing",
-        corpus_dir.display()
-    );
-    let regressions = inputs(&fuzz_dir().join("regressions").join(target));
-    for path in corpus.iter().chain(&regressions) {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
-            panic!("fuzz target `{target}` panicked on {}", path.display());
-        }
-    }
-}
-
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// `queue_ops` seeds: capacity byte, then opcodes (see the entry point's docs).
