@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
-use shmproc::{Process, Queue, Shareable, current_process};
+use shmproc::{ByteQueue, Process, Queue, Shareable, current_process};
 
 type DemoResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -31,6 +31,17 @@ fn square_worker((numbers, queue): (Vec<u64>, Queue<[u64; 2]>)) {
         queue.put([n, n * n]).expect("queue open");
     }
     queue.put([0, 0]).expect("queue open"); // sentinel value to mark the end
+}
+
+/// Sends one message of `len` bytes (a side segment: far larger than a slot)
+/// and a short one, written in place with `reserve` / `commit`.
+fn big_sender((queue, len): (ByteQueue, usize)) {
+    let big: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    queue.put_bytes(&big).expect("queue open");
+    let text = b"and a short one, written in place";
+    let mut slot = queue.reserve(text.len()).expect("queue open");
+    slot.copy_from_slice(text);
+    slot.commit().expect("not taken");
 }
 
 /// The tutorial's `is_prime`.
@@ -100,6 +111,7 @@ fn demo() -> DemoResult {
     );
     processes()?;
     queue_squares()?;
+    queue_any_size()?;
     pool_map_is_prime()?;
     value_and_lock()?;
     owner_died()?;
@@ -143,6 +155,26 @@ fn queue_squares() -> DemoResult {
     }
     p.join()?;
     println!("  Done reading from queue (qsize now {}, exact)", q.qsize());
+    Ok(())
+}
+
+/// Python's Queue takes objects of any size; so does `ByteQueue`.
+fn queue_any_size() -> DemoResult {
+    section("Queue of bytes, any size: a 16 MiB message through 4 KiB slots, read in place");
+    let q = ByteQueue::new(8, 4096)?;
+    let len = 16 << 20;
+    let mut p = Process::new(big_sender, (q.try_clone()?, len));
+    p.start()?;
+    let big = q.get_bytes_ref_timeout(Duration::from_secs(30))?;
+    let intact = big.len() == len && big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    println!("  received {} bytes in place, intact: {intact}", big.len());
+    drop(big);
+    let small = q.get_bytes_timeout(Duration::from_secs(30))?;
+    println!("  then {:?}", String::from_utf8_lossy(&small));
+    p.join()?;
+    if !intact {
+        return Err("the large message arrived damaged".into());
+    }
     Ok(())
 }
 

@@ -489,8 +489,8 @@ macro_rules! shareable_view {
 shareable_view!(ShmBox, ShmSlice);
 
 macro_rules! shareable_queue {
-    ($($ty:ident),*) => {$(
-        impl<T: bytemuck::Pod> Shareable for shmproc_channel::$ty<T> {
+    ($($what:literal: [$($gen:tt)*] $ty:ty),* $(,)?) => {$(
+        impl<$($gen)*> Shareable for $ty {
             fn to_handle(&self) -> Result<RawHandle, ProcessError> {
                 match self.name() {
                     Some(n) => Ok(RawHandle::Name(n.to_owned())),
@@ -507,12 +507,16 @@ macro_rules! shareable_queue {
                     RawHandle::Name(n) => Self::open(&n),
                     RawHandle::Fd(fd) => Self::open_fd(fd),
                 }
-                .map_err(share_err(stringify!($ty)))
+                .map_err(share_err($what))
             }
         }
     )*};
 }
-shareable_queue!(Queue, JoinableQueue);
+shareable_queue!(
+    "Queue": [T: bytemuck::Pod] shmproc_channel::Queue<T>,
+    "JoinableQueue": [T: bytemuck::Pod] shmproc_channel::JoinableQueue<T>,
+    "ByteQueue": [] shmproc_channel::ByteQueue,
+);
 
 /// Encodes `args` into bytes and descriptors.
 pub(crate) fn pack_args<A: Transfer>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>), ProcessError> {
