@@ -87,6 +87,8 @@ pub mod fuzzing;
 #[cfg(not(shmproc_loom))]
 mod joinable;
 #[cfg(not(shmproc_loom))]
+pub mod pipe;
+#[cfg(not(shmproc_loom))]
 mod queue;
 #[cfg(not(shmproc_loom))]
 mod simple;
@@ -103,6 +105,8 @@ pub use storage::HeapStorage;
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
+#[cfg(not(shmproc_loom))]
+pub use pipe::{Connection, ConnectionError, Pipe, PipeEnd, PipeMode, RecvGuard, SendGuard, wait};
 #[cfg(not(shmproc_loom))]
 pub use queue::{Queue, ReadGuard};
 #[cfg(not(shmproc_loom))]

@@ -1,0 +1,1597 @@
+//! `Pipe` and `Connection`: Python's `multiprocessing.Pipe` over shared
+//! memory.
+//!
+//! A pipe is **one segment holding two SPSC byte rings**, one per direction
+//! (ring `e` is read by end `e` and written by the other end), a wake word
+//! per direction, and an owner record per end. A [`Connection`] is one end.
+//!
+//! # Protocol
+//! Each ring is a single-producer single-consumer byte ring (rtrb's scheme):
+//! the producer owns `tail`, the consumer owns `head`, each on its own
+//! 128-byte line; each side keeps a private cached copy of the other's index
+//! and refreshes it only when the cached value says "full" / "empty".
+//! Messages are **records** starting at 64-byte aligned positions:
+//!
+//! ```text
+//!  +0  tag  u32   TAG_MSG or TAG_PAD
+//!  +4  0    u32
+//!  +8  len  u64   payload bytes (TAG_PAD: bytes skipped, to the ring's end)
+//!  +16 payload, when len <= 48 (one 64-byte line in all)
+//!  +64 payload, when len > 48; the record spans 64 + round_up(len, 64)
+//! ```
+//!
+//! A record that fits in the ring is written contiguously (a pad record
+//! fills the end of the ring when it would wrap) and published at once, so
+//! the reader can borrow it in place ([`RecvGuard`]). A longer record
+//! *streams*: its header is published first, then the payload in chunks
+//! (wrapping around the ring) as the reader drains; SPSC makes this safe.
+//!
+//! # Untrusted memory
+//! The ring capacity is read once at open, checked (a power of two, at
+//! least [`MIN_CAPACITY`]) against the segment length, and kept locally.
+//! Every position in the data area is `pos & mask` with the local mask;
+//! indices and record headers read from the segment are validated (an
+//! impossible value is a [`Corrupt`] error); payload bytes are copied with
+//! `ptr::copy_nonoverlapping`, never viewed as `&[u8]` while the writer may
+//! write them (see [`RecvGuard`] for the one borrowed view and its rule).
+//!
+//! # Ends and processes
+//! **One end is used by one process at a time.** An end is *claimed* by the
+//! first process that uses it (its pid and start time go in the end's owner
+//! record); a process that uses an end claimed by another process takes it
+//! over, and the previous owner then gets [`ConnectionError::NotOwner`] from
+//! its next call: that is how misuse is detected (one relaxed load per
+//! call). A reader gets EOF when the writing end is closed, or when the
+//! process that claimed it is dead (checked at every bounded sleep, so
+//! within about 50 ms of a `SIGKILL`).
+//!
+//! Dropping a [`Connection`] closes the end only in the process that
+//! claimed it: a never-used end dropped in the parent after a `fork` may be
+//! the child's, so it stays open. Call [`Connection::close`] to close an end
+//! explicitly, claimed or not. A never-claimed end whose creator process
+//! died counts as closed.
+//!
+//! # Sentinel
+//! Pipes made by [`Pipe::new`] / [`Pipe::create`] carry a socket pair per
+//! direction (inherited by `fork`). [`Connection::sentinel`] returns a
+//! descriptor that is readable while a message (or EOF) is waiting, for
+//! `poll`/`shmproc_process::wait`. The writer writes one byte only on the
+//! "nothing signalled" → "signalled" transition, and only once the reader
+//! asked for the sentinel. A death without `close` is not signalled on the
+//! descriptor (a `SIGKILL` runs no code); [`wait`] also checks liveness.
+//! Ends opened by name in another process have no sentinel.
+//!
+//! # Layout (payload offsets)
+//! | offset | size | what |
+//! |---|---|---|
+//! | 0 | 128 | [`PipeMeta`]: capacity, mode, the two [`EndRecord`]s |
+//! | 128 | 384 | [`RingCtl`] of ring 0 (read by end 0): tail, head, wake lines |
+//! | 512 | 384 | [`RingCtl`] of ring 1 |
+//! | 3968 | cap | ring 0 data (4096 from the segment start) |
+//! | 3968 + cap | cap | ring 1 data |
+#![allow(unsafe_code)] // Raw copies into and out of the shared rings; every block justified.
+#![deny(clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use shmproc_shm::sync::real::{AtomicU32, AtomicU64, Ordering, fence};
+use shmproc_shm::{
+    OpenOptions, PendingSegment, Segment, SegmentError, SegmentKind, SegmentLayout, ShmSafe,
+    TypeSpec,
+};
+use shmproc_sync::futex::{self, Deadline, SLICE, SPIN_LIMIT, Wake};
+use shmproc_sync::owner;
+
+use crate::error::Corrupt;
+
+/// The smallest ring (per direction), in bytes.
+pub const MIN_CAPACITY: usize = 4096;
+/// The largest ring (per direction), in bytes.
+pub const MAX_CAPACITY_BYTES: usize = 1 << 34;
+/// The ring size (per direction) of [`Pipe::new`].
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+/// The longest message a pipe carries (1 TiB: any length a process can hold).
+pub const MAX_PIPE_MESSAGE_LEN: u64 = 1 << 40;
+
+const TAG_MSG: u32 = 0x4753_4d50; // "PMSG"
+const TAG_PAD: u32 = 0x4441_5050; // "PPAD"
+const LINE: u64 = 64;
+const HDR: u64 = 16;
+const INLINE_MAX: u64 = LINE - HDR;
+const META_OFF: usize = 0;
+const CTL_OFF: [usize; 2] = [128, 512];
+const DATA0_OFF: u64 = 4096 - shmproc_shm::DATA_OFFSET as u64;
+const MODE_DUPLEX: u32 = 1;
+const MODE_SIMPLEX: u32 = 2;
+
+const READER_WAITING: u32 = 1;
+const WRITER_WAITING: u32 = 2;
+
+const SPEC: TypeSpec = TypeSpec {
+    type_name: "shmproc_channel::Pipe",
+    size: 1,
+    align: 1,
+    capacity: 0,
+    slot_size: 0,
+};
+
+/// The owner record and state of one end.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | `owner`: `pid << 40 \| start time`, 0 while unclaimed |
+/// | 8 | 4 | `closed`: 1 once the end was closed |
+/// | 12 | 4 | reserved |
+#[repr(C)]
+#[derive(Debug)]
+pub struct EndRecord {
+    owner: AtomicU64,
+    closed: AtomicU32,
+    _reserved: u32,
+}
+
+/// The first line of a pipe segment.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | `capacity`: bytes per ring (a power of two) |
+/// | 8 | 4 | `mode`: 1 duplex, 2 simplex (end 0 reads, end 1 writes) |
+/// | 12 | 4 | reserved |
+/// | 16 | 32 | `ends`: two [`EndRecord`]s |
+/// | 48 | 80 | padding |
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct PipeMeta {
+    capacity: AtomicU64,
+    mode: AtomicU32,
+    _reserved: u32,
+    ends: [EndRecord; 2],
+    _pad: [u8; 80],
+}
+
+/// One 128-byte line holding an index.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct IndexLine {
+    value: AtomicU64,
+    _pad: [u8; 120],
+}
+
+/// The wake line of a ring.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | `wake`: futex word, bumped by a waker |
+/// | 4 | 4 | `waiters`: `READER_WAITING \| WRITER_WAITING` bits |
+/// | 8 | 4 | `armed`: 1 once the reader asked for its sentinel |
+/// | 12 | 4 | `signalled`: 1 while a byte may sit in the sentinel |
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct WakeLine {
+    wake: AtomicU32,
+    waiters: AtomicU32,
+    armed: AtomicU32,
+    signalled: AtomicU32,
+    _pad: [u8; 112],
+}
+
+/// The control block of one ring.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 128 | `tail` (written by the producer) |
+/// | 128 | 128 | `head` (written by the consumer) |
+/// | 256 | 128 | [`WakeLine`] |
+#[repr(C)]
+#[derive(Debug)]
+pub struct RingCtl {
+    tail: IndexLine,
+    head: IndexLine,
+    wake: WakeLine,
+}
+
+const _: () = {
+    assert!(size_of::<EndRecord>() == 16);
+    assert!(size_of::<PipeMeta>() == 128);
+    assert!(offset_of!(PipeMeta, ends) == 16);
+    assert!(size_of::<IndexLine>() == 128);
+    assert!(size_of::<WakeLine>() == 128);
+    assert!(offset_of!(RingCtl, tail) == 0);
+    assert!(offset_of!(RingCtl, head) == 128);
+    assert!(offset_of!(RingCtl, wake) == 256);
+    assert!(size_of::<RingCtl>() == 384);
+    assert!(CTL_OFF[0] >= META_OFF + size_of::<PipeMeta>());
+    assert!(CTL_OFF[1] == CTL_OFF[0] + size_of::<RingCtl>());
+    assert!(CTL_OFF[1] + size_of::<RingCtl>() <= DATA0_OFF as usize);
+    assert!((DATA0_OFF as usize + shmproc_shm::DATA_OFFSET) % 4096 == 0);
+    assert!(!std::mem::needs_drop::<PipeMeta>());
+    assert!(!std::mem::needs_drop::<RingCtl>());
+};
+
+// SAFETY: fixed-width integers and atomics only, `repr(C)`, explicit padding;
+// any byte pattern is a valid value.
+unsafe impl ShmSafe for PipeMeta {}
+// SAFETY: as for `PipeMeta`.
+unsafe impl ShmSafe for RingCtl {}
+
+fn payload_len(cap: u64) -> Option<u64> {
+    DATA0_OFF.checked_add(cap.checked_mul(2)?)
+}
+
+/// Whether a pipe carries messages both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeMode {
+    /// Both ends send and receive (Python's `Pipe()`).
+    Duplex,
+    /// The first end only receives, the second only sends (Python's
+    /// `Pipe(duplex=False)`).
+    Simplex,
+}
+
+/// Which end of a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeEnd {
+    /// The first connection of the pair (the reader of a simplex pipe).
+    First,
+    /// The second connection of the pair (the writer of a simplex pipe).
+    Second,
+}
+
+impl PipeEnd {
+    const fn index(self) -> usize {
+        match self {
+            PipeEnd::First => 0,
+            PipeEnd::Second => 1,
+        }
+    }
+}
+
+/// An operation on a [`Connection`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Nothing more to read: the peer closed its end (or its process died)
+    /// and every message it sent was received (Python's `EOFError`).
+    #[error("end of file: the peer closed the connection")]
+    Eof,
+    /// The peer closed its end or died: nothing can be sent (Python's
+    /// `BrokenPipeError`).
+    #[error("broken pipe: the peer closed the connection")]
+    BrokenPipe,
+    /// This end was closed.
+    #[error("the connection is closed")]
+    Closed,
+    /// The peer died in the middle of a long message; the part received is
+    /// dropped and the connection cannot be read further.
+    #[error("the peer died in the middle of a message")]
+    Truncated,
+    /// No message within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The next message is longer than allowed; it stays readable.
+    #[error("the message is {len} bytes, more than the maximum {max}")]
+    TooLong {
+        /// The message's length.
+        len: u64,
+        /// The maximum asked for.
+        max: u64,
+    },
+    /// The buffer is too short for the next message; it stays readable.
+    #[error("the buffer is too short: the message needs {needed} bytes")]
+    BufferTooShort {
+        /// The message's length.
+        needed: u64,
+    },
+    /// The next message does not have the size of the value asked for; it
+    /// stays readable.
+    #[error("the message is {found} bytes, the value {expected}")]
+    WrongSize {
+        /// `size_of` the value.
+        expected: u64,
+        /// The message's length.
+        found: u64,
+    },
+    /// A zero-copy reservation larger than the ring (use `send_bytes`).
+    #[error("cannot reserve {len} bytes in place: the ring holds {max}")]
+    TooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// The largest reservation.
+        max: u64,
+    },
+    /// This end of a simplex pipe cannot do that (send on the reading end,
+    /// receive on the writing end).
+    #[error("this end of a one-way pipe cannot {0}")]
+    WrongDirection(&'static str),
+    /// Another process took this end over (one end, one process at a time).
+    #[error("this end is now used by process {owner}")]
+    NotOwner {
+        /// The pid of the process that uses the end now.
+        owner: u32,
+    },
+    /// The shared memory is inconsistent.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+    /// The segment could not be created or opened.
+    #[error("cannot {op} pipe: {source}")]
+    Segment {
+        /// `"create"` or `"open"`.
+        op: &'static str,
+        /// The segment layer's error.
+        #[source]
+        source: Box<SegmentError>,
+    },
+    /// A system call failed (the sentinel sockets).
+    #[error("{op}: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The capacity is out of range.
+    #[error("invalid pipe capacity {0}: must be {MIN_CAPACITY}..={MAX_CAPACITY_BYTES}")]
+    Capacity(usize),
+    /// The object could not be encoded.
+    #[cfg(feature = "serde")]
+    #[error("cannot encode the object: {0}")]
+    Encode(postcard::Error),
+    /// The message is not a valid encoding of the type asked for (it was
+    /// consumed).
+    #[cfg(feature = "serde")]
+    #[error("cannot decode the object: {0}")]
+    Decode(postcard::Error),
+}
+
+impl ConnectionError {
+    /// Whether this is the end of the stream ([`Eof`](Self::Eof)).
+    pub fn is_eof(&self) -> bool {
+        matches!(self, ConnectionError::Eof)
+    }
+
+    fn segment(op: &'static str) -> impl FnOnce(SegmentError) -> Self {
+        move |e| ConnectionError::Segment {
+            op,
+            source: Box::new(e),
+        }
+    }
+}
+
+type Result<T, E = ConnectionError> = std::result::Result<T, E>;
+
+/// Python's `multiprocessing.Pipe`: makes a pair of [`Connection`]s.
+///
+/// ```
+/// # fn main() -> Result<(), shmproc_channel::ConnectionError> {
+/// use shmproc_channel::Pipe;
+/// let (mut a, mut b) = Pipe::new()?;
+/// a.send_bytes(b"ping")?;
+/// assert_eq!(b.recv_bytes()?, b"ping");
+/// b.send(&42u64)?;
+/// assert_eq!(a.recv::<u64>()?, 42);
+/// b.close();
+/// assert!(a.recv_bytes().unwrap_err().is_eof());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Pipe {
+    capacity: usize,
+    mode: PipeMode,
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            mode: PipeMode::Duplex,
+        }
+    }
+}
+
+impl Pipe {
+    /// A duplex pipe (anonymous segment, shared by `fork`), rings of
+    /// [`DEFAULT_CAPACITY`].
+    ///
+    /// # Errors
+    /// [`ConnectionError::Segment`] or [`ConnectionError::Os`].
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<(Connection, Connection)> {
+        Self::default().make(None)
+    }
+
+    /// A one-way pipe: the first connection receives, the second sends.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn simplex() -> Result<(Connection, Connection)> {
+        Self::options(PipeMode::Simplex, DEFAULT_CAPACITY).make(None)
+    }
+
+    /// Options for [`build`](Self::build) / [`build_named`](Self::build_named):
+    /// the mode and the ring size per direction (rounded up to a power of two).
+    pub fn options(mode: PipeMode, capacity: usize) -> Self {
+        Self { capacity, mode }
+    }
+
+    /// Makes an anonymous pipe with these options.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Capacity`], and as [`new`](Self::new).
+    pub fn build(&self) -> Result<(Connection, Connection)> {
+        self.make(None)
+    }
+
+    /// Makes the named pipe `name` with these options; another process opens
+    /// an end with [`Connection::open`].
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), and `AlreadyExists`.
+    pub fn build_named(&self, name: &str) -> Result<(Connection, Connection)> {
+        self.make(Some(name))
+    }
+
+    /// Makes the named duplex pipe `name` (default capacity). The segment is
+    /// unlinked when both connections of this process are dropped.
+    ///
+    /// # Errors
+    /// As [`build_named`](Self::build_named).
+    pub fn create(name: &str) -> Result<(Connection, Connection)> {
+        Self::default().make(Some(name))
+    }
+
+    fn make(&self, name: Option<&str>) -> Result<(Connection, Connection)> {
+        if !(MIN_CAPACITY..=MAX_CAPACITY_BYTES).contains(&self.capacity) {
+            return Err(ConnectionError::Capacity(self.capacity));
+        }
+        let cap = self.capacity.next_power_of_two() as u64;
+        let len = payload_len(cap).ok_or(ConnectionError::Capacity(self.capacity))?;
+        let layout = SegmentLayout::new(SegmentKind::PIPE, SPEC.with_capacity(cap), len);
+        let pending: PendingSegment = match name {
+            Some(n) => Segment::create(n, &layout),
+            None => Segment::create_anonymous(&layout),
+        }
+        .map_err(ConnectionError::segment("create"))?;
+        let seg = pending.segment();
+        let m = seg
+            .get::<PipeMeta>(shmproc_shm::Offset::in_payload(META_OFF as u64))
+            .map_err(|_| Corrupt::new("pipe meta offset", META_OFF as u64))?;
+        m.capacity.store(cap, Ordering::Relaxed);
+        let mode = match self.mode {
+            PipeMode::Duplex => MODE_DUPLEX,
+            PipeMode::Simplex => MODE_SIMPLEX,
+        };
+        m.mode.store(mode, Ordering::Relaxed);
+        let seg = Arc::new(pending.publish());
+        let socks = |op| -> Result<(UnixStream, UnixStream)> {
+            let (a, b) = UnixStream::pair().map_err(|source| ConnectionError::Os { op, source })?;
+            for s in [&a, &b] {
+                s.set_nonblocking(true)
+                    .map_err(|source| ConnectionError::Os { op, source })?;
+            }
+            Ok((a, b))
+        };
+        let (r0, w0) = socks("socketpair")?;
+        let (r1, w1) = socks("socketpair")?;
+        let dup = |s: &UnixStream| {
+            s.try_clone()
+                .map_err(|source| ConnectionError::Os { op: "dup", source })
+        };
+        let s0 = Sentinels {
+            read: r0,
+            self_signal: dup(&w0)?,
+            peer: dup(&w1)?,
+        };
+        let s1 = Sentinels {
+            read: r1,
+            self_signal: w1,
+            peer: w0,
+        };
+        let a = Connection::attach(Arc::clone(&seg), 0, Some(s0))?;
+        let b = Connection::attach(seg, 1, Some(s1))?;
+        Ok((a, b))
+    }
+}
+
+#[derive(Debug)]
+struct Sentinels {
+    /// Readable while ring `end` has something (read side of our pair).
+    read: UnixStream,
+    /// The write side of our own pair, to re-signal after a drain.
+    self_signal: UnixStream,
+    /// The write side of the peer's pair.
+    peer: UnixStream,
+}
+
+/// Process-local view of one ring.
+#[derive(Debug, Clone, Copy)]
+struct Ring {
+    ctl: NonNull<RingCtl>,
+    data: NonNull<u8>,
+    cap: u64,
+    mask: u64,
+}
+
+impl Ring {
+    fn ctl(&self) -> &RingCtl {
+        // SAFETY: `ctl` points into the mapping kept alive by the
+        // connection's `Arc<Segment>` (checked in `attach`), and `RingCtl`
+        // holds only atomics and padding: shared access is sound.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    /// Copies `n` bytes from `src` into the ring at position `pos`,
+    /// wrapping around the end. `n <= cap`.
+    fn copy_in(&self, pos: u64, src: &[u8]) {
+        let off = pos & self.mask;
+        let n = src.len() as u64;
+        debug_assert!(n <= self.cap);
+        let first = n.min(self.cap - off) as usize;
+        let (a, b) = src.split_at(first);
+        // SAFETY: `off + first <= cap` by construction (`off < cap` from the
+        // local mask); the data area is `cap` bytes inside the mapping; the
+        // bytes are between our tail and the reader's head + cap, which the
+        // reader does not touch (SPSC protocol); `src` is local memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                a.as_ptr(),
+                self.data.as_ptr().wrapping_add(off as usize),
+                a.len(),
+            )
+        };
+        if !b.is_empty() {
+            // SAFETY: `b.len() = n - first <= cap`, at the start of the area.
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.data.as_ptr(), b.len()) };
+        }
+    }
+
+    /// Copies `n` bytes at position `pos` (wrapping) out of the ring into
+    /// `dst`. `dst.len() <= cap`.
+    fn copy_out(&self, pos: u64, dst: *mut u8, n: u64) {
+        let off = pos & self.mask;
+        debug_assert!(n <= self.cap);
+        let first = n.min(self.cap - off);
+        // SAFETY: `off + first <= cap` (as in `copy_in`); `dst` is valid for
+        // `n` bytes (callers' contract, local memory); the bytes were
+        // published by the writer (Acquire load of `tail` before this).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.as_ptr().wrapping_add(off as usize),
+                dst,
+                first as usize,
+            )
+        };
+        if n > first {
+            // SAFETY: `n - first <= cap` bytes at the start of the area; `dst
+            // + first` stays inside the `n` bytes of `dst`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr(),
+                    dst.wrapping_add(first as usize),
+                    (n - first) as usize,
+                )
+            };
+        }
+    }
+
+    fn write_header(&self, pos: u64, tag: u32, len: u64) {
+        let mut h = [0u8; HDR as usize];
+        let (t, l) = h.split_at_mut(8);
+        t.get_mut(..4)
+            .expect("8 bytes")
+            .copy_from_slice(&tag.to_le_bytes());
+        l.copy_from_slice(&len.to_le_bytes());
+        self.copy_in(pos, &h);
+    }
+
+    fn read_header(&self, pos: u64) -> (u32, u64) {
+        let mut h = [0u8; HDR as usize];
+        self.copy_out(pos, h.as_mut_ptr(), HDR);
+        let tag = u32::from_le_bytes(h.first_chunk::<4>().copied().unwrap_or_default());
+        let len = u64::from_le_bytes(h.last_chunk::<8>().copied().unwrap_or_default());
+        (tag, len)
+    }
+
+    fn wake(&self, bit: u32) {
+        let w = &self.ctl().wake;
+        if w.waiters.load(Ordering::Relaxed) & bit != 0 {
+            w.waiters.fetch_and(!bit, Ordering::Relaxed);
+            // Release: pairs with the waiter's Acquire load of `wake` before
+            // it re-checks the indices.
+            w.wake.fetch_add(1, Ordering::Release);
+            futex::wake(&w.wake, u32::MAX);
+        }
+    }
+}
+
+/// Where a record's payload starts, and how many bytes the record spans.
+fn record_shape(len: u64) -> (u64, u64) {
+    if len <= INLINE_MAX {
+        (HDR, LINE)
+    } else {
+        (LINE, LINE + len.div_ceil(LINE) * LINE)
+    }
+}
+
+/// A record header at the reader's head.
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    len: u64,
+    payload: u64,
+    span: u64,
+    streamed: bool,
+}
+
+/// One end of a [`Pipe`] (Python's `multiprocessing.connection.Connection`).
+///
+/// Send and receive byte messages of any length ([`send_bytes`](Self::send_bytes),
+/// [`recv_bytes`](Self::recv_bytes)), `Pod` values ([`send`](Self::send),
+/// [`recv`](Self::recv)) and, with the `serde` feature, objects
+/// (`send_obj`, `recv_obj`, postcard). See the [module docs](self) for the
+/// ownership rule (one process per end at a time) and EOF.
+///
+/// # Fork
+/// A forked child inherits the connection (the mapping is shared); the first
+/// call in the child claims the end for the child.
+#[derive(Debug)]
+pub struct Connection {
+    seg: Arc<Segment>,
+    end: usize,
+    can_read: bool,
+    can_write: bool,
+    rx: Ring,
+    tx: Ring,
+    meta: NonNull<PipeMeta>,
+    claimed_pid: u32,
+    closed: bool,
+    rx_head: u64,
+    rx_cached_tail: u64,
+    tx_tail: u64,
+    tx_cached_head: u64,
+    sentinels: Option<Sentinels>,
+}
+
+// SAFETY: the raw pointers point into the mapping owned by `seg` (`Arc`,
+// `Send + Sync`); all shared state is atomics; local state moves with the value.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    /// Opens end `end` of the named pipe `name` (made with
+    /// [`Pipe::create`]/[`Pipe::build_named`]) in this process. It has no
+    /// [`sentinel`](Self::sentinel).
+    ///
+    /// # Errors
+    /// [`ConnectionError::Segment`] (not found, not a pipe, truncated...),
+    /// [`ConnectionError::Corrupt`].
+    pub fn open(name: &str, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open(name)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    fn attach(seg: Arc<Segment>, end: usize, sentinels: Option<Sentinels>) -> Result<Self> {
+        let cap = seg.capacity();
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY as u64 || cap > MAX_CAPACITY_BYTES as u64 {
+            return Err(Corrupt::new("pipe capacity", cap).into());
+        }
+        let need = payload_len(cap).ok_or(Corrupt::new("pipe capacity", cap))?;
+        if (seg.data_len() as u64) < need {
+            return Err(Corrupt::new("pipe segment length", seg.data_len() as u64).into());
+        }
+        let base = NonNull::new(seg.data_ptr()).ok_or(Corrupt::new("null mapping", 0))?;
+        let meta = base.cast::<PipeMeta>();
+        let ring = |i: usize| -> Ring {
+            let idx = i.min(1);
+            let ctl_off = CTL_OFF.get(idx).copied().unwrap_or(CTL_OFF[0]);
+            let data_off = DATA0_OFF + cap * idx as u64;
+            Ring {
+                // SAFETY: `ctl_off + 384 <= DATA0_OFF <= need <= data_len`.
+                ctl: unsafe { base.add(ctl_off) }.cast(),
+                // SAFETY: `data_off + cap <= need <= data_len`.
+                data: unsafe { base.add(data_off as usize) },
+                cap,
+                mask: cap - 1,
+            }
+        };
+        // SAFETY: `PipeMeta` is at payload offset 0 inside the mapping,
+        // atomics only.
+        let mode = unsafe { meta.as_ref() }.mode.load(Ordering::Relaxed);
+        let (can_read, can_write) = match (mode, end) {
+            (MODE_DUPLEX, _) => (true, true),
+            (MODE_SIMPLEX, 0) => (true, false),
+            (MODE_SIMPLEX, _) => (false, true),
+            (m, _) => return Err(Corrupt::new("pipe mode", u64::from(m)).into()),
+        };
+        Ok(Connection {
+            rx: ring(end),
+            tx: ring(1 - end),
+            seg,
+            end,
+            can_read,
+            can_write,
+            meta,
+            claimed_pid: 0,
+            closed: false,
+            rx_head: 0,
+            rx_cached_tail: 0,
+            tx_tail: 0,
+            tx_cached_head: 0,
+            sentinels,
+        })
+    }
+
+    fn meta(&self) -> &PipeMeta {
+        // SAFETY: payload offset 0 of the mapping kept alive by `seg`; atomics only.
+        unsafe { self.meta.as_ref() }
+    }
+
+    fn my_end(&self) -> &EndRecord {
+        let [a, b] = &self.meta().ends;
+        if self.end == 0 { a } else { b }
+    }
+
+    fn peer_end(&self) -> &EndRecord {
+        let [a, b] = &self.meta().ends;
+        if self.end == 0 { b } else { a }
+    }
+
+    /// Which end this is.
+    pub fn end(&self) -> PipeEnd {
+        if self.end == 0 {
+            PipeEnd::First
+        } else {
+            PipeEnd::Second
+        }
+    }
+
+    /// The segment's name (`None` for an anonymous pipe).
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name().map(|n| n.as_str())
+    }
+
+    /// Claims the end for this process (first use here), or checks that we
+    /// still hold it.
+    fn claim(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(ConnectionError::Closed);
+        }
+        let me = owner::my_pid();
+        let rec = self.my_end().owner.load(Ordering::Relaxed);
+        if self.claimed_pid == me {
+            if (rec >> 40) as u32 != me {
+                return Err(ConnectionError::NotOwner {
+                    owner: (rec >> 40) as u32,
+                });
+            }
+            return Ok(());
+        }
+        if self.my_end().closed.load(Ordering::Acquire) != 0 {
+            self.closed = true;
+            return Err(ConnectionError::Closed);
+        }
+        // AcqRel: Acquire pairs with the previous owner's Release publication
+        // of head/tail; Release publishes our claim.
+        self.my_end()
+            .owner
+            .swap(owner::my_record(), Ordering::AcqRel);
+        self.claimed_pid = me;
+        // Acquire: pairs with the previous owner's Release stores of the indices.
+        self.rx_head = self.rx.ctl().head.value.load(Ordering::Acquire);
+        self.rx_cached_tail = self.rx_head;
+        self.tx_tail = self.tx.ctl().tail.value.load(Ordering::Acquire);
+        self.tx_cached_head = self.tx_tail.saturating_sub(self.tx.cap);
+        Ok(())
+    }
+
+    /// Whether the peer end is closed or its process is gone. `check_alive`
+    /// reads `/proc` (slow path only).
+    fn peer_gone(&self, check_alive: bool) -> bool {
+        let p = self.peer_end();
+        // Acquire: pairs with the Release store of `closed` in `close`.
+        if p.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        if !check_alive {
+            return false;
+        }
+        let rec = p.owner.load(Ordering::Relaxed);
+        if rec == 0 {
+            // Unclaimed: held by the creator's process as far as we know.
+            let creator = self.seg.creator_pid();
+            return creator != owner::my_pid() && !owner::owner_alive(creator, 0);
+        }
+        !owner::owner_alive((rec >> 40) as u32, rec)
+    }
+
+    // ------------------------------------------------------------ writing
+
+    fn check_write(&mut self) -> Result<()> {
+        if !self.can_write {
+            return Err(ConnectionError::WrongDirection("send"));
+        }
+        self.claim()?;
+        // One Acquire load; a dead (not closed) peer is noticed when the
+        // ring fills and the writer sleeps.
+        if self.peer_gone(false) {
+            return Err(ConnectionError::BrokenPipe);
+        }
+        Ok(())
+    }
+
+    fn tx_free(&mut self, need: u64) -> Result<bool> {
+        let used = self.tx_tail.wrapping_sub(self.tx_cached_head);
+        if self.tx.cap.saturating_sub(used) >= need && used <= self.tx.cap {
+            return Ok(true);
+        }
+        // Acquire: pairs with the reader's Release store of `head`, so its
+        // copies out of the freed bytes are done before we overwrite them.
+        let head = self.tx.ctl().head.value.load(Ordering::Acquire);
+        let used = self.tx_tail.wrapping_sub(head);
+        if used > self.tx.cap {
+            return Err(Corrupt::new("pipe head", head).into());
+        }
+        self.tx_cached_head = head;
+        Ok(self.tx.cap - used >= need)
+    }
+
+    /// Waits until `need` bytes are free in the sending ring.
+    fn wait_space(&mut self, need: u64) -> Result<()> {
+        let mut spins = 0u32;
+        loop {
+            if self.tx_free(need)? {
+                return Ok(());
+            }
+            if self.peer_gone(false) {
+                return Err(ConnectionError::BrokenPipe);
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let ring = self.tx;
+            let w = &ring.ctl().wake;
+            // Acquire: pairs with the reader's Release `fetch_add` in `Ring::wake`.
+            let seq = w.wake.load(Ordering::Acquire);
+            w.waiters.fetch_or(WRITER_WAITING, Ordering::Relaxed);
+            // SeqCst: pairs with the reader's fence between its store of
+            // `head` and its load of `waiters` (Dekker: one of us sees the other).
+            fence(Ordering::SeqCst);
+            if self.tx_free(need)? {
+                return Ok(());
+            }
+            if futex::wait(&w.wake, seq, SLICE) == Wake::SliceElapsed && self.peer_gone(true) {
+                return Err(ConnectionError::BrokenPipe);
+            }
+        }
+    }
+
+    fn publish_tail(&mut self) {
+        let ctl = self.tx.ctl();
+        // Release: pairs with the reader's Acquire load of `tail`: the
+        // record's bytes are visible before the index that covers them.
+        ctl.tail.value.store(self.tx_tail, Ordering::Release);
+        // SeqCst: pairs with the reader's fence after it sets `waiters` /
+        // clears `signalled` (Dekker).
+        fence(Ordering::SeqCst);
+        self.tx.wake(READER_WAITING);
+        if ctl.wake.armed.load(Ordering::Relaxed) != 0 {
+            signal(
+                &ctl.wake.signalled,
+                self.sentinels.as_ref().map(|s| &s.peer),
+            );
+        }
+    }
+
+    /// Pads the sending ring to its end when `span` bytes would wrap.
+    fn pad_for(&mut self, span: u64) -> Result<()> {
+        let off = self.tx_tail & self.tx.mask;
+        let room = self.tx.cap - off;
+        if span > room {
+            self.wait_space(room)?;
+            self.tx.write_header(self.tx_tail, TAG_PAD, room);
+            self.tx_tail = self.tx_tail.wrapping_add(room);
+            self.publish_tail();
+        }
+        Ok(())
+    }
+
+    /// Sends one byte message (Python's `send_bytes`), of any length up to
+    /// [`MAX_PIPE_MESSAGE_LEN`]. A message longer than the ring streams
+    /// through while the reader drains it. Blocks while the ring is full.
+    ///
+    /// # Errors
+    /// [`ConnectionError::BrokenPipe`] when the peer closed or died;
+    /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
+    /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        self.check_write()?;
+        let len = buf.len() as u64;
+        if len > MAX_PIPE_MESSAGE_LEN {
+            return Err(ConnectionError::TooLong {
+                len,
+                max: MAX_PIPE_MESSAGE_LEN,
+            });
+        }
+        let (payload, span) = record_shape(len);
+        if span <= self.tx.cap {
+            self.pad_for(span)?;
+            self.wait_space(span)?;
+            self.tx.copy_in(self.tx_tail.wrapping_add(payload), buf);
+            self.tx.write_header(self.tx_tail, TAG_MSG, len);
+            self.tx_tail = self.tx_tail.wrapping_add(span);
+            self.publish_tail();
+            return Ok(());
+        }
+        // Streamed: the header line, then chunks as space frees up.
+        self.wait_space(LINE)?;
+        self.tx.write_header(self.tx_tail, TAG_MSG, len);
+        self.tx_tail = self.tx_tail.wrapping_add(LINE);
+        self.publish_tail();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            self.wait_space(LINE.min(rest.len() as u64))?;
+            let free = self.tx.cap - self.tx_tail.wrapping_sub(self.tx_cached_head);
+            let n = free.min(rest.len() as u64) as usize;
+            let (now, later) = rest.split_at(n);
+            self.tx.copy_in(self.tx_tail, now);
+            self.tx_tail = self.tx_tail.wrapping_add(n as u64);
+            self.publish_tail();
+            rest = later;
+        }
+        let pad = self.tx_tail.wrapping_neg() & (LINE - 1);
+        if pad > 0 {
+            self.wait_space(pad)?;
+            self.tx_tail = self.tx_tail.wrapping_add(pad);
+            self.publish_tail();
+        }
+        Ok(())
+    }
+
+    /// Sends `buf[offset..offset + size]` (Python's `send_bytes(buf, offset, size)`).
+    ///
+    /// # Panics
+    /// When the range is not inside `buf`.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Self::send_bytes).
+    pub fn send_bytes_range(&mut self, buf: &[u8], offset: usize, size: usize) -> Result<()> {
+        let end = offset.checked_add(size).expect("offset + size overflows");
+        let part = buf
+            .get(offset..end)
+            .expect("offset + size must be within the buffer");
+        self.send_bytes(part)
+    }
+
+    /// Sends a `Pod` value as a message of `size_of::<T>()` bytes.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Self::send_bytes).
+    pub fn send<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.send_bytes(bytemuck::bytes_of(value))
+    }
+
+    /// Reserves `len` bytes in the sending ring, to be written in place and
+    /// sent with [`SendGuard::commit`] (dropping the guard sends nothing).
+    /// At most the ring size minus one line.
+    ///
+    /// # Errors
+    /// [`ConnectionError::TooLarge`], and as [`send_bytes`](Self::send_bytes).
+    pub fn reserve(&mut self, len: usize) -> Result<SendGuard<'_>> {
+        self.check_write()?;
+        let len64 = len as u64;
+        let (payload, span) = record_shape(len64);
+        if span > self.tx.cap {
+            return Err(ConnectionError::TooLarge {
+                len: len64,
+                max: self.tx.cap - LINE,
+            });
+        }
+        self.pad_for(span)?;
+        self.wait_space(span)?;
+        let off = (self.tx_tail.wrapping_add(payload) & self.tx.mask) as usize;
+        // SAFETY: the record does not wrap (`pad_for`), so `off + len <= cap`,
+        // inside the data area.
+        let ptr = unsafe { self.tx.data.as_ptr().add(off) };
+        Ok(SendGuard {
+            conn: self,
+            ptr,
+            len,
+        })
+    }
+
+    // ------------------------------------------------------------ reading
+
+    fn check_read(&mut self) -> Result<()> {
+        if !self.can_read {
+            return Err(ConnectionError::WrongDirection("receive"));
+        }
+        self.claim()
+    }
+
+    /// Bytes available to read (refreshing the cached tail when needed).
+    fn rx_avail(&mut self, need: u64) -> Result<u64> {
+        let avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
+        if avail >= need && avail <= self.rx.cap {
+            return Ok(avail);
+        }
+        // Acquire: pairs with the writer's Release store of `tail` in `publish_tail`.
+        let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
+        let avail = tail.wrapping_sub(self.rx_head);
+        if avail > self.rx.cap {
+            return Err(Corrupt::new("pipe tail", tail).into());
+        }
+        self.rx_cached_tail = tail;
+        Ok(avail)
+    }
+
+    fn publish_head(&mut self) {
+        // Release: pairs with the writer's Acquire load of `head` in `tx_free`.
+        self.rx
+            .ctl()
+            .head
+            .value
+            .store(self.rx_head, Ordering::Release);
+        // SeqCst: pairs with the writer's fence in `wait_space` (Dekker).
+        fence(Ordering::SeqCst);
+        self.rx.wake(WRITER_WAITING);
+    }
+
+    /// Waits until at least `need` bytes are readable. `Ok(false)`: the
+    /// peer is gone and they will never come; `Err(Timeout)` at the deadline.
+    fn wait_data(&mut self, need: u64, deadline: Deadline) -> Result<bool> {
+        let mut spins = 0u32;
+        loop {
+            if self.rx_avail(need)? >= need {
+                return Ok(true);
+            }
+            if self.peer_gone(false) {
+                return Ok(self.rx_avail(need)? >= need);
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let Some(slice) = deadline.slice(SLICE) else {
+                return Err(ConnectionError::Timeout);
+            };
+            let ring = self.rx;
+            let w = &ring.ctl().wake;
+            // Acquire: pairs with the writer's Release `fetch_add` in `Ring::wake`.
+            let seq = w.wake.load(Ordering::Acquire);
+            w.waiters.fetch_or(READER_WAITING, Ordering::Relaxed);
+            // SeqCst: pairs with the writer's fence in `publish_tail` (Dekker).
+            fence(Ordering::SeqCst);
+            if self.rx_avail(need)? >= need {
+                return Ok(true);
+            }
+            if futex::wait(&w.wake, seq, slice) == Wake::SliceElapsed && self.peer_gone(true) {
+                return Ok(self.rx_avail(need)? >= need);
+            }
+        }
+    }
+
+    /// The next message's header, skipping pad records. Waits up to `deadline`.
+    fn next_record(&mut self, deadline: Deadline) -> Result<Rec> {
+        loop {
+            if !self.wait_data(LINE, deadline)? {
+                if self.rx_avail(1)? > 0 {
+                    return Err(Corrupt::new("pipe record cut short", self.rx_head).into());
+                }
+                return Err(ConnectionError::Eof);
+            }
+            let (tag, len) = self.rx.read_header(self.rx_head);
+            match tag {
+                TAG_PAD => {
+                    let room = self.rx.cap - (self.rx_head & self.rx.mask);
+                    if len != room {
+                        return Err(Corrupt::new("pipe pad length", len).into());
+                    }
+                    if !self.wait_data(len, deadline)? {
+                        return Err(Corrupt::new("pipe pad cut short", len).into());
+                    }
+                    self.rx_head = self.rx_head.wrapping_add(len);
+                    self.publish_head();
+                }
+                TAG_MSG => {
+                    if len > MAX_PIPE_MESSAGE_LEN {
+                        return Err(Corrupt::new("pipe message length", len).into());
+                    }
+                    let (payload, span) = record_shape(len);
+                    let streamed = span > self.rx.cap;
+                    if !streamed && (self.rx_head & self.rx.mask) + span > self.rx.cap {
+                        return Err(Corrupt::new("pipe record wraps", len).into());
+                    }
+                    return Ok(Rec {
+                        len,
+                        payload,
+                        span,
+                        streamed,
+                    });
+                }
+                other => return Err(Corrupt::new("pipe record tag", u64::from(other)).into()),
+            }
+        }
+    }
+
+    /// Copies the body of `rec` (at the head) into `dst` (valid for
+    /// `rec.len` bytes) and consumes the record.
+    fn take_body(&mut self, rec: Rec, dst: *mut u8) -> Result<()> {
+        if !rec.streamed {
+            if !self.wait_data(rec.span, Deadline::NEVER)? {
+                return Err(ConnectionError::Truncated);
+            }
+            self.rx
+                .copy_out(self.rx_head.wrapping_add(rec.payload), dst, rec.len);
+            self.rx_head = self.rx_head.wrapping_add(rec.span);
+            self.publish_head();
+            self.after_recv();
+            return Ok(());
+        }
+        self.rx_head = self.rx_head.wrapping_add(LINE);
+        self.publish_head();
+        let mut done = 0u64;
+        while done < rec.len {
+            if !self.wait_data(1, Deadline::NEVER)? {
+                return Err(ConnectionError::Truncated);
+            }
+            let avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
+            let n = avail.min(rec.len - done);
+            // SAFETY: `done + n <= rec.len`, inside `dst` (caller's contract).
+            let at = unsafe { dst.add(done as usize) };
+            self.rx.copy_out(self.rx_head, at, n);
+            self.rx_head = self.rx_head.wrapping_add(n);
+            self.publish_head();
+            done += n;
+        }
+        let pad = self.rx_head.wrapping_neg() & (LINE - 1);
+        if pad > 0 {
+            if !self.wait_data(pad, Deadline::NEVER)? {
+                return Err(ConnectionError::Truncated);
+            }
+            self.rx_head = self.rx_head.wrapping_add(pad);
+            self.publish_head();
+        }
+        self.after_recv();
+        Ok(())
+    }
+
+    fn recv_vec(&mut self, max: u64, deadline: Deadline) -> Result<Vec<u8>> {
+        self.check_read()?;
+        let rec = self.next_record(deadline)?;
+        if rec.len > max {
+            return Err(ConnectionError::TooLong { len: rec.len, max });
+        }
+        let n = usize::try_from(rec.len).map_err(|_| ConnectionError::TooLong {
+            len: rec.len,
+            max: usize::MAX as u64,
+        })?;
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(n)
+            .map_err(|_| ConnectionError::TooLong {
+                len: rec.len,
+                max: 0,
+            })?;
+        self.take_body(rec, v.as_mut_ptr())?;
+        // SAFETY: `take_body` initialised all `n` bytes of the reserved capacity.
+        unsafe { v.set_len(n) };
+        Ok(v)
+    }
+
+    /// Receives the next byte message (Python's `recv_bytes`). Blocks until
+    /// one arrives or the peer is gone.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Eof`] when the peer closed (or died) and every
+    /// message was received; [`Truncated`](ConnectionError::Truncated),
+    /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
+    /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        self.recv_vec(MAX_PIPE_MESSAGE_LEN, Deadline::NEVER)
+    }
+
+    /// As [`recv_bytes`](Self::recv_bytes), giving up after `timeout` when no
+    /// message has started (a message that has started is received whole).
+    ///
+    /// # Errors
+    /// [`ConnectionError::Timeout`], and as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_vec(MAX_PIPE_MESSAGE_LEN, Deadline::after(timeout))
+    }
+
+    /// Receives the next message if it is at most `max` bytes (Python's
+    /// `recv_bytes(maxlength)`).
+    ///
+    /// # Errors
+    /// [`ConnectionError::TooLong`] (the message stays readable), and as
+    /// [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_max(&mut self, max: usize) -> Result<Vec<u8>> {
+        self.recv_vec(max as u64, Deadline::NEVER)
+    }
+
+    /// Receives the next message into `buf`, returning its length (Python's
+    /// `recv_bytes_into`).
+    ///
+    /// # Errors
+    /// [`ConnectionError::BufferTooShort`] with the length needed (the
+    /// message stays readable), and as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.check_read()?;
+        let rec = self.next_record(Deadline::NEVER)?;
+        if rec.len > buf.len() as u64 {
+            return Err(ConnectionError::BufferTooShort { needed: rec.len });
+        }
+        self.take_body(rec, buf.as_mut_ptr())?;
+        Ok(rec.len as usize)
+    }
+
+    /// Receives a `Pod` value sent with [`send`](Self::send).
+    ///
+    /// # Errors
+    /// [`ConnectionError::WrongSize`] (the message stays readable), and as
+    /// [`recv_bytes`](Self::recv_bytes).
+    pub fn recv<T: Pod>(&mut self) -> Result<T> {
+        self.check_read()?;
+        let rec = self.next_record(Deadline::NEVER)?;
+        let expected = size_of::<T>() as u64;
+        if rec.len != expected {
+            return Err(ConnectionError::WrongSize {
+                expected,
+                found: rec.len,
+            });
+        }
+        let mut v = T::zeroed();
+        self.take_body(rec, bytemuck::bytes_of_mut(&mut v).as_mut_ptr())?;
+        Ok(v)
+    }
+
+    /// Receives the next message, borrowed in place in the ring when it fits
+    /// (copied when it streamed). The message is consumed when the guard drops.
+    ///
+    /// # Errors
+    /// As [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_ref(&mut self) -> Result<RecvGuard<'_>> {
+        self.check_read()?;
+        let rec = self.next_record(Deadline::NEVER)?;
+        if rec.streamed {
+            let mut v: Vec<u8> = Vec::new();
+            let n = rec.len as usize;
+            v.try_reserve_exact(n)
+                .map_err(|_| ConnectionError::TooLong {
+                    len: rec.len,
+                    max: 0,
+                })?;
+            self.take_body(rec, v.as_mut_ptr())?;
+            // SAFETY: `take_body` initialised all `n` bytes.
+            unsafe { v.set_len(n) };
+            return Ok(RecvGuard {
+                conn: self,
+                body: Body::Owned(v),
+                span: 0,
+            });
+        }
+        if !self.wait_data(rec.span, Deadline::NEVER)? {
+            return Err(ConnectionError::Truncated);
+        }
+        let off = (self.rx_head.wrapping_add(rec.payload) & self.rx.mask) as usize;
+        // SAFETY: the record does not wrap (checked in `next_record`), so the
+        // payload is inside the data area.
+        let ptr = unsafe { self.rx.data.as_ptr().add(off) };
+        Ok(RecvGuard {
+            span: rec.span,
+            body: Body::InPlace {
+                ptr,
+                len: rec.len as usize,
+            },
+            conn: self,
+        })
+    }
+
+    /// After consuming: keep the sentinel honest (drain it once the ring is
+    /// empty).
+    fn after_recv(&self) {
+        let w = &self.rx.ctl().wake;
+        if w.armed.load(Ordering::Relaxed) == 0 || w.signalled.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self.rx.ctl().tail.value.load(Ordering::Acquire) != self.rx_head {
+            return;
+        }
+        self.rearm();
+    }
+
+    /// Drains the sentinel, then re-signals it if something is waiting.
+    fn rearm(&self) {
+        let Some(s) = &self.sentinels else { return };
+        let mut buf = [0u8; 64];
+        while matches!((&s.read).read(&mut buf), Ok(n) if n > 0) {}
+        let w = &self.rx.ctl().wake;
+        w.signalled.store(0, Ordering::Relaxed);
+        // SeqCst: pairs with the writer's fence in `publish_tail` between its
+        // store of `tail` and its load of `armed`/swap of `signalled`.
+        fence(Ordering::SeqCst);
+        if self.peek_readable() || self.peer_gone(false) {
+            signal(&w.signalled, Some(&s.self_signal));
+        }
+    }
+
+    fn peek_readable(&self) -> bool {
+        let ctl = self.rx.ctl();
+        // Acquire: pairs with the writer's Release store of `tail`.
+        let tail = ctl.tail.value.load(Ordering::Acquire);
+        let head = ctl.head.value.load(Ordering::Relaxed);
+        let avail = tail.wrapping_sub(head);
+        if avail == 0 || avail > self.rx.cap {
+            return avail != 0; // corrupt counts as "ready": recv reports it
+        }
+        let (tag, len) = self.rx.read_header(head);
+        !(tag == TAG_PAD && avail <= len)
+    }
+
+    /// Whether `recv` would not block now: a message is waiting, or the
+    /// peer is gone (EOF). Python's `poll()` with no timeout.
+    pub fn readable(&self) -> bool {
+        self.can_read && (self.peek_readable() || self.peer_gone(false))
+    }
+
+    /// Whether a small message can be sent without blocking.
+    pub fn writable(&self) -> bool {
+        if !self.can_write || self.closed {
+            return false;
+        }
+        let ctl = self.tx.ctl();
+        let used = ctl
+            .tail
+            .value
+            .load(Ordering::Relaxed)
+            .wrapping_sub(ctl.head.value.load(Ordering::Acquire));
+        used.saturating_add(2 * LINE) <= self.tx.cap
+    }
+
+    /// Whether this end was closed.
+    pub fn closed(&self) -> bool {
+        self.closed || self.my_end().closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits up to `timeout` (`None`: forever) for a message or EOF;
+    /// `Ok(true)` when [`recv`](Self::recv_bytes) would not block (Python's
+    /// `poll(timeout)`).
+    ///
+    /// # Errors
+    /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
+    /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_read()?;
+        let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
+        match self.next_record(deadline) {
+            Ok(_) | Err(ConnectionError::Eof) => Ok(true),
+            Err(ConnectionError::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A descriptor that is readable while [`readable`](Self::readable)
+    /// holds because of a message or a `close` (not a peer's death: see
+    /// [`wait`]), for `poll(2)` or `shmproc_process::wait`. `None` for an
+    /// end opened by name.
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        let s = self.sentinels.as_ref()?;
+        if self.can_read {
+            let w = &self.rx.ctl().wake;
+            w.armed.store(1, Ordering::Relaxed);
+            // SeqCst: pairs with the writer's fence in `publish_tail` (it
+            // sees `armed`, or we see its data below).
+            fence(Ordering::SeqCst);
+            if self.peek_readable() || self.peer_gone(false) {
+                signal(&w.signalled, Some(&s.self_signal));
+            }
+        }
+        Some(s.read.as_fd())
+    }
+
+    /// Closes this end (Python's `close`): the peer's `recv` gets EOF once
+    /// it has drained, its `send` gets `BrokenPipe`. Idempotent.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // Release: pairs with the peer's Acquire load in `peer_gone`.
+        self.my_end().closed.store(1, Ordering::Release);
+        // SeqCst: pairs with the waiters' fences (they see `closed`, or we
+        // see their `waiters` bit and wake them).
+        fence(Ordering::SeqCst);
+        for r in [self.tx, self.rx] {
+            let w = &r.ctl().wake;
+            w.waiters.store(0, Ordering::Relaxed);
+            // Release: pairs with the waiters' Acquire loads of `wake`.
+            w.wake.fetch_add(1, Ordering::Release);
+            futex::wake(&w.wake, u32::MAX);
+        }
+        if self.tx.ctl().wake.armed.load(Ordering::Relaxed) != 0 {
+            signal(
+                &self.tx.ctl().wake.signalled,
+                self.sentinels.as_ref().map(|s| &s.peer),
+            );
+        }
+    }
+
+    /// Sends any `Serialize` object, encoded with postcard.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Encode`], and as [`send_bytes`](Self::send_bytes).
+    #[cfg(feature = "serde")]
+    pub fn send_obj<T: serde::Serialize + ?Sized>(&mut self, obj: &T) -> Result<()> {
+        let bytes = postcard::to_allocvec(obj).map_err(ConnectionError::Encode)?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives an object sent with [`send_obj`](Self::send_obj).
+    ///
+    /// # Errors
+    /// [`ConnectionError::Decode`], and as [`recv_bytes`](Self::recv_bytes).
+    #[cfg(feature = "serde")]
+    pub fn recv_obj<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let bytes = self.recv_bytes()?;
+        postcard::from_bytes(&bytes).map_err(ConnectionError::Decode)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Only the process that used the end closes it (see the module docs).
+        if self.claimed_pid != 0 && self.claimed_pid == owner::my_pid() {
+            let rec = self.my_end().owner.load(Ordering::Relaxed);
+            if (rec >> 40) as u32 == self.claimed_pid {
+                self.close();
+            }
+        }
+    }
+}
+
+/// Sets `word` and writes one byte to `sock` on the 0 → 1 transition.
+fn signal(word: &AtomicU32, sock: Option<&UnixStream>) {
+    // AcqRel: pairs with the reader's store of 0 in `rearm`.
+    if word.swap(1, Ordering::AcqRel) == 0 {
+        if let Some(mut s) = sock {
+            // Non-blocking: a full socket is already readable.
+            let _ = s.write(&[1]);
+        }
+    }
+}
+
+/// A reservation in the sending ring ([`Connection::reserve`]): write the
+/// message in place, then [`commit`](Self::commit).
+#[derive(Debug)]
+pub struct SendGuard<'a> {
+    conn: &'a mut Connection,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SendGuard<'_> {
+    /// Sends the message.
+    pub fn commit(self) {
+        let c = self.conn;
+        let len = self.len as u64;
+        let (_, span) = record_shape(len);
+        c.tx.write_header(c.tx_tail, TAG_MSG, len);
+        c.tx_tail = c.tx_tail.wrapping_add(span);
+        c.publish_tail();
+    }
+}
+
+impl std::ops::Deref for SendGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is free space of the sending ring beyond
+        // the published tail: the reader never reads it and we are its only
+        // writer (we hold `&mut Connection`).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for SendGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    InPlace { ptr: *const u8, len: usize },
+    Owned(Vec<u8>),
+}
+
+/// A received message ([`Connection::recv_bytes_ref`]): borrowed in place in
+/// the ring (or owned, for a message longer than the ring). Consumed when
+/// dropped.
+///
+/// The in-place bytes are published and sit between the reader's head and
+/// the writer's tail, which a writer following the protocol never writes;
+/// a misbehaving writer could change them while borrowed (never out of
+/// bounds: the range is inside the ring).
+#[derive(Debug)]
+pub struct RecvGuard<'a> {
+    conn: &'a mut Connection,
+    body: Body,
+    span: u64,
+}
+
+impl std::ops::Deref for RecvGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.body {
+            // SAFETY: see the type's docs: `ptr..ptr + len` is inside the
+            // data area (the record does not wrap) and published.
+            Body::InPlace { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            Body::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for RecvGuard<'_> {
+    fn drop(&mut self) {
+        if self.span > 0 {
+            let c = &mut *self.conn;
+            c.rx_head = c.rx_head.wrapping_add(self.span);
+            c.publish_head();
+            c.after_recv();
+        }
+    }
+}
+
+/// Waits until at least one of `conns` is [`readable`](Connection::readable)
+/// (a message or EOF), or `timeout` passes; returns the indices of the ready
+/// ones, empty on timeout (Python's `multiprocessing.connection.wait`).
+///
+/// Sleeps on the connections' sentinels when all have one, in slices that
+/// re-check liveness (a peer killed by `SIGKILL` shows up within a slice);
+/// otherwise in 1 ms slices.
+///
+/// # Errors
+/// [`ConnectionError::Os`] when `poll` fails.
+pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
+    let fds: Option<Vec<BorrowedFd<'_>>> = conns.iter().map(|c| c.sentinel()).collect();
+    let fds = fds.filter(|f| !f.is_empty());
+    // Liveness (a `/proc` read per connection) every slice of SLICE.
+    let liveness_every: u32 = if fds.is_some() { 1 } else { 50 };
+    let mut round = 0u32;
+    loop {
+        let check_alive = round > 0 && round % liveness_every == 0;
+        let ready: Vec<usize> = conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.readable() || (check_alive && c.can_read && c.peer_gone(true)))
+            .map(|(i, _)| i)
+            .collect();
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        let Some(slice) = deadline.slice(SLICE) else {
+            return Ok(Vec::new());
+        };
+        round = round.wrapping_add(1);
+        match &fds {
+            Some(fds) => {
+                shmproc_shm::os::poll_readable(fds, Some(slice))
+                    .map_err(|source| ConnectionError::Os { op: "poll", source })?;
+            }
+            None => {
+                let local = AtomicU32::new(0);
+                futex::wait(&local, 0, Duration::from_millis(1).min(slice));
+            }
+        }
+    }
+}
