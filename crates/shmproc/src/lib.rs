@@ -48,8 +48,10 @@ pub use shmproc_sync::{
 };
 
 pub use shmproc_channel::{
-    ByteQueue, BytesGuard, Corrupt, GetError, JoinTimeout, JoinableQueue, MAX_MESSAGE_LEN,
-    PutBytesError, PutError, Queue, QueueError, ReadGuard, SimpleQueue, TaskDoneError, WriteGuard,
+    ByteQueue, BytesGuard, Connection, ConnectionError, Corrupt, GetError, JoinTimeout,
+    JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode, PutBytesError, PutError, Queue,
+    QueueError, ReadGuard, RecvGuard, SendGuard, SimpleQueue, TaskDoneError, WriteGuard,
+    wait as wait_connections,
 };
 
 pub use shmproc_process::{
