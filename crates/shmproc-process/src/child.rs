@@ -182,7 +182,8 @@ pub(crate) struct ChildInfo {
     pub(crate) flush_stdio: bool,
     /// Write the exit code into the report before leaving (fork-server
     /// children: the parent cannot `waitpid` them, and need not wait for
-    /// the server to do it).
+    /// the server to do it). Such a child also clears the death signal it
+    /// had as a spare when `pdeathsig` is `None`.
     pub(crate) self_report: bool,
 }
 
@@ -198,7 +199,7 @@ pub(crate) fn run_child(
 ) -> ! {
     set_current(ProcessInfo {
         name: info.name.clone(),
-        pid: os::getpid(),
+        pid: os::identity::pid(),
         daemon: info.daemon,
         parent: Some(ParentInfo {
             pid: info.parent_pid,
@@ -216,6 +217,10 @@ pub(crate) fn run_child(
             }
             Err(e) => bootstrap_failed(&format!("PR_SET_PDEATHSIG: {e}")),
         }
+    } else if info.self_report {
+        // A fork-server spare took the server's death signal while it
+        // waited; this child asked for none.
+        let _ = os::set_parent_death_signal(0, info.pdeath_parent);
     }
     let report: &'static Report = Box::leak(Box::new(report));
     PANIC_REPORT.store(std::ptr::from_ref(report).cast_mut(), Ordering::Release);
@@ -321,17 +326,23 @@ fn set_current(info: ProcessInfo) {
 
 /// The identity of the calling process.
 pub(crate) fn current() -> ProcessInfo {
-    // Acquire: pairs with the Release store in `set_current`.
-    let p = CURRENT.load(Ordering::Acquire);
-    match std::ptr::NonNull::new(p) {
-        Some(p) => leaked_info(p).clone(),
+    match current_child() {
+        Some(info) => info.clone(),
         None => ProcessInfo {
             name: "MainProcess".into(),
-            pid: os::getpid(),
+            pid: os::identity::pid(),
             daemon: false,
             parent: None,
         },
     }
+}
+
+/// The identity of the calling process when shmproc started it, without a
+/// copy (`start` asks on every call); `None` at the top.
+pub(crate) fn current_child() -> Option<&'static ProcessInfo> {
+    // Acquire: pairs with the Release store in `set_current`.
+    let p = CURRENT.load(Ordering::Acquire);
+    std::ptr::NonNull::new(p).map(leaked_info)
 }
 
 #[allow(unsafe_code)] // Reads back the `ProcessInfo` leaked in `set_current`.

@@ -191,6 +191,21 @@ pub(crate) fn exe_id() -> Option<ExeId> {
     })
 }
 
+/// Computes the executable's identity and address range now (the fork
+/// server, so that the children it forks inherit them instead of reading
+/// `/proc/self/maps` each).
+pub(crate) fn warm_caches() {
+    let _ = exe_id();
+    let _ = exe_range();
+    let _ = os::identity::pid();
+    let _ = std::io::stdout();
+}
+
+/// The address range of the executable's mappings, if known.
+pub(crate) fn exe_bounds() -> Option<(usize, usize)> {
+    exe_range()
+}
+
 /// The address range of the executable's mappings, from `/proc/self/maps`.
 fn exe_range() -> Option<(usize, usize)> {
     static RANGE: OnceLock<Option<(usize, usize)>> = OnceLock::new();

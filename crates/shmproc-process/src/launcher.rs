@@ -80,7 +80,21 @@ pub(crate) fn ensure() -> Result<(), ProcessError> {
 /// as the process (a Rust `main` that returns calls `exit`), so children it
 /// creates need no hop to the launcher.
 pub(crate) fn on_main_thread() -> bool {
-    os::gettid() == os::identity::pid()
+    thread_local! {
+        // `(pid, tid)` when last asked: `gettid` once per thread and process
+        // (a forked child's thread has a new tid, and a new cached pid).
+        static TID: std::cell::Cell<(Pid, Pid)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    let pid = os::identity::pid();
+    let tid = TID.with(|c| match c.get() {
+        (p, t) if p == pid => t,
+        _ => {
+            let t = os::gettid();
+            c.set((pid, t));
+            t
+        }
+    });
+    tid == pid
 }
 
 /// Runs `f` on the launcher thread and returns its result.

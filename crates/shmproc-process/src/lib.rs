@@ -26,7 +26,7 @@
 //! # Start methods
 //! | method | how | target | threads in the parent |
 //! |---|---|---|---|
-//! | [`StartMethod::ForkServer`] (default) | a single-threaded server, started on first use, forks the child | `fn(A)` | fine |
+//! | [`StartMethod::ForkServer`] (default) | a single-threaded server, started on first use, forks the child ahead of time (a waiting *spare*) | `fn(A)` | fine |
 //! | [`StartMethod::Spawn`] | `posix_spawn` of `/proc/self/exe`, intercepted before `main` | `fn(A)` | fine |
 //! | [`StartMethod::Fork`] | `fork` | `fn(A)` or a closure | refused unless [allowed](Context::allow_fork_with_threads) |
 //!

@@ -55,11 +55,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(1);
 
 fn default_name() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let me = crate::child::current();
-    if me.parent.is_some() {
-        format!("{}:{n}", me.name)
-    } else {
-        format!("Process-{n}")
+    match crate::child::current_child() {
+        Some(me) => format!("{}:{n}", me.name),
+        None => format!("Process-{n}"),
     }
 }
 
@@ -199,10 +197,10 @@ impl Drop for Started {
     fn drop(&mut self) {
         // Dropped only once reaped (the registry holds running children):
         // nobody writes the report any more, so it can serve another child.
-        // Not a fork-server child's: the server may still write the status
-        // it got from `waitpid`, after the child's own.
+        // A fork-server child's only if the server has not claimed it to
+        // write the status it got from `waitpid` (see `report`).
         let reaped = self.exit.get_mut().is_ok_and(|e| e.is_some());
-        if reaped && self.method != StartMethod::ForkServer {
+        if reaped && (self.method != StartMethod::ForkServer || self.report.release_from_server()) {
             let r = std::mem::replace(&mut self.report, Report::placeholder());
             r.recycle();
         }
@@ -268,7 +266,7 @@ impl Process {
                 name: self.name.clone(),
             });
         }
-        if crate::child::current().daemon {
+        if crate::child::current_child().is_some_and(|me| me.daemon) {
             return Err(ProcessError::DaemonCannotHaveChildren);
         }
         let target = self.target.take().ok_or_else(|| ProcessError::NoTarget {
@@ -491,7 +489,7 @@ fn start_fork(
             return Err(ProcessError::ForkWithThreads { threads });
         }
     }
-    let me = os::getpid();
+    let me = os::identity::pid();
     let job = ForkJob {
         info: ChildInfo {
             name: name.to_owned(),
@@ -570,7 +568,7 @@ fn start_exec(
         trampoline_off,
         target_off,
         type_hash: f.type_hash,
-        parent_pid: os::getpid(),
+        parent_pid: os::identity::pid(),
         pdeathsig: ctx.death_signal().unwrap_or(0),
         daemon,
         name: name.to_owned(),

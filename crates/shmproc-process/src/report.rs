@@ -8,7 +8,8 @@
 //!      4            4    status    exit code, Python convention (-N: signal N)
 //!      8            4    msg_len   bytes of the panic message
 //!     12            4    boot_len  bytes of the boot record
-//!     16           48    reserved
+//!     16            4    claim     fork server children: who may still write `status` (below)
+//!     20           44    reserved
 //!     64         4096    panic message (UTF-8, truncated to fit)
 //!   4160            …    boot record, in 1 KiB chunks
 //! ```
@@ -17,6 +18,18 @@
 //! segment needs no `unsafe` here: [`Segment::get`] hands out `&[AtomicU32; N]`
 //! after its bounds and alignment checks. Lengths read back are capped by the
 //! local sizes before use (the other side may be corrupt or hostile).
+//!
+//! # Reuse under the fork server
+//! Reports are pooled and reused once their child is reaped. A fork-server
+//! child writes its own status before it exits, and the server writes it
+//! again after `waitpid` (the only writer when the child was killed), so the
+//! server's write may come after the parent has already read the status and
+//! reused the segment for another child. The `claim` word settles it: every
+//! `take` stores a fresh even token there, sent to the server with the
+//! request; the server writes the status only if it turns `token` into
+//! [`CLAIM_SERVER`] first, and the parent reuses the segment only if it turns
+//! `token` into [`CLAIM_PARENT`] first (otherwise it unmaps it). A late server
+//! holds an old token and can never touch a reused segment.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -38,6 +51,20 @@ const MSG_OFFSET: u64 = (HEAD_WORDS * 4) as u64;
 const BOOT_OFFSET: u64 = MSG_OFFSET + MSG_BYTES as u64;
 
 const STATE_RUNNING: u32 = 0;
+/// `claim` once the parent has taken the report back (see the module docs).
+const CLAIM_PARENT: u32 = 1;
+/// `claim` once the fork server may write the status.
+const CLAIM_SERVER: u32 = 3;
+
+/// A fresh, even, nonzero token for the `claim` word.
+fn next_token() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(2);
+    // Relaxed: only uniqueness matters (wraps after 2^31 uses; 0 is skipped).
+    match NEXT.fetch_add(2, Ordering::Relaxed) {
+        0 => NEXT.fetch_add(2, Ordering::Relaxed),
+        t => t,
+    }
+}
 /// Total length of a pooled report segment.
 const DATA_LEN_POOLED: usize = shmproc_shm::DATA_OFFSET + BOOT_OFFSET as usize + POOLED_BOOT;
 const STATE_EXITED: u32 = 1;
@@ -108,6 +135,7 @@ impl Report {
                 }
                 r.write_bytes(BOOT_OFFSET, boot);
                 h[3].store(boot.len() as u32, Ordering::Relaxed);
+                h[4].store(next_token(), Ordering::Relaxed);
                 return Ok(r);
             }
             return Self::create_sized(boot, POOLED_BOOT);
@@ -160,6 +188,7 @@ impl Report {
         // Relaxed: the child reads the record after fork/exec (or after the
         // fork server's recvmsg), each of which orders these stores before it.
         r.head()[3].store(boot.len() as u32, Ordering::Relaxed);
+        r.head()[4].store(next_token(), Ordering::Relaxed);
         Ok(r)
     }
 
@@ -249,7 +278,44 @@ impl Report {
         Some(String::from_utf8_lossy(&out).into_owned())
     }
 
-    /// Publishes the exit status (the fork server, after reaping the child).
+    /// The token of this use of the report (sent to the fork server).
+    pub(crate) fn token(&self) -> u32 {
+        // Relaxed: written by this process in `take`.
+        self.head()[4].load(Ordering::Relaxed)
+    }
+
+    /// The parent, after reading the exit status of a fork-server child:
+    /// whether it may reuse the report (the server will not write to it).
+    pub(crate) fn release_from_server(&self) -> bool {
+        let token = self.token();
+        // AcqRel: orders against the server's claim (see the module docs).
+        self.head()[4]
+            .compare_exchange(token, CLAIM_PARENT, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The fork server, after reaping a child: publishes `code` unless the
+    /// parent has taken the report back (`token` no longer there).
+    pub(crate) fn set_status_claimed(&self, token: u32, code: i32) {
+        let h = self.head();
+        // The child wrote its own status before `_exit`: nothing to add, and
+        // leaving the claim alone lets the parent reuse the report. (A reused
+        // report has another token, and then nothing is written either.)
+        // Acquire: pairs with the Release stores of `set_status` and `take`.
+        if h[4].load(Ordering::Acquire) == token && h[0].load(Ordering::Acquire) == STATE_EXITED {
+            return;
+        }
+        // AcqRel: orders against the parent's release (see the module docs).
+        let claimed = self.head()[4]
+            .compare_exchange(token, CLAIM_SERVER, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if claimed {
+            self.set_status(code);
+        }
+    }
+
+    /// Publishes the exit status (a fork-server child just before it exits,
+    /// or the server after reaping it: see [`set_status_claimed`](Self::set_status_claimed)).
     pub(crate) fn set_status(&self, code: i32) {
         let h = self.head();
         h[1].store(code as u32, Ordering::Relaxed);

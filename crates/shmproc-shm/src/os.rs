@@ -969,11 +969,66 @@ pub fn at_exit(f: extern "C" fn()) -> io::Result<()> {
     }
 }
 
-/// Number of threads of the calling process (entries of `/proc/self/task`),
-/// or `None` when `/proc` cannot tell.
+/// Number of threads of the calling process, or `None` when `/proc` cannot
+/// tell.
+///
+/// One `statx` of `/proc/self/task`, whose link count Linux reports as
+/// 2 + the number of threads (`proc_task_getattr`, the same count as field
+/// 20 of `/proc/self/stat`): about 1.5 µs, no heap, against about 6 µs (and
+/// a 32 KiB buffer) to list the directory, which remains the fallback when
+/// the link count does not look like that (a count below 3 cannot be right:
+/// the caller is a thread).
+///
+/// # References
+/// `man 5 proc` (`/proc/pid/task`, `/proc/pid/stat` field 20)
 pub fn thread_count() -> Option<usize> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata("/proc/self/task") {
+        if let Some(n) = m.nlink().checked_sub(2).filter(|&n| n >= 1) {
+            return usize::try_from(n).ok();
+        }
+    }
     Some(std::fs::read_dir("/proc/self/task").ok()?.count())
 }
 
 /// `SIGINT`.
 pub const SIGINT: i32 = libc::SIGINT;
+
+#[cfg(test)]
+mod thread_count_tests {
+    #[test]
+    fn thread_count_matches_the_task_directory() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let listed = std::fs::read_dir("/proc/self/task").expect("/proc").count();
+        assert_eq!(super::thread_count(), Some(listed));
+        assert!(listed >= 2);
+        drop(tx);
+        let _ = t.join();
+    }
+}
+
+/// `madvise(MADV_POPULATE_READ)` over the pages that hold `[start, end)`:
+/// maps them now, as reading each would (file pages from the page cache),
+/// so that code later running there takes no page faults. Changes no
+/// memory contents. `EINVAL` before Linux 5.14; `ENOMEM` if part of the
+/// range is not mapped.
+///
+/// # References
+/// `man 2 madvise` (`MADV_POPULATE_READ`)
+pub fn populate_read(start: usize, end: usize) -> io::Result<()> {
+    madvise_range(start, end, libc::MADV_POPULATE_READ)
+}
+
+fn madvise_range(start: usize, end: usize, advice: libc::c_int) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let first = start & !(PAGE - 1);
+    let len = end.saturating_sub(first);
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: the populate advices only fault pages in; they never change
+    // what any byte of the range holds, and unmapped ranges are an error.
+    let ret = unsafe { libc::madvise(std::ptr::without_provenance_mut(first), len, advice) };
+    cvt(ret).map(drop)
+}
