@@ -183,6 +183,7 @@ impl<T: Pod> Queue<T> {
 
     // ------------------------------------------------------------------ put
 
+    #[inline]
     fn claim_put(&self, check_dead: bool) -> Result<Option<Claim>, PutError<()>> {
         if self.ring.is_closed() {
             return Err(PutError::Closed(()));
@@ -195,8 +196,16 @@ impl<T: Pod> Queue<T> {
 
     /// Writes `value` into a claimed slot and publishes it; `false` when
     /// the slot was taken from us (retry).
+    #[inline]
     fn fill(&self, claim: Claim, value: &T) -> bool {
-        self.ring.write(&claim, 0, bytemuck::bytes_of(value));
+        let dst = self.ring.payload_ptr(&claim).cast::<T>();
+        // SAFETY: `dst` is the payload of the slot we claimed (WRITING with our
+        // pid), so no process following the protocol touches it until our
+        // publish; it lies inside the mapping (storage bounds) and holds
+        // `slot_size == size_of::<T>()` bytes (the storage was made with
+        // `Self::SLOT`), aligned to 16 >= align_of T (asserted in `SLOT`).
+        // A typed write, not a byte copy of run-time length (no `memcpy` call).
+        unsafe { dst.write(*value) };
         crash::point("put-claimed");
         self.ring.publish(claim)
     }
@@ -272,6 +281,7 @@ impl<T: Pod> Queue<T> {
 
     /// One claim attempt; `Ok(None)`: wait (empty, or a live producer is
     /// still writing the head position).
+    #[inline]
     fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
         match self.ring.try_claim_pop(check_dead)? {
             Pop::Claimed(c) => Ok(Some(c)),
@@ -281,6 +291,7 @@ impl<T: Pod> Queue<T> {
         }
     }
 
+    #[inline]
     fn claim_get_now(&self) -> Result<Claim, GetError> {
         for spin in 0..=SPIN_LIMIT {
             match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
@@ -302,9 +313,16 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Copies the claimed value out and releases the slot.
+    #[inline]
     fn take(&self, claim: Claim) -> Result<T, GetError> {
-        let mut v = T::zeroed();
-        self.ring.read(&claim, 0, bytemuck::bytes_of_mut(&mut v));
+        let src = self.ring.payload_ptr(&claim).cast::<T>();
+        // SAFETY: `src` is the payload of the slot we claimed (READING with our
+        // pid): in bounds and aligned as in `fill`; the producer's Release
+        // publish pairs with our Acquire claim; copied into a local value,
+        // never referenced in place, and T: Pod is valid for any bits (torn
+        // bytes from a protocol breaker are still a valid T, and `release`
+        // reports a slot taken from us).
+        let v = unsafe { src.read() };
         crash::point("get-claimed");
         if self.ring.release(claim) {
             Ok(v)

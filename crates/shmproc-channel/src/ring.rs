@@ -18,6 +18,16 @@
 //! for one instruction. The indices are advanced after the claim, by the
 //! claimant or by anyone who sees the claimed stamp ("helping").
 //!
+//! # Fast paths
+//! [`Ring::try_claim_push`] and [`Ring::try_claim_pop`] first try the common
+//! case inline, acting only on the exact expected stamp: a producer CASes
+//! `EMPTY(tail)` to `WRITING(tail, pid)` directly (one ownership transfer of
+//! the slot's line instead of a shared read and then an upgrade); a consumer
+//! loads the head and its stamp once, returns "empty" on `EMPTY(head)` and
+//! claims `FULL(head)` (a load first: a polling consumer must not take the
+//! line from the producer filling it). Every other stamp goes through the
+//! validating loop (`*_slow`), which is where [`Corrupt`] is decided.
+//!
 //! # Stamps (`u64`)
 //! `pos[40] | pid[22] | state[2]`, where `pos` is a position modulo 2^40 and
 //! `pos & mask` is always the slot's own index:
@@ -491,6 +501,7 @@ impl<S: Storage> Ring<S> {
     }
 
     /// The ring header.
+    #[inline]
     pub fn header(&self) -> &RingHeader {
         self.storage.header()
     }
@@ -505,11 +516,13 @@ impl<S: Storage> Ring<S> {
         self.slot_size
     }
 
+    #[inline]
     fn slot(&self, pos: u64) -> &SlotHeader {
         self.storage.slot(pos & self.mask)
     }
 
     /// Decodes and validates a stamp read from slot `pos & mask`.
+    #[inline]
     fn check(&self, s: u64, pos: u64) -> Result<Stamp, Corrupt> {
         let st = decode(s);
         let index_ok = (st.pos ^ pos) & self.mask == 0;
@@ -529,6 +542,7 @@ impl<S: Storage> Ring<S> {
     }
 
     /// Moves `index` from `p` to `p + 1` if it is still `p`.
+    #[inline]
     fn advance(&self, index: &AtomicU64, p: u64) -> bool {
         // AcqRel: the Release half publishes the claim of position `p` (whose
         // stamp this thread read with Acquire) to every Acquire load of the
@@ -550,7 +564,61 @@ impl<S: Storage> Ring<S> {
     ///
     /// # Errors
     /// [`Corrupt`] when the stamps or the index are inconsistent.
+    #[inline]
     pub fn try_claim_push(&self, check_dead: bool) -> Result<Push, Corrupt> {
+        // Fast path: the slot of the tail position is EMPTY for it (the
+        // common case). A single CAS with the expected stamp, instead of a
+        // load and then a CAS: when the slot's line sits in another CPU's
+        // cache (its consumer released it), that is one ownership transfer
+        // instead of a shared read followed by an upgrade. Only the exact
+        // expected stamp is acted on; anything else (full, helped, corrupt)
+        // goes through the validating loop.
+        let hdr = self.header();
+        // Acquire: pairs with the Release half of `advance` (the claim of
+        // position p - 1 happened before), as in `try_claim_push_slow`.
+        let p = hdr.tail.value.load(Ordering::Acquire);
+        let slot = self.slot(p);
+        let me = owner::my_pid();
+        // AcqRel (success): Acquire pairs with the consumer's release (or a
+        // reclaim) that stored EMPTY(p), so its payload reads happen before
+        // our writes; Release: the claim is what `advance` publishes to index
+        // readers. Relaxed (failure): the value is discarded, the slow path
+        // reloads it with Acquire.
+        if slot
+            .stamp
+            .compare_exchange(
+                stamp(p, 0, EMPTY),
+                stamp(p, me, WRITING),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.claimed(slot, &hdr.tail.value, p);
+            return Ok(Push::Claimed(Claim { pos: p, pid: me }));
+        }
+        self.try_claim_push_slow(check_dead)
+    }
+
+    /// Records this process as the owner of a slot it just claimed (a
+    /// liveness hint), then advances `index` past `p`. The store is
+    /// unconditional: the claim CAS just took the slot's line for writing,
+    /// so it costs no coherence traffic, and between two processes the
+    /// record alternates anyway.
+    #[inline]
+    fn claimed(&self, slot: &SlotHeader, index: &AtomicU64, p: u64) {
+        // Not modelled under loom: a liveness hint only.
+        #[cfg(not(shmproc_loom))]
+        slot.owner.store(owner::my_record(), Ordering::Relaxed);
+        #[cfg(shmproc_loom)]
+        let _ = slot;
+        self.advance(index, p);
+    }
+
+    /// The validating loop of [`try_claim_push`](Self::try_claim_push).
+    #[cold]
+    #[inline(never)]
+    fn try_claim_push_slow(&self, check_dead: bool) -> Result<Push, Corrupt> {
         let me = owner::my_pid();
         let hdr = self.header();
         let mut guard = Guard::new();
@@ -576,10 +644,7 @@ impl<S: Storage> Ring<S> {
                         .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        // Not modelled under loom: a liveness hint only.
-                        #[cfg(not(shmproc_loom))]
-                        slot.owner.store(owner::my_record(), Ordering::Relaxed);
-                        self.advance(&hdr.tail.value, p);
+                        self.claimed(slot, &hdr.tail.value, p);
                         return Ok(Push::Claimed(Claim { pos: p, pid: me }));
                     }
                 } else {
@@ -634,6 +699,7 @@ impl<S: Storage> Ring<S> {
     ///
     /// # Errors
     /// Never at present (reserved for stamp validation).
+    #[inline]
     pub fn publish(&self, claim: Claim) -> bool {
         let slot = self.slot(claim.pos);
         // SeqCst (success): Release pairs with the consumer's Acquire stamp
@@ -660,13 +726,55 @@ impl<S: Storage> Ring<S> {
     ///
     /// # Errors
     /// [`Corrupt`] when the stamps or the index are inconsistent.
+    #[inline]
     pub fn try_claim_pop(&self, check_dead: bool) -> Result<Pop, Corrupt> {
+        // Fast path: one load of the head and one of its slot's stamp; only
+        // the exact stamps EMPTY(p) (nothing published: empty) and FULL(p)
+        // (claim it) are acted on here, anything else goes through the
+        // validating loop. A load, not a CAS, first: a busy-polling consumer
+        // must not take the line away from the producer about to fill it.
+        let hdr = self.header();
+        // Acquire: pairs with the Release half of `advance`, as in
+        // `try_claim_pop_slow`.
+        let p = hdr.head.value.load(Ordering::Acquire);
+        let slot = self.slot(p);
+        // Acquire: pairs with the producer's publish (Release/SeqCst), so its
+        // payload writes happen before our reads.
+        let s = slot.stamp.load(Ordering::Acquire);
+        if s == stamp(p, 0, EMPTY) {
+            return Ok(Pop::Empty);
+        }
+        if s == stamp(p, 0, FULL) {
+            let me = owner::my_pid();
+            // AcqRel: Acquire as the load above; Release publishes the claim
+            // to `advance` helpers. Relaxed (failure): the slow path reloads.
+            if slot
+                .stamp
+                .compare_exchange(
+                    s,
+                    stamp(p, me, READING),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                self.claimed(slot, &hdr.head.value, p);
+                return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
+            }
+        }
+        self.try_claim_pop_slow(check_dead)
+    }
+
+    /// The validating loop of [`try_claim_pop`](Self::try_claim_pop).
+    #[cold]
+    #[inline(never)]
+    fn try_claim_pop_slow(&self, check_dead: bool) -> Result<Pop, Corrupt> {
         let me = owner::my_pid();
         let hdr = self.header();
         let mut guard = Guard::new();
         loop {
             // Acquire: pairs with the Release half of `advance` (see
-            // try_claim_push).
+            // try_claim_push_slow).
             let p = hdr.head.value.load(Ordering::Acquire);
             guard.observe(p, "head index")?;
             let slot = self.slot(p);
@@ -686,10 +794,7 @@ impl<S: Storage> Ring<S> {
                             .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                         {
-                            // Not modelled under loom: a liveness hint only.
-                            #[cfg(not(shmproc_loom))]
-                            slot.owner.store(owner::my_record(), Ordering::Relaxed);
-                            self.advance(&hdr.head.value, p);
+                            self.claimed(slot, &hdr.head.value, p);
                             return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
                         }
                     }
@@ -748,6 +853,7 @@ impl<S: Storage> Ring<S> {
     /// once its payload has been read. Returns `false` when the slot was
     /// taken from us meanwhile (we were judged dead): what was read may be
     /// torn and must be discarded.
+    #[inline]
     pub fn release(&self, claim: Claim) -> bool {
         let slot = self.slot(claim.pos);
         // SeqCst (success): Release pairs with the next-lap producer's
@@ -767,12 +873,14 @@ impl<S: Storage> Ring<S> {
     }
 
     /// Copies `src` into a claimed slot (clamped to the slot size).
+    #[inline]
     pub fn write(&self, claim: &Claim, offset: usize, src: &[u8]) {
         self.storage
             .write_payload(claim.pos & self.mask, offset, src);
     }
 
     /// Copies a claimed slot's payload into `dst` (clamped to the slot size).
+    #[inline]
     pub fn read(&self, claim: &Claim, offset: usize, dst: &mut [u8]) {
         self.storage
             .read_payload(claim.pos & self.mask, offset, dst);
@@ -802,6 +910,7 @@ impl<S: Storage> Ring<S> {
     }
 
     /// A pointer to a claimed slot's payload.
+    #[inline]
     pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
         self.storage.payload_ptr(claim.pos & self.mask)
     }
@@ -820,6 +929,7 @@ impl<S: Storage> Ring<S> {
     }
 
     /// Whether `close` was called (by any process).
+    #[inline]
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
         self.header().closed.load(Ordering::Acquire) != 0
@@ -838,6 +948,7 @@ impl<S: Storage> Ring<S> {
         }
     }
 
+    #[inline]
     fn words(&self, side: Side) -> (&AtomicU32, &AtomicU32) {
         let h = self.header();
         match side {
@@ -848,6 +959,7 @@ impl<S: Storage> Ring<S> {
 
     /// Wakes the sleepers of `side`, with a system call only when one is
     /// registered.
+    #[inline]
     pub(crate) fn wake(&self, side: Side) {
         // Nobody sleeps under loom (futex waits are yields there).
         if cfg!(shmproc_loom) {

@@ -236,6 +236,7 @@ mod segment {
         }
 
         /// The start of slot `index & mask`.
+        #[inline]
         fn slot_ptr(&self, index: u64) -> *mut u8 {
             let i = (index & (self.cap - 1)) as usize;
             // In bounds: i < cap and cap * stride <= the slots' resolved length
@@ -245,6 +246,7 @@ mod segment {
     }
 
     impl Storage for SegmentStorage {
+        #[inline]
         fn header(&self) -> &RingHeader {
             // SAFETY: resolved with bounds and alignment checks in `new`; the
             // mapping lives as long as `self.seg`; RingHeader is ShmSafe
@@ -258,6 +260,7 @@ mod segment {
             self.slot_size
         }
         #[allow(clippy::cast_ptr_alignment)] // slots start 128-aligned, stride is a multiple of 64
+        #[inline]
         fn slot(&self, index: u64) -> &SlotHeader {
             let p = self.slot_ptr(index).cast::<SlotHeader>();
             // SAFETY: `slot_ptr` is in bounds (see there) and 64-aligned (slots
@@ -265,6 +268,7 @@ mod segment {
             // stride is a multiple of 64); SlotHeader is ShmSafe (atomics only).
             unsafe { &*p }
         }
+        #[inline]
         fn write_payload(&self, index: u64, offset: usize, src: &[u8]) {
             let (offset, n) = clamp(self.slot_size, offset, src.len());
             let dst = self.payload_ptr(index).wrapping_add(offset);
@@ -273,6 +277,7 @@ mod segment {
             // process following the protocol touches it; `src` is local memory.
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
         }
+        #[inline]
         fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]) {
             let (offset, n) = clamp(self.slot_size, offset, dst.len());
             let src = self.payload_ptr(index).wrapping_add(offset);
@@ -280,6 +285,7 @@ mod segment {
             // referenced in place.
             unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
         }
+        #[inline]
         fn payload_ptr(&self, index: u64) -> *mut u8 {
             self.slot_ptr(index).wrapping_add(self.payload_off)
         }

@@ -1,0 +1,181 @@
+//! A/B harness for the `Queue` hot path: one process, no contention, a
+//! fixed number of operations, meant to run under callgrind for
+//! deterministic instruction counts (`Ir` per operation = the difference of
+//! two runs with different counts, divided by the difference of the counts).
+//!
+//! ```text
+//! cargo bench -p shmproc-benches --bench queue_hotpath --no-run
+//! valgrind --tool=callgrind target/release/deps/queue_hotpath-<hash> <mode> <n>
+//! ```
+//!
+//! Modes: `try` (`try_put` + `try_get` of a `u64`), `block` (`put` + `get`),
+//! `empty` (`try_get` on an empty queue, the busy-poll miss), `try64`
+//! (`try_put` + `try_get` of a `[u8; 64]`). Without arguments it prints
+//! wall-clock nanoseconds per operation for each mode (a sanity check, not
+//! a measurement: use `queue_compare` for those).
+//!
+//! Two quick cross-process modes (a forked child pinned to CPU 1, the parent
+//! to CPU 0), for alternating A/B runs of two builds on a noisy machine:
+//! `pingpong <n>` (one-way p50 in ns of a `try_put`/`try_get` busy-poll
+//! ping-pong of `u64`s, timed 10 round trips at a time) and `stream <n>`
+//! (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use shmproc_channel::{GetError, Queue};
+
+fn run(mode: &str, n: u64) {
+    match mode {
+        "try" => {
+            let q = Queue::<u64>::new(64).expect("queue");
+            for i in 0..n {
+                q.try_put(black_box(i)).expect("try_put");
+                black_box(q.try_get().expect("try_get"));
+            }
+        }
+        "block" => {
+            let q = Queue::<u64>::new(64).expect("queue");
+            for i in 0..n {
+                q.put(black_box(i)).expect("put");
+                black_box(q.get().expect("get"));
+            }
+        }
+        "empty" => {
+            let q = Queue::<u64>::new(64).expect("queue");
+            for _ in 0..n {
+                assert!(matches!(black_box(&q).try_get(), Err(GetError::Empty)));
+            }
+        }
+        "try64" => {
+            let q = Queue::<[u8; 64]>::new(64).expect("queue");
+            for i in 0..n {
+                q.try_put(black_box([i as u8; 64])).expect("try_put");
+                black_box(q.try_get().expect("try_get"));
+            }
+        }
+        "pingpong" => pingpong(n),
+        "stream" => stream(n),
+        other => panic!("unknown mode {other} (try, block, empty, try64, pingpong, stream)"),
+    }
+}
+
+#[allow(unsafe_code)] // sched_setaffinity.
+fn pin(cpu: usize) {
+    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is valid (empty).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `cpu` is 0 or 1, below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is an initialised cpu_set_t of exactly the size passed.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+}
+
+/// Runs `child` in a forked process pinned to CPU 1 and `parent` here on
+/// CPU 0, then waits for the child.
+#[allow(unsafe_code)] // fork, _exit, waitpid.
+fn forked(child: impl FnOnce(), parent: impl FnOnce()) {
+    // SAFETY: the bench is single-threaded here; the child only runs queue
+    // operations (shared memory and atomics) and then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        pin(1);
+        child();
+        // SAFETY: leaves the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    pin(0);
+    parent();
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(status, 0, "child status");
+}
+
+fn spin_put(q: &Queue<u64>, v: u64) {
+    while q.try_put(v).is_err() {
+        std::hint::spin_loop();
+    }
+}
+
+fn spin_get(q: &Queue<u64>) -> u64 {
+    loop {
+        match q.try_get() {
+            Ok(v) => return v,
+            Err(GetError::Empty) => std::hint::spin_loop(),
+            Err(e) => panic!("try_get: {e}"),
+        }
+    }
+}
+
+fn pingpong(n: u64) {
+    let ping = Queue::<u64>::new(64).expect("queue");
+    let pong = Queue::<u64>::new(64).expect("queue");
+    let batches = n / 10;
+    forked(
+        || {
+            for i in 0..batches * 10 {
+                let v = spin_get(&ping);
+                assert_eq!(v, i);
+                spin_put(&pong, v);
+            }
+        },
+        || {
+            let mut samples = Vec::with_capacity(batches as usize);
+            for b in 0..batches {
+                let t = Instant::now();
+                for i in 0..10 {
+                    spin_put(&ping, b * 10 + i);
+                    spin_get(&pong);
+                }
+                samples.push(t.elapsed().as_nanos() as f64 / 20.0);
+            }
+            samples.sort_by(f64::total_cmp);
+            let p50 = samples[samples.len() / 2];
+            println!("pingpong one-way p50 {p50:.1} ns");
+        },
+    );
+}
+
+fn stream(n: u64) {
+    let q = Queue::<[u8; 64]>::new(1024).expect("queue");
+    forked(
+        || {
+            for i in 0..n {
+                q.put([i as u8; 64]).expect("put");
+            }
+        },
+        || {
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(q.get().expect("get"));
+            }
+            let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
+            println!("stream 64B 1->1 {mps:.2} M msgs/s");
+        },
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`: treat it as "no arguments".
+    match args.iter().find(|a| !a.starts_with('-')) {
+        Some(mode) => {
+            let n = args
+                .iter()
+                .filter(|a| !a.starts_with('-'))
+                .nth(1)
+                .map_or(1_000_000, |s| s.parse().expect("a count"));
+            run(mode, n);
+        }
+        None => {
+            for mode in ["try", "block", "empty", "try64"] {
+                let n = 2_000_000;
+                let t = Instant::now();
+                run(mode, n);
+                let ns = t.elapsed().as_nanos() as f64 / n as f64;
+                println!("queue_hotpath {mode}: {ns:.1} ns per iteration");
+            }
+        }
+    }
+}
