@@ -40,7 +40,8 @@ fn failed_puts_are_not_counted() {
 fn join_waits_for_workers_in_other_processes() {
     if role().is_some() {
         let q = JoinableQueue::<u32>::open(&arg("q").expect("q")).expect("open");
-        while let Ok(_job) = q.get_timeout(Duration::from_millis(500)) {
+        // Work until the parent closes the queue (then gets report Closed).
+        while let Ok(_job) = q.get_timeout(TIMEOUT) {
             q.task_done().expect("task_done");
         }
         return;
@@ -57,6 +58,7 @@ fn join_waits_for_workers_in_other_processes() {
     }
     q.join_timeout(TIMEOUT).expect("every task done");
     assert_eq!(q.unfinished_tasks(), 0);
+    q.close();
     for w in workers {
         w.expect_success(TIMEOUT);
     }
