@@ -73,6 +73,7 @@ fn round_trips_of_every_size_across_processes() {
         q.put_bytes(b"end").expect("put");
         return;
     }
+    let _side = side_lock();
     let _wd = Watchdog::new(TIMEOUT);
     let shm = TestShm::new();
     let name = shm.name("bq");
@@ -138,6 +139,7 @@ fn reserve_commit_and_dropped_reservations() {
 
 #[test]
 fn too_large_is_an_error_and_nothing_is_enqueued() {
+    let _side = side_lock();
     let q = ByteQueue::new(2, 64).expect("create");
     let len = usize::try_from(MAX_MESSAGE_LEN + 1).expect("64-bit");
     match q.try_reserve(len) {
@@ -163,6 +165,7 @@ fn scribble(q: &ByteQueue, off: u64, bytes: &[u8]) {
 
 #[test]
 fn corrupt_record_length_is_reported_and_the_queue_stays_usable() {
+    let _side = side_lock();
     let q = ByteQueue::new(1, 64).expect("create");
     for (off, bytes) in [
         (8, u64::MAX.to_le_bytes().to_vec()), // inline length far above the slot
