@@ -561,7 +561,7 @@ impl<T: Pod> Link<T> for CrossbeamLink<T> {
 
 /// The CPU for worker `i` of a run: `cpus[i]` cycled over the allowed CPUs,
 /// or none on a one-CPU machine.
-fn cpu_for(order: &[usize], i: usize) -> Option<usize> {
+pub(crate) fn cpu_for(order: &[usize], i: usize) -> Option<usize> {
     let cpus = allowed_cpus();
     if cpus.len() < 2 {
         return None;
@@ -572,7 +572,7 @@ fn cpu_for(order: &[usize], i: usize) -> Option<usize> {
 /// Forks `n` workers (worker `i` pinned by `cpu(i)`, running `work(i)`),
 /// runs `start` in this process, and reaps them all; a worker that fails or
 /// outlives `deadline` fails the run (all of them are then killed and reaped).
-fn run_procs(
+pub(crate) fn run_procs(
     n: usize,
     cpu: impl Fn(usize) -> Option<usize>,
     work: impl Fn(usize) -> i32,
@@ -786,6 +786,21 @@ fn pingpong_procs<T: Pod, L: Link<T>>(
         deadline,
     );
     pp.result()
+}
+
+/// A ping-pong of any other [`Link`] pair (the pipe benches' contestants):
+/// about `rtts` round trips over `ping` and back over `pong` between two
+/// forked processes on different CPUs, `batch` round trips per timed sample,
+/// an untimed pause of `gap_ns` before each ping (then `batch` is 1).
+pub(crate) fn pingpong_links<T: Pod, L: Link<T>>(
+    ping: &L,
+    pong: &L,
+    rtts: u64,
+    (batch, gap_ns): (u64, u64),
+    deadline: Duration,
+) -> Latency {
+    let pp = PingPong::new(rtts, batch, gap_ns);
+    pingpong_procs(ping, pong, &pp, deadline)
 }
 
 /// The same between two threads of this process.

@@ -1,0 +1,357 @@
+//! Issue 5 (Pipe and Connection): the comparison table. Every case is run
+//! `reps` times (round-robin: each round runs every contestant once, so that
+//! background load hits all alike), and the medians are printed with paired
+//! ratios (the median over rounds of the per-round ratio) and a PASS/MISS
+//! per target of the issue:
+//! - busy-poll one-way latency (8 B) within 1.5x the atomic ping-pong floor;
+//! - blocking one-way latency (8 B) within 1.2x a raw futex wake ping-pong;
+//! - 1 MiB streaming at least 0.4x memcpy bandwidth with copy-in/copy-out
+//!   (`send_bytes` + `recv_bytes_into`) and 0.8x zero-copy (`reserve` /
+//!   `commit` + `recv_bytes_ref`);
+//! - at least 5x a Unix socket (SOCK_STREAM) at 64 KiB.
+//!
+//! Baselines in the same run: pipe(2), a Unix socket pair, ipc-channel,
+//! Python's `multiprocessing.Pipe` (`python/pipe.py`) and memcpy.
+//! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
+//! round as a smoke test.
+
+use std::collections::BTreeMap;
+
+#[path = "support/mod.rs"]
+#[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
+mod support;
+
+#[path = "support/queue.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the queue benches, which use the rest"
+)]
+mod qsupport;
+
+#[path = "support/pipe.rs"]
+#[allow(dead_code, reason = "shared with pipe (criterion)")]
+mod psupport;
+
+use psupport::{LAT_SIZES, Lat, PSizes, STREAM_SIZES, Tput};
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases
+/// measured in the same round, under the same background load.
+fn paired(a: &[f64], b: &[f64]) -> f64 {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    median(&ratios)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+fn size_label(size: usize) -> String {
+    if size >= 1 << 20 {
+        format!("{}MiB", size >> 20)
+    } else if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
+const PYTHON: &str = "python_mp_pipe";
+
+/// Per-round samples, by key.
+#[derive(Default)]
+struct Samples(BTreeMap<String, Vec<f64>>);
+
+impl Samples {
+    fn push(&mut self, key: String, v: f64) {
+        self.0.entry(key).or_default().push(v);
+    }
+    fn get(&self, key: &str) -> Option<&[f64]> {
+        self.0.get(key).map(Vec::as_slice)
+    }
+    fn median(&self, key: &str) -> Option<f64> {
+        self.get(key).map(median)
+    }
+    /// Paired ratio `a / b`, when both were measured in every round.
+    fn ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let (a, b) = (self.get(a)?, self.get(b)?);
+        (a.len() == b.len()).then(|| paired(a, b))
+    }
+}
+
+fn lat_key(who: &str, size: usize, q: &str) -> String {
+    format!("lat/{size}/{who}/{q}")
+}
+
+/// Messages per second.
+fn tput_key(who: &str, size: usize) -> String {
+    format!("tput/{size}/{who}")
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(x) if x >= 100.0 => format!("{x:.0}x"),
+        Some(x) if x >= 10.0 => format!("{x:.1}x"),
+        Some(x) => format!("{x:.2}x"),
+        None => "-".to_owned(),
+    }
+}
+
+fn print_raw(s: &Samples, key: &str, scale: f64) {
+    if let Some(v) = s.get(key) {
+        let v: Vec<String> = v.iter().map(|x| format!("{:.3}", x / scale)).collect();
+        println!("  {key:<40} {}", v.join(" "));
+    }
+}
+
+fn one_round(s: &mut Samples, sz: &PSizes) {
+    for size in LAT_SIZES {
+        for who in Lat::ALL {
+            let (rtts, batch) = who.counts(sz);
+            if let Some(l) = psupport::latency(who, size, rtts, batch, sz) {
+                s.push(lat_key(who.name(), size, "p50"), l.quantile(0.5));
+                s.push(lat_key(who.name(), size, "p99"), l.quantile(0.99));
+            }
+        }
+    }
+    for size in STREAM_SIZES {
+        for who in Tput::ALL {
+            let n = sz.messages(who, size);
+            let t = psupport::throughput(who, size, n, sz);
+            s.push(tput_key(who.name(), size), n as f64 / t.as_secs_f64());
+        }
+    }
+}
+
+fn main() {
+    let sz = PSizes::for_this_run();
+    let mode = if support::full_run() {
+        "full"
+    } else {
+        "smoke (cargo test --benches)"
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "pipe_compare: {mode} run, {} rounds, {} CPUs, loadavg {}",
+        sz.reps,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "processes forked and {}; latency: ping-pong over one duplex Pipe::new() (1 MiB rings), one-way = half a round trip, \
+         busy-poll {} round trips timed {} at a time, blocking {} timed one at a time; \
+         futex_pingpong and shmproc_pipe_woken: {} round trips, each after a {} us pause (untimed) so the receiver sleeps",
+        support::contended_cpus().map_or("not pinned (one CPU)".to_owned(), |[a, b]| format!(
+            "pinned to CPUs {a} and {b}"
+        )),
+        sz.busy_rtts,
+        sz.busy_batch,
+        sz.block_rtts,
+        sz.woken_rtts,
+        Lat::FutexFloor.gap_ns() / 1000
+    );
+    println!(
+        "streams, one way: shmproc_pipe_copy (send_bytes + recv_bytes_into) and shmproc_pipe_zerocopy (reserve, \
+         copy_from_slice into the reservation, commit + recv_bytes_ref, only the sequence number read) over a \
+         simplex pipe with rings of max(4 MiB, 2 messages); shmproc_pipe_default: Pipe::new(), copy; \
+         os_pipe: pipe(2), unix_stream: socketpair(AF_UNIX, SOCK_STREAM), write_all + read_exact; \
+         ipc_channel: bytes_channel (a Vec per message); memcpy: copy_from_slice, one process; \
+         page-aligned buffers everywhere; every message checked (count and sequence sum)"
+    );
+
+    let started = std::time::Instant::now();
+    let mut s = Samples::default();
+    let mut python_skip = None;
+    for rep in 0..sz.reps {
+        one_round(&mut s, &sz);
+        if python_skip.is_none() {
+            match psupport::python_pipe(&sz) {
+                Ok(r) => {
+                    for (size, p50, p99) in r.latency {
+                        s.push(lat_key(PYTHON, size, "p50"), p50);
+                        s.push(lat_key(PYTHON, size, "p99"), p99);
+                    }
+                    for (size, rate) in r.stream {
+                        s.push(tput_key(PYTHON, size), rate);
+                    }
+                }
+                Err(why) => python_skip = Some(why),
+            }
+        }
+        eprintln!(
+            "  round {}/{} done ({:.0} s)",
+            rep + 1,
+            sz.reps,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let spin = Lat::PipeSpin.name();
+    let block = Lat::PipeBlock.name();
+    let woken = Lat::PipeWoken.name();
+    let atomic = Lat::AtomicFloor.name();
+    let futex = Lat::FutexFloor.name();
+
+    // ---- latency
+    let lat_rows: Vec<&str> = Lat::ALL.iter().map(|w| w.name()).chain([PYTHON]).collect();
+    for size in LAT_SIZES {
+        println!();
+        println!(
+            "One-way latency, {} (medians over rounds of each round's p50/p99; ratios: median of per-round p50 ratios, lower is faster)",
+            size_label(size)
+        );
+        println!(
+            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>11} {:>13}",
+            "case", "p50 ns", "p99 ns", "x atomic", "x futex", "x pipe_spin", "x shmproc_pipe"
+        );
+        for name in &lat_rows {
+            let p50 = lat_key(name, size, "p50");
+            let Some(m50) = s.median(&p50) else {
+                continue;
+            };
+            let m99 = s.median(&lat_key(name, size, "p99")).unwrap_or(f64::NAN);
+            // Against the 8-byte floors (the floors have no 4 KiB case).
+            let vs = |base: &str| s.ratio(&p50, &lat_key(base, 8, "p50"));
+            let ours = |o: &str| s.ratio(&p50, &lat_key(o, size, "p50"));
+            println!(
+                "{:<20} {:>10.0} {:>10.0} {:>9} {:>9} {:>11} {:>13}",
+                name,
+                m50,
+                m99,
+                fmt_ratio(vs(atomic)),
+                fmt_ratio(vs(futex)),
+                fmt_ratio(ours(spin)),
+                fmt_ratio(ours(block)),
+            );
+        }
+    }
+    println!(
+        "  (\"x atomic\"/\"x futex\": this row's p50 over the 8B floor's; \"x pipe_spin\"/\"x shmproc_pipe\": \
+         this row's p50 over ours: how many times faster ours is)"
+    );
+
+    // ---- throughput
+    let tput_rows: Vec<&str> = Tput::ALL.iter().map(|w| w.name()).chain([PYTHON]).collect();
+    let copy = Tput::PipeCopy.name();
+    let zc = Tput::PipeZeroCopy.name();
+    let memcpy = Tput::Memcpy.name();
+    let unix = Tput::UnixStream.name();
+    println!();
+    println!(
+        "Streaming, one way (medians over rounds; ratios are medians of per-round ratios: \"x memcpy\" and \
+         \"x unix\": this row over memcpy / unix_stream; \"copy x\": shmproc_pipe_copy over this row)"
+    );
+    println!(
+        "{:<22} {:>7} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "case", "size", "M msgs/s", "GB/s", "x memcpy", "x unix", "copy x"
+    );
+    for size in STREAM_SIZES {
+        for name in &tput_rows {
+            let key = tput_key(name, size);
+            let Some(rate) = s.median(&key) else {
+                continue;
+            };
+            println!(
+                "{:<22} {:>7} {:>11.4} {:>9.2} {:>9} {:>9} {:>9}",
+                name,
+                size_label(size),
+                rate / 1e6,
+                rate * size as f64 / 1e9,
+                fmt_ratio(s.ratio(&key, &tput_key(memcpy, size))),
+                fmt_ratio(s.ratio(&key, &tput_key(unix, size))),
+                fmt_ratio(s.ratio(&tput_key(copy, size), &key)),
+            );
+        }
+        println!();
+    }
+    if let Some(why) = &python_skip {
+        println!("{PYTHON}: SKIPPED: {why}");
+    }
+
+    // ---- raw per-round samples of the cases the targets compare
+    println!();
+    println!("raw per-round samples (8B latency p50 in ns; streams in GB/s):");
+    for who in [atomic, spin, futex, woken, block] {
+        print_raw(&s, &lat_key(who, 8, "p50"), 1.0);
+    }
+    for (size, who) in [
+        (1 << 20, memcpy),
+        (1 << 20, copy),
+        (1 << 20, zc),
+        (64 << 10, unix),
+        (64 << 10, copy),
+        (64 << 10, zc),
+    ] {
+        print_raw(&s, &tput_key(who, size), 1e9 / size as f64);
+    }
+
+    // ---- targets
+    println!();
+    println!("Targets (issue 5), paired ratios:");
+    let line = |ok: Option<bool>, what: String| match ok {
+        Some(ok) => println!("  {} {what}", verdict(ok)),
+        None => println!("  SKIP {what}"),
+    };
+    let lat = |who: &str| lat_key(who, 8, "p50");
+    let r = s.ratio(&lat(spin), &lat(atomic));
+    line(
+        r.map(|r| r <= 1.5),
+        format!(
+            "busy-poll latency 8B within 1.5x the atomic floor: {spin} {}",
+            fmt_ratio(r)
+        ),
+    );
+    let r = s.ratio(&lat(woken), &lat(futex));
+    line(
+        r.map(|r| r <= 1.2),
+        format!(
+            "blocking latency 8B within 1.2x a raw futex wake (receiver asleep): {woken} {}",
+            fmt_ratio(r)
+        ),
+    );
+    let r = s.ratio(&lat(block), &lat(futex));
+    line(
+        r.map(|r| r <= 1.2),
+        format!(
+            "blocking latency 8B within 1.2x a raw futex wake (back to back, the receive's spin catches it): {block} {}",
+            fmt_ratio(r)
+        ),
+    );
+    let mib = 1 << 20;
+    for (ours, factor) in [(copy, 0.4), (zc, 0.8)] {
+        let r = s.ratio(&tput_key(ours, mib), &tput_key(memcpy, mib));
+        line(
+            r.map(|r| r >= factor),
+            format!(
+                "1MiB streaming at least {factor}x memcpy bandwidth: {ours} {}",
+                fmt_ratio(r)
+            ),
+        );
+    }
+    let k64 = 64 << 10;
+    for ours in [copy, zc] {
+        let r = s.ratio(&tput_key(ours, k64), &tput_key(unix, k64));
+        line(
+            r.map(|r| r >= 5.0),
+            format!(
+                "64KiB streaming at least 5x a Unix socket (SOCK_STREAM): {ours} {}",
+                fmt_ratio(r)
+            ),
+        );
+    }
+    if !support::full_run() {
+        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
+    }
+}

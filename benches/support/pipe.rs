@@ -1,0 +1,837 @@
+//! What `pipe` and `pipe_compare` share (issue 5): the contestants of the
+//! `Pipe` benches, the one-way stream of byte messages between two forked
+//! processes, the memcpy baseline and Python's `multiprocessing.Pipe` run.
+//!
+//! The ping-pong (one-way latency), its floors (the atomic and futex
+//! ping-pongs) and the ipc-channel link come from `support/queue.rs`; the
+//! pipe's own contestants plug into it as [`Link`]s.
+//!
+//! Buffers on both sides of every copy are page-aligned ([`AlignedBuf`]):
+//! DESIGN.md measured glibc's memcpy 25-40x slower when the destination sits
+//! a few bytes past the source modulo 4 KiB (4K aliasing), and a `Vec` of
+//! 64 KiB or more starts 16 bytes into a page.
+
+#![allow(
+    unsafe_code,
+    reason = "page-aligned local buffers (std::alloc with a 4096 alignment), pipe2, and the stream's control block in a MAP_SHARED mmap"
+)]
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
+use shmproc_channel::{Connection, Pipe, PipeMode};
+use shmproc_shm::os;
+use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
+
+use crate::qsupport::{self, Latency, Link, QSizes, Who, cpu_for, pingpong_links, run_procs};
+use crate::support::{SharedMap, allowed_cpus, full_run, now_ns};
+
+/// Ping-pong message sizes.
+pub(crate) const LAT_SIZES: [usize; 2] = [8, 4096];
+/// Stream message sizes: 64 B, 64 KiB, 1 MiB, 64 MiB.
+pub(crate) const STREAM_SIZES: [usize; 4] = [64, 64 << 10, 1 << 20, 64 << 20];
+
+/// The sequence number that tells the consumer to stop.
+const SENTINEL: u64 = u64::MAX;
+
+// ---- sizes ----------------------------------------------------------------------
+
+/// Round trips, byte budgets and rounds: a real run (`--bench`) or the smoke run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PSizes {
+    /// Round trips per busy-poll ping-pong, timed `busy_batch` at a time.
+    pub(crate) busy_rtts: u64,
+    pub(crate) busy_batch: u64,
+    /// Round trips per blocking ping-pong (each timed).
+    pub(crate) block_rtts: u64,
+    /// Round trips per ping-pong with a pause before each ping.
+    pub(crate) woken_rtts: u64,
+    /// Bytes per stream run for the shared-memory contestants and memcpy
+    /// (message count capped at `fast_cap`).
+    pub(crate) fast_bytes: u64,
+    pub(crate) fast_cap: u64,
+    /// The same for the system-call contestants (pipe(2), Unix socket, ipc-channel).
+    pub(crate) slow_bytes: u64,
+    pub(crate) slow_cap: u64,
+    /// The fewest messages of a stream run.
+    pub(crate) min_msgs: u64,
+    /// Whether stream runs warm up first (untimed: a ring's worth of messages).
+    pub(crate) warm: bool,
+    /// Rounds (medians over these) in pipe_compare.
+    pub(crate) reps: usize,
+    /// Python: round trips per latency case, bytes per stream case.
+    pub(crate) python_rtts: u64,
+    pub(crate) python_bytes: u64,
+    /// How long a run may take before its children are killed.
+    pub(crate) deadline: Duration,
+}
+
+impl PSizes {
+    pub(crate) fn for_this_run() -> Self {
+        if full_run() {
+            Self {
+                busy_rtts: 100_000,
+                busy_batch: 10,
+                block_rtts: 10_000,
+                woken_rtts: 2_000,
+                fast_bytes: 512 << 20,
+                fast_cap: 1_000_000,
+                slow_bytes: 128 << 20,
+                slow_cap: 50_000,
+                min_msgs: 4,
+                warm: true,
+                reps: 7,
+                python_rtts: 1000,
+                python_bytes: 128 << 20,
+                deadline: Duration::from_secs(120),
+            }
+        } else {
+            Self {
+                busy_rtts: 200,
+                busy_batch: 10,
+                block_rtts: 50,
+                woken_rtts: 20,
+                fast_bytes: 1 << 20,
+                fast_cap: 2000,
+                slow_bytes: 1 << 20,
+                slow_cap: 500,
+                min_msgs: 1,
+                warm: false,
+                reps: 1,
+                python_rtts: 20,
+                python_bytes: 64 << 10,
+                deadline: Duration::from_secs(20),
+            }
+        }
+    }
+
+    /// Messages per stream run of `who` with `size`-byte messages.
+    pub(crate) fn messages(&self, who: Tput, size: usize) -> u64 {
+        let (bytes, cap) = if who.is_syscall() {
+            (self.slow_bytes, self.slow_cap)
+        } else {
+            (self.fast_bytes, self.fast_cap)
+        };
+        (bytes / size as u64).clamp(self.min_msgs, cap.max(self.min_msgs))
+    }
+}
+
+/// The ring size (per direction) of the streams' pipes: room for at least
+/// two messages in place (so `reserve` works and the writer can run ahead
+/// of the reader by a message), and at least 4 MiB (the Queue benches'
+/// channel size).
+pub(crate) fn ring_capacity(size: usize) -> usize {
+    (2 * (size + 64)).next_power_of_two().max(4 << 20)
+}
+
+// ---- page-aligned buffers -------------------------------------------------------
+
+/// A heap buffer starting on a page boundary, every page touched at birth.
+pub(crate) struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl AlignedBuf {
+    pub(crate) fn new(len: usize, fill: u8) -> Self {
+        let layout = Layout::from_size_align(len.max(1), 4096).expect("buffer layout");
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        let mut b = Self { ptr, layout };
+        b.fill(fill);
+        b
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live allocation of `layout.size()` initialised
+        // (zeroed) bytes, owned by `self`, which `&self` borrows.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// A buffer made on first use, in the process that uses it (after the
+/// fork: no copy-on-write faults inside a timed run).
+#[derive(Default)]
+struct LazyBuf(RefCell<Option<AlignedBuf>>);
+
+impl LazyBuf {
+    fn with<R>(&self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut b = self.0.borrow_mut();
+        let buf = b.get_or_insert_with(|| AlignedBuf::new(len, 0xa5));
+        assert!(buf.len() >= len, "one message size per link");
+        f(&mut buf[..len])
+    }
+}
+
+fn seq_in(b: &[u8]) -> u64 {
+    u64::from_ne_bytes(b[..8].try_into().expect("messages are at least 8 bytes"))
+}
+
+fn put_seq(b: &mut [u8], seq: u64) {
+    b[..8].copy_from_slice(&seq.to_ne_bytes());
+}
+
+// ---- latency contestants -----------------------------------------------------------
+
+/// Who carries the ping-pong messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lat {
+    /// Busy-poll floor: one atomic word per direction (8 B only; support/queue.rs).
+    AtomicFloor,
+    /// `Connection::poll(Some(Duration::ZERO))` in a spin loop, then `recv_bytes_into`.
+    PipeSpin,
+    /// Blocking floor: a futex word per direction, always wake, always wait
+    /// (8 B only), a pause before each ping (support/queue.rs).
+    FutexFloor,
+    /// `send_bytes` / `recv_bytes_into` (spin briefly, then sleep on a futex)
+    /// with a pause before each ping, so that the receiver is asleep.
+    PipeWoken,
+    /// `send_bytes` / `recv_bytes_into`, back to back.
+    PipeBlock,
+    /// `pipe(2)`, blocking `write_all` / `read_exact`.
+    OsPipe,
+    /// `socketpair(AF_UNIX, SOCK_STREAM)`, blocking `write_all` / `read_exact`.
+    UnixStream,
+    /// ipc-channel's bytes channel (support/queue.rs).
+    IpcChannel,
+}
+
+impl Lat {
+    pub(crate) const ALL: [Self; 8] = [
+        Self::AtomicFloor,
+        Self::PipeSpin,
+        Self::FutexFloor,
+        Self::PipeWoken,
+        Self::PipeBlock,
+        Self::OsPipe,
+        Self::UnixStream,
+        Self::IpcChannel,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::AtomicFloor => Who::AtomicFloor.name(),
+            Self::PipeSpin => "shmproc_pipe_spin",
+            Self::FutexFloor => Who::FutexFloor.name(),
+            Self::PipeWoken => "shmproc_pipe_woken",
+            Self::PipeBlock => "shmproc_pipe",
+            Self::OsPipe => "os_pipe",
+            Self::UnixStream => "unix_stream",
+            Self::IpcChannel => Who::IpcChannel.name(),
+        }
+    }
+
+    /// Busy-poll contestants time `busy_batch` round trips per sample.
+    pub(crate) fn is_busy(self) -> bool {
+        matches!(self, Self::AtomicFloor | Self::PipeSpin)
+    }
+
+    /// The untimed pause before each ping (ns), as the Queue's futex floor.
+    pub(crate) fn gap_ns(self) -> u64 {
+        match self {
+            Self::FutexFloor | Self::PipeWoken => Who::FutexFloor.gap_ns(),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn has_size(self, size: usize) -> bool {
+        !matches!(self, Self::AtomicFloor | Self::FutexFloor) || size == 8
+    }
+
+    /// (round trips, batch) of a run in pipe_compare.
+    pub(crate) fn counts(self, sz: &PSizes) -> (u64, u64) {
+        if self.is_busy() {
+            (sz.busy_rtts, sz.busy_batch)
+        } else if self.gap_ns() > 0 {
+            (sz.woken_rtts, 1)
+        } else {
+            (sz.block_rtts, 1)
+        }
+    }
+}
+
+/// One direction of a duplex pipe's ping-pong: sends on `tx`, receives on
+/// `rx` (the ping is a -> b, the pong b -> a). Each forked process uses its
+/// own copy of the cells, and one end each.
+pub(crate) struct PipeLink<'a> {
+    tx: &'a RefCell<Connection>,
+    rx: &'a RefCell<Connection>,
+    spin: bool,
+}
+
+impl<T: Pod> Link<T> for PipeLink<'_> {
+    fn send(&self, m: &T) {
+        self.tx
+            .borrow_mut()
+            .send_bytes(bytemuck::bytes_of(m))
+            .expect("send_bytes");
+    }
+    fn recv(&self, m: &mut T) {
+        let mut c = self.rx.borrow_mut();
+        if self.spin {
+            while !c.poll(Some(Duration::ZERO)).expect("poll") {
+                std::hint::spin_loop();
+            }
+        }
+        let n = c
+            .recv_bytes_into(bytemuck::bytes_of_mut(m))
+            .expect("recv_bytes_into");
+        assert_eq!(n, size_of::<T>(), "pipe message size");
+    }
+}
+
+/// A byte-stream file pair (pipe(2), a SOCK_STREAM socket pair): messages
+/// of one fixed size, written whole and read exactly.
+pub(crate) struct FdLink<W, R> {
+    tx: W,
+    rx: R,
+}
+
+impl FdLink<File, File> {
+    /// `pipe2(O_CLOEXEC)` (`std::io::pipe` is newer than the MSRV).
+    pub(crate) fn os_pipe() -> Self {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+        // SAFETY: the read end was just returned by a successful pipe2 and is
+        // owned by no one else.
+        let rx = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // SAFETY: as above, the write end.
+        let tx = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        Self {
+            tx: File::from(tx),
+            rx: File::from(rx),
+        }
+    }
+}
+
+impl FdLink<UnixStream, UnixStream> {
+    pub(crate) fn unix_stream() -> Self {
+        let (tx, rx) = UnixStream::pair().expect("socketpair");
+        Self { tx, rx }
+    }
+}
+
+impl<T: Pod, W, R> Link<T> for FdLink<W, R>
+where
+    for<'a> &'a W: Write,
+    for<'a> &'a R: Read,
+{
+    fn send(&self, m: &T) {
+        (&self.tx).write_all(bytemuck::bytes_of(m)).expect("write");
+    }
+    fn recv(&self, m: &mut T) {
+        (&self.rx)
+            .read_exact(bytemuck::bytes_of_mut(m))
+            .expect("read");
+    }
+}
+
+fn pipe_latency<T: Pod>(spin: bool, rtts: u64, batch_gap: (u64, u64), d: Duration) -> Latency {
+    let (a, b) = Pipe::new().expect("Pipe::new");
+    let (a, b) = (RefCell::new(a), RefCell::new(b));
+    let ping = PipeLink {
+        tx: &a,
+        rx: &b,
+        spin,
+    };
+    let pong = PipeLink {
+        tx: &b,
+        rx: &a,
+        spin,
+    };
+    pingpong_links::<T, _>(&ping, &pong, rtts, batch_gap, d)
+}
+
+fn fd_latency<T: Pod, W, R>(
+    make: fn() -> FdLink<W, R>,
+    rtts: u64,
+    batch_gap: (u64, u64),
+    d: Duration,
+) -> Latency
+where
+    for<'a> &'a W: Write,
+    for<'a> &'a R: Read,
+{
+    pingpong_links::<T, _>(&make(), &make(), rtts, batch_gap, d)
+}
+
+/// One ping-pong run of `who` with `size`-byte messages (8 or 4096), about
+/// `rtts` round trips, `batch` per timed sample (1 for the cases with a
+/// pause); `None` when `who` has no such size.
+pub(crate) fn latency(
+    who: Lat,
+    size: usize,
+    rtts: u64,
+    batch: u64,
+    sz: &PSizes,
+) -> Option<Latency> {
+    if !who.has_size(size) {
+        return None;
+    }
+    let qs = QSizes {
+        deadline: sz.deadline,
+        ..QSizes::for_this_run()
+    };
+    let d = sz.deadline;
+    let bg = if who.gap_ns() > 0 {
+        (1, who.gap_ns())
+    } else {
+        (batch, 0)
+    };
+    match (who, size) {
+        (Lat::AtomicFloor, _) => qsupport::latency(Who::AtomicFloor, 8, rtts, batch, &qs),
+        (Lat::FutexFloor, _) => qsupport::latency(Who::FutexFloor, 8, rtts, 1, &qs),
+        (Lat::IpcChannel, _) => qsupport::latency(Who::IpcChannel, size, rtts, 1, &qs),
+        (Lat::PipeSpin, 8) => Some(pipe_latency::<u64>(true, rtts, bg, d)),
+        (Lat::PipeSpin, 4096) => Some(pipe_latency::<[u8; 4096]>(true, rtts, bg, d)),
+        (Lat::PipeBlock | Lat::PipeWoken, 8) => Some(pipe_latency::<u64>(false, rtts, bg, d)),
+        (Lat::PipeBlock | Lat::PipeWoken, 4096) => {
+            Some(pipe_latency::<[u8; 4096]>(false, rtts, bg, d))
+        }
+        (Lat::OsPipe, 8) => Some(fd_latency::<u64, _, _>(FdLink::os_pipe, rtts, bg, d)),
+        (Lat::OsPipe, 4096) => Some(fd_latency::<[u8; 4096], _, _>(FdLink::os_pipe, rtts, bg, d)),
+        (Lat::UnixStream, 8) => Some(fd_latency::<u64, _, _>(FdLink::unix_stream, rtts, bg, d)),
+        (Lat::UnixStream, 4096) => Some(fd_latency::<[u8; 4096], _, _>(
+            FdLink::unix_stream,
+            rtts,
+            bg,
+            d,
+        )),
+        (_, other) => panic!("no ping-pong of {other} bytes"),
+    }
+}
+
+// ---- stream contestants ------------------------------------------------------------
+
+/// Who carries the stream (or, for memcpy, the copies of one process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tput {
+    /// `send_bytes` + `recv_bytes_into`, a one-way pipe with a ring of
+    /// [`ring_capacity`].
+    PipeCopy,
+    /// `reserve` + write in place + `commit`, `recv_bytes_ref` read in place;
+    /// the same pipe.
+    PipeZeroCopy,
+    /// `send_bytes` + `recv_bytes_into` over `Pipe::new()` (duplex, 1 MiB
+    /// rings: 1 MiB and 64 MiB messages stream through in chunks).
+    PipeDefault,
+    /// `pipe(2)`: `write_all` + `read_exact`.
+    OsPipe,
+    /// `socketpair(AF_UNIX, SOCK_STREAM)`: `write_all` + `read_exact`.
+    UnixStream,
+    /// ipc-channel's bytes channel: `send(&[u8])` + `recv() -> Vec<u8>`.
+    IpcChannel,
+    /// `copy_from_slice` between two page-aligned buffers in one process.
+    Memcpy,
+}
+
+impl Tput {
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Memcpy,
+        Self::PipeCopy,
+        Self::PipeZeroCopy,
+        Self::PipeDefault,
+        Self::OsPipe,
+        Self::UnixStream,
+        Self::IpcChannel,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::PipeCopy => "shmproc_pipe_copy",
+            Self::PipeZeroCopy => "shmproc_pipe_zerocopy",
+            Self::PipeDefault => "shmproc_pipe_default",
+            Self::OsPipe => "os_pipe",
+            Self::UnixStream => "unix_stream",
+            Self::IpcChannel => "ipc_channel",
+            Self::Memcpy => "memcpy",
+        }
+    }
+
+    fn is_syscall(self) -> bool {
+        matches!(self, Self::OsPipe | Self::UnixStream | Self::IpcChannel)
+    }
+}
+
+/// One direction of a stream of `len`-byte messages whose first 8 bytes
+/// carry a sequence number. Made before the fork; each side keeps its
+/// buffers and connection state in its own copy.
+trait ByteLink {
+    fn send(&self, seq: u64, len: usize);
+    /// Receives one message (of `len` bytes, checked), returning its sequence number.
+    fn recv(&self, len: usize) -> u64;
+    /// Untimed messages before the start line, to fault in rings and buffers.
+    fn warm_msgs(&self, _len: usize) -> u64 {
+        2
+    }
+}
+
+/// A one-way pipe: `copy` (send_bytes / recv_bytes_into) or zero-copy
+/// (reserve + commit / recv_bytes_ref).
+struct PipeStream {
+    tx: RefCell<Connection>,
+    rx: RefCell<Connection>,
+    zero_copy: bool,
+    ring: usize,
+    src: LazyBuf,
+    dst: LazyBuf,
+}
+
+impl PipeStream {
+    fn new(mode: PipeMode, ring: Option<usize>, zero_copy: bool) -> Self {
+        let (rx, tx, ring) = match ring {
+            Some(cap) => {
+                let (r, t) = Pipe::options(mode, cap).build().expect("Pipe::build");
+                (r, t, cap)
+            }
+            None => {
+                let (r, t) = Pipe::new().expect("Pipe::new");
+                (r, t, shmproc_channel::pipe::DEFAULT_CAPACITY)
+            }
+        };
+        Self {
+            tx: RefCell::new(tx),
+            rx: RefCell::new(rx),
+            zero_copy,
+            ring,
+            src: LazyBuf::default(),
+            dst: LazyBuf::default(),
+        }
+    }
+}
+
+impl ByteLink for PipeStream {
+    fn send(&self, seq: u64, len: usize) {
+        let mut tx = self.tx.borrow_mut();
+        self.src.with(len, |src| {
+            put_seq(src, seq);
+            if self.zero_copy {
+                // The one copy: the message is written in place in the ring.
+                let mut g = tx.reserve(len).expect("reserve");
+                g.copy_from_slice(src);
+                g.commit();
+            } else {
+                tx.send_bytes(src).expect("send_bytes");
+            }
+        });
+    }
+    fn recv(&self, len: usize) -> u64 {
+        let mut rx = self.rx.borrow_mut();
+        if self.zero_copy {
+            // Read in place: only the sequence number is looked at.
+            let g = rx.recv_bytes_ref().expect("recv_bytes_ref");
+            assert_eq!(g.len(), len, "pipe message size");
+            return seq_in(&g);
+        }
+        self.dst.with(len, |dst| {
+            let n = rx.recv_bytes_into(dst).expect("recv_bytes_into");
+            assert_eq!(n, len, "pipe message size");
+            seq_in(dst)
+        })
+    }
+    fn warm_msgs(&self, len: usize) -> u64 {
+        // One lap of the ring, and one message more.
+        let span = (len as u64 + 64).next_multiple_of(64);
+        ((self.ring as u64).div_ceil(span) + 1).min(1 << 16)
+    }
+}
+
+/// pipe(2) or a SOCK_STREAM socket pair.
+struct FdStream<W, R> {
+    link: FdLink<W, R>,
+    src: LazyBuf,
+    dst: LazyBuf,
+}
+
+impl<W, R> ByteLink for FdStream<W, R>
+where
+    for<'a> &'a W: Write,
+    for<'a> &'a R: Read,
+{
+    fn send(&self, seq: u64, len: usize) {
+        self.src.with(len, |src| {
+            put_seq(src, seq);
+            (&self.link.tx).write_all(src).expect("write");
+        });
+    }
+    fn recv(&self, len: usize) -> u64 {
+        self.dst.with(len, |dst| {
+            (&self.link.rx).read_exact(dst).expect("read");
+            seq_in(dst)
+        })
+    }
+}
+
+/// ipc-channel's bytes channel; the receiver gets a fresh `Vec` per message.
+struct IpcStream {
+    tx: IpcBytesSender,
+    rx: IpcBytesReceiver,
+    src: LazyBuf,
+}
+
+impl ByteLink for IpcStream {
+    fn send(&self, seq: u64, len: usize) {
+        self.src.with(len, |src| {
+            put_seq(src, seq);
+            self.tx.send(src).expect("ipc send");
+        });
+    }
+    fn recv(&self, len: usize) -> u64 {
+        let v = self.rx.recv().expect("ipc recv");
+        assert_eq!(v.len(), len, "ipc message size");
+        seq_in(&v)
+    }
+}
+
+/// The start line and the consumer's report, in a shared map.
+#[repr(C)]
+struct StreamCtl {
+    go: AtomicU32,
+    ready: AtomicU32,
+    received: AtomicU64,
+    seq_sum: AtomicU64,
+    end_ns: AtomicU64,
+}
+
+fn stream_ctl(map: &SharedMap) -> &StreamCtl {
+    // SAFETY: `at` checked bounds and alignment; the zero-filled bytes are a
+    // valid StreamCtl (atomics) living as long as `map`, which the result borrows.
+    unsafe { &*map.at::<StreamCtl>(0) }
+}
+
+fn wait_go(ctl: &StreamCtl) -> bool {
+    ctl.ready.fetch_add(1, Ordering::Release);
+    os::futex_wake(&ctl.ready, 1);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    // Acquire: pairs with the Release store of `go` in `start`.
+    while ctl.go.load(Ordering::Acquire) == 0 {
+        if Instant::now() > give_up {
+            return false;
+        }
+        os::futex_wait(&ctl.go, 0, Some(Duration::from_millis(100)));
+    }
+    true
+}
+
+/// Waits for both workers at the start line, releases them, returns the start time.
+fn start(ctl: &StreamCtl) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Acquire: pairs with the workers' Release increments of `ready`.
+        let r = ctl.ready.load(Ordering::Acquire);
+        if r == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "workers did not get ready");
+        os::futex_wait(&ctl.ready, r, Some(Duration::from_millis(100)));
+    }
+    let t0 = now_ns();
+    // Release: pairs with the workers' Acquire load of `go`.
+    ctl.go.store(1, Ordering::Release);
+    os::futex_wake(&ctl.go, u32::MAX);
+    t0
+}
+
+/// One stream run: a producer process sends `total` messages of `len` bytes
+/// (sequence numbers 1..=total, then a sentinel) to a consumer process, the
+/// two pinned to different CPUs, after `warm` untimed messages; the time
+/// from the start line to the consumer's last message. Panics when a
+/// message is lost or duplicated, a worker fails, or the deadline passes
+/// (the workers are then killed and reaped).
+fn stream_procs<L: ByteLink>(
+    link: &L,
+    len: usize,
+    total: u64,
+    warm: u64,
+    what: &str,
+    deadline: Duration,
+) -> Duration {
+    let map = SharedMap::new(4096);
+    let ctl = stream_ctl(&map);
+    let mut t0 = 0;
+    run_procs(
+        2,
+        |i| cpu_for(&[0, 1], i),
+        |i| {
+            if i == 0 {
+                for _ in 0..warm {
+                    link.send(0, len);
+                }
+                if !wait_go(ctl) {
+                    return 2;
+                }
+                for seq in 1..=total {
+                    link.send(seq, len);
+                }
+                link.send(SENTINEL, len);
+            } else {
+                for _ in 0..warm {
+                    link.recv(len);
+                }
+                if !wait_go(ctl) {
+                    return 2;
+                }
+                let (mut n, mut sum) = (0u64, 0u64);
+                loop {
+                    let s = link.recv(len);
+                    if s == SENTINEL {
+                        break;
+                    }
+                    n += 1;
+                    sum = sum.wrapping_add(s);
+                }
+                ctl.end_ns.store(now_ns(), Ordering::Relaxed);
+                ctl.received.store(n, Ordering::Relaxed);
+                ctl.seq_sum.store(sum, Ordering::Relaxed);
+            }
+            0
+        },
+        || t0 = start(ctl),
+        deadline,
+    );
+    let n = ctl.received.load(Ordering::Relaxed);
+    let sum = ctl.seq_sum.load(Ordering::Relaxed);
+    let expect = (u128::from(total) * u128::from(total + 1) / 2) as u64;
+    assert_eq!(n, total, "{what}: messages lost or duplicated");
+    assert_eq!(sum, expect, "{what}: wrong messages received");
+    Duration::from_nanos(ctl.end_ns.load(Ordering::Relaxed).saturating_sub(t0))
+}
+
+/// `total` copies of a page-aligned `len`-byte buffer into another, in this
+/// process (after one untimed copy).
+fn memcpy_run(len: usize, total: u64) -> Duration {
+    let mut src = AlignedBuf::new(len, 0x5a);
+    let mut dst = AlignedBuf::new(len, 0xa5);
+    dst[..len].copy_from_slice(&src[..len]);
+    let t = Instant::now();
+    for seq in 1..=total {
+        put_seq(&mut src, seq);
+        dst[..len].copy_from_slice(std::hint::black_box(&src[..len]));
+        std::hint::black_box(&mut dst[..]);
+    }
+    let el = t.elapsed();
+    assert_eq!(seq_in(&dst), total, "memcpy");
+    el
+}
+
+/// One stream run of `who`: `total` messages of `size` bytes, one way
+/// (for memcpy: `total` copies in this process).
+pub(crate) fn throughput(who: Tput, size: usize, total: u64, sz: &PSizes) -> Duration {
+    let d = sz.deadline;
+    let what = who.name();
+    match who {
+        Tput::Memcpy => memcpy_run(size, total),
+        Tput::PipeCopy | Tput::PipeZeroCopy | Tput::PipeDefault => {
+            let link = match who {
+                Tput::PipeDefault => PipeStream::new(PipeMode::Duplex, None, false),
+                _ => PipeStream::new(
+                    PipeMode::Simplex,
+                    Some(ring_capacity(size)),
+                    who == Tput::PipeZeroCopy,
+                ),
+            };
+            let warm = if sz.warm { link.warm_msgs(size) } else { 0 };
+            stream_procs(&link, size, total, warm, what, d)
+        }
+        Tput::OsPipe => fd_stream(FdLink::os_pipe(), size, total, sz, what),
+        Tput::UnixStream => fd_stream(FdLink::unix_stream(), size, total, sz, what),
+        Tput::IpcChannel => {
+            let (tx, rx) = ipc_channel::ipc::bytes_channel().expect("ipc bytes_channel");
+            let link = IpcStream {
+                tx,
+                rx,
+                src: LazyBuf::default(),
+            };
+            let warm = if sz.warm { link.warm_msgs(size) } else { 0 };
+            stream_procs(&link, size, total, warm, what, d)
+        }
+    }
+}
+
+fn fd_stream<W, R>(link: FdLink<W, R>, size: usize, total: u64, sz: &PSizes, what: &str) -> Duration
+where
+    for<'a> &'a W: Write,
+    for<'a> &'a R: Read,
+{
+    let link = FdStream {
+        link,
+        src: LazyBuf::default(),
+        dst: LazyBuf::default(),
+    };
+    let warm = if sz.warm { link.warm_msgs(size) } else { 0 };
+    stream_procs(&link, size, total, warm, what, sz.deadline)
+}
+
+// ---- Python -----------------------------------------------------------------------
+
+/// Python's `multiprocessing.Pipe` (`python/pipe.py`): one-way latency
+/// p50/p99 for 8 B and 4 KiB, one-way stream msgs/s for every stream size.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PythonRun {
+    /// (size, p50 ns, p99 ns)
+    pub(crate) latency: Vec<(usize, f64, f64)>,
+    /// (size, msgs/s)
+    pub(crate) stream: Vec<(usize, f64)>,
+}
+
+/// Runs `python/pipe.py`, or says why it could not.
+pub(crate) fn python_pipe(sz: &PSizes) -> Result<PythonRun, String> {
+    let pin = if allowed_cpus().len() >= 2 {
+        "pin"
+    } else {
+        "nopin"
+    };
+    let out = crate::support::run_python(
+        "pipe.py",
+        &[
+            &sz.python_rtts.to_string(),
+            &sz.python_bytes.to_string(),
+            pin,
+        ],
+    )?;
+    let num = |key: String| {
+        crate::support::json_number(&out, &key)
+            .ok_or_else(|| format!("no {key} in python output: {out:?}"))
+    };
+    let mut r = PythonRun::default();
+    for size in LAT_SIZES {
+        r.latency.push((
+            size,
+            num(format!("lat{size}_p50_ns"))?,
+            num(format!("lat{size}_p99_ns"))?,
+        ));
+    }
+    for size in STREAM_SIZES {
+        r.stream
+            .push((size, num(format!("tput{size}_msgs_per_s"))?));
+    }
+    Ok(r)
+}
