@@ -336,3 +336,297 @@ fn bytes_corrupt(data: &[u8]) {
         let _ = q2.try_get_bytes();
     }
 }
+
+/// `pipe_frames`: the framing of a [`Pipe`](crate::pipe::Pipe) with a
+/// corrupted ring. One process holds both ends of an anonymous pipe (4 KiB
+/// rings); the writing end sends messages, bytes from the input are
+/// scribbled into the meta line, the indices, the record headers and the
+/// payload between operations (through the segment's fd, as another process
+/// would), then the writer is closed and the reader receives until EOF or an
+/// error. Every call must return; never a panic, a hang or an out-of-bounds
+/// access.
+///
+/// Input: a config byte (bit 0: simplex, bit 1: which end writes when
+/// duplex), then opcodes. While the writer is open (`b % 8`): send_bytes
+/// (length `16 * byte`), send a `u64`, reserve (commit or drop), poll with
+/// a zero timeout, scribble 8 bytes, add a delta to 8 bytes, forge a record
+/// header near the head, close the writer. Once closed: recv_bytes_max,
+/// recv_bytes_into, recv `u64`, recv_bytes_ref, poll/readable, and the
+/// same three scribbles. Then a bounded drain, and a second reader opened
+/// on the segment's fd drains too.
+///
+/// Bounded by construction (pipe.rs: a reader waits only for a live writer
+/// that has not closed): nothing is received while the writer is open
+/// except `poll` with a zero timeout; a send runs only when the harness,
+/// which knows the writer's tail and reads the head, sees it cannot wait
+/// for space (the head is then never scribbled, so it moves only by the
+/// reader); after the close, scribbles spare the writer's `closed` word.
+pub fn pipe_frames(data: &[u8]) {
+    use crate::pipe::{Connection, Pipe, PipeEnd, PipeMode};
+    use std::time::Duration;
+
+    // Layout of pipe.rs (payload offsets), restated here on purpose: the
+    // harness plays "another process" and writes by offset.
+    const CAP: u64 = 4096;
+    const LINE: u64 = 64;
+    const META_ENDS: u64 = 16;
+    const CTL: [u64; 2] = [128, 512];
+    const DATA0: u64 = 4096 - DATA_OFFSET as u64;
+    const TAG_MSG: u32 = 0x4753_4d50;
+    const TAG_PAD: u32 = 0x4441_5050;
+    const PAYLOAD_LEN: u64 = DATA0 + 2 * CAP;
+
+    /// The payload offset of an 8-byte scribble (`r`: the reader's ring).
+    fn pick_offset(input: &mut Input<'_>, r: u64, head: u64) -> u64 {
+        let sel = input.byte().unwrap_or(0);
+        let x = u64::from(input.byte().unwrap_or(0)) << 8 | u64::from(input.byte().unwrap_or(0));
+        let ring_data = DATA0 + CAP * r;
+        match sel % 4 {
+            // Control words: capacity/mode, the end records, each ring's
+            // tail, head, wake and waiters/armed words.
+            0 => {
+                let words: [u64; 14] = [
+                    0,
+                    8,
+                    META_ENDS,
+                    META_ENDS + 8,
+                    META_ENDS + 16,
+                    META_ENDS + 24,
+                    CTL[0],
+                    CTL[0] + 128,
+                    CTL[0] + 256,
+                    CTL[0] + 264,
+                    CTL[1],
+                    CTL[1] + 128,
+                    CTL[1] + 256,
+                    CTL[1] + 264,
+                ];
+                words.get((x % 14) as usize).copied().unwrap_or(0)
+            }
+            // A record header field near the reader's head.
+            1 => ring_data + (head.wrapping_add((x >> 1) * LINE) & (CAP - 1)) + (x & 1) * 8,
+            // Anywhere in the reader's ring.
+            2 => ring_data + x % CAP,
+            _ => x % PAYLOAD_LEN,
+        }
+    }
+
+    let mut input = Input(data);
+    let Some(config) = input.byte() else { return };
+    let (mode, w_end) = if config & 1 != 0 {
+        (PipeMode::Simplex, 1usize)
+    } else {
+        (PipeMode::Duplex, usize::from((config >> 1) & 1))
+    };
+    let r_end = 1 - w_end;
+    let (a, b) = Pipe::options(mode, CAP as usize)
+        .build()
+        .expect("create an anonymous pipe");
+    let (mut w, mut r) = if w_end == 0 { (a, b) } else { (b, a) };
+    let file = File::from(
+        w.segment()
+            .fd()
+            .try_clone_to_owned()
+            .expect("dup the segment fd"),
+    );
+    let r_idx = r_end as u64;
+    let tail_off = if r_end == 0 { CTL[0] } else { CTL[1] };
+    let head_off = tail_off + 128;
+    let w_closed_off = META_ENDS + 16 * w_end as u64 + 8;
+    let read8 = |off: u64| -> u64 {
+        let mut b = [0u8; 8];
+        let _ = file.read_at(&mut b, DATA_OFFSET as u64 + off);
+        u64::from_le_bytes(b)
+    };
+    let write = |off: u64, bytes: &[u8], forbid: (u64, u64)| {
+        let end = (off + bytes.len() as u64).min(PAYLOAD_LEN);
+        if off >= end || (off < forbid.1 && forbid.0 < end) {
+            return;
+        }
+        let n = (end - off) as usize;
+        let _ = file.write_at(bytes.get(..n).unwrap_or(&[]), DATA_OFFSET as u64 + off);
+    };
+    // Scribble / delta / forged header; `forbid` is the range to spare.
+    let corrupt = |op: u8, input: &mut Input<'_>, forbid: (u64, u64)| {
+        let head = read8(head_off);
+        match op {
+            0 => {
+                let off = pick_offset(input, r_idx, head);
+                write(off, &input.u64().to_le_bytes(), forbid);
+            }
+            1 => {
+                let off = pick_offset(input, r_idx, head);
+                let delta = i64::from(input.byte().unwrap_or(0) as i8) * 8;
+                let v = read8(off).wrapping_add_signed(delta);
+                write(off, &v.to_le_bytes(), forbid);
+            }
+            _ => {
+                let k = u64::from(input.byte().unwrap_or(0));
+                let pos = head.wrapping_add((k % 8) * LINE) & (CAP - 1);
+                let sel = input.byte().unwrap_or(0);
+                let tag = match sel % 3 {
+                    0 => TAG_MSG,
+                    1 => TAG_PAD,
+                    _ => input.u64() as u32,
+                };
+                let len = match sel / 3 % 4 {
+                    0 => u64::from(input.byte().unwrap_or(0)),
+                    1 => CAP - pos,
+                    2 => u64::from(input.byte().unwrap_or(0)) << 12,
+                    _ => input.u64(),
+                };
+                let mut h = [0u8; 16];
+                let (t4, l8) = h.split_at_mut(8);
+                for (d, s) in t4.iter_mut().zip(tag.to_le_bytes()) {
+                    *d = s;
+                }
+                l8.copy_from_slice(&len.to_le_bytes());
+                write(DATA0 + CAP * r_idx + pos, &h, forbid);
+            }
+        }
+    };
+
+    // Phase 1: the writer is open. Its first send claims its end; from then
+    // on the harness knows its tail `t` exactly (every change is published).
+    let mut t = 0u64;
+    let mut writer_ok = w.send(&0x5eed_u64).is_ok();
+    if writer_ok {
+        t = LINE;
+        assert_eq!(read8(tail_off), t, "the tail the writer published");
+    }
+    // Whether a record of `span` bytes can be sent without waiting for
+    // space, and the tail after its pad. The head does not move meanwhile.
+    let fits = |t: u64, span: u64| -> Option<u64> {
+        if span > CAP {
+            return None;
+        }
+        let head = read8(head_off);
+        let ok = |t: u64, need: u64| {
+            let used = t.wrapping_sub(head);
+            used > CAP || CAP - used >= need // > CAP: a Corrupt error, no wait
+        };
+        let room = CAP - (t & (CAP - 1));
+        let t2 = if span > room {
+            if !ok(t, room) {
+                return None;
+            }
+            t.wrapping_add(room)
+        } else {
+            t
+        };
+        ok(t2, span).then_some(t2)
+    };
+    let shape = |len: u64| {
+        if len <= 48 {
+            LINE
+        } else {
+            LINE + len.div_ceil(LINE) * LINE
+        }
+    };
+    let phase1_forbid = (head_off, head_off + 8);
+    let mut ops = 0u32;
+    while let Some(op) = input.byte() {
+        ops += 1;
+        match op % 8 {
+            0..=2 if writer_ok => {
+                let len = match op % 8 {
+                    1 => 8,
+                    _ => 16 * u64::from(input.byte().unwrap_or(0)),
+                };
+                let span = shape(len);
+                let Some(t_pad) = fits(t, span) else { continue };
+                let msg = message(len as usize, u64::from(ops));
+                let r = match op % 8 {
+                    0 => w.send_bytes(&msg).map(|()| t_pad.wrapping_add(span)),
+                    1 => w.send(&u64::from(ops)).map(|()| t_pad.wrapping_add(span)),
+                    _ => w.reserve(len as usize).map(|mut g| {
+                        g.copy_from_slice(&msg);
+                        if op & 8 == 0 {
+                            g.commit();
+                            t_pad.wrapping_add(span)
+                        } else {
+                            t_pad
+                        }
+                    }),
+                };
+                match r {
+                    Ok(t_new) => {
+                        // A dropped reservation without a pad publishes
+                        // nothing (the shared tail may hold a scribble).
+                        if t_new != t {
+                            assert_eq!(read8(tail_off), t_new, "the tail the writer published");
+                        }
+                        t = t_new;
+                    }
+                    // The tail may have moved partway: no more sends.
+                    Err(_) => writer_ok = false,
+                }
+            }
+            0..=2 => {}
+            3 => {
+                let _ = r.poll(Some(Duration::ZERO));
+                let _ = (r.readable(), w.writable(), w.closed());
+            }
+            4..=6 => corrupt(op % 8 - 4, &mut input, phase1_forbid),
+            _ => break,
+        }
+    }
+    w.close();
+
+    // Phase 2: the writer is closed; every read ends (data, EOF or error).
+    let phase2_forbid = (w_closed_off, w_closed_off + 4);
+    let mut buf = Vec::new();
+    while let Some(op) = input.byte() {
+        match op % 8 {
+            0 => {
+                let max = 64 * usize::from(input.byte().unwrap_or(0));
+                if let Ok(v) = r.recv_bytes_max(max) {
+                    assert!(v.len() <= max);
+                }
+            }
+            1 => {
+                buf.resize(16 * usize::from(input.byte().unwrap_or(0)), 0);
+                if let Ok(n) = r.recv_bytes_into(&mut buf) {
+                    assert!(n <= buf.len());
+                }
+            }
+            2 => {
+                let _ = r.recv::<u64>();
+            }
+            3 => {
+                if let Ok(g) = r.recv_bytes_ref() {
+                    let _ = g.iter().fold(0u8, |a, &b| a ^ b);
+                }
+            }
+            4 => {
+                let _ = r.poll(Some(Duration::ZERO));
+                let _ = r.readable();
+            }
+            k => corrupt(k - 5, &mut input, phase2_forbid),
+        }
+    }
+    // Drain: each success consumes at least a line of at most a ring's worth
+    // (nothing is scribbled now), and the first error stops it. The cap on
+    // the length keeps a forged huge length from allocating.
+    for _ in 0..=CAP / LINE {
+        if r.recv_bytes_max(1 << 20).is_err() {
+            break;
+        }
+    }
+    // A fresh reader on the scribbled segment (it takes the end over): its
+    // open validates the layout, and it drains to an end as well.
+    let fd = w.segment().fd().try_clone_to_owned().expect("dup");
+    let end = if r_end == 0 {
+        PipeEnd::First
+    } else {
+        PipeEnd::Second
+    };
+    if let Ok(mut r2) = Connection::open_fd(fd, end) {
+        for _ in 0..=CAP / LINE {
+            if r2.recv_bytes_max(1 << 20).is_err() {
+                break;
+            }
+        }
+    }
+    drop(r);
+}

@@ -74,7 +74,7 @@
 
 use std::io::{Read, Write};
 use std::mem::{offset_of, size_of};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -675,6 +675,54 @@ impl Connection {
             .open(name)
             .map_err(ConnectionError::segment("open"))?;
         Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    /// Opens end `end` of the pipe whose segment descriptor is `fd` (an
+    /// anonymous pipe's [`segment`](Self::segment) fd, passed to another
+    /// process). Like [`open`](Self::open) it has no sentinel, and it is an
+    /// opener: dropping it never unlinks or unmaps anything but its own view.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open_fd(fd)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    /// The pipe's segment (its [`fd`](Segment::fd) is what
+    /// [`open_fd`](Self::open_fd) takes).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Gives up this process's claim on the end, for handing it to another
+    /// process (`shmproc_process` does this when a `Connection` is passed to
+    /// a child): when this process holds the claim, the owner record goes
+    /// back to "unclaimed", so the next process to use the end claims it.
+    /// Afterwards this handle's calls fail with
+    /// [`NotOwner`](ConnectionError::NotOwner) and its drop does not close
+    /// the end. A never-used end is left as it is (the drop of a never-used
+    /// handle never closes). Messages already received stay received; the
+    /// next owner starts at the published indices.
+    pub fn release_claim(&self) {
+        let me = owner::my_pid();
+        if self.claimed_pid != me {
+            return;
+        }
+        let rec = self.my_end().owner.load(Ordering::Relaxed);
+        if (rec >> 40) as u32 == me {
+            // Release: publishes our last stores of head/tail (already
+            // Release) before the record that lets the next owner claim;
+            // pairs with the claimer's AcqRel swap. A failed exchange means
+            // someone took the end over meanwhile: nothing to give up.
+            let _ =
+                self.my_end()
+                    .owner
+                    .compare_exchange(rec, 0, Ordering::Release, Ordering::Relaxed);
+        }
     }
 
     fn attach(seg: Arc<Segment>, end: usize, sentinels: Option<Sentinels>) -> Result<Self> {

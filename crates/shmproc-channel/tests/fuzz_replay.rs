@@ -1,6 +1,6 @@
-//! Replays the corpora of the fuzz targets `queue_ops` and `queue_corrupt`
-//! (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`) on stable,
-//! through the same entry points as the cargo-fuzz targets.
+//! Replays the corpora of the fuzz targets `queue_ops`, `queue_corrupt` and
+//! `pipe_frames` (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`)
+//! on stable, through the same entry points as the cargo-fuzz targets.
 //!
 //! The seeds come from `write_queue_seeds`:
 //! `cargo test -p shmproc-channel --test fuzz_replay -- --ignored write_queue_seeds`.
@@ -17,6 +17,11 @@ fn replay_queue_ops() {
 #[test]
 fn replay_queue_corrupt() {
     replay_fuzz_corpus("queue_corrupt", fuzzing::queue_corrupt);
+}
+
+#[test]
+fn replay_pipe_frames() {
+    replay_fuzz_corpus("pipe_frames", fuzzing::pipe_frames);
 }
 
 /// The seeds themselves run clean (also when the corpus was minimised away from them).
