@@ -518,6 +518,59 @@ shareable_queue!(
     "ByteQueue": [] shmproc_channel::ByteQueue,
 );
 
+/// A pipe end travels as its segment's handle (the name, or the anonymous
+/// segment's fd) plus which end it is; the child reopens that end (with no
+/// [`sentinel`](shmproc_channel::Connection::sentinel): `wait` on it falls
+/// back to bounded sleeps).
+///
+/// Ownership (one end, one process at a time): packing gives up the
+/// parent's claim ([`release_claim`](shmproc_channel::Connection::release_claim)),
+/// so the child claims the end on its first use.
+/// - A parent that never used the end: nothing to give up; its copy's drop
+///   never closes a never-used end, so the child's use is unaffected.
+/// - A parent that did use it: messages it already received stay received
+///   and the child starts at the published indices; from then on the
+///   parent's copy fails with `NotOwner` and its drop does not close the
+///   end (it is the child's). Use the end in one process only.
+///
+/// If the child dies before its first use, the end counts as the
+/// creator's (the parent's) and its peer sees no EOF: close the peer or
+/// use a timeout.
+impl Transfer for shmproc_channel::Connection {
+    fn pack(&self, p: &mut Packer) -> Result<(), ProcessError> {
+        let handle = match self.name() {
+            Some(n) => RawHandle::Name(n.to_owned()),
+            None => self
+                .segment()
+                .fd()
+                .try_clone_to_owned()
+                .map(RawHandle::Fd)
+                .map_err(ProcessError::os("dup"))?,
+        };
+        let end = match self.end() {
+            shmproc_channel::PipeEnd::First => 0u8,
+            shmproc_channel::PipeEnd::Second => 1u8,
+        };
+        self.release_claim();
+        p.put_bytes(&[end]);
+        handle.pack(p);
+        Ok(())
+    }
+
+    fn unpack(u: &mut Unpacker<'_>) -> Result<Self, ProcessError> {
+        let end = match u.take_bytes(1)? {
+            [0] => shmproc_channel::PipeEnd::First,
+            [1] => shmproc_channel::PipeEnd::Second,
+            other => return Err(ProcessError::args("Connection", format!("end {other:?}"))),
+        };
+        match RawHandle::unpack(u)? {
+            RawHandle::Name(n) => shmproc_channel::Connection::open(&n, end),
+            RawHandle::Fd(fd) => shmproc_channel::Connection::open_fd(fd, end),
+        }
+        .map_err(share_err("Connection"))
+    }
+}
+
 /// Encodes `args` into bytes and descriptors.
 pub(crate) fn pack_args<A: Transfer>(args: &A) -> Result<(Vec<u8>, Vec<OwnedFd>), ProcessError> {
     let mut p = Packer::new();
