@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
-use shmproc::{ByteQueue, Process, Queue, Shareable, current_process};
+use shmproc::{ByteQueue, Connection, Pipe, Process, Queue, Shareable, current_process};
 
 type DemoResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -42,6 +42,18 @@ fn big_sender((queue, len): (ByteQueue, usize)) {
     let mut slot = queue.reserve(text.len()).expect("queue open");
     slot.copy_from_slice(text);
     slot.commit().expect("not taken");
+}
+
+/// Receives numbers over its end of a Pipe and answers with their doubles,
+/// until a 0 arrives.
+fn doubler(mut conn: Connection) {
+    while let Ok(n) = conn.recv::<u64>() {
+        if n == 0 {
+            break;
+        }
+        conn.send(&(n * 2)).expect("peer open");
+    }
+    conn.send_bytes(b"bye").expect("peer open");
 }
 
 /// The tutorial's `is_prime`.
@@ -112,6 +124,7 @@ fn demo() -> DemoResult {
     processes()?;
     queue_squares()?;
     queue_any_size()?;
+    pipe_conversation()?;
     pool_map_is_prime()?;
     value_and_lock()?;
     owner_died()?;
@@ -174,6 +187,32 @@ fn queue_any_size() -> DemoResult {
     p.join()?;
     if !intact {
         return Err("the large message arrived damaged".into());
+    }
+    Ok(())
+}
+
+/// `Pipe()`: a two-way conversation with a child, then EOF when it exits.
+fn pipe_conversation() -> DemoResult {
+    section("Pipe: a two-way conversation with a child, then EOF after it exits");
+    let (mut here, there) = Pipe::new()?;
+    let mut p = Process::new(doubler, there);
+    p.start()?;
+    for n in [3u64, 7, 21] {
+        here.send(&n)?;
+        if !here.poll(Some(Duration::from_secs(30)))? {
+            return Err("the child did not answer".into());
+        }
+        println!("  sent {n}, received {}", here.recv::<u64>()?);
+    }
+    here.send(&0u64)?;
+    println!(
+        "  child says {:?}",
+        String::from_utf8_lossy(&here.recv_bytes_timeout(Duration::from_secs(30))?)
+    );
+    p.join()?;
+    match here.recv_bytes_timeout(Duration::from_secs(30)) {
+        Err(e) => println!("  after the child exited: {e}"),
+        Ok(_) => return Err("a message after the child's last one".into()),
     }
     Ok(())
 }
