@@ -4,7 +4,8 @@
 //! - `pipe_pingpong_<size>` (8B, 4KiB): one-way latency (half a round trip)
 //!   of `atomic_pingpong` and `futex_pingpong` (the floors, 8B only),
 //!   `shmproc_pipe_spin` (`poll(Some(Duration::ZERO))` spinning, then
-//!   `recv_bytes_into`), `shmproc_pipe` (blocking), `shmproc_pipe_woken`
+//!   `recv_bytes_into`), `shmproc_pipe_readable` (`readable()` spinning),
+//!   `shmproc_pipe` (blocking), `shmproc_pipe_woken`
 //!   (blocking, a pause before each ping), `os_pipe`, `unix_stream`,
 //!   `ipc_channel`.
 //! - `pipe_stream_<size>` (64B, 64KiB, 1MiB, 64MiB): one-way throughput,

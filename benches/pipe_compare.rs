@@ -283,7 +283,7 @@ fn main() {
     // ---- raw per-round samples of the cases the targets compare
     println!();
     println!("raw per-round samples (8B latency p50 in ns; streams in GB/s):");
-    for who in [atomic, spin, futex, woken, block] {
+    for who in [atomic, spin, Lat::PipeReadable.name(), futex, woken, block] {
         print_raw(&s, &lat_key(who, 8, "p50"), 1.0);
     }
     for (size, who) in [
@@ -312,6 +312,12 @@ fn main() {
             "busy-poll latency 8B within 1.5x the atomic floor: {spin} {}",
             fmt_ratio(r)
         ),
+    );
+    let readable = Lat::PipeReadable.name();
+    let r = s.ratio(&lat(readable), &lat(atomic));
+    println!(
+        "  info busy-poll latency 8B spinning on readable() instead of poll(ZERO): {readable} {} the atomic floor",
+        fmt_ratio(r)
     );
     let r = s.ratio(&lat(woken), &lat(futex));
     line(

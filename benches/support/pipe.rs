@@ -206,6 +206,9 @@ pub(crate) enum Lat {
     AtomicFloor,
     /// `Connection::poll(Some(Duration::ZERO))` in a spin loop, then `recv_bytes_into`.
     PipeSpin,
+    /// `Connection::readable()` in a spin loop (no clock read), then
+    /// `recv_bytes_into` (for comparison with `PipeSpin`; no target).
+    PipeReadable,
     /// Blocking floor: a futex word per direction, always wake, always wait
     /// (8 B only), a pause before each ping (support/queue.rs).
     FutexFloor,
@@ -223,9 +226,10 @@ pub(crate) enum Lat {
 }
 
 impl Lat {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::AtomicFloor,
         Self::PipeSpin,
+        Self::PipeReadable,
         Self::FutexFloor,
         Self::PipeWoken,
         Self::PipeBlock,
@@ -238,6 +242,7 @@ impl Lat {
         match self {
             Self::AtomicFloor => Who::AtomicFloor.name(),
             Self::PipeSpin => "shmproc_pipe_spin",
+            Self::PipeReadable => "shmproc_pipe_readable",
             Self::FutexFloor => Who::FutexFloor.name(),
             Self::PipeWoken => "shmproc_pipe_woken",
             Self::PipeBlock => "shmproc_pipe",
@@ -249,7 +254,10 @@ impl Lat {
 
     /// Busy-poll contestants time `busy_batch` round trips per sample.
     pub(crate) fn is_busy(self) -> bool {
-        matches!(self, Self::AtomicFloor | Self::PipeSpin)
+        matches!(
+            self,
+            Self::AtomicFloor | Self::PipeSpin | Self::PipeReadable
+        )
     }
 
     /// The untimed pause before each ping (ns), as the Queue's futex floor.
@@ -276,13 +284,24 @@ impl Lat {
     }
 }
 
+/// How a ping-pong receiver waits for the next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvWait {
+    /// `recv_bytes_into` blocks (spins briefly, then sleeps on a futex).
+    Block,
+    /// `poll(Some(Duration::ZERO))` until true.
+    Poll,
+    /// `readable()` until true.
+    Readable,
+}
+
 /// One direction of a duplex pipe's ping-pong: sends on `tx`, receives on
 /// `rx` (the ping is a -> b, the pong b -> a). Each forked process uses its
 /// own copy of the cells, and one end each.
 pub(crate) struct PipeLink<'a> {
     tx: &'a RefCell<Connection>,
     rx: &'a RefCell<Connection>,
-    spin: bool,
+    wait: RecvWait,
 }
 
 impl<T: Pod> Link<T> for PipeLink<'_> {
@@ -294,9 +313,17 @@ impl<T: Pod> Link<T> for PipeLink<'_> {
     }
     fn recv(&self, m: &mut T) {
         let mut c = self.rx.borrow_mut();
-        if self.spin {
-            while !c.poll(Some(Duration::ZERO)).expect("poll") {
-                std::hint::spin_loop();
+        match self.wait {
+            RecvWait::Block => {}
+            RecvWait::Poll => {
+                while !c.poll(Some(Duration::ZERO)).expect("poll") {
+                    std::hint::spin_loop();
+                }
+            }
+            RecvWait::Readable => {
+                while !c.readable() {
+                    std::hint::spin_loop();
+                }
             }
         }
         let n = c
@@ -354,18 +381,18 @@ where
     }
 }
 
-fn pipe_latency<T: Pod>(spin: bool, rtts: u64, batch_gap: (u64, u64), d: Duration) -> Latency {
+fn pipe_latency<T: Pod>(wait: RecvWait, rtts: u64, batch_gap: (u64, u64), d: Duration) -> Latency {
     let (a, b) = Pipe::new().expect("Pipe::new");
     let (a, b) = (RefCell::new(a), RefCell::new(b));
     let ping = PipeLink {
         tx: &a,
         rx: &b,
-        spin,
+        wait,
     };
     let pong = PipeLink {
         tx: &b,
         rx: &a,
-        spin,
+        wait,
     };
     pingpong_links::<T, _>(&ping, &pong, rtts, batch_gap, d)
 }
@@ -410,11 +437,17 @@ pub(crate) fn latency(
         (Lat::AtomicFloor, _) => qsupport::latency(Who::AtomicFloor, 8, rtts, batch, &qs),
         (Lat::FutexFloor, _) => qsupport::latency(Who::FutexFloor, 8, rtts, 1, &qs),
         (Lat::IpcChannel, _) => qsupport::latency(Who::IpcChannel, size, rtts, 1, &qs),
-        (Lat::PipeSpin, 8) => Some(pipe_latency::<u64>(true, rtts, bg, d)),
-        (Lat::PipeSpin, 4096) => Some(pipe_latency::<[u8; 4096]>(true, rtts, bg, d)),
-        (Lat::PipeBlock | Lat::PipeWoken, 8) => Some(pipe_latency::<u64>(false, rtts, bg, d)),
-        (Lat::PipeBlock | Lat::PipeWoken, 4096) => {
-            Some(pipe_latency::<[u8; 4096]>(false, rtts, bg, d))
+        (Lat::PipeSpin | Lat::PipeReadable | Lat::PipeBlock | Lat::PipeWoken, 8 | 4096) => {
+            let wait = match who {
+                Lat::PipeSpin => RecvWait::Poll,
+                Lat::PipeReadable => RecvWait::Readable,
+                _ => RecvWait::Block,
+            };
+            Some(if size == 8 {
+                pipe_latency::<u64>(wait, rtts, bg, d)
+            } else {
+                pipe_latency::<[u8; 4096]>(wait, rtts, bg, d)
+            })
         }
         (Lat::OsPipe, 8) => Some(fd_latency::<u64, _, _>(FdLink::os_pipe, rtts, bg, d)),
         (Lat::OsPipe, 4096) => Some(fd_latency::<[u8; 4096], _, _>(FdLink::os_pipe, rtts, bg, d)),
