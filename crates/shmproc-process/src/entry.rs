@@ -265,6 +265,9 @@ pub(crate) fn ensure_hook_linked() {
 }
 
 extern "C" fn boot_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    // Every process of a program that links this crate tags the named
+    // segments it creates with its crash-cleanup session (see `tracker`).
+    crate::tracker::install();
     if argc < 2 || argv.is_null() {
         return;
     }
@@ -280,7 +283,10 @@ extern "C" fn boot_hook(argc: c_int, argv: *const *const c_char, _envp: *const *
         return;
     };
     // Never unwind out of an `extern "C"` function.
-    let r = std::panic::catch_unwind(|| crate::child::dispatch(role));
+    let r = std::panic::catch_unwind(|| match role.strip_prefix(b"tracker=") {
+        Some(arg) => crate::tracker::run_tracker(arg),
+        None => crate::child::dispatch(role),
+    });
     if r.is_err() {
         os::exit_now(1);
     }

@@ -62,7 +62,10 @@
 //!   Python does; a child does the same for its own children before it exits.
 //!   A daemon may not start children ([`ProcessError::DaemonCannotHaveChildren`]).
 //! - Segments created by a child that was killed are removed when the parent
-//!   reaps it, if nobody maps them any more (see [`reap_segments_of`]).
+//!   reaps it, if nobody maps them any more (see [`reap_segments_of`]); those
+//!   of a top-level program that was itself killed, by its session tracker, a
+//!   small process started with the first named segment (see
+//!   [`tracker_session`] and the `tracker` module source).
 //!
 //! # How the child finds its target
 //! See the `entry` module source: the parent records the target's and a
@@ -90,7 +93,9 @@ pub use context::{
 };
 pub use error::ProcessError;
 pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
-pub use tracker::{reap_orphaned_segments, reap_segments_of};
+pub use tracker::{
+    ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,
+};
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
 pub use transfer::{Packer, PodArg, RawHandle, Shareable, Transfer, Unpacker};

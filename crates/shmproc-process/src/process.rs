@@ -635,7 +635,9 @@ pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, Proc
         .and_then(|a| CString::new(a.as_bytes()).ok())
         .unwrap_or_else(|| c"shmproc-child".to_owned());
     let arg = CString::new(arg).map_err(|_| ProcessError::args("argv", "NUL byte"))?;
-    let env: Vec<CString> = std::env::vars_os()
+    let session = crate::tracker::known_session();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| session.is_none() || k != crate::tracker::ENV_SESSION)
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -643,6 +645,10 @@ pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, Proc
             CString::new(kv).ok()
         })
         .collect();
+    // The child's segments join this process's crash-cleanup session.
+    if let Some(s) = session {
+        env.extend(CString::new(format!("{}={s:x}", crate::tracker::ENV_SESSION)).ok());
+    }
     let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
     os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, keep)
         .map_err(ProcessError::os("posix_spawn"))

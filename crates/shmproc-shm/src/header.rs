@@ -11,7 +11,9 @@ use crate::sync::real::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMPROC\0"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPROC\0");
 /// The version of the header and of every layout defined in this workspace.
-/// Bumped whenever any shared layout changes.
+/// Bumped whenever any shared layout changes. (`flags` and `session` took
+/// over fields that version 1 wrote as 0 and never validated, with 0 still
+/// meaning "none": not a change of layout.)
 pub const LAYOUT_VERSION: u32 = 1;
 /// Size of [`SegmentHeader`].
 pub const HEADER_LEN: u32 = 64;
@@ -28,6 +30,10 @@ pub const STATE_READY: u32 = 2;
 /// `state`: the creator gave up during initialisation; never becomes ready.
 pub const STATE_POISONED: u32 = 3;
 
+/// `flags` bit: the segment was [persisted](crate::Segment::persist) on
+/// purpose; crash cleanup never removes it.
+pub const FLAG_PERSISTENT: u32 = 1;
+
 /// The header at offset 0 of every segment.
 ///
 /// ```text
@@ -40,9 +46,9 @@ pub const STATE_POISONED: u32 = 3;
 ///     32     4  kind            what the segment holds (SegmentKind)
 ///     36     4  state           0 uninit, 1 initialising, 2 ready, 3 poisoned (futex word)
 ///     40     4  creator_pid     pid of the creating process
-///     44     4  flags           reserved, 0
+///     44     4  flags           FLAG_PERSISTENT (bit 0); other bits 0
 ///     48     8  capacity        element count of the payload (0 when not applicable)
-///     56     8  reserved        0
+///     56     8  session         crash-cleanup session of the creator, or 0 (none)
 ///     64    64  (reserved line) payload starts at DATA_OFFSET = 128
 /// ```
 ///
@@ -68,12 +74,14 @@ pub struct SegmentHeader {
     pub state: AtomicU32,
     /// Pid of the creator.
     pub creator_pid: AtomicU32,
-    /// Reserved, 0.
+    /// [`FLAG_PERSISTENT`]; other bits 0. Set and cleared after publication
+    /// (with `Release`), so read it with `Acquire`.
     pub flags: AtomicU32,
     /// Element count of the payload, or 0.
     pub capacity: AtomicU64,
-    /// Reserved, 0.
-    pub reserved: AtomicU64,
+    /// The crash-cleanup session the creator belongs to (see
+    /// [`set_session_provider`](crate::set_session_provider)), or 0.
+    pub session: AtomicU64,
 }
 
 const _: () = {
@@ -89,7 +97,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, creator_pid) == 40);
     assert!(offset_of!(SegmentHeader, flags) == 44);
     assert!(offset_of!(SegmentHeader, capacity) == 48);
-    assert!(offset_of!(SegmentHeader, reserved) == 56);
+    assert!(offset_of!(SegmentHeader, session) == 56);
     assert!(DATA_OFFSET >= HEADER_LEN as usize && DATA_OFFSET % 128 == 0);
 };
 
@@ -138,7 +146,7 @@ impl SegmentHeader {
     }
 
     /// Writes every field but `state` (left at [`STATE_INITIALIZING`]).
-    pub(crate) fn init(&self, segment_len: u64, kind: SegmentKind, ty: &TypeSpec) {
+    pub(crate) fn init(&self, segment_len: u64, kind: SegmentKind, ty: &TypeSpec, session: u64) {
         // Relaxed: nothing is published until `state` becomes READY with Release.
         self.state.store(STATE_INITIALIZING, Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Relaxed);
@@ -151,7 +159,7 @@ impl SegmentHeader {
             .store(crate::os::getpid() as u32, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
         self.capacity.store(ty.capacity, Ordering::Relaxed);
-        self.reserved.store(0, Ordering::Relaxed);
+        self.session.store(session, Ordering::Relaxed);
     }
 }
 

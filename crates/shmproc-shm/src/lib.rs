@@ -64,12 +64,14 @@ pub mod fuzzing;
 
 pub use error::{IndexError, NameError, OffsetError, SegmentError};
 pub use header::{
-    DATA_OFFSET, HEADER_LEN, HeaderFields, LAYOUT_VERSION, MAGIC, STATE_INITIALIZING,
-    STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind, TypeSpec,
+    DATA_OFFSET, FLAG_PERSISTENT, HEADER_LEN, HeaderFields, LAYOUT_VERSION, MAGIC,
+    STATE_INITIALIZING, STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind,
+    TypeSpec,
 };
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
 pub use segment::{
-    DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PendingSegment, Segment, SegmentLayout,
+    DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
+    SegmentLayout, set_session_provider,
 };
 pub use view::{Offset, ShmBox, ShmSafe, ShmSlice};
 

@@ -1032,3 +1032,35 @@ fn madvise_range(start: usize, end: usize, advice: libc::c_int) -> io::Result<()
     let ret = unsafe { libc::madvise(std::ptr::without_provenance_mut(first), len, advice) };
     cvt(ret).map(drop)
 }
+
+/// `setsid()`: makes the calling process the leader of a new session and
+/// process group, detached from any controlling terminal (so a Ctrl-C or a
+/// hang-up meant for the program's group does not reach it).
+///
+/// # References
+/// `man 2 setsid`
+#[doc(alias = "setsid")]
+pub fn new_session() -> io::Result<Pid> {
+    // SAFETY: setsid has no preconditions.
+    cvt(unsafe { libc::setsid() })
+}
+
+/// Points standard input, output and error at `/dev/null` (`open` + `dup2`),
+/// so a background helper process holds no pipe its parent's reader waits
+/// on for end-of-file.
+///
+/// # References
+/// `man 2 dup2`
+#[doc(alias = "dup2")]
+pub fn stdio_to_dev_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..3 {
+        // SAFETY: dup2 on a descriptor we own onto a standard stream number;
+        // the previous stream is closed atomically by the kernel.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}

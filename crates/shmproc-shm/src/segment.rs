@@ -8,14 +8,16 @@ use std::fmt;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{OffsetError, SegmentError};
 use crate::header::{
-    DATA_OFFSET, HEADER_LEN, HeaderFields, LAYOUT_VERSION, MAGIC, STATE_INITIALIZING,
-    STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind, TypeSpec,
+    DATA_OFFSET, FLAG_PERSISTENT, HEADER_LEN, HeaderFields, LAYOUT_VERSION, MAGIC,
+    STATE_INITIALIZING, STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind,
+    TypeSpec,
 };
 use crate::name::SegmentName;
 use crate::os;
@@ -28,6 +30,43 @@ pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The largest segment this build can map.
 pub const MAX_SEGMENT_LEN: u64 = isize::MAX as u64;
+
+/// The function that names the crash-cleanup session of named segments this
+/// process creates (see [`set_session_provider`]).
+static SESSION_PROVIDER: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Installs `provider`, called once per [`Segment::create`] (before the name
+/// exists) for the session tag stored in the new segment's header
+/// ([`SegmentHeader::session`]); 0 means none. Crash cleanup (a resource
+/// tracker, in `shmproc-process`) removes the segments of a session whose
+/// creator died, so the provider typically makes sure that tracker runs.
+/// The first call wins; later ones return `false`. Anonymous segments have
+/// no name to leak and are never tagged.
+pub fn set_session_provider(provider: fn() -> u64) -> bool {
+    SESSION_PROVIDER.set(provider).is_ok()
+}
+
+fn current_session() -> u64 {
+    SESSION_PROVIDER.get().map_or(0, |f| f())
+}
+
+/// The header fields crash cleanup needs, read from a named segment's file
+/// without mapping it ([`Segment::peek`]). Nothing here is validated beyond
+/// the magic and layout version: the segment may be half-initialised, or
+/// written by a hostile process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeekedHeader {
+    /// The publication state (`STATE_*`).
+    pub state: u32,
+    /// What the header says the segment holds.
+    pub kind: SegmentKind,
+    /// The creator's pid as the header says.
+    pub creator_pid: u32,
+    /// Whether [`FLAG_PERSISTENT`] is set.
+    pub persistent: bool,
+    /// The creator's session tag, or 0.
+    pub session: u64,
+}
 
 /// What a new segment holds: its kind, its element type and its payload size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,9 +256,19 @@ impl Segment {
         let name = SegmentName::new(name)?;
         let label = name.as_str().to_owned();
         let total = total_len(&label, layout)?;
+        // Before the name exists, so that whatever cleans up after a crash is
+        // in place by the time there is something to clean.
+        let session = current_session();
         let fd = os::shm_create_exclusive(name.as_c_str())
             .map_err(|e| SegmentError::from_os(&label, "shm_open", e))?;
-        let result = Self::init_new(File::from(fd), Some(name.clone()), label, total, layout);
+        let result = Self::init_new(
+            File::from(fd),
+            Some(name.clone()),
+            label,
+            total,
+            layout,
+            session,
+        );
         if result.is_err() {
             // Nothing else can have opened it usefully (state never became ready).
             let _ = os::shm_unlink(name.as_c_str());
@@ -240,7 +289,7 @@ impl Segment {
             .map_err(|e| SegmentError::from_os("<anonymous segment>", "memfd_create", e))?;
         let label = fd_label(fd.as_fd());
         let total = total_len(&label, layout)?;
-        Self::init_new(File::from(fd), None, label, total, layout)
+        Self::init_new(File::from(fd), None, label, total, layout, 0)
     }
 
     fn init_new(
@@ -249,6 +298,7 @@ impl Segment {
         label: String,
         total: u64,
         layout: &SegmentLayout,
+        session: u64,
     ) -> Result<PendingSegment, SegmentError> {
         file.set_len(total).map_err(|e| match e.raw_os_error() {
             Some(libc::EFBIG | libc::EINVAL) => SegmentError::TooLarge {
@@ -303,7 +353,7 @@ impl Segment {
             capacity: layout.ty.capacity,
             len,
         };
-        seg.header().init(total, layout.kind, &layout.ty);
+        seg.header().init(total, layout.kind, &layout.ty, session);
         Ok(PendingSegment { seg: Some(seg) })
     }
 
@@ -580,15 +630,126 @@ impl Segment {
     }
 
     /// Keeps the name after this handle is dropped (the creator no longer
-    /// unlinks it). Someone must [`remove`](Self::remove) it later.
+    /// unlinks it). Someone must [`remove`](Self::remove) it later. The
+    /// header records it ([`FLAG_PERSISTENT`]), so crash cleanup leaves it
+    /// alone too, even when its creator dies.
     pub fn persist(&mut self) {
         self.owner = None;
+        // Release: a cleaner that reads the flag with Acquire sees the whole
+        // segment as this process left it.
+        self.header()
+            .flags
+            .fetch_or(FLAG_PERSISTENT, Ordering::Release);
     }
 
     /// Makes this handle the owner: it unlinks the name on drop (in this
-    /// process; see [Fork](Self#fork)).
+    /// process; see [Fork](Self#fork)), and crash cleanup may remove it
+    /// again ([`FLAG_PERSISTENT`] cleared).
     pub fn take_ownership(&mut self) {
         self.owner = Some(os::getpid());
+        self.header()
+            .flags
+            .fetch_and(!FLAG_PERSISTENT, Ordering::Release);
+    }
+
+    /// Whether the segment was [persisted](Self::persist) (by any process).
+    pub fn is_persistent(&self) -> bool {
+        self.header().flags.load(Ordering::Acquire) & FLAG_PERSISTENT != 0
+    }
+
+    /// The crash-cleanup session its creator tagged it with, or 0.
+    pub fn session(&self) -> u64 {
+        self.header().session.load(Ordering::Relaxed)
+    }
+
+    /// Reads the header of the named segment `name` from its file, without
+    /// mapping it, for crash cleanup and listing tools.
+    ///
+    /// # Errors
+    /// [`InvalidName`](SegmentError::InvalidName), [`NotFound`](SegmentError::NotFound),
+    /// [`PermissionDenied`](SegmentError::PermissionDenied) or [`Io`](SegmentError::Io)
+    /// when it cannot be read; [`Truncated`](SegmentError::Truncated) when it is
+    /// shorter than a header (a creator between `shm_open` and `ftruncate`);
+    /// [`Corrupt`](SegmentError::Corrupt) when the magic is not shmproc's;
+    /// [`VersionMismatch`](SegmentError::VersionMismatch) for another layout version.
+    pub fn peek(name: &str) -> Result<PeekedHeader, SegmentError> {
+        use std::io::Read;
+        use std::mem::offset_of;
+        let name = SegmentName::new(name)?;
+        let label = name.as_str().to_owned();
+        // Read-only: looking must never need (or imply) the right to write.
+        // Non-blocking and no symlinks: whatever else sits in /dev/shm (a
+        // FIFO, a link) must neither block nor redirect the read.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                .open(std::path::Path::new("/dev/shm").join(name.bare()))
+                .map_err(|e| SegmentError::from_os(&label, "open", e))?
+        };
+        let is_file = file
+            .metadata()
+            .map_err(|e| SegmentError::from_os(&label, "fstat", e))?
+            .is_file();
+        if !is_file {
+            return Err(SegmentError::Corrupt {
+                name: label,
+                field: "file type",
+                found: 0,
+                expected: 0,
+            });
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(head.get_mut(got..).unwrap_or_default()) {
+                Ok(0) => {
+                    return Err(SegmentError::Truncated {
+                        name: label,
+                        len: got as u64,
+                        needed: u64::from(HEADER_LEN),
+                    });
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SegmentError::from_os(&label, "read", e)),
+            }
+        }
+        let u32_at = |off: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(head.get(off..off + 4).unwrap_or(&[0; 4]));
+            u32::from_ne_bytes(b)
+        };
+        let u64_at = |off: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(head.get(off..off + 8).unwrap_or(&[0; 8]));
+            u64::from_ne_bytes(b)
+        };
+        let magic = u64_at(offset_of!(SegmentHeader, magic));
+        if magic != MAGIC {
+            return Err(SegmentError::Corrupt {
+                name: label,
+                field: "magic",
+                found: magic,
+                expected: MAGIC,
+            });
+        }
+        let version = u32_at(offset_of!(SegmentHeader, layout_version));
+        if version != LAYOUT_VERSION {
+            return Err(SegmentError::VersionMismatch {
+                name: label,
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        Ok(PeekedHeader {
+            state: u32_at(offset_of!(SegmentHeader, state)),
+            kind: SegmentKind(u32_at(offset_of!(SegmentHeader, kind))),
+            creator_pid: u32_at(offset_of!(SegmentHeader, creator_pid)),
+            persistent: u32_at(offset_of!(SegmentHeader, flags)) & FLAG_PERSISTENT != 0,
+            session: u64_at(offset_of!(SegmentHeader, session)),
+        })
     }
 
     /// Whether dropping this handle (in this process) unlinks the name.

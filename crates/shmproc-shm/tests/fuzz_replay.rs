@@ -141,7 +141,7 @@ const STATE_AT: usize = offset_of!(SegmentHeader, state);
 const PID_AT: usize = offset_of!(SegmentHeader, creator_pid);
 const FLAGS_AT: usize = offset_of!(SegmentHeader, flags);
 const CAPACITY_AT: usize = offset_of!(SegmentHeader, capacity);
-const RESERVED_AT: usize = offset_of!(SegmentHeader, reserved);
+const SESSION_AT: usize = offset_of!(SegmentHeader, session);
 
 /// A `ShmSlice<u32>` segment of `cap` elements, built by hand (for shapes the
 /// library refuses to create, like capacity 0, or lies about the capacity).
@@ -355,8 +355,8 @@ fn segment_open_seeds() -> Vec<Seed> {
         true,
     );
     add(
-        "ok-reserved-set",
-        patched(&|s| put64(s, RESERVED_AT, u64::MAX)),
+        "ok-session-set",
+        patched(&|s| put64(s, SESSION_AT, u64::MAX)),
         true,
     );
     add("ok-creator-pid-0", patched(&|s| put32(s, PID_AT, 0)), true);

@@ -59,3 +59,49 @@ fn a_forked_child_dropping_the_creators_handle_does_not_unlink() {
     drop(creator);
     assert!(!Segment::exists(&name), "the parent's drop unlinks it");
 }
+
+#[test]
+fn peek_reads_creator_persistence_and_session_without_mapping() {
+    use shmproc_shm::{STATE_READY, SegmentError, SegmentKind};
+    let shm = TestShm::new();
+    let name = shm.name("peek");
+    let mut b = ShmBox::create(&name, 1u64).unwrap();
+    let h = Segment::peek(&name).unwrap();
+    assert_eq!(h.state, STATE_READY);
+    assert_eq!(h.kind, SegmentKind::BOX);
+    assert_eq!(h.creator_pid, os::getpid() as u32);
+    assert!(!h.persistent && !b.segment().is_persistent());
+    // No session provider in a program that does not install one.
+    assert_eq!(h.session, 0);
+    assert_eq!(b.segment().session(), 0);
+
+    // The header records persistence, for crash cleanup in other processes.
+    b.segment_mut().persist();
+    assert!(Segment::peek(&name).unwrap().persistent);
+    b.segment_mut().take_ownership();
+    assert!(!Segment::peek(&name).unwrap().persistent);
+    drop(b);
+    assert!(matches!(
+        Segment::peek(&name),
+        Err(SegmentError::NotFound { .. })
+    ));
+
+    // Files in /dev/shm that are not (whole) shmproc segments are errors.
+    let foreign = shm.name("foreign");
+    let path = std::path::Path::new("/dev/shm").join(&foreign);
+    std::fs::write(&path, [0x42u8; 100]).unwrap();
+    assert!(matches!(
+        Segment::peek(&foreign),
+        Err(SegmentError::Corrupt { field: "magic", .. })
+    ));
+    std::fs::write(&path, [0u8; 10]).unwrap();
+    assert!(matches!(
+        Segment::peek(&foreign),
+        Err(SegmentError::Truncated { len: 10, .. })
+    ));
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(
+        Segment::peek("bad/name"),
+        Err(SegmentError::InvalidName { .. })
+    ));
+}
