@@ -58,8 +58,8 @@ pub use shmproc_process::{
     Builder as ProcessBuilder, Context, DAEMON_TERMINATE_GRACE, Packer, ParentInfo, PodArg,
     Process, ProcessError, ProcessInfo, RawHandle, Serde, Shareable, StartMethod, Transfer,
     Unpacker, active_children, current_process, default_context, get_all_start_methods,
-    get_context, get_start_method, parent_process, reap_orphaned_segments, set_start_method,
-    start_forkserver, wait,
+    get_context, get_start_method, parent_process, reap_orphaned_segments, reap_segments_of,
+    set_start_method, start_forkserver, tracker_session, wait,
 };
 
 /// Lower-level pieces: the segment header, offsets, the system-call module.
