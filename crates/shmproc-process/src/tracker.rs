@@ -225,6 +225,11 @@ fn wait_for_exit(root: Pid) {
         return; // already gone: we were handed to another reaper
     }
     let Ok(fd) = os::pidfd_open(root) else {
+        // No pidfd (a kernel before 5.3): watch for being re-parented.
+        while os::getppid() == root {
+            #[allow(clippy::disallowed_methods)] // nothing to block on without a pidfd
+            std::thread::sleep(Duration::from_millis(200));
+        }
         return;
     };
     // Checked again after `pidfd_open`: if the parent was still `root` then,
