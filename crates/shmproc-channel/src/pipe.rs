@@ -519,6 +519,7 @@ struct Ring {
 }
 
 impl Ring {
+    #[inline]
     fn ctl(&self) -> &RingCtl {
         // SAFETY: `ctl` points into the mapping kept alive by the
         // connection's `Arc<Segment>` (checked in `attach`), and `RingCtl`
@@ -581,23 +582,48 @@ impl Ring {
     }
 
     fn write_header(&self, pos: u64, tag: u32, len: u64) {
-        let mut h = [0u8; HDR as usize];
-        let (t, l) = h.split_at_mut(8);
-        t.get_mut(..4)
-            .expect("8 bytes")
-            .copy_from_slice(&tag.to_le_bytes());
-        l.copy_from_slice(&len.to_le_bytes());
-        self.copy_in(pos, &h);
+        self.copy_in(pos, &header_bytes(tag, len));
     }
 
+    /// Copies the line at data offset `off` into `line`, when `off + LINE
+    /// <= cap` (else leaves it alone).
+    #[inline]
+    fn read_line(&self, off: u64, line: &mut [u8; LINE as usize]) {
+        if off <= self.cap - LINE {
+            // SAFETY: `off + LINE <= cap`: inside the data area. Copied into
+            // local memory, never borrowed; the caller uses the bytes only
+            // once `tail` says they are published.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    line.as_mut_ptr(),
+                    line.len(),
+                )
+            };
+        }
+    }
+
+    #[inline]
     fn read_header(&self, pos: u64) -> (u32, u64) {
         let mut h = [0u8; HDR as usize];
-        self.copy_out(pos, h.as_mut_ptr(), HDR);
-        let tag = u32::from_le_bytes(h.first_chunk::<4>().copied().unwrap_or_default());
-        let len = u64::from_le_bytes(h.last_chunk::<8>().copied().unwrap_or_default());
-        (tag, len)
+        let off = pos & self.mask;
+        if off <= self.cap - HDR {
+            // SAFETY: `off + HDR <= cap`: inside the data area; the bytes are
+            // copied (a fixed-size copy, no call), never borrowed.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    h.as_mut_ptr(),
+                    h.len(),
+                )
+            };
+        } else {
+            self.copy_out(pos, h.as_mut_ptr(), HDR);
+        }
+        parse_header(&h)
     }
 
+    #[inline]
     fn wake(&self, bit: u32) {
         let w = &self.ctl().wake;
         if w.waiters.load(Ordering::Relaxed) & bit != 0 {
@@ -616,6 +642,47 @@ fn record_shape(len: u64) -> (u64, u64) {
         (HDR, LINE)
     } else {
         (LINE, LINE + len.div_ceil(LINE) * LINE)
+    }
+}
+
+/// A record header's 16 bytes.
+#[inline]
+fn header_bytes(tag: u32, len: u64) -> [u8; HDR as usize] {
+    let mut h = [0u8; HDR as usize];
+    let (t, l) = h.split_at_mut(8);
+    if let Some(t) = t.first_chunk_mut::<4>() {
+        *t = tag.to_le_bytes();
+    }
+    l.copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// A record header's tag and length, from its first bytes.
+#[inline]
+fn parse_header(h: &[u8]) -> (u32, u64) {
+    let tag = h.first_chunk::<4>().map_or(0, |t| u32::from_le_bytes(*t));
+    let len = h
+        .get(8..)
+        .and_then(|l| l.first_chunk::<8>())
+        .map_or(0, |l| u64::from_le_bytes(*l));
+    (tag, len)
+}
+
+/// Copies a short `src` into `dst` (the shorter length) in 8-byte words:
+/// no call for the few bytes of an inline record.
+#[inline]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    let (Some(dst), Some(src)) = (dst.get_mut(..n), src.get(..n)) else {
+        return;
+    };
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -776,16 +843,19 @@ impl Connection {
         })
     }
 
+    #[inline]
     fn meta(&self) -> &PipeMeta {
         // SAFETY: payload offset 0 of the mapping kept alive by `seg`; atomics only.
         unsafe { self.meta.as_ref() }
     }
 
+    #[inline]
     fn my_end(&self) -> &EndRecord {
         let [a, b] = &self.meta().ends;
         if self.end == 0 { a } else { b }
     }
 
+    #[inline]
     fn peer_end(&self) -> &EndRecord {
         let [a, b] = &self.meta().ends;
         if self.end == 0 { b } else { a }
@@ -803,6 +873,17 @@ impl Connection {
     /// The segment's name (`None` for an anonymous pipe).
     pub fn name(&self) -> Option<&str> {
         self.seg.name().map(|n| n.as_str())
+    }
+
+    /// Whether this process claimed the end and still holds it, and it is
+    /// open: the fast paths' check (one relaxed load of our owner record);
+    /// `false` sends the caller to [`claim`](Self::claim), which reports why.
+    #[inline]
+    fn holds_end(&self) -> bool {
+        let me = owner::my_pid();
+        !self.closed
+            && self.claimed_pid == me
+            && (self.my_end().owner.load(Ordering::Relaxed) >> 40) as u32 == me
     }
 
     /// Claims the end for this process (first use here), or checks that we
@@ -839,17 +920,23 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether the peer end was closed (one load, no liveness check).
+    #[inline]
+    fn peer_closed(&self) -> bool {
+        // Acquire: pairs with the Release store of `closed` in `close`.
+        self.peer_end().closed.load(Ordering::Acquire) != 0
+    }
+
     /// Whether the peer end is closed or its process is gone. `check_alive`
     /// reads `/proc` (slow path only).
     fn peer_gone(&self, check_alive: bool) -> bool {
-        let p = self.peer_end();
-        // Acquire: pairs with the Release store of `closed` in `close`.
-        if p.closed.load(Ordering::Acquire) != 0 {
+        if self.peer_closed() {
             return true;
         }
         if !check_alive {
             return false;
         }
+        let p = self.peer_end();
         let rec = p.owner.load(Ordering::Relaxed);
         if rec == 0 {
             // Unclaimed: held by the creator's process as far as we know.
@@ -874,6 +961,7 @@ impl Connection {
         Ok(())
     }
 
+    #[inline]
     fn tx_free(&mut self, need: u64) -> Result<bool> {
         let used = self.tx_tail.wrapping_sub(self.tx_cached_head);
         if self.tx.cap.saturating_sub(used) >= need && used <= self.tx.cap {
@@ -922,6 +1010,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn publish_tail(&mut self) {
         let ctl = self.tx.ctl();
         // Release: pairs with the reader's Acquire load of `tail`: the
@@ -960,7 +1049,63 @@ impl Connection {
     /// [`ConnectionError::BrokenPipe`] when the peer closed or died;
     /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
     /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    #[inline]
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
+        if self.try_send_fast(buf) {
+            return Ok(());
+        }
+        self.send_bytes_slow(buf)
+    }
+
+    /// The fast path of [`send_bytes`](Self::send_bytes): a record that fits
+    /// before the ring's end, in space known to be free, on an end this
+    /// process holds, the peer open. `false`: nothing was written, and the
+    /// general path (which waits, pads, streams and reports errors) runs.
+    #[inline]
+    fn try_send_fast(&mut self, buf: &[u8]) -> bool {
+        let len = buf.len() as u64;
+        let (_, span) = record_shape(len);
+        let off = self.tx_tail & self.tx.mask;
+        if !self.can_write
+            || span > self.tx.cap - off
+            || !self.holds_end()
+            || self.peer_closed()
+            || !matches!(self.tx_free(span), Ok(true))
+        {
+            return false;
+        }
+        let at = self.tx.data.as_ptr().wrapping_add(off as usize);
+        if len <= INLINE_MAX {
+            // The whole line at once: header, payload, zeroes.
+            let mut line = [0u8; LINE as usize];
+            let (h, p) = line.split_at_mut(HDR as usize);
+            h.copy_from_slice(&header_bytes(TAG_MSG, len));
+            copy_small(p, buf);
+            // SAFETY: `off + LINE = off + span <= cap`: inside the data area;
+            // the line is free space (`tx_free`) beyond the published tail,
+            // which the reader does not touch (SPSC protocol).
+            unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), at, line.len()) };
+        } else {
+            // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
+            // area, free space as above; `buf` is local memory.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    buf.as_ptr(),
+                    at.wrapping_add(LINE as usize),
+                    buf.len(),
+                )
+            };
+            let h = header_bytes(TAG_MSG, len);
+            // SAFETY: `off + HDR <= off + span <= cap`, free space as above.
+            unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), at, h.len()) };
+        }
+        self.tx_tail = self.tx_tail.wrapping_add(span);
+        self.publish_tail();
+        true
+    }
+
+    #[inline(never)]
+    fn send_bytes_slow(&mut self, buf: &[u8]) -> Result<()> {
         self.check_write()?;
         let len = buf.len() as u64;
         if len > MAX_PIPE_MESSAGE_LEN {
@@ -1081,6 +1226,7 @@ impl Connection {
         Ok(avail)
     }
 
+    #[inline]
     fn publish_head(&mut self) {
         // Release: pairs with the writer's Acquire load of `head` in `tx_free`.
         self.rx
@@ -1169,6 +1315,66 @@ impl Connection {
                 other => return Err(Corrupt::new("pipe record tag", u64::from(other)).into()),
             }
         }
+    }
+
+    /// The fast path of the copying receives: a whole record that does not
+    /// wrap, already published, on an end this process holds, whose length
+    /// fits `dst` (equals it when `exact`). `None`: nothing was consumed (at
+    /// most the cached tail was refreshed), and the general path (which
+    /// waits, skips pads, streams and reports errors) runs.
+    #[inline]
+    fn try_recv_fast(&mut self, dst: &mut [u8], exact: bool) -> Option<usize> {
+        if !self.can_read || !self.holds_end() {
+            return None;
+        }
+        let off = self.rx_head & self.rx.mask;
+        if off > self.rx.cap - LINE {
+            return None;
+        }
+        let at = self.rx.data.as_ptr().wrapping_add(off as usize);
+        let mut line = [0u8; LINE as usize];
+        let mut avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
+        if avail < LINE {
+            // Acquire: pairs with the writer's Release store of `tail` in
+            // `publish_tail`: when `tail` covers the line, so does the copy
+            // below, which follows this load.
+            let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
+            // The head line is copied whatever `tail` says (and dropped when
+            // it is not published): the two loads do not depend on each
+            // other, so a spinning reader fetches both lines at once
+            // instead of one after the other.
+            self.rx.read_line(off, &mut line);
+            avail = tail.wrapping_sub(self.rx_head);
+            if avail < LINE || avail > self.rx.cap {
+                return None;
+            }
+            self.rx_cached_tail = tail;
+        } else {
+            self.rx.read_line(off, &mut line);
+        }
+        let (tag, len) = parse_header(&line);
+        if tag != TAG_MSG || len > dst.len() as u64 || (exact && len != dst.len() as u64) {
+            return None;
+        }
+        let (_, span) = record_shape(len);
+        if span > avail || span > self.rx.cap - off {
+            return None;
+        }
+        let n = len as usize;
+        let dst = dst.get_mut(..n)?;
+        if len <= INLINE_MAX {
+            copy_small(dst, line.get(HDR as usize..).unwrap_or_default());
+        } else {
+            // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
+            // area; published (`span <= avail`); `dst` holds `len` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(at.wrapping_add(LINE as usize), dst.as_mut_ptr(), n)
+            };
+        }
+        self.rx_head = self.rx_head.wrapping_add(span);
+        self.publish_head();
+        self.after_recv();
+        Some(n)
     }
 
     /// Copies the body of `rec` (at the head) into `dst` (valid for
@@ -1272,7 +1478,16 @@ impl Connection {
     /// # Errors
     /// [`ConnectionError::BufferTooShort`] with the length needed (the
     /// message stays readable), and as [`recv_bytes`](Self::recv_bytes).
+    #[inline]
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if let Some(n) = self.try_recv_fast(buf, false) {
+            return Ok(n);
+        }
+        self.recv_bytes_into_slow(buf)
+    }
+
+    #[inline(never)]
+    fn recv_bytes_into_slow(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.check_read()?;
         let rec = self.next_record(Deadline::NEVER)?;
         if rec.len > buf.len() as u64 {
@@ -1288,6 +1503,13 @@ impl Connection {
     /// [`ConnectionError::WrongSize`] (the message stays readable), and as
     /// [`recv_bytes`](Self::recv_bytes).
     pub fn recv<T: Pod>(&mut self) -> Result<T> {
+        let mut v = T::zeroed();
+        if self
+            .try_recv_fast(bytemuck::bytes_of_mut(&mut v), true)
+            .is_some()
+        {
+            return Ok(v);
+        }
         self.check_read()?;
         let rec = self.next_record(Deadline::NEVER)?;
         let expected = size_of::<T>() as u64;
@@ -1297,7 +1519,6 @@ impl Connection {
                 found: rec.len,
             });
         }
-        let mut v = T::zeroed();
         self.take_body(rec, bytemuck::bytes_of_mut(&mut v).as_mut_ptr())?;
         Ok(v)
     }
@@ -1346,6 +1567,7 @@ impl Connection {
 
     /// After consuming: keep the sentinel honest (drain it once the ring is
     /// empty).
+    #[inline]
     fn after_recv(&self) {
         let w = &self.rx.ctl().wake;
         if w.armed.load(Ordering::Relaxed) == 0 || w.signalled.load(Ordering::Relaxed) == 0 {
@@ -1377,11 +1599,13 @@ impl Connection {
         // Acquire: pairs with the writer's Release store of `tail`.
         let tail = ctl.tail.value.load(Ordering::Acquire);
         let head = ctl.head.value.load(Ordering::Relaxed);
+        // Read whatever `tail` says, used only when it covers the header
+        // (see `try_recv_fast`: a spinning caller fetches both lines at once).
+        let (tag, len) = self.rx.read_header(head);
         let avail = tail.wrapping_sub(head);
         if avail == 0 || avail > self.rx.cap {
             return avail != 0; // corrupt counts as "ready": recv reports it
         }
-        let (tag, len) = self.rx.read_header(head);
         !(tag == TAG_PAD && avail <= len)
     }
 
@@ -1417,14 +1641,83 @@ impl Connection {
     /// # Errors
     /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
     /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    #[inline]
     pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        if timeout == Some(Duration::ZERO) {
+            if let Some(ready) = self.poll_fast() {
+                return Ok(ready);
+            }
+        }
+        self.poll_slow(timeout)
+    }
+
+    #[inline(never)]
+    fn poll_slow(&mut self, timeout: Option<Duration>) -> Result<bool> {
         self.check_read()?;
+        if timeout == Some(Duration::ZERO) {
+            return self.poll_now();
+        }
         let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
         match self.next_record(deadline) {
             Ok(_) | Err(ConnectionError::Eof) => Ok(true),
             Err(ConnectionError::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The busy-poll check of `poll(Some(Duration::ZERO))` on an end this
+    /// process holds: `Some(true)` when a message header is at the head,
+    /// `Some(false)` when nothing is there and the peer is open; `None`
+    /// for everything else (a pad, EOF, a corrupt index): [`poll_now`](Self::poll_now)
+    /// decides.
+    #[inline]
+    fn poll_fast(&mut self) -> Option<bool> {
+        if !self.can_read || !self.holds_end() {
+            return None;
+        }
+        let mut avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
+        if avail >= LINE {
+            return (self.rx.read_header(self.rx_head).0 == TAG_MSG).then_some(true);
+        }
+        // Acquire: pairs with the writer's Release store of `tail` in
+        // `publish_tail` (the header read next is published when `tail`
+        // covers it).
+        let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
+        // Read whatever `tail` says (see `try_recv_fast`: both lines at once).
+        let (tag, _) = self.rx.read_header(self.rx_head);
+        avail = tail.wrapping_sub(self.rx_head);
+        if avail > self.rx.cap {
+            return None;
+        }
+        self.rx_cached_tail = tail;
+        if avail < LINE {
+            return (!self.peer_closed()).then_some(false);
+        }
+        (tag == TAG_MSG).then_some(true)
+    }
+
+    /// `poll(Some(Duration::ZERO))`: whether a message (or EOF, or a corrupt
+    /// record that `recv` reports at once) is there, without spinning or
+    /// reading the clock. Skips a complete pad record at the ring's end.
+    fn poll_now(&mut self) -> Result<bool> {
+        // A pad record is followed by a message header at offset 0 (never a
+        // second pad): two rounds at most.
+        for _ in 0..2 {
+            if self.rx_avail(LINE)? < LINE {
+                return Ok(self.peer_gone(false));
+            }
+            let (tag, len) = self.rx.read_header(self.rx_head);
+            let room = self.rx.cap - (self.rx_head & self.rx.mask);
+            if tag != TAG_PAD || len != room {
+                return Ok(true);
+            }
+            if self.rx_avail(len)? < len {
+                return Ok(self.peer_gone(false));
+            }
+            self.rx_head = self.rx_head.wrapping_add(len);
+            self.publish_head();
+        }
+        Ok(true)
     }
 
     /// A descriptor that is readable while [`readable`](Self::readable)

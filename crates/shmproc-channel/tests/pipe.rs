@@ -336,3 +336,48 @@ fn misuse_from_two_processes_is_detected() {
     // The child is dead now, so end `a` counts as gone.
     assert!(b.recv_bytes().expect_err("eof").is_eof());
 }
+
+/// Every short length through the fast paths (inline records of up to 48
+/// bytes, the first out-of-line ones) and the general ones, with the ring
+/// wrapping (pads) many times: `send_bytes` / `recv_bytes_into`,
+/// `recv_bytes`, `recv::<T>`, `poll(ZERO)` and `readable` between.
+#[test]
+fn every_short_length_round_trips_across_wraps() {
+    let _wd = Watchdog::new(TIMEOUT);
+    let (mut a, mut b) = Pipe::options(PipeMode::Duplex, 4096).build().expect("pipe");
+    let mut buf = [0u8; 256];
+    for round in 0..8u8 {
+        for len in 0..=200usize {
+            let m = msg(len, round.wrapping_add(len as u8));
+            assert!(!b.poll(Some(Duration::ZERO)).expect("poll empty"));
+            a.send_bytes(&m).expect("send");
+            assert!(b.readable());
+            assert!(b.poll(Some(Duration::ZERO)).expect("poll"));
+            match len % 3 {
+                0 => {
+                    let n = b.recv_bytes_into(&mut buf).expect("recv_bytes_into");
+                    assert_eq!(&buf[..n], &m[..], "len {len}");
+                }
+                1 => assert_eq!(b.recv_bytes().expect("recv_bytes"), m, "len {len}"),
+                _ => {
+                    // Too short a buffer keeps the message.
+                    if len > 0 {
+                        assert!(matches!(
+                            b.recv_bytes_into(&mut buf[..len - 1]),
+                            Err(ConnectionError::BufferTooShort { needed }) if needed == len as u64
+                        ));
+                    }
+                    let n = b.recv_bytes_into(&mut buf).expect("recv_bytes_into");
+                    assert_eq!(&buf[..n], &m[..], "len {len}");
+                }
+            }
+        }
+        let v = [u64::from(round); 3];
+        a.send(&v).expect("send pod");
+        assert!(matches!(
+            b.recv::<[u64; 2]>(),
+            Err(ConnectionError::WrongSize { .. })
+        ));
+        assert_eq!(b.recv::<[u64; 3]>().expect("recv pod"), v);
+    }
+}
