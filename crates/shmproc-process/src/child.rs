@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use shmproc_shm::os::{self, Pid};
@@ -149,15 +148,13 @@ pub(crate) fn run_from_report(
         }
     };
     let info = ChildInfo {
-        name: boot.name.clone(),
-        daemon: boot.daemon,
-        parent_pid: boot.parent_pid,
+        me: ChildInfo::identity(boot.name.clone(), boot.daemon, boot.parent_pid),
         pdeathsig: (boot.pdeathsig != 0).then_some(boot.pdeathsig),
         pdeath_parent: pdeath_parent.unwrap_or(boot.parent_pid),
         flush_stdio: true,
         self_report: pdeath_parent.is_some(),
     };
-    run_child(info, report, move || {
+    run_child(info, Box::new(report), move || {
         let target = FnTarget::resolve(
             boot.exe,
             boot.trampoline_off,
@@ -169,11 +166,14 @@ pub(crate) fn run_from_report(
 }
 
 /// How a child runs, whatever started it.
+///
+/// Everything a child keeps is allocated before it is created (for `fork`,
+/// in the parent): a forked child then writes to few pages, and each page
+/// it writes costs a copy (measured: a few microseconds each).
 #[derive(Debug, Clone)]
 pub(crate) struct ChildInfo {
-    pub(crate) name: String,
-    pub(crate) daemon: bool,
-    pub(crate) parent_pid: Pid,
+    /// Its identity, for `current_process()` (the pid is filled in on reading).
+    pub(crate) me: Box<ProcessInfo>,
     pub(crate) pdeathsig: Option<i32>,
     /// The process whose death sends `pdeathsig` (the parent, or the fork server).
     pub(crate) pdeath_parent: Pid,
@@ -187,26 +187,37 @@ pub(crate) struct ChildInfo {
     pub(crate) self_report: bool,
 }
 
+impl ChildInfo {
+    /// The identity of a child named `name`, started by `parent_pid`.
+    pub(crate) fn identity(name: String, daemon: bool, parent_pid: Pid) -> Box<ProcessInfo> {
+        Box::new(ProcessInfo {
+            name,
+            pid: 0,
+            daemon,
+            parent: Some(ParentInfo {
+                pid: parent_pid,
+                start_time: None,
+            }),
+        })
+    }
+}
+
 static PANIC_REPORT: AtomicPtr<Report> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The bootstrap common to every start method: identity, parent-death
 /// signal, panic capture, the target, cleanup of this child's own children,
 /// and `_exit` with Python's exit code.
+///
+/// It allocates nothing before the target runs, and leaves what it
+/// inherited through `fork` (the parent's children, report pool, launcher,
+/// fork-server client, name counter) alone: each of those notices the new
+/// pid when first used and starts afresh.
 pub(crate) fn run_child(
     info: ChildInfo,
-    report: Report,
+    report: Box<Report>,
     body: impl FnOnce() -> Result<(), ProcessError>,
 ) -> ! {
-    set_current(ProcessInfo {
-        name: info.name.clone(),
-        pid: os::identity::pid(),
-        daemon: info.daemon,
-        parent: Some(ParentInfo {
-            pid: info.parent_pid,
-            start_time: None,
-        }),
-    });
-    crate::process::forget_inherited_children();
+    set_current(info.me);
     if let Some(sig) = info.pdeathsig {
         match os::set_parent_death_signal(sig, info.pdeath_parent) {
             Ok(true) => {}
@@ -222,38 +233,20 @@ pub(crate) fn run_child(
         // waited; this child asked for none.
         let _ = os::set_parent_death_signal(0, info.pdeath_parent);
     }
-    let report: &'static Report = Box::leak(Box::new(report));
+    let report: &'static Report = Box::leak(report);
+    // Release: pairs with the Acquire loads in `report_message`.
     PANIC_REPORT.store(std::ptr::from_ref(report).cast_mut(), Ordering::Release);
-    let name = Arc::new(info.name.clone());
-    std::panic::set_hook(Box::new(move |p| {
-        let payload = p
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| p.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
-        let msg = match p.location() {
-            Some(l) => format!(
-                "panicked at {}:{}:{}:\n{payload}",
-                l.file(),
-                l.line(),
-                l.column()
-            ),
-            None => format!("panicked:\n{payload}"),
-        };
-        // Acquire: pairs with the Release store above (same thread in practice).
-        let r = PANIC_REPORT.load(Ordering::Acquire);
-        if !r.is_null() {
-            report_message(&msg);
-        }
-        os::write_stderr_raw(format!("Process {name} (pid {}): {msg}\n", os::getpid()).as_bytes());
-    }));
+    // The hook captures nothing (a zero-sized box: no allocation), and the
+    // one it replaces is forgotten, not freed (a free would write to the heap).
+    std::mem::forget(std::panic::take_hook());
+    std::panic::set_hook(Box::new(child_panic_hook));
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
             let msg = format!("child bootstrap failed: {e}");
             report.set_message(&msg);
-            os::write_stderr_raw(format!("Process {}: {msg}\n", info.name).as_bytes());
+            let name = current_child().map_or("?", |me| me.name.as_str());
+            os::write_stderr_raw(format!("Process {name}: {msg}\n").as_bytes());
             1
         }
         Err(_) => 1,
@@ -266,6 +259,29 @@ pub(crate) fn run_child(
         report.set_status(code);
     }
     os::exit_now(code)
+}
+
+/// A child's panic hook: the message (with its location) goes to the
+/// parent through the report, and to stderr.
+fn child_panic_hook(p: &std::panic::PanicHookInfo<'_>) {
+    let payload = p
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+    let msg = match p.location() {
+        Some(l) => format!(
+            "panicked at {}:{}:{}:\n{payload}",
+            l.file(),
+            l.line(),
+            l.column()
+        ),
+        None => format!("panicked:\n{payload}"),
+    };
+    report_message(&msg);
+    let name = current_child().map_or("?", |me| me.name.as_str());
+    os::write_stderr_raw(format!("Process {name} (pid {}): {msg}\n", os::getpid()).as_bytes());
 }
 
 fn report_message(msg: &str) {
@@ -316,10 +332,10 @@ impl ParentInfo {
 
 static CURRENT: AtomicPtr<ProcessInfo> = AtomicPtr::new(std::ptr::null_mut());
 
-fn set_current(info: ProcessInfo) {
+fn set_current(info: Box<ProcessInfo>) {
     // A leak per process start (one small struct): lock-free, so a forked
     // child can replace it whatever another thread was doing at the fork.
-    let p = Box::into_raw(Box::new(info));
+    let p = Box::into_raw(info);
     // Release: pairs with the Acquire load in `current`.
     CURRENT.store(p, Ordering::Release);
 }
@@ -327,7 +343,11 @@ fn set_current(info: ProcessInfo) {
 /// The identity of the calling process.
 pub(crate) fn current() -> ProcessInfo {
     match current_child() {
-        Some(info) => info.clone(),
+        // The pid is not known before a fork: read it now.
+        Some(info) => ProcessInfo {
+            pid: os::identity::pid(),
+            ..info.clone()
+        },
         None => ProcessInfo {
             name: "MainProcess".into(),
             pid: os::identity::pid(),

@@ -5,8 +5,8 @@ use std::ffi::CString;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use shmproc_shm::os::{self, Pid};
@@ -51,10 +51,30 @@ impl Target {
     }
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(1);
+/// The next default name's number (low 32 bits) and the pid it counts for
+/// (high 32 bits): a forked child counts from 1 again without being told.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn next_number() -> u64 {
+    let me = u64::from(os::identity::pid() as u32) << 32;
+    // Relaxed: only this word matters (a unique number per process).
+    let mut cur = COUNTER.load(Ordering::Relaxed);
+    loop {
+        let n = if (cur & !0xffff_ffff) == me {
+            cur & 0xffff_ffff
+        } else {
+            1
+        };
+        let next = me | ((n + 1) & 0xffff_ffff);
+        match COUNTER.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return n,
+            Err(now) => cur = now,
+        }
+    }
+}
 
 fn default_name() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let n = next_number();
     match crate::child::current_child() {
         Some(me) => format!("{}:{n}", me.name),
         None => format!("Process-{n}"),
@@ -185,7 +205,11 @@ impl fmt::Debug for Process {
 #[derive(Debug)]
 pub(crate) struct Started {
     pid: Pid,
-    pidfd: OwnedFd,
+    /// A fork-server child's pidfd, from the server; our own children's is
+    /// opened only when something needs one (a timed join, the sentinel):
+    /// `join`, `terminate` and the exit code work on the unreaped pid, which
+    /// cannot name another process before `poll` reaps it.
+    pidfd: OnceLock<OwnedFd>,
     name: String,
     daemon: bool,
     method: StartMethod,
@@ -283,6 +307,10 @@ impl Process {
             }
         };
         let started = Arc::new(started);
+        let me = os::identity::pid();
+        if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != me {
+            PARENT_OF_REGISTERED.store(me, Ordering::Relaxed);
+        }
         with_registry(|r| r.push(Arc::clone(&started)));
         self.started = Some(started);
         Ok(())
@@ -319,8 +347,13 @@ impl Process {
     /// # Errors
     /// [`ProcessError::NotStarted`], or the OS error of `poll`/`waitpid`.
     pub fn join(&self) -> Result<i32, ProcessError> {
+        let s = self.started()?;
+        if let Some(code) = *s.exit_lock() {
+            return Ok(code);
+        }
         loop {
-            if let Some(code) = self.join_timeout(Duration::from_secs(3600))? {
+            s.wait_ended()?;
+            if let Some(code) = s.poll()? {
                 return Ok(code);
             }
         }
@@ -344,7 +377,7 @@ impl Process {
                 },
                 None => None,
             };
-            os::poll_readable(&[s.pidfd.as_fd()], left).map_err(ProcessError::os("poll"))?;
+            os::poll_readable(&[s.pidfd()?], left).map_err(ProcessError::os("poll"))?;
         }
     }
 
@@ -373,9 +406,12 @@ impl Process {
     }
 
     /// The sentinel: a pidfd that becomes readable when the child ends
-    /// (pass it to [`wait`](crate::wait) beside other descriptors).
+    /// (pass it to [`wait`](crate::wait) beside other descriptors). Opened
+    /// on the first call; asked for only after the child was reaped, a
+    /// descriptor that is always readable (the pid may name another process
+    /// by then). `None` before `start`, or if no descriptor could be opened.
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
-        self.started.as_ref().map(|s| s.pidfd.as_fd())
+        self.started.as_ref().and_then(|s| s.pidfd().ok())
     }
 
     /// The panic message of a child that panicked (exit code 1), or the
@@ -408,28 +444,88 @@ impl Process {
 }
 
 impl Started {
+    fn exit_lock(&self) -> MutexGuard<'_, Option<i32>> {
+        self.exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
-        if self.poll()?.is_some() {
+        if let Some(pidfd) = self.pidfd.get() {
+            if self.poll()?.is_some() {
+                return Ok(());
+            }
+            return match os::pidfd_send_signal(pidfd.as_fd(), sig) {
+                Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: it just ended
+                r => r.map_err(ProcessError::os("pidfd_send_signal")),
+            };
+        }
+        // Our own child (a fork-server child always has a pidfd). Holding
+        // `exit`: only `poll` reaps, under it, so an unreaped child (running,
+        // or a zombie, which ignores signals) still owns its pid.
+        let g = self.exit_lock();
+        if g.is_some() {
             return Ok(());
         }
-        match os::pidfd_send_signal(self.pidfd.as_fd(), sig) {
-            Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: it just ended
-            r => r.map_err(ProcessError::os("pidfd_send_signal")),
+        let r = os::kill(self.pid, sig);
+        drop(g);
+        match r {
+            Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: reaped from outside
+            r => r.map_err(ProcessError::os("kill")),
+        }
+    }
+
+    /// The pidfd (see the field), opened now if needed.
+    fn pidfd(&self) -> Result<BorrowedFd<'_>, ProcessError> {
+        if let Some(fd) = self.pidfd.get() {
+            return Ok(fd.as_fd());
+        }
+        let g = self.exit_lock();
+        if self.pidfd.get().is_none() {
+            let fd = if g.is_none() {
+                // Not reaped (see `signal`): the pid is still this child's.
+                os::pidfd_open(self.pid).map_err(ProcessError::os("pidfd_open"))?
+            } else {
+                // Reaped: stand in with a descriptor that is always readable
+                // (poll(2) reports a regular file, here a memfd, as ready).
+                os::memfd_create(c"shmproc-ended").map_err(ProcessError::os("memfd_create"))?
+            };
+            let _ = self.pidfd.set(fd);
+        }
+        drop(g);
+        self.pidfd
+            .get()
+            .map(AsFd::as_fd)
+            .ok_or_else(|| ProcessError::Internal("pidfd not set".into()))
+    }
+
+    /// Blocks until the child has ended (not reaping it: `poll` does).
+    fn wait_ended(&self) -> Result<(), ProcessError> {
+        match self.method {
+            StartMethod::Fork | StartMethod::Spawn => match os::wait_ended_unreaped(self.pid) {
+                // ECHILD: reaped meanwhile by `poll` on another thread, which
+                // the caller's next `poll` sees (or reports, if reaped from
+                // outside).
+                Err(e) if e.raw_os_error() == Some(10) => Ok(()),
+                r => r.map_err(ProcessError::os("waitid")),
+            },
+            StartMethod::ForkServer => os::poll_readable(&[self.pidfd()?], None)
+                .map(drop)
+                .map_err(ProcessError::os("poll")),
         }
     }
 
     fn exited(&self) -> bool {
-        os::poll_readable(&[self.pidfd.as_fd()], Some(Duration::ZERO))
-            .is_ok_and(|r| r.first().copied().unwrap_or(false))
+        self.pidfd().is_ok_and(|fd| {
+            os::poll_readable(&[fd], Some(Duration::ZERO))
+                .is_ok_and(|r| r.first().copied().unwrap_or(false))
+        })
     }
 
     /// The exit code if the child has ended (reaping it), without blocking
     /// (beyond a fork-server child's status being written).
     fn poll(&self) -> Result<Option<i32>, ProcessError> {
-        let mut g = self
-            .exit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self.exit_lock();
         if let Some(c) = *g {
             return Ok(Some(c));
         }
@@ -483,7 +579,7 @@ fn start_fork(
         crate::launcher::ensure()?;
     }
     if !ctx.forks_with_threads() {
-        let threads = os::thread_count().unwrap_or(1);
+        let threads = os::thread_count_cached().unwrap_or(1);
         let ours = usize::from(crate::launcher::tid().is_some());
         if threads > 1 + ours {
             return Err(ProcessError::ForkWithThreads { threads });
@@ -492,15 +588,13 @@ fn start_fork(
     let me = os::identity::pid();
     let job = ForkJob {
         info: ChildInfo {
-            name: name.to_owned(),
-            daemon,
-            parent_pid: me,
+            me: ChildInfo::identity(name.to_owned(), daemon, me),
             pdeathsig: ctx.death_signal(),
             pdeath_parent: me,
             flush_stdio: !ctx.forks_with_threads(),
             self_report: false,
         },
-        report: Report::take(&[])?,
+        report: Box::new(Report::take(&[])?),
         target,
     };
     let (pid, report) = if launcher {
@@ -514,7 +608,9 @@ fn start_fork(
 
 struct ForkJob {
     info: ChildInfo,
-    report: Report,
+    /// Boxed before the fork: the child keeps it (the panic hook's report)
+    /// without allocating.
+    report: Box<Report>,
     target: Target,
 }
 
@@ -528,7 +624,7 @@ impl ForkJob {
         // state the restrictions on the target); the child leaves through
         // `run_child`, which ends in `exit_now` and never returns here.
         match unsafe { os::fork() } {
-            Err(e) => (Err(ProcessError::os("fork")(e)), self.report),
+            Err(e) => (Err(ProcessError::os("fork")(e)), *self.report),
             Ok(os::Forked::Child) => {
                 let ForkJob {
                     info,
@@ -537,7 +633,7 @@ impl ForkJob {
                 } = self;
                 crate::child::run_child(info, report, move || target.run())
             }
-            Ok(os::Forked::Parent(pid)) => (Ok(pid), self.report),
+            Ok(os::Forked::Parent(pid)) => (Ok(pid), *self.report),
         }
     }
 }
@@ -610,14 +706,9 @@ fn finish(
     method: StartMethod,
     report: Report,
 ) -> Result<Started, ProcessError> {
-    let pidfd = match pidfd {
-        Some(p) => p,
-        // Our own child, not reaped yet: the pid cannot have been recycled.
-        None => os::pidfd_open(pid).map_err(ProcessError::os("pidfd_open"))?,
-    };
     Ok(Started {
         pid,
-        pidfd,
+        pidfd: pidfd.map(OnceLock::from).unwrap_or_default(),
         name: name.to_owned(),
         daemon,
         method,
@@ -670,26 +761,13 @@ fn with_registry<R>(f: impl FnOnce(&mut Vec<Arc<Started>>) -> R) -> R {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let me = os::identity::pid();
     if g.owner != me {
-        // Inherited through fork: those are the parent's children (forgotten,
-        // see `forget_inherited_children`).
+        // Inherited through fork: those are the parent's children. Forget,
+        // never drop: a dropped entry would recycle a report segment that
+        // the parent still uses for that child.
         std::mem::forget(std::mem::take(&mut g.children));
         g.owner = me;
     }
     f(&mut g.children)
-}
-
-/// In a new child: drop the parent's children list and restart the name counter.
-pub(crate) fn forget_inherited_children() {
-    COUNTER.store(1, Ordering::Relaxed);
-    // `try_lock`: in a fork of a multi-threaded parent another thread may
-    // have held the lock at the fork; then `with_registry` resets it later.
-    if let Ok(mut g) = REGISTRY.try_lock() {
-        // Forget, never drop: a dropped entry would recycle a report segment
-        // that the parent still uses for that child.
-        std::mem::forget(std::mem::take(&mut g.children));
-        g.owner = os::identity::pid();
-    }
-    crate::report::forget_inherited_pool();
 }
 
 /// The children of this process that are still running (Python's
@@ -711,8 +789,18 @@ pub fn active_children() -> Vec<Process> {
 /// How long a daemon child gets between `SIGTERM` and `SIGKILL` at exit.
 pub const DAEMON_TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
+/// The pid of the process that last registered a child (0: none yet): a
+/// forked child, which inherits its parent's value, has no children of its
+/// own to wait for until it registers one.
+static PARENT_OF_REGISTERED: AtomicI32 = AtomicI32::new(0);
+
 /// Python's exit handler: terminate daemon children, then join the others.
 pub(crate) fn shutdown_children() {
+    // Relaxed: the value is this process's own pid only if this process
+    // stored it (program order), and then the registry lock orders the rest.
+    if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != os::identity::pid() {
+        return;
+    }
     let all = with_registry(|r| r.clone());
     let (daemons, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.daemon);
     for d in &daemons {

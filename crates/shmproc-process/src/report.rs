@@ -105,14 +105,6 @@ fn with_pool<R>(f: impl FnOnce(&mut Vec<Segment>) -> R) -> R {
     f(&mut g.free)
 }
 
-/// In a forked child: drop (without unmapping) the parent's free reports.
-pub(crate) fn forget_inherited_pool() {
-    if let Ok(mut g) = POOL.try_lock() {
-        std::mem::forget(std::mem::take(&mut g.free));
-        g.owner = os::identity::pid();
-    }
-}
-
 type Head = [AtomicU32; HEAD_WORDS];
 type Msg = [AtomicU32; MSG_WORDS];
 type Chunk = [AtomicU32; CHUNK_WORDS];
