@@ -92,6 +92,33 @@ fn main() {
         p.start().expect("start");
         assert_eq!(p.join().expect("join"), 0);
     };
+    // `--only <case> <n>`: one case, n times, then its median (for `perf`,
+    // `strace -c`, A/B runs): raw, posix_spawn, fork, spawn or forkserver.
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let case = args.get(i + 1).map_or("fork", String::as_str);
+        let n: usize = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        // Alternating with raw fork+waitpid, for a ratio taken side by side.
+        let (mut t, mut r) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let t0 = Instant::now();
+            match case {
+                "raw" => raw_fork(),
+                "posix_spawn" => posix_spawn(),
+                "spawn" => run(spawn),
+                "forkserver" => run(server),
+                _ => run(fork),
+            }
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            raw_fork();
+            r.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if n > 0 {
+            let (mt, mr) = (median(&mut t), median(&mut r));
+            println!("{case} {mt:.4} raw {mr:.4} ratio {:.3}", mt / mr);
+        }
+        return;
+    }
 
     let names = [
         "raw fork+waitpid",
