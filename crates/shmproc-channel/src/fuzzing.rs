@@ -516,8 +516,9 @@ pub fn pipe_frames(data: &[u8]) {
         };
         ok(t2, span).then_some(t2)
     };
+    // pipe.rs's record_shape: inline up to INLINE_MAX = 40 bytes.
     let shape = |len: u64| {
-        if len <= 48 {
+        if len <= 40 {
             LINE
         } else {
             LINE + len.div_ceil(LINE) * LINE

@@ -16,9 +16,22 @@
 //!  +0  tag  u32   TAG_MSG or TAG_PAD
 //!  +4  0    u32
 //!  +8  len  u64   payload bytes (TAG_PAD: bytes skipped, to the ring's end)
-//!  +16 payload, when len <= 48 (one 64-byte line in all)
-//!  +64 payload, when len > 48; the record spans 64 + round_up(len, 64)
+//!  +16 seal u64   the record's position XOR the pipe's seal key
+//!  +24 payload, when len <= 40 (one 64-byte line in all)
+//!  +64 payload, when len > 40; the record spans 64 + round_up(len, 64)
 //! ```
+//!
+//! The writer stores `tail` (Release) and then the record's seal (Release,
+//! after the header and, for a record written whole, its payload). The
+//! reader's fast paths watch only the seal at their head: a seal equal to
+//! `head ^ key` says the record there is complete, and that `tail` covers
+//! it (Acquire on the seal), so a busy-polling reader pulls one cache line
+//! per message, and the writer's `tail` line stays in the writer's cache.
+//! Positions never repeat (64-bit), so a seal from an earlier lap never
+//! matches; the key (random, per pipe) keeps payload bytes left over from
+//! earlier laps from matching by accident. Anything else (no seal yet, a
+//! pad, a streamed message, EOF, corruption) takes the general path, which
+//! reads `tail` and ignores seals.
 //!
 //! A record that fits in the ring is written contiguously (a pad record
 //! fills the end of the ring when it would wrap) and published at once, so
@@ -104,7 +117,11 @@ const TAG_MSG: u32 = 0x4753_4d50; // "PMSG"
 const TAG_PAD: u32 = 0x4441_5050; // "PPAD"
 const LINE: u64 = 64;
 const HDR: u64 = 16;
-const INLINE_MAX: u64 = LINE - HDR;
+/// Where a record's seal sits in its header line.
+const SEAL: u64 = 16;
+/// Where an inline payload starts.
+const INLINE: u64 = SEAL + 8;
+const INLINE_MAX: u64 = LINE - INLINE;
 const META_OFF: usize = 0;
 const CTL_OFF: [usize; 2] = [128, 512];
 const DATA0_OFF: u64 = 4096 - shmproc_shm::DATA_OFFSET as u64;
@@ -115,7 +132,9 @@ const READER_WAITING: u32 = 1;
 const WRITER_WAITING: u32 = 2;
 
 const SPEC: TypeSpec = TypeSpec {
-    type_name: "shmproc_channel::Pipe",
+    // Layout 2: sealed records (the seal key in `PipeMeta`, inline payload
+    // at +24); the name feeds the fingerprint, so layout 1 segments are refused.
+    type_name: "shmproc_channel::Pipe/2",
     size: 1,
     align: 1,
     capacity: 0,
@@ -145,7 +164,8 @@ pub struct EndRecord {
 /// | 8 | 4 | `mode`: 1 duplex, 2 simplex (end 0 reads, end 1 writes) |
 /// | 12 | 4 | reserved |
 /// | 16 | 32 | `ends`: two [`EndRecord`]s |
-/// | 48 | 80 | padding |
+/// | 48 | 8 | `seal_key`: random, set at creation (see the module docs) |
+/// | 56 | 72 | padding |
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct PipeMeta {
@@ -153,7 +173,8 @@ pub struct PipeMeta {
     mode: AtomicU32,
     _reserved: u32,
     ends: [EndRecord; 2],
-    _pad: [u8; 80],
+    seal_key: AtomicU64,
+    _pad: [u8; 72],
 }
 
 /// One 128-byte line holding an index.
@@ -201,6 +222,8 @@ const _: () = {
     assert!(size_of::<EndRecord>() == 16);
     assert!(size_of::<PipeMeta>() == 128);
     assert!(offset_of!(PipeMeta, ends) == 16);
+    assert!(offset_of!(PipeMeta, seal_key) == 48);
+    assert!(SEAL % 8 == 0 && SEAL >= HDR && INLINE + INLINE_MAX == LINE);
     assert!(size_of::<IndexLine>() == 128);
     assert!(size_of::<WakeLine>() == 128);
     assert!(offset_of!(RingCtl, tail) == 0);
@@ -220,6 +243,17 @@ const _: () = {
 unsafe impl ShmSafe for PipeMeta {}
 // SAFETY: as for `PipeMeta`.
 unsafe impl ShmSafe for RingCtl {}
+
+/// A fresh random seal key (std's per-process random hasher keys, mixed
+/// with the time): not a secret from the peer, only unguessable for payload
+/// bytes that were not made from it.
+fn seal_key() -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::collections::hash_map::RandomState::new().hash_one((now, std::process::id()))
+}
 
 fn payload_len(cap: u64) -> Option<u64> {
     DATA0_OFF.checked_add(cap.checked_mul(2)?)
@@ -468,6 +502,7 @@ impl Pipe {
             PipeMode::Simplex => MODE_SIMPLEX,
         };
         m.mode.store(mode, Ordering::Relaxed);
+        m.seal_key.store(seal_key(), Ordering::Relaxed);
         let seg = Arc::new(pending.publish());
         let socks = |op| -> Result<(UnixStream, UnixStream)> {
             let (a, b) = UnixStream::pair().map_err(|source| ConnectionError::Os { op, source })?;
@@ -592,7 +627,7 @@ impl Ring {
         if off <= self.cap - LINE {
             // SAFETY: `off + LINE <= cap`: inside the data area. Copied into
             // local memory, never borrowed; the caller uses the bytes only
-            // once `tail` says they are published.
+            // once the record's seal (or `tail`) says they are published.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     self.data.as_ptr().wrapping_add(off as usize),
@@ -601,6 +636,46 @@ impl Ring {
                 )
             };
         }
+    }
+
+    /// The seal word of the record line at data offset `off`, when `off` is
+    /// a line start inside the ring.
+    #[inline]
+    #[allow(clippy::cast_ptr_alignment)] // checked: `off` is a multiple of 64, the area page-aligned
+    fn seal_word(&self, off: u64) -> Option<&AtomicU64> {
+        if off % LINE != 0 || off > self.cap - LINE {
+            return None;
+        }
+        let p = self
+            .data
+            .as_ptr()
+            .wrapping_add((off + SEAL) as usize)
+            .cast::<u64>();
+        // SAFETY: `off + SEAL + 8 <= cap`: inside the data area, which the
+        // connection's `Arc<Segment>` keeps mapped (and `&self` borrows);
+        // 8-aligned (the data area is page-aligned, `off + SEAL` a multiple
+        // of 8); the word is only ever accessed atomically by the protocol
+        // (the writer stores it, readers load it) while it is a seal.
+        Some(unsafe { AtomicU64::from_ptr(p) })
+    }
+
+    /// Seals the record at `pos` (see the module docs).
+    #[inline]
+    fn seal(&self, pos: u64, key: u64) {
+        if let Some(w) = self.seal_word(pos & self.mask) {
+            // Release: pairs with the reader's Acquire load in `sealed`: the
+            // header, the payload of a whole record and `tail` (stored
+            // before) are visible to a reader that sees the seal.
+            w.store(pos ^ key, Ordering::Release);
+        }
+    }
+
+    /// Whether the record at `pos` (data offset `off`) carries its seal.
+    #[inline]
+    fn sealed(&self, pos: u64, off: u64, key: u64) -> bool {
+        // Acquire: pairs with the Release store in `seal`.
+        self.seal_word(off)
+            .is_some_and(|w| w.load(Ordering::Acquire) == pos ^ key)
     }
 
     #[inline]
@@ -639,7 +714,7 @@ impl Ring {
 /// Where a record's payload starts, and how many bytes the record spans.
 fn record_shape(len: u64) -> (u64, u64) {
     if len <= INLINE_MAX {
-        (HDR, LINE)
+        (INLINE, LINE)
     } else {
         (LINE, LINE + len.div_ceil(LINE) * LINE)
     }
@@ -721,6 +796,8 @@ pub struct Connection {
     rx_cached_tail: u64,
     tx_tail: u64,
     tx_cached_head: u64,
+    /// The pipe's seal key (read once at attach; any value is safe).
+    seal_key: u64,
     sentinels: Option<Sentinels>,
 }
 
@@ -839,6 +916,8 @@ impl Connection {
             rx_cached_tail: 0,
             tx_tail: 0,
             tx_cached_head: 0,
+            // SAFETY: as for `mode` above.
+            seal_key: unsafe { meta.as_ref() }.seal_key.load(Ordering::Relaxed),
             sentinels,
         })
     }
@@ -1010,12 +1089,30 @@ impl Connection {
         }
     }
 
+    /// Publishes bytes up to `tx_tail` that start no record (chunks of a
+    /// streamed message).
     #[inline]
     fn publish_tail(&mut self) {
+        self.publish(None);
+    }
+
+    /// Publishes up to `tx_tail`, sealing the record that starts at `pos`.
+    #[inline]
+    fn publish_record(&mut self, pos: u64) {
+        self.publish(Some(pos));
+    }
+
+    #[inline]
+    fn publish(&mut self, record: Option<u64>) {
         let ctl = self.tx.ctl();
         // Release: pairs with the reader's Acquire load of `tail`: the
         // record's bytes are visible before the index that covers them.
         ctl.tail.value.store(self.tx_tail, Ordering::Release);
+        if let Some(pos) = record {
+            // After `tail`: a reader that sees the seal sees `tail` cover
+            // the record.
+            self.tx.seal(pos, self.seal_key);
+        }
         // SeqCst: pairs with the reader's fence after it sets `waiters` /
         // clears `signalled` (Dekker).
         fence(Ordering::SeqCst);
@@ -1034,9 +1131,10 @@ impl Connection {
         let room = self.tx.cap - off;
         if span > room {
             self.wait_space(room)?;
-            self.tx.write_header(self.tx_tail, TAG_PAD, room);
-            self.tx_tail = self.tx_tail.wrapping_add(room);
-            self.publish_tail();
+            let pos = self.tx_tail;
+            self.tx.write_header(pos, TAG_PAD, room);
+            self.tx_tail = pos.wrapping_add(room);
+            self.publish_record(pos);
         }
         Ok(())
     }
@@ -1076,15 +1174,26 @@ impl Connection {
         }
         let at = self.tx.data.as_ptr().wrapping_add(off as usize);
         if len <= INLINE_MAX {
-            // The whole line at once: header, payload, zeroes.
+            // Header and payload at once; the seal word is left alone (a
+            // reader may be watching it) and stored last.
             let mut line = [0u8; LINE as usize];
-            let (h, p) = line.split_at_mut(HDR as usize);
+            let (h, rest) = line.split_at_mut(HDR as usize);
             h.copy_from_slice(&header_bytes(TAG_MSG, len));
-            copy_small(p, buf);
-            // SAFETY: `off + LINE = off + span <= cap`: inside the data area;
+            copy_small(
+                rest.get_mut((INLINE - HDR) as usize..).unwrap_or_default(),
+                buf,
+            );
+            let (h, p) = line.split_at(HDR as usize);
+            let p = p.get((INLINE - HDR) as usize..).unwrap_or_default();
+            // SAFETY: `off + HDR <= off + span <= cap`: inside the data area;
             // the line is free space (`tx_free`) beyond the published tail,
             // which the reader does not touch (SPSC protocol).
-            unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), at, line.len()) };
+            unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), at, h.len()) };
+            // SAFETY: `off + INLINE + INLINE_MAX = off + LINE <= cap`, free
+            // space as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(p.as_ptr(), at.wrapping_add(INLINE as usize), p.len())
+            };
         } else {
             // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
             // area, free space as above; `buf` is local memory.
@@ -1099,8 +1208,9 @@ impl Connection {
             // SAFETY: `off + HDR <= off + span <= cap`, free space as above.
             unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), at, h.len()) };
         }
-        self.tx_tail = self.tx_tail.wrapping_add(span);
-        self.publish_tail();
+        let pos = self.tx_tail;
+        self.tx_tail = pos.wrapping_add(span);
+        self.publish_record(pos);
         true
     }
 
@@ -1118,17 +1228,19 @@ impl Connection {
         if span <= self.tx.cap {
             self.pad_for(span)?;
             self.wait_space(span)?;
-            self.tx.copy_in(self.tx_tail.wrapping_add(payload), buf);
-            self.tx.write_header(self.tx_tail, TAG_MSG, len);
-            self.tx_tail = self.tx_tail.wrapping_add(span);
-            self.publish_tail();
+            let pos = self.tx_tail;
+            self.tx.copy_in(pos.wrapping_add(payload), buf);
+            self.tx.write_header(pos, TAG_MSG, len);
+            self.tx_tail = pos.wrapping_add(span);
+            self.publish_record(pos);
             return Ok(());
         }
         // Streamed: the header line, then chunks as space frees up.
         self.wait_space(LINE)?;
-        self.tx.write_header(self.tx_tail, TAG_MSG, len);
-        self.tx_tail = self.tx_tail.wrapping_add(LINE);
-        self.publish_tail();
+        let pos = self.tx_tail;
+        self.tx.write_header(pos, TAG_MSG, len);
+        self.tx_tail = pos.wrapping_add(LINE);
+        self.publish_record(pos);
         let mut rest = buf;
         while !rest.is_empty() {
             self.wait_space(LINE.min(rest.len() as u64))?;
@@ -1327,51 +1439,44 @@ impl Connection {
         if !self.can_read || !self.holds_end() {
             return None;
         }
-        let off = self.rx_head & self.rx.mask;
-        if off > self.rx.cap - LINE {
+        let head = self.rx_head;
+        let off = head & self.rx.mask;
+        // The seal says the record at the head is complete and `tail`
+        // covers it (Acquire); none yet: the general path waits on `tail`.
+        if !self.rx.sealed(head, off, self.seal_key) {
             return None;
         }
         let at = self.rx.data.as_ptr().wrapping_add(off as usize);
         let mut line = [0u8; LINE as usize];
-        let mut avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
-        if avail < LINE {
-            // Acquire: pairs with the writer's Release store of `tail` in
-            // `publish_tail`: when `tail` covers the line, so does the copy
-            // below, which follows this load.
-            let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
-            // The head line is copied whatever `tail` says (and dropped when
-            // it is not published): the two loads do not depend on each
-            // other, so a spinning reader fetches both lines at once
-            // instead of one after the other.
-            self.rx.read_line(off, &mut line);
-            avail = tail.wrapping_sub(self.rx_head);
-            if avail < LINE || avail > self.rx.cap {
-                return None;
-            }
-            self.rx_cached_tail = tail;
-        } else {
-            self.rx.read_line(off, &mut line);
-        }
+        self.rx.read_line(off, &mut line);
         let (tag, len) = parse_header(&line);
         if tag != TAG_MSG || len > dst.len() as u64 || (exact && len != dst.len() as u64) {
             return None;
         }
+        // A streamed message (longer than the ring) or a record that would
+        // wrap (corrupt): the general path.
         let (_, span) = record_shape(len);
-        if span > avail || span > self.rx.cap - off {
+        if span > self.rx.cap - off {
             return None;
         }
         let n = len as usize;
         let dst = dst.get_mut(..n)?;
         if len <= INLINE_MAX {
-            copy_small(dst, line.get(HDR as usize..).unwrap_or_default());
+            copy_small(dst, line.get(INLINE as usize..).unwrap_or_default());
         } else {
             // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
-            // area; published (`span <= avail`); `dst` holds `len` bytes.
+            // area; published (sealed, written before the seal); `dst` holds
+            // `len` bytes.
             unsafe {
                 std::ptr::copy_nonoverlapping(at.wrapping_add(LINE as usize), dst.as_mut_ptr(), n)
             };
         }
-        self.rx_head = self.rx_head.wrapping_add(span);
+        self.rx_head = head.wrapping_add(span);
+        // `tail` covers the record (see above): a cached tail left behind
+        // the new head is raised to it, a lower bound of the real one.
+        if self.rx_cached_tail.wrapping_sub(self.rx_head) > self.rx.cap {
+            self.rx_cached_tail = self.rx_head;
+        }
         self.publish_head();
         self.after_recv();
         Some(n)
@@ -1596,11 +1701,20 @@ impl Connection {
 
     fn peek_readable(&self) -> bool {
         let ctl = self.rx.ctl();
+        let head = ctl.head.value.load(Ordering::Relaxed);
+        let off = head & self.rx.mask;
+        if self.rx.sealed(head, off, self.seal_key) {
+            if self.rx.read_header(head).0 == TAG_MSG {
+                return true;
+            }
+        } else if self.rx.seal_word(off).is_some() {
+            // No seal at a line start: nothing published there yet (see
+            // `poll_fast`); the writer's `tail` line is left alone.
+            return false;
+        }
+        // A sealed pad, or a head that is not a line start (corrupt).
         // Acquire: pairs with the writer's Release store of `tail`.
         let tail = ctl.tail.value.load(Ordering::Acquire);
-        let head = ctl.head.value.load(Ordering::Relaxed);
-        // Read whatever `tail` says, used only when it covers the header
-        // (see `try_recv_fast`: a spinning caller fetches both lines at once).
         let (tag, len) = self.rx.read_header(head);
         let avail = tail.wrapping_sub(head);
         if avail == 0 || avail > self.rx.cap {
@@ -1611,6 +1725,12 @@ impl Connection {
 
     /// Whether `recv` would not block now: a message is waiting, or the
     /// peer is gone (EOF). Python's `poll()` with no timeout.
+    ///
+    /// Like `poll(Some(Duration::ZERO))` it looks at the record seal only
+    /// (see the module docs): a writer killed between publishing `tail` and
+    /// the seal (two consecutive stores) leaves a last message that these
+    /// two do not report; `recv`, `poll` with a timeout and [`wait`] (which
+    /// checks liveness) still deliver it.
     pub fn readable(&self) -> bool {
         self.can_read && (self.peek_readable() || self.peer_gone(false))
     }
@@ -1675,25 +1795,21 @@ impl Connection {
         if !self.can_read || !self.holds_end() {
             return None;
         }
-        let mut avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
-        if avail >= LINE {
-            return (self.rx.read_header(self.rx_head).0 == TAG_MSG).then_some(true);
+        let head = self.rx_head;
+        let off = head & self.rx.mask;
+        if self.rx.sealed(head, off, self.seal_key) {
+            // A message (whole or streamed) is ready; a pad: the general path.
+            return (self.rx.read_header(head).0 == TAG_MSG).then_some(true);
         }
-        // Acquire: pairs with the writer's Release store of `tail` in
-        // `publish_tail` (the header read next is published when `tail`
-        // covers it).
-        let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
-        // Read whatever `tail` says (see `try_recv_fast`: both lines at once).
-        let (tag, _) = self.rx.read_header(self.rx_head);
-        avail = tail.wrapping_sub(self.rx_head);
-        if avail > self.rx.cap {
+        // No seal: a writer seals every record it publishes (after `tail`),
+        // so nothing is there yet, unless `tail` was already seen to cover
+        // the head, the head is not a line start (corrupt) or the peer
+        // closed (EOF): the general path decides those.
+        let avail = self.rx_cached_tail.wrapping_sub(head);
+        if (1..=self.rx.cap).contains(&avail) || self.rx.seal_word(off).is_none() {
             return None;
         }
-        self.rx_cached_tail = tail;
-        if avail < LINE {
-            return (!self.peer_closed()).then_some(false);
-        }
-        (tag == TAG_MSG).then_some(true)
+        (!self.peer_closed()).then_some(false)
     }
 
     /// `poll(Some(Duration::ZERO))`: whether a message (or EOF, or a corrupt
@@ -1825,9 +1941,10 @@ impl SendGuard<'_> {
         let c = self.conn;
         let len = self.len as u64;
         let (_, span) = record_shape(len);
-        c.tx.write_header(c.tx_tail, TAG_MSG, len);
-        c.tx_tail = c.tx_tail.wrapping_add(span);
-        c.publish_tail();
+        let pos = c.tx_tail;
+        c.tx.write_header(pos, TAG_MSG, len);
+        c.tx_tail = pos.wrapping_add(span);
+        c.publish_record(pos);
     }
 }
 

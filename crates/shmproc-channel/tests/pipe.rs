@@ -372,6 +372,15 @@ fn every_short_length_round_trips_across_wraps() {
                 }
             }
         }
+        // A zero-copy record is sealed too: poll(ZERO) sees it.
+        for len in [0usize, 40, 41, 300] {
+            let mut g = a.reserve(len).expect("reserve");
+            g.fill(round);
+            g.commit();
+            assert!(b.poll(Some(Duration::ZERO)).expect("poll reserved"));
+            let r = b.recv_bytes_ref().expect("recv_bytes_ref");
+            assert_eq!(&r[..], &vec![round; len][..]);
+        }
         let v = [u64::from(round); 3];
         a.send(&v).expect("send pod");
         assert!(matches!(
