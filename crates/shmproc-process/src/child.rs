@@ -148,13 +148,17 @@ pub(crate) fn run_from_report(
         }
     };
     let info = ChildInfo {
-        me: ChildInfo::identity(boot.name.clone(), boot.daemon, boot.parent_pid),
+        me: Box::leak(Box::new(ChildInfo::identity(
+            boot.name.clone(),
+            boot.daemon,
+            boot.parent_pid,
+        ))),
         pdeathsig: (boot.pdeathsig != 0).then_some(boot.pdeathsig),
         pdeath_parent: pdeath_parent.unwrap_or(boot.parent_pid),
         flush_stdio: true,
         self_report: pdeath_parent.is_some(),
     };
-    run_child(info, Box::new(report), move || {
+    run_child(info, Box::leak(Box::new(report)), move || {
         let target = FnTarget::resolve(
             boot.exe,
             boot.trampoline_off,
@@ -172,8 +176,9 @@ pub(crate) fn run_from_report(
 /// it writes costs a copy (measured: a few microseconds each).
 #[derive(Debug, Clone)]
 pub(crate) struct ChildInfo {
-    /// Its identity, for `current_process()` (the pid is filled in on reading).
-    pub(crate) me: Box<ProcessInfo>,
+    /// Its identity, for `current_process()` (the pid is filled in on
+    /// reading), never freed.
+    pub(crate) me: &'static ProcessInfo,
     pub(crate) pdeathsig: Option<i32>,
     /// The process whose death sends `pdeathsig` (the parent, or the fork server).
     pub(crate) pdeath_parent: Pid,
@@ -189,8 +194,8 @@ pub(crate) struct ChildInfo {
 
 impl ChildInfo {
     /// The identity of a child named `name`, started by `parent_pid`.
-    pub(crate) fn identity(name: String, daemon: bool, parent_pid: Pid) -> Box<ProcessInfo> {
-        Box::new(ProcessInfo {
+    pub(crate) fn identity(name: String, daemon: bool, parent_pid: Pid) -> ProcessInfo {
+        ProcessInfo {
             name,
             pid: 0,
             daemon,
@@ -198,7 +203,7 @@ impl ChildInfo {
                 pid: parent_pid,
                 start_time: None,
             }),
-        })
+        }
     }
 }
 
@@ -214,7 +219,7 @@ static PANIC_REPORT: AtomicPtr<Report> = AtomicPtr::new(std::ptr::null_mut());
 /// pid when first used and starts afresh.
 pub(crate) fn run_child(
     info: ChildInfo,
-    report: Box<Report>,
+    report: &'static Report,
     body: impl FnOnce() -> Result<(), ProcessError>,
 ) -> ! {
     set_current(info.me);
@@ -233,7 +238,6 @@ pub(crate) fn run_child(
         // waited; this child asked for none.
         let _ = os::set_parent_death_signal(0, info.pdeath_parent);
     }
-    let report: &'static Report = Box::leak(report);
     // Release: pairs with the Acquire loads in `report_message`.
     PANIC_REPORT.store(std::ptr::from_ref(report).cast_mut(), Ordering::Release);
     // The hook captures nothing (a zero-sized box: no allocation), and the
@@ -287,7 +291,7 @@ fn child_panic_hook(p: &std::panic::PanicHookInfo<'_>) {
 fn report_message(msg: &str) {
     // Acquire: pairs with the Release store in `run_child`.
     let r = PANIC_REPORT.load(Ordering::Acquire);
-    // The pointer comes from `Box::leak` and is never freed.
+    // The pointer comes from a `&'static Report` (see `leaked`).
     if let Some(r) = std::ptr::NonNull::new(r) {
         leaked(r).set_message(msg);
     }
@@ -295,8 +299,9 @@ fn report_message(msg: &str) {
 
 #[allow(unsafe_code)] // Reads back the `&'static Report` leaked in `run_child`.
 fn leaked(r: std::ptr::NonNull<Report>) -> &'static Report {
-    // SAFETY: the only non-null value ever stored in PANIC_REPORT comes from
-    // `Box::leak`, which is valid for 'static and never freed.
+    // SAFETY: the only non-null values ever stored in PANIC_REPORT come from
+    // the `&'static Report` given to `run_child` (a leaked `Box`, or a field
+    // of a forked child's leaked `Started`), valid for 'static, never freed.
     unsafe { r.as_ref() }
 }
 
@@ -332,10 +337,10 @@ impl ParentInfo {
 
 static CURRENT: AtomicPtr<ProcessInfo> = AtomicPtr::new(std::ptr::null_mut());
 
-fn set_current(info: Box<ProcessInfo>) {
-    // A leak per process start (one small struct): lock-free, so a forked
-    // child can replace it whatever another thread was doing at the fork.
-    let p = Box::into_raw(info);
+fn set_current(info: &'static ProcessInfo) {
+    // Lock-free, so a forked child can replace it whatever another thread
+    // was doing at the fork.
+    let p = std::ptr::from_ref(info).cast_mut();
     // Release: pairs with the Acquire load in `current`.
     CURRENT.store(p, Ordering::Release);
 }
@@ -365,9 +370,11 @@ pub(crate) fn current_child() -> Option<&'static ProcessInfo> {
     std::ptr::NonNull::new(p).map(leaked_info)
 }
 
-#[allow(unsafe_code)] // Reads back the `ProcessInfo` leaked in `set_current`.
+#[allow(unsafe_code)] // Reads back the `&'static ProcessInfo` stored in `set_current`.
 fn leaked_info(p: std::ptr::NonNull<ProcessInfo>) -> &'static ProcessInfo {
-    // SAFETY: non-null values of CURRENT come from `Box::into_raw` and are never freed.
+    // SAFETY: non-null values of CURRENT come from the `&'static ProcessInfo`
+    // given to `set_current` (a leaked `Box`, or a field of a forked child's
+    // leaked `Started`), valid for 'static and never freed.
     unsafe { p.as_ref() }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shmproc_shm::os::{self, Pid};
 
-use crate::child::{Boot, ChildInfo};
+use crate::child::{Boot, ChildInfo, ProcessInfo};
 use crate::context::{Context, StartMethod, default_context};
 use crate::entry::FnTarget;
 use crate::error::ProcessError;
@@ -202,16 +202,22 @@ impl fmt::Debug for Process {
 }
 
 /// A started child: what the parent keeps.
+///
+/// For `fork` it is created before the child: the child then finds its
+/// identity and its report in its copy of it, without allocating.
 #[derive(Debug)]
 pub(crate) struct Started {
-    pid: Pid,
+    /// Stored once, right after the child is created (`fork`: 0 until then,
+    /// before anyone else can see this `Started`).
+    pid: AtomicI32,
     /// A fork-server child's pidfd, from the server; our own children's is
     /// opened only when something needs one (a timed join, the sentinel):
     /// `join`, `terminate` and the exit code work on the unreaped pid, which
     /// cannot name another process before `poll` reaps it.
     pidfd: OnceLock<OwnedFd>,
-    name: String,
-    daemon: bool,
+    /// Its name and daemon flag (and, in a `fork` child, its own
+    /// `current_process()`).
+    info: ProcessInfo,
     method: StartMethod,
     report: Report,
     exit: Mutex<Option<i32>>,
@@ -302,11 +308,15 @@ impl Process {
         let started = match (ctx.start_method(), target) {
             (StartMethod::Fork, target) => start_fork(&ctx, &self.name, self.daemon, target)?,
             (method, Target::Closure(_)) => return Err(ProcessError::ClosureNeedsFork { method }),
-            (method, Target::Fn { f, packed }) => {
-                start_exec(method, &ctx, &self.name, self.daemon, f, packed?)?
-            }
+            (method, Target::Fn { f, packed }) => Arc::new(start_exec(
+                method,
+                &ctx,
+                &self.name,
+                self.daemon,
+                f,
+                packed?,
+            )?),
         };
-        let started = Arc::new(started);
         let me = os::identity::pid();
         if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != me {
             PARENT_OF_REGISTERED.store(me, Ordering::Relaxed);
@@ -326,7 +336,7 @@ impl Process {
 
     /// The pid, once started.
     pub fn pid(&self) -> Option<Pid> {
-        self.started.as_ref().map(|s| s.pid)
+        self.started.as_ref().map(|s| s.pid())
     }
 
     /// Python's `exitcode`: `None` while running (or not started); 0; the
@@ -435,7 +445,7 @@ impl Process {
             if s.poll()?.is_none() {
                 return Err(ProcessError::StillRunning {
                     name: self.name.clone(),
-                    pid: s.pid,
+                    pid: s.pid(),
                 });
             }
         }
@@ -444,6 +454,29 @@ impl Process {
 }
 
 impl Started {
+    fn new(
+        pid: Pid,
+        pidfd: Option<OwnedFd>,
+        info: ProcessInfo,
+        method: StartMethod,
+        report: Report,
+    ) -> Started {
+        Started {
+            pid: AtomicI32::new(pid),
+            pidfd: pidfd.map(OnceLock::from).unwrap_or_default(),
+            info,
+            method,
+            report,
+            exit: Mutex::new(None),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        // Relaxed: stored before the `Started` is shared (the registry's
+        // lock, or the thread that created it).
+        self.pid.load(Ordering::Relaxed)
+    }
+
     fn exit_lock(&self) -> MutexGuard<'_, Option<i32>> {
         self.exit
             .lock()
@@ -467,7 +500,7 @@ impl Started {
         if g.is_some() {
             return Ok(());
         }
-        let r = os::kill(self.pid, sig);
+        let r = os::kill(self.pid(), sig);
         drop(g);
         match r {
             Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: reaped from outside
@@ -484,7 +517,7 @@ impl Started {
         if self.pidfd.get().is_none() {
             let fd = if g.is_none() {
                 // Not reaped (see `signal`): the pid is still this child's.
-                os::pidfd_open(self.pid).map_err(ProcessError::os("pidfd_open"))?
+                os::pidfd_open(self.pid()).map_err(ProcessError::os("pidfd_open"))?
             } else {
                 // Reaped: stand in with a descriptor that is always readable
                 // (poll(2) reports a regular file, here a memfd, as ready).
@@ -502,7 +535,7 @@ impl Started {
     /// Blocks until the child has ended (not reaping it: `poll` does).
     fn wait_ended(&self) -> Result<(), ProcessError> {
         match self.method {
-            StartMethod::Fork | StartMethod::Spawn => match os::wait_ended_unreaped(self.pid) {
+            StartMethod::Fork | StartMethod::Spawn => match os::wait_ended_unreaped(self.pid()) {
                 // ECHILD: reaped meanwhile by `poll` on another thread, which
                 // the caller's next `poll` sees (or reports, if reaped from
                 // outside).
@@ -531,7 +564,7 @@ impl Started {
         }
         let code = match self.method {
             StartMethod::Fork | StartMethod::Spawn => {
-                match os::try_wait(self.pid).map_err(ProcessError::os("waitpid"))? {
+                match os::try_wait(self.pid()).map_err(ProcessError::os("waitpid"))? {
                     Some(st) => st.code(),
                     None => return Ok(None),
                 }
@@ -558,10 +591,11 @@ impl Started {
         };
         *g = Some(code);
         drop(g);
-        with_registry(|r| r.retain(|c| c.pid != self.pid));
+        let pid = self.pid();
+        with_registry(|r| r.retain(|c| c.pid() != pid));
         if code < 0 {
             // Killed: it could not remove the segments it created.
-            crate::tracker::reap_segments_of(self.pid);
+            crate::tracker::reap_segments_of(pid);
         }
         Ok(Some(code))
     }
@@ -573,7 +607,7 @@ fn start_fork(
     name: &str,
     daemon: bool,
     target: Target,
-) -> Result<Started, ProcessError> {
+) -> Result<Arc<Started>, ProcessError> {
     let launcher = ctx.death_signal().is_some() && !crate::launcher::on_main_thread();
     if launcher {
         crate::launcher::ensure()?;
@@ -586,37 +620,42 @@ fn start_fork(
         }
     }
     let me = os::identity::pid();
+    // Everything the parent keeps is allocated now: after the fork, each
+    // page the parent writes before the child has run costs a copy.
+    let started = Arc::new(Started::new(
+        0,
+        None,
+        ChildInfo::identity(name.to_owned(), daemon, me),
+        StartMethod::Fork,
+        Report::take(&[])?,
+    ));
     let job = ForkJob {
-        info: ChildInfo {
-            me: ChildInfo::identity(name.to_owned(), daemon, me),
-            pdeathsig: ctx.death_signal(),
-            pdeath_parent: me,
-            flush_stdio: !ctx.forks_with_threads(),
-            self_report: false,
-        },
-        report: Box::new(Report::take(&[])?),
+        started: Arc::clone(&started),
+        pdeathsig: ctx.death_signal(),
+        parent: me,
+        flush_stdio: !ctx.forks_with_threads(),
         target,
     };
-    let (pid, report) = if launcher {
-        crate::launcher::run(move || job.fork())?
+    if launcher {
+        crate::launcher::run(move || job.fork())??;
     } else {
-        job.fork()
-    };
-    let pid = pid?;
-    finish(pid, None, name, daemon, StartMethod::Fork, report)
+        job.fork()?;
+    }
+    Ok(started)
 }
 
 struct ForkJob {
-    info: ChildInfo,
-    /// Boxed before the fork: the child keeps it (the panic hook's report)
-    /// without allocating.
-    report: Box<Report>,
+    /// What the parent keeps; the child reads its identity and report there.
+    started: Arc<Started>,
+    pdeathsig: Option<i32>,
+    parent: Pid,
+    flush_stdio: bool,
     target: Target,
 }
 
 impl ForkJob {
     #[allow(unsafe_code)] // `os::fork`: the child runs the target and leaves with `_exit`.
-    fn fork(self) -> (Result<Pid, ProcessError>, Report) {
+    fn fork(self) -> Result<Pid, ProcessError> {
         // Buffered output would otherwise be written twice (parent and child).
         let _ = std::io::stdout().flush();
         // SAFETY: `start_fork` refused a multi-threaded parent unless the
@@ -624,18 +663,44 @@ impl ForkJob {
         // state the restrictions on the target); the child leaves through
         // `run_child`, which ends in `exit_now` and never returns here.
         match unsafe { os::fork() } {
-            Err(e) => (Err(ProcessError::os("fork")(e)), *self.report),
+            Err(e) => Err(ProcessError::os("fork")(e)),
             Ok(os::Forked::Child) => {
                 let ForkJob {
-                    info,
-                    report,
+                    started,
+                    pdeathsig,
+                    parent,
+                    flush_stdio,
                     target,
                 } = self;
-                crate::child::run_child(info, report, move || target.run())
+                let started = leak(started);
+                let info = ChildInfo {
+                    me: &started.info,
+                    pdeathsig,
+                    pdeath_parent: parent,
+                    flush_stdio,
+                    self_report: false,
+                };
+                crate::child::run_child(info, &started.report, move || target.run())
             }
-            Ok(os::Forked::Parent(pid)) => (Ok(pid), *self.report),
+            Ok(os::Forked::Parent(pid)) => {
+                // Relaxed: published with the `Started` (see `Started::pid`).
+                self.started.pid.store(pid, Ordering::Relaxed);
+                Ok(pid)
+            }
         }
     }
+}
+
+/// A forked child's `Started`, kept for good: it never returns to the code
+/// that would drop it (it leaves through `exit_now`).
+#[allow(unsafe_code)] // `Arc::into_raw` turned into a `'static` reference.
+fn leak(started: Arc<Started>) -> &'static Started {
+    let p = Arc::into_raw(started);
+    // SAFETY: `into_raw` gives up this strong reference without releasing
+    // it, so the count never reaches zero and the `Started` is never freed:
+    // the pointer stays valid (and shared, read-only) for the rest of the
+    // process.
+    unsafe { &*p }
 }
 
 /// The most descriptors one child's arguments may carry.
@@ -676,7 +741,7 @@ fn start_exec(
         StartMethod::ForkServer => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             let (pid, pidfd) = crate::forkserver::start(&report, &borrowed)?;
-            finish(pid, Some(pidfd), name, daemon, method, report)
+            Ok(finish(pid, Some(pidfd), name, daemon, method, report))
         }
         _ => {
             let arg = format!("--shmproc-child={}", report.fd().as_raw_fd());
@@ -693,7 +758,7 @@ fn start_exec(
                 } else {
                     job()
                 };
-            finish(pid?, None, name, daemon, method, report)
+            Ok(finish(pid?, None, name, daemon, method, report))
         }
     }
 }
@@ -705,16 +770,9 @@ fn finish(
     daemon: bool,
     method: StartMethod,
     report: Report,
-) -> Result<Started, ProcessError> {
-    Ok(Started {
-        pid,
-        pidfd: pidfd.map(OnceLock::from).unwrap_or_default(),
-        name: name.to_owned(),
-        daemon,
-        method,
-        report,
-        exit: Mutex::new(None),
-    })
+) -> Started {
+    let info = ChildInfo::identity(name.to_owned(), daemon, os::identity::pid());
+    Started::new(pid, pidfd, info, method, report)
 }
 
 /// `posix_spawn` of `/proc/self/exe` with `argv = [argv0, arg]`, this
@@ -777,8 +835,8 @@ pub fn active_children() -> Vec<Process> {
     all.into_iter()
         .filter(|s| matches!(s.poll(), Ok(None)))
         .map(|s| Process {
-            name: s.name.clone(),
-            daemon: s.daemon,
+            name: s.info.name.clone(),
+            daemon: s.info.daemon,
             ctx: None,
             target: None,
             started: Some(s),
@@ -802,13 +860,13 @@ pub(crate) fn shutdown_children() {
         return;
     }
     let all = with_registry(|r| r.clone());
-    let (daemons, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.daemon);
+    let (daemons, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.info.daemon);
     for d in &daemons {
         let _ = d.signal(os::SIGTERM);
     }
     for d in daemons {
         let p = Process {
-            name: d.name.clone(),
+            name: d.info.name.clone(),
             daemon: true,
             ctx: None,
             target: None,
@@ -821,7 +879,7 @@ pub(crate) fn shutdown_children() {
     }
     for o in others {
         let p = Process {
-            name: o.name.clone(),
+            name: o.info.name.clone(),
             daemon: false,
             ctx: None,
             target: None,
