@@ -337,7 +337,7 @@ fn misuse_from_two_processes_is_detected() {
     assert!(b.recv_bytes().expect_err("eof").is_eof());
 }
 
-/// Every short length through the fast paths (inline records of up to 48
+/// Every short length through the fast paths (inline records of up to 40
 /// bytes, the first out-of-line ones) and the general ones, with the ring
 /// wrapping (pads) many times: `send_bytes` / `recv_bytes_into`,
 /// `recv_bytes`, `recv::<T>`, `poll(ZERO)` and `readable` between.
