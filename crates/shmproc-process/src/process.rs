@@ -853,12 +853,18 @@ pub const DAEMON_TERMINATE_GRACE: Duration = Duration::from_secs(2);
 static PARENT_OF_REGISTERED: AtomicI32 = AtomicI32::new(0);
 
 /// Python's exit handler: terminate daemon children, then join the others.
+#[inline]
 pub(crate) fn shutdown_children() {
     // Relaxed: the value is this process's own pid only if this process
     // stored it (program order), and then the registry lock orders the rest.
-    if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != os::identity::pid() {
-        return;
+    if PARENT_OF_REGISTERED.load(Ordering::Relaxed) == os::identity::pid() {
+        shutdown_registered_children();
     }
+}
+
+/// [`shutdown_children`] once this process has registered children.
+#[inline(never)]
+fn shutdown_registered_children() {
     let all = with_registry(|r| r.clone());
     let (daemons, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.info.daemon);
     for d in &daemons {
