@@ -354,8 +354,14 @@ impl Process {
 
     /// Waits for the child to end; returns its exit code.
     ///
+    /// Our own child (`fork`, `spawn`) is waited for with
+    /// `waitid(WEXITED | WNOWAIT)`, then reaped under the lock that guards
+    /// its exit code, so no other thread can ever signal a recycled pid; a
+    /// fork-server child, on its pidfd.
+    ///
     /// # Errors
-    /// [`ProcessError::NotStarted`], or the OS error of `poll`/`waitpid`.
+    /// [`ProcessError::NotStarted`], or the OS error of
+    /// `waitid`/`waitpid` (`poll` for a fork-server child).
     pub fn join(&self) -> Result<i32, ProcessError> {
         let s = self.started()?;
         if let Some(code) = *s.exit_lock() {
@@ -435,7 +441,8 @@ impl Process {
         self.started.as_ref().map(|s| s.method)
     }
 
-    /// Releases the pidfd and the report segment (Python's `close`).
+    /// Releases the pidfd (if one was opened) and the report segment
+    /// (Python's `close`).
     ///
     /// # Errors
     /// [`ProcessError::StillRunning`] while the child runs (the `Process` is
