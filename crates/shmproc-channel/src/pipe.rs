@@ -128,6 +128,13 @@ const DATA0_OFF: u64 = 4096 - shmproc_shm::DATA_OFFSET as u64;
 const MODE_DUPLEX: u32 = 1;
 const MODE_SIMPLEX: u32 = 2;
 
+/// Records at least this long are flagged `busy` while the writer fills
+/// them (about a microsecond of copying and up).
+const BUSY_MIN: u64 = 16 << 10;
+/// How long a reader keeps spinning while the writer is `busy`, in spin
+/// iterations (milliseconds), before it sleeps as usual.
+const BUSY_SPIN_LIMIT: u32 = 1 << 16;
+
 const READER_WAITING: u32 = 1;
 const WRITER_WAITING: u32 = 2;
 
@@ -193,6 +200,7 @@ pub struct IndexLine {
 /// | 4 | 4 | `waiters`: `READER_WAITING \| WRITER_WAITING` bits |
 /// | 8 | 4 | `armed`: 1 once the reader asked for its sentinel |
 /// | 12 | 4 | `signalled`: 1 while a byte may sit in the sentinel |
+/// | 16 | 4 | `busy`: 1 while the writer fills a large record (a hint) |
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct WakeLine {
@@ -200,7 +208,8 @@ pub struct WakeLine {
     waiters: AtomicU32,
     armed: AtomicU32,
     signalled: AtomicU32,
-    _pad: [u8; 112],
+    busy: AtomicU32,
+    _pad: [u8; 108],
 }
 
 /// The control block of one ring.
@@ -226,6 +235,7 @@ const _: () = {
     assert!(SEAL % 8 == 0 && SEAL >= HDR && INLINE + INLINE_MAX == LINE);
     assert!(size_of::<IndexLine>() == 128);
     assert!(size_of::<WakeLine>() == 128);
+    assert!(offset_of!(WakeLine, busy) == 16);
     assert!(offset_of!(RingCtl, tail) == 0);
     assert!(offset_of!(RingCtl, head) == 128);
     assert!(offset_of!(RingCtl, wake) == 256);
@@ -1125,6 +1135,20 @@ impl Connection {
         }
     }
 
+    /// Sets or clears the `busy` hint of the sending ring: while it is set,
+    /// a reader waiting for data keeps spinning instead of sleeping (a large
+    /// record is being filled and will be published soon), so neither side
+    /// pays a futex wake per record. Only a hint: a reader spins at most
+    /// [`BUSY_SPIN_LIMIT`] rounds on it, whatever its value.
+    #[inline]
+    fn set_busy(&self, busy: bool) {
+        self.tx
+            .ctl()
+            .wake
+            .busy
+            .store(u32::from(busy), Ordering::Relaxed);
+    }
+
     /// Pads the sending ring to its end when `span` bytes would wrap.
     fn pad_for(&mut self, span: u64) -> Result<()> {
         let off = self.tx_tail & self.tx.mask;
@@ -1195,6 +1219,10 @@ impl Connection {
                 std::ptr::copy_nonoverlapping(p.as_ptr(), at.wrapping_add(INLINE as usize), p.len())
             };
         } else {
+            let busy = len >= BUSY_MIN;
+            if busy {
+                self.set_busy(true);
+            }
             // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
             // area, free space as above; `buf` is local memory.
             unsafe {
@@ -1211,6 +1239,9 @@ impl Connection {
         let pos = self.tx_tail;
         self.tx_tail = pos.wrapping_add(span);
         self.publish_record(pos);
+        if len >= BUSY_MIN {
+            self.set_busy(false);
+        }
         true
     }
 
@@ -1229,10 +1260,17 @@ impl Connection {
             self.pad_for(span)?;
             self.wait_space(span)?;
             let pos = self.tx_tail;
+            let busy = len >= BUSY_MIN;
+            if busy {
+                self.set_busy(true);
+            }
             self.tx.copy_in(pos.wrapping_add(payload), buf);
             self.tx.write_header(pos, TAG_MSG, len);
             self.tx_tail = pos.wrapping_add(span);
             self.publish_record(pos);
+            if busy {
+                self.set_busy(false);
+            }
             return Ok(());
         }
         // Streamed: the header line, then chunks as space frees up.
@@ -1306,10 +1344,17 @@ impl Connection {
         // SAFETY: the record does not wrap (`pad_for`), so `off + len <= cap`,
         // inside the data area.
         let ptr = unsafe { self.tx.data.as_ptr().add(off) };
+        // The caller fills the reservation next: a large one is `busy`
+        // until committed or dropped.
+        let busy = len64 >= BUSY_MIN;
+        if busy {
+            self.set_busy(true);
+        }
         Ok(SendGuard {
             conn: self,
             ptr,
             len,
+            busy,
         })
     }
 
@@ -1355,6 +1400,10 @@ impl Connection {
     /// peer is gone and they will never come; `Err(Timeout)` at the deadline.
     fn wait_data(&mut self, need: u64, deadline: Deadline) -> Result<bool> {
         let mut spins = 0u32;
+        // Without a deadline, keep spinning while the writer is filling a
+        // large record (`busy`, bounded by BUSY_SPIN_LIMIT): it is about to
+        // be published, and sleeping would cost both sides a futex call.
+        let patient = deadline.slice(Duration::MAX) == Some(Duration::MAX);
         loop {
             if self.rx_avail(need)? >= need {
                 return Ok(true);
@@ -1362,7 +1411,11 @@ impl Connection {
             if self.peer_gone(false) {
                 return Ok(self.rx_avail(need)? >= need);
             }
-            if spins < SPIN_LIMIT {
+            if spins < SPIN_LIMIT
+                || (patient
+                    && spins < BUSY_SPIN_LIMIT
+                    && self.rx.ctl().wake.busy.load(Ordering::Relaxed) != 0)
+            {
                 spins += 1;
                 std::hint::spin_loop();
                 continue;
@@ -1933,13 +1986,23 @@ pub struct SendGuard<'a> {
     conn: &'a mut Connection,
     ptr: *mut u8,
     len: usize,
+    /// Whether the reservation set the `busy` hint (cleared on drop).
+    busy: bool,
+}
+
+impl Drop for SendGuard<'_> {
+    fn drop(&mut self) {
+        if self.busy {
+            self.conn.set_busy(false);
+        }
+    }
 }
 
 impl SendGuard<'_> {
     /// Sends the message.
     pub fn commit(self) {
-        let c = self.conn;
         let len = self.len as u64;
+        let c = &mut *self.conn;
         let (_, span) = record_shape(len);
         let pos = c.tx_tail;
         c.tx.write_header(pos, TAG_MSG, len);

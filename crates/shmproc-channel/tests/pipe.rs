@@ -390,3 +390,45 @@ fn every_short_length_round_trips_across_wraps() {
         assert_eq!(b.recv::<[u64; 3]>().expect("recv pod"), v);
     }
 }
+
+/// Large records (the writer's `busy` hint while it fills them): a dropped
+/// large reservation sends nothing and leaves no hint behind; large
+/// messages stream between two threads, copied and zero-copy, each checked.
+#[test]
+fn large_records_with_the_busy_hint() {
+    let _wd = Watchdog::new(TIMEOUT);
+    let (mut r, mut w) = Pipe::options(PipeMode::Simplex, 256 << 10)
+        .build()
+        .expect("pipe");
+    drop(w.reserve(64 << 10).expect("reserve"));
+    assert!(!r.poll(Some(Duration::ZERO)).expect("poll"));
+    const N: usize = 200;
+    let writer = std::thread::spawn(move || {
+        for i in 0..N {
+            let len = (16 << 10) + i * 512;
+            let m = msg(len, i as u8);
+            if i % 2 == 0 {
+                w.send_bytes(&m).expect("send_bytes");
+            } else {
+                let mut g = w.reserve(len).expect("reserve");
+                g.copy_from_slice(&m);
+                g.commit();
+            }
+        }
+        w
+    });
+    let mut buf = vec![0u8; 256 << 10];
+    for i in 0..N {
+        let m = msg((16 << 10) + i * 512, i as u8);
+        if i % 3 == 0 {
+            let g = r.recv_bytes_ref().expect("recv_bytes_ref");
+            assert_eq!(&g[..], &m[..], "message {i}");
+        } else {
+            let n = r.recv_bytes_into(&mut buf).expect("recv_bytes_into");
+            assert_eq!(&buf[..n], &m[..], "message {i}");
+        }
+    }
+    let mut w = writer.join().expect("writer thread");
+    w.close();
+    assert!(r.recv_bytes().expect_err("eof").is_eof());
+}
