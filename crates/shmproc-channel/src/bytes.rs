@@ -764,8 +764,9 @@ impl ByteQueue {
 
     // ---------------------------------------------------------------- state
 
-    /// Messages in the queue now, from the indices (a message being written,
-    /// and a cancelled reservation not yet skipped, count).
+    /// Messages in the queue now, from the indices (as
+    /// [`Queue::qsize`](crate::Queue::qsize); a cancelled reservation counts
+    /// until a consumer skips it).
     pub fn qsize(&self) -> usize {
         self.ring.len() as usize
     }

@@ -183,12 +183,19 @@ impl<T: Pod> Queue<T> {
 
     // ------------------------------------------------------------------ put
 
+    /// One claim attempt; `again` for the retries of one call (see
+    /// [`Ring::try_claim_push_again`]).
     #[inline]
-    fn claim_put(&self, check_dead: bool) -> Result<Option<Claim>, PutError<()>> {
+    fn claim_put(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, PutError<()>> {
         if self.ring.is_closed() {
             return Err(PutError::Closed(()));
         }
-        match self.ring.try_claim_push(check_dead)? {
+        let r = if again {
+            self.ring.try_claim_push_again(check_dead)
+        } else {
+            self.ring.try_claim_push(check_dead)
+        };
+        match r? {
             Push::Claimed(c) => Ok(Some(c)),
             Push::Full => Ok(None),
         }
@@ -212,9 +219,14 @@ impl<T: Pod> Queue<T> {
 
     fn put_until(&self, value: T, deadline: Deadline) -> Result<(), PutError<T>> {
         loop {
+            let mut again = false;
             let claim = self
                 .ring
-                .block(Side::Put, deadline, |cd| self.claim_put(cd))
+                .block(Side::Put, deadline, |cd| {
+                    let r = self.claim_put(cd, again);
+                    again = true;
+                    r
+                })
                 .map_err(|e| e.with(value))?;
             let Some(claim) = claim else {
                 return Err(PutError::Timeout(value));
@@ -248,7 +260,7 @@ impl<T: Pod> Queue<T> {
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
         loop {
-            match self.claim_put(true).map_err(|e| e.with(value))? {
+            match self.claim_put(true, false).map_err(|e| e.with(value))? {
                 None => return Err(PutError::Full(value)),
                 Some(c) => {
                     if self.fill(c, &value) {
@@ -280,10 +292,16 @@ impl<T: Pod> Queue<T> {
     // ------------------------------------------------------------------ get
 
     /// One claim attempt; `Ok(None)`: wait (empty, or a live producer is
-    /// still writing the head position).
+    /// still writing the head position). `again` for the retries of one
+    /// call (see [`Ring::try_claim_pop_again`]).
     #[inline]
-    fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
-        match self.ring.try_claim_pop(check_dead)? {
+    fn claim_get(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, GetError> {
+        let r = if again {
+            self.ring.try_claim_pop_again(check_dead)
+        } else {
+            self.ring.try_claim_pop(check_dead)
+        };
+        match r? {
             Pop::Claimed(c) => Ok(Some(c)),
             Pop::Busy => Ok(None),
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
@@ -294,7 +312,13 @@ impl<T: Pod> Queue<T> {
     #[inline]
     fn claim_get_now(&self) -> Result<Claim, GetError> {
         for spin in 0..=SPIN_LIMIT {
-            match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
+            let check_dead = spin == SPIN_LIMIT;
+            let r = if spin == 0 {
+                self.ring.try_claim_pop(check_dead)
+            } else {
+                self.ring.try_claim_pop_again(check_dead)
+            };
+            match r? {
                 Pop::Claimed(c) => return Ok(c),
                 Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
                 Pop::Empty => return Err(GetError::Empty),
@@ -307,8 +331,13 @@ impl<T: Pod> Queue<T> {
     }
 
     fn claim_get_until(&self, deadline: Deadline) -> Result<Claim, GetError> {
+        let mut again = false;
         self.ring
-            .block(Side::Get, deadline, |cd| self.claim_get(cd))?
+            .block(Side::Get, deadline, |cd| {
+                let r = self.claim_get(cd, again);
+                again = true;
+                r
+            })?
             .ok_or(GetError::Timeout)
     }
 
@@ -416,8 +445,9 @@ impl<T: Pod> Queue<T> {
 
     // ---------------------------------------------------------------- state
 
-    /// Messages in the queue now, exactly (from the indices; a message whose
-    /// producer is still writing it counts).
+    /// Messages in the queue now, from the indices: exact when no put or get
+    /// is in flight (a message counts from its publish until its consumer
+    /// has read it, see [`Ring::len`](crate::ring::Ring::len)).
     pub fn qsize(&self) -> usize {
         self.ring.len() as usize
     }

@@ -15,18 +15,31 @@
 //! Vyukov claims a position with a CAS on the index and then owns the slot
 //! implicitly. Here the claim is a CAS **on the stamp**, which records the
 //! claimant's pid in the same word, so a claim is never anonymous, not even
-//! for one instruction. The indices are advanced after the claim, by the
-//! claimant or by anyone who sees the claimed stamp ("helping").
+//! for one instruction. The head is advanced right after the claim, the
+//! tail only after the publish (so that the consumer polling the slot can
+//! take it one locked instruction sooner); anyone who finds the slot at an
+//! index claimed, published or done moves that index along ("helping").
 //!
 //! # Fast paths
 //! [`Ring::try_claim_push`] and [`Ring::try_claim_pop`] first try the common
-//! case inline, acting only on the exact expected stamp: a producer CASes
-//! `EMPTY(tail)` to `WRITING(tail, pid)` directly (one ownership transfer of
-//! the slot's line instead of a shared read and then an upgrade); a consumer
-//! loads the head and its stamp once, returns "empty" on `EMPTY(head)` and
-//! claims `FULL(head)` (a load first: a polling consumer must not take the
-//! line from the producer filling it). Every other stamp goes through the
-//! validating loop (`*_slow`), which is where [`Corrupt`] is decided.
+//! case inline, with one CAS on the exact expected stamp and no load before
+//! it: a producer CASes `EMPTY(tail)` to `WRITING(tail, pid)`, a consumer
+//! `FULL(head)` to `READING(head, pid)`. When the slot's line sits in the
+//! other side's cache, that is one ownership transfer instead of a shared
+//! read followed by an upgrade (in a busy-poll ping-pong, the consumer's
+//! claim is then one transfer after the publish instead of two). A failed
+//! CAS returns the stamp it found, and the exact answers are decided from
+//! it without another access: `EMPTY(head)` is "empty", `WRITING(head)` is
+//! "busy", the previous lap's stamp at the tail is "full". Every other stamp
+//! goes through the validating loop (`*_slow`), which is where [`Corrupt`]
+//! is decided.
+//!
+//! A CAS takes the line even when it fails, so retries do not repeat it:
+//! [`Ring::try_claim_push_again`] and [`Ring::try_claim_pop_again`] (what
+//! blocking calls use after their first attempt, and `try_get` after
+//! "busy") load the stamp first and CAS only a claimable one, so a waiter
+//! does not pull the line away from the side filling or draining the slot
+//! (nor bounce it between several idle waiters).
 //!
 //! # Stamps (`u64`)
 //! `pos[40] | pid[22] | state[2]`, where `pos` is a position modulo 2^40 and
@@ -105,6 +118,15 @@ const PID_MASK: u64 = (1 << PID_BITS) - 1;
 const STUCK_LIMIT: u32 = 10_000;
 #[cfg(shmproc_loom)]
 const STUCK_LIMIT: u32 = 8;
+/// Pauses between the spinning attempts of a producer waiting for room
+/// (a consumer waiting for a message pauses once: it polls for latency). A
+/// full ring frees up only as fast as its consumer releases slots, and every
+/// look at the slot being drained pulls its line away from that consumer.
+/// In queue_compare A/B runs (64 B, 1 -> 1, blocking put/get) this was worth
+/// a few percent of throughput, within the machine's noise; the producer
+/// spins about 4x longer (some 10 us) before it sleeps.
+const PUT_PAUSES: u32 = 4;
+
 /// Iterations of one operation in total before it reports [`Corrupt`].
 const TOTAL_LIMIT: u32 = 1 << 20;
 
@@ -129,6 +151,13 @@ pub(crate) const fn decode(s: u64) -> Stamp {
         pid: ((s >> STATE_BITS) & PID_MASK) as u32,
         state: s & ((1 << STATE_BITS) - 1),
     }
+}
+
+/// Whether `s` is `WRITING(p, pid)` for some pid other than 0.
+#[inline]
+const fn is_writing_at(s: u64, p: u64) -> bool {
+    let st = decode(s);
+    st.state == WRITING && st.pid != 0 && st.pos == p & POS_MASK
 }
 
 /// `a - b` for positions modulo 2^40, sign-extended.
@@ -544,10 +573,11 @@ impl<S: Storage> Ring<S> {
     /// Moves `index` from `p` to `p + 1` if it is still `p`.
     #[inline]
     fn advance(&self, index: &AtomicU64, p: u64) -> bool {
-        // AcqRel: the Release half publishes the claim of position `p` (whose
-        // stamp this thread read with Acquire) to every Acquire load of the
-        // index in try_claim_push/try_claim_pop; the Acquire half (and the
-        // Acquire failure ordering) pairs with the previous advance.
+        // AcqRel: the Release half publishes what this thread saw or did to
+        // the stamp of position `p` (its publish or release, or the claimed
+        // or done stamp it read with Acquire before helping) to every Acquire
+        // load of the index in try_claim_push/try_claim_pop; the Acquire half
+        // (and the Acquire failure ordering) pairs with the previous advance.
         index
             .compare_exchange(p, p.wrapping_add(1), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -566,53 +596,83 @@ impl<S: Storage> Ring<S> {
     /// [`Corrupt`] when the stamps or the index are inconsistent.
     #[inline]
     pub fn try_claim_push(&self, check_dead: bool) -> Result<Push, Corrupt> {
-        // Fast path: the slot of the tail position is EMPTY for it (the
-        // common case). A single CAS with the expected stamp, instead of a
-        // load and then a CAS: when the slot's line sits in another CPU's
-        // cache (its consumer released it), that is one ownership transfer
-        // instead of a shared read followed by an upgrade. Only the exact
-        // expected stamp is acted on; anything else (full, helped, corrupt)
-        // goes through the validating loop.
+        // Fast path (module docs): the slot of the tail position is EMPTY
+        // for it (the common case). A single CAS with the expected stamp,
+        // instead of a load and then a CAS: when the slot's line sits in
+        // another CPU's cache (its consumer released it), that is one
+        // ownership transfer instead of a shared read followed by an
+        // upgrade. Only the exact expected stamp is claimed; the previous
+        // lap's stamp is "full"; anything else (helped, dead consumer,
+        // corrupt) goes through the validating loop.
         let hdr = self.header();
-        // Acquire: pairs with the Release half of `advance` (the claim of
-        // position p - 1 happened before), as in `try_claim_push_slow`.
+        // Acquire: pairs with the Release half of `advance` (what moved the
+        // tail past position p - 1 happened before), as in
+        // `try_claim_push_slow`.
         let p = hdr.tail.value.load(Ordering::Acquire);
         let slot = self.slot(p);
         let me = owner::my_pid();
         // AcqRel (success): Acquire pairs with the consumer's release (or a
         // reclaim) that stored EMPTY(p), so its payload reads happen before
         // our writes; Release: the claim is what `advance` publishes to index
-        // readers. Relaxed (failure): the value is discarded, the slow path
-        // reloads it with Acquire.
-        if slot
-            .stamp
-            .compare_exchange(
-                stamp(p, 0, EMPTY),
-                stamp(p, me, WRITING),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            self.claimed(slot, &hdr.tail.value, p);
-            return Ok(Push::Claimed(Claim { pos: p, pid: me }));
+        // readers. Relaxed (failure): the value found only decides "full"
+        // (no payload access follows); the slow path reloads with Acquire.
+        match slot.stamp.compare_exchange(
+            stamp(p, 0, EMPTY),
+            stamp(p, me, WRITING),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                Self::claimed(slot);
+                return Ok(Push::Claimed(Claim { pos: p, pid: me }));
+            }
+            // The previous lap still holds the slot (published, or claimed
+            // by a live consumer): full, as the slow path would say.
+            Err(s) if self.previous_lap_busy(s, p, check_dead) => return Ok(Push::Full),
+            Err(_) => {}
         }
         self.try_claim_push_slow(check_dead)
     }
 
-    /// Records this process as the owner of a slot it just claimed (a
-    /// liveness hint), then advances `index` past `p`. The store is
-    /// unconditional: the claim CAS just took the slot's line for writing,
-    /// so it costs no coherence traffic, and between two processes the
-    /// record alternates anyway.
+    /// [`try_claim_push`](Self::try_claim_push) for a retry (after
+    /// [`Push::Full`]): loads the stamp first and CASes only a claimable
+    /// one, so a producer waiting on a full ring does not take the slot's
+    /// line away from the consumer reading it (see the module docs).
+    ///
+    /// # Errors
+    /// As [`try_claim_push`](Self::try_claim_push).
     #[inline]
-    fn claimed(&self, slot: &SlotHeader, index: &AtomicU64, p: u64) {
+    pub fn try_claim_push_again(&self, check_dead: bool) -> Result<Push, Corrupt> {
+        self.try_claim_push_slow(check_dead)
+    }
+
+    /// Whether stamp `s`, found in the slot of tail position `p`, is the
+    /// previous lap's, still published or claimed (by a consumer taken to be
+    /// alive unless `check_dead`).
+    #[inline]
+    fn previous_lap_busy(&self, s: u64, p: u64, check_dead: bool) -> bool {
+        match self.check(s, p) {
+            Ok(st) if lap_diff(st.pos, p) == -self.cap_i() => match st.state {
+                FULL | WRITING => true,
+                READING => !check_dead,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Records this process as the owner of a slot it just claimed (a
+    /// liveness hint). The store is unconditional: the claim CAS just took
+    /// the slot's line for writing, so it costs no coherence traffic, and
+    /// between two processes the record alternates anyway. The index is
+    /// advanced later, by `publish` or `release`.
+    #[inline]
+    fn claimed(slot: &SlotHeader) {
         // Not modelled under loom: a liveness hint only.
         #[cfg(not(shmproc_loom))]
         slot.owner.store(owner::my_record(), Ordering::Relaxed);
         #[cfg(shmproc_loom)]
         let _ = slot;
-        self.advance(index, p);
     }
 
     /// The validating loop of [`try_claim_push`](Self::try_claim_push).
@@ -644,7 +704,7 @@ impl<S: Storage> Ring<S> {
                         .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        self.claimed(slot, &hdr.tail.value, p);
+                        Self::claimed(slot);
                         return Ok(Push::Claimed(Claim { pos: p, pid: me }));
                     }
                 } else {
@@ -716,6 +776,12 @@ impl<S: Storage> Ring<S> {
                 Ordering::Relaxed,
             )
             .is_ok();
+        // Position p is done on the producers' side either way (published,
+        // or skipped by a consumer that took us for dead): move the tail past
+        // it unless a helper did. Only now, not at the claim: the consumer
+        // polling this slot can take it one locked instruction sooner, and
+        // producers that find the slot claimed meanwhile help the tail along.
+        self.advance(&self.header().tail.value, claim.pos);
         self.wake(Side::Get);
         ok
     }
@@ -728,40 +794,51 @@ impl<S: Storage> Ring<S> {
     /// [`Corrupt`] when the stamps or the index are inconsistent.
     #[inline]
     pub fn try_claim_pop(&self, check_dead: bool) -> Result<Pop, Corrupt> {
-        // Fast path: one load of the head and one of its slot's stamp; only
-        // the exact stamps EMPTY(p) (nothing published: empty) and FULL(p)
-        // (claim it) are acted on here, anything else goes through the
-        // validating loop. A load, not a CAS, first: a busy-polling consumer
-        // must not take the line away from the producer about to fill it.
+        // Fast path (module docs): one load of the head and one CAS of its
+        // slot's stamp from FULL(p) (published: claim it). The stamp the CAS
+        // found decides EMPTY(p) (nothing published: empty) and WRITING(p)
+        // (busy, unless the caller wants the producer's liveness checked);
+        // anything else goes through the validating loop.
         let hdr = self.header();
         // Acquire: pairs with the Release half of `advance`, as in
         // `try_claim_pop_slow`.
         let p = hdr.head.value.load(Ordering::Acquire);
         let slot = self.slot(p);
-        // Acquire: pairs with the producer's publish (Release/SeqCst), so its
-        // payload writes happen before our reads.
-        let s = slot.stamp.load(Ordering::Acquire);
-        if s == stamp(p, 0, EMPTY) {
-            return Ok(Pop::Empty);
-        }
-        if s == stamp(p, 0, FULL) {
-            let me = owner::my_pid();
-            // AcqRel: Acquire as the load above; Release publishes the claim
-            // to `advance` helpers. Relaxed (failure): the slow path reloads.
-            if slot
-                .stamp
-                .compare_exchange(
-                    s,
-                    stamp(p, me, READING),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                self.claimed(slot, &hdr.head.value, p);
+        let me = owner::my_pid();
+        // AcqRel (success): Acquire pairs with the producer's publish
+        // (Release/SeqCst), so its payload writes happen before our reads;
+        // Release publishes the claim to `advance` helpers. Relaxed
+        // (failure): the value found only decides "empty" or "busy" (no
+        // payload access follows); the slow path reloads with Acquire.
+        match slot.stamp.compare_exchange(
+            stamp(p, 0, FULL),
+            stamp(p, me, READING),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                Self::claimed(slot);
                 return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
             }
+            Err(s) if s == stamp(p, 0, EMPTY) => return Ok(Pop::Empty),
+            // A producer is writing it: busy (its liveness is the slow
+            // path's business).
+            Err(s) if !check_dead && is_writing_at(s, p) => return Ok(Pop::Busy),
+            Err(_) => {}
         }
+        self.try_claim_pop_slow(check_dead)
+    }
+
+    /// [`try_claim_pop`](Self::try_claim_pop) for a retry (after
+    /// [`Pop::Empty`] or [`Pop::Busy`]): loads the stamp first and CASes
+    /// only a published one, so a consumer waiting on a position being
+    /// written does not take the slot's line away from its producer again
+    /// (see the module docs).
+    ///
+    /// # Errors
+    /// As [`try_claim_pop`](Self::try_claim_pop).
+    #[inline]
+    pub fn try_claim_pop_again(&self, check_dead: bool) -> Result<Pop, Corrupt> {
         self.try_claim_pop_slow(check_dead)
     }
 
@@ -794,7 +871,7 @@ impl<S: Storage> Ring<S> {
                             .compare_exchange(s, claimed, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                         {
-                            self.claimed(slot, &hdr.head.value, p);
+                            Self::claimed(slot);
                             return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
                         }
                     }
@@ -868,6 +945,11 @@ impl<S: Storage> Ring<S> {
                 Ordering::Relaxed,
             )
             .is_ok();
+        // Position p is done on the consumers' side either way: move the
+        // head past it unless a helper did (only now, as the tail in
+        // `publish`: a producer waiting for this slot can take it one locked
+        // instruction sooner; consumers that find it claimed help the head).
+        self.advance(&self.header().head.value, claim.pos);
         self.wake(Side::Put);
         ok
     }
@@ -916,7 +998,10 @@ impl<S: Storage> Ring<S> {
     }
 
     /// Messages in the ring, from the indices (clamped to `0..=capacity`;
-    /// exact when no operation is in flight).
+    /// exact when no operation is in flight). The tail passes a position
+    /// when it is published, the head when it is released (or when another
+    /// producer or consumer helps the index past it), so a message counts
+    /// from its publish until its consumer is done with it.
     #[allow(clippy::len_without_is_empty)] // `Queue::empty` is the query
     pub fn len(&self) -> u64 {
         let hdr = self.header();
@@ -975,8 +1060,9 @@ impl<S: Storage> Ring<S> {
         }
     }
 
-    /// Runs `attempt(check_dead)` until it returns `Some`: spinning briefly,
-    /// then sleeping on `side`'s futex in bounded slices, until `deadline`.
+    /// Runs `attempt(check_dead)` until it returns `Some`: spinning briefly
+    /// (with [`PUT_PAUSES`] pauses between a producer's attempts), then
+    /// sleeping on `side`'s futex in bounded slices, until `deadline`.
     /// `check_dead` is false during the first spins (no `/proc` reads on the
     /// fast path). Returns `Ok(None)` at the deadline.
     pub(crate) fn block<R, E>(
@@ -992,7 +1078,13 @@ impl<S: Storage> Ring<S> {
             if deadline.expired() {
                 return Ok(None);
             }
-            spin_loop();
+            let pauses = match side {
+                Side::Get => 1,
+                Side::Put => PUT_PAUSES,
+            };
+            for _ in 0..pauses {
+                spin_loop();
+            }
         }
         let (seq, waiters) = self.words(side);
         loop {

@@ -16,9 +16,15 @@ use shmproc_channel::HeapStorage;
 use shmproc_channel::ring::{Pop, Push, Ring};
 
 /// Up to `tries` attempts to put `v`; `false` if the ring stayed full.
+/// Retries go through `try_claim_push_again` (load first), as `Queue::put`'s.
 fn try_put(r: &Ring<HeapStorage>, v: u64, tries: u32) -> bool {
-    for _ in 0..tries {
-        match r.try_claim_push(false).expect("consistent ring") {
+    for i in 0..tries {
+        let push = if i == 0 {
+            r.try_claim_push(false)
+        } else {
+            r.try_claim_push_again(false)
+        };
+        match push.expect("consistent ring") {
             Push::Claimed(c) => {
                 r.write(&c, 0, &v.to_le_bytes());
                 assert!(r.publish(c), "nobody takes a live producer's slot");
@@ -30,10 +36,16 @@ fn try_put(r: &Ring<HeapStorage>, v: u64, tries: u32) -> bool {
     false
 }
 
-/// Up to `tries` attempts to get a message.
+/// Up to `tries` attempts to get a message (retries load first, as
+/// `Queue::get`'s).
 fn try_get(r: &Ring<HeapStorage>, tries: u32) -> Option<u64> {
-    for _ in 0..tries {
-        match r.try_claim_pop(false).expect("consistent ring") {
+    for i in 0..tries {
+        let pop = if i == 0 {
+            r.try_claim_pop(false)
+        } else {
+            r.try_claim_pop_again(false)
+        };
+        match pop.expect("consistent ring") {
             Pop::Claimed(c) => {
                 let mut b = [0u8; 8];
                 r.read(&c, 0, &mut b);
