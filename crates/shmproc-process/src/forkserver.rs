@@ -32,17 +32,6 @@
 //! If that `fork` fails the server announces `b'E'` + errno instead; the
 //! client's next start fails with it and asks again (`b'N'`).
 //!
-//! # Scheduling
-//! The server is woken when the client registers a start (`S`) and when a
-//! child it started ends, at the moments the client itself runs or is about
-//! to: on a shared CPU, a server that preempted the client there would put
-//! its bookkeeping (and the `fork` of the next spare) on the client's path
-//! (traced: the client's `join` waited for the server's fork of the next
-//! spare). So the server runs as `SCHED_BATCH` (same nice value, same share
-//! of the CPU, but a wake-up never preempts the running thread), when it
-//! starts as `SCHED_OTHER`; each spare switches back to `SCHED_OTHER` right
-//! after its fork, before it waits for a target.
-//!
 //! # Exit codes
 //! The children are the server's, so only the server can `waitpid` them.
 //! A child writes its own exit code into its report just before `_exit`;
@@ -226,8 +215,6 @@ struct Server {
     /// The client's socket (`None` only in a spare, which closes its copy).
     sock: Option<OwnedFd>,
     me: Pid,
-    /// The server runs as `SCHED_BATCH` (its spares go back to `SCHED_OTHER`).
-    batch: bool,
     children: Vec<Served>,
     /// Announcements not yet claimed by a report (0 or 1).
     unused: usize,
@@ -248,13 +235,9 @@ pub(crate) fn serve(sock_fd: i32) -> ! {
     // Look the executable up once: every child inherits the answers instead
     // of reading /proc/self/maps before it can call its target.
     crate::entry::warm_caches();
-    // Never preempt the client on wake-up (see "Scheduling" in the module docs).
-    let batch = os::sched_policy().is_ok_and(|p| p == os::SCHED_OTHER)
-        && os::set_sched_policy(os::SCHED_BATCH).is_ok();
     let mut server = Server {
         sock: Some(sock),
         me: os::getpid(),
-        batch,
         children: Vec::new(),
         unused: 0,
         owed: false,
@@ -416,11 +399,6 @@ impl Server {
                 drop(mine);
                 self.sock = None;
                 self.children.clear();
-                if self.batch {
-                    // Before anything waits on it: the target runs as the
-                    // client's children would (unprivileged: same nice value).
-                    let _ = os::set_sched_policy(os::SCHED_OTHER);
-                }
                 spare_main(theirs, self.me)
             }
             Ok(os::Forked::Parent(pid)) => {

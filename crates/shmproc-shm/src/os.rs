@@ -1144,32 +1144,3 @@ mod process_wait_tests {
         let _ = t.join();
     }
 }
-
-/// `SCHED_OTHER`: the default time-sharing policy.
-pub const SCHED_OTHER: i32 = libc::SCHED_OTHER;
-/// `SCHED_BATCH`: time-sharing at the same nice value, but a thread that
-/// wakes up never preempts the one running (it waits for its turn).
-pub const SCHED_BATCH: i32 = libc::SCHED_BATCH;
-
-/// `sched_getscheduler(0)`: the calling thread's scheduling policy.
-///
-/// # References
-/// `man 2 sched_getscheduler`
-#[doc(alias = "sched_getscheduler")]
-pub fn sched_policy() -> io::Result<i32> {
-    // SAFETY: plain syscall about the calling thread.
-    cvt(unsafe { libc::sched_getscheduler(0) })
-}
-
-/// `sched_setscheduler(0, policy, {0})` for a time-sharing policy
-/// ([`SCHED_OTHER`], [`SCHED_BATCH`]): the nice value is kept, and an
-/// unprivileged thread may switch between the two either way.
-///
-/// # References
-/// `man 2 sched_setscheduler`, `man 7 sched`
-#[doc(alias = "sched_setscheduler")]
-pub fn set_sched_policy(policy: i32) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param for the duration of the call.
-    cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(drop)
-}
