@@ -688,6 +688,25 @@ impl Ring {
             .is_some_and(|w| w.load(Ordering::Acquire) == pos ^ key)
     }
 
+    /// The tag of the line at data offset `off` (0 when the line is not
+    /// inside the ring): a fixed-size read, no wrap-around path.
+    #[inline]
+    fn line_tag(&self, off: u64) -> u32 {
+        let mut t = [0u8; 4];
+        if off <= self.cap - LINE {
+            // SAFETY: `off + 4 <= off + LINE <= cap`: inside the data area;
+            // copied into local memory, never borrowed.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    t.as_mut_ptr(),
+                    t.len(),
+                )
+            };
+        }
+        u32::from_le_bytes(t)
+    }
+
     #[inline]
     fn read_header(&self, pos: u64) -> (u32, u64) {
         let mut h = [0u8; HDR as usize];
@@ -1757,7 +1776,7 @@ impl Connection {
         let head = ctl.head.value.load(Ordering::Relaxed);
         let off = head & self.rx.mask;
         if self.rx.sealed(head, off, self.seal_key) {
-            if self.rx.read_header(head).0 == TAG_MSG {
+            if self.rx.line_tag(off) == TAG_MSG {
                 return true;
             }
         } else if self.rx.seal_word(off).is_some() {
@@ -1852,7 +1871,7 @@ impl Connection {
         let off = head & self.rx.mask;
         if self.rx.sealed(head, off, self.seal_key) {
             // A message (whole or streamed) is ready; a pad: the general path.
-            return (self.rx.read_header(head).0 == TAG_MSG).then_some(true);
+            return (self.rx.line_tag(off) == TAG_MSG).then_some(true);
         }
         // No seal: a writer seals every record it publishes (after `tail`),
         // so nothing is there yet, unless `tail` was already seen to cover
