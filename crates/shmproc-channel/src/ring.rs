@@ -402,6 +402,12 @@ pub trait Storage {
     /// A pointer to the payload of slot `index` (`slot_size` bytes, aligned
     /// to 16), for zero-copy access by the holder of the slot's claim.
     fn payload_ptr(&self, index: u64) -> *mut u8;
+    /// A hint: start fetching, for writing, the payload line of slot
+    /// `index` when it is not the slot header's line. No effect on memory.
+    #[inline]
+    fn prefetch_payload(&self, index: u64) {
+        let _ = index;
+    }
 }
 
 /// The outcome of [`Ring::try_claim_push`].
@@ -624,6 +630,9 @@ impl<S: Storage> Ring<S> {
         ) {
             Ok(_) => {
                 Self::claimed(slot);
+                // The next put's payload line, while nobody touches it (a
+                // consumer reads it only once that put is published).
+                self.storage.prefetch_payload(p.wrapping_add(1) & self.mask);
                 return Ok(Push::Claimed(Claim { pos: p, pid: me }));
             }
             // The previous lap still holds the slot (published, or claimed
@@ -705,6 +714,7 @@ impl<S: Storage> Ring<S> {
                         .is_ok()
                     {
                         Self::claimed(slot);
+                        self.storage.prefetch_payload(p.wrapping_add(1) & self.mask);
                         return Ok(Push::Claimed(Claim { pos: p, pid: me }));
                     }
                 } else {

@@ -140,6 +140,28 @@ mod segment {
         slot_size: usize,
         payload_off: usize,
         stride: usize,
+        /// The CPU has PREFETCHW (see [`has_prefetchw`]).
+        prefetchw: bool,
+    }
+
+    /// Whether the CPU reports PREFETCHW (CPUID 0x8000_0001, ECX bit 8):
+    /// only then is it executed, since older CPUs need not treat it as a NOP.
+    #[cfg(target_arch = "x86_64")]
+    fn has_prefetchw() -> bool {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86_64 CPU (a safe fn from Rust 1.87;
+        // the MSRV is 1.85).
+        #[allow(unused_unsafe)]
+        let max = unsafe { __cpuid(0x8000_0000) }.eax;
+        // SAFETY: as above; leaf 0x8000_0001 exists (checked against `max`).
+        #[allow(unused_unsafe)]
+        let ext = unsafe { __cpuid(0x8000_0001) }.ecx;
+        max >= 0x8000_0001 && ext & (1 << 8) != 0
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn has_prefetchw() -> bool {
+        false
     }
 
     // SAFETY: the storage hands out references to atomics (`ShmSafe` headers)
@@ -203,6 +225,7 @@ mod segment {
                 slot_size,
                 payload_off: off as usize,
                 stride: stride as usize,
+                prefetchw: has_prefetchw(),
             };
             let h = st.header();
             {
@@ -288,6 +311,29 @@ mod segment {
         #[inline]
         fn payload_ptr(&self, index: u64) -> *mut u8 {
             self.slot_ptr(index).wrapping_add(self.payload_off)
+        }
+        #[inline]
+        fn prefetch_payload(&self, index: u64) {
+            // Not when the payload shares the header's line (the claim CAS
+            // fetches it), nor where the CPU lacks PREFETCHW.
+            if self.payload_off < 64 || !self.prefetchw {
+                return;
+            }
+            let p = self.payload_ptr(index);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: PREFETCHW (present: CPUID said so in `new`) only hints
+            // the cache: it accesses no memory as far as the program is
+            // concerned and never faults (`p` is in the mapping anyway:
+            // `payload_ptr` of a masked index).
+            unsafe {
+                std::arch::asm!(
+                    "prefetchw [{0}]",
+                    in(reg) p,
+                    options(nostack, preserves_flags, readonly)
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
         }
     }
 }
