@@ -62,7 +62,13 @@
 //! claimed it: a never-used end dropped in the parent after a `fork` may be
 //! the child's, so it stays open. Call [`Connection::close`] to close an end
 //! explicitly, claimed or not. A never-claimed end whose creator process
-//! died counts as closed.
+//! died counts as closed. [`Connection::claim_now`] claims an end before its
+//! first use (a `Process` child does so as it receives one), so that the
+//! peer gets EOF if the claimer dies without ever using it.
+//!
+//! Messages of any size up to [`MAX_PIPE_MESSAGE_LEN`] stream through the
+//! ring in chunks while the reader drains; a 1 GiB message through the
+//! default 1 MiB rings is tested (`tests/pipe_gib.rs`).
 //!
 //! # Sentinel
 //! Pipes made by [`Pipe::new`] / [`Pipe::create`] carry a socket pair per
@@ -996,6 +1002,19 @@ impl Connection {
 
     /// Claims the end for this process (first use here), or checks that we
     /// still hold it.
+    /// Claims the end for this process now rather than at its first use, so
+    /// that from here on its peer gets EOF when this process dies, even if it
+    /// never used the end. `shmproc-process` calls it in a child as it
+    /// unpacks a `Connection` from its arguments. Taking over an end another
+    /// process claimed makes that process's next call fail with
+    /// [`ConnectionError::NotOwner`].
+    ///
+    /// # Errors
+    /// [`ConnectionError::Closed`] when the end is closed.
+    pub fn claim_now(&mut self) -> Result<()> {
+        self.claim()
+    }
+
     fn claim(&mut self) -> Result<()> {
         if self.closed {
             return Err(ConnectionError::Closed);

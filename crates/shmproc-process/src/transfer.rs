@@ -533,9 +533,11 @@ shareable_queue!(
 ///   parent's copy fails with `NotOwner` and its drop does not close the
 ///   end (it is the child's). Use the end in one process only.
 ///
-/// If the child dies before its first use, the end counts as the
-/// creator's (the parent's) and its peer sees no EOF: close the peer or
-/// use a timeout.
+/// The child claims the end as it unpacks its arguments, before the target
+/// runs, so its death gives the peer EOF even if it never used the end.
+/// Only a child killed while still booting (before that claim) leaves the
+/// end counted as the creator's (the parent's), with no EOF: for that case
+/// use a timeout, or `wait` on the process sentinel beside the connection.
 impl Transfer for shmproc_channel::Connection {
     fn pack(&self, p: &mut Packer) -> Result<(), ProcessError> {
         let handle = match self.name() {
@@ -563,11 +565,15 @@ impl Transfer for shmproc_channel::Connection {
             [1] => shmproc_channel::PipeEnd::Second,
             other => return Err(ProcessError::args("Connection", format!("end {other:?}"))),
         };
-        match RawHandle::unpack(u)? {
+        let mut c = match RawHandle::unpack(u)? {
             RawHandle::Name(n) => shmproc_channel::Connection::open(&n, end),
             RawHandle::Fd(fd) => shmproc_channel::Connection::open_fd(fd, end),
         }
-        .map_err(share_err("Connection"))
+        .map_err(share_err("Connection"))?;
+        // Claimed at once, so the peer gets EOF if the child dies before
+        // its first use of the end.
+        c.claim_now().map_err(share_err("Connection"))?;
+        Ok(c)
     }
 }
 

@@ -158,3 +158,44 @@ fn killed_child_gives_eof() {
         }
     }
 }
+
+/// Holds its end without ever using it, says it started, and waits to be
+/// killed (or returns at once, dropping the end, when told to).
+fn never_uses((_conn, started, wait): (Connection, shmproc_sync::Event, bool)) {
+    started.set();
+    if wait {
+        let never = shmproc_sync::Event::new().expect("event");
+        never.wait_timeout(TIMEOUT);
+    }
+}
+
+/// A child that dies, or returns, without ever using its end: the parent
+/// still gets EOF (the child claimed the end as it unpacked it), well
+/// before the timeout.
+#[test]
+fn a_child_that_never_used_its_end_gives_eof() {
+    use shmproc_process::Shareable;
+    let _w = Watchdog::named(TIMEOUT * 2, "pipe_child unused end");
+    let limit = std::time::Duration::from_secs(20);
+    for ctx in common::contexts() {
+        let m = ctx.start_method();
+        for killed in [true, false] {
+            let (mut a, b) = Pipe::new().expect("pipe");
+            let started = shmproc_sync::Event::new().expect("event");
+            let child = ctx
+                .builder()
+                .target(never_uses, (b, started.try_clone().expect("h"), killed))
+                .start()
+                .expect("start");
+            assert!(started.wait_timeout(TIMEOUT), "{m}: child did not start");
+            if killed {
+                child.kill().expect("kill");
+            }
+            assert!(child.join_timeout(TIMEOUT).expect("join").is_some());
+            match a.recv_bytes_timeout(limit) {
+                Err(ConnectionError::Eof) => {}
+                other => panic!("{m} (killed: {killed}): expected EOF, got {other:?}"),
+            }
+        }
+    }
+}
