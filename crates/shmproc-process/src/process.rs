@@ -791,9 +791,21 @@ pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, Proc
         .and_then(|a| CString::new(a.as_bytes()).ok())
         .unwrap_or_else(|| c"shmproc-child".to_owned());
     let arg = CString::new(arg).map_err(|_| ProcessError::args("argv", "NUL byte"))?;
-    let session = crate::tracker::known_session();
+    // The child's segments join this process's crash-cleanup session.
+    let session =
+        crate::tracker::known_session().map(|s| (crate::tracker::ENV_SESSION, format!("{s:x}")));
+    let env = env_block(session.as_ref().map(|(k, v)| (*k, v.as_str())));
+    let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
+    os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, keep)
+        .map_err(ProcessError::os("posix_spawn"))
+}
+
+/// This process's environment as `KEY=VALUE` C strings for `execve`, with
+/// `set` (a key and its value) replacing any earlier value of that key.
+pub(crate) fn env_block(set: Option<(&str, &str)>) -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
     let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| session.is_none() || k != crate::tracker::ENV_SESSION)
+        .filter(|(k, _)| set.is_none_or(|(key, _)| k != key))
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -801,13 +813,10 @@ pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, Proc
             CString::new(kv).ok()
         })
         .collect();
-    // The child's segments join this process's crash-cleanup session.
-    if let Some(s) = session {
-        env.extend(CString::new(format!("{}={s:x}", crate::tracker::ENV_SESSION)).ok());
+    if let Some((k, v)) = set {
+        env.extend(CString::new(format!("{k}={v}")).ok());
     }
-    let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
-    os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, keep)
-        .map_err(ProcessError::os("posix_spawn"))
+    env
 }
 
 struct Registry {

@@ -161,19 +161,11 @@ fn inherit_or_start() -> u64 {
 }
 
 fn start_tracker(root: Pid, tag: u64) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let bad = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
     let argv0 = CString::new("shmproc-tracker").map_err(bad)?;
     let arg = CString::new(format!("--shmproc-tracker={root}:{tag:x}")).map_err(bad)?;
-    let env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != ENV_SESSION)
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
+    // The program's environment (the tracker itself makes no segments).
+    let env = crate::process::env_block(None);
     let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
     crate::entry::ensure_hook_linked();
     os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, &[]).map(drop)
