@@ -15,8 +15,6 @@
 //! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
 //! round as a smoke test.
 
-use std::collections::BTreeMap;
-
 #[path = "support/mod.rs"]
 #[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
 mod support;
@@ -32,61 +30,13 @@ mod qsupport;
 #[allow(dead_code, reason = "shared with pipe (criterion)")]
 mod psupport;
 
+#[path = "support/compare.rs"]
+mod compare;
+
+use compare::{Rounds, Samples, Targets, fmt_ratio, size_label};
 use psupport::{LAT_SIZES, Lat, PSizes, STREAM_SIZES, Tput};
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases
-/// measured in the same round, under the same background load.
-fn paired(a: &[f64], b: &[f64]) -> f64 {
-    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    median(&ratios)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn size_label(size: usize) -> String {
-    if size >= 1 << 20 {
-        format!("{}MiB", size >> 20)
-    } else if size >= 1024 {
-        format!("{}KiB", size / 1024)
-    } else {
-        format!("{size}B")
-    }
-}
-
 const PYTHON: &str = "python_mp_pipe";
-
-/// Per-round samples, by key.
-#[derive(Default)]
-struct Samples(BTreeMap<String, Vec<f64>>);
-
-impl Samples {
-    fn push(&mut self, key: String, v: f64) {
-        self.0.entry(key).or_default().push(v);
-    }
-    fn get(&self, key: &str) -> Option<&[f64]> {
-        self.0.get(key).map(Vec::as_slice)
-    }
-    fn median(&self, key: &str) -> Option<f64> {
-        self.get(key).map(median)
-    }
-    /// Paired ratio `a / b`, when both were measured in every round.
-    fn ratio(&self, a: &str, b: &str) -> Option<f64> {
-        let (a, b) = (self.get(a)?, self.get(b)?);
-        (a.len() == b.len()).then(|| paired(a, b))
-    }
-}
 
 fn lat_key(who: &str, size: usize, q: &str) -> String {
     format!("lat/{size}/{who}/{q}")
@@ -95,22 +45,6 @@ fn lat_key(who: &str, size: usize, q: &str) -> String {
 /// Messages per second.
 fn tput_key(who: &str, size: usize) -> String {
     format!("tput/{size}/{who}")
-}
-
-fn fmt_ratio(r: Option<f64>) -> String {
-    match r {
-        Some(x) if x >= 100.0 => format!("{x:.0}x"),
-        Some(x) if x >= 10.0 => format!("{x:.1}x"),
-        Some(x) => format!("{x:.2}x"),
-        None => "-".to_owned(),
-    }
-}
-
-fn print_raw(s: &Samples, key: &str, scale: f64) {
-    if let Some(v) = s.get(key) {
-        let v: Vec<String> = v.iter().map(|x| format!("{:.3}", x / scale)).collect();
-        println!("  {key:<40} {}", v.join(" "));
-    }
 }
 
 fn one_round(s: &mut Samples, sz: &PSizes) {
@@ -141,7 +75,7 @@ fn main() {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "pipe_compare: {mode} run, {} rounds, {} CPUs, loadavg {}",
+        "pipe_compare: {mode} run, at least {} rounds (more, up to twice as many, until most are shared-L3 rounds), {} CPUs, loadavg {}",
         sz.reps,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace()
@@ -165,17 +99,15 @@ fn main() {
     println!(
         "streams, one way: shmproc_pipe_copy (send_bytes + recv_bytes_into) and shmproc_pipe_zerocopy (reserve, \
          copy_from_slice into the reservation, commit + recv_bytes_ref, only the sequence number read) over a \
-         simplex pipe with rings of max(4 MiB, 2 messages); shmproc_pipe_default: Pipe::new(), copy; \
+         simplex pipe with rings of max(1 MiB (the default), 2 messages); shmproc_pipe_default: Pipe::new(), copy; \
          os_pipe: pipe(2), unix_stream: socketpair(AF_UNIX, SOCK_STREAM), write_all + read_exact; \
          ipc_channel: bytes_channel (a Vec per message); memcpy: copy_from_slice, one process; \
          page-aligned buffers everywhere; every message checked (count and sequence sum)"
     );
 
-    let started = std::time::Instant::now();
-    let mut s = Samples::default();
     let mut python_skip = None;
-    for rep in 0..sz.reps {
-        one_round(&mut s, &sz);
+    let all = Rounds::for_this_run(sz.reps).run(|s| {
+        one_round(s, &sz);
         if python_skip.is_none() {
             match psupport::python_pipe(&sz) {
                 Ok(r) => {
@@ -190,13 +122,28 @@ fn main() {
                 Err(why) => python_skip = Some(why),
             }
         }
-        eprintln!(
-            "  round {}/{} done ({:.0} s)",
-            rep + 1,
-            sz.reps,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    });
+    let (shared, cross) = (all.shared_l3(), all.cross_l3());
+    // The tables: the shared-L3 rounds when there were any (the placement the
+    // targets are stated for), else every round.
+    let s = if shared.rounds().is_empty() {
+        &all
+    } else {
+        &shared
+    };
+    println!();
+    println!(
+        "{} of {} rounds had the two CPUs on a shared L3 (placement probes: a one-way atomic ping-pong p50 \
+         at most {} ns before and after the round); the tables below are over {}",
+        shared.rounds().len(),
+        all.rounds().len(),
+        compare::SHARED_L3_MAX_NS,
+        if shared.rounds().is_empty() {
+            "every round"
+        } else {
+            "those rounds"
+        }
+    );
 
     let spin = Lat::PipeSpin.name();
     let block = Lat::PipeBlock.name();
@@ -282,9 +229,10 @@ fn main() {
 
     // ---- raw per-round samples of the cases the targets compare
     println!();
-    println!("raw per-round samples (8B latency p50 in ns; streams in GB/s):");
+    println!("raw per-round samples, every round (8B latency p50 in ns; streams in GB/s):");
+    all.print_placement();
     for who in [atomic, spin, Lat::PipeReadable.name(), futex, woken, block] {
-        print_raw(&s, &lat_key(who, 8, "p50"), 1.0);
+        all.print_raw(&lat_key(who, 8, "p50"), 1.0);
     }
     for (size, who) in [
         (1 << 20, memcpy),
@@ -294,67 +242,55 @@ fn main() {
         (64 << 10, copy),
         (64 << 10, zc),
     ] {
-        print_raw(&s, &tput_key(who, size), 1e9 / size as f64);
+        all.print_raw(&tput_key(who, size), 1e9 / size as f64);
     }
 
     // ---- targets
     println!();
-    println!("Targets (issue 5), paired ratios:");
-    let line = |ok: Option<bool>, what: String| match ok {
-        Some(ok) => println!("  {} {what}", verdict(ok)),
-        None => println!("  SKIP {what}"),
-    };
+    let t = Targets::new(&all, &shared, &cross);
+    t.header(5);
     let lat = |who: &str| lat_key(who, 8, "p50");
-    let r = s.ratio(&lat(spin), &lat(atomic));
-    line(
-        r.map(|r| r <= 1.5),
-        format!(
-            "busy-poll latency 8B within 1.5x the atomic floor: {spin} {}",
-            fmt_ratio(r)
-        ),
+    t.line(
+        &format!("busy-poll latency 8B within 1.5x the atomic floor: {spin}"),
+        &lat(spin),
+        &lat(atomic),
+        |r| r <= 1.5,
     );
     let readable = Lat::PipeReadable.name();
-    let r = s.ratio(&lat(readable), &lat(atomic));
     println!(
         "  info busy-poll latency 8B spinning on readable() instead of poll(ZERO): {readable} {} the atomic floor",
-        fmt_ratio(r)
+        fmt_ratio(shared.ratio(&lat(readable), &lat(atomic)))
     );
-    let r = s.ratio(&lat(woken), &lat(futex));
-    line(
-        r.map(|r| r <= 1.2),
-        format!(
-            "blocking latency 8B within 1.2x a raw futex wake (receiver asleep): {woken} {}",
-            fmt_ratio(r)
-        ),
+    t.line(
+        &format!("blocking latency 8B within 1.2x a raw futex wake (receiver asleep): {woken}"),
+        &lat(woken),
+        &lat(futex),
+        |r| r <= 1.2,
     );
-    let r = s.ratio(&lat(block), &lat(futex));
-    line(
-        r.map(|r| r <= 1.2),
-        format!(
-            "blocking latency 8B within 1.2x a raw futex wake (back to back, the receive's spin catches it): {block} {}",
-            fmt_ratio(r)
+    t.line(
+        &format!(
+            "blocking latency 8B within 1.2x a raw futex wake (back to back, the receive's spin catches it): {block}"
         ),
+        &lat(block),
+        &lat(futex),
+        |r| r <= 1.2,
     );
     let mib = 1 << 20;
     for (ours, factor) in [(copy, 0.4), (zc, 0.8)] {
-        let r = s.ratio(&tput_key(ours, mib), &tput_key(memcpy, mib));
-        line(
-            r.map(|r| r >= factor),
-            format!(
-                "1MiB streaming at least {factor}x memcpy bandwidth: {ours} {}",
-                fmt_ratio(r)
-            ),
+        t.line(
+            &format!("1MiB streaming at least {factor}x memcpy bandwidth: {ours}"),
+            &tput_key(ours, mib),
+            &tput_key(memcpy, mib),
+            |r| r >= factor,
         );
     }
     let k64 = 64 << 10;
     for ours in [copy, zc] {
-        let r = s.ratio(&tput_key(ours, k64), &tput_key(unix, k64));
-        line(
-            r.map(|r| r >= 5.0),
-            format!(
-                "64KiB streaming at least 5x a Unix socket (SOCK_STREAM): {ours} {}",
-                fmt_ratio(r)
-            ),
+        t.line(
+            &format!("64KiB streaming at least 5x a Unix socket (SOCK_STREAM): {ours}"),
+            &tput_key(ours, k64),
+            &tput_key(unix, k64),
+            |r| r >= 5.0,
         );
     }
     if !support::full_run() {

@@ -12,8 +12,6 @@
 //! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
 //! round as a smoke test.
 
-use std::collections::BTreeMap;
-
 #[path = "support/mod.rs"]
 #[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
 mod support;
@@ -25,59 +23,13 @@ mod support;
 )]
 mod qsupport;
 
+#[path = "support/compare.rs"]
+mod compare;
+
+use compare::{Rounds, Samples, Targets, fmt_ratio, size_label};
 use qsupport::{LAT_SIZES, QSizes, SHAPES, SIZES, Who};
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases
-/// measured in the same round, under the same background load.
-fn paired(a: &[f64], b: &[f64]) -> f64 {
-    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    median(&ratios)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn size_label(size: usize) -> String {
-    if size >= 1024 {
-        format!("{}KiB", size / 1024)
-    } else {
-        format!("{size}B")
-    }
-}
-
 const PYTHON: &str = "python_mp_queue";
-
-/// Per-round samples, by key.
-#[derive(Default)]
-struct Samples(BTreeMap<String, Vec<f64>>);
-
-impl Samples {
-    fn push(&mut self, key: String, v: f64) {
-        self.0.entry(key).or_default().push(v);
-    }
-    fn get(&self, key: &str) -> Option<&[f64]> {
-        self.0.get(key).map(Vec::as_slice)
-    }
-    fn median(&self, key: &str) -> Option<f64> {
-        self.get(key).map(median)
-    }
-    /// Paired ratio `a / b`, when both were measured in every round.
-    fn ratio(&self, a: &str, b: &str) -> Option<f64> {
-        let (a, b) = (self.get(a)?, self.get(b)?);
-        (a.len() == b.len()).then(|| paired(a, b))
-    }
-}
 
 fn lat_key(who: &str, size: usize, q: &str) -> String {
     format!("lat/{size}/{who}/{q}")
@@ -89,22 +41,6 @@ fn tput_key(who: &str, size: usize, p: usize, c: usize) -> String {
 
 fn is_busy(who: Who) -> bool {
     matches!(who, Who::AtomicFloor | Who::SpscRing | Who::QueueSpin)
-}
-
-fn fmt_ratio(r: Option<f64>) -> String {
-    match r {
-        Some(x) if x >= 100.0 => format!("{x:.0}x"),
-        Some(x) if x >= 10.0 => format!("{x:.1}x"),
-        Some(x) => format!("{x:.2}x"),
-        None => "-".to_owned(),
-    }
-}
-
-fn print_raw(s: &Samples, key: &str, scale: f64) {
-    if let Some(v) = s.get(key) {
-        let v: Vec<String> = v.iter().map(|x| format!("{:.3}", x / scale)).collect();
-        println!("  {key:<36} {}", v.join(" "));
-    }
 }
 
 fn one_round(s: &mut Samples, sz: &QSizes) {
@@ -144,7 +80,7 @@ fn main() {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "queue_compare: {mode} run, {} rounds, {} CPUs, loadavg {}",
+        "queue_compare: {mode} run, at least {} rounds (more, up to twice as many, until most are shared-L3 rounds), {} CPUs, loadavg {}",
         sz.reps,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace()
@@ -170,11 +106,9 @@ fn main() {
          unix socket: socketpair(AF_UNIX, SOCK_SEQPACKET); ipc-channel: bytes_channel"
     );
 
-    let started = std::time::Instant::now();
-    let mut s = Samples::default();
     let mut python_skip = None;
-    for rep in 0..sz.reps {
-        one_round(&mut s, &sz);
+    let all = Rounds::for_this_run(sz.reps).run(|s| {
+        one_round(s, &sz);
         if python_skip.is_none() {
             match qsupport::python_queue(&sz) {
                 Ok(r) => {
@@ -189,13 +123,28 @@ fn main() {
                 Err(why) => python_skip = Some(why),
             }
         }
-        eprintln!(
-            "  round {}/{} done ({:.0} s)",
-            rep + 1,
-            sz.reps,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    });
+    let (shared, cross) = (all.shared_l3(), all.cross_l3());
+    // The tables: the shared-L3 rounds when there were any (the placement the
+    // targets are stated for), else every round.
+    let s = if shared.rounds().is_empty() {
+        &all
+    } else {
+        &shared
+    };
+    println!();
+    println!(
+        "{} of {} rounds had the two CPUs on a shared L3 (placement probes: a one-way atomic ping-pong p50 \
+         at most {} ns before and after the round); the tables below are over {}",
+        shared.rounds().len(),
+        all.rounds().len(),
+        compare::SHARED_L3_MAX_NS,
+        if shared.rounds().is_empty() {
+            "every round"
+        } else {
+            "those rounds"
+        }
+    );
 
     let ours_busy = Who::QueueSpin.name();
     let ours_block = Who::QueueBlock.name();
@@ -291,7 +240,8 @@ fn main() {
 
     // ---- raw per-round samples of the cases the targets compare
     println!();
-    println!("raw per-round samples (8B latency p50 in ns; 64B 1->1 in M msgs/s):");
+    println!("raw per-round samples, every round (8B latency p50 in ns; 64B 1->1 in M msgs/s):");
+    all.print_placement();
     for who in [
         atomic,
         ring,
@@ -300,72 +250,57 @@ fn main() {
         Who::QueueWoken.name(),
         ours_block,
     ] {
-        print_raw(&s, &lat_key(who, 8, "p50"), 1.0);
+        all.print_raw(&lat_key(who, 8, "p50"), 1.0);
     }
     for who in [ring, ours_busy, ours_block, socket, ipc, PYTHON] {
-        print_raw(&s, &tput_key(who, 64, 1, 1), 1e6);
+        all.print_raw(&tput_key(who, 64, 1, 1), 1e6);
     }
 
     // ---- targets
     println!();
-    println!("Targets (issue 4), paired ratios:");
-    let line = |ok: Option<bool>, what: String| match ok {
-        Some(ok) => println!("  {} {what}", verdict(ok)),
-        None => println!("  SKIP {what}"),
-    };
+    let t = Targets::new(&all, &shared, &cross);
+    t.header(4);
     let lat = |who: &str| lat_key(who, 8, "p50");
-    let r = s.ratio(&lat(ours_busy), &lat(atomic));
-    line(
-        r.map(|r| r <= 1.5),
-        format!(
-            "busy-poll latency 8B within 1.5x the atomic floor: shmproc_queue_spin {}",
-            fmt_ratio(r)
-        ),
+    t.line(
+        "busy-poll latency 8B within 1.5x the atomic floor: shmproc_queue_spin",
+        &lat(ours_busy),
+        &lat(atomic),
+        |r| r <= 1.5,
     );
-    let r = s.ratio(&lat(Who::QueueWoken.name()), &lat(futex));
-    line(
-        r.map(|r| r <= 1.2),
-        format!(
-            "blocking latency 8B within 1.2x a raw futex wake (receiver asleep): shmproc_queue_woken {}",
-            fmt_ratio(r)
-        ),
+    t.line(
+        "blocking latency 8B within 1.2x a raw futex wake (receiver asleep): shmproc_queue_woken",
+        &lat(Who::QueueWoken.name()),
+        &lat(futex),
+        |r| r <= 1.2,
     );
-    let r = s.ratio(&lat(ours_block), &lat(futex));
-    line(
-        r.map(|r| r <= 1.2),
-        format!(
-            "blocking latency 8B within 1.2x a raw futex wake (back to back, get's spin catches it): shmproc_queue {}",
-            fmt_ratio(r)
-        ),
+    t.line(
+        "blocking latency 8B within 1.2x a raw futex wake (back to back, get's spin catches it): shmproc_queue",
+        &lat(ours_block),
+        &lat(futex),
+        |r| r <= 1.2,
     );
     let t64 = |who: &str| tput_key(who, 64, 1, 1);
     for ours in [ours_block, ours_busy] {
-        let r = s.ratio(&t64(ours), &t64(ring));
-        line(
-            r.map(|r| r >= 0.8),
-            format!(
-                "64B 1->1 throughput at least 0.8x the minimal ring: {ours} {}",
-                fmt_ratio(r)
-            ),
+        t.line(
+            &format!("64B 1->1 throughput at least 0.8x the minimal ring: {ours}"),
+            &t64(ours),
+            &t64(ring),
+            |r| r >= 0.8,
         );
     }
     for (base, factor) in [(ipc, 10.0), (socket, 10.0), (PYTHON, 100.0)] {
-        let r = s.ratio(&t64(ours_block), &t64(base));
-        line(
-            r.map(|r| r >= factor),
-            format!(
-                "at least {factor:.0}x {base}, 64B 1->1 throughput: shmproc_queue {}",
-                fmt_ratio(r)
-            ),
+        t.line(
+            &format!("at least {factor:.0}x {base}, 64B 1->1 throughput: shmproc_queue"),
+            &t64(ours_block),
+            &t64(base),
+            |r| r >= factor,
         );
         for ours in [ours_busy, ours_block] {
-            let r = s.ratio(&lat(base), &lat(ours));
-            line(
-                r.map(|r| r >= factor),
-                format!(
-                    "at least {factor:.0}x {base}, 8B latency p50: {ours} {}",
-                    fmt_ratio(r)
-                ),
+            t.line(
+                &format!("at least {factor:.0}x {base}, 8B latency p50: {ours}"),
+                &lat(base),
+                &lat(ours),
+                |r| r >= factor,
             );
         }
     }

@@ -126,10 +126,17 @@ impl PSizes {
 
 /// The ring size (per direction) of the streams' pipes: room for at least
 /// two messages in place (so `reserve` works and the writer can run ahead
-/// of the reader by a message), and at least 4 MiB (the Queue benches'
-/// channel size).
+/// of the reader by a message), and at least the default (1 MiB, what
+/// `Pipe::new()` gives). It was at least 4 MiB (the Queue benches' channel
+/// size) until issue 5's last session: a ring larger than the L2 (1 MiB
+/// here) only spreads the writer's stores over lines that are no longer in
+/// its caches. Zero-copy at 64 KiB, same run: 21 GB/s with 4 MiB, 25 GB/s
+/// with 1 MiB when the CPUs share an L3, and 11-17 against 25 GB/s when
+/// they do not.
 pub(crate) fn ring_capacity(size: usize) -> usize {
-    (2 * (size + 64)).next_power_of_two().max(4 << 20)
+    (2 * (size + 64))
+        .next_power_of_two()
+        .max(shmproc_channel::pipe::DEFAULT_CAPACITY)
 }
 
 // ---- page-aligned buffers -------------------------------------------------------
