@@ -124,26 +124,7 @@ fn main() {
         }
     });
     let (shared, cross) = (all.shared_l3(), all.cross_l3());
-    // The tables: the shared-L3 rounds when there were any (the placement the
-    // targets are stated for), else every round.
-    let s = if shared.rounds().is_empty() {
-        &all
-    } else {
-        &shared
-    };
-    println!();
-    println!(
-        "{} of {} rounds had the two CPUs on a shared L3 (placement probes: a one-way atomic ping-pong p50 \
-         at most {} ns before and after the round); the tables below are over {}",
-        shared.rounds().len(),
-        all.rounds().len(),
-        compare::SHARED_L3_MAX_NS,
-        if shared.rounds().is_empty() {
-            "every round"
-        } else {
-            "those rounds"
-        }
-    );
+    let s = compare::table_samples(&all, &shared);
 
     let spin = Lat::PipeSpin.name();
     let block = Lat::PipeBlock.name();

@@ -193,6 +193,22 @@ impl Samples {
     }
 }
 
+/// The samples the tables use: the shared-L3 rounds when there were any
+/// (the placement the targets are stated for), else every round. Says
+/// which, and how many rounds were shared-L3.
+pub(crate) fn table_samples<'a>(all: &'a Samples, shared: &'a Samples) -> &'a Samples {
+    let none = shared.rounds().is_empty();
+    println!();
+    println!(
+        "{} of {} rounds had the two CPUs on a shared L3 (placement probes: a one-way atomic ping-pong p50 \
+         at most {SHARED_L3_MAX_NS} ns before and after the round); the tables below are over {}",
+        shared.rounds().len(),
+        all.rounds().len(),
+        if none { "every round" } else { "those rounds" }
+    );
+    if none { all } else { shared }
+}
+
 /// How many rounds to run: at least `min`, then more until `min_shared` of
 /// them were shared-L3 rounds, never more than `max`.
 #[derive(Debug, Clone, Copy)]
