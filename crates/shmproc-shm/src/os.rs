@@ -246,6 +246,51 @@ pub fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     usize::try_from(ret).unwrap_or(0)
 }
 
+/// `membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0)`: from now on
+/// this process receives the barriers of [`membarrier_global_expedited`]
+/// (idempotent; `exec` drops the registration).
+///
+/// # Errors
+/// `ENOSYS` or `EINVAL` where the kernel lacks the command, `EPERM` where a
+/// seccomp filter forbids the call.
+///
+/// # References
+/// `man 2 membarrier`
+#[doc(alias = "membarrier")]
+pub fn membarrier_register_global_expedited() -> io::Result<()> {
+    membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+}
+
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0)`: every thread of every
+/// registered process that is running now executes a full memory barrier
+/// before the call returns (the others pass one when they are scheduled),
+/// and so does the caller. The heavy half of an asymmetric Dekker pair.
+///
+/// # Errors
+/// As [`membarrier_register_global_expedited`].
+///
+/// # References
+/// `man 2 membarrier`
+#[doc(alias = "membarrier")]
+pub fn membarrier_global_expedited() -> io::Result<()> {
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+}
+
+// From <linux/membarrier.h> (stable kernel ABI since 4.16).
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+fn membarrier(cmd: libc::c_int) -> io::Result<()> {
+    // SAFETY: membarrier takes integers only (cmd, flags 0, cpu_id 0) and
+    // touches no user memory.
+    let ret = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// `getpid()`.
 pub fn getpid() -> Pid {
     std::process::id() as Pid

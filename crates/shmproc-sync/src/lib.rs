@@ -51,6 +51,8 @@
 //! work on the heap (the loom models in `tests/loom.rs` use them there).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod asym;
 mod error;
 #[doc(hidden)]
 pub mod futex;

@@ -1,0 +1,121 @@
+//! Asymmetric fences for a Dekker pair across processes: a free fence on the
+//! hot side, `membarrier(2)` on the side that is about to sleep.
+//!
+//! A sleeper and a waker must not both miss each other: the waker stores its
+//! progress and then loads "is anyone waiting?"; the sleeper stores "I am
+//! waiting" and then loads the progress. On x86 each side needs a full fence
+//! between its store and its load (store buffering), and on the hot side
+//! (every message of a busy pipe) that fence waits for the store to leave the
+//! core: with the index line in the peer's cache, a whole cache-line round
+//! trip per message.
+//!
+//! With `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` the sleeper forces a
+//! full barrier on every CPU running a registered process, so the hot side
+//! needs only a compiler fence: either its store was issued before the
+//! barrier reached its CPU (then the sleeper's re-check after the call sees
+//! it), or its load runs after that barrier (then it sees the sleeper's
+//! flag, stored before the call). This is the pattern of folly's
+//! `asymmetricHeavyBarrier` and of liburcu's membarrier flavour, here
+//! between processes.
+//!
+//! # Who may use the light side
+//! Only a process registered with `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`
+//! ([`enable`]; registration is per process and dropped by `exec`, so it is
+//! redone per pid), and only while every process that may sleep on the
+//! other side can issue the heavy barrier. A structure shares that fact in a
+//! word of its own: a process whose [`enable`] fails sets it (see
+//! `Connection` in `shmproc-channel`), and [`light`] then falls back to a
+//! real fence. Where the kernel or a seccomp filter refuses `membarrier`,
+//! both sides therefore use `SeqCst` fences, as before.
+
+use shmproc_shm::os;
+use shmproc_shm::sync::real::{AtomicU8, AtomicU32, Ordering, fence};
+use std::sync::atomic::compiler_fence;
+
+use crate::owner;
+
+/// The pid for which this process's registration succeeded (0: none yet).
+static REGISTERED: AtomicU32 = AtomicU32::new(0);
+
+/// Makes this process behave as if `membarrier` were unavailable: [`enable`]
+/// fails from now on, so structures claimed afterwards fall back to
+/// `SeqCst` fences on both sides. For tests of that fallback and for
+/// benchmarks; a process already registered keeps receiving barriers, which
+/// is harmless.
+pub fn force_fences() {
+    UNAVAILABLE.store(1, Ordering::Relaxed);
+    REGISTERED.store(0, Ordering::Relaxed);
+}
+/// 1 once registration failed: `membarrier` is unavailable here.
+static UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
+
+/// Registers this process for the heavy barriers of other processes, once
+/// per pid (a forked child registers again). `false` where `membarrier` is
+/// unavailable: this process must then use real fences on both sides and
+/// tell its peers so.
+pub fn enable() -> bool {
+    let me = owner::my_pid();
+    if REGISTERED.load(Ordering::Relaxed) == me {
+        return true;
+    }
+    if UNAVAILABLE.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    match os::membarrier_register_global_expedited() {
+        Ok(()) => {
+            REGISTERED.store(me, Ordering::Relaxed);
+            true
+        }
+        Err(_) => {
+            UNAVAILABLE.store(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// Whether this process is registered (its [`enable`] succeeded in this pid).
+#[inline]
+fn registered() -> bool {
+    REGISTERED.load(Ordering::Relaxed) == owner::my_pid()
+}
+
+/// The hot side's fence between its store and its load. `light_ok`: this
+/// process is registered and no peer said it cannot issue the heavy barrier
+/// (otherwise a `SeqCst` fence).
+#[inline]
+pub fn light(light_ok: bool) {
+    if light_ok {
+        // Orders the compiler only: the CPU's store-load ordering comes from
+        // the sleeper's `heavy` (module docs).
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// The sleeping side's fence between its store and its load: a
+/// `membarrier` when this process is registered, else a `SeqCst` fence.
+/// Returns `false` when the heavy barrier was not available, so the caller
+/// can tell its peers to stop using [`light`] ones.
+pub fn heavy() -> bool {
+    if registered() && os::membarrier_global_expedited().is_ok() {
+        return true;
+    }
+    fence(Ordering::SeqCst);
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enable_is_idempotent_and_heavy_agrees() {
+        let first = enable();
+        assert_eq!(enable(), first);
+        // Where registration worked, the heavy barrier is available too.
+        assert_eq!(heavy(), first);
+        light(first);
+        light(false);
+    }
+}
