@@ -269,6 +269,41 @@ fn ping_pong_across_processes() {
     assert!(shm.leftovers().is_empty());
 }
 
+/// The fence-only fallback (a process that cannot call `membarrier`): the
+/// child claims its end in that mode, which makes both sides of both rings
+/// use `SeqCst` fences. Blocking ping-pongs (each side sleeps in
+/// `wait_data`) and a stream larger than the ring (the writer waits for
+/// space) still deliver everything.
+#[test]
+fn fence_only_peer_still_delivers() {
+    let _wd = Watchdog::new(TIMEOUT);
+    let (mut a, mut b) = Pipe::options(PipeMode::Duplex, 8192).build().expect("pipe");
+    let mut child = fork_child(move || {
+        shmproc_sync::asym::force_fences();
+        for i in 0..2000u64 {
+            match b.recv::<u64>() {
+                Ok(v) if v == i => {}
+                _ => return 1,
+            }
+            if b.send(&(i * 3)).is_err() {
+                return 2;
+            }
+        }
+        let m = msg(100_000, 7);
+        if b.send_bytes(&m).is_err() {
+            return 3;
+        }
+        0
+    });
+    for i in 0..2000u64 {
+        a.send(&i).expect("send");
+        assert_eq!(a.recv::<u64>().expect("recv"), i * 3);
+    }
+    assert_eq!(a.recv_bytes().expect("recv"), msg(100_000, 7));
+    assert_eq!(child.try_wait_timeout(TIMEOUT).expect("exit").code(), 0);
+    assert!(a.recv_bytes().expect_err("eof").is_eof());
+}
+
 #[test]
 fn a_256_mib_message_checked_by_hash() {
     let _wd = Watchdog::new(TIMEOUT * 2);
