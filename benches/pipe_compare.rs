@@ -99,7 +99,7 @@ fn main() {
     println!(
         "streams, one way: shmproc_pipe_copy (send_bytes + recv_bytes_into) and shmproc_pipe_zerocopy (reserve, \
          copy_from_slice into the reservation, commit + recv_bytes_ref, only the sequence number read) over a \
-         simplex pipe with rings of max(1 MiB (the default), 2 messages); shmproc_pipe_default: Pipe::new(), copy; \
+         simplex pipe with rings of max(4 MiB, 2 messages); shmproc_pipe_default: Pipe::new() (1 MiB rings), copy; \
          os_pipe: pipe(2), unix_stream: socketpair(AF_UNIX, SOCK_STREAM), write_all + read_exact; \
          ipc_channel: bytes_channel (a Vec per message); memcpy: copy_from_slice, one process; \
          page-aligned buffers everywhere; every message checked (count and sequence sum)"

@@ -126,18 +126,21 @@ impl PSizes {
 
 /// The ring size (per direction) of the streams' pipes: room for at least
 /// two messages in place (so `reserve` works and the writer can run ahead
-/// of the reader by a message), and at least the default (1 MiB, what
-/// `Pipe::new()` gives). It was at least 4 MiB (the Queue benches' channel
-/// size) until issue 5's last session: a ring larger than the L2 (1 MiB
-/// here) only spreads the writer's stores over lines that are no longer in
-/// its caches. Zero-copy at 64 KiB, same run: 21 GB/s with 4 MiB, 25 GB/s
-/// with 1 MiB when the CPUs share an L3, and 11-17 against 25 GB/s when
-/// they do not.
+/// of the reader by a message), and at least [`STREAM_RING_MIN`].
 pub(crate) fn ring_capacity(size: usize) -> usize {
-    (2 * (size + 64))
-        .next_power_of_two()
-        .max(shmproc_channel::pipe::DEFAULT_CAPACITY)
+    (2 * (size + 64)).next_power_of_two().max(STREAM_RING_MIN)
 }
+
+/// The smallest ring of the streams' pipes: 4 MiB, four times the default
+/// of `Pipe::new()` (which `shmproc_pipe_default` measures beside it, in
+/// the same rounds). At 64 KiB, copy-in/copy-out through a ring of 4 MiB
+/// against one of 1 MiB, same run, shared L3: 28.4 against 21.4 GB/s
+/// (zero-copy 28.5 against 28.4). With a 1 MiB ring the reader copies lines
+/// that still sit in the writer's 512 KiB L2; with 4 MiB the writer runs
+/// far enough ahead for them to come from the L3, which is faster here.
+/// (Issue 5's third session had measured the opposite for zero-copy, 21
+/// against 25 GB/s, in runs whose placement was not yet told apart.)
+pub(crate) const STREAM_RING_MIN: usize = 4 << 20;
 
 // ---- page-aligned buffers -------------------------------------------------------
 
