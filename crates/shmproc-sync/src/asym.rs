@@ -29,10 +29,24 @@
 //! both sides therefore use `SeqCst` fences, as before.
 
 use shmproc_shm::os;
-use shmproc_shm::sync::real::{AtomicU8, AtomicU32, Ordering, fence};
+use shmproc_shm::sync::real::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::atomic::compiler_fence;
+use std::time::Duration;
 
 use crate::owner;
+
+/// How long the first sleep of a wait may last before the waiter issues the
+/// heavy fence. That sleep follows a `SeqCst` fence only: a `membarrier`
+/// costs about 5 us on the reference machine (an IPI into a busy vCPU) and
+/// interrupts the peer, which, paid before every sleep, made a blocking
+/// queue hand-off 2 us slower (`queue_compare`'s woken latency 0.53x ->
+/// 0.94-1.34x a futex wake). Without the heavy fence a wake can be missed
+/// when the waker's store is still in its store buffer as the waiter
+/// registers (a window of tens of nanoseconds); the waiter then notices the
+/// message at the end of this sleep, when it issues the heavy fence and
+/// checks again. So a wake-up is late by at most this long, rarely, and a
+/// waiter that keeps sleeping pays one `membarrier` per wait, not per sleep.
+pub const LIGHT_SLEEP: Duration = Duration::from_micros(100);
 
 /// The pid for which this process's registration succeeded (0: none yet).
 static REGISTERED: AtomicU32 = AtomicU32::new(0);
@@ -46,6 +60,14 @@ pub fn force_fences() {
     UNAVAILABLE.store(1, Ordering::Relaxed);
     REGISTERED.store(0, Ordering::Relaxed);
 }
+/// Calls of [`heavy`] in this process (a diagnostic for benchmarks).
+static HEAVY_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process issued the heavy fence (a diagnostic).
+pub fn heavy_calls() -> u64 {
+    HEAVY_CALLS.load(Ordering::Relaxed)
+}
+
 /// 1 once registration failed: `membarrier` is unavailable here.
 static UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
 
@@ -73,10 +95,11 @@ pub fn enable() -> bool {
     }
 }
 
-/// Whether this process is registered (its [`enable`] succeeded in this pid).
+/// Whether this process may use [`light`] fences: it is registered in this
+/// pid (registering now, once, when it is not yet).
 #[inline]
-fn registered() -> bool {
-    REGISTERED.load(Ordering::Relaxed) == owner::my_pid()
+pub fn ready() -> bool {
+    REGISTERED.load(Ordering::Relaxed) == owner::my_pid() || enable()
 }
 
 /// The hot side's fence between its store and its load. `light_ok`: this
@@ -94,11 +117,12 @@ pub fn light(light_ok: bool) {
 }
 
 /// The sleeping side's fence between its store and its load: a
-/// `membarrier` when this process is registered, else a `SeqCst` fence.
-/// Returns `false` when the heavy barrier was not available, so the caller
-/// can tell its peers to stop using [`light`] ones.
+/// `membarrier` when this process is (or now gets) registered, else a
+/// `SeqCst` fence. Returns `false` when the heavy barrier was not
+/// available, so the caller can tell its peers to stop using [`light`] ones.
 pub fn heavy() -> bool {
-    if registered() && os::membarrier_global_expedited().is_ok() {
+    HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
+    if ready() && os::membarrier_global_expedited().is_ok() {
         return true;
     }
     fence(Ordering::SeqCst);

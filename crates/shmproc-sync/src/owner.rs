@@ -59,6 +59,48 @@ pub fn my_record() -> u64 {
     (u64::from(my_pid()) << START_BITS) | (os::identity::start_time() & START_MASK)
 }
 
+/// Bits 30..40 of a *tagged* record (ring slot claims) carry a tag naming
+/// the claim (the lap of the claimed position), in place of the start
+/// time's high bits; the start time keeps its low 30 bits (124 days of
+/// ticks at 100 Hz).
+const TAG_SHIFT: u32 = 30;
+const TAG_MAX: u64 = (1 << (START_BITS - TAG_SHIFT)) - 1;
+const TAG_FIELD: u64 = TAG_MAX << TAG_SHIFT;
+
+/// This process's owner record for a claim tagged `tag` (only its low 10
+/// bits are kept): [`my_record`] with bits 30..40 replaced by the tag.
+#[inline]
+pub fn my_tagged_record(tag: u64) -> u64 {
+    (my_record() & !TAG_FIELD) | ((tag & TAG_MAX) << TAG_SHIFT)
+}
+
+/// Whether the claimant `pid` of a claim tagged `tag` is certainly dead:
+/// no process has its pid (or it is a zombie), or `record` was written for
+/// this very claim (same pid, same tag) and the pid now belongs to a
+/// process with another start time. A record that does not name this
+/// claim (not yet written, or left by an earlier claim) proves nothing, so
+/// a live claimant is never judged dead, even in the instructions between
+/// its claim and its record (the weakness [`owner_alive`] has).
+pub fn tagged_owner_dead(pid: u32, record: u64, tag: u64) -> bool {
+    let Ok(p) = os::Pid::try_from(pid) else {
+        return true;
+    };
+    if !os::pid_alive(p) {
+        return true;
+    }
+    let mine = record >> START_BITS == u64::from(pid)
+        && (record & TAG_FIELD) >> TAG_SHIFT == tag & TAG_MAX;
+    if !mine {
+        return false;
+    }
+    let keep = START_MASK & !TAG_FIELD;
+    let recorded = record & keep;
+    match os::process_start_time(p) {
+        Some(start) => recorded != 0 && start & keep != recorded,
+        None => false,
+    }
+}
+
 /// Whether the process `pid` (taken from a lock word) still holds what it
 /// holds: it exists, is not a zombie, and, when `record` names the same pid,
 /// has the recorded start time.
@@ -90,6 +132,20 @@ mod tests {
         assert!(owner_alive(my_pid(), my_record()));
         assert!(owner_alive(my_pid(), 0));
         assert_eq!(my_tid(), os::gettid() as u32);
+    }
+
+    #[test]
+    fn tagged_records_name_one_claim() {
+        let rec = my_tagged_record(5);
+        assert!(!tagged_owner_dead(my_pid(), rec, 5));
+        // Another start time, for this claim: dead.
+        assert!(tagged_owner_dead(my_pid(), rec ^ 1, 5));
+        // Another start time, but recorded for another claim: proves nothing.
+        assert!(!tagged_owner_dead(my_pid(), rec ^ 1, 6));
+        // Tags compare modulo 2^10.
+        assert!(tagged_owner_dead(my_pid(), rec ^ 1, 5 + 1024));
+        // No such process.
+        assert!(tagged_owner_dead(0, 0, 0));
     }
 
     #[test]
