@@ -401,7 +401,8 @@ impl ByteQueue {
                 if self.ring.publish(claim) {
                     return Ok(());
                 }
-                // The slot was taken from us (judged dead): not sent; retry.
+                // The slot was no longer ours (a corrupt peer's write): not
+                // sent; retry.
             }
         }
         // Large: fill and publish the side segment first, so the slot claim
@@ -1019,9 +1020,9 @@ impl WriteGuard<'_> {
     /// Publishes the message.
     ///
     /// # Errors
-    /// [`PutBytesError::Taken`] when the slot was taken from this producer
-    /// meanwhile (it was judged dead: only after a very long stall): the
-    /// message was **not** sent.
+    /// [`PutBytesError::Taken`] when the slot was no longer this producer's
+    /// (only another process writing over the queue's memory does that; a
+    /// live producer is never judged dead): the message was **not** sent.
     pub fn commit(mut self) -> Result<(), PutBytesError> {
         let claim = self.claim.take().expect("claimed until commit or drop");
         let len = self.len as u64;

@@ -120,9 +120,10 @@ pub enum PutBytesError {
     /// created (`/dev/shm` full: `NoSpace`, too many files, ...).
     #[error("cannot create the side segment of a large message: {0}")]
     Side(#[source] Box<SegmentError>),
-    /// The reserved slot was taken from this producer before
-    /// [`commit`](crate::WriteGuard::commit) (it was judged dead after a very
-    /// long stall): the message was not sent.
+    /// The reserved slot was no longer this producer's at
+    /// [`commit`](crate::WriteGuard::commit) (another process wrote over the
+    /// queue's memory; a live producer is never judged dead): the message
+    /// was not sent.
     #[error("the reserved slot was taken before commit: message not sent")]
     Taken,
     /// The queue's memory is corrupt.

@@ -71,7 +71,7 @@
 //! default 1 MiB rings is tested (`tests/pipe_gib.rs`).
 //!
 //! # Wake-ups
-//! A waiter spins for about a futex wake-up's time (`SPIN_TIME`, 8 µs), then
+//! A waiter spins for about a futex wake-up's time (`futex::SPIN_TIME`, 6 µs), then
 //! sets its bit in the ring's `waiters` word and sleeps on the ring's futex
 //! word in bounded slices. The waker and the sleeper form a Dekker pair
 //! (each stores, then loads the other's word). The hot side (a writer
@@ -119,7 +119,7 @@ use shmproc_shm::{
     OpenOptions, PendingSegment, Segment, SegmentError, SegmentKind, SegmentLayout, ShmSafe,
     TypeSpec,
 };
-use shmproc_sync::futex::{self, Deadline, SLICE, SPIN_LIMIT, Wake};
+use shmproc_sync::futex::{self, Deadline, SLICE, Spin, Wake};
 use shmproc_sync::{asym, owner};
 
 use crate::error::Corrupt;
@@ -162,52 +162,12 @@ const BUSY_SPIN_LIMIT: u32 = 1 << 16;
 const READER_WAITING: u32 = 1;
 const WRITER_WAITING: u32 = 2;
 
-/// How long a waiter spins before it registers and sleeps: about one futex
-/// wake-up on the reference machine. A peer that answers within that time
-/// is caught without a sleep, and without the `membarrier` that going to
-/// sleep costs (it interrupts the peer's CPU). Bounded in time, not in
-/// iterations: a `pause` lasts from a few cycles to over a hundred,
-/// depending on the CPU.
-const SPIN_TIME: Duration = Duration::from_micros(8);
-
-/// The spinning phase of a wait (see [`SPIN_TIME`]).
-struct Spin {
-    n: u32,
-    since: Option<std::time::Instant>,
-    over: bool,
-}
-
-impl Spin {
-    fn new() -> Self {
-        Spin {
-            n: 0,
-            since: None,
-            over: false,
-        }
-    }
-
-    /// Counts one more spin; `false` once [`SPIN_TIME`] has passed since the
-    /// first clock read (after [`SPIN_LIMIT`] spins, then every 32).
-    #[inline]
-    fn more(&mut self) -> bool {
-        self.n = self.n.saturating_add(1);
-        if !self.over && self.n >= SPIN_LIMIT && self.n % 32 == 0 {
-            let start = *self.since.get_or_insert_with(std::time::Instant::now);
-            self.over = start.elapsed() >= SPIN_TIME;
-        }
-        !self.over
-    }
-
-    /// Spins so far.
-    fn count(&self) -> u32 {
-        self.n
-    }
-}
-
 const SPEC: TypeSpec = TypeSpec {
     // Layout 2: sealed records (the seal key in `PipeMeta`, inline payload
-    // at +24); the name feeds the fingerprint, so layout 1 segments are refused.
-    type_name: "shmproc_channel::Pipe/2",
+    // at +24). Layout 3: the wake line's `heavy` word, light fences on the
+    // hot paths (a layout 2 peer would sleep after a SeqCst fence only).
+    // The name feeds the fingerprint, so older segments are refused.
+    type_name: "shmproc_channel::Pipe/3",
     size: 1,
     align: 1,
     capacity: 0,
@@ -658,6 +618,20 @@ impl Ring {
     fn heavy_fence(&self) {
         if !asym::heavy() {
             self.ctl().wake.heavy.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The fence of a waiter about to sleep: a `SeqCst` fence before its
+    /// first (light, short) sleep, the heavy fence before every later one
+    /// (see `shmproc_sync::asym::LIGHT_SLEEP`). Returns the longest that
+    /// sleep may last.
+    fn sleep_fence(&self, light: bool) -> Duration {
+        if light {
+            fence(Ordering::SeqCst);
+            asym::LIGHT_SLEEP
+        } else {
+            self.heavy_fence();
+            SLICE
         }
     }
 
@@ -1209,6 +1183,7 @@ impl Connection {
     /// Waits until `need` bytes are free in the sending ring.
     fn wait_space(&mut self, need: u64) -> Result<()> {
         let mut spin = Spin::new();
+        let mut light = true;
         loop {
             if self.tx_free(need)? {
                 return Ok(());
@@ -1225,17 +1200,19 @@ impl Connection {
             // Acquire: pairs with the reader's Release `fetch_add` in `Ring::wake`.
             let seq = w.wake.load(Ordering::Acquire);
             w.waiters.fetch_or(WRITER_WAITING, Ordering::Relaxed);
-            // The heavy fence: pairs with the reader's light fence between
-            // its store of `head` and its load of `waiters` (Dekker: one of
-            // us sees the other).
-            ring.heavy_fence();
+            // The heavy fence (after a light first sleep): pairs with the
+            // reader's light fence between its store of `head` and its load
+            // of `waiters` (Dekker: one of us sees the other).
+            let cap = ring.sleep_fence(light);
             if self.tx_free(need)? {
                 return Ok(());
             }
             if self.peer_closed() {
                 return Err(ConnectionError::BrokenPipe);
             }
-            if futex::wait(&w.wake, seq, SLICE) == Wake::SliceElapsed && self.peer_gone(true) {
+            let woke = futex::wait(&w.wake, seq, cap);
+            light = false;
+            if woke == Wake::SliceElapsed && self.peer_gone(true) {
                 return Err(ConnectionError::BrokenPipe);
             }
         }
@@ -1543,6 +1520,7 @@ impl Connection {
     /// peer is gone and they will never come; `Err(Timeout)` at the deadline.
     fn wait_data(&mut self, need: u64, deadline: Deadline) -> Result<bool> {
         let mut spin = Spin::new();
+        let mut light = true;
         // Without a deadline, keep spinning while the writer is filling a
         // large record (`busy`, bounded by BUSY_SPIN_LIMIT): it is about to
         // be published, and sleeping would cost both sides a futex call.
@@ -1554,7 +1532,7 @@ impl Connection {
             if self.peer_gone(false) {
                 return Ok(self.rx_avail(need)? >= need);
             }
-            if spin.more()
+            if (spin.more() && !deadline.expired())
                 || (patient
                     && spin.count() < BUSY_SPIN_LIMIT
                     && self.rx.ctl().wake.busy.load(Ordering::Relaxed) != 0)
@@ -1562,24 +1540,29 @@ impl Connection {
                 std::hint::spin_loop();
                 continue;
             }
-            let Some(slice) = deadline.slice(SLICE) else {
+            if deadline.expired() {
                 return Err(ConnectionError::Timeout);
-            };
+            }
             let ring = self.rx;
             let w = &ring.ctl().wake;
             // Acquire: pairs with the writer's Release `fetch_add` in `Ring::wake`.
             let seq = w.wake.load(Ordering::Acquire);
             w.waiters.fetch_or(READER_WAITING, Ordering::Relaxed);
-            // The heavy fence: pairs with the writer's light fence in
-            // `publish` (Dekker).
-            ring.heavy_fence();
+            // The heavy fence (after a light first sleep): pairs with the
+            // writer's light fence in `publish` (Dekker).
+            let cap = ring.sleep_fence(light);
             if self.rx_avail(need)? >= need {
                 return Ok(true);
             }
             if self.peer_closed() {
                 return Ok(self.rx_avail(need)? >= need);
             }
-            if futex::wait(&w.wake, seq, slice) == Wake::SliceElapsed && self.peer_gone(true) {
+            let Some(slice) = deadline.slice(cap) else {
+                return Err(ConnectionError::Timeout);
+            };
+            let woke = futex::wait(&w.wake, seq, slice);
+            light = false;
+            if woke == Wake::SliceElapsed && self.peer_gone(true) {
                 return Ok(self.rx_avail(need)? >= need);
             }
         }

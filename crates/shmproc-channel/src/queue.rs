@@ -549,8 +549,8 @@ impl<T> Deref for ReadGuard<'_, T> {
 impl<T> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
         crash::point("get-claimed");
-        // `false` means the slot was taken from us (we were judged dead):
-        // nothing to do here but not touch it again.
+        // `false` means the slot was no longer ours (a corrupt peer's
+        // write): nothing to do here but not touch it again.
         let _ = self.ring.release(self.claim);
     }
 }
