@@ -56,6 +56,7 @@ fn run(mode: &str, n: u64) {
         }
         "pingpong" => pingpong(n),
         "stream" => stream(n),
+        "woken" => woken(n),
         other => panic!("unknown mode {other} (try, block, empty, try64, pingpong, stream)"),
     }
 }
@@ -133,6 +134,46 @@ fn pingpong(n: u64) {
             samples.sort_by(f64::total_cmp);
             let p50 = samples[samples.len() / 2];
             println!("pingpong one-way p50 {p50:.1} ns");
+        },
+    );
+}
+
+/// Blocking ping-pong with a 20 us untimed pause before each ping, so the
+/// receiver sleeps: the p50 one-way time of a woken `get`, and how many
+/// heavy fences (membarrier) each side issued.
+fn woken(n: u64) {
+    let ping = Queue::<u64>::new(64).expect("queue");
+    let pong = Queue::<u64>::new(64).expect("queue");
+    forked(
+        || {
+            for i in 0..n {
+                let v = ping.get().expect("get");
+                assert_eq!(v, i);
+                pong.put(v).expect("put");
+            }
+            eprintln!(
+                "woken: ponger heavy fences {}",
+                shmproc_sync::asym::heavy_calls()
+            );
+        },
+        || {
+            let mut samples = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let until = Instant::now() + std::time::Duration::from_micros(20);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                let t = Instant::now();
+                ping.put(i).expect("put");
+                pong.get().expect("get");
+                samples.push(t.elapsed().as_nanos() as f64 / 2.0);
+            }
+            samples.sort_by(f64::total_cmp);
+            let p50 = samples[samples.len() / 2];
+            println!(
+                "woken one-way p50 {p50:.1} ns, pinger heavy fences {}",
+                shmproc_sync::asym::heavy_calls()
+            );
         },
     );
 }
