@@ -71,7 +71,7 @@
 //! default 1 MiB rings is tested (`tests/pipe_gib.rs`).
 //!
 //! # Wake-ups
-//! A waiter spins for about a futex wake-up's time (`futex::SPIN_TIME`, 6 µs), then
+//! A waiter spins for about a futex wake-up's time (`futex::SPIN_TIME`, 10 µs), then
 //! sets its bit in the ring's `waiters` word and sleeps on the ring's futex
 //! word in bounded slices. The waker and the sleeper form a Dekker pair
 //! (each stores, then loads the other's word). The hot side (a writer

@@ -31,15 +31,12 @@ pub const SPIN_LIMIT: u32 = 100;
 pub const SPIN_LIMIT: u32 = 1;
 
 /// How long a waiter on a channel (a `Queue` or a `Pipe`) spins before it
-/// registers and sleeps: about a futex wake-up on the reference machine.
-/// A peer that answers within that time is caught without a sleep, and
-/// without the `membarrier` that going to sleep costs (see
-/// [`asym`](crate::asym): it interrupts the peer's CPU; with 100 spins
-/// instead, `queue_compare`'s woken latency went from 0.54x to 1.34x a
-/// futex wake once the hot paths used light fences). Bounded in time, not
-/// in iterations: a `pause` lasts from a few cycles to over a hundred,
-/// depending on the CPU.
-pub const SPIN_TIME: Duration = Duration::from_micros(6);
+/// registers and sleeps: about a futex wake-up round trip on the reference
+/// machine (5-6 us), so that the answer to a message that had to wake its
+/// receiver is caught without a second sleep. Bounded in time, not in
+/// iterations: a `pause` lasts from a few cycles to over a hundred,
+/// depending on the CPU, and a queue attempt costs more than a pipe check.
+pub const SPIN_TIME: Duration = Duration::from_micros(10);
 
 /// The spinning phase of a channel wait: at least [`SPIN_LIMIT`] spins,
 /// and until [`SPIN_TIME`] has passed.
