@@ -14,11 +14,13 @@
 //! wall-clock nanoseconds per operation for each mode (a sanity check, not
 //! a measurement: use `queue_compare` for those).
 //!
-//! Two quick cross-process modes (a forked child pinned to CPU 1, the parent
-//! to CPU 0), for alternating A/B runs of two builds on a noisy machine:
-//! `pingpong <n>` (one-way p50 in ns of a `try_put`/`try_get` busy-poll
-//! ping-pong of `u64`s, timed 10 round trips at a time) and `stream <n>`
-//! (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1).
+//! Three quick cross-process modes (a forked child pinned to CPU 1, the
+//! parent to CPU 0), for alternating A/B runs of two builds on a noisy
+//! machine: `pingpong <n>` (one-way p50 in ns of a `try_put`/`try_get`
+//! busy-poll ping-pong of `u64`s, timed 10 round trips at a time), `stream
+//! <n>` (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1) and `woken
+//! <n>` (one-way p50 of a blocking ping-pong with a 20 us pause before each
+//! ping, so the receiver sleeps, and the heavy fences each side issued).
 
 use std::hint::black_box;
 use std::time::Instant;
