@@ -101,3 +101,49 @@ fn simple_queue_put_get_empty_close() {
     assert_eq!(q.get(), Err(GetError::Closed));
     assert_eq!(q.put(1), Err(PutError::Closed(1)));
 }
+
+/// Busy work of about `us` microseconds: the peer's wait outlasts its spin
+/// and goes to sleep (a code path to reach, not a synchronisation).
+fn busy(us: u64) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(us) {
+        std::hint::spin_loop();
+    }
+}
+
+/// A process that cannot call `membarrier` (simulated with
+/// `asym::force_fences`) shares two queues with one that can: its first
+/// sleep sets the rings' fence flag, from then on both sides fence, and
+/// blocking gets and puts (capacity 2: producers wait too) deliver
+/// everything in order. Both sides now and then work longer than a wait's
+/// spin, so both sleep.
+#[test]
+fn a_fence_only_process_shares_a_queue() {
+    let _wd = Watchdog::new(TIMEOUT);
+    let to = Queue::<u64>::new(2).expect("create");
+    let back = Queue::<u64>::new(2).expect("create");
+    let mut child = shmproc_testing::fork_child(|| {
+        shmproc_sync::asym::force_fences();
+        for i in 0..3000u64 {
+            if i % 7 == 0 {
+                busy(50);
+            }
+            match to.get_timeout(TIMEOUT) {
+                Ok(v) if v == i => {}
+                _ => return 1,
+            }
+            if back.put_timeout(i * 2, TIMEOUT).is_err() {
+                return 2;
+            }
+        }
+        0
+    });
+    for i in 0..3000u64 {
+        if i % 11 == 0 {
+            busy(50);
+        }
+        to.put_timeout(i, TIMEOUT).expect("put");
+        assert_eq!(back.get_timeout(TIMEOUT), Ok(i * 2));
+    }
+    assert_eq!(child.try_wait_timeout(TIMEOUT).expect("exit").code(), 0);
+}

@@ -271,9 +271,10 @@ fn ping_pong_across_processes() {
 
 /// The fence-only fallback (a process that cannot call `membarrier`): the
 /// child claims its end in that mode, which makes both sides of both rings
-/// use `SeqCst` fences. Blocking ping-pongs (each side sleeps in
-/// `wait_data`) and a stream larger than the ring (the writer waits for
-/// space) still deliver everything.
+/// use `SeqCst` fences. Blocking ping-pongs (the child now and then works
+/// longer than a wait's spin, so the parent sleeps in `wait_data`) and a
+/// stream larger than the ring (the writer waits for space) still deliver
+/// everything.
 #[test]
 fn fence_only_peer_still_delivers() {
     let _wd = Watchdog::new(TIMEOUT);
@@ -281,6 +282,14 @@ fn fence_only_peer_still_delivers() {
     let mut child = fork_child(move || {
         shmproc_sync::asym::force_fences();
         for i in 0..2000u64 {
+            if i % 7 == 0 {
+                // Work longer than a wait's spin: the parent's recv sleeps
+                // (a code path to reach, not a synchronisation).
+                let t = std::time::Instant::now();
+                while t.elapsed() < Duration::from_micros(50) {
+                    std::hint::spin_loop();
+                }
+            }
             match b.recv::<u64>() {
                 Ok(v) if v == i => {}
                 _ => return 1,
