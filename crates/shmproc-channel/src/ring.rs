@@ -102,7 +102,7 @@
 use std::fmt;
 
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
-use shmproc_sync::futex::{self, Deadline, SLICE, SPIN_LIMIT, Spin};
+use shmproc_sync::futex::{self, Deadline, SLICE, Spin};
 use shmproc_sync::{asym, owner};
 
 use crate::error::Corrupt;
@@ -1122,8 +1122,9 @@ impl<S: Storage> Ring<S> {
     /// `deadline`: a first light sleep ([`asym::LIGHT_SLEEP`], after a
     /// `SeqCst` fence only), then, after the heavy fence (`membarrier`), in
     /// bounded slices. A woken waiter tries again before it registers again.
-    /// `check_dead` is false during the first spins (no `/proc` reads on the
-    /// fast path). Returns `Ok(None)` at the deadline.
+    /// `check_dead` is false while spinning (no `/proc` reads on the fast
+    /// path) and true from the first registered attempt on. Returns
+    /// `Ok(None)` at the deadline.
     pub(crate) fn block<R, E>(
         &self,
         side: Side,
@@ -1132,7 +1133,12 @@ impl<S: Storage> Ring<S> {
     ) -> Result<Option<R>, E> {
         let mut spin = Spin::new();
         loop {
-            if let Some(r) = attempt(spin.count() >= SPIN_LIMIT / 2)? {
+            // No liveness checks while spinning: a slot claimed by a peer
+            // that is busy writing or reading it is the common case, and a
+            // check reads `/proc` (microseconds; in a 64 B stream whose
+            // consumer keeps up they took several percent of the time). The
+            // attempt after registering (below) checks, before any sleep.
+            if let Some(r) = attempt(false)? {
                 return Ok(Some(r));
             }
             if deadline.expired() {
