@@ -38,16 +38,7 @@ mod qsupport;
 mod psupport;
 
 use psupport::{LAT_SIZES, Lat, PSizes, STREAM_SIZES, Tput};
-
-fn size_label(size: usize) -> String {
-    if size >= 1 << 20 {
-        format!("{}MiB", size >> 20)
-    } else if size >= 1024 {
-        format!("{}KiB", size / 1024)
-    } else {
-        format!("{size}B")
-    }
-}
+use support::size_label;
 
 fn pingpong(c: &mut Criterion) {
     let sz = PSizes::for_this_run();

@@ -12,9 +12,13 @@
 use std::collections::BTreeMap;
 
 #[path = "support/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the queue and pipe benches, which use the rest"
+)]
 mod support;
 
-use support::{Case, CaseVisitor, Sizes, names};
+use support::{Case, CaseVisitor, Sizes, median, names, paired, verdict};
 
 struct Samples {
     /// Uncontended ns per acquire+release, per case.
@@ -33,27 +37,6 @@ impl CaseVisitor for Samples {
         let rate = (2 * sizes.contended_per_proc) as f64 / t.as_secs_f64();
         self.contended.entry(case.name()).or_default().push(rate);
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases measured
-/// in the same round, under the same background load, so drifts cancel out.
-fn paired(a: &[f64], b: &[f64]) -> f64 {
-    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    median(&ratios)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
 }
 
 const ORDER: [&str; 6] = [

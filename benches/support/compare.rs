@@ -25,36 +25,7 @@ pub(crate) const SHARED_L3_MAX_NS: f64 = 160.0;
 /// Round trips of one placement probe (a few milliseconds).
 const PROBE_RTTS: u64 = 20_000;
 
-pub(crate) fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases
-/// measured in the same round, under the same background load.
-pub(crate) fn paired(a: &[f64], b: &[f64]) -> f64 {
-    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    median(&ratios)
-}
-
-pub(crate) fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-pub(crate) fn size_label(size: usize) -> String {
-    if size >= 1 << 20 {
-        format!("{}MiB", size >> 20)
-    } else if size >= 1024 {
-        format!("{}KiB", size / 1024)
-    } else {
-        format!("{size}B")
-    }
-}
+pub(crate) use crate::support::{median, paired, size_label, verdict};
 
 pub(crate) fn fmt_ratio(r: Option<f64>) -> String {
     match r {

@@ -321,16 +321,12 @@ mod segment {
             }
             let p = self.payload_ptr(index);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: PREFETCHW (present: CPUID said so in `new`) only hints
-            // the cache: it accesses no memory as far as the program is
-            // concerned and never faults (`p` is in the mapping anyway:
-            // `payload_ptr` of a masked index).
-            unsafe {
-                std::arch::asm!(
-                    "prefetchw [{0}]",
-                    in(reg) p,
-                    options(nostack, preserves_flags, readonly)
-                );
+            {
+                // SAFETY: PREFETCHW exists (CPUID, checked in `new`) and only
+                // hints the cache: it accesses no memory and never faults.
+                unsafe {
+                    std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
+                };
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = p;
