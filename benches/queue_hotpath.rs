@@ -21,6 +21,8 @@
 //! <n>` (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1) and `woken
 //! <n>` (one-way p50 of a blocking ping-pong with a 20 us pause before each
 //! ping, so the receiver sleeps, and the heavy fences each side issued).
+//! `spsc <n>` streams 64 B messages through the minimal SPSC ring, the floor
+//! for `stream` in the same placement.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -58,8 +60,11 @@ fn run(mode: &str, n: u64) {
         }
         "pingpong" => pingpong(n),
         "stream" => stream(n),
+        "spsc" => spsc(n),
         "woken" => woken(n),
-        other => panic!("unknown mode {other} (try, block, empty, try64, pingpong, stream)"),
+        other => {
+            panic!("unknown mode {other} (try, block, empty, try64, pingpong, stream, woken, spsc)")
+        }
     }
 }
 
@@ -197,6 +202,86 @@ fn stream(n: u64) {
             println!("stream 64B 1->1 {mps:.2} M msgs/s");
         },
     );
+}
+
+/// The minimal SPSC ring of `queue_compare` (`spsc_ring`), reduced to its
+/// loop: one producer, one consumer, 1024 slots of 64 bytes, an index per
+/// side on its own 128-byte line, each side caching the other's index. The
+/// floor for `stream`, in the same placement.
+#[allow(unsafe_code)] // mmap, munmap and the slot copies.
+#[allow(clippy::cast_ptr_alignment, reason = "the mapping is page-aligned")]
+fn spsc(n: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const CAP: u64 = 1024;
+    const SLOTS: usize = 256;
+    let len = SLOTS + CAP as usize * 64;
+    // SAFETY: a fresh anonymous shared mapping at an address of the
+    // kernel's choosing; it aliases nothing, and the result is checked.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(base != libc::MAP_FAILED, "mmap");
+    let base = base.cast::<u8>();
+    // SAFETY: offset 0 of the page-aligned, zero-filled mapping holds a
+    // valid AtomicU64 (its 8 bytes are in bounds); it lives until the munmap
+    // below, after both processes are done with it.
+    let tail = unsafe { &*base.cast::<AtomicU64>() };
+    // SAFETY: as above, at offset 128 (aligned, in bounds).
+    let head = unsafe { &*base.wrapping_add(128).cast::<AtomicU64>() };
+    // In bounds: slot i < CAP lies at SLOTS + 64 i, inside the mapping.
+    let slot = |pos: u64| base.wrapping_add(SLOTS + (pos & (CAP - 1)) as usize * 64);
+    forked(
+        || {
+            let mut head_seen = 0;
+            for t in 0..n {
+                while t - head_seen == CAP {
+                    // Acquire: pairs with the consumer's Release store of head.
+                    head_seen = head.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+                // Built whole (the copy loads what full-width stores wrote, so it
+                // need not wait for the store buffer: see `stage_len` in
+                // support/queue.rs).
+                let m = black_box([t as u8; 64]);
+                // SAFETY: the slot's 64 bytes are in the mapping; the consumer
+                // is done with it (head passed it) and does not read it before
+                // the Release store of tail below.
+                unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), slot(t), 64) };
+                // Release: publishes the slot to the consumer's Acquire load.
+                tail.store(t + 1, Ordering::Release);
+            }
+        },
+        || {
+            let t0 = Instant::now();
+            let mut tail_seen = 0;
+            for h in 0..n {
+                while h == tail_seen {
+                    // Acquire: pairs with the producer's Release store of tail.
+                    tail_seen = tail.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+                let mut m = [0u8; 64];
+                // SAFETY: the slot is in the mapping and published (tail passed
+                // it); the producer does not write it before our Release below.
+                unsafe { std::ptr::copy_nonoverlapping(slot(h), m.as_mut_ptr(), 64) };
+                black_box(m);
+                // Release: hands the slot back to the producer.
+                head.store(h + 1, Ordering::Release);
+            }
+            let mps = n as f64 / t0.elapsed().as_secs_f64() / 1e6;
+            println!("spsc 64B 1->1 {mps:.2} M msgs/s");
+        },
+    );
+    // SAFETY: unmaps exactly the mapping made above; the child has exited
+    // (`forked` waited for it) and `tail`, `head` and `slot` are not used again.
+    unsafe { libc::munmap(base.cast(), len) };
 }
 
 fn main() {
