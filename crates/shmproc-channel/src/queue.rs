@@ -302,10 +302,19 @@ impl<T: Pod> Queue<T> {
             self.ring.try_claim_pop(check_dead)
         };
         match r? {
-            Pop::Claimed(c) => Ok(Some(c)),
-            Pop::Busy => Ok(None),
+            Pop::Claimed(c) => {
+                self.ring.busy_claimed();
+                Ok(Some(c))
+            }
+            Pop::Busy => {
+                self.ring.busy_backoff();
+                Ok(None)
+            }
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
-            Pop::Empty => Ok(None),
+            Pop::Empty => {
+                self.ring.busy_empty();
+                Ok(None)
+            }
         }
     }
 

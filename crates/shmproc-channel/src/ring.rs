@@ -158,6 +158,11 @@ const STUCK_LIMIT: u32 = 8;
 /// spins about 4x longer (some 10 us) before it sleeps.
 const PUT_PAUSES: u32 = 4;
 
+/// The most pauses of a blocking get's back-off after it found the head
+/// position claimed and not yet published ([`Ring::busy_backoff`]; a pause
+/// is about 23 ns here, so about 1.5 us).
+const BUSY_PAUSES_MAX: u32 = 64;
+
 /// Iterations of one operation in total before it reports [`Corrupt`].
 const TOTAL_LIMIT: u32 = 1 << 20;
 
@@ -535,6 +540,9 @@ pub struct Ring<S> {
     lap_shift: u32,
     slot_size: usize,
     joinable: bool,
+    /// Pauses of the next [`busy_backoff`](Self::busy_backoff) (this
+    /// handle's, never shared: a heuristic with no part in correctness).
+    busy_pauses: std::sync::atomic::AtomicU32,
 }
 
 impl<S: Storage> Ring<S> {
@@ -558,6 +566,7 @@ impl<S: Storage> Ring<S> {
             lap_shift: cap.trailing_zeros(),
             slot_size,
             joinable,
+            busy_pauses: std::sync::atomic::AtomicU32::new(1),
         }
     }
 
@@ -1089,6 +1098,60 @@ impl<S: Storage> Ring<S> {
         match side {
             Side::Get => (&h.get_seq, &h.get_waiters),
             Side::Put => (&h.put_seq, &h.put_waiters),
+        }
+    }
+
+    /// Backs off after a blocking get found the head position claimed by a
+    /// producer that has not published it yet ([`Pop::Busy`]).
+    ///
+    /// Every look at that slot now takes its stamp line from the producer,
+    /// which needs the line back to publish: in a 64 B stream whose
+    /// consumer keeps catching up, the two fought over the line for every
+    /// message. So the back-off doubles with each `Busy`, from one pause
+    /// (on top of `block`'s own) up to [`BUSY_PAUSES_MAX`], across the gets
+    /// of this handle, and the
+    /// producer meanwhile fills slots that the consumer then takes without
+    /// a fight. A get that found the ring empty is waiting for a message
+    /// that was not there yet (a ping-pong): from then on until it claims
+    /// one ([`busy_empty`](Self::busy_empty),
+    /// [`busy_claimed`](Self::busy_claimed)) it adds no pause, as before. queue_compare, 64 B, 1 -> 1, shared L3: 10.4 -> 14.2 M msgs/s
+    /// (SEQPACKET 9.8x -> 13.2x).
+    pub(crate) fn busy_backoff(&self) {
+        // Under loom a pause is a yield: no back-off (it only adds states).
+        if cfg!(shmproc_loom) {
+            return;
+        }
+        // Relaxed: a process-local hint, ordered with nothing.
+        let n = self.busy_pauses.load(std::sync::atomic::Ordering::Relaxed);
+        // Pauses on top of the one `block` makes between attempts: none
+        // for a get that found the ring empty.
+        for _ in 0..n {
+            spin_loop();
+        }
+        if n != 0 {
+            self.busy_pauses.store(
+                (n * 2).min(BUSY_PAUSES_MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// A blocking get found the ring empty: one pause per `Busy` until it
+    /// claims a message (see [`busy_backoff`](Self::busy_backoff)).
+    pub(crate) fn busy_empty(&self) {
+        // Relaxed: as in `busy_backoff`.
+        self.busy_pauses
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A blocking get claimed a message: a get that had found the ring
+    /// empty re-arms the back-off (see [`busy_backoff`](Self::busy_backoff)).
+    #[inline]
+    pub(crate) fn busy_claimed(&self) {
+        // Relaxed: as in `busy_backoff`.
+        if self.busy_pauses.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            self.busy_pauses
+                .store(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
