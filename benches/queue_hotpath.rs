@@ -28,6 +28,14 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use shmproc_channel::{GetError, Queue};
+use shmproc_shm::sync::{AtomicU64, Ordering};
+
+#[path = "support/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the sync benches; this one uses SharedMap"
+)]
+mod support;
 
 fn run(mode: &str, n: u64) {
     match mode {
@@ -68,16 +76,6 @@ fn run(mode: &str, n: u64) {
     }
 }
 
-#[allow(unsafe_code)] // sched_setaffinity.
-fn pin(cpu: usize) {
-    // SAFETY: `cpu_set_t` is a plain bit array, for which all zeroes is valid (empty).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::MaybeUninit::zeroed().assume_init() };
-    // SAFETY: `cpu` is 0 or 1, below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is an initialised cpu_set_t of exactly the size passed.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-}
-
 /// Runs `child` in a forked process pinned to CPU 1 and `parent` here on
 /// CPU 0, then waits for the child.
 #[allow(unsafe_code)] // fork, _exit, waitpid.
@@ -87,12 +85,12 @@ fn forked(child: impl FnOnce(), parent: impl FnOnce()) {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork");
     if pid == 0 {
-        pin(1);
+        support::pin_to(1);
         child();
         // SAFETY: leaves the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    pin(0);
+    support::pin_to(0);
     parent();
     let mut status = 0;
     // SAFETY: waits for our own child.
@@ -208,35 +206,21 @@ fn stream(n: u64) {
 /// loop: one producer, one consumer, 1024 slots of 64 bytes, an index per
 /// side on its own 128-byte line, each side caching the other's index. The
 /// floor for `stream`, in the same placement.
-#[allow(unsafe_code)] // mmap, munmap and the slot copies.
-#[allow(clippy::cast_ptr_alignment, reason = "the mapping is page-aligned")]
+#[allow(unsafe_code)] // the slot copies.
 fn spsc(n: u64) {
-    use std::sync::atomic::{AtomicU64, Ordering};
     const CAP: u64 = 1024;
     const SLOTS: usize = 256;
-    let len = SLOTS + CAP as usize * 64;
-    // SAFETY: a fresh anonymous shared mapping at an address of the
-    // kernel's choosing; it aliases nothing, and the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
+    let map = support::SharedMap::new(SLOTS + CAP as usize * 64);
+    // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
+    // valid AtomicU64 living as long as `map`, which outlives both processes' use.
+    let tail = unsafe { &*map.at::<AtomicU64>(0) };
+    // SAFETY: as above, at offset 128.
+    let head = unsafe { &*map.at::<AtomicU64>(128) };
+    // In bounds: `at` checks slot i < CAP at SLOTS + 64 i.
+    let slot = |pos: u64| {
+        map.at::<[u8; 64]>(SLOTS + (pos & (CAP - 1)) as usize * 64)
+            .cast::<u8>()
     };
-    assert!(base != libc::MAP_FAILED, "mmap");
-    let base = base.cast::<u8>();
-    // SAFETY: offset 0 of the page-aligned, zero-filled mapping holds a
-    // valid AtomicU64 (its 8 bytes are in bounds); it lives until the munmap
-    // below, after both processes are done with it.
-    let tail = unsafe { &*base.cast::<AtomicU64>() };
-    // SAFETY: as above, at offset 128 (aligned, in bounds).
-    let head = unsafe { &*base.wrapping_add(128).cast::<AtomicU64>() };
-    // In bounds: slot i < CAP lies at SLOTS + 64 i, inside the mapping.
-    let slot = |pos: u64| base.wrapping_add(SLOTS + (pos & (CAP - 1)) as usize * 64);
     forked(
         || {
             let mut head_seen = 0;
@@ -279,9 +263,6 @@ fn spsc(n: u64) {
             println!("spsc 64B 1->1 {mps:.2} M msgs/s");
         },
     );
-    // SAFETY: unmaps exactly the mapping made above; the child has exited
-    // (`forked` waited for it) and `tail`, `head` and `slot` are not used again.
-    unsafe { libc::munmap(base.cast(), len) };
 }
 
 fn main() {

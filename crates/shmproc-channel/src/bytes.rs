@@ -542,20 +542,10 @@ impl ByteQueue {
     // ------------------------------------------------------------------ get
 
     fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
-        match self.ring.try_claim_pop(check_dead)? {
-            Pop::Claimed(c) => {
-                self.ring.busy_claimed();
-                Ok(Some(c))
-            }
-            Pop::Busy => {
-                self.ring.busy_backoff();
-                Ok(None)
-            }
+        match self.ring.claim_pop_waiting(check_dead, false)? {
+            Pop::Claimed(c) => Ok(Some(c)),
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
-            Pop::Empty => {
-                self.ring.busy_empty();
-                Ok(None)
-            }
+            Pop::Empty | Pop::Busy => Ok(None),
         }
     }
 

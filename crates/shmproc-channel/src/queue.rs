@@ -296,25 +296,10 @@ impl<T: Pod> Queue<T> {
     /// call (see [`Ring::try_claim_pop_again`]).
     #[inline]
     fn claim_get(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, GetError> {
-        let r = if again {
-            self.ring.try_claim_pop_again(check_dead)
-        } else {
-            self.ring.try_claim_pop(check_dead)
-        };
-        match r? {
-            Pop::Claimed(c) => {
-                self.ring.busy_claimed();
-                Ok(Some(c))
-            }
-            Pop::Busy => {
-                self.ring.busy_backoff();
-                Ok(None)
-            }
+        match self.ring.claim_pop_waiting(check_dead, again)? {
+            Pop::Claimed(c) => Ok(Some(c)),
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
-            Pop::Empty => {
-                self.ring.busy_empty();
-                Ok(None)
-            }
+            Pop::Empty | Pop::Busy => Ok(None),
         }
     }
 

@@ -1101,6 +1101,29 @@ impl<S: Storage> Ring<S> {
         }
     }
 
+    /// [`try_claim_pop`](Self::try_claim_pop) (or, with `again`,
+    /// [`try_claim_pop_again`](Self::try_claim_pop_again)) for one attempt
+    /// of a blocking get: after a [`Pop::Busy`] it backs off (see
+    /// [`busy_backoff`](Self::busy_backoff)), and it keeps the back-off's
+    /// state from what it found.
+    ///
+    /// # Errors
+    /// As [`try_claim_pop`](Self::try_claim_pop).
+    #[inline]
+    pub(crate) fn claim_pop_waiting(&self, check_dead: bool, again: bool) -> Result<Pop, Corrupt> {
+        let r = if again {
+            self.try_claim_pop_again(check_dead)
+        } else {
+            self.try_claim_pop(check_dead)
+        }?;
+        match r {
+            Pop::Claimed(_) => self.busy_claimed(),
+            Pop::Busy => self.busy_backoff(),
+            Pop::Empty => self.busy_empty(),
+        }
+        Ok(r)
+    }
+
     /// Backs off after a blocking get found the head position claimed by a
     /// producer that has not published it yet ([`Pop::Busy`]).
     ///
@@ -1114,9 +1137,10 @@ impl<S: Storage> Ring<S> {
     /// a fight. A get that found the ring empty is waiting for a message
     /// that was not there yet (a ping-pong): from then on until it claims
     /// one ([`busy_empty`](Self::busy_empty),
-    /// [`busy_claimed`](Self::busy_claimed)) it adds no pause, as before. queue_compare, 64 B, 1 -> 1, shared L3: 10.4 -> 14.2 M msgs/s
-    /// (SEQPACKET 9.8x -> 13.2x).
-    pub(crate) fn busy_backoff(&self) {
+    /// [`busy_claimed`](Self::busy_claimed)) it adds no pause, as before.
+    /// queue_compare, 64 B, 1 -> 1, shared L3: 10.4 -> 14.2 M msgs/s
+    /// (SEQPACKET 9.8x -> 13x).
+    fn busy_backoff(&self) {
         // Under loom a pause is a yield: no back-off (it only adds states).
         if cfg!(shmproc_loom) {
             return;
@@ -1136,9 +1160,9 @@ impl<S: Storage> Ring<S> {
         }
     }
 
-    /// A blocking get found the ring empty: one pause per `Busy` until it
-    /// claims a message (see [`busy_backoff`](Self::busy_backoff)).
-    pub(crate) fn busy_empty(&self) {
+    /// A blocking get found the ring empty: no extra pause after a `Busy`
+    /// until it claims a message (see [`busy_backoff`](Self::busy_backoff)).
+    fn busy_empty(&self) {
         // Relaxed: as in `busy_backoff`.
         self.busy_pauses
             .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -1147,7 +1171,7 @@ impl<S: Storage> Ring<S> {
     /// A blocking get claimed a message: a get that had found the ring
     /// empty re-arms the back-off (see [`busy_backoff`](Self::busy_backoff)).
     #[inline]
-    pub(crate) fn busy_claimed(&self) {
+    fn busy_claimed(&self) {
         // Relaxed: as in `busy_backoff`.
         if self.busy_pauses.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             self.busy_pauses
