@@ -102,7 +102,7 @@ fn main() {
         Who::FutexFloor.gap_ns() / 1000
     );
     println!(
-        "messages: Pod values (u64, [u8; 64], [u8; 4096], [u8; 65536]): shmproc_channel has no bytes path yet; \
+        "messages: Pod values (u64, [u8; 64], [u8; 4096], [u8; 65536]): the typed Queue<T> (ByteQueue, the bytes path, is not measured here); \
          unix socket: socketpair(AF_UNIX, SOCK_SEQPACKET); ipc-channel: bytes_channel"
     );
 
