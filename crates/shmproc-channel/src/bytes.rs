@@ -812,6 +812,21 @@ impl ByteQueue {
         self.ring.header().abandoned_reads.load(Ordering::Relaxed)
     }
 
+    /// Consumers (any process) registered as asleep in a blocking get now;
+    /// a diagnostic snapshot. One killed while asleep stays counted until
+    /// a producer, finding its wakes wake nobody, checks the registered
+    /// sleepers' liveness and takes the count back (up to 15 sleepers per
+    /// side are tracked that way).
+    pub fn sleeping_consumers(&self) -> u32 {
+        self.ring.sleepers(Side::Get)
+    }
+
+    /// Producers registered as asleep in a blocking put now (as
+    /// [`sleeping_consumers`](Self::sleeping_consumers)).
+    pub fn sleeping_producers(&self) -> u32 {
+        self.ring.sleepers(Side::Put)
+    }
+
     /// The name, for a named queue.
     pub fn name(&self) -> Option<&str> {
         self.segment().name().map(SegmentName::as_str)

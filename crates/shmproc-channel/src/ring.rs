@@ -96,6 +96,13 @@
 //!   it held; the producer of the next lap finds `READING(p, pid)` with `pid`
 //!   dead, reclaims the slot and counts it in
 //!   [`RingHeader::abandoned_reads`].
+//! - A process killed while asleep in a blocking call leaves its sleeper
+//!   registration counted, and every publish (or release) on the other side
+//!   would then make a futex call for nobody. So a sleeper registers as a
+//!   bit of the waiters word standing for its owner record in its side's
+//!   index line ([`IndexLine::sleepers`]); a waker whose wakes woke nobody
+//!   [`REPAIR_AFTER`] times in a row clears the bits of records whose
+//!   owners are dead ([`Ring::repair_sleepers`]).
 
 #![deny(clippy::indexing_slicing)]
 
@@ -162,6 +169,24 @@ const PUT_PAUSES: u32 = 4;
 /// position claimed and not yet published ([`Ring::busy_backoff`]; a pause
 /// is about 23 ns here, so about 1.5 us).
 const BUSY_PAUSES_MAX: u32 = 64;
+
+/// Sleeper records per side, in the rest of that side's index line
+/// ([`IndexLine::sleepers`]).
+pub const SLEEPER_SLOTS: usize = 15;
+
+/// The bits of a waiters word that stand for sleeper records (bit `i`:
+/// record `i` is registered).
+const TRACKED_MASK: u32 = (1 << SLEEPER_SLOTS) - 1;
+/// Where a waiters word counts the sleepers registered without a record.
+const UNTRACKED_SHIFT: u32 = 16;
+const UNTRACKED_ONE: u32 = 1 << UNTRACKED_SHIFT;
+
+/// Wakes in a row that found a registered sleeper count but woke nobody
+/// before a waker checks the registered sleepers' liveness
+/// ([`Ring::repair_sleepers`]): a futex wake costs about a microsecond, so a
+/// count left by a killed sleeper costs some 0.3 ms of system calls before
+/// it is repaired, and a `/proc` read per record at most every 256 wakes.
+const REPAIR_AFTER: u32 = 256;
 
 /// Iterations of one operation in total before it reports [`Corrupt`].
 const TOTAL_LIMIT: u32 = 1 << 20;
@@ -232,20 +257,31 @@ pub const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
 }
 
 /// One index on a 128-byte line of its own (a *fixed* alignment, so every
-/// build has the same layout; 128 because of the adjacent-line prefetcher).
+/// build has the same layout; 128 because of the adjacent-line prefetcher),
+/// and the records of the processes sleeping on the side that advances it.
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `value: AtomicU64` | the index |
+/// | 8 | `sleepers: [AtomicU64; 15]` | owner records ([`owner::my_record`]) of registered sleepers of this side (consumers for `head`, producers for `tail`); 0: free |
+///
+/// The records live on the sleeping side's own line: a sleeper writes its
+/// record once per sleep, on a line its side writes anyway, and the other
+/// side reads them only when it repairs the count.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct IndexLine {
     /// The index: a position counter that only grows (by CAS).
     pub(crate) value: AtomicU64,
-    _pad: [AtomicU64; 15],
+    /// See the table above and [`Ring::repair_sleepers`].
+    pub(crate) sleepers: [AtomicU64; SLEEPER_SLOTS],
 }
 
 impl IndexLine {
     fn new(v: u64) -> Self {
         Self {
             value: AtomicU64::new(v),
-            _pad: std::array::from_fn(|_| AtomicU64::new(0)),
+            sleepers: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -261,9 +297,9 @@ impl IndexLine {
 /// | 24 | `stride: AtomicU64` | bytes from one slot to the next (idem) |
 /// | 32 | `closed: AtomicU32` | 1 once `close` was called |
 /// | 36 | `get_seq: AtomicU32` | futex word consumers sleep on |
-/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping |
+/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping: bit `i` (0..15) for the one holding record `i` of `head.sleepers`, bits 16..32 count those without a record; non-zero: wake |
 /// | 44 | `put_seq: AtomicU32` | futex word producers sleep on |
-/// | 48 | `put_waiters: AtomicU32` | producers registered as sleeping |
+/// | 48 | `put_waiters: AtomicU32` | producers registered as sleeping (idem, records in `tail.sleepers`) |
 /// | 52 | `join_seq: AtomicU32` | futex word `join` sleeps on |
 /// | 56 | `join_waiters: AtomicU32` | joiners registered as sleeping |
 /// | 60 | `flags: AtomicU32` | bit 0 ([`FLAG_FENCES`]): a user cannot issue `membarrier`; other bits 0 |
@@ -271,8 +307,8 @@ impl IndexLine {
 /// | 72 | `abandoned_reads: AtomicU64` | messages lost because their consumer died mid-read |
 /// | 80 | `unfinished: AtomicU64` | `JoinableQueue`: items put and not yet `task_done` |
 /// | 88 | reserved `[AtomicU64; 5]` | 0 |
-/// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line) |
-/// | 256 | `head: IndexLine` | next position to consume (own 128-byte line) |
+/// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line), and the sleeping producers' records |
+/// | 256 | `head: IndexLine` | next position to consume (own 128-byte line), and the sleeping consumers' records |
 ///
 /// Slots follow at offset 384, `stride` bytes apart: `stamp: AtomicU64` at
 /// 0, `owner: AtomicU64` (pid and start time of the claimant) at 8, the
@@ -326,6 +362,8 @@ const _: () = {
     assert!(offset_of!(RingHeader, unfinished) == 80);
     assert!(offset_of!(RingHeader, tail) == 128);
     assert!(offset_of!(RingHeader, head) == 256);
+    assert!(size_of::<IndexLine>() == 128);
+    assert!(offset_of!(IndexLine, sleepers) == 8);
     assert!(size_of::<SlotHeader>() == SLOT_HEADER_LEN);
     assert!(offset_of!(SlotHeader, stamp) == 0);
     assert!(offset_of!(SlotHeader, owner) == 8);
@@ -543,6 +581,9 @@ pub struct Ring<S> {
     /// Pauses of the next [`busy_backoff`](Self::busy_backoff) (this
     /// handle's, never shared: a heuristic with no part in correctness).
     busy_pauses: std::sync::atomic::AtomicU32,
+    /// Per side (`Side::Get`, `Side::Put`), this handle's wakes in a row
+    /// that woke nobody (see [`REPAIR_AFTER`]; never shared).
+    idle_wakes: [std::sync::atomic::AtomicU32; 2],
 }
 
 impl<S: Storage> Ring<S> {
@@ -567,6 +608,7 @@ impl<S: Storage> Ring<S> {
             slot_size,
             joinable,
             busy_pauses: std::sync::atomic::AtomicU32::new(1),
+            idle_wakes: std::array::from_fn(|_| std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
@@ -1101,6 +1143,126 @@ impl<S: Storage> Ring<S> {
         }
     }
 
+    /// The sleeper records of `side` (see [`IndexLine`]).
+    fn sleeper_records(&self, side: Side) -> &[AtomicU64; SLEEPER_SLOTS] {
+        let h = self.header();
+        match side {
+            Side::Get => &h.head.sleepers,
+            Side::Put => &h.tail.sleepers,
+        }
+    }
+
+    /// Processes registered as sleeping on `side` (a snapshot; counts a
+    /// sleeper killed while registered until a waker repairs the count, see
+    /// [`repair_sleepers`](Self::repair_sleepers)).
+    pub(crate) fn sleepers(&self, side: Side) -> u32 {
+        // Relaxed: a diagnostic snapshot.
+        let w = self.words(side).1.load(Ordering::Relaxed);
+        (w & TRACKED_MASK).count_ones() + (w >> UNTRACKED_SHIFT)
+    }
+
+    /// Registers this thread as sleeping on `side`.
+    ///
+    /// The waiters word is a bit per sleeper record plus a count of
+    /// untracked sleepers (see [`RingHeader`]): a sleeper first takes a free
+    /// record (its owner record, `Relaxed`), then sets the record's bit, so
+    /// that the registration and the bit that a repair takes back are one
+    /// atomic change: a process killed at any instruction leaves either no
+    /// bit, or a bit whose record names it. With every record taken, it
+    /// counts itself as untracked.
+    fn register(&self, side: Side) -> Registered<'_> {
+        let (_, waiters) = self.words(side);
+        let record = self.take_sleeper_record(side);
+        let add = record.map_or(UNTRACKED_ONE, |(i, _, _)| 1 << i);
+        // SeqCst: the registration the heavy fence in `block` orders before
+        // the re-check (a `fetch_or` of a bit not yet set, or an add).
+        if record.is_some() {
+            waiters.fetch_or(add, Ordering::SeqCst);
+        } else {
+            waiters.fetch_add(add, Ordering::SeqCst);
+        }
+        Registered { waiters, record }
+    }
+
+    /// Claims a free sleeper record of `side` for this process: its index,
+    /// the record and the value stored; `None` when all are taken or under
+    /// loom (a liveness hint only, not modelled).
+    #[cfg(not(shmproc_loom))]
+    fn take_sleeper_record(&self, side: Side) -> Option<(usize, &AtomicU64, u64)> {
+        let rec = owner::my_record();
+        let records = self.sleeper_records(side);
+        // Start where this thread's id points, so concurrent sleepers of
+        // one queue rarely race for the same record.
+        let start = owner::my_tid() as usize % SLEEPER_SLOTS;
+        (0..SLEEPER_SLOTS).find_map(|k| {
+            let i = (start + k) % SLEEPER_SLOTS;
+            let slot = records.get(i)?;
+            // Relaxed: the records order nothing (the waiters word carries
+            // the wake protocol); the CAS only makes the record ours.
+            (slot.load(Ordering::Relaxed) == 0
+                && slot
+                    .compare_exchange(0, rec, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok())
+            .then_some((i, slot, rec))
+        })
+    }
+
+    #[cfg(shmproc_loom)]
+    fn take_sleeper_record(&self, _side: Side) -> Option<(usize, &AtomicU64, u64)> {
+        None
+    }
+
+    /// After a wake that woke `woken` sleepers of `side`: counts the wakes
+    /// in a row that woke nobody, and after [`REPAIR_AFTER`] of them
+    /// repairs the count.
+    fn after_wake(&self, side: Side, woken: usize) {
+        let idle = match side {
+            Side::Get => &self.idle_wakes[0],
+            Side::Put => &self.idle_wakes[1],
+        };
+        // Relaxed: a process-local heuristic.
+        let n = if woken == 0 {
+            idle.load(std::sync::atomic::Ordering::Relaxed) + 1
+        } else {
+            0
+        };
+        if n >= REPAIR_AFTER {
+            idle.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.repair_sleepers(side);
+        } else {
+            idle.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Takes back the registrations of sleepers of `side` that were killed
+    /// while registered: without this, their bits stay set and every later
+    /// publish (or release) makes a futex system call for nobody.
+    ///
+    /// A record whose process is certainly gone
+    /// ([`owner::record_owner_dead`]: no such pid, a zombie, or another
+    /// start time) has its bit cleared, then is freed. Both steps are
+    /// idempotent, so racing repairers agree, and the record is freed only
+    /// after its bit is clear, so a sleeper that takes it next sets a bit
+    /// nobody clears under it. A live sleeper's record is never judged
+    /// dead; a corrupt peer's records at worst cost a live sleeper its bit,
+    /// which delays its wake by at most a sleep slice (sleepers re-check
+    /// after each). Untracked sleepers (beyond the [`SLEEPER_SLOTS`]
+    /// records) are not repaired.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn repair_sleepers(&self, side: Side) {
+        let (_, waiters) = self.words(side);
+        for (i, slot) in self.sleeper_records(side).iter().enumerate() {
+            // Relaxed: as in `take_sleeper_record`.
+            let rec = slot.load(Ordering::Relaxed);
+            if rec != 0 && owner::record_owner_dead(rec) {
+                // Relaxed: the bit of a dead sleeper orders nothing.
+                waiters.fetch_and(!(1 << i), Ordering::Relaxed);
+                let _ = slot.compare_exchange(rec, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// [`try_claim_pop`](Self::try_claim_pop) (or, with `again`,
     /// [`try_claim_pop_again`](Self::try_claim_pop_again)) for one attempt
     /// of a blocking get: after a [`Pop::Busy`] it backs off (see
@@ -1199,7 +1361,8 @@ impl<S: Storage> Ring<S> {
         if waiters.load(Ordering::Relaxed) != 0 {
             // Release: pairs with the Acquire load of the seq in `block`.
             seq.fetch_add(1, Ordering::Release);
-            futex::wake(seq, u32::MAX);
+            let woken = futex::wake(seq, u32::MAX);
+            self.after_wake(side, woken);
         }
     }
 
@@ -1242,7 +1405,7 @@ impl<S: Storage> Ring<S> {
                 spin_loop();
             }
         }
-        let (seq, waiters) = self.words(side);
+        let (seq, _) = self.words(side);
         // The first sleep is a light one (asym::LIGHT_SLEEP): no membarrier
         // before it, and short, so that a wake it missed is late by at
         // most that long; every later sleep follows the heavy fence.
@@ -1253,8 +1416,7 @@ impl<S: Storage> Ring<S> {
             // SeqCst, then the fence: the heavy one pairs with the light
             // fence in `wake` between the publish/release and its waiters
             // load (either we see the message, or the waker sees us).
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let registered = Registered(waiters);
+            let registered = self.register(side);
             if light {
                 fence(Ordering::SeqCst);
             } else {
@@ -1326,12 +1488,33 @@ pub(crate) fn uncount(hdr: &RingHeader) -> Result<(), crate::error::TaskDoneErro
     Ok(())
 }
 
-/// Unregisters a waiter when dropped (also on early returns).
-struct Registered<'a>(&'a AtomicU32);
+/// A sleeper's registration ([`Ring::register`]), undone when dropped
+/// (also on early returns).
+struct Registered<'a> {
+    waiters: &'a AtomicU32,
+    /// The sleeper record we hold (index, record, value), when one was free.
+    record: Option<(usize, &'a AtomicU64, u64)>,
+}
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: unregistering orders nothing (a waker that still sees
+        // us makes one futex call too many).
+        match self.record {
+            // The bit first, then the record (see `Ring::repair_sleepers`).
+            Some((i, slot, rec)) => {
+                self.waiters.fetch_and(!(1 << i), Ordering::Relaxed);
+                let _ = slot.compare_exchange(rec, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            // Never below zero: a corrupt count must not wrap.
+            None => {
+                let _ = self
+                    .waiters
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                        w.checked_sub(UNTRACKED_ONE)
+                    });
+            }
+        }
     }
 }
 

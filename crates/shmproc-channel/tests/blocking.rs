@@ -147,3 +147,53 @@ fn a_fence_only_process_shares_a_queue() {
     }
     assert_eq!(child.try_wait_timeout(TIMEOUT).expect("exit").code(), 0);
 }
+
+/// A consumer killed while asleep in `get`, and a producer killed while
+/// asleep in `put`, leave their sleeper registrations behind; the other
+/// side's wakes then find nobody to wake, and after a few hundred of them
+/// a waker finds the registrations' owners dead and takes them back, so
+/// that publishing stops making a futex call per message. Without the
+/// repair the counts stay at 1 forever and the loop below fails.
+#[test]
+fn sleepers_killed_while_registered_are_taken_back() {
+    let _wd = Watchdog::new(TIMEOUT);
+    let empty = Queue::<u64>::new(1).expect("create");
+    let full = Queue::<u64>::new(1).expect("create");
+    full.put(0).expect("put");
+    let getter = shmproc_testing::fork_child(|| match empty.get_timeout(TIMEOUT) {
+        Err(GetError::Timeout) => 0,
+        _ => 1,
+    });
+    let putter = shmproc_testing::fork_child(|| match full.put_timeout(1, TIMEOUT) {
+        Err(PutError::Timeout(1)) => 0,
+        _ => 1,
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while empty.sleeping_consumers() == 0 || full.sleeping_producers() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the children never went to sleep"
+        );
+        std::thread::yield_now();
+    }
+    getter.kill();
+    putter.kill();
+    let (g, p) = (getter.wait_timeout(TIMEOUT), putter.wait_timeout(TIMEOUT));
+    assert_eq!((g.code(), p.code()), (-9, -9), "killed");
+    // A sleeper is unregistered for a moment after each sleep slice; in
+    // the rare case the kill fell there, the count is already 0.
+    let stale = (empty.sleeping_consumers(), full.sleeping_producers());
+    assert!(stale.0 <= 1 && stale.1 <= 1, "{stale:?}");
+
+    // Each put wakes the consumers' side and each get the producers'.
+    let _ = full.get().expect("get");
+    let mut n = 0u64;
+    while empty.sleeping_consumers() != 0 || full.sleeping_producers() != 0 {
+        assert!(n < 10_000, "registrations never taken back: {stale:?}");
+        empty.put(n).expect("put");
+        assert_eq!(empty.get(), Ok(n));
+        full.put(n).expect("put");
+        assert_eq!(full.get(), Ok(n));
+        n += 1;
+    }
+}

@@ -161,14 +161,17 @@ pub fn wait(_word: &AtomicU32, _expected: u32, _slice: Duration) -> Wake {
     Wake::Woken
 }
 
-/// Wakes up to `n` waiters sleeping on `word`, in any process.
+/// Wakes up to `n` waiters sleeping on `word`, in any process; returns how
+/// many it woke (0 also when the call failed).
 #[cfg(not(shmproc_loom))]
 #[inline]
-pub fn wake(word: &AtomicU32, n: u32) {
-    shmproc_shm::os::futex_wake(word, n);
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    shmproc_shm::os::futex_wake(word, n)
 }
 
 /// Loom: waiters never really sleep, nothing to do.
 #[cfg(shmproc_loom)]
 #[inline]
-pub fn wake(_word: &AtomicU32, _n: u32) {}
+pub fn wake(_word: &AtomicU32, _n: u32) -> usize {
+    0
+}

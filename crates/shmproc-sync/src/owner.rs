@@ -101,6 +101,14 @@ pub fn tagged_owner_dead(pid: u32, record: u64, tag: u64) -> bool {
     }
 }
 
+/// Whether the process that wrote `record` (one of its [`my_record`]s, as a
+/// sleeper registers it) is certainly gone: as [`owner_alive`] for the pid
+/// the record names (a record naming no valid pid names nobody alive).
+pub fn record_owner_dead(record: u64) -> bool {
+    let pid = u32::try_from(record >> START_BITS).unwrap_or(0);
+    !owner_alive(pid, record)
+}
+
 /// Whether the process `pid` (taken from a lock word) still holds what it
 /// holds: it exists, is not a zombie, and, when `record` names the same pid,
 /// has the recorded start time.
