@@ -100,9 +100,9 @@
 //!   registration counted, and every publish (or release) on the other side
 //!   would then make a futex call for nobody. So a sleeper registers as a
 //!   bit of the waiters word standing for its owner record in its side's
-//!   index line ([`IndexLine::sleepers`]); a waker whose wakes woke nobody
-//!   [`REPAIR_AFTER`] times in a row clears the bits of records whose
-//!   owners are dead ([`Ring::repair_sleepers`]).
+//!   index line (`IndexLine::sleepers`); a waker whose wakes woke nobody
+//!   `REPAIR_AFTER` (256) times in a row clears the bits of records whose
+//!   owners are dead (`Ring::repair_sleepers`).
 
 #![deny(clippy::indexing_slicing)]
 
@@ -171,7 +171,7 @@ const PUT_PAUSES: u32 = 4;
 const BUSY_PAUSES_MAX: u32 = 64;
 
 /// Sleeper records per side, in the rest of that side's index line
-/// ([`IndexLine::sleepers`]).
+/// (`IndexLine::sleepers`).
 pub const SLEEPER_SLOTS: usize = 15;
 
 /// The bits of a waiters word that stand for sleeper records (bit `i`:
