@@ -180,6 +180,10 @@ const TRACKED_MASK: u32 = (1 << SLEEPER_SLOTS) - 1;
 /// Where a waiters word counts the sleepers registered without a record.
 const UNTRACKED_SHIFT: u32 = 16;
 const UNTRACKED_ONE: u32 = 1 << UNTRACKED_SHIFT;
+/// A sleeper record being repaired (see `Ring::repair_sleepers`): its pid
+/// field, 2^24 - 1, is beyond any pid, so it is never taken for free nor
+/// for a live sleeper's.
+const REPAIRING: u64 = u64::MAX;
 
 /// Wakes in a row that found a registered sleeper count but woke nobody
 /// before a waker checks the registered sleepers' liveness
@@ -1197,11 +1201,11 @@ impl<S: Storage> Ring<S> {
         (0..SLEEPER_SLOTS).find_map(|k| {
             let i = (start + k) % SLEEPER_SLOTS;
             let slot = records.get(i)?;
-            // Relaxed: the records order nothing (the waiters word carries
-            // the wake protocol); the CAS only makes the record ours.
+            // Relaxed load: a hint. Acquire CAS: pairs with a repair's
+            // Release free, so our bit is set after its clear.
             (slot.load(Ordering::Relaxed) == 0
                 && slot
-                    .compare_exchange(0, rec, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(0, rec, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok())
             .then_some((i, slot, rec))
         })
@@ -1240,10 +1244,13 @@ impl<S: Storage> Ring<S> {
     ///
     /// A record whose process is certainly gone
     /// ([`owner::record_owner_dead`]: no such pid, a zombie, or another
-    /// start time) has its bit cleared, then is freed. Both steps are
-    /// idempotent, so racing repairers agree, and the record is freed only
-    /// after its bit is clear, so a sleeper that takes it next sets a bit
-    /// nobody clears under it. A live sleeper's record is never judged
+    /// start time) is first taken by one repairer (a CAS to
+    /// `REPAIRING`, which no sleeper takes for free), which then clears its
+    /// bit and only then frees it (`Release`). So among racing repairers
+    /// one clears the bit, and a sleeper that takes the record next sets a
+    /// bit that no late repairer clears under it. `REPAIRING` names no
+    /// live process, so a record left so by a repairer that was killed
+    /// midway is repaired again. A live sleeper's record is never judged
     /// dead; a corrupt peer's records at worst cost a live sleeper its bit,
     /// which delays its wake by at most a sleep slice (sleepers re-check
     /// after each). Untracked sleepers (beyond the [`SLEEPER_SLOTS`]
@@ -1255,10 +1262,19 @@ impl<S: Storage> Ring<S> {
         for (i, slot) in self.sleeper_records(side).iter().enumerate() {
             // Relaxed: as in `take_sleeper_record`.
             let rec = slot.load(Ordering::Relaxed);
-            if rec != 0 && owner::record_owner_dead(rec) {
-                // Relaxed: the bit of a dead sleeper orders nothing.
+            if rec != 0
+                && owner::record_owner_dead(rec)
+                && slot
+                    .compare_exchange(rec, REPAIRING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Relaxed: the bit of a dead sleeper orders nothing here;
+                // the Release store below orders it before the next taker.
                 waiters.fetch_and(!(1 << i), Ordering::Relaxed);
-                let _ = slot.compare_exchange(rec, 0, Ordering::Relaxed, Ordering::Relaxed);
+                // Release: pairs with the Acquire CAS in
+                // `take_sleeper_record`, so the next sleeper's bit follows
+                // this clear in the word's modification order.
+                slot.store(0, Ordering::Release);
             }
         }
     }
