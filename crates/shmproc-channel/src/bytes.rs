@@ -815,7 +815,7 @@ impl ByteQueue {
     /// Consumers (any process) registered as asleep in a blocking get now;
     /// a diagnostic snapshot. One killed while asleep stays counted until
     /// a producer, finding its wakes wake nobody, checks the registered
-    /// sleepers' liveness and takes the count back (up to 15 sleepers per
+    /// sleepers' liveness and takes the count back (up to 13 sleepers per
     /// side are tracked that way).
     pub fn sleeping_consumers(&self) -> u32 {
         self.ring.sleepers(Side::Get)

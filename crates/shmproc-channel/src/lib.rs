@@ -98,7 +98,7 @@ pub use error::{
 };
 #[cfg(feature = "serde")]
 pub use error::{GetObjError, PutObjError};
-pub use ring::MAX_CAPACITY;
+pub use ring::{LeaseState, MAX_CAPACITY};
 pub use storage::HeapStorage;
 
 #[cfg(not(shmproc_loom))]

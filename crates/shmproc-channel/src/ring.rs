@@ -70,6 +70,63 @@
 //! moves), and a loop that sees the same index too many times in a row, or
 //! runs too long in total, reports [`Corrupt`] instead of spinning forever.
 //!
+//! # Leases
+//! Most queues have one producer thread and one consumer thread, and the
+//! CAS protocol's locked instructions are then pure cost: each one waits
+//! for the store buffer to drain, so every message pays a cache-line
+//! transfer in full (64 B, 1 -> 1: 0.41x a minimal SPSC ring). So each
+//! side has a *lease* (`IndexLine::lease`): the first thread to operate on
+//! a side takes it (a CAS from free), and while it holds it, it runs that
+//! side with plain loads and stores (`Ring::fast_push`,
+//! `Ring::fast_pop`): check the exact stamp at its index, copy the
+//! payload, store the next stamp (`FULL(p)`, or `EMPTY(p + cap)`), store
+//! the index. No claim stamp is written: the stamps the other side reads
+//! are the same in both modes, so the other side need not know which mode
+//! this one runs. A leased producer also prefetches, for writing, the
+//! lines of the slot a few positions ahead, so its stores never wait.
+//!
+//! The first operation on a side by any other thread revokes the lease,
+//! and the side is *shared* from then on, for good (a second thread on a
+//! side usually means more to come; a lease that bounced between threads
+//! would pay a `membarrier` per bounce). Revocation is a Dekker pair made
+//! asymmetric with `membarrier` (as the sleeper check, `shmproc_sync::asym`):
+//! - the holder, per operation, stores its owner record into
+//!   `IndexLine::active`, issues a compiler fence, and checks that the
+//!   lease is still its own; it stores 0 into `active` (`Release`) when done;
+//! - the revoker CASes the lease from held to *revoking*, issues the heavy
+//!   fence, CASes it to *fenced*, and from then on reads `active`: once it
+//!   is 0 (`Acquire`), every store of the holder's last operation is
+//!   visible, and its next operation sees the lease gone. Then the side
+//!   becomes shared (CAS).
+//!
+//! Either the holder's lease check comes after the revoker's barrier (it
+//! sees the revocation and runs the CAS protocol), or its `active` store
+//! came before it (the revoker waits for the 0). A revoker that finds the
+//! holder inside an operation waits a little, then reports "not now"
+//! (full, or busy), and blocking calls retry; with `check_dead`, a holder
+//! whose process is dead inside an operation ([`owner::record_owner_dead`]
+//! on its `active` record) is passed over. A thread that finds its own
+//! lease being revoked hands the side over itself. A process that cannot
+//! issue `membarrier` sets [`FLAG_FENCES`], never takes a lease, and, as a
+//! revoker, waits for the holder to hand the side over at its next
+//! operation, or to end ([`owner::tid_gone`]).
+//!
+//! Identity is the kernel tid (cached per thread, refreshed after a fork):
+//! two threads never share one, a forked child's thread has its own, and a
+//! tid reused by a new thread after the holder ended may take the lease
+//! over (the old holder is in no operation). The CAS protocol runs only
+//! while the side is shared or by the holder itself (every entry to it
+//! asks `Ring::lease` first), never beside a holder's plain stores.
+//!
+//! What a dead holder leaves is what the CAS protocol already repairs: a
+//! producer killed before its publish leaves the slot `EMPTY` (nothing was
+//! sent, the next producer writes the position again), after it the tail
+//! one behind a `FULL` stamp (helped along, as a claimed position is). A
+//! consumer killed before its release leaves the message published: the
+//! next consumer takes it (it was never returned to anyone, so nothing is
+//! lost, where the CAS protocol loses the message of a consumer killed
+//! mid-read); after it, the head one behind (helped along).
+//!
 //! # Crash safety
 //! - A producer that dies between its claim and its publish leaves
 //!   `WRITING(p, pid)`; a consumer that waits on it checks (only after
@@ -121,11 +178,13 @@ pub const MAX_CAPACITY: u64 = 1 << 30;
 /// The largest payload of one slot, in bytes.
 pub const MAX_SLOT_SIZE: u64 = 1 << 30;
 
-/// `b"SHMRING\x02"`: the first word of a ring header. Version 2: plain-store
+/// `b"SHMRING\x03"`: the first word of a ring header. Version 2: plain-store
 /// publish and release, tagged owner records and the fence flag (a
 /// version-1 process, whose CAS protocol and untagged records assume other
-/// rules, must not share a ring with a version-2 one).
-pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x02");
+/// rules, must not share a ring with a version-2 one). Version 3: the side
+/// leases (`IndexLine::lease`, `IndexLine::active`; a version-2 process
+/// would run the CAS protocol beside a lease holder's plain stores).
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x03");
 
 /// Bytes of the ring header before the first slot.
 pub const RING_HEADER_LEN: usize = 384;
@@ -172,7 +231,7 @@ const BUSY_PAUSES_MAX: u32 = 64;
 
 /// Sleeper records per side, in the rest of that side's index line
 /// (`IndexLine::sleepers`).
-pub const SLEEPER_SLOTS: usize = 15;
+pub const SLEEPER_SLOTS: usize = 13;
 
 /// The bits of a waiters word that stand for sleeper records (bit `i`:
 /// record `i` is registered).
@@ -267,16 +326,23 @@ pub const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
 /// | offset | field | meaning |
 /// |---|---|---|
 /// | 0 | `value: AtomicU64` | the index |
-/// | 8 | `sleepers: [AtomicU64; 15]` | owner records ([`owner::my_record`]) of registered sleepers of this side (consumers for `head`, producers for `tail`); 0: free |
+/// | 8 | `lease: AtomicU64` | who may run this side's operations with plain stores (see "Leases" in the module docs): 0 free, 1 shared, `1 << 32 \| tid` held, `2 << 32 \| tid` being revoked, `3 << 32 \| tid` revoked and fenced |
+/// | 16 | `active: AtomicU64` | the lease holder's owner record ([`owner::my_record`]) while it is inside a leased operation, else 0 |
+/// | 24 | `sleepers: [AtomicU64; 13]` | owner records of registered sleepers of this side (consumers for `head`, producers for `tail`); 0: free |
 ///
-/// The records live on the sleeping side's own line: a sleeper writes its
-/// record once per sleep, on a line its side writes anyway, and the other
-/// side reads them only when it repairs the count.
+/// Everything here is written by this side only (the records once per
+/// sleep, the lease once per change of hands, `active` twice per leased
+/// operation), so the other side's accesses never take the line away.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct IndexLine {
-    /// The index: a position counter that only grows (by CAS).
+    /// The index: a position counter that only grows (by CAS, or by the
+    /// lease holder's plain stores).
     pub(crate) value: AtomicU64,
+    /// See the table above and [`Ring::lease`].
+    pub(crate) lease: AtomicU64,
+    /// See the table above and [`Ring::lease`].
+    pub(crate) active: AtomicU64,
     /// See the table above and [`Ring::repair_sleepers`].
     pub(crate) sleepers: [AtomicU64; SLEEPER_SLOTS],
 }
@@ -285,6 +351,8 @@ impl IndexLine {
     fn new(v: u64) -> Self {
         Self {
             value: AtomicU64::new(v),
+            lease: AtomicU64::new(LEASE_FREE),
+            active: AtomicU64::new(0),
             sleepers: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -301,7 +369,7 @@ impl IndexLine {
 /// | 24 | `stride: AtomicU64` | bytes from one slot to the next (idem) |
 /// | 32 | `closed: AtomicU32` | 1 once `close` was called |
 /// | 36 | `get_seq: AtomicU32` | futex word consumers sleep on |
-/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping: bit `i` (0..15) for the one holding record `i` of `head.sleepers`, bits 16..32 count those without a record; non-zero: wake |
+/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping: bit `i` (0..13) for the one holding record `i` of `head.sleepers`, bits 16..32 count those without a record; non-zero: wake |
 /// | 44 | `put_seq: AtomicU32` | futex word producers sleep on |
 /// | 48 | `put_waiters: AtomicU32` | producers registered as sleeping (idem, records in `tail.sleepers`) |
 /// | 52 | `join_seq: AtomicU32` | futex word `join` sleeps on |
@@ -367,7 +435,9 @@ const _: () = {
     assert!(offset_of!(RingHeader, tail) == 128);
     assert!(offset_of!(RingHeader, head) == 256);
     assert!(size_of::<IndexLine>() == 128);
-    assert!(offset_of!(IndexLine, sleepers) == 8);
+    assert!(offset_of!(IndexLine, lease) == 8);
+    assert!(offset_of!(IndexLine, active) == 16);
+    assert!(offset_of!(IndexLine, sleepers) == 24);
     assert!(size_of::<SlotHeader>() == SLOT_HEADER_LEN);
     assert!(offset_of!(SlotHeader, stamp) == 0);
     assert!(offset_of!(SlotHeader, owner) == 8);
@@ -486,6 +556,12 @@ pub trait Storage {
     fn prefetch_payload(&self, index: u64) {
         let _ = index;
     }
+    /// A hint: start fetching, for writing, the header line of slot
+    /// `index`. No effect on memory.
+    #[inline]
+    fn prefetch_header(&self, index: u64) {
+        let _ = index;
+    }
 }
 
 /// The outcome of [`Ring::try_claim_push`].
@@ -493,7 +569,9 @@ pub trait Storage {
 pub enum Push {
     /// This position is ours to write, then [`Ring::publish`].
     Claimed(Claim),
-    /// The slot of the next position still holds the previous lap: full.
+    /// The slot of the next position still holds the previous lap (full),
+    /// or another thread's lease of the producers' side is being revoked
+    /// and its holder is inside a put (module docs, "Leases"): no room now.
     Full,
 }
 
@@ -504,7 +582,9 @@ pub enum Pop {
     Claimed(Claim),
     /// Nothing was published at the head position: empty.
     Empty,
-    /// The head position is claimed by a live producer still writing it.
+    /// The head position is claimed by a live producer still writing it,
+    /// or another thread's lease of the consumers' side is being revoked
+    /// and its holder is inside a get (module docs, "Leases").
     Busy,
 }
 
@@ -706,6 +786,9 @@ impl<S: Storage> Ring<S> {
         // upgrade. Only the exact expected stamp is claimed; the previous
         // lap's stamp is "full"; anything else (helped, dead consumer,
         // corrupt) goes through the validating loop.
+        if self.lease(Side::Put, check_dead)? == Lease::Wait {
+            return Ok(Push::Full);
+        }
         let hdr = self.header();
         // Acquire: pairs with the Release half of `advance` (what moved the
         // tail past position p - 1 happened before), as in
@@ -748,6 +831,9 @@ impl<S: Storage> Ring<S> {
     /// As [`try_claim_push`](Self::try_claim_push).
     #[inline]
     pub fn try_claim_push_again(&self, check_dead: bool) -> Result<Push, Corrupt> {
+        if self.lease(Side::Put, check_dead)? == Lease::Wait {
+            return Ok(Push::Full);
+        }
         self.try_claim_push_slow(check_dead)
     }
 
@@ -905,6 +991,9 @@ impl<S: Storage> Ring<S> {
         // found decides EMPTY(p) (nothing published: empty) and WRITING(p)
         // (busy, unless the caller wants the producer's liveness checked);
         // anything else goes through the validating loop.
+        if self.lease(Side::Get, check_dead)? == Lease::Wait {
+            return Ok(Pop::Busy);
+        }
         let hdr = self.header();
         // Acquire: pairs with the Release half of `advance`, as in
         // `try_claim_pop_slow`.
@@ -945,6 +1034,9 @@ impl<S: Storage> Ring<S> {
     /// As [`try_claim_pop`](Self::try_claim_pop).
     #[inline]
     pub fn try_claim_pop_again(&self, check_dead: bool) -> Result<Pop, Corrupt> {
+        if self.lease(Side::Get, check_dead)? == Lease::Wait {
+            return Ok(Pop::Busy);
+        }
         self.try_claim_pop_slow(check_dead)
     }
 
@@ -1454,6 +1546,365 @@ impl<S: Storage> Ring<S> {
                 return Ok(Some(r));
             }
         }
+    }
+}
+
+/// `IndexLine::lease`: nobody has operated on this side yet.
+const LEASE_FREE: u64 = 0;
+/// `IndexLine::lease`: the side runs the CAS protocol, for good.
+const LEASE_SHARED: u64 = 1;
+/// `IndexLine::lease` kinds in the high half (the low half is the holder's
+/// tid): held, being revoked, revoked and fenced.
+const LEASE_HELD: u64 = 1;
+const LEASE_REVOKING: u64 = 2;
+const LEASE_FENCED: u64 = 3;
+
+/// A decoded lease word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Free,
+    Shared,
+    Held(u32),
+    Revoking(u32),
+    Fenced(u32),
+}
+
+/// Pauses a revoker waits, re-reading `active`, for a holder that is inside
+/// a leased operation (some tens of nanoseconds of work) before it reports
+/// "not now".
+const LEASE_SPINS: u32 = 256;
+
+#[inline]
+const fn lease_word(kind: u64, tid: u32) -> u64 {
+    kind << 32 | tid as u64
+}
+
+/// A side's lease as a diagnostic ([`Queue::producer_lease`](crate::Queue::producer_lease)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Nobody has put (or got) yet: the first thread to do so takes the lease.
+    Free,
+    /// One thread (this kernel tid, of any process) runs the side's
+    /// operations with plain loads and stores.
+    Held(u32),
+    /// Another thread asked for the side; the holder (this tid) is being
+    /// waited for.
+    Revoking(u32),
+    /// The side runs the multi-producer (or multi-consumer) CAS protocol,
+    /// for good.
+    Shared,
+}
+
+/// What a thread may do on a side now ([`Ring::lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// This thread holds the side's lease: the leased fast paths are open
+    /// to it (so is the CAS protocol, which it runs alone).
+    Held,
+    /// The side is shared: the CAS protocol.
+    Shared,
+    /// A revocation is waiting for the holder to leave a leased operation:
+    /// no operation on this side now (the caller reports full/busy, and
+    /// blocking calls retry).
+    Wait,
+}
+
+/// The outcome of a leased fast path (`Ring::fast_push`, [`Ring::fast_pop`]).
+#[derive(Debug)]
+pub(crate) enum Fast<R> {
+    /// Done: the message was sent (or taken, with what the reader returned).
+    Done(R),
+    /// Nothing to do now, decided from the exact stamp: the slot at the tail
+    /// still holds the previous lap's message (full), or the head position
+    /// was not produced yet (empty).
+    Idle,
+    /// Not decided here (no lease, or any other stamp): run the CAS protocol.
+    Other,
+}
+
+impl<S: Storage> Ring<S> {
+    #[inline]
+    fn line(&self, side: Side) -> &IndexLine {
+        let h = self.header();
+        match side {
+            Side::Get => &h.head,
+            Side::Put => &h.tail,
+        }
+    }
+
+    /// The lease of `side`, decoded (a diagnostic snapshot).
+    ///
+    /// # Errors
+    /// [`Corrupt`] for a value no process writes.
+    pub fn lease_state(&self, side_is_put: bool) -> Result<LeaseState, Corrupt> {
+        let side = if side_is_put { Side::Put } else { Side::Get };
+        // Relaxed: a snapshot.
+        let l = self.line(side).lease.load(Ordering::Relaxed);
+        decode_lease(l).map(|w| match w {
+            Word::Free => LeaseState::Free,
+            Word::Shared => LeaseState::Shared,
+            Word::Held(tid) => LeaseState::Held(tid),
+            Word::Revoking(tid) | Word::Fenced(tid) => LeaseState::Revoking(tid),
+        })
+    }
+
+    /// Whether this thread may run an operation on `side` now, and how
+    /// (module docs, "Leases"): every operation of the CAS protocol asks
+    /// first ([`try_claim_push`](Self::try_claim_push) and the others do).
+    /// The first thread to operate on a free side takes its lease; a
+    /// thread that finds another thread's lease revokes it. With
+    /// `check_dead`, a holder stuck inside a leased operation is checked
+    /// for liveness (a `/proc` read), and a dead one's lease is taken back.
+    ///
+    /// # Errors
+    /// [`Corrupt`] for a lease word no process writes, or one that keeps
+    /// changing under us.
+    #[inline]
+    pub(crate) fn lease(&self, side: Side, check_dead: bool) -> Result<Lease, Corrupt> {
+        if cfg!(shmproc_loom) {
+            // Loom threads share one kernel tid: no leases (the CAS
+            // protocol is what the loom models check).
+            return Ok(Lease::Shared);
+        }
+        // Acquire: pairs with the Release (AcqRel) CAS that made the side
+        // shared, which follows everything the last holder did.
+        let l = self.line(side).lease.load(Ordering::Acquire);
+        if l == LEASE_SHARED {
+            return Ok(Lease::Shared);
+        }
+        if l == lease_word(LEASE_HELD, owner::my_tid()) {
+            return Ok(Lease::Held);
+        }
+        self.lease_slow(side, l, check_dead)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lease_slow(&self, side: Side, mut l: u64, check_dead: bool) -> Result<Lease, Corrupt> {
+        let line = self.line(side);
+        let me = owner::my_tid();
+        // Every CAS below that succeeds moves the word one step along
+        // free -> held -> revoking -> fenced -> shared (or straight to
+        // shared), so a handful of rounds suffice; a word that keeps
+        // changing is a corrupt peer's.
+        for _ in 0..16 {
+            // AcqRel on every successful CAS: Acquire as the load in
+            // `lease`; Release orders this thread's earlier operations
+            // before the change. Acquire on failure: the value is used.
+            let next = match decode_lease(l)? {
+                Word::Shared => return Ok(Lease::Shared),
+                Word::Held(tid) if tid == me => return Ok(Lease::Held),
+                Word::Free if self.may_lease() => lease_word(LEASE_HELD, me),
+                // A process that cannot issue membarrier never holds a
+                // lease: nobody could revoke it without the holder's help.
+                Word::Free => LEASE_SHARED,
+                Word::Held(tid) => lease_word(LEASE_REVOKING, tid),
+                // The holder itself, outside any leased operation (it is
+                // here), hands the side over: its plain stores precede
+                // this CAS.
+                Word::Revoking(tid) | Word::Fenced(tid) if tid == me => LEASE_SHARED,
+                Word::Revoking(tid) => {
+                    // The heavy fence: after it, the holder either sees the
+                    // revocation at its next lease check or its `active`
+                    // store is visible to us (module docs, "Leases").
+                    if self.lease_fence() {
+                        lease_word(LEASE_FENCED, tid)
+                    } else if owner::tid_gone(tid) {
+                        // No membarrier here: only the holder's own hand-over
+                        // (at its next operation) or its end frees the side.
+                        LEASE_SHARED
+                    } else {
+                        return Ok(Lease::Wait);
+                    }
+                }
+                Word::Fenced(_) => {
+                    // Fenced: the holder's `active` is up to date for us.
+                    if !self.holder_out(line, check_dead) {
+                        return Ok(Lease::Wait);
+                    }
+                    LEASE_SHARED
+                }
+            };
+            l = match line
+                .lease
+                .compare_exchange(l, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => next,
+                Err(found) => found,
+            };
+        }
+        Err(Corrupt::new("side lease keeps changing", l))
+    }
+
+    /// Whether this process may take a lease: it can issue `membarrier`
+    /// (so can, presumably, its peers: a peer that cannot sets
+    /// [`FLAG_FENCES`], and then nobody takes a lease).
+    fn may_lease(&self) -> bool {
+        self.header().flags.load(Ordering::Relaxed) & FLAG_FENCES == 0 && asym::ready()
+    }
+
+    /// A revoker's heavy fence: `true` when it was a `membarrier`. When it
+    /// could not be, [`FLAG_FENCES`] tells every holder to use real fences
+    /// from now on (and nobody takes a lease any more).
+    fn lease_fence(&self) -> bool {
+        if asym::heavy() {
+            return true;
+        }
+        self.header().flags.fetch_or(FLAG_FENCES, Ordering::SeqCst);
+        false
+    }
+
+    /// After the revocation's heavy fence: whether the holder is outside
+    /// any leased operation (its `active` is 0), waiting a little for it,
+    /// or, with `check_dead`, dead inside one.
+    fn holder_out(&self, line: &IndexLine, check_dead: bool) -> bool {
+        for _ in 0..LEASE_SPINS {
+            // Acquire: pairs with the holder's Release store of 0 at the end
+            // of its operation, so its plain stores happen before our CAS
+            // protocol touches the side.
+            if line.active.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            spin_loop();
+        }
+        // Relaxed: the record only names whom to check.
+        let rec = line.active.load(Ordering::Relaxed);
+        rec == 0 || (check_dead && owner::record_owner_dead(rec))
+    }
+
+    /// Opens a leased operation on `side`: `true` when this thread holds
+    /// the lease (its `active` record is then set; close with
+    /// [`leave`](Self::leave)).
+    #[inline(always)]
+    fn enter(&self, line: &IndexLine) -> bool {
+        let mine = lease_word(LEASE_HELD, owner::my_tid());
+        // Relaxed: a pre-check that keeps non-holders from writing `active`;
+        // the check that counts is the one after the fence.
+        if line.lease.load(Ordering::Relaxed) != mine {
+            return false;
+        }
+        // Relaxed, then the light fence: the Dekker pair with the revoker's
+        // lease CAS and heavy fence (module docs, "Leases"). A compiler
+        // fence when every user can issue membarrier, else a SeqCst fence.
+        line.active.store(owner::my_record(), Ordering::Relaxed);
+        let fences = self.header().flags.load(Ordering::Relaxed) & FLAG_FENCES != 0;
+        asym::light(!fences && asym::ready());
+        // Relaxed: ordered by the fence above.
+        if line.lease.load(Ordering::Relaxed) == mine {
+            return true;
+        }
+        self.leave(line);
+        false
+    }
+
+    /// Closes a leased operation.
+    #[inline(always)]
+    fn leave(&self, line: &IndexLine) {
+        // Release: the operation's stores happen before a revoker's Acquire
+        // load of 0 (`holder_out`).
+        line.active.store(0, Ordering::Release);
+    }
+
+    /// The leased put: when this thread holds the producers' lease and the
+    /// slot at the tail is free for it, `fill` writes the payload in place
+    /// and the message is published, with plain loads and stores only
+    /// (module docs, "Leases").
+    #[inline]
+    pub(crate) fn fast_push(&self, fill: impl FnOnce(*mut u8)) -> Fast<()> {
+        if cfg!(shmproc_loom) {
+            return Fast::Other;
+        }
+        let line = &self.header().tail;
+        if !self.enter(line) {
+            return Fast::Other;
+        }
+        // Relaxed: only the holder moves the tail while the lease is held
+        // (and this thread's own earlier moves are program-ordered).
+        let p = line.value.load(Ordering::Relaxed);
+        let slot = self.slot(p);
+        // Acquire: pairs with the consumer's Release of the slot, so its
+        // payload reads happen before our writes.
+        let s = slot.stamp.load(Ordering::Acquire);
+        if s != stamp(p, 0, EMPTY) {
+            self.leave(line);
+            // The previous lap's message, not yet taken: full.
+            return if s == stamp(p.wrapping_sub(self.cap), 0, FULL) {
+                Fast::Idle
+            } else {
+                Fast::Other
+            };
+        }
+        // Lines of a few messages ahead, for writing, while the consumer
+        // (a lap behind there) leaves them alone: by the time we write them
+        // they are ours, so our stores never wait for a transfer.
+        let ahead = p.wrapping_add(FAST_AHEAD);
+        self.storage.prefetch_header(ahead & self.mask);
+        self.storage.prefetch_payload(ahead & self.mask);
+        fill(self.storage.payload_ptr(p & self.mask));
+        // Release: publishes the payload to the consumer's Acquire stamp load.
+        slot.stamp.store(stamp(p, 0, FULL), Ordering::Release);
+        // Release: pairs with `len`'s Acquire load.
+        line.value.store(p.wrapping_add(1), Ordering::Release);
+        self.leave(line);
+        self.wake(Side::Get);
+        Fast::Done(())
+    }
+
+    /// The leased get: when this thread holds the consumers' lease and the
+    /// head position is published, `read` reads the payload in place, and
+    /// the slot is released, with plain loads and stores only. A holder
+    /// killed inside `read` leaves the message published: it is taken
+    /// again by the next consumer (nothing was returned to anyone).
+    #[inline]
+    pub(crate) fn fast_pop<R>(&self, read: impl FnOnce(*const u8) -> R) -> Fast<R> {
+        if cfg!(shmproc_loom) {
+            return Fast::Other;
+        }
+        let line = &self.header().head;
+        if !self.enter(line) {
+            return Fast::Other;
+        }
+        // Relaxed: as the tail in `fast_push`.
+        let p = line.value.load(Ordering::Relaxed);
+        let slot = self.slot(p);
+        // Acquire: pairs with the producer's Release publish, so its payload
+        // writes happen before our reads.
+        let s = slot.stamp.load(Ordering::Acquire);
+        if s != stamp(p, 0, FULL) {
+            self.leave(line);
+            return if s == stamp(p, 0, EMPTY) {
+                Fast::Idle
+            } else {
+                Fast::Other
+            };
+        }
+        let r = read(self.storage.payload_ptr(p & self.mask));
+        // Release: our payload reads happen before the next-lap producer's
+        // writes (its Acquire stamp load).
+        slot.stamp
+            .store(stamp(p.wrapping_add(self.cap), 0, EMPTY), Ordering::Release);
+        // Release: pairs with `len`'s Acquire load.
+        line.value.store(p.wrapping_add(1), Ordering::Release);
+        self.leave(line);
+        self.wake(Side::Put);
+        Fast::Done(r)
+    }
+}
+
+/// How many slots ahead of its tail a leased producer prefetches.
+const FAST_AHEAD: u64 = 4;
+
+/// Decodes a lease word; [`Corrupt`] for a value no process writes.
+fn decode_lease(l: u64) -> Result<Word, Corrupt> {
+    let tid = (l & 0xFFFF_FFFF) as u32;
+    let tid_ok = tid != 0 && tid <= owner::PID_MASK;
+    match l >> 32 {
+        _ if l == LEASE_FREE => Ok(Word::Free),
+        _ if l == LEASE_SHARED => Ok(Word::Shared),
+        LEASE_HELD if tid_ok => Ok(Word::Held(tid)),
+        LEASE_REVOKING if tid_ok => Ok(Word::Revoking(tid)),
+        LEASE_FENCED if tid_ok => Ok(Word::Fenced(tid)),
+        _ => Err(Corrupt::new("side lease", l)),
     }
 }
 

@@ -172,6 +172,23 @@ mod segment {
     unsafe impl Sync for SegmentStorage {}
 
     impl SegmentStorage {
+        /// PREFETCHW of the line holding `p` (the caller checked that the
+        /// CPU has it).
+        #[inline]
+        fn prefetchw(&self, p: *const u8) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: PREFETCHW exists (CPUID, checked in `new` and by the
+                // caller) and only hints the cache: it accesses no memory and
+                // never faults, whatever `p` is.
+                unsafe {
+                    std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
+                };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
+
         /// Initialises the ring header and the slot stamps of a segment being
         /// created (zeroed, not yet published), through bounds-checked views.
         pub(crate) fn init(seg: &Segment, slot_size: usize) -> Result<(), Corrupt> {
@@ -319,17 +336,13 @@ mod segment {
             if self.payload_off < 64 || !self.prefetchw {
                 return;
             }
-            let p = self.payload_ptr(index);
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: PREFETCHW exists (CPUID, checked in `new`) and only
-                // hints the cache: it accesses no memory and never faults.
-                unsafe {
-                    std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
-                };
+            self.prefetchw(self.payload_ptr(index));
+        }
+        #[inline]
+        fn prefetch_header(&self, index: u64) {
+            if self.prefetchw {
+                self.prefetchw(self.slot_ptr(index));
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = p;
         }
     }
 }

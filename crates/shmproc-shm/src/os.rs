@@ -685,11 +685,18 @@ pub mod identity {
 
     /// The start time of the calling process in clock ticks since boot
     /// (cached), or 0 when `/proc` cannot tell.
+    #[inline]
     pub fn start_time() -> u64 {
         let s = START.load(Ordering::Relaxed);
         if s != 0 {
             return s - 1;
         }
+        start_time_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_time_slow() -> u64 {
         let s = super::process_start_time(super::getpid()).unwrap_or(0);
         if register() {
             START.store(s.saturating_add(1), Ordering::Relaxed);

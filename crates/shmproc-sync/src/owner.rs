@@ -109,6 +109,18 @@ pub fn record_owner_dead(record: u64) -> bool {
     !owner_alive(pid, record)
 }
 
+/// Whether no thread has the kernel tid `tid` any more (in this pid
+/// namespace): a thread that ended, or whose process died. A tid reused
+/// since by another thread counts as present.
+pub fn tid_gone(tid: u32) -> bool {
+    match os::Pid::try_from(tid) {
+        // `pid_alive` asks `kill(tid, 0)` and `/proc/<tid>/stat`, both of
+        // which answer for any thread, not only a process's first.
+        Ok(t) => !os::pid_alive(t),
+        Err(_) => true,
+    }
+}
+
 /// Whether the process `pid` (taken from a lock word) still holds what it
 /// holds: it exists, is not a zombie, and, when `record` names the same pid,
 /// has the recorded start time.
