@@ -241,11 +241,11 @@ impl<T: Pod> Queue<T> {
             return Err(PutError::Closed(()));
         }
         let fast = self.ring.fast_push(|dst| {
-            // SAFETY: `dst` is the payload of the tail slot, free for this
-            // position (its stamp is EMPTY for it) and ours alone (we hold
-            // the producers' lease, inside a leased operation): no process
-            // following the protocol reads it before the publish. In bounds
-            // and aligned as in `fill`.
+            // The tail slot is free for this position (EMPTY) and ours alone
+            // (we hold the producers' lease, inside a leased operation).
+            // SAFETY: `dst` is that slot's payload, in bounds and aligned as in
+            // `fill`; no process following the protocol reads it before the
+            // publish.
             unsafe { dst.cast::<T>().write(*value) };
             crash::point("put-claimed");
         });
@@ -433,14 +433,12 @@ impl<T: Pod> Queue<T> {
     #[inline]
     fn fast_get(&self, out: &mut MaybeUninit<T>) -> Result<bool, Option<GetError>> {
         let fast = self.ring.fast_pop(|src| {
-            // SAFETY: `src` is the payload of the head slot, published for
-            // this position (its stamp is FULL for it; the producer's
-            // Release publish pairs with our Acquire stamp load) and ours
-            // alone (we hold the consumers' lease, inside a leased
-            // operation): no producer writes it before our release. In
-            // bounds and aligned as in `fill`; copied out, never referenced
-            // in place; T: Pod is valid for any bits. `out` is a distinct
-            // local of one T.
+            // The head slot is published for this position (FULL; its Release
+            // publish pairs with our Acquire stamp load) and ours alone (we
+            // hold the consumers' lease, inside a leased operation).
+            // SAFETY: `src` is that slot's payload, in bounds and aligned as in
+            // `fill`, unwritten until our release; `out` is a distinct local of
+            // one T; T: Pod is valid for any bits (copied out, never borrowed).
             unsafe { std::ptr::copy_nonoverlapping(src.cast::<T>(), out.as_mut_ptr(), 1) };
             crash::point("get-claimed");
         });
@@ -489,12 +487,19 @@ impl<T: Pod> Queue<T> {
     /// [`GetError::Corrupt`].
     #[inline]
     pub fn get(&self) -> Result<T, GetError> {
+        self.get_or_wait(|| Deadline::NEVER)
+    }
+
+    /// The leased get inline, else (the deadline computed only then) the
+    /// blocking one out of line.
+    #[inline]
+    fn get_or_wait(&self, deadline: impl FnOnce() -> Deadline) -> Result<T, GetError> {
         let mut out = MaybeUninit::uninit();
         if let Ok(true) = self.fast_get(&mut out) {
             // SAFETY: `fast_get` wrote `out` whole when it answers true.
             return Ok(unsafe { out.assume_init() });
         }
-        self.get_until(Deadline::NEVER)
+        self.get_until(deadline())
     }
 
     /// Takes the next value, waiting at most `timeout`.
@@ -503,12 +508,7 @@ impl<T: Pod> Queue<T> {
     /// [`GetError::Timeout`], [`GetError::Closed`], [`GetError::Corrupt`].
     #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        let mut out = MaybeUninit::uninit();
-        if let Ok(true) = self.fast_get(&mut out) {
-            // SAFETY: `fast_get` wrote `out` whole when it answers true.
-            return Ok(unsafe { out.assume_init() });
-        }
-        self.get_until(Deadline::after(timeout))
+        self.get_or_wait(|| Deadline::after(timeout))
     }
 
     /// Takes the next value if one is there now.
