@@ -224,8 +224,8 @@ fn pool_map_is_prime() -> DemoResult {
         "Pool.map(is_prime, numbers), zero-copy: workers read and write shared arrays in place",
     );
     let numbers: Vec<u64> = (0..200_000u64).map(|i| 10_000_000 + i).collect();
-    let input = ShmSlice::from_slice(SegmentName::unique("demo-in").as_str(), &numbers)?;
-    let output = ShmSlice::create(SegmentName::unique("demo-out").as_str(), numbers.len(), 0u8)?;
+    let input = ShmSlice::from_slice(&numbers)?;
+    let output = ShmSlice::new(numbers.len(), 0u8)?;
 
     let start = Instant::now();
     let sequential = numbers.iter().filter(|&&n| is_prime(n)).count();

@@ -74,7 +74,8 @@ use std::time::Duration;
 
 use shmproc_shm::sync::{Ordering, spin_loop};
 use shmproc_shm::{
-    Offset, OpenOptions, PendingSegment, Segment, SegmentKind, SegmentLayout, SegmentName, TypeSpec,
+    Offset, OpenOptions, PendingSegment, Segment, SegmentKind, SegmentLayout, SegmentName, Source,
+    TypeSpec,
 };
 use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
 
@@ -332,10 +333,7 @@ impl ByteQueue {
     /// [`QueueError::Segment`] (not found, not a byte queue, truncated...),
     /// [`QueueError::Corrupt`].
     pub fn open(name: &str) -> Result<Self, QueueError> {
-        let seg = OpenOptions::new(SegmentKind::QUEUE, QUEUE_SPEC)
-            .open(name)
-            .map_err(QueueError::segment("open"))?;
-        Self::attach(seg)
+        Self::open_source(Source::Name(name))
     }
 
     /// Opens the byte queue behind `fd` (from [`inheritable_fd`](Self::inheritable_fd)).
@@ -343,8 +341,12 @@ impl ByteQueue {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
+        Self::open_source(Source::Fd(fd))
+    }
+
+    pub(crate) fn open_source(source: Source<'_>) -> Result<Self, QueueError> {
         let seg = OpenOptions::new(SegmentKind::QUEUE, QUEUE_SPEC)
-            .open_fd(fd)
+            .open_source(source)
             .map_err(QueueError::segment("open"))?;
         Self::attach(seg)
     }

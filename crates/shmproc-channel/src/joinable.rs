@@ -6,8 +6,8 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shmproc_shm::SegmentKind;
 use shmproc_shm::sync::{Ordering, fence};
+use shmproc_shm::{SegmentKind, Source};
 use shmproc_sync::futex::{self, Deadline, SLICE};
 
 use crate::error::{JoinTimeout, PutError, QueueError, TaskDoneError};
@@ -77,7 +77,7 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::open`] (a plain `Queue` segment is the wrong kind).
     pub fn open(name: &str) -> Result<Self, QueueError> {
-        Queue::open_with(SegmentKind::JOINABLE_QUEUE, Some(name), None).map(|q| Self { q })
+        Queue::open_with(SegmentKind::JOINABLE_QUEUE, Source::Name(name)).map(|q| Self { q })
     }
 
     /// Opens the joinable queue behind `fd`.
@@ -85,7 +85,11 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
-        Queue::open_with(SegmentKind::JOINABLE_QUEUE, None, Some(fd)).map(|q| Self { q })
+        Self::open_source(Source::Fd(fd))
+    }
+
+    pub(crate) fn open_source(source: Source<'_>) -> Result<Self, QueueError> {
+        Queue::open_with(SegmentKind::JOINABLE_QUEUE, source).map(|q| Self { q })
     }
 
     fn hdr(&self) -> &RingHeader {

@@ -91,6 +91,8 @@ pub mod pipe;
 #[cfg(not(shmproc_loom))]
 mod queue;
 #[cfg(not(shmproc_loom))]
+mod shared;
+#[cfg(not(shmproc_loom))]
 mod simple;
 
 pub use error::{

@@ -939,6 +939,15 @@ impl Connection {
         Self::attach(Arc::new(seg), end.index(), None)
     }
 
+    /// Opens end `end` of the pipe `source` names.
+    pub(crate) fn open_source(source: shmproc_shm::Source<'_>, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open_source(source)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
     /// The pipe's segment (its [`fd`](Segment::fd) is what
     /// [`open_fd`](Self::open_fd) takes).
     pub fn segment(&self) -> &Segment {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 use shmproc_shm::sync::{Ordering, spin_loop};
-use shmproc_shm::{OpenOptions, Segment, SegmentKind, SegmentLayout, TypeSpec};
+use shmproc_shm::{OpenOptions, Segment, SegmentKind, SegmentLayout, Source, TypeSpec};
 use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
 
 use crate::crash;
@@ -143,18 +143,10 @@ impl<T: Pod> Queue<T> {
         OpenOptions::new(kind, Self::type_spec()).payload_len(|c| ring_bytes(c, Self::SLOT))
     }
 
-    pub(crate) fn open_with(
-        kind: SegmentKind,
-        name: Option<&str>,
-        fd: Option<OwnedFd>,
-    ) -> Result<Self, QueueError> {
-        let opts = Self::options(kind);
-        let seg = match (name, fd) {
-            (Some(n), _) => opts.open(n),
-            (None, Some(fd)) => opts.open_fd(fd),
-            (None, None) => unreachable!("a name or an fd"),
-        }
-        .map_err(QueueError::segment("open"))?;
+    pub(crate) fn open_with(kind: SegmentKind, source: Source<'_>) -> Result<Self, QueueError> {
+        let seg = Self::options(kind)
+            .open_source(source)
+            .map_err(QueueError::segment("open"))?;
         let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
         Ok(Self::from_storage(storage, kind))
     }
@@ -185,7 +177,7 @@ impl<T: Pod> Queue<T> {
     /// truncated...), [`QueueError::Corrupt`] when the ring header disagrees
     /// with the segment header.
     pub fn open(name: &str) -> Result<Self, QueueError> {
-        Self::open_with(SegmentKind::QUEUE, Some(name), None)
+        Self::open_with(SegmentKind::QUEUE, Source::Name(name))
     }
 
     /// Opens the queue behind `fd` (from [`inheritable_fd`](Self::inheritable_fd)).
@@ -193,7 +185,7 @@ impl<T: Pod> Queue<T> {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
-        Self::open_with(SegmentKind::QUEUE, None, Some(fd))
+        Self::open_with(SegmentKind::QUEUE, Source::Fd(fd))
     }
 
     // ------------------------------------------------------------------ put

@@ -1,10 +1,11 @@
 //! [`SimpleQueue`]: the minimal queue.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shmproc_shm::SegmentKind;
+use shmproc_shm::{SegmentKind, Source};
 
 use crate::error::{GetError, PutError, QueueError};
 use crate::queue::Queue;
@@ -74,7 +75,29 @@ impl<T: Pod> SimpleQueue<T> {
     /// # Errors
     /// As [`Queue::open`].
     pub fn open(name: &str) -> Result<Self, QueueError> {
-        Queue::open_with(SegmentKind::SIMPLE_QUEUE, Some(name), None).map(|q| Self { q })
+        Self::open_source(Source::Name(name))
+    }
+
+    /// Opens the simple queue whose segment `fd` is.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, QueueError> {
+        Self::open_source(Source::Fd(fd))
+    }
+
+    pub(crate) fn open_source(source: Source<'_>) -> Result<Self, QueueError> {
+        Queue::open_with(SegmentKind::SIMPLE_QUEUE, source).map(|q| Self { q })
+    }
+
+    /// The name, for a named queue.
+    pub fn name(&self) -> Option<&str> {
+        self.q.name()
+    }
+
+    /// The underlying segment.
+    pub fn segment(&self) -> &shmproc_shm::Segment {
+        self.q.segment()
     }
 
     /// Puts `value`, waiting for room.

@@ -75,15 +75,10 @@ pub enum ProcessError {
         /// What went wrong.
         detail: String,
     },
-    /// A shared object could not be turned into a handle, or reopened from one.
-    #[error("shared object {what}: {source}")]
-    Share {
-        /// Which type.
-        what: &'static str,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
-    },
+    /// An argument could not be passed: malformed, not encodable, or a
+    /// shared object that could not be reopened in the child.
+    #[error(transparent)]
+    Transfer(#[from] shmproc_shm::transfer::TransferError),
     /// `set_start_method` was called a second time without `force`.
     #[error("the start method was already set to {current}; pass force = true to change it")]
     StartMethodAlreadySet {

@@ -93,12 +93,13 @@ pub use context::{
 };
 pub use error::ProcessError;
 pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
+pub use shmproc_shm::{SharedObject, SharedObject as Shareable, Source};
 pub use tracker::{
     ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,
 };
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
-pub use transfer::{Packer, PodArg, RawHandle, Shareable, Transfer, Unpacker};
+pub use transfer::{Packer, PodArg, Transfer, TransferError, Unpacker};
 pub use wait::wait;
 
 pub use shmproc_shm::os::Pid;

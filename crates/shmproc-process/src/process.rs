@@ -127,7 +127,7 @@ impl Builder {
     pub fn target<A: Transfer>(mut self, f: fn(A), args: A) -> Self {
         self.target = Some(Target::Fn {
             f: FnTarget::new(f),
-            packed: pack_args(&args),
+            packed: pack_args(&args).map_err(ProcessError::from),
         });
         self
     }

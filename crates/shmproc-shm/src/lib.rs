@@ -54,9 +54,11 @@
 mod error;
 mod header;
 mod name;
+mod object;
 pub mod os;
 mod segment;
 pub mod sync;
+pub mod transfer;
 mod view;
 
 #[doc(hidden)]
@@ -69,6 +71,7 @@ pub use header::{
     TypeSpec,
 };
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
+pub use object::{SharedObject, Source};
 pub use segment::{
     DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
     SegmentLayout, set_session_provider,

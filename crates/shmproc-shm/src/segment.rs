@@ -154,6 +154,17 @@ impl OpenOptions {
         let label = fd_label(fd.as_fd());
         Segment::attach(File::from(fd), None, label, self)
     }
+
+    /// Opens through `fd` the named segment `name` (a descriptor passed from
+    /// another process): known by its name, never its owner.
+    pub(crate) fn open_fd_named(
+        &self,
+        fd: OwnedFd,
+        name: SegmentName,
+    ) -> Result<Segment, SegmentError> {
+        let label = name.as_str().to_owned();
+        Segment::attach(File::from(fd), Some(name), label, self)
+    }
 }
 
 fn fd_label(fd: BorrowedFd<'_>) -> String {

@@ -13,7 +13,10 @@ use bytemuck::Pod;
 
 use crate::error::{IndexError, SegmentError};
 use crate::header::{DATA_OFFSET, SegmentKind, TypeSpec};
+use crate::object::{SharedObject, Source};
 use crate::segment::{OpenOptions, Segment, SegmentLayout};
+
+const ANONYMOUS: &str = "<anonymous segment>";
 
 /// A position in a segment, in bytes from the segment base, typed by what
 /// lives there. Offsets, never pointers, go into shared memory: each process
@@ -181,7 +184,7 @@ impl<T: Pod> ShmBox<T> {
     ///
     /// # Errors
     /// As [`Segment::create_anonymous`].
-    pub fn create_anonymous(value: T) -> Result<Self, SegmentError> {
+    pub fn new(value: T) -> Result<Self, SegmentError> {
         let pending = Segment::create_anonymous(&Self::layout())?;
         fill_pending(pending.segment(), 1, |_| value)?;
         Self::from_segment(pending.publish())
@@ -193,7 +196,7 @@ impl<T: Pod> ShmBox<T> {
     /// As [`Segment::open`]: [`WrongKind`](SegmentError::WrongKind) if it is not a
     /// box, [`WrongType`](SegmentError::WrongType) if it holds another type, ...
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Self::options().open(name)?)
+        Self::open_source(Source::Name(name))
     }
 
     /// Opens the segment behind `fd`, which must hold a `T`.
@@ -201,7 +204,7 @@ impl<T: Pod> ShmBox<T> {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_fd(fd: OwnedFd) -> Result<Self, SegmentError> {
-        Self::from_segment(Self::options().open_fd(fd)?)
+        Self::open_source(Source::Fd(fd))
     }
 
     /// Copies the value out.
@@ -258,7 +261,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ShmBox<T> {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use shmproc_shm::ShmSlice;
 /// let name = shmproc_shm::SegmentName::unique("doc-slice");
-/// let a = ShmSlice::from_slice(name.as_str(), &[1.0f64, 2.0, 3.0])?;
+/// let a = ShmSlice::create_from_slice(name.as_str(), &[1.0f64, 2.0, 3.0])?;
 /// let b = ShmSlice::<f64>::open(name.as_str())?;
 /// b.set(1, 20.0)?;
 /// assert_eq!(a.to_vec(), [1.0, 20.0, 3.0]);
@@ -363,7 +366,7 @@ impl<T: Pod> ShmSlice<T> {
     ///
     /// # Errors
     /// As [`create`](Self::create).
-    pub fn from_slice(name: &str, values: &[T]) -> Result<Self, SegmentError> {
+    pub fn create_from_slice(name: &str, values: &[T]) -> Result<Self, SegmentError> {
         let layout = Self::layout(values.len()).map_err(|l| Self::too_large(name, l))?;
         let pending = Segment::create(name, &layout)?;
         Self::create_with(pending, |i| {
@@ -375,9 +378,21 @@ impl<T: Pod> ShmSlice<T> {
     ///
     /// # Errors
     /// As [`Segment::create_anonymous`].
-    pub fn create_anonymous(len: usize, value: T) -> Result<Self, SegmentError> {
-        let layout = Self::layout(len).map_err(|l| Self::too_large("<anonymous segment>", l))?;
+    pub fn new(len: usize, value: T) -> Result<Self, SegmentError> {
+        let layout = Self::layout(len).map_err(|l| Self::too_large(ANONYMOUS, l))?;
         Self::create_with(Segment::create_anonymous(&layout)?, |_| value)
+    }
+
+    /// Creates an anonymous segment holding a copy of `values`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_slice(values: &[T]) -> Result<Self, SegmentError> {
+        let layout = Self::layout(values.len()).map_err(|l| Self::too_large(ANONYMOUS, l))?;
+        let pending = Segment::create_anonymous(&layout)?;
+        Self::create_with(pending, |i| {
+            values.get(i).copied().unwrap_or_else(T::zeroed)
+        })
     }
 
     /// Opens the named segment `name`, which must hold `T`s (any length).
@@ -385,7 +400,7 @@ impl<T: Pod> ShmSlice<T> {
     /// # Errors
     /// As [`Segment::open`].
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Self::options().open(name)?)
+        Self::open_source(Source::Name(name))
     }
 
     /// Opens the named segment `name`, which must hold exactly `len` `T`s.
@@ -401,7 +416,7 @@ impl<T: Pod> ShmSlice<T> {
     /// # Errors
     /// As [`Segment::open`].
     pub fn open_fd(fd: OwnedFd) -> Result<Self, SegmentError> {
-        Self::from_segment(Self::options().open_fd(fd)?)
+        Self::open_source(Source::Fd(fd))
     }
 
     /// Number of elements.
@@ -542,5 +557,31 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ShmSlice<T> {
             .field("segment", &self.seg.label())
             .field("len", &self.len)
             .finish()
+    }
+}
+
+impl<T: Pod> SharedObject for ShmBox<T> {
+    const WHAT: &'static str = "ShmBox";
+    type Error = SegmentError;
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn open_source(source: Source<'_>) -> Result<Self, SegmentError> {
+        Self::from_segment(Self::options().open_source(source)?)
+    }
+}
+
+impl<T: Pod> SharedObject for ShmSlice<T> {
+    const WHAT: &'static str = "ShmSlice";
+    type Error = SegmentError;
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn open_source(source: Source<'_>) -> Result<Self, SegmentError> {
+        Self::from_segment(Self::options().open_source(source)?)
     }
 }

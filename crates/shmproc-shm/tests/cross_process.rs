@@ -25,7 +25,7 @@ fn child_process_opens_by_name_and_both_see_each_others_writes() {
     }
     let shm = TestShm::new();
     let name = shm.name("pair");
-    let s = ShmSlice::<u64>::from_slice(&name, &[10, 11, 12, 13]).unwrap();
+    let s = ShmSlice::<u64>::create_from_slice(&name, &[10, 11, 12, 13]).unwrap();
     let child = Child::spawn(current_test!(), "child", &[("name", &name)]).unwrap();
     let child_pid = child.pid();
     child.expect_success(TIMEOUT);
@@ -45,7 +45,7 @@ fn anonymous_segment_travels_to_a_child_as_an_inherited_fd() {
         b.store(v);
         return;
     }
-    let b = ShmBox::create_anonymous([1u32, 2, 3, 4]).unwrap();
+    let b = ShmBox::new([1u32, 2, 3, 4]).unwrap();
     assert!(b.segment().name().is_none());
     let fd = b.segment().inheritable_fd().unwrap();
     let raw = fd.as_raw_fd().to_string();
@@ -59,7 +59,7 @@ fn anonymous_segment_travels_to_a_child_as_an_inherited_fd() {
 fn forked_child_shares_anonymous_and_named_segments() {
     let shm = TestShm::new();
     let named = ShmBox::create(&shm.name("fork"), 5u64).unwrap();
-    let anon = ShmSlice::create_anonymous(3, 0u32).unwrap();
+    let anon = ShmSlice::new(3, 0u32).unwrap();
     let child = fork_child(|| {
         named.store(named.load() * 10);
         anon.set(2, 7).map_or(1, |()| 0)

@@ -173,12 +173,12 @@ fn segment_open_seeds() -> Vec<Seed> {
 
     // Valid segments of each expectation, made by the library.
     let slice4 = {
-        let s = ShmSlice::<u32>::create_anonymous(4, 0).unwrap();
+        let s = ShmSlice::<u32>::new(4, 0).unwrap();
         s.write_from(0, &[1, 2, 3, 0xdead_beef]).unwrap();
         dump(s.segment())
     };
     for len in [1usize, 3, 33] {
-        let s = ShmSlice::<u32>::create_anonymous(len, 0x0102_0304).unwrap();
+        let s = ShmSlice::<u32>::new(len, 0x0102_0304).unwrap();
         add(
             &format!("ok-slice-u32-len{len}"),
             with_pick(0, &dump(s.segment())),
@@ -198,18 +198,11 @@ fn segment_open_seeds() -> Vec<Seed> {
         true,
     );
 
-    let box64 = dump(
-        ShmBox::create_anonymous(0x0123_4567_89ab_cdef_u64)
-            .unwrap()
-            .segment(),
-    );
+    let box64 = dump(ShmBox::new(0x0123_4567_89ab_cdef_u64).unwrap().segment());
     add("ok-box-u64", with_pick(1, &box64), true);
     add(
         "ok-box-u64-max",
-        with_pick(
-            1,
-            &dump(ShmBox::create_anonymous(u64::MAX).unwrap().segment()),
-        ),
+        with_pick(1, &dump(ShmBox::new(u64::MAX).unwrap().segment())),
         true,
     );
 

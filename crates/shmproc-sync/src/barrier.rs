@@ -3,7 +3,6 @@
 #![allow(unsafe_code)] // Resolves the variable-length pid table after the fixed state.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use shmproc_shm::{Offset, OpenOptions, Segment, SegmentKind, SegmentLayout, Type
 
 use crate::error::{BarrierWaitError, SyncError};
 use crate::futex::{self, Deadline, SLICE, Wake};
-use crate::handle::{Handle, Place, segment_accessors};
+use crate::handle::{Handle, Place, shared_object};
 use crate::owner;
 use crate::raw::{Acquired, RawLock};
 
@@ -195,20 +194,8 @@ impl Barrier {
             .payload_len(Self::payload)
     }
 
-    /// Opens the barrier named `name`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`] or [`SyncError::Corrupt`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::from_handle(Handle::open(Some(name), None, Self::WHAT, Self::options())?)
-    }
-
-    /// Opens the barrier behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        Self::from_handle(Handle::open(None, Some(fd), Self::WHAT, Self::options())?)
+    fn from_source(source: shmproc_shm::Source<'_>) -> Result<Self, SyncError> {
+        Self::from_handle(Handle::open(source, Self::WHAT, Self::options())?)
     }
 
     /// Sets this handle's action, run by this process when it is the last
@@ -465,7 +452,7 @@ impl Barrier {
     }
 }
 
-segment_accessors!(Barrier);
+shared_object!(Barrier, "Barrier");
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

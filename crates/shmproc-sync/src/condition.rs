@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use shmproc_shm::SegmentKind;
@@ -13,7 +12,7 @@ use crate::error::{
     LockResult, LockTimeoutError, NotifyError, OwnerDied, ReleaseError, SyncError, TryLockError,
 };
 use crate::futex::{self, Deadline, SLICE, Wake};
-use crate::handle::{Handle, Place, fixed_layout, fixed_options, segment_accessors};
+use crate::handle::{Handle, Place, fixed_layout, fixed_options, shared_object};
 use crate::owner;
 use crate::raw::{Acquired, RawRLock};
 
@@ -161,22 +160,9 @@ impl Condition {
         Self::create_at(Place::Named(name), false)
     }
 
-    /// Opens the condition named `name`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`] or [`SyncError::Corrupt`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
+    fn from_source(source: shmproc_shm::Source<'_>) -> Result<Self, SyncError> {
         let opts = fixed_options::<RawCondition>(SegmentKind::CONDITION);
-        Self::from_handle(Handle::open(Some(name), None, Self::WHAT, opts)?)
-    }
-
-    /// Opens the condition behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let opts = fixed_options::<RawCondition>(SegmentKind::CONDITION);
-        Self::from_handle(Handle::open(None, Some(fd), Self::WHAT, opts)?)
+        Self::from_handle(Handle::open(source, Self::WHAT, opts)?)
     }
 
     /// Whether the lock is recursive (an RLock).
@@ -469,7 +455,7 @@ impl Condition {
     }
 }
 
-segment_accessors!(Condition);
+shared_object!(Condition, "Condition");
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

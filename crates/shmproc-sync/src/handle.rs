@@ -3,11 +3,10 @@
 #![allow(unsafe_code)] // Turns a bounds-checked pointer into the mapping into `&S` for atomics-only `S`.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 
 use shmproc_shm::{
-    OpenOptions, Segment, SegmentError, SegmentKind, SegmentLayout, ShmSafe, TypeSpec,
+    OpenOptions, Segment, SegmentError, SegmentKind, SegmentLayout, ShmSafe, Source, TypeSpec,
 };
 
 use crate::error::SyncError;
@@ -71,19 +70,13 @@ impl<S: ShmSafe> Handle<S> {
         })
     }
 
-    /// Opens by name or fd with `opts`.
+    /// Opens the segment `source` names with `opts`.
     pub(crate) fn open(
-        name: Option<&str>,
-        fd: Option<OwnedFd>,
+        source: Source<'_>,
         what: &str,
         opts: OpenOptions,
     ) -> Result<Self, SyncError> {
-        let seg = match (name, fd) {
-            (Some(n), _) => opts.open(n),
-            (None, Some(fd)) => opts.open_fd(fd),
-            (None, None) => unreachable!("a name or an fd"),
-        }
-        .map_err(seg_err("open", what))?;
+        let seg = opts.open_source(source).map_err(seg_err("open", what))?;
         let ptr = Self::resolve(&seg, what)?;
         Ok(Self { seg, ptr })
     }
@@ -128,10 +121,31 @@ pub(crate) fn fixed_layout<S>(kind: SegmentKind) -> SegmentLayout {
     SegmentLayout::new(kind, TypeSpec::of::<S>(), size_of::<S>() as u64)
 }
 
-/// Methods shared by every segment-backed object, generated per type.
-macro_rules! segment_accessors {
-    ($ty:ident $(<$g:ident>)?) => {
+/// What every segment-backed object of this crate has, generated per type
+/// from its private `from_source(Source) -> Result<Self, SyncError>`: `open`,
+/// `open_fd`, the segment accessors and the [`SharedObject`](shmproc_shm::SharedObject)
+/// impl that makes it passable to another process.
+macro_rules! shared_object {
+    ($ty:ident $(<$g:ident>)?, $what:literal) => {
         impl$(<$g: bytemuck::Pod>)? $ty$(<$g>)? {
+            #[doc = concat!("Opens the ", $what, " in the named segment `name` (any process of this user).")]
+            ///
+            /// # Errors
+            /// [`SyncError::Segment`] when the segment is missing, of another
+            /// kind or element type, or corrupt; [`SyncError::Corrupt`] when
+            /// its state breaks an invariant.
+            pub fn open(name: &str) -> Result<Self, SyncError> {
+                Self::from_source(shmproc_shm::Source::Name(name))
+            }
+
+            #[doc = concat!("Opens the ", $what, " whose segment `fd` is (an anonymous one passed by descriptor).")]
+            ///
+            /// # Errors
+            /// As [`open`](Self::open).
+            pub fn open_fd(fd: std::os::fd::OwnedFd) -> Result<Self, SyncError> {
+                Self::from_source(shmproc_shm::Source::Fd(fd))
+            }
+
             /// The name, for a named object (`None` for an anonymous one).
             pub fn name(&self) -> Option<&str> {
                 self.h.segment().name().map(shmproc_shm::SegmentName::as_str)
@@ -155,11 +169,24 @@ macro_rules! segment_accessors {
             pub fn inheritable_fd(&self) -> Result<std::os::fd::OwnedFd, SyncError> {
                 self.h.segment().inheritable_fd().map_err(|source| SyncError::Segment {
                     op: "share",
-                    what: stringify!($ty).to_owned(),
+                    what: $what.to_owned(),
                     source: Box::new(source),
                 })
             }
         }
+
+        impl$(<$g: bytemuck::Pod>)? shmproc_shm::SharedObject for $ty$(<$g>)? {
+            const WHAT: &'static str = $what;
+            type Error = SyncError;
+
+            fn segment(&self) -> &shmproc_shm::Segment {
+                self.h.segment()
+            }
+
+            fn open_source(source: shmproc_shm::Source<'_>) -> Result<Self, SyncError> {
+                Self::from_source(source)
+            }
+        }
     };
 }
-pub(crate) use segment_accessors;
+pub(crate) use shared_object;

@@ -71,6 +71,8 @@ mod lock;
 #[cfg(not(shmproc_loom))]
 mod semaphore;
 #[cfg(not(shmproc_loom))]
+mod shared;
+#[cfg(not(shmproc_loom))]
 mod value;
 
 pub use error::{
@@ -87,5 +89,7 @@ pub use condition::{Condition, ConditionGuard};
 pub use lock::{Lock, RLock};
 #[cfg(not(shmproc_loom))]
 pub use semaphore::{BoundedSemaphore, Event, Semaphore};
+#[cfg(not(shmproc_loom))]
+pub use shared::{SegmentState, Shared};
 #[cfg(not(shmproc_loom))]
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};

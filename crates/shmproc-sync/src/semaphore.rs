@@ -1,14 +1,14 @@
 //! [`Semaphore`], [`BoundedSemaphore`] and [`Event`].
 
 use std::fmt;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use shmproc_shm::SegmentKind;
 
 use crate::error::{ReleaseError, SyncError, Timeout, WouldBlock};
-use crate::handle::{Handle, Place, fixed_layout, fixed_options, segment_accessors};
+use crate::handle::{Handle, Place, fixed_layout, fixed_options, shared_object};
 use crate::raw::{RawEvent, RawSemaphore};
+use crate::shared::{SegmentState, Shared};
 
 const UNBOUNDED: u32 = u32::MAX;
 
@@ -77,28 +77,9 @@ macro_rules! semaphore_common {
                 Ok(Self { h, max })
             }
 
-            /// Opens the semaphore named `name`.
-            ///
-            /// # Errors
-            /// [`SyncError::Segment`] (not found, wrong kind, ...), or
-            /// [`SyncError::Corrupt`].
-            pub fn open(name: &str) -> Result<Self, SyncError> {
+            fn from_source(source: shmproc_shm::Source<'_>) -> Result<Self, SyncError> {
                 Self::from_handle(Handle::open(
-                    Some(name),
-                    None,
-                    $what,
-                    fixed_options::<RawSemaphore>($kind),
-                )?)
-            }
-
-            /// Opens the semaphore behind `fd`.
-            ///
-            /// # Errors
-            /// As [`open`](Self::open).
-            pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-                Self::from_handle(Handle::open(
-                    None,
-                    Some(fd),
+                    source,
                     $what,
                     fixed_options::<RawSemaphore>($kind),
                 )?)
@@ -145,7 +126,7 @@ macro_rules! semaphore_common {
             }
         }
 
-        segment_accessors!($ty);
+        shared_object!($ty, $what);
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,110 +203,9 @@ impl BoundedSemaphore {
 /// assert!(ev.wait_timeout(Duration::from_secs(1)));
 /// # Ok(()) }
 /// ```
-pub struct Event {
-    h: Handle<RawEvent>,
-}
+pub type Event = Shared<RawEvent>;
 
-impl Event {
+impl SegmentState for RawEvent {
+    const KIND: SegmentKind = SegmentKind::EVENT;
     const WHAT: &'static str = "Event";
-
-    fn create_at(place: Place<'_>) -> Result<Self, SyncError> {
-        let h = Handle::create(
-            place,
-            Self::WHAT,
-            fixed_layout::<RawEvent>(SegmentKind::EVENT),
-            |_, _| Ok(()),
-        )?;
-        Ok(Self { h })
-    }
-
-    /// A new clear event in an anonymous segment.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`].
-    pub fn new() -> Result<Self, SyncError> {
-        Self::create_at(Place::Anonymous)
-    }
-
-    /// A new clear event in the named segment `name`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`].
-    pub fn create(name: &str) -> Result<Self, SyncError> {
-        Self::create_at(Place::Named(name))
-    }
-
-    /// Opens the event named `name`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        let h = Handle::open(
-            Some(name),
-            None,
-            Self::WHAT,
-            fixed_options::<RawEvent>(SegmentKind::EVENT),
-        )?;
-        Ok(Self { h })
-    }
-
-    /// Opens the event behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let h = Handle::open(
-            None,
-            Some(fd),
-            Self::WHAT,
-            fixed_options::<RawEvent>(SegmentKind::EVENT),
-        )?;
-        Ok(Self { h })
-    }
-
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> bool {
-        self.h.state().is_set()
-    }
-
-    /// Sets the flag and wakes every waiter.
-    pub fn set(&self) {
-        self.h.state().set();
-    }
-
-    /// Clears the flag.
-    pub fn clear(&self) {
-        self.h.state().clear();
-    }
-
-    /// Blocks until the flag is set.
-    pub fn wait(&self) {
-        self.h.state().wait();
-    }
-
-    /// Waits at most `timeout`; returns whether the flag is set.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.h.state().wait_timeout(timeout)
-    }
-
-    /// Returns whether the flag is set, without waiting.
-    pub fn try_wait(&self) -> bool {
-        self.h.state().try_wait()
-    }
-
-    /// The shared state.
-    pub fn raw(&self) -> &RawEvent {
-        self.h.state()
-    }
-}
-
-segment_accessors!(Event);
-
-impl fmt::Debug for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("segment", &self.h)
-            .field("set", &self.is_set())
-            .finish()
-    }
 }

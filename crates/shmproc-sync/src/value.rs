@@ -1,13 +1,15 @@
-//! Shared values: [`Value`] and [`Array`] (with a lock), [`RawValue`] and
-//! [`RawArray`] (without), Python's `multiprocessing.sharedctypes`.
+//! Shared values: [`Value`] and [`Array`] (with a lock), and Python's names
+//! for the lock-free ones, [`RawValue`] and [`RawArray`]
+//! ([`ShmBox`](shmproc_shm::ShmBox) and [`ShmSlice`](shmproc_shm::ShmSlice)):
+//! Python's `multiprocessing.sharedctypes`.
 //!
 //! # Layout
 //! ```text
-//! Value<T> / Array<T> payload:          RawValue<T> / RawArray<T> payload:
-//!  0        16         data_off          0
-//!  +--------+----------+---------------+ +-------------------------+
-//!  |RawLock | pad (0)  | T or [T; len] | | T or [T; len]           |
-//!  +--------+----------+---------------+ +-------------------------+
+//! Value<T> / Array<T> payload:
+//!  0        16         data_off
+//!  +--------+----------+---------------+
+//!  |RawLock | pad (0)  | T or [T; len] |
+//!  +--------+----------+---------------+
 //! data_off = max(16, align_of::<T>())   (T aligned to at most 128)
 //! ```
 //! The lock and a small value share a cache line, so a contended counter
@@ -19,17 +21,16 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use bytemuck::Pod;
 use shmproc_shm::{
-    IndexError, Offset, OpenOptions, Segment, SegmentError, SegmentKind, SegmentLayout, TypeSpec,
+    Offset, OpenOptions, Segment, SegmentError, SegmentKind, SegmentLayout, Source, TypeSpec,
 };
 
 use crate::error::{LockResult, LockTimeoutError, SetStrError, SyncError, TryLockError};
-use crate::handle::{Place, segment_accessors};
+use crate::handle::{Place, shared_object};
 use crate::raw::{LockGuard, RawLock};
 
 /// Where the data starts in a locked value's payload.
@@ -49,10 +50,19 @@ const fn check_type<T>() {
     );
 }
 
-/// A segment holding an optional lock at the payload start and `len` `T`s.
+/// Whether a [`DataSeg`] holds one value or an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One `T` (a `Value`).
+    One,
+    /// `len` `T`s, the length recorded as the header's capacity (an `Array`).
+    Array,
+}
+
+/// A segment holding a lock at the payload start and `len` `T`s.
 struct DataSeg<T> {
     seg: Segment,
-    lock: Option<NonNull<RawLock>>,
+    lock: NonNull<RawLock>,
     data: NonNull<T>,
     len: usize,
 }
@@ -64,49 +74,41 @@ unsafe impl<T: Pod + Send> Send for DataSeg<T> {}
 unsafe impl<T: Pod + Sync> Sync for DataSeg<T> {}
 
 impl<T: Pod> DataSeg<T> {
-    fn off(locked: bool) -> usize {
-        if locked { data_off::<T>() } else { 0 }
-    }
-
-    fn payload(locked: bool, len: u64) -> Option<u64> {
+    fn payload(len: u64) -> Option<u64> {
         len.checked_mul(size_of::<T>() as u64)?
-            .checked_add(Self::off(locked) as u64)
+            .checked_add(data_off::<T>() as u64)
     }
 
-    fn kind(locked: bool, array: bool) -> SegmentKind {
-        match (locked, array) {
-            (true, false) => SegmentKind::VALUE,
-            (true, true) => SegmentKind::ARRAY,
-            (false, false) => SegmentKind::RAW_VALUE,
-            (false, true) => SegmentKind::RAW_ARRAY,
+    fn kind(shape: Shape) -> SegmentKind {
+        match shape {
+            Shape::One => SegmentKind::VALUE,
+            Shape::Array => SegmentKind::ARRAY,
         }
     }
 
-    fn spec(array: bool, len: usize) -> TypeSpec {
+    fn spec(shape: Shape, len: usize) -> TypeSpec {
         let spec = TypeSpec::of::<T>();
-        if array {
-            spec.with_capacity(len as u64)
-        } else {
-            spec
+        match shape {
+            Shape::One => spec,
+            Shape::Array => spec.with_capacity(len as u64),
         }
     }
 
     fn create(
         place: Place<'_>,
         what: &str,
-        locked: bool,
-        array: bool,
+        shape: Shape,
         len: usize,
         fill: impl Fn(usize) -> T,
     ) -> Result<Self, SyncError> {
         const { check_type::<T>() };
-        if array && len == 0 {
+        if shape == Shape::Array && len == 0 {
             return Err(SyncError::InvalidArgument(format!("{what} of length 0")));
         }
-        let payload = Self::payload(locked, len as u64).ok_or_else(|| {
+        let payload = Self::payload(len as u64).ok_or_else(|| {
             SyncError::InvalidArgument(format!("{what} of {len} elements is too large"))
         })?;
-        let layout = SegmentLayout::new(Self::kind(locked, array), Self::spec(array, len), payload);
+        let layout = SegmentLayout::new(Self::kind(shape), Self::spec(shape, len), payload);
         let err = |source| SyncError::Segment {
             op: "create",
             what: what.to_owned(),
@@ -117,7 +119,7 @@ impl<T: Pod> DataSeg<T> {
             Place::Anonymous => Segment::create_anonymous(&layout),
         }
         .map_err(err)?;
-        let ds = Self::attach(pending.segment(), what, locked, len)?;
+        let ds = Self::attach(pending.segment(), what, len)?;
         for i in 0..len {
             // SAFETY: `i < len`, and `attach` resolved `len` elements in bounds.
             let p = unsafe { ds.0.as_ptr().add(i) };
@@ -138,75 +140,61 @@ impl<T: Pod> DataSeg<T> {
     fn attach(
         seg: &Segment,
         what: &str,
-        locked: bool,
         len: usize,
-    ) -> Result<(NonNull<T>, Option<NonNull<RawLock>>), SyncError> {
+    ) -> Result<(NonNull<T>, NonNull<RawLock>), SyncError> {
         let truncated = || SyncError::Segment {
             op: "open",
             what: what.to_owned(),
             source: Box::new(SegmentError::Truncated {
                 name: seg.label().to_owned(),
                 len: seg.len() as u64,
-                needed: Self::payload(locked, len as u64)
+                needed: Self::payload(len as u64)
                     .and_then(|p| p.checked_add(shmproc_shm::DATA_OFFSET as u64))
                     .unwrap_or(u64::MAX),
             }),
         };
-        let lock = if locked {
-            Some(
-                seg.resolve(Offset::<RawLock>::in_payload(0))
-                    .map_err(|_| truncated())?,
-            )
-        } else {
-            None
-        };
+        let lock = seg
+            .resolve(Offset::<RawLock>::in_payload(0))
+            .map_err(|_| truncated())?;
         let data = seg
-            .resolve_slice(Offset::<T>::in_payload(Self::off(locked) as u64), len)
+            .resolve_slice(Offset::<T>::in_payload(data_off::<T>() as u64), len)
             .map_err(|_| truncated())?
             .cast::<T>();
         Ok((data, lock))
     }
 
     fn open(
-        name: Option<&str>,
-        fd: Option<OwnedFd>,
+        source: Source<'_>,
         what: &str,
-        locked: bool,
-        array: bool,
+        shape: Shape,
         want_len: Option<usize>,
     ) -> Result<Self, SyncError> {
         const { check_type::<T>() };
-        let payload: fn(u64) -> Option<u64> = match (locked, array) {
-            (true, true) => |c| DataSeg::<T>::payload(true, c),
-            (false, true) => |c| DataSeg::<T>::payload(false, c),
-            (true, false) => |_| DataSeg::<T>::payload(true, 1),
-            (false, false) => |_| DataSeg::<T>::payload(false, 1),
+        let payload: fn(u64) -> Option<u64> = match shape {
+            Shape::Array => |c| DataSeg::<T>::payload(c),
+            Shape::One => |_| DataSeg::<T>::payload(1),
         };
         let mut opts =
-            OpenOptions::new(Self::kind(locked, array), TypeSpec::of::<T>()).payload_len(payload);
+            OpenOptions::new(Self::kind(shape), TypeSpec::of::<T>()).payload_len(payload);
         if let Some(l) = want_len {
             opts = opts.capacity(l as u64);
         }
-        let seg = match (name, fd) {
-            (Some(n), _) => opts.open(n),
-            (None, Some(fd)) => opts.open_fd(fd),
-            (None, None) => unreachable!("a name or an fd"),
-        }
-        .map_err(|source| SyncError::Segment {
-            op: "open",
-            what: what.to_owned(),
-            source: Box::new(source),
-        })?;
-        let len = if array {
-            usize::try_from(seg.capacity()).map_err(|_| SyncError::Corrupt {
+        let seg = opts
+            .open_source(source)
+            .map_err(|source| SyncError::Segment {
+                op: "open",
+                what: what.to_owned(),
+                source: Box::new(source),
+            })?;
+        let len = match shape {
+            Shape::Array => usize::try_from(seg.capacity()).map_err(|_| SyncError::Corrupt {
                 name: seg.label().to_owned(),
                 what: "the array length",
                 found: seg.capacity(),
-            })?
-        } else {
-            1
+            })?,
+            Shape::One => 1,
         };
-        let (data, lock) = Self::attach(&seg, what, locked, len)?;
+        let (data, lock) = Self::attach(&seg, what, len)?;
         Ok(Self {
             seg,
             lock,
@@ -216,68 +204,9 @@ impl<T: Pod> DataSeg<T> {
     }
 
     fn lock(&self) -> &RawLock {
-        let p = self.lock.expect("a locked value has a lock");
         // SAFETY: resolved with bounds and alignment checks in `attach`; the
         // mapping lives as long as `self.seg`; `RawLock` is atomics only.
-        unsafe { p.as_ref() }
-    }
-
-    fn check(&self, start: usize, n: usize) -> Result<(), IndexError> {
-        match start.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            end => Err(IndexError {
-                start,
-                end: end.unwrap_or(usize::MAX),
-                len: self.len,
-            }),
-        }
-    }
-
-    fn read(&self, i: usize) -> Option<T> {
-        if i >= self.len {
-            return None;
-        }
-        // SAFETY: `i < len`: inside the range resolved at open.
-        let p = unsafe { self.data.as_ptr().add(i) };
-        // SAFETY: in bounds and aligned; `T: Pod` is valid for any bits another
-        // process wrote. Volatile: other processes write behind the compiler's back.
-        Some(unsafe { p.read_volatile() })
-    }
-
-    fn write(&self, i: usize, v: T) -> Result<(), IndexError> {
-        self.check(i, 1)?;
-        // SAFETY: `i < len` (checked): inside the range resolved at open.
-        let p = unsafe { self.data.as_ptr().add(i) };
-        // SAFETY: in bounds, aligned, writable; `T: Pod` has no drop glue.
-        unsafe { p.write_volatile(v) };
-        Ok(())
-    }
-
-    fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), IndexError> {
-        self.check(start, out.len())?;
-        // SAFETY: `start + out.len() <= len` (checked): inside the resolved range.
-        let src = unsafe { self.data.as_ptr().add(start) };
-        // SAFETY: `src` valid for `out.len()` reads, `out` for as many writes;
-        // a local buffer never overlaps the mapping; `T: Pod`.
-        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
-        Ok(())
-    }
-
-    fn write_from(&self, start: usize, values: &[T]) -> Result<(), IndexError> {
-        self.check(start, values.len())?;
-        // SAFETY: `start + values.len() <= len` (checked): inside the resolved range.
-        let dst = unsafe { self.data.as_ptr().add(start) };
-        // SAFETY: `dst` valid for `values.len()` writes, `values` for as many
-        // reads; no overlap (local vs mapping); `T: Pod`.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), dst, values.len()) };
-        Ok(())
-    }
-
-    fn to_vec(&self) -> Vec<T> {
-        let mut v = vec![T::zeroed(); self.len];
-        self.read_into(0, &mut v)
-            .expect("the whole range is in bounds");
-        v
+        unsafe { self.lock.as_ref() }
     }
 
     fn segment(&self) -> &Segment {
@@ -370,7 +299,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`SyncError::Segment`].
     pub fn new(value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Anonymous, Self::WHAT, true, false, 1, |_| value)?;
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, Shape::One, 1, |_| value)?;
         Ok(Self { h })
     }
 
@@ -379,25 +308,12 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`SyncError::Segment`].
     pub fn create(name: &str, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Named(name), Self::WHAT, true, false, 1, |_| value)?;
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, Shape::One, 1, |_| value)?;
         Ok(Self { h })
     }
 
-    /// Opens the value named `name`, which must hold a `T`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`]: not found, `WrongKind`, `WrongType`, ...
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, true, false, None)?;
-        Ok(Self { h })
-    }
-
-    /// Opens the value behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let h = DataSeg::open(None, Some(fd), Self::WHAT, true, false, None)?;
+    fn from_source(source: Source<'_>) -> Result<Self, SyncError> {
+        let h = DataSeg::open(source, Self::WHAT, Shape::One, None)?;
         Ok(Self { h })
     }
 
@@ -478,7 +394,7 @@ impl<T: Pod> Value<T> {
     }
 }
 
-segment_accessors!(Value<T>);
+shared_object!(Value<T>, "Value");
 
 impl<T: Pod> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -555,7 +471,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`SyncError::InvalidArgument`] for `len == 0`; [`SyncError::Segment`].
     pub fn new(len: usize, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Anonymous, Self::WHAT, true, true, len, |_| value)?;
+        let h = DataSeg::create(Place::Anonymous, Self::WHAT, Shape::Array, len, |_| value)?;
         Ok(Self { h })
     }
 
@@ -567,8 +483,7 @@ impl<T: Pod> Array<T> {
         let h = DataSeg::create(
             Place::Anonymous,
             Self::WHAT,
-            true,
-            true,
+            Shape::Array,
             values.len(),
             |i| values[i],
         )?;
@@ -580,7 +495,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// As [`new`](Self::new).
     pub fn create(name: &str, len: usize, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Named(name), Self::WHAT, true, true, len, |_| value)?;
+        let h = DataSeg::create(Place::Named(name), Self::WHAT, Shape::Array, len, |_| value)?;
         Ok(Self { h })
     }
 
@@ -592,20 +507,15 @@ impl<T: Pod> Array<T> {
         let h = DataSeg::create(
             Place::Named(name),
             Self::WHAT,
-            true,
-            true,
+            Shape::Array,
             values.len(),
             |i| values[i],
         )?;
         Ok(Self { h })
     }
 
-    /// Opens the array named `name` (any length).
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`]: not found, `WrongKind`, `WrongType`, ...
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, true, true, None)?;
+    fn from_source(source: Source<'_>) -> Result<Self, SyncError> {
+        let h = DataSeg::open(source, Self::WHAT, Shape::Array, None)?;
         Ok(Self { h })
     }
 
@@ -614,16 +524,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// As [`open`](Self::open); `WrongLength` for another length.
     pub fn open_with_len(name: &str, len: usize) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, true, true, Some(len))?;
-        Ok(Self { h })
-    }
-
-    /// Opens the array behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let h = DataSeg::open(None, Some(fd), Self::WHAT, true, true, None)?;
+        let h = DataSeg::open(Source::Name(name), Self::WHAT, Shape::Array, Some(len))?;
         Ok(Self { h })
     }
 
@@ -789,7 +690,7 @@ impl Array<u8> {
     }
 }
 
-segment_accessors!(Array<T>);
+shared_object!(Array<T>, "Array");
 
 impl<T: Pod> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -803,9 +704,10 @@ impl<T: Pod> fmt::Debug for Array<T> {
 
 // ---------------------------------------------------------------------------
 
-/// A `Pod` value in shared memory without a lock (Python's `RawValue`).
-/// Loads and stores copy the whole value; concurrent writers can tear values
-/// larger than a machine word. Synchronise with a [`Lock`](crate::Lock).
+/// A `Pod` value in shared memory without a lock (Python's `RawValue`):
+/// [`shmproc_shm::ShmBox`] under Python's name. Loads and stores copy the
+/// whole value; concurrent writers can tear values larger than a machine
+/// word. Synchronise with a [`Lock`](crate::Lock).
 ///
 /// # Examples
 /// ```
@@ -815,79 +717,13 @@ impl<T: Pod> fmt::Debug for Array<T> {
 /// assert_eq!(v.load(), 3.0);
 /// # Ok(()) }
 /// ```
-pub struct RawValue<T> {
-    h: DataSeg<T>,
-}
-
-impl<T: Pod> RawValue<T> {
-    const WHAT: &'static str = "RawValue";
-
-    /// A new value in an anonymous segment.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`] (also for a zero-sized `T`).
-    pub fn new(value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Anonymous, Self::WHAT, false, false, 1, |_| value)?;
-        Ok(Self { h })
-    }
-
-    /// A new value in the named segment `name`.
-    ///
-    /// # Errors
-    /// As [`new`](Self::new).
-    pub fn create(name: &str, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Named(name), Self::WHAT, false, false, 1, |_| value)?;
-        Ok(Self { h })
-    }
-
-    /// Opens the value named `name`, which must hold a `T`.
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, false, false, None)?;
-        Ok(Self { h })
-    }
-
-    /// Opens the value behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let h = DataSeg::open(None, Some(fd), Self::WHAT, false, false, None)?;
-        Ok(Self { h })
-    }
-
-    /// A copy of the value.
-    pub fn load(&self) -> T {
-        self.h.read(0).expect("a RawValue has one element")
-    }
-
-    /// Stores `value`.
-    pub fn store(&self, value: T) {
-        self.h.write(0, value).expect("a RawValue has one element");
-    }
-
-    /// A raw pointer to the value in the mapping.
-    pub fn as_ptr(&self) -> *mut T {
-        self.h.data.as_ptr()
-    }
-}
-
-segment_accessors!(RawValue<T>);
-
-impl<T: Pod> fmt::Debug for RawValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawValue")
-            .field("segment", &self.h)
-            .field("type", &std::any::type_name::<T>())
-            .finish()
-    }
-}
+#[doc(alias = "ShmBox")]
+pub type RawValue<T> = shmproc_shm::ShmBox<T>;
 
 /// A fixed-length array of `Pod` values in shared memory without a lock
-/// (Python's `RawArray`). Element access copies; every index is checked
-/// against the length validated at open.
+/// (Python's `RawArray`): [`shmproc_shm::ShmSlice`] under Python's name.
+/// Element access copies; every index is checked against the length
+/// validated at open.
 ///
 /// # Examples
 /// ```
@@ -898,169 +734,5 @@ impl<T: Pod> fmt::Debug for RawValue<T> {
 /// assert!(a.set(4, 0).is_err());
 /// # Ok(()) }
 /// ```
-pub struct RawArray<T> {
-    h: DataSeg<T>,
-}
-
-impl<T: Pod> RawArray<T> {
-    const WHAT: &'static str = "RawArray";
-
-    /// A new array of `len` copies of `value`, anonymous.
-    ///
-    /// # Errors
-    /// [`SyncError::InvalidArgument`] for `len == 0`; [`SyncError::Segment`].
-    pub fn new(len: usize, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Anonymous, Self::WHAT, false, true, len, |_| value)?;
-        Ok(Self { h })
-    }
-
-    /// A new array holding a copy of `values`, anonymous.
-    ///
-    /// # Errors
-    /// As [`new`](Self::new).
-    pub fn from_slice(values: &[T]) -> Result<Self, SyncError> {
-        let h = DataSeg::create(
-            Place::Anonymous,
-            Self::WHAT,
-            false,
-            true,
-            values.len(),
-            |i| values[i],
-        )?;
-        Ok(Self { h })
-    }
-
-    /// A new array of `len` copies of `value`, named `name`.
-    ///
-    /// # Errors
-    /// As [`new`](Self::new).
-    pub fn create(name: &str, len: usize, value: T) -> Result<Self, SyncError> {
-        let h = DataSeg::create(Place::Named(name), Self::WHAT, false, true, len, |_| value)?;
-        Ok(Self { h })
-    }
-
-    /// A new array holding a copy of `values`, named `name`.
-    ///
-    /// # Errors
-    /// As [`new`](Self::new).
-    pub fn create_from_slice(name: &str, values: &[T]) -> Result<Self, SyncError> {
-        let h = DataSeg::create(
-            Place::Named(name),
-            Self::WHAT,
-            false,
-            true,
-            values.len(),
-            |i| values[i],
-        )?;
-        Ok(Self { h })
-    }
-
-    /// Opens the array named `name` (any length).
-    ///
-    /// # Errors
-    /// [`SyncError::Segment`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, false, true, None)?;
-        Ok(Self { h })
-    }
-
-    /// Opens the array named `name`, which must hold exactly `len` elements.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open); `WrongLength` for another length.
-    pub fn open_with_len(name: &str, len: usize) -> Result<Self, SyncError> {
-        let h = DataSeg::open(Some(name), None, Self::WHAT, false, true, Some(len))?;
-        Ok(Self { h })
-    }
-
-    /// Opens the array behind `fd`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, SyncError> {
-        let h = DataSeg::open(None, Some(fd), Self::WHAT, false, true, None)?;
-        Ok(Self { h })
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.h.len
-    }
-
-    /// Always `false` (arrays have at least one element).
-    pub fn is_empty(&self) -> bool {
-        self.h.len == 0
-    }
-
-    /// A copy of element `i`, or `None` past the end.
-    pub fn get(&self, i: usize) -> Option<T> {
-        self.h.read(i)
-    }
-
-    /// Sets element `i`.
-    ///
-    /// # Errors
-    /// [`IndexError`] past the end.
-    pub fn set(&self, i: usize, value: T) -> Result<(), IndexError> {
-        self.h.write(i, value)
-    }
-
-    /// Copies `out.len()` elements from `start` into `out`.
-    ///
-    /// # Errors
-    /// [`IndexError`] when the range leaves the array.
-    pub fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), IndexError> {
-        self.h.read_into(start, out)
-    }
-
-    /// Copies `values` into the array from `start`.
-    ///
-    /// # Errors
-    /// [`IndexError`] when the range leaves the array.
-    pub fn write_from(&self, start: usize, values: &[T]) -> Result<(), IndexError> {
-        self.h.write_from(start, values)
-    }
-
-    /// A copy of every element.
-    pub fn to_vec(&self) -> Vec<T> {
-        self.h.to_vec()
-    }
-
-    /// A raw pointer to the first element in the mapping.
-    pub fn as_ptr(&self) -> *mut T {
-        self.h.data.as_ptr()
-    }
-
-    /// The elements, in place.
-    ///
-    /// # Safety
-    /// - No thread or process writes any element while the slice is alive.
-    pub unsafe fn as_slice(&self) -> &[T] {
-        // SAFETY: `data .. data + len` lies inside the mapping, aligned, valid
-        // for any bits (`T: Pod`); no concurrent writes (caller's contract).
-        unsafe { std::slice::from_raw_parts(self.h.data.as_ptr(), self.h.len) }
-    }
-
-    /// The elements, in place and writable.
-    ///
-    /// # Safety
-    /// - No other thread or process reads or writes any element while the
-    ///   slice is alive, and no other borrow from this handle is alive.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn as_mut_slice(&self) -> &mut [T] {
-        // SAFETY: as in `as_slice`, plus exclusivity (caller's contract).
-        unsafe { std::slice::from_raw_parts_mut(self.h.data.as_ptr(), self.h.len) }
-    }
-}
-
-segment_accessors!(RawArray<T>);
-
-impl<T: Pod> fmt::Debug for RawArray<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray")
-            .field("segment", &self.h)
-            .field("type", &std::any::type_name::<T>())
-            .field("len", &self.len())
-            .finish()
-    }
-}
+#[doc(alias = "ShmSlice")]
+pub type RawArray<T> = shmproc_shm::ShmSlice<T>;

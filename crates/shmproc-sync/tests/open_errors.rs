@@ -44,7 +44,7 @@ fn wrong_kind_type_and_length_are_typed_errors() {
         SegmentError::WrongType { .. }
     ));
     assert!(matches!(
-        seg(RawValue::<u64>::open(&vn).expect_err("kind")),
+        RawValue::<u64>::open(&vn).expect_err("kind"),
         SegmentError::WrongKind { .. }
     ));
     assert!(matches!(
@@ -62,7 +62,7 @@ fn wrong_kind_type_and_length_are_typed_errors() {
         SegmentError::WrongType { .. }
     ));
     assert!(matches!(
-        seg(RawArray::<u8>::open(&an).expect_err("kind")),
+        RawArray::<u8>::open(&an).expect_err("kind"),
         SegmentError::WrongKind { .. }
     ));
 

@@ -37,7 +37,8 @@
 
 pub use shmproc_shm::{
     IndexError, NameError, OffsetError, OpenOptions, PendingSegment, Pod, Segment, SegmentError,
-    SegmentKind, SegmentLayout, SegmentName, ShmBox, ShmSlice, TypeSpec, Zeroable,
+    SegmentKind, SegmentLayout, SegmentName, SharedObject, ShmBox, ShmSlice, Source, TypeSpec,
+    Zeroable,
 };
 
 pub use shmproc_sync::{
@@ -56,10 +57,10 @@ pub use shmproc_channel::{
 
 pub use shmproc_process::{
     Builder as ProcessBuilder, Context, DAEMON_TERMINATE_GRACE, Packer, ParentInfo, PodArg,
-    Process, ProcessError, ProcessInfo, RawHandle, Serde, Shareable, StartMethod, Transfer,
-    Unpacker, active_children, current_process, default_context, get_all_start_methods,
-    get_context, get_start_method, parent_process, reap_orphaned_segments, reap_segments_of,
-    set_start_method, start_forkserver, tracker_session, wait,
+    Process, ProcessError, ProcessInfo, Serde, Shareable, StartMethod, Transfer, TransferError,
+    Unpacker, active_children, available_cpu_count, cpu_count, current_process, default_context,
+    get_all_start_methods, get_context, get_start_method, parent_process, reap_orphaned_segments,
+    reap_segments_of, set_start_method, start_forkserver, tracker_session, wait,
 };
 
 /// Lower-level pieces: the segment header, offsets, the system-call module.
@@ -67,24 +68,14 @@ pub mod shm {
     pub use shmproc_shm::*;
 }
 
-/// Number of CPUs online, as Python's `multiprocessing.cpu_count()`.
-///
-/// See [`available_cpu_count`] for the number this process may run on.
-pub fn cpu_count() -> usize {
-    shmproc_shm::os::online_cpu_count()
-}
-
-/// Number of CPUs this process may run on (its affinity mask), as Python's
-/// `os.process_cpu_count()`: the right default for a pool's size.
-pub fn available_cpu_count() -> usize {
-    shmproc_shm::os::affinity_cpu_count()
-}
-
-/// `use shmproc::prelude::*;` brings the common types into scope.
+/// `use shmproc::prelude::*;` brings what a user of Python's tutorial needs
+/// into scope: processes, queues, pipes, shared values and the locks, and the
+/// [`SharedObject`] trait (`name`, `try_clone` on every shared object).
 pub mod prelude {
     pub use crate::{
-        Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, RawArray, RawValue,
-        Segment, SegmentError, SegmentName, Semaphore, ShmBox, ShmSlice, SyncError, Value,
-        cpu_count,
+        Array, Barrier, BoundedSemaphore, ByteQueue, Condition, Connection, Event, JoinableQueue,
+        Lock, Pipe, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName, Semaphore,
+        SharedObject, ShmBox, ShmSlice, SimpleQueue, StartMethod, Value, active_children,
+        available_cpu_count, cpu_count, current_process,
     };
 }

@@ -1,0 +1,89 @@
+//! Every shared object passes to a child under every start method through
+//! one blanket impl, by value, even when the parent's handle was the named
+//! creator and is dropped at once (the child opens through a descriptor, so
+//! the unlinked name does not matter).
+
+mod common;
+
+use shmproc_channel::{Queue, SimpleQueue};
+use shmproc_process::Shareable;
+use shmproc_shm::Segment;
+use shmproc_sync::{Event, Value};
+use shmproc_testing::{TIMEOUT, TestShm, Watchdog};
+
+type Moved = (Queue<u64>, SimpleQueue<u64>, Value<u64>, Event, u64);
+
+fn child((queue, simple, total, done, id): Moved) {
+    assert!(
+        queue.name().is_some(),
+        "a named queue keeps its name in the child"
+    );
+    assert!(!queue.segment().is_owner(), "the child only opened it");
+    queue.put_timeout(id, TIMEOUT).expect("put");
+    simple.put(id + 100).expect("put");
+    *total.lock().expect("lock") += id;
+    done.set();
+}
+
+#[test]
+fn named_objects_moved_into_the_arguments_reach_the_child() {
+    let _w = Watchdog::named(TIMEOUT, "named_objects_moved");
+    let shm = TestShm::new();
+    for (k, ctx) in common::contexts().into_iter().enumerate() {
+        let m = ctx.start_method();
+        let (qn, sn, vn, en) = (
+            shm.name(&format!("q{k}")),
+            shm.name(&format!("s{k}")),
+            shm.name(&format!("v{k}")),
+            shm.name(&format!("e{k}")),
+        );
+        let queue = Queue::<u64>::create(&qn, 4).expect("queue");
+        let simple = SimpleQueue::<u64>::create(&sn).expect("simple queue");
+        let total = Value::create(&vn, 0u64).expect("value");
+        let done = Event::create(&en).expect("event");
+        // The parent's own views, opened before the creators move away.
+        let (q2, s2, v2, e2) = (
+            Queue::<u64>::open(&qn).expect("open"),
+            SimpleQueue::<u64>::open(&sn).expect("open"),
+            Value::<u64>::open(&vn).expect("open"),
+            Event::open(&en).expect("open"),
+        );
+        let p = ctx
+            .builder()
+            .target(child, (queue, simple, total, done, 7 + k as u64))
+            .start()
+            .expect("start");
+        // The creators were dropped with the arguments: the names are gone.
+        for n in [&qn, &sn, &vn, &en] {
+            assert!(!Segment::exists(n), "{m}: {n} unlinked by its creator");
+        }
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert!(e2.is_set(), "{m}");
+        assert_eq!(q2.get_timeout(TIMEOUT).expect("get"), 7 + k as u64, "{m}");
+        assert_eq!(s2.get_timeout(TIMEOUT).expect("get"), 107 + k as u64, "{m}");
+        assert_eq!(v2.load().expect("load"), 7 + k as u64, "{m}");
+    }
+}
+
+fn echo((input, output): (SimpleQueue<u64>, SimpleQueue<u64>)) {
+    let v = input.get_timeout(TIMEOUT).expect("get");
+    output.put(v * 2).expect("put");
+}
+
+#[test]
+fn an_anonymous_simple_queue_passes_to_a_child() {
+    let _w = Watchdog::named(TIMEOUT, "simple_queue_child");
+    for ctx in common::contexts() {
+        let m = ctx.start_method();
+        let input = SimpleQueue::<u64>::new().expect("queue");
+        let output = SimpleQueue::<u64>::new().expect("queue");
+        let args = (
+            input.try_clone().expect("clone"),
+            output.try_clone().expect("clone"),
+        );
+        let p = ctx.builder().target(echo, args).start().expect("start");
+        input.put(21).expect("put");
+        assert_eq!(output.get_timeout(TIMEOUT).expect("get"), 42, "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+    }
+}
