@@ -59,7 +59,7 @@ struct HeapSlot {
 }
 
 impl HeapStorage {
-    /// `capacity` slots (a power of two up to [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY))
+    /// `capacity` slots (a power of two up to [`MAX_CAPACITY`](crate::MAX_CAPACITY))
     /// of `slot_size` bytes.
     ///
     /// # Panics

@@ -20,7 +20,7 @@ use super::stamp::{EMPTY, stamp};
 pub const MAX_CAPACITY: u64 = 1 << 30;
 
 /// The largest payload of one slot, in bytes.
-pub const MAX_SLOT_SIZE: u64 = 1 << 30;
+pub(crate) const MAX_SLOT_SIZE: u64 = 1 << 30;
 
 /// `b"SHMRING\x03"`: the first word of a ring header. Version 2: plain-store
 /// publish and release, tagged owner records and the fence flag (a
@@ -28,27 +28,27 @@ pub const MAX_SLOT_SIZE: u64 = 1 << 30;
 /// rules, must not share a ring with a version-2 one). Version 3: the side
 /// leases (`IndexLine::lease`, `IndexLine::active`; a version-2 process
 /// would run the CAS protocol beside a lease holder's plain stores).
-pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x03");
+pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x03");
 
 /// Bytes of the ring header before the first slot.
-pub const RING_HEADER_LEN: usize = 384;
+pub(crate) const RING_HEADER_LEN: usize = 384;
 
 /// Bytes of a slot's header (stamp and owner) before a small payload.
-pub const SLOT_HEADER_LEN: usize = 16;
+pub(crate) const SLOT_HEADER_LEN: usize = 16;
 
 /// `RingHeader::flags` bit: a user of the ring cannot issue `membarrier`,
 /// so every `wake` uses a SeqCst fence (see `Ring::heavy_fence`).
-pub const FLAG_FENCES: u32 = 1;
+pub(crate) const FLAG_FENCES: u32 = 1;
 
 /// Sleeper records per side, in the rest of that side's index line
 /// (`IndexLine::sleepers`).
-pub const SLEEPER_SLOTS: usize = 13;
+pub(crate) const SLEEPER_SLOTS: usize = 13;
 
 /// Where the payload of a slot starts and how far apart slots are, for a
 /// payload of `slot_size` bytes: payloads of up to 48 bytes share the slot
 /// header's 64-byte line; larger ones start on the next line, 64-byte aligned
 /// (DESIGN.md: 4K aliasing). `None` on overflow.
-pub const fn slot_geometry(slot_size: u64) -> Option<(u64, u64)> {
+pub(crate) const fn slot_geometry(slot_size: u64) -> Option<(u64, u64)> {
     if slot_size > MAX_SLOT_SIZE {
         return None;
     }
@@ -59,7 +59,7 @@ pub const fn slot_geometry(slot_size: u64) -> Option<(u64, u64)> {
 
 /// The payload bytes (after the segment header) of a ring of `capacity`
 /// slots of `slot_size` bytes, or `None` when out of range.
-pub const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
+pub(crate) const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
     if capacity == 0 || capacity > MAX_CAPACITY || !capacity.is_power_of_two() {
         return None;
     }
@@ -88,7 +88,7 @@ pub const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
 /// operation), so the other side's accesses never take the line away.
 #[repr(C, align(128))]
 #[derive(Debug)]
-pub struct IndexLine {
+pub(crate) struct IndexLine {
     /// The index: a position counter that only grows (by CAS, or by the
     /// lease holder's plain stores).
     pub(crate) value: AtomicU64,

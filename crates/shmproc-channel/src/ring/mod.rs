@@ -107,7 +107,7 @@
 //! whose process is dead inside an operation ([`owner::record_owner_dead`]
 //! on its `active` record) is passed over. A thread that finds its own
 //! lease being revoked hands the side over itself. A process that cannot
-//! issue `membarrier` sets [`FLAG_FENCES`], never takes a lease, and, as a
+//! issue `membarrier` sets [`FLAG_FENCES`](layout::FLAG_FENCES), never takes a lease, and, as a
 //! revoker, waits for the holder to hand the side over at its next
 //! operation, or to end ([`owner::tid_gone`]).
 //!
@@ -165,7 +165,7 @@
 //! - `mod.rs`: these docs, `Side`, [`Ring`] and its accessors, the stamp
 //!   check, the index advance and the liveness check shared by the others;
 //! - `layout.rs`: the constants and the shared types ([`RingHeader`],
-//!   [`IndexLine`], [`SlotHeader`]), their offset assertions, [`slot_geometry`];
+//!   [`IndexLine`](layout::IndexLine), [`SlotHeader`]), their offset assertions, [`slot_geometry`];
 //! - `stamp.rs`: stamp encoding and position arithmetic;
 //! - `mpmc.rs`: the CAS protocol ([`Push`], [`Pop`], [`Claim`]), what loom models;
 //! - `sleepers.rs`: the sleeper registry, `wake` and `block`;
@@ -179,7 +179,7 @@ use shmproc_shm::sync::{AtomicU64, Ordering};
 use shmproc_sync::owner;
 
 use crate::error::Corrupt;
-pub use crate::storage::Storage;
+use crate::storage::Storage;
 
 mod layout;
 mod lease;
@@ -187,14 +187,17 @@ mod mpmc;
 mod sleepers;
 mod stamp;
 
-pub use layout::{
-    FLAG_FENCES, IndexLine, MAX_CAPACITY, MAX_SLOT_SIZE, RING_HEADER_LEN, RING_MAGIC, RingHeader,
-    SLEEPER_SLOTS, SLOT_HEADER_LEN, SlotHeader, ring_bytes, slot_geometry,
-};
-#[cfg(not(shmproc_loom))] // for the queues only
-pub(crate) use lease::Fast;
+pub use layout::MAX_CAPACITY;
+pub(crate) use layout::{RingHeader, SlotHeader, ring_bytes, slot_geometry};
 pub use lease::LeaseState;
-pub use mpmc::{Claim, Pop, Push};
+pub use mpmc::{Pop, Push};
+// For the segment storage and the queues only, which loom does not build.
+#[cfg(not(shmproc_loom))]
+pub(crate) use layout::{MAX_SLOT_SIZE, RING_HEADER_LEN, RING_MAGIC};
+#[cfg(not(shmproc_loom))]
+pub(crate) use lease::Fast;
+#[cfg(not(shmproc_loom))]
+pub(crate) use mpmc::Claim;
 use stamp::{EMPTY, FULL, Stamp, decode};
 
 /// Which side of the ring a blocking call waits for.
@@ -206,7 +209,7 @@ pub(crate) enum Side {
     Put,
 }
 
-/// The ring algorithm over a [`Storage`].
+/// The ring algorithm over a `Storage` (`src/storage.rs`).
 ///
 /// The capacity, mask and slot size are copied from the storage once and
 /// never re-read from shared memory; every slot index is `pos & mask`.

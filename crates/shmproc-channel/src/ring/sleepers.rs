@@ -63,7 +63,7 @@ impl<S: Storage> Ring<S> {
         }
     }
 
-    /// The sleeper records of `side` (see [`IndexLine`](super::IndexLine)).
+    /// The sleeper records of `side` (see [`IndexLine`](super::layout::IndexLine)).
     fn sleeper_records(&self, side: Side) -> &[AtomicU64; SLEEPER_SLOTS] {
         let h = self.header();
         match side {
