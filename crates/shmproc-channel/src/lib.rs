@@ -39,9 +39,10 @@
 //!           +--------+------------+--------+--------+-------------------+
 //!  payload  ^ DATA_OFFSET = 0     128      256      384
 //! ```
-//! [`ring::RingHeader`] has the offset table; each slot is a stamp, an owner
-//! record and the payload (at 16 for payloads up to 48 bytes, else at 64),
-//! `stride` (a multiple of 64) bytes apart.
+//! The ring header's docs (`RingHeader`, in `src/ring/layout.rs`) have the
+//! offset table; each slot is a stamp, an owner record and the payload (at
+//! 16 for payloads up to 48 bytes, else at 64), `stride` (a multiple of 64)
+//! bytes apart.
 //!
 //! # Untrusted memory
 //! The capacity, slot size and stride are read once at open, checked
@@ -78,7 +79,7 @@
 pub mod bytes;
 mod crash;
 mod error;
-pub mod ring;
+mod ring;
 mod storage;
 
 #[cfg(not(shmproc_loom))]
@@ -102,6 +103,14 @@ pub use error::{
 pub use error::{GetObjError, PutObjError};
 pub use ring::{LeaseState, MAX_CAPACITY};
 pub use storage::HeapStorage;
+
+/// Not API: for benches, fuzzing and loom. The ring is crate-private; the
+/// loom models (`tests/loom.rs`) drive it directly, through these
+/// re-exports. No semver promise covers anything here.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::ring::{Pop, Push, Ring};
+}
 
 #[cfg(not(shmproc_loom))]
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};

@@ -27,7 +27,7 @@ use crate::storage::SegmentStorage;
 /// Any process opens it by name ([`open`](Self::open)) or inherits it as an
 /// fd ([`open_fd`](Self::open_fd)); values are copied into a slot once and
 /// read from it (in place with [`get_ref`](Self::get_ref)). The ring is
-/// lock-free (Vyukov's per-slot stamps, see [`ring`](crate::ring)); blocking
+/// lock-free (Vyukov's per-slot stamps, see `src/ring/mod.rs`); blocking
 /// calls spin briefly, then sleep on a shared futex in bounded slices, and
 /// the other side makes a wake system call only when someone sleeps.
 ///
@@ -47,8 +47,8 @@ use crate::storage::SegmentStorage;
 /// ring). The first put (or get) by another thread, in any process,
 /// revokes that side's lease, and the side runs the multi-producer (or
 /// multi-consumer) protocol from then on. See
-/// [`producer_lease`](Self::producer_lease) and the [`ring`](crate::ring)
-/// docs.
+/// [`producer_lease`](Self::producer_lease) and the ring's docs
+/// (`src/ring/mod.rs`).
 ///
 /// # Crash safety
 /// A producer killed between claiming a slot and publishing it does not
@@ -578,7 +578,7 @@ impl<T: Pod> Queue<T> {
 
     /// Messages in the queue now, from the indices: exact when no put or get
     /// is in flight (a message counts from its publish until its consumer
-    /// has read it, see [`Ring::len`](crate::ring::Ring::len)).
+    /// has read it, see `Ring::len` in `src/ring/mpmc.rs`).
     pub fn qsize(&self) -> usize {
         self.ring.len() as usize
     }
@@ -639,7 +639,7 @@ impl<T: Pod> Queue<T> {
     /// Who holds the producers' lease now (a diagnostic snapshot): the
     /// first thread to put takes it and runs its puts with plain stores; the
     /// first put by another thread revokes it, and from then on every
-    /// producer runs the CAS protocol (see [`ring`](crate::ring), "Leases").
+    /// producer runs the CAS protocol (see `src/ring/mod.rs`, "Leases").
     ///
     /// # Errors
     /// [`Corrupt`] for a lease word no process writes.

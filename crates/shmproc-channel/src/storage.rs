@@ -6,7 +6,41 @@
 
 use shmproc_shm::sync::UnsafeCell;
 
-use crate::ring::{RingHeader, SlotHeader, Storage, slot_geometry};
+use crate::ring::{RingHeader, SlotHeader, slot_geometry};
+
+/// Where a ring's header and slots live: a shared-memory segment, or the
+/// heap (for loom and single-process use). Implementations take the index
+/// modulo the capacity themselves, so any index is in bounds.
+pub trait Storage {
+    /// The ring header.
+    fn header(&self) -> &RingHeader;
+    /// The capacity, validated when the storage was made (never re-read).
+    fn capacity(&self) -> u64;
+    /// Payload bytes per slot, validated when the storage was made.
+    fn slot_size(&self) -> usize;
+    /// The header of slot `index & (capacity - 1)`.
+    fn slot(&self, index: u64) -> &SlotHeader;
+    /// Copies `src` into the payload of slot `index` at `offset` (clamped to
+    /// the slot size).
+    fn write_payload(&self, index: u64, offset: usize, src: &[u8]);
+    /// Copies the payload of slot `index` from `offset` into `dst` (clamped).
+    fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]);
+    /// A pointer to the payload of slot `index` (`slot_size` bytes, aligned
+    /// to 16), for zero-copy access by the holder of the slot's claim.
+    fn payload_ptr(&self, index: u64) -> *mut u8;
+    /// A hint: start fetching, for writing, the payload line of slot
+    /// `index` when it is not the slot header's line. No effect on memory.
+    #[inline]
+    fn prefetch_payload(&self, index: u64) {
+        let _ = index;
+    }
+    /// A hint: start fetching, for writing, the header line of slot
+    /// `index`. No effect on memory.
+    #[inline]
+    fn prefetch_header(&self, index: u64) {
+        let _ = index;
+    }
+}
 
 /// A ring on the heap: the same algorithm, for one process (and for loom).
 #[derive(Debug)]
@@ -25,7 +59,7 @@ struct HeapSlot {
 }
 
 impl HeapStorage {
-    /// `capacity` slots (a power of two up to [`MAX_CAPACITY`](crate::ring::MAX_CAPACITY))
+    /// `capacity` slots (a power of two up to [`MAX_CAPACITY`](crate::MAX_CAPACITY))
     /// of `slot_size` bytes.
     ///
     /// # Panics
@@ -120,10 +154,11 @@ mod segment {
 
     use shmproc_shm::{Offset, Segment};
 
+    use super::Storage;
     use super::clamp;
     use crate::error::Corrupt;
     use crate::ring::{
-        MAX_CAPACITY, RING_HEADER_LEN, RING_MAGIC, RingHeader, SlotHeader, Storage, ring_bytes,
+        MAX_CAPACITY, RING_HEADER_LEN, RING_MAGIC, RingHeader, SlotHeader, ring_bytes,
         slot_geometry,
     };
     use shmproc_shm::sync::Ordering;

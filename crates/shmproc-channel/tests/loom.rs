@@ -12,8 +12,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use shmproc_channel::__private::{Pop, Push, Ring};
 use shmproc_channel::HeapStorage;
-use shmproc_channel::ring::{Pop, Push, Ring};
 
 /// Up to `tries` attempts to put `v`; `false` if the ring stayed full.
 /// Retries go through `try_claim_push_again` (load first), as `Queue::put`'s.

@@ -1,0 +1,301 @@
+//! The ring's shared-memory layout: the constants, the [`RingHeader`] with
+//! its two [`IndexLine`]s, the [`SlotHeader`], and the slot geometry.
+//!
+//! Invariants: every type here is `repr(C)` (the index lines and the header
+//! `repr(C, align(128))`) of atomics only, with explicit reserved words, so
+//! every bit pattern is valid; the compile-time assertions pin each offset
+//! to the table in the type's docs. A layout change is a new [`RING_MAGIC`].
+//! The assertions, the `ShmSafe` impls and the in-segment initialisers are
+//! not built under loom (its atomics are other types, of other sizes).
+
+use std::fmt;
+
+use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
+
+use super::lease::LEASE_FREE;
+use super::stamp::{EMPTY, stamp};
+
+/// The largest capacity of a ring (slots); positions are compared modulo
+/// 2^40, so the capacity must stay far below that.
+pub const MAX_CAPACITY: u64 = 1 << 30;
+
+/// The largest payload of one slot, in bytes.
+pub(crate) const MAX_SLOT_SIZE: u64 = 1 << 30;
+
+/// `b"SHMRING\x03"`: the first word of a ring header. Version 2: plain-store
+/// publish and release, tagged owner records and the fence flag (a
+/// version-1 process, whose CAS protocol and untagged records assume other
+/// rules, must not share a ring with a version-2 one). Version 3: the side
+/// leases (`IndexLine::lease`, `IndexLine::active`; a version-2 process
+/// would run the CAS protocol beside a lease holder's plain stores).
+pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x03");
+
+/// Bytes of the ring header before the first slot.
+pub(crate) const RING_HEADER_LEN: usize = 384;
+
+/// Bytes of a slot's header (stamp and owner) before a small payload.
+pub(crate) const SLOT_HEADER_LEN: usize = 16;
+
+/// `RingHeader::flags` bit: a user of the ring cannot issue `membarrier`,
+/// so every `wake` uses a SeqCst fence (see `Ring::heavy_fence`).
+pub(crate) const FLAG_FENCES: u32 = 1;
+
+/// Sleeper records per side, in the rest of that side's index line
+/// (`IndexLine::sleepers`).
+pub(crate) const SLEEPER_SLOTS: usize = 13;
+
+/// Where the payload of a slot starts and how far apart slots are, for a
+/// payload of `slot_size` bytes: payloads of up to 48 bytes share the slot
+/// header's 64-byte line; larger ones start on the next line, 64-byte aligned
+/// (DESIGN.md: 4K aliasing). `None` on overflow.
+pub(crate) const fn slot_geometry(slot_size: u64) -> Option<(u64, u64)> {
+    if slot_size > MAX_SLOT_SIZE {
+        return None;
+    }
+    let off = if slot_size <= 48 { 16 } else { 64 };
+    let stride = (off + slot_size).div_ceil(64) * 64;
+    Some((off, stride))
+}
+
+/// The payload bytes (after the segment header) of a ring of `capacity`
+/// slots of `slot_size` bytes, or `None` when out of range.
+pub(crate) const fn ring_bytes(capacity: u64, slot_size: u64) -> Option<u64> {
+    if capacity == 0 || capacity > MAX_CAPACITY || !capacity.is_power_of_two() {
+        return None;
+    }
+    let Some((_, stride)) = slot_geometry(slot_size) else {
+        return None;
+    };
+    match capacity.checked_mul(stride) {
+        Some(b) => b.checked_add(RING_HEADER_LEN as u64),
+        None => None,
+    }
+}
+
+/// One index on a 128-byte line of its own (a *fixed* alignment, so every
+/// build has the same layout; 128 because of the adjacent-line prefetcher),
+/// and the records of the processes sleeping on the side that advances it.
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `value: AtomicU64` | the index |
+/// | 8 | `lease: AtomicU64` | who may run this side's operations with plain stores (see "Leases" in the module docs): 0 free, 1 shared, `1 << 32 \| tid` held, `2 << 32 \| tid` being revoked, `3 << 32 \| tid` revoked and fenced |
+/// | 16 | `active: AtomicU64` | the lease holder's owner record ([`owner::my_record`](shmproc_sync::owner::my_record)) while it is inside a leased operation, else 0 |
+/// | 24 | `sleepers: [AtomicU64; 13]` | owner records of registered sleepers of this side (consumers for `head`, producers for `tail`); 0: free |
+///
+/// Everything here is written by this side only (the records once per
+/// sleep, the lease once per change of hands, `active` twice per leased
+/// operation), so the other side's accesses never take the line away.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct IndexLine {
+    /// The index: a position counter that only grows (by CAS, or by the
+    /// lease holder's plain stores).
+    pub(crate) value: AtomicU64,
+    /// See the table above and [`Ring::lease`](super::Ring::lease).
+    pub(crate) lease: AtomicU64,
+    /// See the table above and [`Ring::lease`](super::Ring::lease).
+    pub(crate) active: AtomicU64,
+    /// See the table above and [`Ring::repair_sleepers`](super::Ring::repair_sleepers).
+    pub(crate) sleepers: [AtomicU64; SLEEPER_SLOTS],
+}
+
+impl IndexLine {
+    fn new(v: u64) -> Self {
+        Self {
+            value: AtomicU64::new(v),
+            lease: AtomicU64::new(LEASE_FREE),
+            active: AtomicU64::new(0),
+            sleepers: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The shared header of a ring, at the start of the queue segment's payload.
+///
+/// # Layout (`repr(C, align(128))`, 384 bytes)
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `magic: AtomicU64` | [`RING_MAGIC`] (checked once at open) |
+/// | 8 | `capacity: AtomicU64` | slots, a power of two (checked once at open, then kept locally) |
+/// | 16 | `slot_size: AtomicU64` | payload bytes per slot (idem) |
+/// | 24 | `stride: AtomicU64` | bytes from one slot to the next (idem) |
+/// | 32 | `closed: AtomicU32` | 1 once `close` was called |
+/// | 36 | `get_seq: AtomicU32` | futex word consumers sleep on |
+/// | 40 | `get_waiters: AtomicU32` | consumers registered as sleeping: bit `i` (0..13) for the one holding record `i` of `head.sleepers`, bits 16..32 count those without a record; non-zero: wake |
+/// | 44 | `put_seq: AtomicU32` | futex word producers sleep on |
+/// | 48 | `put_waiters: AtomicU32` | producers registered as sleeping (idem, records in `tail.sleepers`) |
+/// | 52 | `join_seq: AtomicU32` | futex word `join` sleeps on |
+/// | 56 | `join_waiters: AtomicU32` | joiners registered as sleeping |
+/// | 60 | `flags: AtomicU32` | bit 0 ([`FLAG_FENCES`]): a user cannot issue `membarrier`; other bits 0 |
+/// | 64 | `skipped_writes: AtomicU64` | positions skipped because their producer died |
+/// | 72 | `abandoned_reads: AtomicU64` | messages lost because their consumer died mid-read |
+/// | 80 | `unfinished: AtomicU64` | `JoinableQueue`: items put and not yet `task_done` |
+/// | 88 | reserved `[AtomicU64; 5]` | 0 |
+/// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line), and the sleeping producers' records |
+/// | 256 | `head: IndexLine` | next position to consume (own 128-byte line), and the sleeping consumers' records |
+///
+/// Slots follow at offset 384, `stride` bytes apart: `stamp: AtomicU64` at
+/// 0, `owner: AtomicU64` (pid and start time of the claimant) at 8, the
+/// payload at 16 (payloads up to 48 bytes) or 64.
+///
+/// Ranges: `head <= tail <= head + capacity` in any consistent snapshot
+/// (readers tolerate and validate torn snapshots).
+#[repr(C, align(128))]
+pub struct RingHeader {
+    pub(crate) magic: AtomicU64,
+    pub(crate) capacity: AtomicU64,
+    pub(crate) slot_size: AtomicU64,
+    pub(crate) stride: AtomicU64,
+    pub(crate) closed: AtomicU32,
+    pub(crate) get_seq: AtomicU32,
+    pub(crate) get_waiters: AtomicU32,
+    pub(crate) put_seq: AtomicU32,
+    pub(crate) put_waiters: AtomicU32,
+    pub(crate) join_seq: AtomicU32,
+    pub(crate) join_waiters: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    /// Positions skipped because their producer died between claim and publish.
+    pub skipped_writes: AtomicU64,
+    /// Messages lost because their consumer died between claim and release.
+    pub abandoned_reads: AtomicU64,
+    pub(crate) unfinished: AtomicU64,
+    _reserved: [AtomicU64; 5],
+    pub(crate) tail: IndexLine,
+    pub(crate) head: IndexLine,
+}
+
+#[cfg(not(shmproc_loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RingHeader>() == RING_HEADER_LEN);
+    assert!(align_of::<RingHeader>() == 128);
+    assert!(offset_of!(RingHeader, magic) == 0);
+    assert!(offset_of!(RingHeader, capacity) == 8);
+    assert!(offset_of!(RingHeader, slot_size) == 16);
+    assert!(offset_of!(RingHeader, stride) == 24);
+    assert!(offset_of!(RingHeader, closed) == 32);
+    assert!(offset_of!(RingHeader, get_seq) == 36);
+    assert!(offset_of!(RingHeader, get_waiters) == 40);
+    assert!(offset_of!(RingHeader, put_seq) == 44);
+    assert!(offset_of!(RingHeader, put_waiters) == 48);
+    assert!(offset_of!(RingHeader, join_seq) == 52);
+    assert!(offset_of!(RingHeader, join_waiters) == 56);
+    assert!(offset_of!(RingHeader, flags) == 60);
+    assert!(offset_of!(RingHeader, skipped_writes) == 64);
+    assert!(offset_of!(RingHeader, abandoned_reads) == 72);
+    assert!(offset_of!(RingHeader, unfinished) == 80);
+    assert!(offset_of!(RingHeader, tail) == 128);
+    assert!(offset_of!(RingHeader, head) == 256);
+    assert!(size_of::<IndexLine>() == 128);
+    assert!(offset_of!(IndexLine, lease) == 8);
+    assert!(offset_of!(IndexLine, active) == 16);
+    assert!(offset_of!(IndexLine, sleepers) == 24);
+    assert!(size_of::<SlotHeader>() == SLOT_HEADER_LEN);
+    assert!(offset_of!(SlotHeader, stamp) == 0);
+    assert!(offset_of!(SlotHeader, owner) == 8);
+};
+
+// SAFETY: repr(C, align(128)) of std atomics only, with explicit reserved
+// words and no implicit padding (size asserted above), valid for every bit
+// pattern, no pointers, no Drop.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for RingHeader {}
+// SAFETY: repr(C) of two std atomics (asserted 16 bytes), as above.
+#[cfg(not(shmproc_loom))]
+#[allow(unsafe_code)]
+unsafe impl shmproc_shm::ShmSafe for SlotHeader {}
+
+impl RingHeader {
+    /// A fresh header (for heap storage).
+    pub fn new(capacity: u64, slot_size: u64, stride: u64) -> Self {
+        Self {
+            magic: AtomicU64::new(RING_MAGIC),
+            capacity: AtomicU64::new(capacity),
+            slot_size: AtomicU64::new(slot_size),
+            stride: AtomicU64::new(stride),
+            closed: AtomicU32::new(0),
+            get_seq: AtomicU32::new(0),
+            get_waiters: AtomicU32::new(0),
+            put_seq: AtomicU32::new(0),
+            put_waiters: AtomicU32::new(0),
+            join_seq: AtomicU32::new(0),
+            join_waiters: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            skipped_writes: AtomicU64::new(0),
+            abandoned_reads: AtomicU64::new(0),
+            unfinished: AtomicU64::new(0),
+            _reserved: std::array::from_fn(|_| AtomicU64::new(0)),
+            tail: IndexLine::new(0),
+            head: IndexLine::new(0),
+        }
+    }
+
+    /// Initialises a zeroed header in a segment being created (before
+    /// publication, so `Relaxed`: the segment's Release publish orders them).
+    #[cfg(not(shmproc_loom))]
+    pub(crate) fn init(&self, capacity: u64, slot_size: u64, stride: u64) {
+        self.magic.store(RING_MAGIC, Ordering::Relaxed);
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.slot_size.store(slot_size, Ordering::Relaxed);
+        self.stride.store(stride, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for RingHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingHeader")
+            .field("capacity", &self.capacity.load(Ordering::Relaxed))
+            .field("tail", &self.tail.value.load(Ordering::Relaxed))
+            .field("head", &self.head.value.load(Ordering::Relaxed))
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header of one slot.
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `stamp: AtomicU64` | `pos[40] pid[22] state[2]`, see the [module docs](super) |
+/// | 8 | `owner: AtomicU64` | the claimant's owner record (pid and start time), a hint against pid reuse |
+#[repr(C)]
+#[derive(Debug)]
+pub struct SlotHeader {
+    pub(crate) stamp: AtomicU64,
+    pub(crate) owner: AtomicU64,
+}
+
+impl SlotHeader {
+    /// A slot serving position `index` (for heap storage).
+    pub fn new(index: u64) -> Self {
+        Self {
+            stamp: AtomicU64::new(stamp(index, 0, EMPTY)),
+            owner: AtomicU64::new(0),
+        }
+    }
+
+    /// Initialises a zeroed slot in a segment being created.
+    #[cfg(not(shmproc_loom))]
+    pub(crate) fn init(&self, index: u64) {
+        self.stamp.store(stamp(index, 0, EMPTY), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry() {
+        assert_eq!(slot_geometry(8), Some((16, 64)));
+        assert_eq!(slot_geometry(48), Some((16, 64)));
+        assert_eq!(slot_geometry(49), Some((64, 128)));
+        assert_eq!(slot_geometry(4096), Some((64, 4160)));
+        assert_eq!(slot_geometry(MAX_SLOT_SIZE + 1), None);
+        assert_eq!(ring_bytes(3, 8), None);
+        assert_eq!(ring_bytes(0, 8), None);
+        assert_eq!(ring_bytes(4, 8), Some(384 + 256));
+    }
+}
