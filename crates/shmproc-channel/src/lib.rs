@@ -104,9 +104,11 @@ pub use storage::HeapStorage;
 #[cfg(not(shmproc_loom))]
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
+pub use error::ConnectionError;
+#[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(shmproc_loom))]
-pub use pipe::{Connection, ConnectionError, Pipe, PipeEnd, PipeMode, RecvGuard, SendGuard, wait};
+pub use pipe::{Connection, Pipe, PipeEnd, PipeMode, RecvGuard, SendGuard, wait};
 #[cfg(not(shmproc_loom))]
 pub use queue::{Queue, ReadGuard};
 #[cfg(not(shmproc_loom))]
