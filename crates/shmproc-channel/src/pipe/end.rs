@@ -27,12 +27,30 @@ use crate::error::Corrupt;
 /// Send and receive byte messages of any length ([`send_bytes`](Self::send_bytes),
 /// [`recv_bytes`](Self::recv_bytes)), `Pod` values ([`send`](Self::send),
 /// [`recv`](Self::recv)) and, with the `serde` feature, objects
-/// (`send_obj`, `recv_obj`, postcard). See the [module docs](super) for the
-/// ownership rule (one process per end at a time) and EOF.
+/// (`send_obj`, `recv_obj`, postcard). See [Ends and processes](#ends-and-processes)
+/// below for the ownership rule (one process per end at a time) and EOF.
 ///
 /// # Fork
 /// A forked child inherits the connection (the mapping is shared); the first
 /// call in the child claims the end for the child.
+///
+/// # Ends and processes
+/// **One end is used by one process at a time.** An end is *claimed* by the
+/// first process that uses it (its pid and start time go in the end's owner
+/// record); a process that uses an end claimed by another process takes it
+/// over, and the previous owner then gets [`ConnectionError::NotOwner`] from
+/// its next call: that is how misuse is detected (one relaxed load per
+/// call). A reader gets EOF when the writing end is closed, or when the
+/// process that claimed it is dead (checked at every bounded sleep, so
+/// within about 50 ms of a `SIGKILL`).
+///
+/// Dropping a [`Connection`] closes the end only in the process that
+/// claimed it: a never-used end dropped in the parent after a `fork` may be
+/// the child's, so it stays open. Call [`Connection::close`] to close an end
+/// explicitly, claimed or not. A never-claimed end whose creator process
+/// died counts as closed. [`Connection::claim_now`] claims an end before its
+/// first use (a `Process` child does so as it receives one), so that the
+/// peer gets EOF if the claimer dies without ever using it.
 #[derive(Debug)]
 pub struct Connection {
     seg: Arc<Segment>,

@@ -11,9 +11,9 @@ use std::mem::{offset_of, size_of};
 use shmproc_shm::sync::real::{AtomicU32, AtomicU64};
 use shmproc_shm::{ShmSafe, TypeSpec};
 
-/// The smallest ring (per direction), in bytes.
+/// The smallest pipe ring (per direction), in bytes.
 pub const MIN_CAPACITY: usize = 4096;
-/// The largest ring (per direction), in bytes.
+/// The largest pipe ring (per direction), in bytes.
 pub const MAX_CAPACITY_BYTES: usize = 1 << 34;
 /// The ring size (per direction) of [`Pipe::new`](super::Pipe::new). For
 /// streams of large messages a larger ring
@@ -71,7 +71,7 @@ pub(super) const SPEC: TypeSpec = TypeSpec {
 /// | 12 | 4 | reserved |
 #[repr(C)]
 #[derive(Debug)]
-pub struct EndRecord {
+pub(super) struct EndRecord {
     pub(super) owner: AtomicU64,
     pub(super) closed: AtomicU32,
     _reserved: u32,
@@ -89,7 +89,7 @@ pub struct EndRecord {
 /// | 56 | 72 | padding |
 #[repr(C, align(128))]
 #[derive(Debug)]
-pub struct PipeMeta {
+pub(super) struct PipeMeta {
     pub(super) capacity: AtomicU64,
     pub(super) mode: AtomicU32,
     _reserved: u32,
@@ -101,7 +101,7 @@ pub struct PipeMeta {
 /// One 128-byte line holding an index.
 #[repr(C, align(128))]
 #[derive(Debug)]
-pub struct IndexLine {
+pub(super) struct IndexLine {
     pub(super) value: AtomicU64,
     _pad: [u8; 120],
 }
@@ -118,7 +118,7 @@ pub struct IndexLine {
 /// | 20 | 4 | `heavy`: 1 once a process using the pipe cannot issue `membarrier` (see [`shmproc_sync::asym`]) |
 #[repr(C, align(128))]
 #[derive(Debug)]
-pub struct WakeLine {
+pub(super) struct WakeLine {
     pub(super) wake: AtomicU32,
     pub(super) waiters: AtomicU32,
     pub(super) armed: AtomicU32,
@@ -137,7 +137,7 @@ pub struct WakeLine {
 /// | 256 | 128 | [`WakeLine`] |
 #[repr(C)]
 #[derive(Debug)]
-pub struct RingCtl {
+pub(super) struct RingCtl {
     pub(super) tail: IndexLine,
     pub(super) head: IndexLine,
     pub(super) wake: WakeLine,

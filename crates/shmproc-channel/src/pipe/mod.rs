@@ -49,22 +49,8 @@
 //! write them (see [`RecvGuard`] for the one borrowed view and its rule).
 //!
 //! # Ends and processes
-//! **One end is used by one process at a time.** An end is *claimed* by the
-//! first process that uses it (its pid and start time go in the end's owner
-//! record); a process that uses an end claimed by another process takes it
-//! over, and the previous owner then gets [`ConnectionError::NotOwner`] from
-//! its next call: that is how misuse is detected (one relaxed load per
-//! call). A reader gets EOF when the writing end is closed, or when the
-//! process that claimed it is dead (checked at every bounded sleep, so
-//! within about 50 ms of a `SIGKILL`).
-//!
-//! Dropping a [`Connection`] closes the end only in the process that
-//! claimed it: a never-used end dropped in the parent after a `fork` may be
-//! the child's, so it stays open. Call [`Connection::close`] to close an end
-//! explicitly, claimed or not. A never-claimed end whose creator process
-//! died counts as closed. [`Connection::claim_now`] claims an end before its
-//! first use (a `Process` child does so as it receives one), so that the
-//! peer gets EOF if the claimer dies without ever using it.
+//! One end is used by one process at a time: see [`Connection`] for the
+//! claim, when a reader gets EOF, and what dropping an end closes.
 //!
 //! Messages of any size up to [`MAX_PIPE_MESSAGE_LEN`] stream through the
 //! ring in chunks while the reader drains; a 1 GiB message through the
@@ -97,9 +83,9 @@
 //! # Layout (payload offsets)
 //! | offset | size | what |
 //! |---|---|---|
-//! | 0 | 128 | [`PipeMeta`]: capacity, mode, the two [`EndRecord`]s |
-//! | 128 | 384 | [`RingCtl`] of ring 0 (read by end 0): tail, head, wake lines |
-//! | 512 | 384 | [`RingCtl`] of ring 1 |
+//! | 0 | 128 | [`PipeMeta`]: capacity, mode, the two [`EndRecord`](layout::EndRecord)s |
+//! | 128 | 384 | [`RingCtl`](layout::RingCtl) of ring 0 (read by end 0): tail, head, wake lines |
+//! | 512 | 384 | [`RingCtl`](layout::RingCtl) of ring 1 |
 //! | 3968 | cap | ring 0 data (4096 from the segment start) |
 //! | 3968 + cap | cap | ring 1 data |
 //!
@@ -124,14 +110,10 @@ use std::sync::Arc;
 use shmproc_shm::sync::real::Ordering;
 use shmproc_shm::{PendingSegment, Segment, SegmentKind, SegmentLayout};
 
-pub use crate::error::ConnectionError;
-use crate::error::Corrupt;
+use crate::error::{ConnectionError, Corrupt};
 pub use end::Connection;
-pub use layout::{
-    DEFAULT_CAPACITY, EndRecord, IndexLine, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY,
-    PipeMeta, RingCtl, WakeLine,
-};
-use layout::{META_OFF, MODE_DUPLEX, MODE_SIMPLEX, SPEC, payload_len, seal_key};
+pub use layout::{DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY};
+use layout::{META_OFF, MODE_DUPLEX, MODE_SIMPLEX, PipeMeta, SPEC, payload_len, seal_key};
 use poll::Sentinels;
 pub use poll::wait;
 pub use recv::RecvGuard;
