@@ -557,7 +557,7 @@ impl PipeStream {
             }
             None => {
                 let (r, t) = Pipe::new().expect("Pipe::new");
-                (r, t, shmproc_channel::pipe::DEFAULT_CAPACITY)
+                (r, t, shmproc_channel::DEFAULT_CAPACITY)
             }
         };
         Self {

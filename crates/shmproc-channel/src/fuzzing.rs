@@ -337,7 +337,7 @@ fn bytes_corrupt(data: &[u8]) {
     }
 }
 
-/// `pipe_frames`: the framing of a [`Pipe`](crate::pipe::Pipe) with a
+/// `pipe_frames`: the framing of a [`Pipe`](crate::Pipe) with a
 /// corrupted ring. One process holds both ends of an anonymous pipe (4 KiB
 /// rings); the writing end sends messages, bytes from the input are
 /// scribbled into the meta line, the indices, the record headers and the

@@ -88,7 +88,7 @@ pub mod fuzzing;
 #[cfg(not(shmproc_loom))]
 mod joinable;
 #[cfg(not(shmproc_loom))]
-pub mod pipe;
+mod pipe;
 #[cfg(not(shmproc_loom))]
 mod queue;
 #[cfg(not(shmproc_loom))]
@@ -115,9 +115,14 @@ pub mod __private {
 #[cfg(not(shmproc_loom))]
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
+pub use error::ConnectionError;
+#[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(shmproc_loom))]
-pub use pipe::{Connection, ConnectionError, Pipe, PipeEnd, PipeMode, RecvGuard, SendGuard, wait};
+pub use pipe::{
+    Connection, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe,
+    PipeEnd, PipeMode, RecvGuard, SendGuard, wait,
+};
 #[cfg(not(shmproc_loom))]
 pub use queue::{Queue, ReadGuard};
 #[cfg(not(shmproc_loom))]

@@ -6,9 +6,9 @@ use bytemuck::Pod;
 use shmproc_shm::{Segment, SegmentKind, SharedObject, Source};
 
 use crate::bytes::ByteQueue;
-use crate::error::QueueError;
+use crate::error::{ConnectionError, QueueError};
 use crate::joinable::JoinableQueue;
-use crate::pipe::{Connection, ConnectionError, PipeEnd};
+use crate::pipe::{Connection, PipeEnd};
 use crate::queue::Queue;
 use crate::simple::SimpleQueue;
 

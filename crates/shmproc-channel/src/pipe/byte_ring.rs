@@ -1,0 +1,244 @@
+//! The SPSC byte ring: [`Ring`], this process's view of one direction's
+//! control block and data area, with the raw copies in and out, the line,
+//! tag and header reads, the record seal, the Dekker fences and the futex
+//! wake. Most of the pipe's unsafe code is here.
+// Raw copies into and out of the shared data area, and the seal word's
+// atomic view; every block justified.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use shmproc_shm::sync::real::{AtomicU64, Ordering, fence};
+use shmproc_sync::asym;
+use shmproc_sync::futex::{self, SLICE};
+
+use super::layout::{HDR, LINE, RingCtl, SEAL, header_bytes, parse_header};
+
+/// Process-local view of one ring.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ring {
+    pub(super) ctl: NonNull<RingCtl>,
+    pub(super) data: NonNull<u8>,
+    pub(super) cap: u64,
+    pub(super) mask: u64,
+}
+
+impl Ring {
+    #[inline]
+    pub(super) fn ctl(&self) -> &RingCtl {
+        // SAFETY: `ctl` points into the mapping kept alive by the
+        // connection's `Arc<Segment>` (checked in `attach`), and `RingCtl`
+        // holds only atomics and padding: shared access is sound.
+        unsafe { self.ctl.as_ref() }
+    }
+
+    /// The hot side of this ring's Dekker pairs (a writer publishing, a
+    /// reader giving space back), between its index store and its load of
+    /// `waiters`/`armed`: a compiler fence when this process is registered
+    /// for `membarrier` (`light_ok`) and no user of the pipe said it cannot
+    /// issue one, else a `SeqCst` fence. See [`shmproc_sync::asym`].
+    #[inline]
+    pub(super) fn light_fence(&self, light_ok: bool) {
+        asym::light(light_ok && self.ctl().wake.heavy.load(Ordering::Relaxed) == 0);
+    }
+
+    /// The sleeping side of this ring's Dekker pairs, between its store of
+    /// `waiters` (or of `armed`/`signalled`) and its re-check of the index:
+    /// a `membarrier` (or a `SeqCst` fence where that is unavailable, and
+    /// then the ring's `heavy` word tells the hot side to fence too).
+    pub(super) fn heavy_fence(&self) {
+        if !asym::heavy() {
+            self.ctl().wake.heavy.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The fence of a waiter about to sleep: a `SeqCst` fence before its
+    /// first (light, short) sleep, the heavy fence before every later one
+    /// (see `shmproc_sync::asym::LIGHT_SLEEP`). Returns the longest that
+    /// sleep may last.
+    pub(super) fn sleep_fence(&self, light: bool) -> Duration {
+        if light {
+            fence(Ordering::SeqCst);
+            asym::LIGHT_SLEEP
+        } else {
+            self.heavy_fence();
+            SLICE
+        }
+    }
+
+    /// Tells the hot sides of this ring that a user cannot issue
+    /// `membarrier` (sticky).
+    pub(super) fn require_fences(&self) {
+        self.ctl().wake.heavy.store(1, Ordering::Relaxed);
+        // SeqCst: orders the flag before this process's later waits.
+        fence(Ordering::SeqCst);
+    }
+
+    /// Copies `n` bytes from `src` into the ring at position `pos`,
+    /// wrapping around the end. `n <= cap`.
+    pub(super) fn copy_in(&self, pos: u64, src: &[u8]) {
+        let off = pos & self.mask;
+        let n = src.len() as u64;
+        debug_assert!(n <= self.cap);
+        let first = n.min(self.cap - off) as usize;
+        let (a, b) = src.split_at(first);
+        // SAFETY: `off + first <= cap` by construction (`off < cap` from the
+        // local mask); the data area is `cap` bytes inside the mapping; the
+        // bytes are between our tail and the reader's head + cap, which the
+        // reader does not touch (SPSC protocol); `src` is local memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                a.as_ptr(),
+                self.data.as_ptr().wrapping_add(off as usize),
+                a.len(),
+            )
+        };
+        if !b.is_empty() {
+            // SAFETY: `b.len() = n - first <= cap`, at the start of the area.
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.data.as_ptr(), b.len()) };
+        }
+    }
+
+    /// Copies `n` bytes at position `pos` (wrapping) out of the ring into
+    /// `dst`. `dst.len() <= cap`.
+    pub(super) fn copy_out(&self, pos: u64, dst: *mut u8, n: u64) {
+        let off = pos & self.mask;
+        debug_assert!(n <= self.cap);
+        let first = n.min(self.cap - off);
+        // SAFETY: `off + first <= cap` (as in `copy_in`); `dst` is valid for
+        // `n` bytes (callers' contract, local memory); the bytes were
+        // published by the writer (Acquire load of `tail` before this).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.as_ptr().wrapping_add(off as usize),
+                dst,
+                first as usize,
+            )
+        };
+        if n > first {
+            // SAFETY: `n - first <= cap` bytes at the start of the area; `dst
+            // + first` stays inside the `n` bytes of `dst`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr(),
+                    dst.wrapping_add(first as usize),
+                    (n - first) as usize,
+                )
+            };
+        }
+    }
+
+    pub(super) fn write_header(&self, pos: u64, tag: u32, len: u64) {
+        self.copy_in(pos, &header_bytes(tag, len));
+    }
+
+    /// Copies the line at data offset `off` into `line`, when `off + LINE
+    /// <= cap` (else leaves it alone).
+    #[inline]
+    pub(super) fn read_line(&self, off: u64, line: &mut [u8; LINE as usize]) {
+        if off <= self.cap - LINE {
+            // SAFETY: `off + LINE <= cap`: inside the data area. Copied into
+            // local memory, never borrowed; the caller uses the bytes only
+            // once the record's seal (or `tail`) says they are published.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    line.as_mut_ptr(),
+                    line.len(),
+                )
+            };
+        }
+    }
+
+    /// The seal word of the record line at data offset `off`, when `off` is
+    /// a line start inside the ring.
+    #[inline]
+    #[allow(clippy::cast_ptr_alignment)] // checked: `off` is a multiple of 64, the area page-aligned
+    pub(super) fn seal_word(&self, off: u64) -> Option<&AtomicU64> {
+        if off % LINE != 0 || off > self.cap - LINE {
+            return None;
+        }
+        let p = self
+            .data
+            .as_ptr()
+            .wrapping_add((off + SEAL) as usize)
+            .cast::<u64>();
+        // SAFETY: `off + SEAL + 8 <= cap`: inside the data area, which the
+        // connection's `Arc<Segment>` keeps mapped (and `&self` borrows);
+        // 8-aligned (the data area is page-aligned, `off + SEAL` a multiple
+        // of 8); the word is only ever accessed atomically by the protocol
+        // (the writer stores it, readers load it) while it is a seal.
+        Some(unsafe { AtomicU64::from_ptr(p) })
+    }
+
+    /// Seals the record at `pos` (see the module docs).
+    #[inline]
+    pub(super) fn seal(&self, pos: u64, key: u64) {
+        if let Some(w) = self.seal_word(pos & self.mask) {
+            // Release: pairs with the reader's Acquire load in `sealed`: the
+            // header, the payload of a whole record and `tail` (stored
+            // before) are visible to a reader that sees the seal.
+            w.store(pos ^ key, Ordering::Release);
+        }
+    }
+
+    /// Whether the record at `pos` (data offset `off`) carries its seal.
+    #[inline]
+    pub(super) fn sealed(&self, pos: u64, off: u64, key: u64) -> bool {
+        // Acquire: pairs with the Release store in `seal`.
+        self.seal_word(off)
+            .is_some_and(|w| w.load(Ordering::Acquire) == pos ^ key)
+    }
+
+    /// The tag of the line at data offset `off` (0 when the line is not
+    /// inside the ring): a fixed-size read, no wrap-around path.
+    #[inline]
+    pub(super) fn line_tag(&self, off: u64) -> u32 {
+        let mut t = [0u8; 4];
+        if off <= self.cap - LINE {
+            // SAFETY: `off + 4 <= off + LINE <= cap`: inside the data area;
+            // copied into local memory, never borrowed.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    t.as_mut_ptr(),
+                    t.len(),
+                )
+            };
+        }
+        u32::from_le_bytes(t)
+    }
+
+    #[inline]
+    pub(super) fn read_header(&self, pos: u64) -> (u32, u64) {
+        let mut h = [0u8; HDR as usize];
+        let off = pos & self.mask;
+        if off <= self.cap - HDR {
+            // SAFETY: `off + HDR <= cap`: inside the data area; the bytes are
+            // copied (a fixed-size copy, no call), never borrowed.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().wrapping_add(off as usize),
+                    h.as_mut_ptr(),
+                    h.len(),
+                )
+            };
+        } else {
+            self.copy_out(pos, h.as_mut_ptr(), HDR);
+        }
+        parse_header(&h)
+    }
+
+    #[inline]
+    pub(super) fn wake(&self, bit: u32) {
+        let w = &self.ctl().wake;
+        if w.waiters.load(Ordering::Relaxed) & bit != 0 {
+            w.waiters.fetch_and(!bit, Ordering::Relaxed);
+            // Release: pairs with the waiter's Acquire load of `wake` before
+            // it re-checks the indices.
+            w.wake.fetch_add(1, Ordering::Release);
+            futex::wake(&w.wake, u32::MAX);
+        }
+    }
+}

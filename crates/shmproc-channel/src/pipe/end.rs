@@ -1,0 +1,377 @@
+//! [`Connection`], one end of a pipe: opening and attaching, the claim (one
+//! process per end at a time) and its release, the peer's liveness, `close`
+//! and `Drop`.
+// Pointers into the mapping at attach, the shared views of the meta line,
+// and `Send`; every block justified.
+#![allow(unsafe_code)]
+
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use shmproc_shm::sync::real::{Ordering, fence};
+use shmproc_shm::{OpenOptions, Segment, SegmentKind};
+use shmproc_sync::{asym, futex, owner};
+
+use super::byte_ring::Ring;
+use super::layout::{
+    CTL_OFF, DATA0_OFF, EndRecord, MAX_CAPACITY_BYTES, MIN_CAPACITY, MODE_DUPLEX, MODE_SIMPLEX,
+    PipeMeta, SPEC, payload_len,
+};
+use super::poll::{Sentinels, signal};
+use super::{ConnectionError, PipeEnd, Result};
+use crate::error::Corrupt;
+
+/// One end of a [`Pipe`](super::Pipe) (Python's `multiprocessing.connection.Connection`).
+///
+/// Send and receive byte messages of any length ([`send_bytes`](Self::send_bytes),
+/// [`recv_bytes`](Self::recv_bytes)), `Pod` values ([`send`](Self::send),
+/// [`recv`](Self::recv)) and, with the `serde` feature, objects
+/// (`send_obj`, `recv_obj`, postcard). See [Ends and processes](#ends-and-processes)
+/// below for the ownership rule (one process per end at a time) and EOF.
+///
+/// # Fork
+/// A forked child inherits the connection (the mapping is shared); the first
+/// call in the child claims the end for the child.
+///
+/// # Ends and processes
+/// **One end is used by one process at a time.** An end is *claimed* by the
+/// first process that uses it (its pid and start time go in the end's owner
+/// record); a process that uses an end claimed by another process takes it
+/// over, and the previous owner then gets [`ConnectionError::NotOwner`] from
+/// its next call: that is how misuse is detected (one relaxed load per
+/// call). A reader gets EOF when the writing end is closed, or when the
+/// process that claimed it is dead (checked at every bounded sleep, so
+/// within about 50 ms of a `SIGKILL`).
+///
+/// Dropping a [`Connection`] closes the end only in the process that
+/// claimed it: a never-used end dropped in the parent after a `fork` may be
+/// the child's, so it stays open. Call [`Connection::close`] to close an end
+/// explicitly, claimed or not. A never-claimed end whose creator process
+/// died counts as closed. [`Connection::claim_now`] claims an end before its
+/// first use (a `Process` child does so as it receives one), so that the
+/// peer gets EOF if the claimer dies without ever using it.
+#[derive(Debug)]
+pub struct Connection {
+    seg: Arc<Segment>,
+    end: usize,
+    pub(super) can_read: bool,
+    pub(super) can_write: bool,
+    pub(super) rx: Ring,
+    pub(super) tx: Ring,
+    meta: NonNull<PipeMeta>,
+    claimed_pid: u32,
+    /// This process is registered for `membarrier` (set at the claim): the
+    /// hot paths may use compiler fences (see [`Ring::light_fence`]).
+    pub(super) light: bool,
+    pub(super) closed: bool,
+    pub(super) rx_head: u64,
+    pub(super) rx_cached_tail: u64,
+    pub(super) tx_tail: u64,
+    pub(super) tx_cached_head: u64,
+    /// The pipe's seal key (read once at attach; any value is safe).
+    pub(super) seal_key: u64,
+    pub(super) sentinels: Option<Sentinels>,
+}
+
+// SAFETY: the raw pointers point into the mapping owned by `seg` (`Arc`,
+// `Send + Sync`); all shared state is atomics; local state moves with the value.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    /// Opens end `end` of the named pipe `name` (made with
+    /// [`Pipe::create`](super::Pipe::create)/[`Pipe::build_named`](super::Pipe::build_named)) in this process. It has no
+    /// [`sentinel`](Self::sentinel).
+    ///
+    /// # Errors
+    /// [`ConnectionError::Segment`] (not found, not a pipe, truncated...),
+    /// [`ConnectionError::Corrupt`].
+    pub fn open(name: &str, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open(name)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    /// Opens end `end` of the pipe whose segment descriptor is `fd` (an
+    /// anonymous pipe's [`segment`](Self::segment) fd, passed to another
+    /// process). Like [`open`](Self::open) it has no sentinel, and it is an
+    /// opener: dropping it never unlinks or unmaps anything but its own view.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_fd(fd: OwnedFd, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open_fd(fd)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    /// Opens end `end` of the pipe `source` names.
+    pub(crate) fn open_source(source: shmproc_shm::Source<'_>, end: PipeEnd) -> Result<Connection> {
+        let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
+            .payload_len(payload_len)
+            .open_source(source)
+            .map_err(ConnectionError::segment("open"))?;
+        Self::attach(Arc::new(seg), end.index(), None)
+    }
+
+    /// The pipe's segment (its [`fd`](Segment::fd) is what
+    /// [`open_fd`](Self::open_fd) takes).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Gives up this process's claim on the end, for handing it to another
+    /// process (`shmproc_process` does this when a `Connection` is passed to
+    /// a child): when this process holds the claim, the owner record goes
+    /// back to "unclaimed", so the next process to use the end claims it.
+    /// Afterwards this handle's calls fail with
+    /// [`NotOwner`](ConnectionError::NotOwner) and its drop does not close
+    /// the end. A never-used end is left as it is (the drop of a never-used
+    /// handle never closes). Messages already received stay received; the
+    /// next owner starts at the published indices.
+    pub fn release_claim(&self) {
+        let me = owner::my_pid();
+        if self.claimed_pid != me {
+            return;
+        }
+        let rec = self.my_end().owner.load(Ordering::Relaxed);
+        if (rec >> 40) as u32 == me {
+            // Release: publishes our last stores of head/tail (already
+            // Release) before the record that lets the next owner claim;
+            // pairs with the claimer's AcqRel swap. A failed exchange means
+            // someone took the end over meanwhile: nothing to give up.
+            let _ =
+                self.my_end()
+                    .owner
+                    .compare_exchange(rec, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn attach(
+        seg: Arc<Segment>,
+        end: usize,
+        sentinels: Option<Sentinels>,
+    ) -> Result<Self> {
+        let cap = seg.capacity();
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY as u64 || cap > MAX_CAPACITY_BYTES as u64 {
+            return Err(Corrupt::new("pipe capacity", cap).into());
+        }
+        let need = payload_len(cap).ok_or(Corrupt::new("pipe capacity", cap))?;
+        if (seg.data_len() as u64) < need {
+            return Err(Corrupt::new("pipe segment length", seg.data_len() as u64).into());
+        }
+        let base = NonNull::new(seg.data_ptr()).ok_or(Corrupt::new("null mapping", 0))?;
+        let meta = base.cast::<PipeMeta>();
+        let ring = |i: usize| -> Ring {
+            let idx = i.min(1);
+            let ctl_off = CTL_OFF.get(idx).copied().unwrap_or(CTL_OFF[0]);
+            let data_off = DATA0_OFF + cap * idx as u64;
+            Ring {
+                // SAFETY: `ctl_off + 384 <= DATA0_OFF <= need <= data_len`.
+                ctl: unsafe { base.add(ctl_off) }.cast(),
+                // SAFETY: `data_off + cap <= need <= data_len`.
+                data: unsafe { base.add(data_off as usize) },
+                cap,
+                mask: cap - 1,
+            }
+        };
+        // SAFETY: `PipeMeta` is at payload offset 0 inside the mapping,
+        // atomics only.
+        let mode = unsafe { meta.as_ref() }.mode.load(Ordering::Relaxed);
+        let (can_read, can_write) = match (mode, end) {
+            (MODE_DUPLEX, _) => (true, true),
+            (MODE_SIMPLEX, 0) => (true, false),
+            (MODE_SIMPLEX, _) => (false, true),
+            (m, _) => return Err(Corrupt::new("pipe mode", u64::from(m)).into()),
+        };
+        Ok(Connection {
+            rx: ring(end),
+            tx: ring(1 - end),
+            seg,
+            end,
+            can_read,
+            can_write,
+            meta,
+            claimed_pid: 0,
+            light: false,
+            closed: false,
+            rx_head: 0,
+            rx_cached_tail: 0,
+            tx_tail: 0,
+            tx_cached_head: 0,
+            // SAFETY: as for `mode` above.
+            seal_key: unsafe { meta.as_ref() }.seal_key.load(Ordering::Relaxed),
+            sentinels,
+        })
+    }
+
+    #[inline]
+    fn meta(&self) -> &PipeMeta {
+        // SAFETY: payload offset 0 of the mapping kept alive by `seg`; atomics only.
+        unsafe { self.meta.as_ref() }
+    }
+
+    #[inline]
+    fn my_end(&self) -> &EndRecord {
+        let [a, b] = &self.meta().ends;
+        if self.end == 0 { a } else { b }
+    }
+
+    #[inline]
+    fn peer_end(&self) -> &EndRecord {
+        let [a, b] = &self.meta().ends;
+        if self.end == 0 { b } else { a }
+    }
+
+    /// Which end this is.
+    pub fn end(&self) -> PipeEnd {
+        if self.end == 0 {
+            PipeEnd::First
+        } else {
+            PipeEnd::Second
+        }
+    }
+
+    /// The segment's name (`None` for an anonymous pipe).
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name().map(|n| n.as_str())
+    }
+
+    /// Whether this process claimed the end and still holds it, and it is
+    /// open: the fast paths' check (one relaxed load of our owner record);
+    /// `false` sends the caller to [`claim`](Self::claim), which reports why.
+    #[inline]
+    pub(super) fn holds_end(&self) -> bool {
+        let me = owner::my_pid();
+        !self.closed
+            && self.claimed_pid == me
+            && (self.my_end().owner.load(Ordering::Relaxed) >> 40) as u32 == me
+    }
+
+    /// Claims the end for this process (first use here), or checks that we
+    /// still hold it.
+    /// Claims the end for this process now rather than at its first use, so
+    /// that from here on its peer gets EOF when this process dies, even if it
+    /// never used the end. `shmproc-process` calls it in a child as it
+    /// unpacks a `Connection` from its arguments. Taking over an end another
+    /// process claimed makes that process's next call fail with
+    /// [`ConnectionError::NotOwner`].
+    ///
+    /// # Errors
+    /// [`ConnectionError::Closed`] when the end is closed.
+    pub fn claim_now(&mut self) -> Result<()> {
+        self.claim()
+    }
+
+    pub(super) fn claim(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(ConnectionError::Closed);
+        }
+        let me = owner::my_pid();
+        let rec = self.my_end().owner.load(Ordering::Relaxed);
+        if self.claimed_pid == me {
+            if (rec >> 40) as u32 != me {
+                return Err(ConnectionError::NotOwner {
+                    owner: (rec >> 40) as u32,
+                });
+            }
+            return Ok(());
+        }
+        if self.my_end().closed.load(Ordering::Acquire) != 0 {
+            self.closed = true;
+            return Err(ConnectionError::Closed);
+        }
+        // AcqRel: Acquire pairs with the previous owner's Release publication
+        // of head/tail; Release publishes our claim.
+        self.my_end()
+            .owner
+            .swap(owner::my_record(), Ordering::AcqRel);
+        self.claimed_pid = me;
+        self.light = asym::enable();
+        if !self.light {
+            // This process can only fence: both rings' hot sides must too.
+            self.rx.require_fences();
+            self.tx.require_fences();
+        }
+        // Acquire: pairs with the previous owner's Release stores of the indices.
+        self.rx_head = self.rx.ctl().head.value.load(Ordering::Acquire);
+        self.rx_cached_tail = self.rx_head;
+        self.tx_tail = self.tx.ctl().tail.value.load(Ordering::Acquire);
+        self.tx_cached_head = self.tx_tail.saturating_sub(self.tx.cap);
+        Ok(())
+    }
+
+    /// Whether the peer end was closed (one load, no liveness check).
+    #[inline]
+    pub(super) fn peer_closed(&self) -> bool {
+        // Acquire: pairs with the Release store of `closed` in `close`.
+        self.peer_end().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the peer end is closed or its process is gone. `check_alive`
+    /// reads `/proc` (slow path only).
+    pub(super) fn peer_gone(&self, check_alive: bool) -> bool {
+        if self.peer_closed() {
+            return true;
+        }
+        if !check_alive {
+            return false;
+        }
+        let p = self.peer_end();
+        let rec = p.owner.load(Ordering::Relaxed);
+        if rec == 0 {
+            // Unclaimed: held by the creator's process as far as we know.
+            let creator = self.seg.creator_pid();
+            return creator != owner::my_pid() && !owner::owner_alive(creator, 0);
+        }
+        !owner::owner_alive((rec >> 40) as u32, rec)
+    }
+
+    /// Whether this end was closed.
+    pub fn closed(&self) -> bool {
+        self.closed || self.my_end().closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Closes this end (Python's `close`): the peer's `recv` gets EOF once
+    /// it has drained, its `send` gets `BrokenPipe`. Idempotent.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // Release: pairs with the peer's Acquire load in `peer_gone`.
+        self.my_end().closed.store(1, Ordering::Release);
+        // SeqCst: pairs with the waiters' fences (they see `closed`, or we
+        // see their `waiters` bit and wake them).
+        fence(Ordering::SeqCst);
+        for r in [self.tx, self.rx] {
+            let w = &r.ctl().wake;
+            w.waiters.store(0, Ordering::Relaxed);
+            // Release: pairs with the waiters' Acquire loads of `wake`.
+            w.wake.fetch_add(1, Ordering::Release);
+            futex::wake(&w.wake, u32::MAX);
+        }
+        if self.tx.ctl().wake.armed.load(Ordering::Relaxed) != 0 {
+            signal(
+                &self.tx.ctl().wake.signalled,
+                self.sentinels.as_ref().map(|s| &s.peer),
+            );
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Only the process that used the end closes it (see the module docs).
+        if self.claimed_pid != 0 && self.claimed_pid == owner::my_pid() {
+            let rec = self.my_end().owner.load(Ordering::Relaxed);
+            if (rec >> 40) as u32 == self.claimed_pid {
+                self.close();
+            }
+        }
+    }
+}
