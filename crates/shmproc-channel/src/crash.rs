@@ -1,4 +1,5 @@
-//! Crash points for tests (feature `crash-points`): the process aborts at a
+//! Crash points for tests (`--cfg shmproc_crash_points`, never in a shipped
+//! build: the tested hot path is the shipped one): the process aborts at a
 //! named point of the protocol when `SHMPROC_CRASH_POINT` names it, after
 //! `SHMPROC_CRASH_AFTER` (default 0) passes through it.
 //!
@@ -7,8 +8,8 @@
 //! | `put-claimed` | a producer, after claiming a slot, before publishing it |
 //! | `get-claimed` | a consumer, after claiming a slot, before releasing it |
 
-/// Aborts here if the environment says so (a no-op without the feature).
-#[cfg(feature = "crash-points")]
+/// Aborts here if the environment says so (a no-op without the cfg).
+#[cfg(shmproc_crash_points)]
 #[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn point(name: &'static str) {
     use shmproc_shm::sync::real::{AtomicU64, Ordering};
@@ -31,8 +32,8 @@ pub(crate) fn point(name: &'static str) {
     }
 }
 
-/// Without the feature: nothing.
-#[cfg(not(feature = "crash-points"))]
+/// Without the cfg: nothing.
+#[cfg(not(shmproc_crash_points))]
 #[inline(always)]
 #[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn point(_name: &'static str) {}

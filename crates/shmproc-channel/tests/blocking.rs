@@ -2,6 +2,7 @@
 //! blocked on a full one are woken (threads and processes), timeouts expire
 //! (lower bounds only), and close wakes and fails the sleepers.
 #![cfg(not(shmproc_loom))]
+#![allow(unsafe_code)] // `fork_child` is an unsafe fn: each call says why its child is sound.
 
 use std::time::{Duration, Instant};
 
@@ -122,22 +123,25 @@ fn a_fence_only_process_shares_a_queue() {
     let _wd = Watchdog::new(TIMEOUT);
     let to = Queue::<u64>::new(2).expect("create");
     let back = Queue::<u64>::new(2).expect("create");
-    let mut child = shmproc_testing::fork_child(|| {
-        shmproc_sync::asym::force_fences();
-        for i in 0..3000u64 {
-            if i % 7 == 0 {
-                busy(50);
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe {
+        shmproc_testing::fork_child(|| {
+            shmproc_sync::asym::force_fences();
+            for i in 0..3000u64 {
+                if i % 7 == 0 {
+                    busy(50);
+                }
+                match to.get_timeout(TIMEOUT) {
+                    Ok(v) if v == i => {}
+                    _ => return 1,
+                }
+                if back.put_timeout(i * 2, TIMEOUT).is_err() {
+                    return 2;
+                }
             }
-            match to.get_timeout(TIMEOUT) {
-                Ok(v) if v == i => {}
-                _ => return 1,
-            }
-            if back.put_timeout(i * 2, TIMEOUT).is_err() {
-                return 2;
-            }
-        }
-        0
-    });
+            0
+        })
+    };
     for i in 0..3000u64 {
         if i % 11 == 0 {
             busy(50);
@@ -160,14 +164,20 @@ fn sleepers_killed_while_registered_are_taken_back() {
     let empty = Queue::<u64>::new(1).expect("create");
     let full = Queue::<u64>::new(1).expect("create");
     full.put(0).expect("put");
-    let getter = shmproc_testing::fork_child(|| match empty.get_timeout(TIMEOUT) {
-        Err(GetError::Timeout) => 0,
-        _ => 1,
-    });
-    let putter = shmproc_testing::fork_child(|| match full.put_timeout(1, TIMEOUT) {
-        Err(PutError::Timeout(1)) => 0,
-        _ => 1,
-    });
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let getter = unsafe {
+        shmproc_testing::fork_child(|| match empty.get_timeout(TIMEOUT) {
+            Err(GetError::Timeout) => 0,
+            _ => 1,
+        })
+    };
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let putter = unsafe {
+        shmproc_testing::fork_child(|| match full.put_timeout(1, TIMEOUT) {
+            Err(PutError::Timeout(1)) => 0,
+            _ => 1,
+        })
+    };
     let deadline = Instant::now() + TIMEOUT;
     while empty.sleeping_consumers() == 0 || full.sleeping_producers() == 0 {
         assert!(

@@ -278,6 +278,10 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(
+    not(shmproc_crash_points),
+    ignore = "needs RUSTFLAGS=--cfg shmproc_crash_points"
+)]
 fn producer_killed_mid_record_is_skipped_and_its_side_segment_swept() {
     if role().is_some() {
         let q = ByteQueue::open(&arg("q").expect("q")).expect("open");

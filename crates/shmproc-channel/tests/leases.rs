@@ -5,11 +5,14 @@
 #![cfg(not(shmproc_loom))]
 
 use shmproc_channel::{GetError, LeaseState, Queue};
-use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role};
+use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role, stress_or};
 
 const PRODUCERS: u64 = 3;
 const CONSUMERS: usize = 2;
-const N: u64 = 200_000;
+/// Messages per producer: 200k under `SHMPROC_STRESS`, 20k by default.
+fn n() -> u64 {
+    stress_or(200_000, 20_000)
+}
 
 #[test]
 fn revocations_under_load_lose_and_duplicate_nothing() {
@@ -22,7 +25,7 @@ fn revocations_under_load_lose_and_duplicate_nothing() {
             .map(|p| {
                 let q = &q;
                 s.spawn(move || {
-                    for seq in 0..N {
+                    for seq in 0..n() {
                         q.put_timeout((p << 32) | seq, TIMEOUT).expect("put");
                     }
                 })
@@ -57,7 +60,7 @@ fn revocations_under_load_lose_and_duplicate_nothing() {
         let mut next = [0u64; PRODUCERS as usize];
         for &m in mine {
             let (p, seq) = ((m >> 32) as usize, m & 0xffff_ffff);
-            assert!(p < PRODUCERS as usize && seq < N, "bad message {m:#x}");
+            assert!(p < PRODUCERS as usize && seq < n(), "bad message {m:#x}");
             // Per producer, each consumer sees increasing sequence numbers.
             assert!(seq >= next[p], "producer {p}: {seq} after {}", next[p]);
             next[p] = seq + 1;
@@ -65,7 +68,7 @@ fn revocations_under_load_lose_and_duplicate_nothing() {
         }
     }
     // Increasing per consumer and N per producer in all: each exactly once.
-    assert_eq!(count, vec![N; PRODUCERS as usize]);
+    assert_eq!(count, vec![n(); PRODUCERS as usize]);
     assert_eq!(q.producer_lease(), Ok(LeaseState::Shared));
     assert_eq!(q.consumer_lease(), Ok(LeaseState::Shared));
 }

@@ -2,6 +2,7 @@
 //! 256 MiB message checked by hash, the max-length and too-short cases
 //! keeping the message, EOF on close and on SIGKILL, poll timeouts, `wait`.
 #![cfg(not(shmproc_loom))]
+#![allow(unsafe_code)] // `fork_child` is an unsafe fn: each call says why its child is sound.
 
 use std::time::Duration;
 
@@ -113,7 +114,8 @@ fn reserve_commit_and_borrowed_reads() {
     // A streamed message through the guard (owned copy).
     let big = msg(20_000, 1);
     // The parent used `a`: lend it to the child (no move, no drop here).
-    let mut child = fork_child(|| a.send_bytes(&big).map_or(1, |()| 0));
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe { fork_child(|| a.send_bytes(&big).map_or(1, |()| 0)) };
     assert_eq!(&*b.recv_bytes_ref().expect("recv"), &big[..]);
     assert_eq!(child.try_wait_timeout(TIMEOUT).expect("exit").code(), 0);
 }
@@ -189,7 +191,8 @@ fn wait_over_several_connections() {
             .is_empty()
     );
     let mut w3 = w3;
-    let mut child = fork_child(move || w3.send_bytes(b"three").map_or(1, |()| 0));
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe { fork_child(move || w3.send_bytes(b"three").map_or(1, |()| 0)) };
     assert_eq!(
         wait(&[&pairs[0].0, &r3], Some(TIMEOUT)).expect("wait"),
         vec![1]
@@ -279,31 +282,34 @@ fn ping_pong_across_processes() {
 fn fence_only_peer_still_delivers() {
     let _wd = Watchdog::new(TIMEOUT);
     let (mut a, mut b) = Pipe::options(PipeMode::Duplex, 8192).build().expect("pipe");
-    let mut child = fork_child(move || {
-        shmproc_sync::asym::force_fences();
-        for i in 0..2000u64 {
-            if i % 7 == 0 {
-                // Work longer than a wait's spin: the parent's recv sleeps
-                // (a code path to reach, not a synchronisation).
-                let t = std::time::Instant::now();
-                while t.elapsed() < Duration::from_micros(50) {
-                    std::hint::spin_loop();
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe {
+        fork_child(move || {
+            shmproc_sync::asym::force_fences();
+            for i in 0..2000u64 {
+                if i % 7 == 0 {
+                    // Work longer than a wait's spin: the parent's recv sleeps
+                    // (a code path to reach, not a synchronisation).
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_micros(50) {
+                        std::hint::spin_loop();
+                    }
+                }
+                match b.recv::<u64>() {
+                    Ok(v) if v == i => {}
+                    _ => return 1,
+                }
+                if b.send(&(i * 3)).is_err() {
+                    return 2;
                 }
             }
-            match b.recv::<u64>() {
-                Ok(v) if v == i => {}
-                _ => return 1,
+            let m = msg(100_000, 7);
+            if b.send_bytes(&m).is_err() {
+                return 3;
             }
-            if b.send(&(i * 3)).is_err() {
-                return 2;
-            }
-        }
-        let m = msg(100_000, 7);
-        if b.send_bytes(&m).is_err() {
-            return 3;
-        }
-        0
-    });
+            0
+        })
+    };
     for i in 0..2000u64 {
         a.send(&i).expect("send");
         assert_eq!(a.recv::<u64>().expect("recv"), i * 3);
@@ -318,21 +324,24 @@ fn a_256_mib_message_checked_by_hash() {
     let _wd = Watchdog::new(TIMEOUT * 2);
     const LEN: usize = 256 << 20;
     let (mut a, mut b) = Pipe::new().expect("pipe");
-    let mut child = fork_child(move || {
-        let mut m = vec![0u8; LEN];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for w in m.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes());
-        }
-        let h = hash(&m);
-        if b.send_bytes(&m).is_err() || b.send(&h).is_err() {
-            return 1;
-        }
-        0
-    });
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe {
+        fork_child(move || {
+            let mut m = vec![0u8; LEN];
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for w in m.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                w.copy_from_slice(&x.to_le_bytes());
+            }
+            let h = hash(&m);
+            if b.send_bytes(&m).is_err() || b.send(&h).is_err() {
+                return 1;
+            }
+            0
+        })
+    };
     let m = a.recv_bytes().expect("recv");
     assert_eq!(m.len(), LEN);
     let h: u64 = a.recv().expect("recv");
@@ -368,7 +377,8 @@ fn misuse_from_two_processes_is_detected() {
     let (mut a, mut b) = Pipe::new().expect("pipe");
     a.send_bytes(b"mine").expect("send");
     // A forked child takes end `a` over...
-    let mut child = fork_child(|| a.send_bytes(b"child").map_or(1, |()| 0));
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let mut child = unsafe { fork_child(|| a.send_bytes(b"child").map_or(1, |()| 0)) };
     assert_eq!(child.try_wait_timeout(TIMEOUT).expect("exit").code(), 0);
     // ...so the parent's next use of it is reported.
     assert!(matches!(

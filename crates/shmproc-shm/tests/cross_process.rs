@@ -1,6 +1,6 @@
 //! Two processes (not threads) share segments: by name, by inherited fd, by
 //! fork, and a process that is not a child of the creator opens one by name.
-#![allow(unsafe_code)] // Adopting an inherited descriptor (`os::adopt_fd`) is unsafe by contract.
+#![allow(unsafe_code)] // Adopting an inherited descriptor (`os::adopt_fd`) and `fork_child` are unsafe by contract.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -60,10 +60,13 @@ fn forked_child_shares_anonymous_and_named_segments() {
     let shm = TestShm::new();
     let named = ShmBox::create(&shm.name("fork"), 5u64).unwrap();
     let anon = ShmSlice::new(3, 0u32).unwrap();
-    let child = fork_child(|| {
-        named.store(named.load() * 10);
-        anon.set(2, 7).map_or(1, |()| 0)
-    });
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let child = unsafe {
+        fork_child(|| {
+            named.store(named.load() * 10);
+            anon.set(2, 7).map_or(1, |()| 0)
+        })
+    };
     assert_eq!(child.wait_timeout(TIMEOUT), os::ExitStatus::Exited(0));
     assert_eq!(named.load(), 50);
     assert_eq!(anon.to_vec(), [0, 0, 7]);

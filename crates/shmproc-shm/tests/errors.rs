@@ -1,5 +1,6 @@
 //! Every bad input produces its own error variant, for real, with a message
 //! that names the segment and the problem.
+#![allow(unsafe_code)] // `fork_child` is an unsafe fn: each call says why its child is sound.
 
 use std::error::Error as _;
 use std::io::{Seek, SeekFrom, Write};
@@ -378,11 +379,14 @@ fn creator_that_gives_up_or_dies_poisons_the_segment() {
     // Dies: a child creates a segment and exits before publishing it. Openers
     // see the dead creator at once instead of waiting out their timeout.
     let name = shm.name("died");
-    let child = fork_child(|| {
-        let pending = Segment::create(&name, &layout(8)).expect("create");
-        std::mem::forget(pending);
-        0
-    });
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let child = unsafe {
+        fork_child(|| {
+            let pending = Segment::create(&name, &layout(8)).expect("create");
+            std::mem::forget(pending);
+            0
+        })
+    };
     assert_eq!(child.wait_timeout(TIMEOUT), os::ExitStatus::Exited(0));
     let e = opts.open(&name).unwrap_err();
     assert!(

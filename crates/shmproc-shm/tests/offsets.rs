@@ -1,6 +1,7 @@
 //! `Offset<T>` resolves only inside the payload and only when aligned;
 //! `Segment::get` hands out atomics that work across processes; an opener
 //! blocks until the creator publishes.
+#![allow(unsafe_code)] // `fork_child` is an unsafe fn: each call says why its child is sound.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -60,14 +61,17 @@ fn atomics_resolved_from_offsets_work_across_processes() {
     let flag: &AtomicU32 = seg.get(Offset::in_payload(8)).unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            fork_child(|| {
-                for _ in 0..10_000 {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                flag.fetch_add(1, Ordering::Release);
-                os::futex_wake(flag, 1);
-                0
-            })
+            // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+            unsafe {
+                fork_child(|| {
+                    for _ in 0..10_000 {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    flag.fetch_add(1, Ordering::Release);
+                    os::futex_wake(flag, 1);
+                    0
+                })
+            }
         })
         .collect();
     for c in children {

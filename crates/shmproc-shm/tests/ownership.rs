@@ -1,5 +1,6 @@
 //! Who unlinks a segment: the creator on drop, unless it persists it;
 //! openers and forked children never do.
+#![allow(unsafe_code)] // `fork_child` is an unsafe fn: each call says why its child is sound.
 
 use shmproc_shm::{Segment, ShmBox, os};
 use shmproc_testing::{TIMEOUT, TestShm, fork_child};
@@ -47,10 +48,13 @@ fn a_forked_child_dropping_the_creators_handle_does_not_unlink() {
     let name = shm.name("forkdrop");
     // The child drops its copy of the creator's handle; the parent keeps its own.
     let creator = std::cell::RefCell::new(Some(ShmBox::create(&name, 1u8).unwrap()));
-    let child = fork_child(|| {
-        drop(creator.borrow_mut().take());
-        0
-    });
+    // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
+    let child = unsafe {
+        fork_child(|| {
+            drop(creator.borrow_mut().take());
+            0
+        })
+    };
     assert_eq!(child.wait_timeout(TIMEOUT), os::ExitStatus::Exited(0));
     assert!(
         Segment::exists(&name),

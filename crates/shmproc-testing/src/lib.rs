@@ -362,18 +362,24 @@ pub struct ForkedChild {
 /// Forks a child that runs `f` and exits with the code it returns (101 if
 /// it panics), without running the parent's destructors or test harness.
 ///
-/// Use it for short children that touch shared memory and atomics; the test
-/// binary has other threads, so the child must not take locks another thread
-/// might have held at the fork (avoid printing and heavy allocation; the
-/// [`Child`] harness has no such limits).
+/// Use it for short children that touch shared memory and atomics; the
+/// [`Child`] harness (a re-executed test binary) has no limits.
+///
+/// # Safety
+/// The test binary has other threads, and only the forking thread exists in
+/// the child. `f` must not take a lock another thread may have held at the
+/// fork: no printing (stdout's lock), no `std::sync` lock shared with other
+/// threads, no `OnceLock` another thread may be initialising. The heap is
+/// fine (glibc's `fork` resets malloc's locks in the child).
 ///
 /// # Panics
 /// When `fork` fails.
 #[allow(unsafe_code)] // The fork harness: `os::fork` is unsafe by contract.
-pub fn fork_child(f: impl FnOnce() -> i32) -> ForkedChild {
+pub unsafe fn fork_child(f: impl FnOnce() -> i32) -> ForkedChild {
     install_fork_safe_panic_hook();
     // SAFETY: the child runs `f` and leaves through `exit_now`, never returning
-    // into the harness; `f`'s restrictions are documented above.
+    // into the harness; the caller guarantees `f` keeps to the limits of this
+    // function's # Safety section.
     match unsafe { os::fork() }.expect("fork failed") {
         os::Forked::Child => {
             IN_FORKED_CHILD.store(true, Ordering::Relaxed);
@@ -570,6 +576,21 @@ fn fuzz_inputs(dir: &Path) -> Vec<std::path::PathBuf> {
 /// enough for a loaded 2-core CI machine, short enough to fail a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The environment variable that runs the heavy tests at full size
+/// (`SHMPROC_STRESS=1`; CI runs them so in a step of their own).
+pub const ENV_STRESS: &str = "SHMPROC_STRESS";
+
+/// `full` when [`ENV_STRESS`] is set to anything but `0`, else `smoke`: the
+/// heavy tests (millions of messages, a 1 GiB message) scale down by default
+/// so the README's test command stays quick on two cores. Child processes
+/// inherit the variable, so a test and its children agree on the size.
+pub fn stress_or<T>(full: T, smoke: T) -> T {
+    match std::env::var_os(ENV_STRESS) {
+        Some(v) if v != "0" => full,
+        _ => smoke,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,19 +670,18 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // `fork_child` is an unsafe fn.
     fn forked_child_exit_codes() {
-        assert_eq!(
-            fork_child(|| 0).wait_timeout(TIMEOUT),
-            ExitStatus::Exited(0)
-        );
-        assert_eq!(
-            fork_child(|| 3).wait_timeout(TIMEOUT),
-            ExitStatus::Exited(3)
-        );
-        assert_eq!(
-            fork_child(|| panic!("boom")).wait_timeout(TIMEOUT),
-            ExitStatus::Exited(101)
-        );
+        // SAFETY: the children only return a code; the panic goes
+        // through the fork-safe hook `fork_child` installs, which takes no lock.
+        let zero = unsafe { fork_child(|| 0) };
+        // SAFETY: as above.
+        let three = unsafe { fork_child(|| 3) };
+        // SAFETY: as above.
+        let boom = unsafe { fork_child(|| panic!("boom")) };
+        assert_eq!(zero.wait_timeout(TIMEOUT), ExitStatus::Exited(0));
+        assert_eq!(three.wait_timeout(TIMEOUT), ExitStatus::Exited(3));
+        assert_eq!(boom.wait_timeout(TIMEOUT), ExitStatus::Exited(101));
     }
 
     #[test]
