@@ -22,26 +22,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
-#[path = "support/mod.rs"]
-#[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
-mod support;
-
-#[path = "support/queue.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the queue benches, which use the rest"
-)]
-mod qsupport;
-
-#[path = "support/pipe.rs"]
-#[allow(dead_code, reason = "shared with pipe_compare, which uses the rest")]
-mod psupport;
-
-use psupport::{LAT_SIZES, Lat, PSizes, STREAM_SIZES, Tput};
-use support::size_label;
+use shmproc_benches::harness::size_label;
+use shmproc_benches::pingpong::LAT_SIZES;
+use shmproc_benches::pipe::{self, Lat, STREAM_SIZES, Tput};
+use shmproc_benches::sizes::LinkSizes;
 
 fn pingpong(c: &mut Criterion) {
-    let sz = PSizes::for_this_run();
+    let sz = LinkSizes::pipe();
     for size in LAT_SIZES {
         let mut g = c.benchmark_group(format!("pipe_pingpong_{}", size_label(size)));
         // One iteration is one message one way; a sample forks two processes.
@@ -53,7 +40,7 @@ fn pingpong(c: &mut Criterion) {
         for who in Lat::ALL.into_iter().filter(|w| w.has_size(size)) {
             g.bench_function(who.name(), |b| {
                 b.iter_custom(|iters| {
-                    psupport::latency(who, size, iters, 1, &sz)
+                    pipe::latency(who, size, iters, 1, &sz)
                         .expect("case exists")
                         .total()
                 });
@@ -64,7 +51,7 @@ fn pingpong(c: &mut Criterion) {
 }
 
 fn streams(c: &mut Criterion) {
-    let sz = PSizes::for_this_run();
+    let sz = LinkSizes::pipe();
     for size in STREAM_SIZES {
         let mut g = c.benchmark_group(format!("pipe_stream_{}", size_label(size)));
         // One iteration is one message; a sample forks two processes.
@@ -78,7 +65,7 @@ fn streams(c: &mut Criterion) {
             });
         for who in Tput::ALL {
             g.bench_function(who.name(), |b| {
-                b.iter_custom(|iters| psupport::throughput(who, size, iters.max(1), &sz));
+                b.iter_custom(|iters| pipe::throughput(who, size, iters.max(1), &sz));
             });
         }
         g.finish();
@@ -87,8 +74,8 @@ fn streams(c: &mut Criterion) {
 
 /// Not a criterion measurement (Python runs for seconds): printed beside them.
 fn python_mp_pipe(_: &mut Criterion) {
-    let sz = PSizes::for_this_run();
-    match psupport::python_pipe(&sz) {
+    let sz = LinkSizes::pipe();
+    match shmproc_benches::python::pipe(&sz) {
         Ok(r) => {
             for (size, p50, p99) in r.latency {
                 println!(

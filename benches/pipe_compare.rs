@@ -15,26 +15,11 @@
 //! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
 //! round as a smoke test.
 
-#[path = "support/mod.rs"]
-#[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
-mod support;
-
-#[path = "support/queue.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the queue benches, which use the rest"
-)]
-mod qsupport;
-
-#[path = "support/pipe.rs"]
-#[allow(dead_code, reason = "shared with pipe (criterion)")]
-mod psupport;
-
-#[path = "support/compare.rs"]
-mod compare;
-
-use compare::{Rounds, Samples, Targets, fmt_ratio, size_label};
-use psupport::{LAT_SIZES, Lat, PSizes, STREAM_SIZES, Tput};
+use shmproc_benches::compare::{self, Rounds, Samples, Targets, fmt_ratio};
+use shmproc_benches::harness::{self, size_label};
+use shmproc_benches::pingpong::LAT_SIZES;
+use shmproc_benches::pipe::{self, Lat, STREAM_SIZES, Tput};
+use shmproc_benches::sizes::LinkSizes;
 
 const PYTHON: &str = "python_mp_pipe";
 
@@ -47,11 +32,11 @@ fn tput_key(who: &str, size: usize) -> String {
     format!("tput/{size}/{who}")
 }
 
-fn one_round(s: &mut Samples, sz: &PSizes) {
+fn one_round(s: &mut Samples, sz: &LinkSizes) {
     for size in LAT_SIZES {
         for who in Lat::ALL {
-            let (rtts, batch) = who.counts(sz);
-            if let Some(l) = psupport::latency(who, size, rtts, batch, sz) {
+            let (rtts, batch) = sz.counts(who.is_busy(), who.gap_ns());
+            if let Some(l) = pipe::latency(who, size, rtts, batch, sz) {
                 s.push(lat_key(who.name(), size, "p50"), l.quantile(0.5));
                 s.push(lat_key(who.name(), size, "p99"), l.quantile(0.99));
             }
@@ -59,37 +44,21 @@ fn one_round(s: &mut Samples, sz: &PSizes) {
     }
     for size in STREAM_SIZES {
         for who in Tput::ALL {
-            let n = sz.messages(who, size);
-            let t = psupport::throughput(who, size, n, sz);
+            let n = sz.messages(who.is_syscall(), size);
+            let t = pipe::throughput(who, size, n, sz);
             s.push(tput_key(who.name(), size), n as f64 / t.as_secs_f64());
         }
     }
 }
 
 fn main() {
-    let sz = PSizes::for_this_run();
-    let mode = if support::full_run() {
-        "full"
-    } else {
-        "smoke (cargo test --benches)"
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "pipe_compare: {mode} run, at least {} rounds (more, up to twice as many, until most are shared-L3 rounds), {} CPUs, loadavg {}",
-        sz.reps,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let sz = LinkSizes::pipe();
+    compare::banner("pipe_compare", &compare::rounds_note(sz.reps));
     println!(
         "processes forked and {}; latency: ping-pong over one duplex Pipe::new() (1 MiB rings), one-way = half a round trip, \
          busy-poll {} round trips timed {} at a time, blocking {} timed one at a time; \
          futex_pingpong and shmproc_pipe_woken: {} round trips, each after a {} us pause (untimed) so the receiver sleeps",
-        support::contended_cpus().map_or("not pinned (one CPU)".to_owned(), |[a, b]| format!(
-            "pinned to CPUs {a} and {b}"
-        )),
+        harness::pinning(),
         sz.busy_rtts,
         sz.busy_batch,
         sz.block_rtts,
@@ -109,7 +78,7 @@ fn main() {
     let all = Rounds::for_this_run(sz.reps).run(|s| {
         one_round(s, &sz);
         if python_skip.is_none() {
-            match psupport::python_pipe(&sz) {
+            match shmproc_benches::python::pipe(&sz) {
                 Ok(r) => {
                     for (size, p50, p99) in r.latency {
                         s.push(lat_key(PYTHON, size, "p50"), p50);
@@ -274,7 +243,5 @@ fn main() {
             |r| r >= 5.0,
         );
     }
-    if !support::full_run() {
-        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
-    }
+    compare::smoke_note();
 }

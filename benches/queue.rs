@@ -19,28 +19,13 @@
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-
-#[path = "support/mod.rs"]
-#[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
-mod support;
-
-#[path = "support/queue.rs"]
-#[allow(dead_code, reason = "shared with queue_compare, which uses the rest")]
-mod qsupport;
-
-use qsupport::{LAT_SIZES, QSizes, SHAPES, SIZES, Who};
-
-/// `8B`, `64B`, `4KiB`, `64KiB`.
-fn size_label(size: usize) -> String {
-    if size >= 1024 {
-        format!("{}KiB", size / 1024)
-    } else {
-        format!("{size}B")
-    }
-}
+use shmproc_benches::harness::size_label;
+use shmproc_benches::pingpong::LAT_SIZES;
+use shmproc_benches::queue::{self, SHAPES, SIZES, Who};
+use shmproc_benches::sizes::LinkSizes;
 
 fn pingpong(c: &mut Criterion) {
-    let sz = QSizes::for_this_run();
+    let sz = LinkSizes::queue();
     for size in LAT_SIZES {
         let mut g = c.benchmark_group(format!("queue_pingpong_{}", size_label(size)));
         // One iteration is one message one way; a sample forks two processes.
@@ -52,7 +37,7 @@ fn pingpong(c: &mut Criterion) {
         for who in Who::LATENCY.into_iter().filter(|w| w.has_latency(size)) {
             g.bench_function(who.name(), |b| {
                 b.iter_custom(|iters| {
-                    qsupport::latency(who, size, iters, 1, &sz)
+                    queue::latency(who, size, iters, 1, &sz)
                         .expect("case exists")
                         .total()
                 });
@@ -63,7 +48,7 @@ fn pingpong(c: &mut Criterion) {
 }
 
 fn streams(c: &mut Criterion) {
-    let sz = QSizes::for_this_run();
+    let sz = LinkSizes::queue();
     for (p, n) in SHAPES {
         for size in SIZES {
             let mut g = c.benchmark_group(format!("queue_{p}p{n}c_{}", size_label(size)));
@@ -79,7 +64,7 @@ fn streams(c: &mut Criterion) {
             for who in Who::STREAM.into_iter().filter(|w| w.has_stream(p, n)) {
                 g.bench_function(who.name(), |b| {
                     b.iter_custom(|iters| {
-                        qsupport::throughput(who, size, p, n, iters, &sz).expect("case exists")
+                        queue::throughput(who, size, p, n, iters, &sz).expect("case exists")
                     });
                 });
             }
@@ -90,8 +75,8 @@ fn streams(c: &mut Criterion) {
 
 /// Not a criterion measurement (Python runs for seconds): printed beside them.
 fn python_mp_queue(_: &mut Criterion) {
-    let sz = QSizes::for_this_run();
-    match qsupport::python_queue(&sz) {
+    let sz = LinkSizes::queue();
+    match shmproc_benches::python::queue(&sz) {
         Ok(r) => {
             for (size, p50, p99) in r.latency {
                 println!(

@@ -12,22 +12,11 @@
 //! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
 //! round as a smoke test.
 
-#[path = "support/mod.rs"]
-#[allow(dead_code, reason = "shared with the sync benches, which use the rest")]
-mod support;
-
-#[path = "support/queue.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with queue (criterion), which uses the rest"
-)]
-mod qsupport;
-
-#[path = "support/compare.rs"]
-mod compare;
-
-use compare::{Rounds, Samples, Targets, fmt_ratio, size_label};
-use qsupport::{LAT_SIZES, QSizes, SHAPES, SIZES, Who};
+use shmproc_benches::compare::{self, Rounds, Samples, Targets, fmt_ratio};
+use shmproc_benches::harness::{self, size_label};
+use shmproc_benches::pingpong::LAT_SIZES;
+use shmproc_benches::queue::{self, SHAPES, SIZES, Who};
+use shmproc_benches::sizes::LinkSizes;
 
 const PYTHON: &str = "python_mp_queue";
 
@@ -39,21 +28,11 @@ fn tput_key(who: &str, size: usize, p: usize, c: usize) -> String {
     format!("tput/{p}p{c}c/{size}/{who}")
 }
 
-fn is_busy(who: Who) -> bool {
-    matches!(who, Who::AtomicFloor | Who::SpscRing | Who::QueueSpin)
-}
-
-fn one_round(s: &mut Samples, sz: &QSizes) {
+fn one_round(s: &mut Samples, sz: &LinkSizes) {
     for size in LAT_SIZES {
         for who in Who::LATENCY {
-            let (rtts, batch) = if is_busy(who) {
-                (sz.busy_rtts, sz.busy_batch)
-            } else if who.gap_ns() > 0 {
-                (sz.woken_rtts, 1)
-            } else {
-                (sz.block_rtts, 1)
-            };
-            if let Some(l) = qsupport::latency(who, size, rtts, batch, sz) {
+            let (rtts, batch) = sz.counts(who.is_busy(), who.gap_ns());
+            if let Some(l) = queue::latency(who, size, rtts, batch, sz) {
                 s.push(lat_key(who.name(), size, "p50"), l.quantile(0.5));
                 s.push(lat_key(who.name(), size, "p99"), l.quantile(0.99));
             }
@@ -62,8 +41,8 @@ fn one_round(s: &mut Samples, sz: &QSizes) {
     for (p, c) in SHAPES {
         for size in SIZES {
             for who in Who::STREAM {
-                let n = sz.messages(who, size);
-                if let Some(t) = qsupport::throughput(who, size, p, c, n, sz) {
+                let n = sz.messages(who.is_syscall(), size);
+                if let Some(t) = queue::throughput(who, size, p, c, n, sz) {
                     s.push(tput_key(who.name(), size, p, c), n as f64 / t.as_secs_f64());
                 }
             }
@@ -72,29 +51,13 @@ fn one_round(s: &mut Samples, sz: &QSizes) {
 }
 
 fn main() {
-    let sz = QSizes::for_this_run();
-    let mode = if support::full_run() {
-        "full"
-    } else {
-        "smoke (cargo test --benches)"
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "queue_compare: {mode} run, at least {} rounds (more, up to twice as many, until most are shared-L3 rounds), {} CPUs, loadavg {}",
-        sz.reps,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let sz = LinkSizes::queue();
+    compare::banner("queue_compare", &compare::rounds_note(sz.reps));
     println!(
         "processes forked and {} (threads for crossbeam); latency: ping-pong, one-way = half a round trip, \
          busy-poll {} round trips timed {} at a time, blocking {} timed one at a time; \
          futex_pingpong and shmproc_queue_woken: {} round trips, each after a {} us pause (untimed) so the receiver sleeps",
-        support::contended_cpus().map_or("not pinned (one CPU)".to_owned(), |[a, b]| format!(
-            "pinned to CPUs {a} and {b}"
-        )),
+        harness::pinning(),
         sz.busy_rtts,
         sz.busy_batch,
         sz.block_rtts,
@@ -110,7 +73,7 @@ fn main() {
     let all = Rounds::for_this_run(sz.reps).run(|s| {
         one_round(s, &sz);
         if python_skip.is_none() {
-            match qsupport::python_queue(&sz) {
+            match shmproc_benches::python::queue(&sz) {
                 Ok(r) => {
                     for (size, p50, p99) in r.latency {
                         s.push(lat_key(PYTHON, size, "p50"), p50);
@@ -285,7 +248,5 @@ fn main() {
             );
         }
     }
-    if !support::full_run() {
-        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
-    }
+    compare::smoke_note();
 }

@@ -27,15 +27,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use shmproc_benches::harness::{SharedMap, pin_to};
 use shmproc_channel::{GetError, Queue};
 use shmproc_shm::sync::{AtomicU64, Ordering};
-
-#[path = "support/mod.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the sync benches; this one uses SharedMap"
-)]
-mod support;
 
 fn run(mode: &str, n: u64) {
     match mode {
@@ -85,12 +79,12 @@ fn forked(child: impl FnOnce(), parent: impl FnOnce()) {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork");
     if pid == 0 {
-        support::pin_to(1);
+        pin_to(1);
         child();
         // SAFETY: leaves the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    support::pin_to(0);
+    pin_to(0);
     parent();
     let mut status = 0;
     // SAFETY: waits for our own child.
@@ -187,7 +181,7 @@ fn stream(n: u64) {
     let q = Queue::<[u8; 64]>::new(1024).expect("queue");
     forked(
         || {
-            // Staged, as in support/queue.rs (`stage_len`): built whole long
+            // Staged, as in the queue streams (`stage_len` in src/queue.rs): built whole long
             // before the send, so the send's loads need not wait for the
             // store buffer.
             let msgs: Vec<[u8; 64]> = (0..64u8).map(|i| [i; 64]).collect();
@@ -214,7 +208,7 @@ fn stream(n: u64) {
 fn spsc(n: u64) {
     const CAP: u64 = 1024;
     const SLOTS: usize = 256;
-    let map = support::SharedMap::new(SLOTS + CAP as usize * 64);
+    let map = SharedMap::new(SLOTS + CAP as usize * 64);
     // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
     // valid AtomicU64 living as long as `map`, which outlives both processes' use.
     let tail = unsafe { &*map.at::<AtomicU64>(0) };
@@ -236,7 +230,7 @@ fn spsc(n: u64) {
                 }
                 // Built whole (the copy loads what full-width stores wrote, so it
                 // need not wait for the store buffer: see `stage_len` in
-                // support/queue.rs).
+                // src/queue.rs).
                 let m = black_box([t as u8; 64]);
                 // SAFETY: the slot's 64 bytes are in the mapping; the consumer
                 // is done with it (head passed it) and does not read it before

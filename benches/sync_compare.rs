@@ -11,29 +11,25 @@
 
 use std::collections::BTreeMap;
 
-#[path = "support/mod.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the queue and pipe benches, which use the rest"
-)]
-mod support;
-
-use support::{Case, CaseVisitor, Sizes, median, names, paired, verdict};
+use shmproc_benches::compare::{self, paired, verdict};
+use shmproc_benches::harness::{self, median};
+use shmproc_benches::sizes::SyncSizes;
+use shmproc_benches::sync::{self, Case, CaseVisitor, names};
 
 struct Samples {
     /// Uncontended ns per acquire+release, per case.
     uncontended: BTreeMap<&'static str, Vec<f64>>,
     /// Contended increments per second, per case.
     contended: BTreeMap<&'static str, Vec<f64>>,
-    sizes: Sizes,
+    sizes: SyncSizes,
 }
 
 impl CaseVisitor for Samples {
     fn visit<C: Case>(&mut self, case: &C) {
         let sizes = self.sizes;
-        let ns = support::uncontended_ns(case, sizes.uncontended_ops);
+        let ns = sync::uncontended_ns(case, sizes.uncontended_ops);
         self.uncontended.entry(case.name()).or_default().push(ns);
-        let t = support::run_contended(case, sizes.contended_per_proc);
+        let t = sync::run_contended(case, sizes.contended_per_proc);
         let rate = (2 * sizes.contended_per_proc) as f64 / t.as_secs_f64();
         self.contended.entry(case.name()).or_default().push(rate);
     }
@@ -49,29 +45,13 @@ const ORDER: [&str; 6] = [
 ];
 
 fn main() {
-    let sizes = Sizes::for_this_run();
-    let mode = if support::full_run() {
-        "full"
-    } else {
-        "smoke (cargo test --benches)"
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "sync_compare: {mode} run, {} reps, {} CPUs, loadavg {}",
-        sizes.reps,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let sizes = SyncSizes::for_this_run();
+    compare::banner("sync_compare", &format!("{} reps", sizes.reps));
     println!(
         "contended: 2 processes x {} increments of a shared non-atomic u64 under the lock, {}; \
          uncontended: {} acquire+release pairs",
         sizes.contended_per_proc,
-        support::contended_cpus().map_or("not pinned (one CPU)".to_owned(), |[a, b]| format!(
-            "pinned to CPUs {a} and {b}"
-        )),
+        harness::pinning(),
         sizes.uncontended_ops
     );
 
@@ -83,9 +63,9 @@ fn main() {
     let mut python = Vec::new();
     let mut python_skip = None;
     for rep in 0..sizes.reps {
-        support::each_case(&mut s);
+        sync::each_case(&mut s);
         if python_skip.is_none() {
-            match support::python_value_lock(sizes.python_per_proc) {
+            match shmproc_benches::python::value_lock(sizes.python_per_proc) {
                 Ok(rate) => python.push(rate),
                 Err(why) => python_skip = Some(why),
             }
@@ -196,7 +176,5 @@ fn main() {
             python_skip.unwrap_or_default()
         ),
     }
-    if !support::full_run() {
-        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
-    }
+    compare::smoke_note();
 }

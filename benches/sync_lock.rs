@@ -15,12 +15,8 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-
-#[path = "support/mod.rs"]
-#[allow(dead_code, reason = "shared with sync_compare, which uses the rest")]
-mod support;
-
-use support::{Case, CaseVisitor, Sizes};
+use shmproc_benches::sizes::SyncSizes;
+use shmproc_benches::sync::{self, Case, CaseVisitor};
 
 struct Uncontended<'a, 'c>(&'a mut BenchmarkGroup<'c, WallTime>);
 
@@ -43,7 +39,7 @@ impl CaseVisitor for Contended<'_, '_> {
         self.group.bench_function(case.name(), |b| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| support::run_contended(case, per_proc))
+                    .map(|_| sync::run_contended(case, per_proc))
                     .sum()
             });
         });
@@ -53,12 +49,12 @@ impl CaseVisitor for Contended<'_, '_> {
 fn lock_uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("lock_uncontended");
     g.throughput(Throughput::Elements(1));
-    support::each_case(&mut Uncontended(&mut g));
+    sync::each_case(&mut Uncontended(&mut g));
     g.finish();
 }
 
 fn lock_contended(c: &mut Criterion) {
-    let per_proc = Sizes::for_this_run().contended_per_proc;
+    let per_proc = SyncSizes::for_this_run().contended_per_proc;
     let mut g = c.benchmark_group(format!("lock_contended_2p_{}k", per_proc / 1000));
     // One iteration is a whole run (fork two children, 2 x per_proc increments).
     g.sample_size(10)
@@ -66,7 +62,7 @@ fn lock_contended(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(2 * per_proc));
-    support::each_case(&mut Contended {
+    sync::each_case(&mut Contended {
         group: &mut g,
         per_proc,
     });
@@ -75,8 +71,8 @@ fn lock_contended(c: &mut Criterion) {
 
 /// Not a criterion measurement (one run takes about a second): printed beside them.
 fn python_value_lock(_: &mut Criterion) {
-    let per_proc = Sizes::for_this_run().python_per_proc;
-    match support::python_value_lock(per_proc) {
+    let per_proc = SyncSizes::for_this_run().python_per_proc;
+    match shmproc_benches::python::value_lock(per_proc) {
         Ok(rate) => println!(
             "python_value_lock_2p_{}k: {:.3} M incr/s (multiprocessing.Value + get_lock(), 2 processes)",
             per_proc / 1000,

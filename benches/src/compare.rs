@@ -1,6 +1,7 @@
-//! What `queue_compare` and `pipe_compare` share: per-round samples, medians
-//! and paired ratios, and the **placement** of the two CPUs the contending
-//! processes are pinned to.
+//! What the comparison mains (`sync_compare`, `queue_compare`,
+//! `pipe_compare`) share: their banner, paired ratios and PASS/MISS verdict
+//! lines, and for the queue and pipe ones per-round samples and the
+//! **placement** of the two CPUs the contending processes are pinned to.
 //!
 //! # Placement
 //! Under KVM the host decides where our two vCPUs run, and it moves them: in
@@ -16,18 +17,64 @@
 
 use std::collections::BTreeMap;
 
-use crate::qsupport::{self, QSizes, Who};
+use crate::harness::median;
+use crate::queue::{self, Who};
+use crate::sizes::{LinkSizes, full_run};
 
 /// A one-way atomic ping-pong p50 at or below this (ns) means the two CPUs
 /// share an L3; above it, they do not (observed: 30-95 ns against 240-390 ns).
-pub(crate) const SHARED_L3_MAX_NS: f64 = 160.0;
+const SHARED_L3_MAX_NS: f64 = 160.0;
 
 /// Round trips of one placement probe (a few milliseconds).
 const PROBE_RTTS: u64 = 20_000;
 
-pub(crate) use crate::support::{median, paired, size_label, verdict};
+// ---- banner, ratios, verdicts ---------------------------------------------------------
 
-pub(crate) fn fmt_ratio(r: Option<f64>) -> String {
+/// Prints a comparison's first line: `<bench>: <full|smoke> run, <rounds>,
+/// <n> CPUs, loadavg <1 5 15 min>`.
+pub fn banner(bench: &str, rounds: &str) {
+    let mode = if full_run() {
+        "full"
+    } else {
+        "smoke (cargo test --benches)"
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "{bench}: {mode} run, {rounds}, {} CPUs, loadavg {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// The rounds part of the banner of a comparison run by [`Rounds`].
+pub fn rounds_note(reps: usize) -> String {
+    format!("at least {reps} rounds (more, up to twice as many, until most are shared-L3 rounds)")
+}
+
+/// After the verdicts of a smoke run: they mean nothing.
+pub fn smoke_note() {
+    if !full_run() {
+        println!("  (smoke run: sizes too small for the verdicts to mean anything)");
+    }
+}
+
+/// The median over rounds of `a[r] / b[r]`: each ratio pairs two cases
+/// measured in the same round, under the same background load.
+pub fn paired(a: &[f64], b: &[f64]) -> f64 {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    median(&ratios)
+}
+
+/// `PASS` or `MISS`.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+/// A ratio for the tables: `123x`, `12.3x`, `1.23x`, or `-` when there is none.
+pub fn fmt_ratio(r: Option<f64>) -> String {
     match r {
         Some(x) if x >= 100.0 => format!("{x:.0}x"),
         Some(x) if x >= 10.0 => format!("{x:.1}x"),
@@ -36,67 +83,71 @@ pub(crate) fn fmt_ratio(r: Option<f64>) -> String {
     }
 }
 
+// ---- placement ------------------------------------------------------------------------
+
 /// The one-way p50 (ns) of a short cross-process atomic ping-pong between
 /// the two pinned CPUs.
-pub(crate) fn probe_floor() -> f64 {
-    let sz = QSizes::for_this_run();
-    let rtts = if crate::support::full_run() {
-        PROBE_RTTS
-    } else {
-        200
-    };
-    qsupport::latency(Who::AtomicFloor, 8, rtts, sz.busy_batch, &sz)
+fn probe_floor() -> f64 {
+    let sz = LinkSizes::queue();
+    let rtts = if full_run() { PROBE_RTTS } else { 200 };
+    queue::latency(Who::AtomicFloor, 8, rtts, sz.busy_batch, &sz)
         .map_or(f64::NAN, |l| l.quantile(0.5))
 }
 
 /// Where the two CPUs sat during one round: the probes before and after it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Placement {
-    pub(crate) before_ns: f64,
-    pub(crate) after_ns: f64,
+struct Placement {
+    /// The probe before the round (one-way p50, ns).
+    before_ns: f64,
+    /// The probe after it.
+    after_ns: f64,
 }
 
 impl Placement {
     /// Both probes found the CPUs sharing an L3.
-    pub(crate) fn shared_l3(&self) -> bool {
+    fn shared_l3(&self) -> bool {
         self.before_ns <= SHARED_L3_MAX_NS && self.after_ns <= SHARED_L3_MAX_NS
     }
 }
 
 /// Per-round samples, by key, with each round's placement.
-#[derive(Default, Clone)]
-pub(crate) struct Samples {
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
     values: BTreeMap<String, Vec<f64>>,
     rounds: Vec<Placement>,
 }
 
 impl Samples {
-    pub(crate) fn push(&mut self, key: String, v: f64) {
+    /// Adds this round's value of `key`.
+    pub fn push(&mut self, key: String, v: f64) {
         self.values.entry(key).or_default().push(v);
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<&[f64]> {
+    /// Every round's value of `key`.
+    fn get(&self, key: &str) -> Option<&[f64]> {
         self.values.get(key).map(Vec::as_slice)
     }
 
-    pub(crate) fn median(&self, key: &str) -> Option<f64> {
+    /// The median over rounds of `key`.
+    pub fn median(&self, key: &str) -> Option<f64> {
         self.get(key).map(median)
     }
 
     /// Paired ratio `a / b`, when both were measured in every round.
-    pub(crate) fn ratio(&self, a: &str, b: &str) -> Option<f64> {
+    pub fn ratio(&self, a: &str, b: &str) -> Option<f64> {
         let (a, b) = (self.get(a)?, self.get(b)?);
         (!a.is_empty() && a.len() == b.len()).then(|| paired(a, b))
     }
 
-    pub(crate) fn rounds(&self) -> &[Placement] {
+    /// Each round's placement.
+    fn rounds(&self) -> &[Placement] {
         &self.rounds
     }
 
     /// The rounds (by their placement) that `keep` accepts, every key
     /// restricted to them. Keys not measured in every round (Python, when
     /// it was skipped after a failure) are dropped.
-    pub(crate) fn only(&self, keep: impl Fn(&Placement) -> bool) -> Self {
+    fn only(&self, keep: impl Fn(&Placement) -> bool) -> Self {
         let n = self.rounds.len();
         let mask: Vec<bool> = self.rounds.iter().map(keep).collect();
         let values = self
@@ -124,16 +175,17 @@ impl Samples {
     }
 
     /// The shared-L3 rounds (what the targets are judged on).
-    pub(crate) fn shared_l3(&self) -> Self {
+    pub fn shared_l3(&self) -> Self {
         self.only(Placement::shared_l3)
     }
 
     /// The other rounds.
-    pub(crate) fn cross_l3(&self) -> Self {
+    pub fn cross_l3(&self) -> Self {
         self.only(|p| !p.shared_l3())
     }
 
-    pub(crate) fn print_raw(&self, key: &str, scale: f64) {
+    /// Prints the raw samples of `key` (divided by `scale`), one round after another.
+    pub fn print_raw(&self, key: &str, scale: f64) {
         if let Some(v) = self.get(key) {
             let v: Vec<String> = v.iter().map(|x| format!("{:.3}", x / scale)).collect();
             println!("  {key:<40} {}", v.join(" "));
@@ -142,7 +194,7 @@ impl Samples {
 
     /// The placement rows of the raw samples: each round's probes and its
     /// class (`S`: shared L3, `X`: not).
-    pub(crate) fn print_placement(&self) {
+    pub fn print_placement(&self) {
         let row = |f: fn(&Placement) -> String| -> String {
             self.rounds.iter().map(f).collect::<Vec<_>>().join(" ")
         };
@@ -167,7 +219,7 @@ impl Samples {
 /// The samples the tables use: the shared-L3 rounds when there were any
 /// (the placement the targets are stated for), else every round. Says
 /// which, and how many rounds were shared-L3.
-pub(crate) fn table_samples<'a>(all: &'a Samples, shared: &'a Samples) -> &'a Samples {
+pub fn table_samples<'a>(all: &'a Samples, shared: &'a Samples) -> &'a Samples {
     let none = shared.rounds().is_empty();
     println!();
     println!(
@@ -183,16 +235,19 @@ pub(crate) fn table_samples<'a>(all: &'a Samples, shared: &'a Samples) -> &'a Sa
 /// How many rounds to run: at least `min`, then more until `min_shared` of
 /// them were shared-L3 rounds, never more than `max`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Rounds {
-    pub(crate) min: usize,
-    pub(crate) min_shared: usize,
-    pub(crate) max: usize,
+pub struct Rounds {
+    /// The fewest rounds.
+    min: usize,
+    /// The fewest shared-L3 rounds (while under `max`).
+    min_shared: usize,
+    /// The most rounds.
+    max: usize,
 }
 
 impl Rounds {
     /// The plan of a full run with `reps` rounds at least, or of the smoke run.
-    pub(crate) fn for_this_run(reps: usize) -> Self {
-        if crate::support::full_run() {
+    pub fn for_this_run(reps: usize) -> Self {
+        if full_run() {
             Self {
                 min: reps,
                 min_shared: reps.div_ceil(2) + 1,
@@ -209,7 +264,7 @@ impl Rounds {
 
     /// Runs `round` (which pushes one value per key) as planned, each
     /// bracketed by placement probes, and returns the samples.
-    pub(crate) fn run(&self, mut round: impl FnMut(&mut Samples)) -> Samples {
+    pub fn run(&self, mut round: impl FnMut(&mut Samples)) -> Samples {
         let started = std::time::Instant::now();
         let mut s = Samples::default();
         loop {
@@ -242,19 +297,21 @@ impl Rounds {
 
 /// The verdict lines of the targets: judged on `shared` (the shared-L3
 /// rounds), with the all-rounds and cross-L3 figures beside.
-pub(crate) struct Targets<'a> {
-    pub(crate) all: &'a Samples,
-    pub(crate) shared: &'a Samples,
-    pub(crate) cross: &'a Samples,
+#[derive(Debug)]
+pub struct Targets<'a> {
+    all: &'a Samples,
+    shared: &'a Samples,
+    cross: &'a Samples,
 }
 
 impl<'a> Targets<'a> {
-    pub(crate) fn new(all: &'a Samples, shared: &'a Samples, cross: &'a Samples) -> Self {
+    /// Targets judged on `shared`, with `all` and `cross` beside.
+    pub fn new(all: &'a Samples, shared: &'a Samples, cross: &'a Samples) -> Self {
         Self { all, shared, cross }
     }
 
     /// Prints one target line: `ratio(a, b)` against `ok`.
-    pub(crate) fn line(&self, what: &str, a: &str, b: &str, ok: impl Fn(f64) -> bool) {
+    pub fn line(&self, what: &str, a: &str, b: &str, ok: impl Fn(f64) -> bool) {
         let on_shared = self.shared.ratio(a, b);
         let tag = match on_shared {
             Some(r) => verdict(ok(r)),
@@ -271,7 +328,7 @@ impl<'a> Targets<'a> {
     }
 
     /// The header of the target section.
-    pub(crate) fn header(&self, issue: u32) {
+    pub fn header(&self, issue: u32) {
         println!(
             "Targets (issue {issue}), paired ratios over the {} of {} rounds with the two CPUs on a shared L3 \
              (DESIGN.md states the targets for that placement; \"n/a\": no such round):",

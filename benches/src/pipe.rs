@@ -1,19 +1,20 @@
-//! What `pipe` and `pipe_compare` share (issue 5): the contestants of the
-//! `Pipe` benches, the one-way stream of byte messages between two forked
-//! processes, the memcpy baseline and Python's `multiprocessing.Pipe` run.
+//! The cases of `pipe` and `pipe_compare` (issue 5): the contestants of the
+//! `Pipe` benches, their one-way latency (a ping-pong) and the one-way
+//! stream of byte messages between two forked processes, and the memcpy
+//! baseline.
 //!
-//! The ping-pong (one-way latency), its floors (the atomic and futex
-//! ping-pongs) and the ipc-channel link come from `support/queue.rs`; the
-//! pipe's own contestants plug into it as [`Link`]s.
+//! The ping-pong's floors (the atomic and futex ping-pongs) and its
+//! ipc-channel case are the queue's ([`crate::queue::latency`]); the pipe's
+//! own contestants plug into the same ping-pong as `Link`s.
 //!
-//! Buffers on both sides of every copy are page-aligned ([`AlignedBuf`]):
+//! Buffers on both sides of every copy are page-aligned (`AlignedBuf`):
 //! DESIGN.md measured glibc's memcpy 25-40x slower when the destination sits
 //! a few bytes past the source modulo 4 KiB (4K aliasing), and a `Vec` of
 //! 64 KiB or more starts 16 bytes into a page.
 
 #![allow(
     unsafe_code,
-    reason = "page-aligned local buffers (std::alloc with a 4096 alignment), pipe2, and the stream's control block in a MAP_SHARED mmap"
+    reason = "page-aligned local buffers (std::alloc with a 4096 alignment), pipe2"
 )]
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
@@ -28,106 +29,20 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
 use shmproc_channel::{Connection, Pipe, PipeMode};
-use shmproc_shm::os;
-use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 
-use crate::qsupport::{self, Latency, Link, QSizes, Who, cpu_for, pingpong_links, run_procs};
-use crate::support::{SharedMap, allowed_cpus, full_run, now_ns};
+use crate::links::Link;
+use crate::pingpong::{self, Latency};
+use crate::queue::{self, Who};
+use crate::sizes::LinkSizes;
+use crate::stream::{SENTINEL, Stream};
 
-/// Ping-pong message sizes.
-pub(crate) const LAT_SIZES: [usize; 2] = [8, 4096];
 /// Stream message sizes: 64 B, 64 KiB, 1 MiB, 64 MiB.
-pub(crate) const STREAM_SIZES: [usize; 4] = [64, 64 << 10, 1 << 20, 64 << 20];
-
-/// The sequence number that tells the consumer to stop.
-const SENTINEL: u64 = u64::MAX;
-
-// ---- sizes ----------------------------------------------------------------------
-
-/// Round trips, byte budgets and rounds: a real run (`--bench`) or the smoke run.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PSizes {
-    /// Round trips per busy-poll ping-pong, timed `busy_batch` at a time.
-    pub(crate) busy_rtts: u64,
-    pub(crate) busy_batch: u64,
-    /// Round trips per blocking ping-pong (each timed).
-    pub(crate) block_rtts: u64,
-    /// Round trips per ping-pong with a pause before each ping.
-    pub(crate) woken_rtts: u64,
-    /// Bytes per stream run for the shared-memory contestants and memcpy
-    /// (message count capped at `fast_cap`).
-    pub(crate) fast_bytes: u64,
-    pub(crate) fast_cap: u64,
-    /// The same for the system-call contestants (pipe(2), Unix socket, ipc-channel).
-    pub(crate) slow_bytes: u64,
-    pub(crate) slow_cap: u64,
-    /// The fewest messages of a stream run.
-    pub(crate) min_msgs: u64,
-    /// Whether stream runs warm up first (untimed: a ring's worth of messages).
-    pub(crate) warm: bool,
-    /// Rounds (medians over these) in pipe_compare.
-    pub(crate) reps: usize,
-    /// Python: round trips per latency case, bytes per stream case.
-    pub(crate) python_rtts: u64,
-    pub(crate) python_bytes: u64,
-    /// How long a run may take before its children are killed.
-    pub(crate) deadline: Duration,
-}
-
-impl PSizes {
-    pub(crate) fn for_this_run() -> Self {
-        if full_run() {
-            Self {
-                busy_rtts: 100_000,
-                busy_batch: 10,
-                block_rtts: 10_000,
-                woken_rtts: 2_000,
-                fast_bytes: 512 << 20,
-                fast_cap: 1_000_000,
-                slow_bytes: 128 << 20,
-                slow_cap: 50_000,
-                min_msgs: 4,
-                warm: true,
-                reps: 7,
-                python_rtts: 1000,
-                python_bytes: 128 << 20,
-                deadline: Duration::from_secs(120),
-            }
-        } else {
-            Self {
-                busy_rtts: 200,
-                busy_batch: 10,
-                block_rtts: 50,
-                woken_rtts: 20,
-                fast_bytes: 1 << 20,
-                fast_cap: 2000,
-                slow_bytes: 1 << 20,
-                slow_cap: 500,
-                min_msgs: 1,
-                warm: false,
-                reps: 1,
-                python_rtts: 20,
-                python_bytes: 64 << 10,
-                deadline: Duration::from_secs(20),
-            }
-        }
-    }
-
-    /// Messages per stream run of `who` with `size`-byte messages.
-    pub(crate) fn messages(&self, who: Tput, size: usize) -> u64 {
-        let (bytes, cap) = if who.is_syscall() {
-            (self.slow_bytes, self.slow_cap)
-        } else {
-            (self.fast_bytes, self.fast_cap)
-        };
-        (bytes / size as u64).clamp(self.min_msgs, cap.max(self.min_msgs))
-    }
-}
+pub const STREAM_SIZES: [usize; 4] = [64, 64 << 10, 1 << 20, 64 << 20];
 
 /// The ring size (per direction) of the streams' pipes: room for at least
 /// two messages in place (so `reserve` works and the writer can run ahead
 /// of the reader by a message), and at least [`STREAM_RING_MIN`].
-pub(crate) fn ring_capacity(size: usize) -> usize {
+fn ring_capacity(size: usize) -> usize {
     (2 * (size + 64)).next_power_of_two().max(STREAM_RING_MIN)
 }
 
@@ -140,18 +55,18 @@ pub(crate) fn ring_capacity(size: usize) -> usize {
 /// far enough ahead for them to come from the L3, which is faster here.
 /// (Issue 5's third session had measured the opposite for zero-copy, 21
 /// against 25 GB/s, in runs whose placement was not yet told apart.)
-pub(crate) const STREAM_RING_MIN: usize = 4 << 20;
+const STREAM_RING_MIN: usize = 4 << 20;
 
 // ---- page-aligned buffers -------------------------------------------------------
 
 /// A heap buffer starting on a page boundary, every page touched at birth.
-pub(crate) struct AlignedBuf {
+struct AlignedBuf {
     ptr: NonNull<u8>,
     layout: Layout,
 }
 
 impl AlignedBuf {
-    pub(crate) fn new(len: usize, fill: u8) -> Self {
+    fn new(len: usize, fill: u8) -> Self {
         let layout = Layout::from_size_align(len.max(1), 4096).expect("buffer layout");
         // SAFETY: `layout` has a non-zero size.
         let p = unsafe { alloc_zeroed(layout) };
@@ -211,8 +126,8 @@ fn put_seq(b: &mut [u8], seq: u64) {
 
 /// Who carries the ping-pong messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lat {
-    /// Busy-poll floor: one atomic word per direction (8 B only; support/queue.rs).
+pub enum Lat {
+    /// Busy-poll floor: one atomic word per direction (8 B only; the queue's).
     AtomicFloor,
     /// `Connection::poll(Some(Duration::ZERO))` in a spin loop, then `recv_bytes_into`.
     PipeSpin,
@@ -220,7 +135,7 @@ pub(crate) enum Lat {
     /// `recv_bytes_into` (for comparison with `PipeSpin`; no target).
     PipeReadable,
     /// Blocking floor: a futex word per direction, always wake, always wait
-    /// (8 B only), a pause before each ping (support/queue.rs).
+    /// (8 B only), a pause before each ping (the queue's).
     FutexFloor,
     /// `send_bytes` / `recv_bytes_into` (spin briefly, then sleep on a futex)
     /// with a pause before each ping, so that the receiver is asleep.
@@ -231,12 +146,13 @@ pub(crate) enum Lat {
     OsPipe,
     /// `socketpair(AF_UNIX, SOCK_STREAM)`, blocking `write_all` / `read_exact`.
     UnixStream,
-    /// ipc-channel's bytes channel (support/queue.rs).
+    /// ipc-channel's bytes channel (the queue's).
     IpcChannel,
 }
 
 impl Lat {
-    pub(crate) const ALL: [Self; 9] = [
+    /// The ping-pong contestants, in table order.
+    pub const ALL: [Self; 9] = [
         Self::AtomicFloor,
         Self::PipeSpin,
         Self::PipeReadable,
@@ -248,7 +164,8 @@ impl Lat {
         Self::IpcChannel,
     ];
 
-    pub(crate) fn name(self) -> &'static str {
+    /// The bench id and table label.
+    pub fn name(self) -> &'static str {
         match self {
             Self::AtomicFloor => Who::AtomicFloor.name(),
             Self::PipeSpin => "shmproc_pipe_spin",
@@ -263,7 +180,7 @@ impl Lat {
     }
 
     /// Busy-poll contestants time `busy_batch` round trips per sample.
-    pub(crate) fn is_busy(self) -> bool {
+    pub fn is_busy(self) -> bool {
         matches!(
             self,
             Self::AtomicFloor | Self::PipeSpin | Self::PipeReadable
@@ -271,26 +188,16 @@ impl Lat {
     }
 
     /// The untimed pause before each ping (ns), as the Queue's futex floor.
-    pub(crate) fn gap_ns(self) -> u64 {
+    pub fn gap_ns(self) -> u64 {
         match self {
             Self::FutexFloor | Self::PipeWoken => Who::FutexFloor.gap_ns(),
             _ => 0,
         }
     }
 
-    pub(crate) fn has_size(self, size: usize) -> bool {
+    /// Whether this contestant has a ping-pong of `size`-byte messages.
+    pub fn has_size(self, size: usize) -> bool {
         !matches!(self, Self::AtomicFloor | Self::FutexFloor) || size == 8
-    }
-
-    /// (round trips, batch) of a run in pipe_compare.
-    pub(crate) fn counts(self, sz: &PSizes) -> (u64, u64) {
-        if self.is_busy() {
-            (sz.busy_rtts, sz.busy_batch)
-        } else if self.gap_ns() > 0 {
-            (sz.woken_rtts, 1)
-        } else {
-            (sz.block_rtts, 1)
-        }
     }
 }
 
@@ -308,7 +215,7 @@ enum RecvWait {
 /// One direction of a duplex pipe's ping-pong: sends on `tx`, receives on
 /// `rx` (the ping is a -> b, the pong b -> a). Each forked process uses its
 /// own copy of the cells, and one end each.
-pub(crate) struct PipeLink<'a> {
+struct PipeLink<'a> {
     tx: &'a RefCell<Connection>,
     rx: &'a RefCell<Connection>,
     wait: RecvWait,
@@ -345,14 +252,14 @@ impl<T: Pod> Link<T> for PipeLink<'_> {
 
 /// A byte-stream file pair (pipe(2), a SOCK_STREAM socket pair): messages
 /// of one fixed size, written whole and read exactly.
-pub(crate) struct FdLink<W, R> {
+struct FdLink<W, R> {
     tx: W,
     rx: R,
 }
 
 impl FdLink<File, File> {
     /// `pipe2(O_CLOEXEC)` (`std::io::pipe` is newer than the MSRV).
-    pub(crate) fn os_pipe() -> Self {
+    fn os_pipe() -> Self {
         let mut fds = [0; 2];
         // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
         let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -370,7 +277,7 @@ impl FdLink<File, File> {
 }
 
 impl FdLink<UnixStream, UnixStream> {
-    pub(crate) fn unix_stream() -> Self {
+    fn unix_stream() -> Self {
         let (tx, rx) = UnixStream::pair().expect("socketpair");
         Self { tx, rx }
     }
@@ -404,7 +311,7 @@ fn pipe_latency<T: Pod>(wait: RecvWait, rtts: u64, batch_gap: (u64, u64), d: Dur
         rx: &a,
         wait,
     };
-    pingpong_links::<T, _>(&ping, &pong, rtts, batch_gap, d)
+    pingpong::procs::<T, _>(&ping, &pong, rtts, batch_gap, d)
 }
 
 fn fd_latency<T: Pod, W, R>(
@@ -417,26 +324,16 @@ where
     for<'a> &'a W: Write,
     for<'a> &'a R: Read,
 {
-    pingpong_links::<T, _>(&make(), &make(), rtts, batch_gap, d)
+    pingpong::procs::<T, _>(&make(), &make(), rtts, batch_gap, d)
 }
 
 /// One ping-pong run of `who` with `size`-byte messages (8 or 4096), about
 /// `rtts` round trips, `batch` per timed sample (1 for the cases with a
 /// pause); `None` when `who` has no such size.
-pub(crate) fn latency(
-    who: Lat,
-    size: usize,
-    rtts: u64,
-    batch: u64,
-    sz: &PSizes,
-) -> Option<Latency> {
+pub fn latency(who: Lat, size: usize, rtts: u64, batch: u64, sz: &LinkSizes) -> Option<Latency> {
     if !who.has_size(size) {
         return None;
     }
-    let qs = QSizes {
-        deadline: sz.deadline,
-        ..QSizes::for_this_run()
-    };
     let d = sz.deadline;
     let bg = if who.gap_ns() > 0 {
         (1, who.gap_ns())
@@ -444,9 +341,9 @@ pub(crate) fn latency(
         (batch, 0)
     };
     match (who, size) {
-        (Lat::AtomicFloor, _) => qsupport::latency(Who::AtomicFloor, 8, rtts, batch, &qs),
-        (Lat::FutexFloor, _) => qsupport::latency(Who::FutexFloor, 8, rtts, 1, &qs),
-        (Lat::IpcChannel, _) => qsupport::latency(Who::IpcChannel, size, rtts, 1, &qs),
+        (Lat::AtomicFloor, _) => queue::latency(Who::AtomicFloor, 8, rtts, batch, sz),
+        (Lat::FutexFloor, _) => queue::latency(Who::FutexFloor, 8, rtts, 1, sz),
+        (Lat::IpcChannel, _) => queue::latency(Who::IpcChannel, size, rtts, 1, sz),
         (Lat::PipeSpin | Lat::PipeReadable | Lat::PipeBlock | Lat::PipeWoken, 8 | 4096) => {
             let wait = match who {
                 Lat::PipeSpin => RecvWait::Poll,
@@ -476,9 +373,9 @@ pub(crate) fn latency(
 
 /// Who carries the stream (or, for memcpy, the copies of one process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tput {
+pub enum Tput {
     /// `send_bytes` + `recv_bytes_into`, a one-way pipe with a ring of
-    /// [`ring_capacity`].
+    /// `ring_capacity`.
     PipeCopy,
     /// `reserve` + write in place + `commit`, `recv_bytes_ref` read in place;
     /// the same pipe.
@@ -497,7 +394,8 @@ pub(crate) enum Tput {
 }
 
 impl Tput {
-    pub(crate) const ALL: [Self; 7] = [
+    /// The stream contestants, in table order.
+    pub const ALL: [Self; 7] = [
         Self::Memcpy,
         Self::PipeCopy,
         Self::PipeZeroCopy,
@@ -507,7 +405,8 @@ impl Tput {
         Self::IpcChannel,
     ];
 
-    pub(crate) fn name(self) -> &'static str {
+    /// The bench id and table label.
+    pub fn name(self) -> &'static str {
         match self {
             Self::PipeCopy => "shmproc_pipe_copy",
             Self::PipeZeroCopy => "shmproc_pipe_zerocopy",
@@ -519,7 +418,8 @@ impl Tput {
         }
     }
 
-    fn is_syscall(self) -> bool {
+    /// System-call contestants: their streams get the smaller budget.
+    pub fn is_syscall(self) -> bool {
         matches!(self, Self::OsPipe | Self::UnixStream | Self::IpcChannel)
     }
 }
@@ -654,55 +554,6 @@ impl ByteLink for IpcStream {
     }
 }
 
-/// The start line and the consumer's report, in a shared map.
-#[repr(C)]
-struct StreamCtl {
-    go: AtomicU32,
-    ready: AtomicU32,
-    received: AtomicU64,
-    seq_sum: AtomicU64,
-    end_ns: AtomicU64,
-}
-
-fn stream_ctl(map: &SharedMap) -> &StreamCtl {
-    // SAFETY: `at` checked bounds and alignment; the zero-filled bytes are a
-    // valid StreamCtl (atomics) living as long as `map`, which the result borrows.
-    unsafe { &*map.at::<StreamCtl>(0) }
-}
-
-fn wait_go(ctl: &StreamCtl) -> bool {
-    ctl.ready.fetch_add(1, Ordering::Release);
-    os::futex_wake(&ctl.ready, 1);
-    let give_up = Instant::now() + Duration::from_secs(60);
-    // Acquire: pairs with the Release store of `go` in `start`.
-    while ctl.go.load(Ordering::Acquire) == 0 {
-        if Instant::now() > give_up {
-            return false;
-        }
-        os::futex_wait(&ctl.go, 0, Some(Duration::from_millis(100)));
-    }
-    true
-}
-
-/// Waits for both workers at the start line, releases them, returns the start time.
-fn start(ctl: &StreamCtl) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Acquire: pairs with the workers' Release increments of `ready`.
-        let r = ctl.ready.load(Ordering::Acquire);
-        if r == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "workers did not get ready");
-        os::futex_wait(&ctl.ready, r, Some(Duration::from_millis(100)));
-    }
-    let t0 = now_ns();
-    // Release: pairs with the workers' Acquire load of `go`.
-    ctl.go.store(1, Ordering::Release);
-    os::futex_wake(&ctl.go, u32::MAX);
-    t0
-}
-
 /// One stream run: a producer process sends `total` messages of `len` bytes
 /// (sequence numbers 1..=total, then a sentinel) to a consumer process, the
 /// two pinned to different CPUs, after `warm` untimed messages; the time
@@ -717,18 +568,14 @@ fn stream_procs<L: ByteLink>(
     what: &str,
     deadline: Duration,
 ) -> Duration {
-    let map = SharedMap::new(4096);
-    let ctl = stream_ctl(&map);
-    let mut t0 = 0;
-    run_procs(
-        2,
-        |i| cpu_for(&[0, 1], i),
+    let st = Stream::new(1, 1, total);
+    st.procs(
         |i| {
             if i == 0 {
                 for _ in 0..warm {
                     link.send(0, len);
                 }
-                if !wait_go(ctl) {
+                if !st.wait_go() {
                     return 2;
                 }
                 for seq in 1..=total {
@@ -739,33 +586,16 @@ fn stream_procs<L: ByteLink>(
                 for _ in 0..warm {
                     link.recv(len);
                 }
-                if !wait_go(ctl) {
+                if !st.wait_go() {
                     return 2;
                 }
-                let (mut n, mut sum) = (0u64, 0u64);
-                loop {
-                    let s = link.recv(len);
-                    if s == SENTINEL {
-                        break;
-                    }
-                    n += 1;
-                    sum = sum.wrapping_add(s);
-                }
-                ctl.end_ns.store(now_ns(), Ordering::Relaxed);
-                ctl.received.store(n, Ordering::Relaxed);
-                ctl.seq_sum.store(sum, Ordering::Relaxed);
+                st.consume(0, || link.recv(len));
             }
             0
         },
-        || t0 = start(ctl),
+        what,
         deadline,
-    );
-    let n = ctl.received.load(Ordering::Relaxed);
-    let sum = ctl.seq_sum.load(Ordering::Relaxed);
-    let expect = (u128::from(total) * u128::from(total + 1) / 2) as u64;
-    assert_eq!(n, total, "{what}: messages lost or duplicated");
-    assert_eq!(sum, expect, "{what}: wrong messages received");
-    Duration::from_nanos(ctl.end_ns.load(Ordering::Relaxed).saturating_sub(t0))
+    )
 }
 
 /// `total` copies of a page-aligned `len`-byte buffer into another, in this
@@ -787,7 +617,7 @@ fn memcpy_run(len: usize, total: u64) -> Duration {
 
 /// One stream run of `who`: `total` messages of `size` bytes, one way
 /// (for memcpy: `total` copies in this process).
-pub(crate) fn throughput(who: Tput, size: usize, total: u64, sz: &PSizes) -> Duration {
+pub fn throughput(who: Tput, size: usize, total: u64, sz: &LinkSizes) -> Duration {
     let d = sz.deadline;
     let what = who.name();
     match who {
@@ -819,7 +649,13 @@ pub(crate) fn throughput(who: Tput, size: usize, total: u64, sz: &PSizes) -> Dur
     }
 }
 
-fn fd_stream<W, R>(link: FdLink<W, R>, size: usize, total: u64, sz: &PSizes, what: &str) -> Duration
+fn fd_stream<W, R>(
+    link: FdLink<W, R>,
+    size: usize,
+    total: u64,
+    sz: &LinkSizes,
+    what: &str,
+) -> Duration
 where
     for<'a> &'a W: Write,
     for<'a> &'a R: Read,
@@ -831,50 +667,4 @@ where
     };
     let warm = if sz.warm { link.warm_msgs(size) } else { 0 };
     stream_procs(&link, size, total, warm, what, sz.deadline)
-}
-
-// ---- Python -----------------------------------------------------------------------
-
-/// Python's `multiprocessing.Pipe` (`python/pipe.py`): one-way latency
-/// p50/p99 for 8 B and 4 KiB, one-way stream msgs/s for every stream size.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PythonRun {
-    /// (size, p50 ns, p99 ns)
-    pub(crate) latency: Vec<(usize, f64, f64)>,
-    /// (size, msgs/s)
-    pub(crate) stream: Vec<(usize, f64)>,
-}
-
-/// Runs `python/pipe.py`, or says why it could not.
-pub(crate) fn python_pipe(sz: &PSizes) -> Result<PythonRun, String> {
-    let pin = if allowed_cpus().len() >= 2 {
-        "pin"
-    } else {
-        "nopin"
-    };
-    let out = crate::support::run_python(
-        "pipe.py",
-        &[
-            &sz.python_rtts.to_string(),
-            &sz.python_bytes.to_string(),
-            pin,
-        ],
-    )?;
-    let num = |key: String| {
-        crate::support::json_number(&out, &key)
-            .ok_or_else(|| format!("no {key} in python output: {out:?}"))
-    };
-    let mut r = PythonRun::default();
-    for size in LAT_SIZES {
-        r.latency.push((
-            size,
-            num(format!("lat{size}_p50_ns"))?,
-            num(format!("lat{size}_p99_ns"))?,
-        ));
-    }
-    for size in STREAM_SIZES {
-        r.stream
-            .push((size, num(format!("tput{size}_msgs_per_s"))?));
-    }
-    Ok(r)
 }
