@@ -82,16 +82,15 @@ mod forkserver;
 mod launcher;
 mod process;
 mod report;
+mod start_method;
 mod tracker;
 mod transfer;
 mod wait;
 
 pub use child::{ParentInfo, ProcessInfo};
-pub use context::{
-    Context, DEFAULT_START_METHOD, StartMethod, default_context, get_all_start_methods,
-    get_context, get_start_method, set_start_method,
-};
+pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
+pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
 pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
 pub use tracker::{
     ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use shmproc_shm::os::{self, Pid};
 
 use crate::child::{Boot, ChildInfo, ProcessInfo};
-use crate::context::{Context, StartMethod, default_context};
+use crate::context::{Context, default_context};
+use crate::start_method::StartMethod;
 use crate::entry::FnTarget;
 use crate::error::ProcessError;
 use crate::report::Report;
@@ -159,6 +160,20 @@ impl Builder {
         let mut p = self.build();
         p.start()?;
         Ok(p)
+    }
+}
+
+/// Starting processes in a context (here, not in `context`, which sits
+/// below `Process`).
+impl Context {
+    /// A process running `target(args)` in this context.
+    pub fn process<A: Transfer>(&self, target: fn(A), args: A) -> Process {
+        self.builder().target(target, args).build()
+    }
+
+    /// A process builder in this context.
+    pub fn builder(&self) -> Builder {
+        Process::builder().context(*self)
     }
 }
 
