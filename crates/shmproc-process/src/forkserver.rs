@@ -232,7 +232,7 @@ struct Server {
 
 /// The server's main loop (runs before `main`, single-threaded; never returns).
 pub(crate) fn serve(sock_fd: i32) -> ! {
-    let sock = match crate::entry::adopt(sock_fd) {
+    let sock = match crate::target::adopt(sock_fd) {
         Ok(s) => s,
         Err(_) => os::exit_now(1),
     };
@@ -242,7 +242,7 @@ pub(crate) fn serve(sock_fd: i32) -> ! {
     }
     // Look the executable up once: every child inherits the answers instead
     // of reading /proc/self/maps before it can call its target.
-    crate::entry::warm_caches();
+    crate::target::warm_caches();
     let mut server = Server {
         sock: Some(sock),
         me: os::getpid(),
@@ -446,7 +446,7 @@ fn spare_main(sock: OwnedFd, server: Pid) -> ! {
     // a fork maps none of them, and the bootstrap would otherwise take a
     // page fault on each code page it first runs (measured: about a third
     // of a fork-server start). Best effort (Linux 5.14 and later).
-    if let Some((start, end)) = crate::entry::exe_bounds() {
+    if let Some((start, end)) = crate::target::exe_bounds() {
         let _ = os::populate_read(start, end);
     }
     let mut buf = [0u8; 4];

@@ -74,24 +74,28 @@
 //! inside it, and that the argument type's hash matches, before calling.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod boot;
+mod boot_record;
 mod child;
 mod context;
-mod entry;
 mod error;
 mod forkserver;
+mod identity;
 mod launcher;
 mod process;
 mod report;
+mod target;
 mod start_method;
 mod tracker;
 mod transfer;
 mod wait;
 
-pub use child::{ParentInfo, ProcessInfo};
+pub use boot_record::MAX_HANDLE_FDS;
+pub use identity::{ParentInfo, ProcessInfo};
 pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
 pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
-pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
+pub use process::{Builder, DAEMON_TERMINATE_GRACE, Process, active_children};
 pub use tracker::{
     ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,
 };
@@ -116,13 +120,13 @@ pub fn available_cpu_count() -> usize {
 /// The identity of the calling process (Python's `current_process()`):
 /// `MainProcess` at the top, the name given by its parent in a child.
 pub fn current_process() -> ProcessInfo {
-    child::current()
+    identity::current()
 }
 
 /// The process that started this one, for a child started by shmproc
 /// (Python's `parent_process()`); `None` at the top.
 pub fn parent_process() -> Option<ParentInfo> {
-    child::current().parent
+    identity::current().parent
 }
 
 /// The fork server's pid, starting the server now (Python starts it on the

@@ -11,46 +11,15 @@ use std::time::{Duration, Instant};
 
 use shmproc_shm::os::{self, Pid};
 
-use crate::child::{Boot, ChildInfo, ProcessInfo};
+use crate::boot_record::{Boot, MAX_HANDLE_FDS};
+use crate::child::ChildInfo;
+use crate::identity::ProcessInfo;
 use crate::context::{Context, default_context};
 use crate::start_method::StartMethod;
-use crate::entry::FnTarget;
+use crate::target::{FnTarget, Target};
 use crate::error::ProcessError;
 use crate::report::Report;
 use crate::transfer::{Transfer, pack_args};
-
-/// What a child runs.
-enum Target {
-    Fn {
-        f: FnTarget,
-        packed: Result<(Vec<u8>, Vec<OwnedFd>), ProcessError>,
-    },
-    Closure(Box<dyn FnOnce() + Send + 'static>),
-}
-
-impl fmt::Debug for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Fn { f: t, .. } => write!(f, "fn at {:#x}", t.target),
-            Target::Closure(_) => f.write_str("closure"),
-        }
-    }
-}
-
-impl Target {
-    fn run(self) -> Result<(), ProcessError> {
-        match self {
-            Target::Fn { f, packed } => {
-                let (bytes, fds) = packed?;
-                f.call(&bytes, fds)
-            }
-            Target::Closure(c) => {
-                c();
-                Ok(())
-            }
-        }
-    }
-}
 
 /// The next default name's number (low 32 bits) and the pid it counts for
 /// (high 32 bits): a forked child counts from 1 again without being told.
@@ -76,7 +45,7 @@ fn next_number() -> u64 {
 
 fn default_name() -> String {
     let n = next_number();
-    match crate::child::current_child() {
+    match crate::identity::current_child() {
         Some(me) => format!("{}:{n}", me.name),
         None => format!("Process-{n}"),
     }
@@ -311,14 +280,14 @@ impl Process {
                 name: self.name.clone(),
             });
         }
-        if crate::child::current_child().is_some_and(|me| me.daemon) {
+        if crate::identity::current_child().is_some_and(|me| me.daemon) {
             return Err(ProcessError::DaemonCannotHaveChildren);
         }
         let target = self.target.take().ok_or_else(|| ProcessError::NoTarget {
             name: self.name.clone(),
         })?;
         let ctx = self.ctx.unwrap_or_else(default_context);
-        crate::entry::ensure_hook_linked();
+        crate::boot::ensure_linked();
         register_at_exit();
         let started = match (ctx.start_method(), target) {
             (StartMethod::Fork, target) => start_fork(&ctx, &self.name, self.daemon, target)?,
@@ -647,7 +616,7 @@ fn start_fork(
     let started = Arc::new(Started::new(
         0,
         None,
-        ChildInfo::identity(name.to_owned(), daemon, me),
+        ProcessInfo::child(name.to_owned(), daemon, me),
         StartMethod::Fork,
         Report::take(&[])?,
     ));
@@ -725,9 +694,6 @@ fn leak(started: Arc<Started>) -> &'static Started {
     unsafe { &*p }
 }
 
-/// The most descriptors one child's arguments may carry.
-pub const MAX_HANDLE_FDS: usize = 60;
-
 /// `spawn` and `forkserver`: a fresh image runs the boot record.
 fn start_exec(
     method: StartMethod,
@@ -744,7 +710,7 @@ fn start_exec(
         ));
     }
     let (trampoline_off, target_off) = f.offsets()?;
-    let exe = crate::entry::exe_id()
+    let exe = crate::target::exe_id()
         .ok_or_else(|| ProcessError::BadBoot("cannot stat /proc/self/exe".into()))?;
     let boot = Boot {
         exe,
@@ -793,7 +759,7 @@ fn finish(
     method: StartMethod,
     report: Report,
 ) -> Started {
-    let info = ChildInfo::identity(name.to_owned(), daemon, os::identity::pid());
+    let info = ProcessInfo::child(name.to_owned(), daemon, os::identity::pid());
     Started::new(pid, pidfd, info, method, report)
 }
 

@@ -167,7 +167,7 @@ fn start_tracker(root: Pid, tag: u64) -> std::io::Result<()> {
     // The program's environment (the tracker itself makes no segments).
     let env = crate::process::env_block(None);
     let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
-    crate::entry::ensure_hook_linked();
+    crate::boot::ensure_linked();
     os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, &[]).map(drop)
 }
 
