@@ -2,9 +2,10 @@
 //! reads the role in `argv[1]` and becomes a `spawn` child, the fork server
 //! or the session tracker.
 //!
-//! Layer 5 (entry before `main`): uses `child` (layer 3),
-//! `forkserver::server` (layer 4), `tracker` (layer 1), and nothing that
-//! starts a process; `process` (layer 6) uses [`ensure_linked`].
+//! Layer 5 (entry before `main`): uses `forkserver::server` (layer 4),
+//! `child` (layer 3), `tracker` and `reexec` (layer 1, the role strings),
+//! and nothing that starts a child; `process` (layer 6) and the crate root
+//! use [`ensure_linked`].
 //!
 //! # How the child is intercepted before `main`
 //! A function in `.init_array` ([`BOOT_HOOK`]) runs before `main` in every
@@ -29,6 +30,7 @@ use std::ffi::{CStr, c_char, c_int};
 use shmproc_shm::os;
 
 use crate::child::{bootstrap_failed, run_spawned};
+use crate::reexec::{ROLE_CHILD, ROLE_FORKSERVER, ROLE_PREFIX, ROLE_TRACKER};
 
 /// The hook run before `main` (see the module docs).
 #[used]
@@ -56,32 +58,33 @@ extern "C" fn boot_hook(argc: c_int, argv: *const *const c_char, _envp: *const *
     }
     // SAFETY: argv entries are NUL-terminated strings that live for the whole process.
     let arg1 = unsafe { CStr::from_ptr(arg1) };
-    let Some(role) = arg1.to_bytes().strip_prefix(b"--shmproc-") else {
+    let arg = arg1.to_bytes();
+    if !arg.starts_with(ROLE_PREFIX.as_bytes()) {
         return;
-    };
+    }
     // Never unwind out of an `extern "C"` function.
-    let r = std::panic::catch_unwind(|| match role.strip_prefix(b"tracker=") {
-        Some(arg) => crate::tracker::run_tracker(arg),
-        None => dispatch(role),
-    });
+    let r = std::panic::catch_unwind(|| dispatch(arg));
     if r.is_err() {
         os::exit_now(1);
     }
 }
 
-/// What `argv[1]` asked for (after `--shmproc-`). Returns only for roles
-/// this build does not know.
-fn dispatch(role: &[u8]) {
-    let Ok(role) = std::str::from_utf8(role) else {
+/// Becomes the process that `argv[1]` (`arg`, a role of `reexec`) asks
+/// for. Returns only for roles this build does not know.
+fn dispatch(arg: &[u8]) {
+    if let Some(arg) = arg.strip_prefix(ROLE_TRACKER.as_bytes()) {
+        crate::tracker::run_tracker(arg);
+    }
+    let Ok(arg) = std::str::from_utf8(arg) else {
         return;
     };
-    if let Some(fd) = role.strip_prefix("child=") {
+    if let Some(fd) = arg.strip_prefix(ROLE_CHILD) {
         let Ok(fd) = fd.parse::<i32>() else {
             bootstrap_failed("bad --shmproc-child argument");
         };
         run_spawned(fd);
     }
-    if let Some(fd) = role.strip_prefix("forkserver=") {
+    if let Some(fd) = arg.strip_prefix(ROLE_FORKSERVER) {
         let Ok(fd) = fd.parse::<i32>() else {
             bootstrap_failed("bad --shmproc-forkserver argument");
         };

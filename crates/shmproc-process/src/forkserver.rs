@@ -61,6 +61,7 @@ use std::time::Duration;
 use shmproc_shm::os::{self, Pid};
 
 use crate::error::ProcessError;
+use crate::reexec::{ROLE_FORKSERVER, spawn_self};
 use crate::report::Report;
 
 struct Client {
@@ -77,10 +78,10 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 fn start_server() -> Result<Client, ProcessError> {
     let (mine, theirs) = os::socketpair_seqpacket().map_err(ProcessError::os("socketpair"))?;
     let arg = format!(
-        "--shmproc-forkserver={}",
+        "{ROLE_FORKSERVER}{}",
         std::os::fd::AsRawFd::as_raw_fd(&theirs)
     );
-    let pid = crate::launcher::run(move || crate::process::spawn_self(&arg, &[theirs.as_fd()]))??;
+    let pid = crate::launcher::run(move || spawn_self(&arg, &[theirs.as_fd()]))??;
     let pidfd = os::pidfd_open(pid).map_err(ProcessError::os("pidfd_open"))?;
     Ok(Client {
         sock: mine,

@@ -83,7 +83,9 @@ mod forkserver;
 mod identity;
 mod launcher;
 mod process;
+mod reexec;
 mod report;
+mod session;
 mod target;
 mod start_method;
 mod tracker;
@@ -96,9 +98,7 @@ pub use context::{Context, default_context, get_context, get_start_method, set_s
 pub use error::ProcessError;
 pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
 pub use process::{Builder, DAEMON_TERMINATE_GRACE, Process, active_children};
-pub use tracker::{
-    ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,
-};
+pub use tracker::{ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of};
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
 pub use transfer::{Packer, PodArg, RawHandle, Shareable, Transfer, Unpacker};
@@ -137,4 +137,13 @@ pub fn parent_process() -> Option<ParentInfo> {
 /// When the server cannot be started.
 pub fn start_forkserver() -> Result<Pid, ProcessError> {
     forkserver::ensure_started()
+}
+
+/// The session tag for a named segment this process creates (0: none),
+/// starting the tracker the first time.
+pub fn tracker_session() -> u64 {
+    // The tracker is this program re-executed and intercepted before `main`:
+    // keep the hook in the binary (see `boot`).
+    boot::ensure_linked();
+    tracker::session()
 }

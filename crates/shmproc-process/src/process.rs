@@ -1,7 +1,6 @@
 //! `Process`: create, start, join, signal; the registry of this process's
 //! children; `active_children`; cleanup at exit.
 
-use std::ffi::CString;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -18,6 +17,7 @@ use crate::context::{Context, default_context};
 use crate::start_method::StartMethod;
 use crate::target::{FnTarget, Target};
 use crate::error::ProcessError;
+use crate::reexec::ROLE_CHILD;
 use crate::report::Report;
 use crate::transfer::{Transfer, pack_args};
 
@@ -732,11 +732,11 @@ fn start_exec(
             Ok(finish(pid, Some(pidfd), name, daemon, method, report))
         }
         _ => {
-            let arg = format!("--shmproc-child={}", report.fd().as_raw_fd());
+            let arg = format!("{ROLE_CHILD}{}", report.fd().as_raw_fd());
             let job = move || {
                 let mut keep: Vec<BorrowedFd<'_>> = vec![report.fd()];
                 keep.extend(fds.iter().map(AsFd::as_fd));
-                let r = spawn_self(&arg, &keep);
+                let r = crate::reexec::spawn_self(&arg, &keep);
                 drop(keep);
                 (r, report)
             };
@@ -761,43 +761,6 @@ fn finish(
 ) -> Started {
     let info = ProcessInfo::child(name.to_owned(), daemon, os::identity::pid());
     Started::new(pid, pidfd, info, method, report)
-}
-
-/// `posix_spawn` of `/proc/self/exe` with `argv = [argv0, arg]`, this
-/// process's environment, and `keep` left open in the child.
-pub(crate) fn spawn_self(arg: &str, keep: &[BorrowedFd<'_>]) -> Result<Pid, ProcessError> {
-    use std::os::unix::ffi::OsStrExt;
-    let argv0 = std::env::args_os()
-        .next()
-        .and_then(|a| CString::new(a.as_bytes()).ok())
-        .unwrap_or_else(|| c"shmproc-child".to_owned());
-    let arg = CString::new(arg).map_err(|_| ProcessError::args("argv", "NUL byte"))?;
-    // The child's segments join this process's crash-cleanup session.
-    let session =
-        crate::tracker::known_session().map(|s| (crate::tracker::ENV_SESSION, format!("{s:x}")));
-    let env = env_block(session.as_ref().map(|(k, v)| (*k, v.as_str())));
-    let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
-    os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, keep)
-        .map_err(ProcessError::os("posix_spawn"))
-}
-
-/// This process's environment as `KEY=VALUE` C strings for `execve`, with
-/// `set` (a key and its value) replacing any earlier value of that key.
-pub(crate) fn env_block(set: Option<(&str, &str)>) -> Vec<CString> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| set.is_none_or(|(key, _)| k != key))
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    if let Some((k, v)) = set {
-        env.extend(CString::new(format!("{k}={v}")).ok());
-    }
-    env
 }
 
 struct Registry {
