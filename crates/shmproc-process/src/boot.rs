@@ -88,6 +88,6 @@ fn dispatch(arg: &[u8]) {
         let Ok(fd) = fd.parse::<i32>() else {
             bootstrap_failed("bad --shmproc-forkserver argument");
         };
-        crate::forkserver::serve(fd);
+        crate::forkserver::server::serve(fd);
     }
 }

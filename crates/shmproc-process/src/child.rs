@@ -194,4 +194,3 @@ fn leaked(r: std::ptr::NonNull<Report>) -> &'static Report {
     // of a forked child's leaked `Started`), valid for 'static, never freed.
     unsafe { r.as_ref() }
 }
-

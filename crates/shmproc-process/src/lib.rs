@@ -86,18 +86,18 @@ mod process;
 mod reexec;
 mod report;
 mod session;
-mod target;
 mod start_method;
+mod target;
 mod tracker;
 mod transfer;
 mod wait;
 
 pub use boot_record::MAX_HANDLE_FDS;
-pub use identity::{ParentInfo, ProcessInfo};
 pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
-pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
+pub use identity::{ParentInfo, ProcessInfo};
 pub use process::{Builder, DAEMON_TERMINATE_GRACE, Process, active_children};
+pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
 pub use tracker::{ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of};
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
@@ -136,7 +136,7 @@ pub fn parent_process() -> Option<ParentInfo> {
 /// # Errors
 /// When the server cannot be started.
 pub fn start_forkserver() -> Result<Pid, ProcessError> {
-    forkserver::ensure_started()
+    forkserver::client::ensure_started()
 }
 
 /// The session tag for a named segment this process creates (0: none),

@@ -12,13 +12,13 @@ use shmproc_shm::os::{self, Pid};
 
 use crate::boot_record::{Boot, MAX_HANDLE_FDS};
 use crate::child::ChildInfo;
-use crate::identity::ProcessInfo;
 use crate::context::{Context, default_context};
-use crate::start_method::StartMethod;
-use crate::target::{FnTarget, Target};
 use crate::error::ProcessError;
+use crate::identity::ProcessInfo;
 use crate::reexec::ROLE_CHILD;
 use crate::report::Report;
+use crate::start_method::StartMethod;
+use crate::target::{FnTarget, Target};
 use crate::transfer::{Transfer, pack_args};
 
 /// The next default name's number (low 32 bits) and the pid it counts for
@@ -572,7 +572,7 @@ impl Started {
                         if let Some(c) = self.report.wait_status(Duration::from_millis(20)) {
                             break c;
                         }
-                        if !crate::forkserver::server_alive() {
+                        if !crate::forkserver::client::server_alive() {
                             // The server died first: nobody can reap it any more.
                             break self.report.status().unwrap_or(-os::SIGKILL);
                         }
@@ -728,7 +728,7 @@ fn start_exec(
     match method {
         StartMethod::ForkServer => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-            let (pid, pidfd) = crate::forkserver::start(&report, &borrowed)?;
+            let (pid, pidfd) = crate::forkserver::client::start(&report, &borrowed)?;
             Ok(finish(pid, Some(pidfd), name, daemon, method, report))
         }
         _ => {

@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn every_role_starts_with_the_prefix() {
         for role in [ROLE_CHILD, ROLE_FORKSERVER, ROLE_TRACKER] {
-            assert!(role.starts_with(ROLE_PREFIX) && role.ends_with('='), "{role}");
+            assert!(
+                role.starts_with(ROLE_PREFIX) && role.ends_with('='),
+                "{role}"
+            );
         }
     }
 }
