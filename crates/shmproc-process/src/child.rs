@@ -16,6 +16,7 @@ use crate::boot_record::Boot;
 use crate::error::ProcessError;
 use crate::identity::{ProcessInfo, current_child, set_current};
 use crate::report::Report;
+use crate::shutdown::shutdown_children;
 use crate::target::{FnTarget, adopt};
 
 /// Reports a bootstrap that cannot go on (to stderr) and exits with code 1.
@@ -145,7 +146,7 @@ pub(crate) fn run_child(
         }
         Err(_) => 1,
     };
-    crate::process::shutdown_children();
+    shutdown_children();
     if info.flush_stdio {
         let _ = std::io::stdout().flush();
     }

@@ -1,5 +1,5 @@
 //! Re-executing this program (`posix_spawn` of `/proc/self/exe`) in one of
-//! the roles that [`boot`](crate::boot) intercepts before `main`, and the
+//! the roles that `boot` intercepts before `main`, and the
 //! `argv` strings that name those roles (written here, parsed there).
 //!
 //! Layer 1 (helper processes and re-exec): uses `session` and `error`.
