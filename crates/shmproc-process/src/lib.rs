@@ -169,6 +169,9 @@ pub fn parent_process() -> Option<ParentInfo> {
 /// # Errors
 /// When the server cannot be started.
 pub fn start_forkserver() -> Result<Pid, ProcessError> {
+    // The server is this program re-executed and intercepted before `main`:
+    // keep the hook in the binary (see `boot`), as `Process::start` does.
+    boot::ensure_linked();
     forkserver::client::ensure_started()
 }
 
