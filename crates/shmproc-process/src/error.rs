@@ -1,6 +1,10 @@
 //! Errors of process creation, arguments and joins.
+//!
+//! Layer 0 (foundations): uses `start_method`.
 
 use std::io;
+
+use crate::start_method::StartMethod;
 
 /// Everything that can go wrong starting, joining or signalling a process.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,7 @@ pub enum ProcessError {
     )]
     ClosureNeedsFork {
         /// The start method in use.
-        method: crate::StartMethod,
+        method: StartMethod,
     },
     /// `fork` was refused because the process has other threads.
     #[error(
@@ -83,7 +87,7 @@ pub enum ProcessError {
     #[error("the start method was already set to {current}; pass force = true to change it")]
     StartMethodAlreadySet {
         /// The method in force.
-        current: crate::StartMethod,
+        current: StartMethod,
     },
     /// The fork server is gone or answered nonsense.
     #[error("fork server: {0}")]

@@ -1,6 +1,8 @@
 //! The launcher thread: every child is created from this one long-lived
 //! thread.
 //!
+//! Layer 0 (foundations): uses `error`.
+//!
 //! `PR_SET_PDEATHSIG` fires when the **thread** that created the child exits,
 //! not the process (DESIGN.md, TOOLING.md §10). Under `cargo test` each test
 //! is a thread, and in any program a short-lived worker thread may start a

@@ -34,7 +34,7 @@
 //! `.init_array` intercepts a child before `main` (a plain program or a
 //! `cargo test` binary alike) and finds the target `fn` by its offset in the
 //! same executable, with checks that make misuse an error (see
-//! [`entry`](crate#how-the-child-finds-its-target)).
+//! [how the child finds its target](crate#how-the-child-finds-its-target)).
 //!
 //! # Arguments and shared objects
 //! Arguments implement [`Transfer`]: plain values, `String`, `Vec`, tuples,
@@ -68,35 +68,71 @@
 //!   [`tracker_session`] and the `tracker` module source).
 //!
 //! # How the child finds its target
-//! See the `entry` module source: the parent records the target's and a
+//! See the `target` and `boot` module sources: the parent records the target's and a
 //! typed trampoline's offsets from a reference function; the child checks it
 //! runs the same executable file (device and inode), that the addresses lie
 //! inside it, and that the argument type's hash matches, before calling.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod child;
-mod context;
-mod entry;
-mod error;
-mod forkserver;
-mod launcher;
-mod process;
-mod report;
-mod tracker;
-mod transfer;
-mod wait;
+// The modules, top layer first. A module uses only modules listed below it
+// (`forkserver` is a namespace for two: its `server` is in layer 4, its
+// `client` in layer 1). Each module's `//!` docs name its layer and what it
+// uses.
 
-pub use child::{ParentInfo, ProcessInfo};
-pub use context::{
-    Context, DEFAULT_START_METHOD, StartMethod, default_context, get_all_start_methods,
-    get_context, get_start_method, set_start_method,
-};
+// Layer 6, the public handle: `Process`, `Builder`, `Context::process`.
+mod process;
+
+// Layer 5, the entry before `main`: the `.init_array` hook, which reads the
+// role in `argv[1]` and becomes a spawn child, the fork server or the tracker.
+mod boot;
+
+// Layer 4, starting a child: the fork server's side (`forkserver::server`)
+// and the parent's (`start::fork`, `start::exec`).
+mod forkserver;
+mod start;
+
+// Layer 3, running as a child: the bootstrap common to every start method.
+mod child;
+
+// Layer 2, this process's children: ending them at exit; each started child,
+// and the registry of those not reaped yet.
+mod shutdown;
+mod started;
+
+// Layer 1, helper processes and re-exec (with `forkserver::client`): the
+// session tracker, which uses
+mod tracker;
+// re-executing this program in a role, and the argv strings of the roles.
+mod reexec;
+
+// Layer 0, foundations: data, codecs and process-local state; starts nothing.
+// What a re-executed child reads: the boot record, its target's code offsets.
+mod boot_record;
+mod target;
+// Settings and process-wide helpers: contexts, the launcher thread, the
+// per-child report segment, waiting on sentinels.
+mod context;
+mod launcher;
+mod report;
+mod wait;
+// The argument codec.
+mod transfer;
+// The error type, and the leaves that use nothing of this crate: the current
+// process's identity, the session tag, the start methods.
+mod error;
+mod identity;
+mod session;
+mod start_method;
+
+pub use boot_record::MAX_HANDLE_FDS;
+pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
-pub use process::{Builder, DAEMON_TERMINATE_GRACE, MAX_HANDLE_FDS, Process, active_children};
+pub use identity::{ParentInfo, ProcessInfo};
+pub use process::{Builder, Process, active_children};
 pub use shmproc_shm::{SharedObject, SharedObject as Shareable, Source};
-pub use tracker::{
-    ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of, tracker_session,
-};
+pub use shutdown::DAEMON_TERMINATE_GRACE;
+pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods};
+pub use tracker::{ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of};
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
 pub use transfer::{Packer, PodArg, Transfer, TransferError, Unpacker};
@@ -118,13 +154,13 @@ pub fn available_cpu_count() -> usize {
 /// The identity of the calling process (Python's `current_process()`):
 /// `MainProcess` at the top, the name given by its parent in a child.
 pub fn current_process() -> ProcessInfo {
-    child::current()
+    identity::current()
 }
 
 /// The process that started this one, for a child started by shmproc
 /// (Python's `parent_process()`); `None` at the top.
 pub fn parent_process() -> Option<ParentInfo> {
-    child::current().parent
+    identity::current().parent
 }
 
 /// The fork server's pid, starting the server now (Python starts it on the
@@ -134,5 +170,17 @@ pub fn parent_process() -> Option<ParentInfo> {
 /// # Errors
 /// When the server cannot be started.
 pub fn start_forkserver() -> Result<Pid, ProcessError> {
-    forkserver::ensure_started()
+    // The server is this program re-executed and intercepted before `main`:
+    // keep the hook in the binary (see `boot`), as `Process::start` does.
+    boot::ensure_linked();
+    forkserver::client::ensure_started()
+}
+
+/// The session tag for a named segment this process creates (0: none),
+/// starting the tracker the first time.
+pub fn tracker_session() -> u64 {
+    // The tracker is this program re-executed and intercepted before `main`:
+    // keep the hook in the binary (see `boot`).
+    boot::ensure_linked();
+    tracker::session()
 }

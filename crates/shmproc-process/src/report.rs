@@ -2,6 +2,8 @@
 //! and one child, holding the child's boot record (what to run, with which
 //! arguments), its panic message, and (fork server children) its exit status.
 //!
+//! Layer 0 (foundations): uses `error`.
+//!
 //! ```text
 //! payload offset  size   field
 //!      0            4    state     0 running, 1 exited: `status` is valid (futex word)

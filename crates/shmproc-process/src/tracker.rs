@@ -1,5 +1,8 @@
 //! Crash cleanup of shared segments, without Python's resource-tracker bugs.
 //!
+//! Layer 1 (helper processes and re-exec): uses `reexec` (to start the
+//! tracker) and `session` (the tag it watches).
+//!
 //! # What can leak
 //! A named segment is unlinked by its creator's handle when it drops (unless
 //! [`persist`](shmproc_shm::Segment::persist)ed). Only a creator that never
@@ -63,69 +66,30 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmproc_shm::os::{self, Pid};
 use shmproc_shm::{PeekedHeader, Segment};
 
-/// The environment variable that carries the session tag to `spawn` and
-/// `forkserver` children.
-pub(crate) const ENV_SESSION: &str = "SHMPROC_SESSION";
+use crate::reexec::{ROLE_TRACKER, env_block};
+use crate::session::{ENV_SESSION, NO_SESSION};
+
 /// The environment variable that turns the tracker off (`0`, `off`, `false`, `no`).
 pub const ENV_TRACKER: &str = "SHMPROC_TRACKER";
 /// How long a tracker stays after its program ended, while segments of its
 /// session remain that it may not remove yet.
 pub const TRACKER_LINGER: Duration = Duration::from_secs(3600);
 
-/// This process's session tag; 0 while not known yet, [`NO_SESSION`] when
-/// there is none (tracker disabled, or it could not start).
-static SESSION: AtomicU64 = AtomicU64::new(0);
-/// Set by the thread that starts the tracker.
-static STARTING: AtomicBool = AtomicBool::new(false);
-const NO_SESSION: u64 = u64::MAX;
-
 /// Installs [`session`] as `shmproc-shm`'s session provider (before `main`).
 pub(crate) fn install() {
-    let _ = shmproc_shm::set_session_provider(tracker_session);
+    let _ = shmproc_shm::set_session_provider(session);
 }
 
 /// The session tag for a named segment this process creates (0: none),
-/// starting the tracker the first time.
-pub fn tracker_session() -> u64 {
-    let s = SESSION.load(Ordering::Acquire);
-    if s != 0 {
-        return if s == NO_SESSION { 0 } else { s };
-    }
-    if STARTING
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        let s = inherit_or_start();
-        // Release: pairs with the Acquire loads above and below.
-        SESSION.store(s, Ordering::Release);
-        return if s == NO_SESSION { 0 } else { s };
-    }
-    // Another thread is starting it (or was, in the parent of this forked
-    // child, and will never finish here): wait a bounded time.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let s = SESSION.load(Ordering::Acquire);
-        if s != 0 {
-            return if s == NO_SESSION { 0 } else { s };
-        }
-        std::thread::yield_now();
-    }
-    0
-}
-
-/// The session tag already known to this process (inherited through fork,
-/// or made by [`tracker_session`]), without starting anything.
-pub(crate) fn known_session() -> Option<u64> {
-    match SESSION.load(Ordering::Acquire) {
-        0 | NO_SESSION => None,
-        s => Some(s),
-    }
+/// starting the tracker the first time (the public
+/// [`tracker_session`](crate::tracker_session)).
+pub(crate) fn session() -> u64 {
+    crate::session::get_or_start(inherit_or_start)
 }
 
 fn inherit_or_start() -> u64 {
@@ -163,11 +127,10 @@ fn inherit_or_start() -> u64 {
 fn start_tracker(root: Pid, tag: u64) -> std::io::Result<()> {
     let bad = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
     let argv0 = CString::new("shmproc-tracker").map_err(bad)?;
-    let arg = CString::new(format!("--shmproc-tracker={root}:{tag:x}")).map_err(bad)?;
+    let arg = CString::new(format!("{ROLE_TRACKER}{root}:{tag:x}")).map_err(bad)?;
     // The program's environment (the tracker itself makes no segments).
-    let env = crate::process::env_block(None);
+    let env = env_block(None);
     let env_refs: Vec<&std::ffi::CStr> = env.iter().map(CString::as_c_str).collect();
-    crate::entry::ensure_hook_linked();
     os::spawn_exe(c"/proc/self/exe", &[&argv0, &arg], &env_refs, &[]).map(drop)
 }
 

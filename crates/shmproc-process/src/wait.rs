@@ -1,5 +1,7 @@
 //! Waiting on several sentinels at once (Python's
 //! `multiprocessing.connection.wait`).
+//!
+//! Layer 0 (foundations): uses `error`.
 
 use std::os::fd::BorrowedFd;
 use std::time::Duration;

@@ -8,12 +8,6 @@ use shmproc_shm::os;
 use shmproc_sync::{Event, RawValue};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role, wait_until};
 
-fn sleeper((started, pid, never): (Event, RawValue<i32>, Event)) {
-    pid.store(os::getpid());
-    started.set();
-    never.wait_timeout(TIMEOUT);
-}
-
 fn tries_to_start_a_child(_: ()) {
     let r = get_context(StartMethod::Spawn).process(noop, ()).start();
     std::process::exit(
@@ -27,31 +21,19 @@ fn tries_to_start_a_child(_: ()) {
 
 fn noop(_: ()) {}
 
-fn ctx_of(name: &str) -> shmproc_process::Context {
-    common::contexts()
-        .into_iter()
-        .find(|c| c.start_method().as_str() == name)
-        .expect("known method")
-}
-
 #[test]
 fn daemon_is_terminated_when_its_parent_exits_normally() {
     if role().as_deref() == Some("parent") {
         // Start a daemon that would outlive us (no parent-death signal), then
         // return normally: the exit handler must terminate it.
-        let ctx = ctx_of(&arg("method").expect("method")).parent_death_signal(None);
+        let ctx = common::context_named(&arg("method").expect("method")).parent_death_signal(None);
         let started = Event::open(&arg("started").expect("name")).expect("event");
         let pid = RawValue::<i32>::open(&arg("pid").expect("name")).expect("value");
-        let never = Event::new().expect("event");
-        let args = (
-            started.try_clone().expect("h"),
-            pid,
-            never.try_clone().expect("h"),
-        );
+        let args = (started.try_clone().expect("h"), pid);
         let p = ctx
             .builder()
             .daemon(true)
-            .target(sleeper, args)
+            .target(common::sleeper, args)
             .start()
             .expect("start");
         assert!(p.daemon());

@@ -5,19 +5,14 @@
 //!
 //! One test in this binary: it kills the fork server of its own process.
 
+mod common;
+
 use std::time::Duration;
 
 use shmproc_process::{Shareable, StartMethod, get_context, start_forkserver};
 use shmproc_shm::os;
 use shmproc_sync::{Event, RawValue};
 use shmproc_testing::{TIMEOUT, Watchdog, wait_until};
-
-fn sleeper((started, pid): (Event, RawValue<i32>)) {
-    pid.store(os::getpid());
-    started.set();
-    let never = Event::new().expect("event");
-    never.wait_timeout(TIMEOUT);
-}
 
 fn noop(_: ()) {}
 
@@ -38,7 +33,7 @@ fn start_sleeper(ctx: shmproc_process::Context) -> (shmproc_process::Process, os
     let p = ctx
         .builder()
         .target(
-            sleeper,
+            common::sleeper,
             (
                 started.try_clone().expect("clone"),
                 pid.try_clone().expect("clone"),

@@ -8,29 +8,23 @@ use shmproc_shm::os;
 use shmproc_sync::{Event, RawValue};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role, wait_until};
 
-fn sleeper((started, pid): (Event, RawValue<i32>)) {
-    pid.store(os::getpid());
-    started.set();
-    let never = Event::new().expect("event");
-    never.wait_timeout(TIMEOUT);
-}
-
 #[test]
 fn children_die_with_a_killed_parent() {
     if role().as_deref() == Some("parent") {
         let method = arg("method").expect("method");
-        let ctx = common::contexts()
-            .into_iter()
-            .find(|c| c.start_method().as_str() == method)
-            .expect("method");
+        let ctx = common::context_named(&method);
         let started = Event::open(&arg("started").expect("name")).expect("event");
         let pid = RawValue::<i32>::open(&arg("pid").expect("name")).expect("value");
         // Started from a short-lived thread, which ends before the parent is
         // killed: the child must not die with that thread, only with the process.
-        let p = std::thread::spawn(move || ctx.builder().target(sleeper, (started, pid)).start())
-            .join()
-            .expect("thread")
-            .expect("start");
+        let p = std::thread::spawn(move || {
+            ctx.builder()
+                .target(common::sleeper, (started, pid))
+                .start()
+        })
+        .join()
+        .expect("thread")
+        .expect("start");
         let block = Event::new().expect("event");
         block.wait_timeout(TIMEOUT); // killed before this returns
         drop(p);

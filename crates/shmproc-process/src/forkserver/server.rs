@@ -1,207 +1,17 @@
-//! The `forkserver` start method.
+//! The fork server process and its spares (protocol: the
+//! [`forkserver`](super) docs). Runs before `main`, single-threaded.
 //!
-//! On first use, the process starts a server: the same executable, run
-//! again (`posix_spawn` of `/proc/self/exe`) and intercepted before `main`,
-//! so it is single-threaded and small.
-//!
-//! # Spares
-//! A start should not wait for a `fork`, so the server keeps one **spare**:
-//! a child it has already forked (safe: the server has one thread), which
-//! waits in `recvmsg` on a socket pair of its own and runs nothing until it
-//! receives a target. The server *announces* each spare to the client as
-//! soon as it exists, over their `SOCK_SEQPACKET` socket pair: `b'A'` + pid,
-//! with the spare's pidfd and the spare's socket end (`SCM_RIGHTS`). The
-//! pidfd is opened right after the `fork`, before the server could reap the
-//! child, so it can never name a recycled pid.
-//!
-//! A start then never waits for the server:
-//! 1. take the next announcement (already queued on the socket, unless the
-//!    server is still forking it);
-//! 2. send the spare its target: `b'R'` with the report (which holds the
-//!    boot record) and the handle fds; the spare maps the report and runs
-//!    as a `spawn` child would. If the spare died meanwhile (killed from
-//!    outside), the send fails and the server reports how it ended: the
-//!    start succeeded and the child was killed;
-//! 3. tell the server which report segment belongs to that pid: `b'S'` +
-//!    token + pid, with the report (`SCM_RIGHTS`). The spare goes first:
-//!    the server, woken by this message, may take the client's CPU for a
-//!    moment, and the child should not wait for that (traced: about 25 µs).
-//!    A child that ends before its report reaches the server is kept until
-//!    it does.
-//!
-//! The server forks the next spare once the children it started have ended,
-//! or after [`SPARE_DELAY`] while they run: forking right away would compete
-//! with the child just started for the CPU (measured on 2 cores: slower).
-//! If that `fork` fails the server announces `b'E'` + errno instead; the
-//! client's next start fails with it and asks again (`b'N'`).
-//!
-//! # Exit codes
-//! The children are the server's, so only the server can `waitpid` them.
-//! A child writes its own exit code into its report just before `_exit`;
-//! the server polls the pidfds and, when a child ends, writes the status it
-//! got from `waitpid` as well (the only one when the child was killed),
-//! unless the parent has already taken the report back for another child
-//! (the `claim` word of the report). `join` in the parent waits on the
-//! pidfd, then reads the word.
-//!
-//! # Lifetimes
-//! The server sets `PR_SET_PDEATHSIG(SIGKILL)` (it is created from the
-//! launcher thread, so it dies with the parent process) and also exits on
-//! end-of-file on its socket. A spare sets `PR_SET_PDEATHSIG(SIGKILL)`
-//! against the server, and exits on end-of-file on its own socket, so spares
-//! never outlive the server (or an unused announcement). A child then takes
-//! the death signal its context asks for, still relative to the server, or
-//! clears it when the context asks for none; so killing the parent takes the
-//! whole tree down.
+//! Layer 4 (starting a child; the server's side): uses `child` (layer 3: a
+//! spare runs as a `spawn` child would), and the layer-0 `target` and `report`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use shmproc_shm::os::{self, Pid};
 
-use crate::error::ProcessError;
+use crate::child::run_from_report;
 use crate::report::Report;
-
-struct Client {
-    sock: OwnedFd,
-    pidfd: OwnedFd,
-    pid: Pid,
-    owner: Pid,
-    /// The last announcement was an error: ask for another before waiting.
-    owed: bool,
-}
-
-static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
-
-fn start_server() -> Result<Client, ProcessError> {
-    let (mine, theirs) = os::socketpair_seqpacket().map_err(ProcessError::os("socketpair"))?;
-    let arg = format!(
-        "--shmproc-forkserver={}",
-        std::os::fd::AsRawFd::as_raw_fd(&theirs)
-    );
-    let pid = crate::launcher::run(move || crate::process::spawn_self(&arg, &[theirs.as_fd()]))??;
-    let pidfd = os::pidfd_open(pid).map_err(ProcessError::os("pidfd_open"))?;
-    Ok(Client {
-        sock: mine,
-        pidfd,
-        pid,
-        owner: os::identity::pid(),
-        owed: false,
-    })
-}
-
-/// The fork server's pid, starting it if needed.
-pub(crate) fn ensure_started() -> Result<Pid, ProcessError> {
-    let mut g = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    client(&mut g).map(|c| c.pid)
-}
-
-fn client(g: &mut Option<Client>) -> Result<&mut Client, ProcessError> {
-    let me = os::identity::pid();
-    let stale = match g.as_ref() {
-        None => true,
-        Some(c) => {
-            c.owner != me
-                || os::poll_readable(&[c.pidfd.as_fd()], Some(Duration::ZERO))
-                    .map_or(true, |r| r.first().copied().unwrap_or(true))
-        }
-    };
-    if stale {
-        // Inherited through fork (not our server), or the server died: a new one.
-        if let Some(old) = g.take() {
-            if old.owner != me {
-                // The socket is a copy shared with the parent: forget it
-                // without talking to the parent's server.
-                std::mem::forget(old.sock);
-                std::mem::forget(old.pidfd);
-            } else {
-                let _ = os::try_wait(old.pid);
-            }
-        }
-        *g = Some(start_server()?);
-    }
-    g.as_mut()
-        .ok_or_else(|| ProcessError::ForkServer("not started".into()))
-}
-
-/// Whether the fork server of this process is alive.
-pub(crate) fn server_alive() -> bool {
-    let g = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    g.as_ref().is_some_and(|c| {
-        !os::poll_readable(&[c.pidfd.as_fd()], Some(std::time::Duration::ZERO))
-            .map_or(true, |r| r.first().copied().unwrap_or(true))
-    })
-}
-
-/// Starts a child running the boot record in `report`: takes the next
-/// announced spare, registers the report with the server, and sends the
-/// spare its target (see the module docs). Returns the pid and a pidfd.
-pub(crate) fn start(
-    report: &Report,
-    fds: &[BorrowedFd<'_>],
-) -> Result<(Pid, OwnedFd), ProcessError> {
-    let mut g = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let c = client(&mut g)?;
-    if c.owed {
-        os::send_with_fds(c.sock.as_fd(), b"N", &[])
-            .map_err(ProcessError::os("send to fork server"))?;
-        c.owed = false;
-    }
-    let mut buf = [0u8; 16];
-    let (n, mut got) = os::recv_with_fds(c.sock.as_fd(), &mut buf)
-        .map_err(ProcessError::os("recv from fork server"))?;
-    let (pid, pidfd, spare) = match buf.get(..n) {
-        Some([b'A', rest @ ..]) if rest.len() == 4 && got.len() == 2 => {
-            let pid = i32::from_le_bytes(rest.try_into().expect("4 bytes"));
-            let spare = got.pop().expect("two fds");
-            let pidfd = got.pop().expect("two fds");
-            (pid, pidfd, spare)
-        }
-        Some([b'E', rest @ ..]) if rest.len() == 4 => {
-            c.owed = true;
-            let errno = i32::from_le_bytes(rest.try_into().expect("4 bytes"));
-            return Err(ProcessError::Os {
-                op: "fork (in the fork server)",
-                source: std::io::Error::from_raw_os_error(errno),
-            });
-        }
-        Some([]) | None => {
-            return Err(ProcessError::ForkServer(
-                "the server closed the connection".into(),
-            ));
-        }
-        Some(other) => {
-            return Err(ProcessError::ForkServer(format!(
-                "bad announcement {other:?}"
-            )));
-        }
-    };
-    let mut all = vec![report.fd()];
-    all.extend_from_slice(fds);
-    // The spare first: it runs on its own while the server, woken by the
-    // next message, may take this CPU for a moment. An error means the
-    // spare died before it got its target (killed from outside): the
-    // server reports that as its exit status.
-    let _ = os::send_with_fds(spare.as_fd(), b"R", &all);
-    drop(spare);
-    let mut req = [0u8; 9];
-    req[0] = b'S';
-    req[1..5].copy_from_slice(&report.token().to_le_bytes());
-    req[5..].copy_from_slice(&pid.to_le_bytes());
-    // An error means the server is gone, and with it (death signal) the
-    // child: `join` reports it killed, and the next start starts a new
-    // server.
-    let _ = os::send_with_fds(c.sock.as_fd(), &req, &[report.fd()]);
-    drop(g);
-    Ok((pid, pidfd))
-}
+use crate::target::{adopt, exe_bounds, warm_caches};
 
 /// How long the server waits, without a spare and while children it
 /// started run, before it forks the next spare anyway.
@@ -232,7 +42,7 @@ struct Server {
 
 /// The server's main loop (runs before `main`, single-threaded; never returns).
 pub(crate) fn serve(sock_fd: i32) -> ! {
-    let sock = match crate::entry::adopt(sock_fd) {
+    let sock = match adopt(sock_fd) {
         Ok(s) => s,
         Err(_) => os::exit_now(1),
     };
@@ -242,7 +52,7 @@ pub(crate) fn serve(sock_fd: i32) -> ! {
     }
     // Look the executable up once: every child inherits the answers instead
     // of reading /proc/self/maps before it can call its target.
-    crate::entry::warm_caches();
+    warm_caches();
     let mut server = Server {
         sock: Some(sock),
         me: os::getpid(),
@@ -446,7 +256,7 @@ fn spare_main(sock: OwnedFd, server: Pid) -> ! {
     // a fork maps none of them, and the bootstrap would otherwise take a
     // page fault on each code page it first runs (measured: about a third
     // of a fork-server start). Best effort (Linux 5.14 and later).
-    if let Some((start, end)) = crate::entry::exe_bounds() {
+    if let Some((start, end)) = exe_bounds() {
         let _ = os::populate_read(start, end);
     }
     let mut buf = [0u8; 4];
@@ -458,7 +268,7 @@ fn spare_main(sock: OwnedFd, server: Pid) -> ! {
     drop(sock);
     let report = fds.remove(0);
     match Report::open(report) {
-        Ok(report) => crate::child::run_from_report(report, Ok(fds), Some(server)),
+        Ok(report) => run_from_report(report, Ok(fds), Some(server)),
         Err(e) => {
             os::write_stderr_raw(
                 format!("shmproc child bootstrap failed: report segment: {e}\n").as_bytes(),

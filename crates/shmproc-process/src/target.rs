@@ -1,5 +1,7 @@
-//! Finding the target `fn` again in a re-executed child, and intercepting
-//! that child before `main`.
+//! What a child runs ([`Target`]), and finding a target `fn` again in a
+//! re-executed child.
+//!
+//! Layer 0 (foundations): uses `transfer` and `error`.
 //!
 //! # How `spawn` finds the target
 //! The child is the same executable (`/proc/self/exe` of the parent, which
@@ -23,26 +25,9 @@
 //!
 //! A mismatch is [`ProcessError::BadBoot`] (the child exits with code 1 and
 //! the message), never a call through a wrong pointer.
-//!
-//! # How the child is intercepted before `main`
-//! A function in `.init_array` ([`BOOT_HOOK`]) runs before `main` in every
-//! binary that links this crate: a plain program and a `cargo test` binary
-//! alike, so neither needs a line of setup. It looks at `argv[1]`: a child
-//! started by shmproc carries `--shmproc-child=<fd>` (the fork server:
-//! `--shmproc-forkserver=<fd>`); anything else returns at once and `main`
-//! runs as usual. Intercepting before `main` matters for test binaries: the
-//! child never reaches libtest, never starts its threads, and never runs
-//! other tests. The parent references the hook whenever it starts a process
-//! ([`ensure_hook_linked`]), so the linker cannot drop the object file that
-//! holds it.
-//!
-//! Code before `main` runs without Rust's runtime set-up (the main thread has
-//! no name, `std::env::args` may be empty); the child bootstrap uses only
-//! what works there, and the target runs in the same state. A child flushes
-//! `stdout` itself before it exits.
-#![allow(unsafe_code)] // `.init_array` entry, raw argv, offsets turned back into fn pointers, adopting fds.
+#![allow(unsafe_code)] // Offsets turned back into fn pointers, adopting fds.
 
-use std::ffi::{CStr, c_char, c_int};
+use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 
@@ -50,6 +35,40 @@ use shmproc_shm::os;
 
 use crate::error::ProcessError;
 use crate::transfer::{Transfer, Unpacker};
+
+/// What a child runs: a plain `fn` with its encoded arguments (every start
+/// method), or a closure (`fork` only).
+pub(crate) enum Target {
+    Fn {
+        f: FnTarget,
+        packed: Result<(Vec<u8>, Vec<OwnedFd>), ProcessError>,
+    },
+    Closure(Box<dyn FnOnce() + Send + 'static>),
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Fn { f: t, .. } => write!(f, "fn at {:#x}", t.target),
+            Target::Closure(_) => f.write_str("closure"),
+        }
+    }
+}
+
+impl Target {
+    pub(crate) fn run(self) -> Result<(), ProcessError> {
+        match self {
+            Target::Fn { f, packed } => {
+                let (bytes, fds) = packed?;
+                f.call(&bytes, fds)
+            }
+            Target::Closure(c) => {
+                c();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// What the child calls: decodes the arguments and runs the target.
 pub(crate) type Trampoline =
@@ -251,45 +270,6 @@ pub(crate) fn adopt(raw: i32) -> Result<OwnedFd, ProcessError> {
     // SAFETY: the number comes from our own boot protocol: the parent kept this
     // descriptor open for this child, and nothing else in this fresh image owns it.
     unsafe { os::adopt_fd(raw) }.map_err(ProcessError::os("adopt inherited fd"))
-}
-
-/// The hook run before `main` (see the module docs).
-#[used]
-#[unsafe(link_section = ".init_array")]
-static BOOT_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = boot_hook;
-
-/// Keeps [`BOOT_HOOK`] in the final binary (called on every start).
-#[inline]
-pub(crate) fn ensure_hook_linked() {
-    std::hint::black_box(&BOOT_HOOK);
-}
-
-extern "C" fn boot_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
-    // Every process of a program that links this crate tags the named
-    // segments it creates with its crash-cleanup session (see `tracker`).
-    crate::tracker::install();
-    if argc < 2 || argv.is_null() {
-        return;
-    }
-    // SAFETY: glibc passes the process's argv to `.init_array` functions of the
-    // executable; `argc >= 2`, so entry 1 exists.
-    let arg1 = unsafe { argv.wrapping_add(1).read() };
-    if arg1.is_null() {
-        return;
-    }
-    // SAFETY: argv entries are NUL-terminated strings that live for the whole process.
-    let arg1 = unsafe { CStr::from_ptr(arg1) };
-    let Some(role) = arg1.to_bytes().strip_prefix(b"--shmproc-") else {
-        return;
-    };
-    // Never unwind out of an `extern "C"` function.
-    let r = std::panic::catch_unwind(|| match role.strip_prefix(b"tracker=") {
-        Some(arg) => crate::tracker::run_tracker(arg),
-        None => crate::child::dispatch(role),
-    });
-    if r.is_err() {
-        os::exit_now(1);
-    }
 }
 
 #[cfg(test)]
