@@ -5,6 +5,23 @@
 //! Nothing outside this module calls `libc` directly: the other crates of the
 //! workspace, and the rest of this one, go through these functions.
 //!
+//! # Layout
+//! The calls are grouped by API area in small private modules, as rustix
+//! does in `src/backend/linux_raw/*/syscalls.rs`; everything is re-exported
+//! here, so every function is `os::name` whichever file holds it:
+//! - `shm`: named and anonymous segments, seals, reserving space;
+//! - `futex`: futex wait and wake, `membarrier`;
+//! - `process`: process ids, signals and pidfds, the parent-death signal,
+//!   sessions, `atexit`;
+//! - `spawn`: `fork`, `posix_spawn`, `_exit`, waiting for children;
+//! - `fd`: duplicating, adopting, polling and passing descriptors;
+//! - `procfs`: everything read from `/proc`;
+//! - `sys`: randomness, CPU counts, prefaulting, raw stderr writes;
+//! - [`identity`]: the cached pid and start time of the calling process.
+//!
+//! This file holds no unsafe code; each module that calls `libc` opts in
+//! with its own `#![allow(unsafe_code)]`.
+//!
 //! # References
 //! The man pages named on each function: `man 2 futex`, `man 3 shm_open`, ...
 
