@@ -293,8 +293,9 @@ fn value_and_lock() -> DemoResult {
     Ok(())
 }
 
-/// A process killed while holding a lock: the next acquirer gets the lock
-/// and an `OwnerDied` report, never a hang.
+/// A process killed while holding a lock: the next acquirer gets an
+/// `OwnerDied` report, never a hang; the lock stays poisoned until the state
+/// is repaired and the poison cleared.
 fn owner_died() -> DemoResult {
     section("Beyond Python: a process SIGKILLed while holding a Lock is reported, not a hang");
     let lock = Lock::new()?;
@@ -316,10 +317,9 @@ fn owner_died() -> DemoResult {
     match lock.lock() {
         Ok(_) => return Err("the dead holder went unnoticed".into()),
         Err(died) => {
-            let dead = died.dead_owner();
-            drop(died.into_inner());
+            let dead = died.dead_owner().unwrap_or_default();
             println!(
-                "  lock() -> OwnerDied (holder pid {dead} died); taken over after {:.0?}",
+                "  lock() -> OwnerDied (holder pid {dead} died), after {:.0?}; the lock is poisoned",
                 start.elapsed()
             );
         }
@@ -328,8 +328,11 @@ fn owner_died() -> DemoResult {
         "  holder exit code: {} (-9: killed by SIGKILL)",
         child.join()?
     );
-    let _again = lock.lock().map_err(|e| e.to_string())?;
-    println!("  the lock works normally afterwards");
+    let repair = lock.lock_ignoring_poison();
+    lock.clear_poison();
+    drop(repair);
+    let _again = lock.lock()?;
+    println!("  repaired under lock_ignoring_poison, poison cleared: the lock works normally");
     Ok(())
 }
 

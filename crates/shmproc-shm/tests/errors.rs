@@ -152,12 +152,33 @@ fn permission_denied() {
     assert_eq!(mode & 0o777, 0o600, "segments are private to their owner");
     if os::geteuid() == 0 {
         // Root bypasses file modes: ask another user (nobody) to open it.
+        // Nobody may not reach this binary where it lies (a checkout in a
+        // private 0700 directory), so it runs a copy placed where it can.
         use std::os::unix::process::CommandExt;
-        let child = Child::spawn_with(current_test!(), "stranger", &[("name", &name)], |cmd| {
-            cmd.uid(65534).gid(65534);
-        })
-        .unwrap();
-        child.expect_success(TIMEOUT);
+        struct RemoveDir(std::path::PathBuf);
+        impl Drop for RemoveDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            RemoveDir(std::env::temp_dir().join(format!("shmproc-perm-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.0.join("stranger");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Child::spawn_exe(
+            &exe,
+            current_test!(),
+            "stranger",
+            &[("name", &name)],
+            |cmd| {
+                cmd.uid(65534).gid(65534).current_dir(&dir.0);
+            },
+        )
+        .unwrap()
+        .expect_success(TIMEOUT);
     } else {
         std::fs::set_permissions(dev_shm(&name), std::fs::Permissions::from_mode(0o000)).unwrap();
         let e = ShmBox::<u64>::open(&name).unwrap_err();

@@ -401,6 +401,17 @@ impl Barrier {
         self.wait_until(Deadline::after(timeout), false)
     }
 
+    /// As [`wait_timeout`](Self::wait_timeout), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// [`BarrierWaitError::Timeout`] or [`BarrierWaitError::Broken`].
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline(&self, deadline: std::time::Instant) -> Result<u32, BarrierWaitError> {
+        self.wait_until(Deadline::at(deadline), false)
+    }
+
     /// Arrives only if this completes the round (every other party waits).
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::SegmentKind;
 use shmproc_shm::sync::{AtomicU32, Ordering};
@@ -14,7 +14,7 @@ use crate::error::{
 use crate::futex::{self, Deadline, SLICE, Wake};
 use crate::handle::{Handle, Place, fixed_layout, fixed_options, shared_object};
 use crate::owner;
-use crate::raw::{Acquired, RawRLock};
+use crate::raw::{Acquired, RawLock, RawRLock};
 
 /// The shared state of a [`Condition`].
 ///
@@ -199,40 +199,60 @@ impl Condition {
         }
     }
 
+    /// The process-level lock word (both flavours).
+    fn raw_lock(&self) -> &RawLock {
+        self.st().lock.inner()
+    }
+
+    fn acquire_checked(&self, deadline: Deadline) -> Option<Result<(), OwnerDied>> {
+        if self.recursive {
+            self.st().lock.acquire_checked(deadline)
+        } else {
+            let lock = self.raw_lock();
+            let a = lock.acquire_until(deadline)?;
+            Some(lock.admit(a))
+        }
+    }
+
     /// Acquires the lock (Python's `acquire()`).
     ///
     /// # Errors
-    /// [`OwnerDied`] (held).
-    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
-        match self.acquire_until(Deadline::NEVER) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
-            None => unreachable!("an infinite deadline never expires"),
-        }
+    /// [`OwnerDied`] when a holder died and the lock is poisoned (not held).
+    pub fn acquire(&self) -> Result<(), OwnerDied> {
+        self.acquire_checked(Deadline::NEVER).expect("no deadline")
     }
 
     /// Acquires the lock if free.
     ///
     /// # Errors
     /// [`TryLockError`].
-    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
-        match self.acquire_until(Deadline::after(Duration::ZERO)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(TryLockError::WouldBlock),
-        }
+    #[doc(alias = "acquire_nowait")]
+    pub fn try_acquire(&self) -> Result<(), TryLockError> {
+        Ok(self
+            .acquire_checked(Deadline::after(Duration::ZERO))
+            .ok_or(TryLockError::WouldBlock)??)
     }
 
     /// Acquires the lock, waiting at most `timeout`.
     ///
     /// # Errors
     /// [`LockTimeoutError`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
-        match self.acquire_until(Deadline::after(timeout)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(LockTimeoutError::Timeout),
-        }
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::after(timeout))
+    }
+
+    /// Acquires the lock, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`].
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::at(deadline))
+    }
+
+    fn acquire_by(&self, deadline: Deadline) -> Result<(), LockTimeoutError> {
+        Ok(self
+            .acquire_checked(deadline)
+            .ok_or(LockTimeoutError::Timeout)??)
     }
 
     /// Releases the lock (one level for the RLock flavour).
@@ -243,41 +263,77 @@ impl Condition {
         if self.recursive {
             self.st().lock.release()
         } else {
-            self.st().lock.inner().release()
+            self.raw_lock().release()
         }
     }
 
     /// Locks; the guard releases on drop.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard).
+    /// [`OwnerDied`] when poisoned (not held).
     pub fn lock(&self) -> LockResult<ConditionGuard<'_>> {
-        self.acquire()
-            .map(|()| self.guard())
-            .map_err(|e| e.map(|()| self.guard()))
+        self.acquire().map(|()| self.guard())
     }
 
     /// Locks if free.
     ///
     /// # Errors
-    /// [`TryLockError`], with the guard for `OwnerDied`.
-    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
-        self.try_acquire()
-            .map(|()| self.guard())
-            .map_err(|e| e.map(|()| self.guard()))
+    /// [`TryLockError`].
+    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, TryLockError> {
+        self.try_acquire().map(|()| self.guard())
     }
 
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
-        self.acquire_timeout(timeout)
-            .map(|()| self.guard())
-            .map_err(|e| e.map(|()| self.guard()))
+    /// [`LockTimeoutError`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockTimeoutError> {
+        self.acquire_timeout(timeout).map(|()| self.guard())
+    }
+
+    /// Locks, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<ConditionGuard<'_>, LockTimeoutError> {
+        self.acquire_deadline(deadline).map(|()| self.guard())
+    }
+
+    /// Locks whether poisoned or not: the way to repair the protected state
+    /// after [`OwnerDied`], then [`clear_poison`](Self::clear_poison).
+    pub fn lock_ignoring_poison(&self) -> ConditionGuard<'_> {
+        if let Some(Acquired::FromDead(_)) = self.acquire_until(Deadline::NEVER) {
+            self.raw_lock().poison();
+        }
+        self.guard()
+    }
+
+    /// Whether a holder died holding the lock and the poison was not cleared.
+    pub fn is_poisoned(&self) -> bool {
+        self.raw_lock().is_poisoned()
+    }
+
+    /// Clears the poison once the protected state is repaired.
+    pub fn clear_poison(&self) {
+        self.raw_lock().clear_poison();
+    }
+
+    /// After a wait re-acquired the lock: a poisoned lock is released (the
+    /// guard dropped) and reported.
+    fn after_wait<'a, R>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        died: Option<u32>,
+        ok: impl FnOnce(ConditionGuard<'a>) -> R,
+    ) -> LockResult<R> {
+        if died.is_some() {
+            self.raw_lock().poison();
+        }
+        if self.is_poisoned() {
+            drop(guard);
+            return Err(OwnerDied::new(died));
+        }
+        Ok(ok(guard))
     }
 
     /// The core of `wait`: called with the lock held; returns with it held.
@@ -339,16 +395,15 @@ impl Condition {
     /// Releases the lock, sleeps until notified, re-acquires it.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard) when a holder died while we slept.
+    /// [`OwnerDied`] when a holder died (now or earlier) and the lock is
+    /// poisoned: the guard is dropped, the lock not held.
     ///
     /// # Panics
     /// If `guard` belongs to another condition.
     pub fn wait<'a>(&'a self, guard: ConditionGuard<'a>) -> LockResult<ConditionGuard<'a>> {
         assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
-        match self.wait_inner(Deadline::NEVER) {
-            (_, None) => Ok(guard),
-            (_, Some(p)) => Err(OwnerDied::new(guard, p)),
-        }
+        let (_, died) = self.wait_inner(Deadline::NEVER);
+        self.after_wait(guard, died, |g| g)
     }
 
     /// As [`wait`](Self::wait), giving up after `timeout`; the `bool` is
@@ -364,36 +419,48 @@ impl Condition {
         guard: ConditionGuard<'a>,
         timeout: Duration,
     ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        self.wait_until(guard, Deadline::after(timeout))
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_deadline<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        deadline: Instant,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        self.wait_until(guard, Deadline::at(deadline))
+    }
+
+    fn wait_until<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        deadline: Deadline,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
         assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
-        match self.wait_inner(Deadline::after(timeout)) {
-            (n, None) => Ok((guard, n)),
-            (n, Some(p)) => Err(OwnerDied::new((guard, n), p)),
-        }
+        let (notified, died) = self.wait_inner(deadline);
+        self.after_wait(guard, died, |g| (g, notified))
     }
 
     /// Waits until `predicate()` is true (checked under the lock first).
     ///
     /// # Errors
-    /// As [`wait`](Self::wait) (the first owner death seen).
+    /// As [`wait`](Self::wait).
     ///
     /// # Panics
     /// As [`wait`](Self::wait).
     pub fn wait_for<'a>(
         &'a self,
         guard: ConditionGuard<'a>,
-        mut predicate: impl FnMut() -> bool,
+        predicate: impl FnMut() -> bool,
     ) -> LockResult<ConditionGuard<'a>> {
-        assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
-        let mut died = None;
-        while !predicate() {
-            if let (_, Some(p)) = self.wait_inner(Deadline::NEVER) {
-                died.get_or_insert(p);
-            }
-        }
-        match died {
-            None => Ok(guard),
-            Some(p) => Err(OwnerDied::new(guard, p)),
-        }
+        self.wait_for_until(guard, Deadline::NEVER, predicate)
+            .map(|(g, _)| g)
     }
 
     /// As [`wait_for`](Self::wait_for), giving up after `timeout`; the `bool`
@@ -408,22 +475,45 @@ impl Condition {
         &'a self,
         guard: ConditionGuard<'a>,
         timeout: Duration,
+        predicate: impl FnMut() -> bool,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        self.wait_for_until(guard, Deadline::after(timeout), predicate)
+    }
+
+    /// As [`wait_for_timeout`](Self::wait_for_timeout), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_for_deadline<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        deadline: Instant,
+        predicate: impl FnMut() -> bool,
+    ) -> LockResult<(ConditionGuard<'a>, bool)> {
+        self.wait_for_until(guard, Deadline::at(deadline), predicate)
+    }
+
+    fn wait_for_until<'a>(
+        &'a self,
+        guard: ConditionGuard<'a>,
+        deadline: Deadline,
         mut predicate: impl FnMut() -> bool,
     ) -> LockResult<(ConditionGuard<'a>, bool)> {
         assert!(std::ptr::eq(guard.cond, self), "guard of another Condition");
-        let deadline = Deadline::after(timeout);
         let mut died = None;
         let mut ok = predicate();
         while !ok && !deadline.expired() {
             if let (_, Some(p)) = self.wait_inner(deadline) {
                 died.get_or_insert(p);
+                // The state the predicate reads may be half-updated.
+                break;
             }
             ok = predicate();
         }
-        match died {
-            None => Ok((guard, ok)),
-            Some(p) => Err(OwnerDied::new((guard, ok), p)),
-        }
+        self.after_wait(guard, died, |g| (g, ok))
     }
 
     /// Wakes at most `n` waiters. The caller must hold the lock.

@@ -5,145 +5,77 @@ use std::fmt;
 
 use shmproc_shm::SegmentError;
 
-/// The lock was acquired, but its previous owner died while holding it.
+/// A holder of the lock died while holding it, so the state the lock
+/// protects may be half-updated.
 ///
-/// Like [`std::sync::PoisonError`]: the data the lock protects may be
-/// half-updated. The caller holds the lock (inside `guard`, or plainly for
-/// the `acquire` forms) and decides whether to repair, use or discard the
-/// state. Only the acquirer that took the lock over from the dead owner gets
-/// this; the lock is then back to normal.
-pub struct OwnerDied<G> {
-    guard: G,
-    pid: u32,
+/// Like [`std::sync::PoisonError`], the lock is then **poisoned**: every
+/// later `lock`/`acquire` in any process returns this error (and does not
+/// hold the lock) until someone repairs the state and clears the poison, so
+/// no process reads a half-update without being told. To repair: take the
+/// lock with `lock_ignoring_poison`, fix the state, call `clear_poison`
+/// (see [`RawLock::clear_poison`](crate::raw::RawLock::clear_poison)).
+///
+/// It carries no guard, so it is `'static + Send + Sync` and `?` takes it
+/// into `Box<dyn Error + Send + Sync>`: `*v.lock()? += 1` works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerDied {
+    pid: Option<u32>,
 }
 
-impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G, pid: u32) -> Self {
-        Self { guard, pid }
+impl OwnerDied {
+    pub(crate) fn new(pid: Option<u32>) -> Self {
+        Self { pid }
     }
 
-    /// The pid of the owner that died.
-    pub fn dead_owner(&self) -> u32 {
+    /// The pid of the holder that died, for the call that found it dead
+    /// (`None` for the later calls that found the lock poisoned).
+    pub fn dead_owner(&self) -> Option<u32> {
         self.pid
     }
+}
 
-    /// The guard (the lock is held).
-    pub fn into_inner(self) -> G {
-        self.guard
-    }
-
-    /// A reference to the guard.
-    pub fn get_ref(&self) -> &G {
-        &self.guard
-    }
-
-    /// A mutable reference to the guard.
-    pub fn get_mut(&mut self) -> &mut G {
-        &mut self.guard
-    }
-
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
-        OwnerDied {
-            guard: f(self.guard),
-            pid: self.pid,
+impl fmt::Display for OwnerDied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid {
+            Some(p) => write!(
+                f,
+                "the lock's holder (pid {p}) died while holding it; the lock is poisoned until the state is repaired and the poison cleared"
+            ),
+            None => f.write_str(
+                "the lock is poisoned: an earlier holder died while holding it, and the poison was not cleared",
+            ),
         }
     }
 }
 
-impl<G> fmt::Debug for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnerDied")
-            .field("dead_owner", &self.pid)
-            .finish_non_exhaustive()
-    }
-}
+impl std::error::Error for OwnerDied {}
 
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "lock acquired, but its previous owner (pid {}) died while holding it",
-            self.pid
-        )
-    }
-}
+/// The result of a blocking lock: the guard, or [`OwnerDied`] (not held).
+pub type LockResult<G> = Result<G, OwnerDied>;
 
-impl<G> std::error::Error for OwnerDied<G> {}
-
-/// The result of a blocking lock: the guard, or the guard wrapped in
-/// [`OwnerDied`].
-pub type LockResult<G> = Result<G, OwnerDied<G>>;
-
-/// Why a `try_lock` / `try_acquire` did not simply succeed.
-pub enum TryLockError<G> {
+/// Why a `try_lock` / `try_acquire` did not acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryLockError {
     /// Another thread or process holds the lock.
+    #[error("the lock is held by someone else")]
     WouldBlock,
-    /// Acquired, from an owner that died ([`OwnerDied`]).
-    OwnerDied(OwnerDied<G>),
+    /// A holder died and the lock is poisoned ([`OwnerDied`]; not held).
+    #[error(transparent)]
+    OwnerDied(#[from] OwnerDied),
 }
 
-/// Why a `lock_timeout` / `acquire_timeout` did not simply succeed.
-pub enum LockTimeoutError<G> {
-    /// The timeout passed with the lock held by someone else.
+/// Why a `lock_timeout` / `acquire_timeout` / `_deadline` form did not
+/// acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockTimeoutError {
+    /// The deadline passed with the lock held by someone else.
+    #[error("timed out waiting for the lock")]
     Timeout,
-    /// Acquired, from an owner that died ([`OwnerDied`]).
-    OwnerDied(OwnerDied<G>),
-}
-
-impl<G> fmt::Debug for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryLockError::WouldBlock => f.write_str("WouldBlock"),
-            TryLockError::OwnerDied(e) => f.debug_tuple("OwnerDied").field(e).finish(),
-        }
-    }
-}
-
-impl<G> fmt::Debug for LockTimeoutError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockTimeoutError::Timeout => f.write_str("Timeout"),
-            LockTimeoutError::OwnerDied(e) => f.debug_tuple("OwnerDied").field(e).finish(),
-        }
-    }
-}
-
-impl<G> fmt::Display for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryLockError::WouldBlock => f.write_str("the lock is held by someone else"),
-            TryLockError::OwnerDied(e) => e.fmt(f),
-        }
-    }
-}
-impl<G> std::error::Error for TryLockError<G> {}
-
-impl<G> fmt::Display for LockTimeoutError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockTimeoutError::Timeout => f.write_str("timed out waiting for the lock"),
-            LockTimeoutError::OwnerDied(e) => e.fmt(f),
-        }
-    }
-}
-impl<G> std::error::Error for LockTimeoutError<G> {}
-
-impl<G> TryLockError<G> {
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
-        match self {
-            TryLockError::WouldBlock => TryLockError::WouldBlock,
-            TryLockError::OwnerDied(e) => TryLockError::OwnerDied(e.map(f)),
-        }
-    }
-}
-
-impl<G> LockTimeoutError<G> {
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockTimeoutError<H> {
-        match self {
-            LockTimeoutError::Timeout => LockTimeoutError::Timeout,
-            LockTimeoutError::OwnerDied(e) => LockTimeoutError::OwnerDied(e.map(f)),
-        }
-    }
+    /// A holder died and the lock is poisoned ([`OwnerDied`]; not held).
+    #[error(transparent)]
+    OwnerDied(#[from] OwnerDied),
 }
 
 /// A `try_*` call that would have had to wait.
@@ -222,33 +154,33 @@ pub enum SetStrError {
         /// Bytes in the array.
         capacity: usize,
     },
-    /// Stored, but the lock's previous owner had died holding it.
+    /// A holder of the lock died: not stored (the lock is poisoned).
     #[error(transparent)]
-    OwnerDied(OwnerDied<()>),
+    OwnerDied(#[from] OwnerDied),
 }
 
 /// An error creating or opening a synchronisation object or a shared value.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its message says what failed and why, once: "cannot open Value: segment
+/// /x holds a Lock, not a Value"; [`source`](std::error::Error::source) is
+/// the OS error behind it, where there is one.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum SyncError {
-    /// The segment could not be created or opened, or holds something else:
-    /// the source says which (wrong kind, type or length, not found, ...).
-    #[error("cannot {op} {what}")]
+    /// The segment could not be created or opened, or holds something else
+    /// (wrong kind, type or length, not found, ...).
     Segment {
         /// "create" or "open".
         op: &'static str,
         /// The object, e.g. `Lock`, `Value`.
         what: String,
         /// The segment layer's error (boxed: it is large, and setup is rare).
-        #[source]
         source: Box<SegmentError>,
     },
     /// An argument is out of range (e.g. a barrier of 0 parties).
-    #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The segment passed validation but its contents do not describe a valid
     /// object (written by a buggy or hostile process).
-    #[error("segment {name} is corrupt: {what} is {found}")]
     Corrupt {
         /// The segment.
         name: String,
@@ -257,6 +189,29 @@ pub enum SyncError {
         /// The value found.
         found: u64,
     },
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Segment { op, what, source } => write!(f, "cannot {op} {what}: {source}"),
+            SyncError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            SyncError::Corrupt { name, what, found } => {
+                write!(f, "segment {name} is corrupt: {what} is {found}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The segment error's text is in this message already: the
+            // chain goes on with its cause (the OS error), said once.
+            SyncError::Segment { source, .. } => std::error::Error::source(source.as_ref()),
+            _ => None,
+        }
+    }
 }
 
 impl SyncError {

@@ -14,9 +14,11 @@ use crate::shared::{SegmentState, Shared};
 /// that releases on drop; [`acquire`](RawLock::acquire) /
 /// [`release`](RawLock::release) are the Python forms.
 ///
-/// If the holder dies, the next acquirer gets the lock together with an
-/// [`OwnerDied`](crate::OwnerDied) error within about 50 ms (waiters sleep in
-/// 50 ms slices and check the owner's pid and start time).
+/// If the holder dies, the next acquirer gets [`OwnerDied`](crate::OwnerDied)
+/// within about 50 ms (waiters sleep in 50 ms slices and check the owner's
+/// pid and start time), and the lock stays **poisoned**, as a
+/// `std::sync::Mutex` whose holder panicked: every later `lock` reports it
+/// until the state is repaired and the poison cleared.
 ///
 /// The segment holds one [`RawLock`] (16 bytes) after the segment header.
 ///
@@ -28,18 +30,16 @@ use crate::shared::{SegmentState, Shared};
 /// let lock = Lock::create(name.as_str())?;
 /// let other = Lock::open(name.as_str())?; // in any process
 /// {
-///     let _guard = lock.lock().expect("no holder died");
+///     let _guard = lock.lock()?;
 ///     assert!(other.try_lock().is_err());
 /// }
-/// // A holder that died is reported, and the lock is held all the same:
-/// let guard = match other.lock() {
-///     Ok(g) => g,
-///     Err(died) => {
-///         eprintln!("{died}; repairing the protected state");
-///         died.into_inner()
-///     }
-/// };
-/// drop(guard);
+/// // After a holder died: report, repair, clear the poison.
+/// if let Err(died) = other.lock() {
+///     eprintln!("{died}");
+///     let _repairing = other.lock_ignoring_poison();
+///     // ... repair the protected state ...
+///     other.clear_poison();
+/// }
 /// # Ok(()) }
 /// ```
 ///

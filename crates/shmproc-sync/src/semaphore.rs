@@ -112,6 +112,14 @@ macro_rules! semaphore_common {
                 self.h.state().acquire_timeout(timeout)
             }
 
+            /// Decrements, waiting until `deadline` for the value to be positive.
+            ///
+            /// # Errors
+            /// [`Timeout`].
+            pub fn acquire_deadline(&self, deadline: std::time::Instant) -> Result<(), Timeout> {
+                self.h.state().acquire_deadline(deadline)
+            }
+
             /// Increments the value and wakes one waiter.
             ///
             /// # Errors

@@ -22,7 +22,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmproc_shm::{
@@ -224,14 +224,6 @@ impl<T> fmt::Debug for DataSeg<T> {
     }
 }
 
-/// Lets the caller pair any result with a guard type conversion.
-fn map_lock<'a, G>(r: LockResult<LockGuard<'a>>, f: impl Fn(LockGuard<'a>) -> G) -> LockResult<G> {
-    match r {
-        Ok(g) => Ok(f(g)),
-        Err(e) => Err(e.map(f)),
-    }
-}
-
 // ---------------------------------------------------------------------------
 
 /// A `Pod` value in shared memory with a lock (Python's
@@ -240,8 +232,10 @@ fn map_lock<'a, G>(r: LockResult<LockGuard<'a>>, f: impl Fn(LockGuard<'a>) -> G)
 /// Access goes through the lock: [`lock`](Self::lock) returns a guard that
 /// dereferences to `T`; [`load`](Self::load) / [`store`](Self::store) copy the
 /// whole value under the lock. [`get_lock`](Self::get_lock) is the lock
-/// itself. If a holder dies mid-update, the next locker gets
-/// [`OwnerDied`](crate::OwnerDied) (with the guard): the value may be half-written.
+/// itself. If a holder dies mid-update, the value may be half-written: the
+/// lock is poisoned and every `lock` returns [`OwnerDied`](crate::OwnerDied)
+/// until someone repairs it ([`lock_ignoring_poison`](Self::lock_ignoring_poison),
+/// then [`clear_poison`](RawLock::clear_poison) on [`get_lock`](Self::get_lock)).
 ///
 /// # Examples
 /// ```
@@ -250,7 +244,7 @@ fn map_lock<'a, G>(r: LockResult<LockGuard<'a>>, f: impl Fn(LockGuard<'a>) -> G)
 /// let name = shmproc_shm::SegmentName::unique("doc-value");
 /// let counter = Value::create(name.as_str(), 0u64)?;
 /// let other = Value::<u64>::open(name.as_str())?; // any process
-/// *other.lock().expect("no holder died") += 1;
+/// *other.lock()? += 1; // `?` works: every error is 'static + Send + Sync
 /// assert_eq!(counter.load()?, 1);
 /// assert!(Value::<u32>::open(name.as_str()).is_err()); // wrong type
 /// # Ok(()) }
@@ -333,59 +327,59 @@ impl<T: Pod> Value<T> {
     /// Locks and returns a guard to the value.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) (holding the guard).
+    /// [`OwnerDied`](crate::OwnerDied) when a holder died and the lock is
+    /// poisoned (not held).
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        map_lock(self.h.lock().lock(), self.guard())
+        self.h.lock().lock().map(self.guard())
     }
 
     /// Locks if free.
     ///
     /// # Errors
-    /// [`TryLockError`], with the guard for `OwnerDied`.
-    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        let f = self.guard();
-        self.h.lock().try_lock().map(&f).map_err(|e| e.map(&f))
+    /// [`TryLockError`].
+    #[doc(alias = "acquire_nowait")]
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError> {
+        self.h.lock().try_lock().map(self.guard())
     }
 
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        let f = self.guard();
-        self.h
-            .lock()
-            .lock_timeout(timeout)
-            .map(&f)
-            .map_err(|e| e.map(&f))
+    /// [`LockTimeoutError`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockTimeoutError> {
+        self.h.lock().lock_timeout(timeout).map(self.guard())
+    }
+
+    /// Locks, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<ValueGuard<'_, T>, LockTimeoutError> {
+        self.h.lock().lock_deadline(deadline).map(self.guard())
+    }
+
+    /// Locks whether poisoned or not: the way to repair the value after
+    /// [`OwnerDied`](crate::OwnerDied), then clear the poison with
+    /// [`get_lock`](Self::get_lock)`().clear_poison()`.
+    pub fn lock_ignoring_poison(&self) -> ValueGuard<'_, T> {
+        (self.guard())(self.h.lock().lock_ignoring_poison())
     }
 
     /// A copy of the value, read under the lock (Python's `.value`).
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) carrying the value read.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned.
     pub fn load(&self) -> LockResult<T> {
-        match self.lock() {
-            Ok(g) => Ok(*g),
-            Err(e) => Err(e.map(|g| *g)),
-        }
+        self.lock().map(|g| *g)
     }
 
     /// Stores `value` under the lock (Python's `.value = v`).
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied): stored all the same.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned (nothing stored).
     pub fn store(&self, value: T) -> LockResult<()> {
-        match self.lock() {
-            Ok(mut g) => {
-                *g = value;
-                Ok(())
-            }
-            Err(e) => Err(e.map(|mut g| *g = value)),
-        }
+        *self.lock()? = value;
+        Ok(())
     }
 
     /// A raw pointer to the value in the mapping.
@@ -555,51 +549,56 @@ impl<T: Pod> Array<T> {
     /// Locks and returns a guard to the elements.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) (holding the guard).
+    /// [`OwnerDied`](crate::OwnerDied) when a holder died and the lock is
+    /// poisoned (not held).
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        map_lock(self.h.lock().lock(), self.guard())
+        self.h.lock().lock().map(self.guard())
     }
 
     /// Locks if free.
     ///
     /// # Errors
-    /// [`TryLockError`], with the guard for `OwnerDied`.
-    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        let f = self.guard();
-        self.h.lock().try_lock().map(&f).map_err(|e| e.map(&f))
+    /// [`TryLockError`].
+    #[doc(alias = "acquire_nowait")]
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError> {
+        self.h.lock().try_lock().map(self.guard())
     }
 
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError`], with the guard for `OwnerDied`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        let f = self.guard();
-        self.h
-            .lock()
-            .lock_timeout(timeout)
-            .map(&f)
-            .map_err(|e| e.map(&f))
+    /// [`LockTimeoutError`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockTimeoutError> {
+        self.h.lock().lock_timeout(timeout).map(self.guard())
+    }
+
+    /// Locks, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<ArrayGuard<'_, T>, LockTimeoutError> {
+        self.h.lock().lock_deadline(deadline).map(self.guard())
+    }
+
+    /// Locks whether poisoned or not: the way to repair the elements after
+    /// [`OwnerDied`](crate::OwnerDied), then clear the poison with
+    /// [`get_lock`](Self::get_lock)`().clear_poison()`.
+    pub fn lock_ignoring_poison(&self) -> ArrayGuard<'_, T> {
+        (self.guard())(self.h.lock().lock_ignoring_poison())
     }
 
     /// A copy of every element, under the lock.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) carrying the copy.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned.
     pub fn to_vec(&self) -> LockResult<Vec<T>> {
-        match self.lock() {
-            Ok(g) => Ok(g.to_vec()),
-            Err(e) => Err(e.map(|g| g.to_vec())),
-        }
+        self.lock().map(|g| g.to_vec())
     }
 
     /// Copies `values` over the whole array, under the lock.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied): stored all the same.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned (nothing stored).
     ///
     /// # Panics
     /// If `values.len() != self.len()`.
@@ -609,13 +608,8 @@ impl<T: Pod> Array<T> {
             self.len(),
             "Array::store needs exactly len() values"
         );
-        match self.lock() {
-            Ok(mut g) => {
-                g.copy_from_slice(values);
-                Ok(())
-            }
-            Err(e) => Err(e.map(|mut g| g.copy_from_slice(values))),
-        }
+        self.lock()?.copy_from_slice(values);
+        Ok(())
     }
 
     /// A raw pointer to the first element in the mapping.
@@ -630,8 +624,7 @@ impl Array<u8> {
     /// `Array('c', n).value`.
     ///
     /// # Errors
-    /// [`SetStrError::TooLong`] (nothing stored), or
-    /// [`SetStrError::OwnerDied`] (stored all the same).
+    /// [`SetStrError::TooLong`] or [`SetStrError::OwnerDied`] (nothing stored).
     pub fn set_str(&self, s: &str) -> Result<(), SetStrError> {
         self.set_bytes(s.as_bytes())
     }
@@ -647,46 +640,31 @@ impl Array<u8> {
                 capacity: self.len(),
             });
         }
-        let write = |g: &mut ArrayGuard<'_, u8>| {
-            g[..b.len()].copy_from_slice(b);
-            if let Some(nul) = g.get_mut(b.len()) {
-                *nul = 0;
-            }
-        };
-        match self.lock() {
-            Ok(mut g) => {
-                write(&mut g);
-                Ok(())
-            }
-            Err(e) => Err(SetStrError::OwnerDied(e.map(|mut g| write(&mut g)))),
+        let mut g = self.lock()?;
+        g[..b.len()].copy_from_slice(b);
+        if let Some(nul) = g.get_mut(b.len()) {
+            *nul = 0;
         }
+        Ok(())
     }
 
     /// The bytes up to the first NUL (or all of them), under the lock.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) carrying the bytes.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned.
     pub fn to_bytes(&self) -> LockResult<Vec<u8>> {
-        let read = |g: ArrayGuard<'_, u8>| {
-            let end = g.iter().position(|&c| c == 0).unwrap_or(g.len());
-            g[..end].to_vec()
-        };
-        match self.lock() {
-            Ok(g) => Ok(read(g)),
-            Err(e) => Err(e.map(read)),
-        }
+        let g = self.lock()?;
+        let end = g.iter().position(|&c| c == 0).unwrap_or(g.len());
+        Ok(g[..end].to_vec())
     }
 
     /// The string up to the first NUL, invalid UTF-8 replaced by U+FFFD.
     ///
     /// # Errors
-    /// [`OwnerDied`](crate::OwnerDied) carrying the string.
+    /// [`OwnerDied`](crate::OwnerDied) when the lock is poisoned.
     pub fn to_string_lossy(&self) -> LockResult<String> {
-        let conv = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        match self.to_bytes() {
-            Ok(b) => Ok(conv(b)),
-            Err(e) => Err(e.map(conv)),
-        }
+        self.to_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 }
 

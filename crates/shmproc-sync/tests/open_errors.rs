@@ -23,8 +23,28 @@ fn wrong_kind_type_and_length_are_typed_errors() {
     let _a = Array::create(&an, 8, 0u8).expect("array");
 
     let e = RLock::open(&ln).expect_err("a Lock is not an RLock");
-    let msg = format!("{e}: {}", e.segment_error().expect("segment error"));
-    assert!(msg.contains("RLock") && msg.contains("Lock"), "{msg}");
+    // What failed and why, in the message itself, and said once.
+    let msg = e.to_string();
+    assert!(msg.starts_with("cannot open RLock: "), "{msg}");
+    assert!(msg.contains("holds a Lock, not a RLock"), "{msg}");
+    assert!(
+        std::error::Error::source(&e).is_none(),
+        "no OS error behind a wrong kind"
+    );
+    let missing = Lock::open(&shm.name("missing")).expect_err("no such segment");
+    let mut chain = vec![missing.to_string()];
+    let mut cur = std::error::Error::source(&missing);
+    while let Some(c) = cur {
+        chain.push(c.to_string());
+        cur = c.source();
+    }
+    assert!(chain[0].contains("does not exist"), "{chain:?}");
+    assert_eq!(
+        chain.len(),
+        2,
+        "the OS error once after the message: {chain:?}"
+    );
+    assert!(!chain[1].contains("does not exist"), "{chain:?}");
     assert!(matches!(seg(e), SegmentError::WrongKind { .. }));
     assert!(matches!(
         seg(Event::open(&ln).expect_err("kind")),

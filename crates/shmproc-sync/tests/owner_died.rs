@@ -1,11 +1,13 @@
 //! SIGKILL a child while it holds a Lock, an RLock (recursively), a
-//! Condition's lock or a Value's lock: the survivors get the lock with
-//! `OwnerDied`, and the primitive keeps working afterwards.
+//! Condition's lock or a Value's lock: the survivors get `OwnerDied` (not
+//! holding the lock), the lock stays poisoned (every later lock reports it)
+//! until someone repairs the state under `lock_ignoring_poison` and clears
+//! the poison, and the primitive works normally afterwards.
 #![cfg(not(shmproc_loom))] // Segments and processes: not modelled under loom.
 
 use std::time::Duration;
 
-use shmproc_sync::{Condition, Event, Lock, LockTimeoutError, RLock, Value};
+use shmproc_sync::{Condition, Event, Lock, LockTimeoutError, RLock, TryLockError, Value};
 use shmproc_testing::{Child, TestShm, Watchdog, arg, current_test, role};
 
 const T: Duration = Duration::from_secs(20);
@@ -56,17 +58,27 @@ fn lock_holder_killed() {
             // A waiter already asleep when the holder dies.
             waiter = Some(s.spawn(|| match lock.lock_timeout(T) {
                 Err(LockTimeoutError::OwnerDied(died)) => {
-                    assert!(died.dead_owner() > 0);
-                    drop(died.into_inner());
+                    assert!(died.dead_owner().is_some_and(|p| p > 0));
                 }
                 other => panic!("expected OwnerDied, got {other:?}"),
             }));
         });
         waiter.expect("started").join().expect("waiter passed");
     });
-    // Reported once, then back to normal.
+    // Not held, and poisoned: every later lock reports it.
+    assert!(!lock.is_locked());
+    assert!(lock.is_poisoned());
+    match lock.try_lock() {
+        Err(TryLockError::OwnerDied(d)) => assert_eq!(d.dead_owner(), None),
+        other => panic!("expected the poison, got {other:?}"),
+    }
+    assert!(!lock.is_locked(), "a poisoned lock is not left held");
+    // Repair under the lock, clear the poison: back to normal.
+    let g = lock.lock_ignoring_poison();
+    lock.clear_poison();
+    drop(g);
     let g = lock.try_lock().expect("free and clean");
-    assert!(lock.try_lock().is_err());
+    assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
     drop(g);
     assert_eq!(lock.owner_deaths(), 1);
     assert!(!lock.is_locked());
@@ -86,9 +98,11 @@ fn lock_holder_killed_is_noticed_within_a_second() {
     kill_while_holding(current_test!(), &shm, &name, || {});
     // The bound: the next acquirer gets the lock within one second.
     match lock.lock_timeout(Duration::from_secs(1)) {
-        Err(LockTimeoutError::OwnerDied(died)) => drop(died.into_inner()),
+        Err(LockTimeoutError::OwnerDied(died)) => assert!(died.dead_owner().is_some()),
         other => panic!("expected OwnerDied within 1 s, got {other:?}"),
     }
+    assert!(lock.acquire().is_err(), "poisoned until cleared");
+    lock.clear_poison();
     lock.acquire().expect("clean");
     lock.release().expect("held");
 }
@@ -117,9 +131,13 @@ fn rlock_held_recursively_when_killed() {
         Err(LockTimeoutError::OwnerDied(_)) => {}
         other => panic!("expected OwnerDied, got {other:?}"),
     }
-    // Taken over at level 1: one release frees it.
+    assert!(!lock.is_locked(), "reported, not held");
+    assert!(lock.lock().is_err(), "poisoned until cleared");
+    // Repaired at level 1: one release frees it.
+    let g = lock.lock_ignoring_poison();
     assert_eq!(lock.recursion_count(), 1);
-    lock.release().expect("owner");
+    lock.clear_poison();
+    drop(g);
     assert!(!lock.is_locked());
     let a = lock.lock().expect("clean");
     let b = lock.lock().expect("recursive");
@@ -139,10 +157,14 @@ fn condition_lock_holder_killed() {
     let name = shm.name("cond");
     let cond = Condition::create(&name).expect("create condition");
     kill_while_holding(current_test!(), &shm, &name, || {});
-    let g = match cond.lock_timeout(T) {
-        Err(LockTimeoutError::OwnerDied(died)) => died.into_inner(),
+    match cond.lock_timeout(T) {
+        Err(LockTimeoutError::OwnerDied(_)) => {}
         other => panic!("expected OwnerDied, got {other:?}"),
-    };
+    }
+    assert!(!cond.is_owned());
+    assert!(cond.is_poisoned());
+    let g = cond.lock_ignoring_poison();
+    cond.clear_poison();
     cond.notify_all().expect("held");
     let (g, notified) = cond
         .wait_timeout(g, Duration::from_millis(10))
@@ -169,12 +191,17 @@ fn value_holder_killed_mid_update() {
     let v = Value::create(&name, [0u64, 0]).expect("create value");
     kill_while_holding(current_test!(), &shm, &name, || {});
     match v.lock_timeout(T) {
-        Err(LockTimeoutError::OwnerDied(died)) => {
-            let mut g = died.into_inner();
-            assert_eq!(*g, [1, 0], "the half-done update is visible");
-            g[1] = 1; // repaired
-        }
+        Err(LockTimeoutError::OwnerDied(died)) => assert!(died.dead_owner().is_some()),
         other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Nobody reads the half-update without being told.
+    assert!(v.load().is_err());
+    assert!(v.store([5, 5]).is_err());
+    {
+        let mut g = v.lock_ignoring_poison();
+        assert_eq!(*g, [1, 0], "the half-done update is visible");
+        g[1] = 1; // repaired
+        v.get_lock().clear_poison();
     }
     assert_eq!(v.load().expect("clean"), [1, 1]);
 }

@@ -211,7 +211,21 @@ impl Child {
         args: &[(&str, &str)],
         adjust: impl FnOnce(&mut Command),
     ) -> io::Result<Child> {
-        let exe = std::env::current_exe()?;
+        Self::spawn_exe(&std::env::current_exe()?, test, role, args, adjust)
+    }
+
+    /// As [`spawn_with`](Self::spawn_with), running `exe` (a copy of the
+    /// test binary, say, placed where another user can execute it).
+    ///
+    /// # Errors
+    /// When the child cannot be started.
+    pub fn spawn_exe(
+        exe: &std::path::Path,
+        test: &str,
+        role: &str,
+        args: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> io::Result<Child> {
         let mut cmd = Command::new(exe);
         cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
             .env(ENV_ROLE, role)

@@ -2,11 +2,16 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, spin_loop};
 
 use crate::error::{LockResult, LockTimeoutError, OwnerDied, ReleaseError, TryLockError};
+
+/// In `deaths`: set by the acquirer that took the lock over from a dead
+/// holder, cleared by [`RawLock::clear_poison`]; the low 31 bits count the
+/// take-overs.
+const POISONED: u32 = 1 << 31;
 use crate::futex::{self, Deadline, LOCK_SPIN_LIMIT, SLICE, Wake};
 use crate::owner::{self, PID_MASK};
 
@@ -39,7 +44,7 @@ pub(crate) enum Acquired {
 /// | offset | field | meaning |
 /// |---|---|---|
 /// | 0 | `word: AtomicU32` | futex word: bit 31 waiters, bits 22..31 take-over generation, bits 0..22 owner pid (0 = unlocked) |
-/// | 4 | `deaths: AtomicU32` | how many times a dead owner's lock was taken over (wrapping) |
+/// | 4 | `deaths: AtomicU32` | bit 31 poisoned (a holder died; cleared by [`clear_poison`](Self::clear_poison)), bits 0..31 how many times a dead owner's lock was taken over (wrapping) |
 /// | 8 | `owner: AtomicU64` | owner record `pid << 40 \| start_time & (2^40-1)`, 0 when unknown; detects pid reuse |
 ///
 /// # Protocol
@@ -48,7 +53,14 @@ pub(crate) enum Acquired {
 /// | (0, 0) | unlocked | CAS to (me, 0) fast path, or (me, 1) after sleeping |
 /// | (p, 0) | locked, nobody sleeping | waiter CASes to (p, 1) then sleeps |
 /// | (p, 1) | locked, maybe sleepers | release stores (0, 0) and wakes one |
-/// | (p, *) with p dead | owner died | a waiter CASes to (me, 1) with gen + 1, reports [`OwnerDied`] |
+/// | (p, *) with p dead | owner died | a waiter CASes to (me, 1) with gen + 1, sets poisoned, releases, reports [`OwnerDied`] |
+///
+/// # Poison
+/// A holder that dies leaves the lock **poisoned**, as a panicking holder
+/// leaves a `std::sync::Mutex`: the acquirer that takes it over, and every
+/// later `lock`/`acquire` until [`clear_poison`](Self::clear_poison), gets
+/// [`OwnerDied`] and does not hold the lock. Repair with
+/// [`lock_ignoring_poison`](Self::lock_ignoring_poison), then `clear_poison`.
 ///
 /// Waiters sleep in slices of at most 50 ms and check the owner's liveness
 /// (pid exists, is not a zombie, has the recorded start time) after each
@@ -124,11 +136,49 @@ impl RawLock {
         self.owner_pid().is_some()
     }
 
-    /// How many times a dead owner's lock was taken over (wrapping). This is
-    /// how the [`lock_api`] path, which cannot report [`OwnerDied`], makes
-    /// owner deaths observable.
+    /// How many times a dead owner's lock was taken over (wrapping at
+    /// 2^31). This is how the [`lock_api`] path, which cannot report
+    /// [`OwnerDied`], makes owner deaths observable.
     pub fn owner_deaths(&self) -> u32 {
-        self.deaths.load(Ordering::Relaxed)
+        self.deaths.load(Ordering::Relaxed) & !POISONED
+    }
+
+    /// Whether a holder died while holding the lock and the poison was not
+    /// cleared since (std's `Mutex::is_poisoned`).
+    pub fn is_poisoned(&self) -> bool {
+        self.deaths.load(Ordering::Relaxed) & POISONED != 0
+    }
+
+    /// Clears the poison (std's `Mutex::clear_poison`): call it once the
+    /// state the lock protects is repaired, best while holding the lock
+    /// from [`lock_ignoring_poison`](Self::lock_ignoring_poison).
+    pub fn clear_poison(&self) {
+        // Relaxed: the flag travels with the lock word's Release/Acquire
+        // (it is read by the next acquirer after its Acquire CAS).
+        self.deaths.fetch_and(!POISONED, Ordering::Relaxed);
+    }
+
+    /// Marks the lock poisoned; the caller holds it.
+    pub(crate) fn poison(&self) {
+        self.deaths.fetch_or(POISONED, Ordering::Relaxed);
+    }
+
+    /// Turns an acquisition into the API's answer: a take-over from a dead
+    /// holder poisons the lock; a poisoned lock is released again and
+    /// reported.
+    pub(crate) fn admit(&self, a: Acquired) -> Result<(), OwnerDied> {
+        let died = match a {
+            Acquired::FromDead(p) => {
+                self.poison();
+                Some(p)
+            }
+            Acquired::Clean => None,
+        };
+        if died.is_some() || self.is_poisoned() {
+            self.release_raw();
+            return Err(OwnerDied::new(died));
+        }
+        Ok(())
     }
 
     #[inline]
@@ -171,7 +221,12 @@ impl RawLock {
             // protected data may still be half-written (hence OwnerDied).
             .compare_exchange(observed, new, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        self.deaths.fetch_add(1, Ordering::Relaxed);
+        // Count within the low 31 bits, keeping the poison bit.
+        let _ = self
+            .deaths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some((d & POISONED) | (d.wrapping_add(1) & !POISONED))
+            });
         self.record_owner();
         Some(Acquired::FromDead(dead))
     }
@@ -284,14 +339,9 @@ impl RawLock {
     /// Blocks until the lock is acquired (Python's `acquire()`).
     ///
     /// # Errors
-    /// [`OwnerDied`] when the lock was taken over from a dead owner: the lock
-    /// is held all the same.
-    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
-        match self.acquire_until(Deadline::NEVER) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
-            None => unreachable!("an infinite deadline never expires"),
-        }
+    /// [`OwnerDied`] when a holder died and the lock is poisoned: not held.
+    pub fn acquire(&self) -> Result<(), OwnerDied> {
+        self.admit(self.acquire_until(Deadline::NEVER).expect("no deadline"))
     }
 
     /// Acquires if free (Python's `acquire(block=False)`). Checks once
@@ -299,31 +349,42 @@ impl RawLock {
     ///
     /// # Errors
     /// [`TryLockError::WouldBlock`] when held by a live owner;
-    /// [`TryLockError::OwnerDied`] when taken over from a dead one (held).
-    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
+    /// [`TryLockError::OwnerDied`] when poisoned (not held).
+    #[doc(alias = "acquire_nowait")]
+    pub fn try_acquire(&self) -> Result<(), TryLockError> {
         let me = owner::my_pid();
-        if self.fast(me) {
+        let a = if self.fast(me) {
             self.record_owner();
-            return Ok(());
-        }
-        match self.acquire_slow(me, Deadline::after(Duration::ZERO)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(TryLockError::WouldBlock),
-        }
+            Acquired::Clean
+        } else {
+            self.acquire_slow(me, Deadline::after(Duration::ZERO))
+                .ok_or(TryLockError::WouldBlock)?
+        };
+        Ok(self.admit(a)?)
     }
 
     /// Acquires, waiting at most `timeout` (Python's `acquire(timeout=t)`).
     ///
     /// # Errors
     /// [`LockTimeoutError::Timeout`], or [`LockTimeoutError::OwnerDied`]
-    /// (held).
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
-        match self.acquire_until(Deadline::after(timeout)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(LockTimeoutError::Timeout),
-        }
+    /// (not held).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::after(timeout))
+    }
+
+    /// Acquires, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::at(deadline))
+    }
+
+    fn acquire_by(&self, deadline: Deadline) -> Result<(), LockTimeoutError> {
+        let a = self
+            .acquire_until(deadline)
+            .ok_or(LockTimeoutError::Timeout)?;
+        Ok(self.admit(a)?)
     }
 
     /// Releases the lock (Python's `release()`). As in Python, any thread or
@@ -344,35 +405,55 @@ impl RawLock {
     /// Blocks until the lock is acquired; the guard releases it on drop.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard) when taken over from a dead owner.
+    /// [`OwnerDied`] when a holder died and the lock is poisoned (not held).
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        match self.acquire() {
-            Ok(()) => Ok(LockGuard::new(self)),
-            Err(e) => Err(e.map(|()| LockGuard::new(self))),
-        }
+        self.acquire().map(|()| LockGuard::new(self))
     }
 
     /// Acquires if free; see [`try_acquire`](Self::try_acquire).
     ///
     /// # Errors
-    /// As [`try_acquire`](Self::try_acquire), with the guard.
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.try_acquire()
-            .map(|()| LockGuard::new(self))
-            .map_err(|e| e.map(|()| LockGuard::new(self)))
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError> {
+        self.try_acquire().map(|()| LockGuard::new(self))
     }
 
     /// Acquires, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`acquire_timeout`](Self::acquire_timeout), with the guard.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.acquire_timeout(timeout)
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockTimeoutError> {
+        self.acquire_timeout(timeout).map(|()| LockGuard::new(self))
+    }
+
+    /// Acquires, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<LockGuard<'_>, LockTimeoutError> {
+        self.acquire_deadline(deadline)
             .map(|()| LockGuard::new(self))
-            .map_err(|e| e.map(|()| LockGuard::new(self)))
+    }
+
+    /// Blocks until the lock is acquired, poisoned or not (taking it over
+    /// from a dead holder poisons it): the way to repair the state after
+    /// [`OwnerDied`], then [`clear_poison`](Self::clear_poison).
+    pub fn lock_ignoring_poison(&self) -> LockGuard<'_> {
+        self.acquire_ignoring_poison(Deadline::NEVER);
+        LockGuard::new(self)
+    }
+
+    /// Acquires until `deadline` whether poisoned or not (a take-over
+    /// poisons); whether it acquired.
+    pub(crate) fn acquire_ignoring_poison(&self, deadline: Deadline) -> bool {
+        match self.acquire_until(deadline) {
+            Some(Acquired::FromDead(_)) => {
+                self.poison();
+                true
+            }
+            Some(Acquired::Clean) => true,
+            None => false,
+        }
     }
 }
 
@@ -414,9 +495,10 @@ impl fmt::Debug for LockGuard<'_> {
 
 /// `lock_api` support: `lock_api::Mutex<RawLock, T>` and friends work, with
 /// one honest difference: [`lock_api::RawMutex::lock`] cannot report
-/// [`OwnerDied`], so on that path taking over a dead owner's lock simply
-/// acquires it. The take-over is still counted in
-/// [`RawLock::owner_deaths`], which callers can compare before and after.
+/// [`OwnerDied`], so on that path the lock is acquired whether poisoned or
+/// not (as [`RawLock::lock_ignoring_poison`]). A take-over still poisons it
+/// and is counted in [`RawLock::owner_deaths`], which callers can compare
+/// before and after.
 /// (A `lock_api::Mutex` never goes into a segment: it is not `repr(C)`; use
 /// [`Value`](crate::Value) for data shared between processes.)
 #[cfg(not(shmproc_loom))]
@@ -431,11 +513,11 @@ unsafe impl lock_api::RawMutex for RawLock {
     type GuardMarker = lock_api::GuardSend;
 
     fn lock(&self) {
-        let _ = self.acquire_until(Deadline::NEVER);
+        self.acquire_ignoring_poison(Deadline::NEVER);
     }
 
     fn try_lock(&self) -> bool {
-        matches!(self.try_acquire(), Ok(()) | Err(TryLockError::OwnerDied(_)))
+        self.acquire_ignoring_poison(Deadline::after(Duration::ZERO))
     }
 
     unsafe fn unlock(&self) {
@@ -455,7 +537,7 @@ unsafe impl lock_api::RawMutexTimed for RawLock {
     type Instant = std::time::Instant;
 
     fn try_lock_for(&self, timeout: Duration) -> bool {
-        self.acquire_until(Deadline::after(timeout)).is_some()
+        self.acquire_ignoring_poison(Deadline::after(timeout))
     }
 
     fn try_lock_until(&self, deadline: std::time::Instant) -> bool {

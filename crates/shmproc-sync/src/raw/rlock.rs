@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::{AtomicU32, Ordering};
 
@@ -17,8 +17,9 @@ use crate::owner;
 ///
 /// The owner is one thread (pid and tid); it may acquire again, and only it
 /// may release. If the owning **process** dies, the next acquirer takes the
-/// lock over with [`OwnerDied`] and a recursion level of 1. A thread that
-/// exits while its process lives keeps the lock held, as in Python.
+/// lock over, poisons it and reports [`OwnerDied`] (see [`RawLock`]'s
+/// "Poison"). A thread that exits while its process lives keeps the lock
+/// held, as in Python.
 ///
 /// # Layout (`repr(C)`, 24 bytes, align 8)
 /// | offset | field | meaning |
@@ -116,7 +117,26 @@ impl RawRLock {
         self.lock.owner_deaths()
     }
 
-    /// Acquires (recursively when already owned) until `deadline`.
+    /// Acquires (recursively when already owned) until `deadline`, as the
+    /// API answers: `None` when the deadline passed, `Some(Err)` when a
+    /// holder died and the lock is poisoned (not held). A recursive
+    /// acquisition never reports poison: the caller holds the lock already.
+    pub(crate) fn acquire_checked(&self, deadline: Deadline) -> Option<Result<(), OwnerDied>> {
+        if self.is_owned() {
+            self.acquire_until(deadline)?;
+            return Some(Ok(()));
+        }
+        let a = self.lock.acquire_until(deadline)?;
+        if let Err(e) = self.lock.admit(a) {
+            return Some(Err(e));
+        }
+        self.owner_tid.store(owner::my_tid(), Ordering::Relaxed);
+        self.count.store(1, Ordering::Relaxed);
+        Some(Ok(()))
+    }
+
+    /// Acquires (recursively when already owned) until `deadline`, ignoring
+    /// poison.
     pub(crate) fn acquire_until(&self, deadline: Deadline) -> Option<Acquired> {
         if self.is_owned() {
             let c = self.count.load(Ordering::Relaxed);
@@ -156,46 +176,78 @@ impl RawRLock {
     /// Blocks until acquired, or re-acquired by the owner (Python's `acquire()`).
     ///
     /// # Errors
-    /// [`OwnerDied`] when taken over from a dead owner (held, level 1).
+    /// [`OwnerDied`] when a holder died and the lock is poisoned (not held).
     ///
     /// # Panics
     /// If the recursion level would exceed `u32::MAX`.
-    pub fn acquire(&self) -> Result<(), OwnerDied<()>> {
-        match self.acquire_until(Deadline::NEVER) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(OwnerDied::new((), p)),
-            None => unreachable!("an infinite deadline never expires"),
-        }
+    pub fn acquire(&self) -> Result<(), OwnerDied> {
+        self.acquire_checked(Deadline::NEVER).expect("no deadline")
     }
 
     /// Acquires if free or owned by the caller.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`] (held).
+    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`] (not held).
     ///
     /// # Panics
     /// As [`acquire`](Self::acquire).
-    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
-        match self.acquire_until(Deadline::after(Duration::ZERO)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(TryLockError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(TryLockError::WouldBlock),
-        }
+    #[doc(alias = "acquire_nowait")]
+    pub fn try_acquire(&self) -> Result<(), TryLockError> {
+        Ok(self
+            .acquire_checked(Deadline::after(Duration::ZERO))
+            .ok_or(TryLockError::WouldBlock)??)
     }
 
     /// Acquires, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`] (held).
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`] (not held).
     ///
     /// # Panics
     /// As [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
-        match self.acquire_until(Deadline::after(timeout)) {
-            Some(Acquired::Clean) => Ok(()),
-            Some(Acquired::FromDead(p)) => Err(LockTimeoutError::OwnerDied(OwnerDied::new((), p))),
-            None => Err(LockTimeoutError::Timeout),
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::after(timeout))
+    }
+
+    /// Acquires, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError> {
+        self.acquire_by(Deadline::at(deadline))
+    }
+
+    fn acquire_by(&self, deadline: Deadline) -> Result<(), LockTimeoutError> {
+        Ok(self
+            .acquire_checked(deadline)
+            .ok_or(LockTimeoutError::Timeout)??)
+    }
+
+    /// Whether a holder died while holding the lock and the poison was not
+    /// cleared since.
+    pub fn is_poisoned(&self) -> bool {
+        self.lock.is_poisoned()
+    }
+
+    /// Clears the poison once the protected state is repaired (see
+    /// [`RawLock::clear_poison`]).
+    pub fn clear_poison(&self) {
+        self.lock.clear_poison();
+    }
+
+    /// Blocks until acquired, poisoned or not: the way to repair the state
+    /// after [`OwnerDied`], then [`clear_poison`](Self::clear_poison).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn lock_ignoring_poison(&self) -> RLockGuard<'_> {
+        if let Some(Acquired::FromDead(_)) = self.acquire_until(Deadline::NEVER) {
+            self.lock.poison();
         }
+        RLockGuard::new(self)
     }
 
     /// Releases one level; the lock is free when the level reaches 0.
@@ -235,44 +287,47 @@ impl RawRLock {
     /// Blocks until acquired; the guard releases one level on drop.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard).
+    /// [`OwnerDied`] when poisoned (not held).
     ///
     /// # Panics
     /// As [`acquire`](Self::acquire).
     pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
-        match self.acquire() {
-            Ok(()) => Ok(RLockGuard::new(self)),
-            Err(e) => Err(e.map(|()| RLockGuard::new(self))),
-        }
+        self.acquire().map(|()| RLockGuard::new(self))
     }
 
     /// Acquires if free or owned by the caller.
     ///
     /// # Errors
-    /// As [`try_acquire`](Self::try_acquire), with the guard.
+    /// As [`try_acquire`](Self::try_acquire).
     ///
     /// # Panics
     /// As [`acquire`](Self::acquire).
-    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
-        self.try_acquire()
-            .map(|()| RLockGuard::new(self))
-            .map_err(|e| e.map(|()| RLockGuard::new(self)))
+    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError> {
+        self.try_acquire().map(|()| RLockGuard::new(self))
     }
 
     /// Acquires, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`acquire_timeout`](Self::acquire_timeout), with the guard.
+    /// As [`acquire_timeout`](Self::acquire_timeout).
     ///
     /// # Panics
     /// As [`acquire`](Self::acquire).
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockTimeoutError> {
         self.acquire_timeout(timeout)
             .map(|()| RLockGuard::new(self))
-            .map_err(|e| e.map(|()| RLockGuard::new(self)))
+    }
+
+    /// Acquires, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout).
+    ///
+    /// # Panics
+    /// As [`acquire`](Self::acquire).
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<RLockGuard<'_>, LockTimeoutError> {
+        self.acquire_deadline(deadline)
+            .map(|()| RLockGuard::new(self))
     }
 }
 

@@ -153,7 +153,19 @@ impl RawSemaphore {
     /// # Errors
     /// [`Timeout`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
-        if self.acquire_until(Deadline::after(timeout)) {
+        self.acquire_by(Deadline::after(timeout))
+    }
+
+    /// Decrements, waiting until `deadline` for the value to be positive.
+    ///
+    /// # Errors
+    /// [`Timeout`].
+    pub fn acquire_deadline(&self, deadline: std::time::Instant) -> Result<(), Timeout> {
+        self.acquire_by(Deadline::at(deadline))
+    }
+
+    fn acquire_by(&self, deadline: Deadline) -> Result<(), Timeout> {
+        if self.acquire_until(deadline) {
             Ok(())
         } else {
             Err(Timeout)
