@@ -61,8 +61,14 @@ pub mod sync;
 pub mod transfer;
 mod view;
 
+mod fuzzing;
+
+/// Not API: what the fuzz targets (`fuzz/`) and the corpus replay tests
+/// call. No semver promise.
 #[doc(hidden)]
-pub mod fuzzing;
+pub mod __private {
+    pub use crate::fuzzing::segment_open;
+}
 
 pub use error::{IndexError, NameError, OffsetError, SegmentError};
 pub use header::{

@@ -24,7 +24,7 @@ use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
 
 #[test]
 fn replay_segment_open() {
-    replay_fuzz_corpus("segment_open", shmproc_shm::fuzzing::segment_open);
+    replay_fuzz_corpus("segment_open", shmproc_shm::__private::segment_open);
 }
 
 // ---------------------------------------------------------------------------
@@ -62,11 +62,11 @@ fn segment_open_seeds_are_meaningful() {
             seed.name,
             if seed.opens { "a handle" } else { "an error" },
         );
-        shmproc_shm::fuzzing::segment_open(&seed.data);
+        shmproc_shm::__private::segment_open(&seed.data);
     }
 }
 
-/// What `shmproc_shm::fuzzing::segment_open` opens, with a zero init timeout.
+/// What `shmproc_shm::__private::segment_open` opens, with a zero init timeout.
 fn open_like_segment_open(data: &[u8]) -> Result<Segment, String> {
     let (&pick, bytes) = data.split_first().ok_or("empty input")?;
     let fd = memfd_with(bytes);
