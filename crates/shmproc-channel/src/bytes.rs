@@ -24,7 +24,8 @@
 //!
 //! # Messages larger than a slot: side segments
 //! A message longer than the slot's data area goes into a *side segment*:
-//! a fresh named `shmproc_shm` segment (`/shmproc-<pid>-<random>-bq`) that
+//! a fresh named `shmproc_shm` segment (`/shmproc-<pid>-<random>-<queue id>-bq`,
+//! the queue id being 48 random bits kept in the ring header) that
 //! the producer creates, fills and publishes **before** claiming a slot; the
 //! record only carries its name and length. The consumer opens it, unlinks
 //! the name at once, releases the slot, then copies the bytes out (or lends
@@ -52,9 +53,13 @@
 //! publishing the record, or a consumer between claiming the record and
 //! opening the segment (a few system calls), or when a queue is destroyed
 //! with undelivered large messages still in it. [`ByteQueue::sweep_side_segments`]
-//! removes the side segments of this queue whose creator is dead and that
-//! no published record references (run it when no producer of the queue is
-//! mid-put, e.g. after joining the workers, or before dropping the queue).
+//! removes the side segments of this queue (its id is in their names, so
+//! another queue's are never touched) whose creator is dead, that no
+//! published record references and that no process maps (run it when no
+//! producer of the queue is mid-put, e.g. after joining the workers, or
+//! before dropping the queue). Side segments are persisted (the consumer,
+//! not the producer, unlinks them), so generic crash cleanup
+//! ([`shmproc_shm::cleanup`]) leaves them alone: this sweep is theirs.
 //!
 //! # Nothing lost
 //! A put either returns `Ok` (the message is delivered once) or an error
@@ -74,8 +79,8 @@ use std::time::Duration;
 
 use shmproc_shm::sync::{Ordering, spin_loop};
 use shmproc_shm::{
-    Offset, OpenOptions, PendingSegment, Segment, SegmentKind, SegmentLayout, SegmentName, Source,
-    TypeSpec,
+    NAME_PREFIX, Offset, OpenOptions, PendingSegment, Segment, SegmentKind, SegmentLayout,
+    SegmentName, Source, TypeSpec, cleanup, os,
 };
 use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
 
@@ -386,8 +391,8 @@ impl ByteQueue {
     }
 
     /// Creates a side segment of `len` bytes (not yet holding data).
-    fn create_side(len: u64) -> Result<PendingSegment, PutBytesError> {
-        let name = side_name();
+    fn create_side(&self, len: u64) -> Result<PendingSegment, PutBytesError> {
+        let name = side_name(self.queue_id());
         let layout = SegmentLayout::new(SegmentKind::RAW, side_spec(len), len);
         Segment::create(&name, &layout).map_err(|e| PutBytesError::Side(Box::new(e)))
     }
@@ -409,7 +414,7 @@ impl ByteQueue {
         }
         // Large: fill and publish the side segment first, so the slot claim
         // is held only for writing the 64-byte header.
-        let pending = Self::create_side(len)?;
+        let pending = self.create_side(len)?;
         let seg = pending.segment();
         let dst = seg.data_ptr();
         debug_assert!(seg.data_len() >= data.len());
@@ -485,7 +490,7 @@ impl ByteQueue {
     ) -> Result<WriteGuard<'_>, PutBytesError> {
         let l = Self::check_len(len)?;
         let side = if len > self.inline {
-            Some(Self::create_side(l)?)
+            Some(self.create_side(l)?)
         } else {
             None
         };
@@ -849,15 +854,41 @@ impl ByteQueue {
             .map_err(QueueError::segment("share"))
     }
 
+    /// This queue's id, as its side segments' names carry it: read from
+    /// the ring header, where the first process that needs one stores 48
+    /// random bits (never 0).
+    fn queue_id(&self) -> u64 {
+        let id = &self.ring.header().queue_id;
+        // Relaxed: the id is a value on its own, published with nothing
+        // else; the CAS makes every process agree on the first one stored.
+        let cur = id.load(Ordering::Relaxed);
+        if cur != 0 {
+            return cur;
+        }
+        let fresh = (os::random_u64() & QUEUE_ID_MASK).max(1);
+        match id.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => fresh,
+            Err(other) => other,
+        }
+    }
+
     /// Removes leaked side segments (see the [module docs](crate::bytes)):
-    /// those in `/dev/shm` named like side segments whose creating process
-    /// is dead, skipping the ones that records still in this queue name.
-    /// Returns the names removed.
+    /// the side segments of **this** queue (named with its id) whose
+    /// creator is dead, that no record still in this queue names, and that
+    /// no live process maps or holds open. Returns the names removed.
     ///
-    /// Side segments are not tied to one queue: run this when no queue of
-    /// this machine's processes holds undelivered large messages from dead
-    /// producers other than this one (typically after joining the workers).
+    /// Another queue's side segments are never touched, whatever state it
+    /// is in. Run it when no producer of this queue is mid-put and no
+    /// consumer mid-get (live ones are safe; one that dies meanwhile, or a
+    /// consumer between claiming a record of a dead producer and opening
+    /// its segment, may lose that message), typically after joining the
+    /// workers. Racing with another sweep or with crash cleanup is harmless
+    /// (see [`cleanup`]).
     pub fn sweep_side_segments(&self) -> Vec<String> {
+        let id = self.ring.header().queue_id.load(Ordering::Relaxed);
+        if id == 0 {
+            return Vec::new(); // no side segment was ever named after this queue
+        }
         let mut referenced = Vec::new();
         let cap = self.ring.capacity();
         for i in 0..cap {
@@ -873,26 +904,22 @@ impl ByteQueue {
                 }
             }
         }
-        let mut removed = Vec::new();
-        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-            return removed;
-        };
-        for e in dir.flatten() {
-            let bare = e.file_name().to_string_lossy().into_owned();
-            let name = format!("/{bare}");
-            if !is_side_name(&name) || referenced.contains(&name) {
-                continue;
-            }
-            let pid = bare
-                .strip_prefix("shmproc-")
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| u32::from_str_radix(p, 16).ok());
-            let Some(pid) = pid else { continue };
-            if !shmproc_sync::owner::owner_alive(pid, 0) && Segment::remove(&name).is_ok() {
-                removed.push(name);
-            }
-        }
-        removed
+        let suffix = side_suffix(id);
+        let candidates =
+            cleanup::list_matching(|n| n.starts_with(NAME_PREFIX) && n.ends_with(&suffix))
+                .into_iter()
+                .map(|info| {
+                    // A creator killed before writing the header left no pid
+                    // there: the one in the name (ours, by the suffix) says.
+                    let dead = match info.creator_alive {
+                        Some(alive) => !alive,
+                        None => info.named_creator().is_some_and(|c| !c.is_alive()),
+                    };
+                    (format!("/{}", info.name), dead)
+                })
+                .filter(|(name, dead)| *dead && !referenced.contains(name))
+                .map(|(name, _)| name);
+        cleanup::remove_unused(candidates)
     }
 }
 
@@ -969,10 +996,21 @@ impl ByteQueue {
     }
 }
 
-/// A fresh side segment name: `/shmproc-<pid hex>-<random hex>-bq`.
-fn side_name() -> String {
-    let n = SegmentName::unique("bq");
-    n.as_str().to_owned()
+/// The bits of a queue id (48: 12 hex digits in side segment names).
+const QUEUE_ID_MASK: u64 = (1 << 48) - 1;
+
+/// How the names of queue `id`'s side segments end: `-<id hex>-bq`.
+fn side_suffix(id: u64) -> String {
+    format!("-{id:012x}{SIDE_TAG}")
+}
+
+/// A fresh side segment name for queue `id`:
+/// `/shmproc-<pid hex>-<random hex>-<id hex>-bq` (at most 44 bytes: a pid
+/// has at most 6 hex digits, `PID_MAX_LIMIT` being 2^22).
+fn side_name(id: u64) -> String {
+    let pid = os::getpid();
+    let rand = os::random_u64() & 0xffff_ffff_ffff;
+    format!("/{NAME_PREFIX}{pid:x}-{rand:012x}{}", side_suffix(id))
 }
 
 fn seg_name(seg: &Segment) -> String {
@@ -1167,6 +1205,22 @@ mod tests {
             Ok(Record::Cancelled)
         );
         assert!(decode(&[0; 64], 64, 0).is_err());
-        assert!(side_name().len() <= 31 && is_side_name(&side_name()));
+    }
+
+    #[test]
+    fn side_names_carry_their_queue_id_and_fit_a_record() {
+        let id = QUEUE_ID_MASK;
+        let name = side_name(id);
+        assert!(is_side_name(&name), "{name}");
+        assert!(name.ends_with(&side_suffix(id)), "{name}");
+        assert!(!name.ends_with(&side_suffix(id - 1)), "{name}");
+        // The longest: a 6-hex-digit pid (PID_MAX_LIMIT is 2^22).
+        let longest = format!(
+            "/{NAME_PREFIX}3fffff-{:012x}{}",
+            u64::MAX >> 16,
+            side_suffix(id)
+        );
+        assert_eq!(longest.len(), 44);
+        assert!(longest.len() <= NAME_CAP && is_side_name(&longest));
     }
 }

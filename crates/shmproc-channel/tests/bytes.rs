@@ -395,3 +395,52 @@ fn serde_objects_round_trip_and_bad_ones_are_typed_errors() {
     assert_eq!(q.try_get_obj::<Job>().expect("get"), small);
     assert!(side_leftovers(std::process::id()).is_empty());
 }
+
+/// Side segments carry their queue's id: sweeping queue B never removes an
+/// undelivered large message of queue A, even one whose producer is dead,
+/// while B's own leaked side segment (a dead producer's reservation) goes.
+#[test]
+fn a_sweep_removes_only_its_own_queues_side_segments() {
+    if let Some(r) = role() {
+        let q = ByteQueue::open(&arg("q").expect("q")).expect("open");
+        match r.as_str() {
+            // Delivered to A's ring, never consumed; the producer then exits.
+            "a-producer" => q.put_bytes(&msg(10 * SLOT, 7)).expect("put"),
+            // Dies holding a reservation whose side segment is made: an
+            // unreferenced side segment of B.
+            _ => std::mem::forget(q.reserve(10 * SLOT).expect("reserve")),
+        }
+        return;
+    }
+    let _wd = Watchdog::new(TIMEOUT);
+    let shm = TestShm::new();
+    let (a_name, b_name) = (shm.name("bqa"), shm.name("bqb"));
+    let a = ByteQueue::create(&a_name, 4, SLOT).expect("create A");
+    let b = ByteQueue::create(&b_name, 4, SLOT).expect("create B");
+    let run = |role: &str, q: &str| {
+        let child = Child::spawn(current_test!(), role, &[("q", q)]).expect("spawn");
+        let pid = child.pid() as u32;
+        assert_eq!(child.wait_timeout(TIMEOUT).code(), 0, "{role}");
+        pid
+    };
+    let a_pid = run("a-producer", &a_name);
+    let b_pid = run("b-abandoner", &b_name);
+    assert_eq!(side_leftovers(a_pid).len(), 1);
+    assert_eq!(side_leftovers(b_pid).len(), 1);
+
+    let swept = b.sweep_side_segments();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert!(side_leftovers(b_pid).is_empty(), "B's own leak is swept");
+    assert_eq!(
+        side_leftovers(a_pid).len(),
+        1,
+        "A's message survives B's sweep"
+    );
+    // A's own sweep keeps it too: a record still names it.
+    assert!(a.sweep_side_segments().is_empty());
+    assert_eq!(
+        a.get_bytes_timeout(TIMEOUT).expect("get"),
+        msg(10 * SLOT, 7)
+    );
+    assert!(side_leftovers(a_pid).is_empty(), "the consumer unlinked it");
+}

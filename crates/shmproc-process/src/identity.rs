@@ -48,7 +48,7 @@ impl ParentInfo {
     /// Whether the parent is still alive (for a fork-server child, the
     /// process that asked for it, not the server).
     pub fn is_alive(&self) -> bool {
-        os::pid_alive(self.pid)
+        shmproc_shm::OwnerRecord::pid_only(self.pid.unsigned_abs()).is_alive()
     }
 }
 

@@ -3,11 +3,8 @@
 //! Layer 1 (helper processes and re-exec): uses `reexec` (to start the
 //! tracker) and `session` (the tag it watches).
 //!
-//! # What can leak
-//! A named segment is unlinked by its creator's handle when it drops (unless
-//! [`persist`](shmproc_shm::Segment::persist)ed). Only a creator that never
-//! runs its destructors leaves one behind: a process killed by a signal, one
-//! that calls `exit` with handles alive, one that leaks a handle on purpose.
+//! What leaks, what an orphan is and how it is removed:
+//! [`shmproc_shm::cleanup`]. This module holds the part that needs re-exec.
 //!
 //! # Python's design, and its bugs
 //! Python's `resource_tracker` is told about every segment (`register`) and
@@ -18,18 +15,11 @@
 //! segments that were handed over on purpose.
 //!
 //! # shmproc's design
-//! shmproc keeps no list. Every segment's header records its creator's pid,
-//! whether it was persisted on purpose, and a **session** tag; the kernel
-//! knows who maps it. A segment is removed only when all of these hold:
-//! 1. it was **not persisted** ([`FLAG_PERSISTENT`](shmproc_shm::FLAG_PERSISTENT)
-//!    in its header);
-//! 2. its **creator is dead** (pids are recycled only after a reap; a
-//!    recycled pid makes the segment look in use, never the reverse);
-//! 3. **no live process maps it or holds it open** (`/proc/*/maps`,
-//!    `/proc/*/fd`): a segment still in use is left alone, whoever made it,
-//!    and removed later, once the last user is gone.
-//!
-//! Two cleaners apply these rules:
+//! shmproc keeps no list: what may be removed is judged from the segments'
+//! headers and from `/proc` by [`shmproc_shm::cleanup`] (see its docs for
+//! the rules that make a segment an orphan, and for why its cleaners may
+//! race harmlessly). This module only adds the two cleaners that need a
+//! process of their own:
 //! - **The parent of a killed child.** When `join`, `exitcode`, `is_alive` or
 //!   `active_children` reaps a child that died by a signal, the parent sweeps
 //!   that child's segments ([`reap_segments_of`]) at once.
@@ -43,10 +33,10 @@
 //!   the session's tag, and so do those of its children: forked ones inherit
 //!   it, `spawn` and `forkserver` ones get it in `SHMPROC_SESSION`. The
 //!   tracker waits on a pidfd for the program to end (however it ends), then
-//!   removes the session's segments that rules 1-3 allow, and stays while
-//!   some remain (a creator still running, a user still mapping one),
-//!   checking with a backoff up to once a second, for at most
-//!   [`TRACKER_LINGER`]. Then it exits. While the program runs it does
+//!   removes the session's orphans ([`cleanup::reap_session`]), and stays
+//!   while some of its segments remain (a creator still running, a user
+//!   still mapping one), checking with a backoff up to once a second, for at
+//!   most [`TRACKER_LINGER`]. Then it exits. While the program runs it does
 //!   nothing at all: one blocked `poll`.
 //!
 //! So a segment is never removed under a user (no bpo-38119), nothing is
@@ -54,22 +44,17 @@
 //! SIGKILLed leaves nothing in `/dev/shm` once nobody uses what it made.
 //!
 //! Set `SHMPROC_TRACKER=0` to start no tracker (segments are then tagged
-//! with no session). [`reap_orphaned_segments`] applies rules 1-3 to every
-//! shmproc segment in `/dev/shm`, whatever its session (for segments made
-//! with the tracker disabled, or by a program that does not link this crate;
-//! run it at start-up, or from the CLI's `clean`).
-//!
-//! Limits: a process that knows a name but has neither opened nor mapped it
-//! yet cannot be seen; it gets a "not found" error when it opens it (never
-//! undefined behaviour). A creator killed between `shm_open` and writing the
-//! header leaves a file without one; it is not shmproc's to judge and stays.
+//! with no session). [`reap_orphaned_segments`] removes every orphan in
+//! `/dev/shm`, whatever its session (for segments made with the tracker
+//! disabled, or by a program that does not link this crate; run it at
+//! start-up, or from the CLI's `clean`, which calls
+//! [`cleanup::reap_orphaned_segments`] without linking this crate).
 
-use std::collections::HashSet;
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
+use shmproc_shm::cleanup;
 use shmproc_shm::os::{self, Pid};
-use shmproc_shm::{PeekedHeader, Segment};
 
 use crate::reexec::{ROLE_TRACKER, env_block};
 use crate::session::{ENV_SESSION, NO_SESSION};
@@ -153,19 +138,10 @@ pub(crate) fn run_tracker(arg: &[u8]) -> ! {
     let start = Instant::now();
     let mut pause = Duration::from_millis(10);
     loop {
-        let mine: Vec<(String, PeekedHeader)> = segments()
-            .into_iter()
-            .filter(|(_, h)| h.session == tag && !h.persistent)
-            .collect();
-        if mine.is_empty() || start.elapsed() > TRACKER_LINGER {
+        let reap = cleanup::reap_session(tag);
+        if reap.remaining == 0 || start.elapsed() > TRACKER_LINGER {
             break;
         }
-        let dead: Vec<String> = mine
-            .into_iter()
-            .filter(|(_, h)| !creator_alive(h))
-            .map(|(n, _)| n)
-            .collect();
-        remove_unused(dead);
         #[allow(clippy::disallowed_methods)]
         // polling /dev/shm and /proc with a backoff: nothing to wait on
         std::thread::sleep(pause);
@@ -206,98 +182,21 @@ fn wait_for_exit(root: Pid) {
     }
 }
 
-fn creator_alive(h: &PeekedHeader) -> bool {
-    i32::try_from(h.creator_pid).is_ok_and(|p| p > 0 && os::pid_alive(p))
-}
-
-/// `(name, header)` of every shmproc segment in `/dev/shm` whose header can
-/// be read.
-fn segments() -> Vec<(String, PeekedHeader)> {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        // Any name: users choose their own. The magic and layout version
-        // (checked by `peek`) say whether it is a shmproc segment.
-        if let Ok(h) = Segment::peek(&name) {
-            out.push((name, h));
-        }
-    }
-    out
-}
-/// Names of `/dev/shm` entries mapped or held open by any live process.
-fn in_use() -> HashSet<String> {
-    let mut used = HashSet::new();
-    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
-        return used;
-    };
-    for p in proc_dir.flatten() {
-        let fname = p.file_name();
-        let Some(pid) = fname.to_str() else { continue };
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) {
-            for line in maps.lines() {
-                if let Some(i) = line.find("/dev/shm/") {
-                    let rest = &line[i + "/dev/shm/".len()..];
-                    used.insert(rest.trim_end_matches(" (deleted)").to_owned());
-                }
-            }
-        }
-        if let Ok(fds) = std::fs::read_dir(p.path().join("fd")) {
-            for fd in fds.flatten() {
-                if let Ok(target) = std::fs::read_link(fd.path()) {
-                    if let Some(rest) = target.to_str().and_then(|t| t.strip_prefix("/dev/shm/")) {
-                        used.insert(rest.trim_end_matches(" (deleted)").to_owned());
-                    }
-                }
-            }
-        }
-    }
-    used
-}
-
-fn remove_unused(candidates: Vec<String>) -> Vec<String> {
-    if candidates.is_empty() {
-        return candidates;
-    }
-    let used = in_use();
-    candidates
-        .into_iter()
-        .filter(|n| !used.contains(n))
-        .filter(|n| Segment::remove(n).is_ok())
-        .collect()
-}
-
 /// Removes the segments created by `pid`, a process that died abnormally,
 /// that were not persisted and that no live process maps or holds open.
 /// Returns the names removed. Does nothing while `pid` is alive.
+///
+/// The same as [`cleanup::reap_segments_of`], kept at this path.
 pub fn reap_segments_of(pid: Pid) -> Vec<String> {
-    if os::pid_alive(pid) {
-        return Vec::new();
-    }
-    let candidates = segments()
-        .into_iter()
-        .filter(|(_, h)| !h.persistent && i32::try_from(h.creator_pid) == Ok(pid))
-        .map(|(n, _)| n)
-        .collect();
-    remove_unused(candidates)
+    cleanup::reap_segments_of(pid)
 }
 
 /// Removes every shmproc segment in `/dev/shm`, of any session, whose
 /// creator is dead, that was not persisted, and that no live process maps
 /// or holds open (for segments no tracker watched: run it at start-up, or
 /// from a cleanup tool). Returns the names removed.
+///
+/// The same as [`cleanup::reap_orphaned_segments`], kept at this path.
 pub fn reap_orphaned_segments() -> Vec<String> {
-    let candidates = segments()
-        .into_iter()
-        .filter(|(_, h)| !h.persistent && !creator_alive(h))
-        .map(|(n, _)| n)
-        .collect();
-    remove_unused(candidates)
+    cleanup::reap_orphaned_segments()
 }

@@ -29,6 +29,9 @@
 //!   [`Segment::persist`]; openers only unmap.
 //! - [`os`] holds every system call of the workspace; [`sync`] is the
 //!   atomics shim (`std`, or `loom` under `cfg(shmproc_loom)`).
+//! - [`OwnerRecord::is_alive`] is the one rule that says whether an owner
+//!   (of a lock, a claim, a segment) is alive; [`cleanup`] lists the
+//!   segments in `/dev/shm` and removes those whose creator died.
 //!
 //! # Examples
 //! ```
@@ -51,11 +54,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod cleanup;
 mod error;
 mod header;
 mod name;
 mod object;
 pub mod os;
+mod owner;
 mod segment;
 pub mod sync;
 pub mod transfer;
@@ -78,6 +83,7 @@ pub use header::{
 };
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
 pub use object::{SharedObject, Source};
+pub use owner::OwnerRecord;
 pub use segment::{
     DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
     SegmentLayout, set_session_provider,

@@ -468,8 +468,7 @@ impl Segment {
                 STATE_UNINIT | STATE_INITIALIZING => {
                     if state == STATE_INITIALIZING {
                         let pid = hdr.creator_pid.load(Ordering::Relaxed);
-                        let alive = i32::try_from(pid).is_ok_and(os::pid_alive);
-                        if !alive {
+                        if !crate::OwnerRecord::pid_only(pid).is_alive() {
                             return Err(seg.poisoned("died"));
                         }
                     }

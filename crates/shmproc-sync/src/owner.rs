@@ -12,12 +12,17 @@
 //! the previous holder to have died and its pid to have been recycled to the
 //! new holder in that window.
 //!
+//! The packed word is only an encoding: whether its owner is alive is
+//! judged by the workspace's one liveness rule,
+//! [`OwnerRecord::is_alive`](shmproc_shm::OwnerRecord::is_alive), on the
+//! [`OwnerRecord`] that [`owner_record`] unpacks.
+//!
 //! Public (hidden from the docs) so that `shmproc-channel` records and checks
 //! slot claimants the same way.
 
 use std::cell::Cell;
 
-use shmproc_shm::os;
+use shmproc_shm::{OwnerRecord, os};
 
 /// The largest pid the lock word can hold (Linux's `PID_MAX_LIMIT` is 2^22).
 pub const PID_MASK: u32 = (1 << 22) - 1;
@@ -82,23 +87,14 @@ pub fn my_tagged_record(tag: u64) -> u64 {
 /// a live claimant is never judged dead, even in the instructions between
 /// its claim and its record (the weakness [`owner_alive`] has).
 pub fn tagged_owner_dead(pid: u32, record: u64, tag: u64) -> bool {
-    let Ok(p) = os::Pid::try_from(pid) else {
-        return true;
-    };
-    if !os::pid_alive(p) {
-        return true;
-    }
     let mine = record >> START_BITS == u64::from(pid)
         && (record & TAG_FIELD) >> TAG_SHIFT == tag & TAG_MAX;
-    if !mine {
-        return false;
-    }
-    let keep = START_MASK & !TAG_FIELD;
-    let recorded = record & keep;
-    match os::process_start_time(p) {
-        Some(start) => recorded != 0 && start & keep != recorded,
-        None => false,
-    }
+    let owner = if mine {
+        OwnerRecord::with_start_bits(pid, record, START_MASK & !TAG_FIELD)
+    } else {
+        OwnerRecord::pid_only(pid)
+    };
+    !owner.is_alive()
 }
 
 /// Whether the process that wrote `record` (one of its [`my_record`]s, as a
@@ -114,33 +110,32 @@ pub fn record_owner_dead(record: u64) -> bool {
 /// since by another thread counts as present.
 pub fn tid_gone(tid: u32) -> bool {
     match os::Pid::try_from(tid) {
-        // `pid_alive` asks `kill(tid, 0)` and `/proc/<tid>/stat`, both of
-        // which answer for any thread, not only a process's first.
+        // A thread, not an owner: no start time to compare, so the bare
+        // check. `pid_alive` asks `kill(tid, 0)` and `/proc/<tid>/stat`,
+        // both of which answer for any thread, not only a process's first.
         Ok(t) => !os::pid_alive(t),
         Err(_) => true,
     }
 }
 
-/// Whether the process `pid` (taken from a lock word) still holds what it
-/// holds: it exists, is not a zombie, and, when `record` names the same pid,
-/// has the recorded start time.
-pub fn owner_alive(pid: u32, record: u64) -> bool {
-    let Ok(p) = os::Pid::try_from(pid) else {
-        return false;
-    };
-    if !os::pid_alive(p) {
-        return false;
-    }
+/// The owner a lock word's `pid` and its packed `record` name: the pid
+/// with the record's start time bits when the record names the same pid
+/// (otherwise the record, not yet written or left by an earlier owner,
+/// proves nothing, and only the pid is checked).
+pub fn owner_record(pid: u32, record: u64) -> OwnerRecord {
     if record >> START_BITS == u64::from(pid) {
-        let recorded = record & START_MASK;
-        if let Some(start) = os::process_start_time(p) {
-            if recorded != 0 && start & START_MASK != recorded {
-                // The pid now belongs to another process: the owner is gone.
-                return false;
-            }
-        }
+        OwnerRecord::with_start_bits(pid, record, START_MASK)
+    } else {
+        OwnerRecord::pid_only(pid)
     }
-    true
+}
+
+/// Whether the process `pid` (taken from a lock word) still holds what it
+/// holds: [`OwnerRecord::is_alive`] for [`owner_record`]`(pid, record)`
+/// (it exists, is not a zombie, and, when `record` names the same pid, has
+/// the recorded start time).
+pub fn owner_alive(pid: u32, record: u64) -> bool {
+    owner_record(pid, record).is_alive()
 }
 
 #[cfg(test)]

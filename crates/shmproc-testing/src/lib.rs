@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use shmproc_shm::Segment;
 use shmproc_shm::os::{self, ExitStatus, Pid};
 
 /// Prefix of every name the harness hands out; `.ci/run` and the before-stop
@@ -87,11 +88,13 @@ impl TestShm {
         leftovers_with_prefix(&self.prefix)
     }
 
-    /// Removes every segment left under this namespace and returns their names.
+    /// Removes every segment left under this namespace and returns their names
+    /// (whatever their state: a test's leftovers are removed even while a
+    /// stray child still maps them, unlike crash cleanup's orphans).
     pub fn sweep(&self) -> Vec<String> {
         let left = self.leftovers();
         for name in &left {
-            let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+            let _ = Segment::remove(name);
         }
         left
     }
@@ -112,17 +115,15 @@ impl Drop for TestShm {
     }
 }
 
-/// The entries of `/dev/shm` whose names start with `prefix`, sorted.
+/// The entries of `/dev/shm` whose names start with `prefix`, sorted
+/// (readable segments or not: a leak is a leak), as
+/// [`cleanup::list_matching`](shmproc_shm::cleanup::list_matching) lists
+/// them.
 pub fn leftovers_with_prefix(prefix: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return Vec::new();
-    };
-    let mut v: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    v.sort();
-    v
+    shmproc_shm::cleanup::list_matching(|n| n.starts_with(prefix))
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
 }
 
 /// The role this process was started with by [`Child::spawn`], or `None` in

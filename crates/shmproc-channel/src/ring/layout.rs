@@ -131,7 +131,8 @@ impl IndexLine {
 /// | 64 | `skipped_writes: AtomicU64` | positions skipped because their producer died |
 /// | 72 | `abandoned_reads: AtomicU64` | messages lost because their consumer died mid-read |
 /// | 80 | `unfinished: AtomicU64` | `JoinableQueue`: items put and not yet `task_done` |
-/// | 88 | reserved `[AtomicU64; 5]` | 0 |
+/// | 88 | `queue_id: AtomicU64` | `ByteQueue`: the queue's id in its side segments' names (48 random bits, set once by the first process that needs it); 0: none yet |
+/// | 96 | reserved `[AtomicU64; 4]` | 0 |
 /// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line), and the sleeping producers' records |
 /// | 256 | `head: IndexLine` | next position to consume (own 128-byte line), and the sleeping consumers' records |
 ///
@@ -160,7 +161,10 @@ pub struct RingHeader {
     /// Messages lost because their consumer died between claim and release.
     pub abandoned_reads: AtomicU64,
     pub(crate) unfinished: AtomicU64,
-    _reserved: [AtomicU64; 5],
+    /// See the table above (a reserved word until `ByteQueue` side segments
+    /// were named after their queue: 0 in every older segment).
+    pub(crate) queue_id: AtomicU64,
+    _reserved: [AtomicU64; 4],
     pub(crate) tail: IndexLine,
     pub(crate) head: IndexLine,
 }
@@ -185,6 +189,7 @@ const _: () = {
     assert!(offset_of!(RingHeader, skipped_writes) == 64);
     assert!(offset_of!(RingHeader, abandoned_reads) == 72);
     assert!(offset_of!(RingHeader, unfinished) == 80);
+    assert!(offset_of!(RingHeader, queue_id) == 88);
     assert!(offset_of!(RingHeader, tail) == 128);
     assert!(offset_of!(RingHeader, head) == 256);
     assert!(size_of::<IndexLine>() == 128);
@@ -226,6 +231,7 @@ impl RingHeader {
             skipped_writes: AtomicU64::new(0),
             abandoned_reads: AtomicU64::new(0),
             unfinished: AtomicU64::new(0),
+            queue_id: AtomicU64::new(0),
             _reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             tail: IndexLine::new(0),
             head: IndexLine::new(0),

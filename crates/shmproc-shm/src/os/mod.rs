@@ -15,7 +15,8 @@
 //!   sessions, `atexit`;
 //! - `spawn`: `fork`, `posix_spawn`, `_exit`, waiting for children;
 //! - `fd`: duplicating, adopting, polling and passing descriptors;
-//! - `procfs`: everything read from `/proc`;
+//! - `procfs`: everything read from `/proc` (liveness, start times, the
+//!   `/dev/shm` entries processes map or hold open);
 //! - `sys`: randomness, CPU counts, prefaulting, raw stderr writes;
 //! - [`identity`]: the cached pid and start time of the calling process.
 //!
@@ -48,7 +49,9 @@ pub use process::{
     SIGINT, SIGKILL, SIGTERM, at_exit, geteuid, getpid, getppid, gettid, kill, new_session,
     pidfd_open, pidfd_send_signal, set_parent_death_signal, stdio_to_dev_null,
 };
-pub use procfs::{pid_alive, process_start_time, process_state, thread_count, thread_count_cached};
+pub use procfs::{
+    pid_alive, process_start_time, process_state, shm_in_use, thread_count, thread_count_cached,
+};
 pub use shm::{
     FsSpace, fallocate, fs_space, memfd_create, seal_size, shm_create_exclusive, shm_open_existing,
     shm_unlink,

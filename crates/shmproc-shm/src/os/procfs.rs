@@ -1,7 +1,9 @@
 //! What `/proc` tells about processes: whether one is alive, its state and
-//! start time, and how many threads the calling process has.
+//! start time, how many threads the calling process has, and which
+//! `/dev/shm` entries processes map or hold open.
 #![allow(unsafe_code)] // Syscall fence: `pid_alive` backs its /proc read with kill(pid, 0).
 
+use std::collections::HashSet;
 use std::io;
 
 use super::{Pid, identity};
@@ -11,6 +13,11 @@ use super::{Pid, identity};
 /// `kill(pid, 0)` alone reports a zombie (dead, not yet reaped) as alive, and
 /// a holder that died is exactly such a zombie until its parent reaps it, so
 /// the process state in `/proc/<pid>/stat` is checked as well.
+///
+/// This is a building block: whether an *owner* (of a lock, a claim, a
+/// segment) is alive is judged by
+/// [`OwnerRecord::is_alive`](crate::OwnerRecord::is_alive), the one rule,
+/// which also catches a reused pid when a start time was recorded.
 ///
 /// # References
 /// `man 2 kill`, `man 5 proc` (`/proc/pid/stat`, field 3)
@@ -58,6 +65,50 @@ pub fn process_start_time(pid: Pid) -> Option<u64> {
         .nth(22 - 3)?
         .parse()
         .ok()
+}
+
+/// The names (without the leading `/`, as `/dev/shm` lists them) of the
+/// `/dev/shm` entries that some process maps (`/proc/<pid>/maps`) or holds
+/// open (`/proc/<pid>/fd`), unlinked ones included.
+///
+/// Only the processes whose `/proc` entries this process may read are seen
+/// (its own user's, or all of them for root); a segment is mode `0600`, so
+/// only those can have opened it in the first place. A process that is
+/// about to open a name, but has not yet, cannot be seen.
+///
+/// # References
+/// `man 5 proc` (`/proc/pid/maps`, `/proc/pid/fd`)
+pub fn shm_in_use() -> HashSet<String> {
+    const SHM: &str = "/dev/shm/";
+    let bare = |rest: &str| rest.trim_end_matches(" (deleted)").to_owned();
+    let mut used = HashSet::new();
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return used;
+    };
+    for p in proc_dir.flatten() {
+        let fname = p.file_name();
+        let Some(pid) = fname.to_str() else { continue };
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) {
+            for line in maps.lines() {
+                if let Some(rest) = line.find(SHM).and_then(|i| line.get(i + SHM.len()..)) {
+                    used.insert(bare(rest));
+                }
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir(p.path().join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    if let Some(rest) = target.to_str().and_then(|t| t.strip_prefix(SHM)) {
+                        used.insert(bare(rest));
+                    }
+                }
+            }
+        }
+    }
+    used
 }
 
 /// Number of threads of the calling process, or `None` when `/proc` cannot
@@ -123,6 +174,18 @@ mod tests {
         assert!(process_start_time(getpid()).is_some());
         assert!(!pid_alive(0));
         assert!(!pid_alive(-5));
+    }
+
+    #[test]
+    fn a_mapped_segment_is_in_use() {
+        let name = format!("shmproc-test-procfs-{:x}", crate::os::random_u64());
+        let path = std::path::Path::new("/dev/shm").join(&name);
+        let file = std::fs::File::create(&path).expect("create in /dev/shm");
+        let used = shm_in_use();
+        let _ = std::fs::remove_file(&path);
+        assert!(used.contains(&name), "{name} held open, not in {used:?}");
+        drop(file);
+        assert!(!shm_in_use().contains(&name));
     }
 
     #[test]
