@@ -82,7 +82,11 @@ pub struct Condition {
 }
 
 /// Holds a [`Condition`]'s lock (one level, for the RLock flavour); releases
-/// it on drop. Not `Send`.
+/// it on drop. Not `Send`:
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<shmproc_sync::ConditionGuard<'static>>();
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,

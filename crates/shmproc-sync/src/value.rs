@@ -253,7 +253,12 @@ pub struct Value<T> {
     h: DataSeg<T>,
 }
 
-/// Holds a [`Value`]'s lock and dereferences to the value in place.
+/// Holds a [`Value`]'s lock and dereferences to the value in place. Not
+/// `Sync` (it lends `&mut T`):
+/// ```compile_fail
+/// fn is_sync<T: Sync>() {}
+/// is_sync::<shmproc_sync::ValueGuard<'static, u64>>();
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     _lock: LockGuard<'a>,

@@ -459,6 +459,13 @@ impl RawLock {
 
 /// Holds a [`RawLock`] (of a [`Lock`](crate::Lock), [`Value`](crate::Value),
 /// ...); releases it on drop.
+///
+/// `Send` (a `Lock` is owned by its process, and Python lets any thread
+/// release it) but not `Sync`:
+/// ```compile_fail
+/// fn is_sync<T: Sync>() {}
+/// is_sync::<shmproc_sync::LockGuard<'static>>();
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a RawLock,

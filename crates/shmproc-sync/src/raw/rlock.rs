@@ -333,6 +333,10 @@ impl RawRLock {
 
 /// Holds one level of a [`RawRLock`]; releases it on drop. Not `Send`: only
 /// the owning thread may release.
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<shmproc_sync::RLockGuard<'static>>();
+/// ```
 #[must_use = "the lock level is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RawRLock,
