@@ -310,7 +310,7 @@ fn owner_died() -> DemoResult {
         child.kill()?;
         return Err("the holder never took the lock".into());
     }
-    let pid = child.pid().unwrap_or_default();
+    let pid = child.pid().ok_or("a started process has a pid")?;
     println!("  {} (pid {pid}) holds the lock; kill()", child.name());
     child.kill()?;
     let start = Instant::now();

@@ -80,7 +80,7 @@ fn round_trips_of_every_size_across_processes() {
     let q = ByteQueue::create(&name, 4, SLOT).expect("create");
     assert_eq!(q.slot_size(), SLOT);
     let child = Child::spawn(current_test!(), "producer", &[("q", &name)]).expect("spawn");
-    let pid = child.pid() as u32;
+    let pid = child.pid().as_u32();
     let mut buf = Vec::new();
     for (i, &len) in sizes().iter().enumerate() {
         let want = msg(len, i as u8);
@@ -318,7 +318,7 @@ fn producer_killed_mid_record_is_skipped_and_its_side_segment_swept() {
             },
         )
         .expect("spawn");
-        let pid = child.pid() as u32;
+        let pid = child.pid().as_u32();
         assert_eq!(child.wait_timeout(TIMEOUT).code(), -SIGABRT);
         for i in 0..3u8 {
             assert_eq!(q.get_bytes_timeout(TIMEOUT).expect("get"), msg(8, i));
@@ -419,7 +419,7 @@ fn a_sweep_removes_only_its_own_queues_side_segments() {
     let b = ByteQueue::create(&b_name, 4, SLOT).expect("create B");
     let run = |role: &str, q: &str| {
         let child = Child::spawn(current_test!(), role, &[("q", q)]).expect("spawn");
-        let pid = child.pid() as u32;
+        let pid = child.pid().as_u32();
         assert_eq!(child.wait_timeout(TIMEOUT).code(), 0, "{role}");
         pid
     };

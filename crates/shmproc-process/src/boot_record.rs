@@ -42,7 +42,7 @@ impl Boot {
         p.put_u64(self.trampoline_off);
         p.put_u64(self.target_off);
         p.put_u64(self.type_hash);
-        p.put_u64(self.parent_pid as u32 as u64);
+        p.put_u64(u64::from(self.parent_pid.as_u32()));
         p.put_u64(self.pdeathsig as u32 as u64);
         p.put_u64(u64::from(self.daemon));
         p.put_blob(self.name.as_bytes());
@@ -66,7 +66,11 @@ impl Boot {
         let trampoline_off = u.take_u64()?;
         let target_off = u.take_u64()?;
         let type_hash = u.take_u64()?;
-        let parent_pid = u.take_u64()? as u32 as i32;
+        let raw_parent = u.take_u64()?;
+        let parent_pid = u32::try_from(raw_parent)
+            .ok()
+            .and_then(Pid::from_u32)
+            .ok_or_else(|| ProcessError::BadBoot(format!("parent pid {raw_parent}")))?;
         let pdeathsig = u.take_u64()? as u32 as i32;
         let daemon = u.take_u64()? != 0;
         let name = String::unpack(&mut u)?;
@@ -106,7 +110,7 @@ mod tests {
             trampoline_off: 3,
             target_off: u64::MAX,
             type_hash: 5,
-            parent_pid: 77,
+            parent_pid: Pid::from_raw(77).expect("positive"),
             pdeathsig: 9,
             daemon: true,
             name: "Process-1".into(),
@@ -115,7 +119,10 @@ mod tests {
         };
         let enc = b.encode();
         let d = Boot::decode(&enc).expect("decode");
-        assert_eq!((d.parent_pid, d.pdeathsig, d.daemon), (77, 9, true));
+        assert_eq!(
+            (d.parent_pid.as_raw(), d.pdeathsig, d.daemon),
+            (77, 9, true)
+        );
         assert_eq!(
             (d.name.as_str(), d.args.as_slice(), d.fds.as_slice()),
             ("Process-1", &[1u8, 2, 3][..], &[5, 6][..])

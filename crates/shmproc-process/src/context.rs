@@ -14,7 +14,8 @@ use crate::start_method::{DEFAULT_START_METHOD, StartMethod};
 
 struct Setting {
     method: Option<StartMethod>,
-    owner: os::Pid,
+    /// The raw pid of the process the setting belongs to (0: none yet).
+    owner: i32,
 }
 
 static METHOD: Mutex<Setting> = Mutex::new(Setting {
@@ -33,12 +34,12 @@ pub fn set_start_method(method: StartMethod, force: bool) -> Result<(), ProcessE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let me = os::identity::pid();
-    if let (Some(current), true, false) = (g.method, g.owner == me, force) {
+    if let (Some(current), true, false) = (g.method, g.owner == me.as_raw(), force) {
         return Err(ProcessError::StartMethodAlreadySet { current });
     }
     *g = Setting {
         method: Some(method),
-        owner: me,
+        owner: me.as_raw(),
     };
     Ok(())
 }
@@ -50,7 +51,7 @@ pub fn get_start_method() -> StartMethod {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     match g.method {
-        Some(m) if g.owner == os::identity::pid() => m,
+        Some(m) if g.owner == os::identity::pid().as_raw() => m,
         _ => DEFAULT_START_METHOD,
     }
 }

@@ -34,7 +34,7 @@ pub enum ProcessError {
         /// The process's name.
         name: String,
         /// Its pid.
-        pid: i32,
+        pid: shmproc_shm::os::Pid,
     },
     /// A closure target can only run in a forked child: `spawn` and
     /// `forkserver` start a fresh image and need a plain `fn`.

@@ -25,7 +25,9 @@ impl ProcessInfo {
     pub(crate) fn child(name: String, daemon: bool, parent_pid: Pid) -> ProcessInfo {
         ProcessInfo {
             name,
-            pid: 0,
+            // A placeholder: `current()` reads the pid when asked (a forked
+            // child's is not known before the fork).
+            pid: parent_pid,
             daemon,
             parent: Some(ParentInfo {
                 pid: parent_pid,
@@ -48,7 +50,7 @@ impl ParentInfo {
     /// Whether the parent is still alive (for a fork-server child, the
     /// process that asked for it, not the server).
     pub fn is_alive(&self) -> bool {
-        shmproc_shm::OwnerRecord::pid_only(self.pid.unsigned_abs()).is_alive()
+        shmproc_shm::OwnerRecord::pid_only(self.pid.as_u32()).is_alive()
     }
 }
 

@@ -85,13 +85,13 @@ pub(crate) fn on_main_thread() -> bool {
     thread_local! {
         // `(pid, tid)` when last asked: `gettid` once per thread and process
         // (a forked child's thread has a new tid, and a new cached pid).
-        static TID: std::cell::Cell<(Pid, Pid)> = const { std::cell::Cell::new((0, 0)) };
+        static TID: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
     }
-    let pid = os::identity::pid();
+    let pid = os::identity::pid().as_raw();
     let tid = TID.with(|c| match c.get() {
         (p, t) if p == pid => t,
         _ => {
-            let t = os::gettid();
+            let t = os::gettid().as_raw();
             c.set((pid, t));
             t
         }

@@ -26,7 +26,7 @@ use crate::transfer::{Transfer, pack_args};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn next_number() -> u64 {
-    let me = u64::from(os::identity::pid() as u32) << 32;
+    let me = u64::from(os::identity::pid().as_u32()) << 32;
     // Relaxed: only this word matters (a unique number per process).
     let mut cur = COUNTER.load(Ordering::Relaxed);
     loop {

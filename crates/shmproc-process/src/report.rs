@@ -85,7 +85,8 @@ const POOLED_BOOT: usize = 4 * CHUNK_BYTES;
 const POOL_MAX: usize = 64;
 
 struct Pool {
-    owner: os::Pid,
+    /// The raw pid of the process the pool belongs to (0: none yet).
+    owner: i32,
     free: Vec<Segment>,
 }
 
@@ -99,10 +100,10 @@ fn with_pool<R>(f: impl FnOnce(&mut Vec<Segment>) -> R) -> R {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let me = os::identity::pid();
-    if g.owner != me {
+    if g.owner != me.as_raw() {
         // Inherited through fork: the parent may reuse these; never touch them.
         std::mem::forget(std::mem::take(&mut g.free));
-        g.owner = me;
+        g.owner = me.as_raw();
     }
     f(&mut g.free)
 }

@@ -63,14 +63,14 @@ impl Drop for Started {
 
 impl Started {
     pub(crate) fn new(
-        pid: Pid,
+        pid: Option<Pid>,
         pidfd: Option<OwnedFd>,
         info: ProcessInfo,
         method: StartMethod,
         report: Report,
     ) -> Started {
         Started {
-            pid: AtomicI32::new(pid),
+            pid: AtomicI32::new(pid.map_or(0, Pid::as_raw)),
             pidfd: pidfd.map(OnceLock::from).unwrap_or_default(),
             info,
             method,
@@ -81,14 +81,15 @@ impl Started {
 
     pub(crate) fn pid(&self) -> Pid {
         // Relaxed: stored before the `Started` is shared (the registry's
-        // lock, or the thread that created it).
-        self.pid.load(Ordering::Relaxed)
+        // lock, or the thread that created it). Still 0 only in the forked
+        // child's own copy, which describes the calling process.
+        Pid::from_raw(self.pid.load(Ordering::Relaxed)).unwrap_or_else(os::identity::pid)
     }
 
     /// Stores the pid of a forked child, right after the fork (see `pid`).
     pub(crate) fn set_pid(&self, pid: Pid) {
         // Relaxed: published with the `Started` (see `Started::pid`).
-        self.pid.store(pid, Ordering::Relaxed);
+        self.pid.store(pid.as_raw(), Ordering::Relaxed);
     }
 
     fn exit_lock(&self) -> MutexGuard<'_, Option<i32>> {
@@ -249,7 +250,8 @@ impl Started {
 /// The children this process started and has not reaped yet: [`register`]
 /// adds one when it starts, [`Started::poll`] removes it when it reaps it.
 struct Registry {
-    owner: Pid,
+    /// The raw pid of the process the list belongs to (0: none yet).
+    owner: i32,
     children: Vec<Arc<Started>>,
 }
 
@@ -263,12 +265,12 @@ fn with_registry<R>(f: impl FnOnce(&mut Vec<Arc<Started>>) -> R) -> R {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let me = os::identity::pid();
-    if g.owner != me {
+    if g.owner != me.as_raw() {
         // Inherited through fork: those are the parent's children. Forget,
         // never drop: a dropped entry would recycle a report segment that
         // the parent still uses for that child.
         std::mem::forget(std::mem::take(&mut g.children));
-        g.owner = me;
+        g.owner = me.as_raw();
     }
     f(&mut g.children)
 }
@@ -281,8 +283,8 @@ static PARENT_OF_REGISTERED: AtomicI32 = AtomicI32::new(0);
 /// Adds a child that was just started to the registry.
 pub(crate) fn register(started: Arc<Started>) {
     let me = os::identity::pid();
-    if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != me {
-        PARENT_OF_REGISTERED.store(me, Ordering::Relaxed);
+    if PARENT_OF_REGISTERED.load(Ordering::Relaxed) != me.as_raw() {
+        PARENT_OF_REGISTERED.store(me.as_raw(), Ordering::Relaxed);
     }
     with_registry(|r| r.push(started));
 }
@@ -298,5 +300,5 @@ pub(crate) fn registered() -> Vec<Arc<Started>> {
 pub(crate) fn has_registered() -> bool {
     // Relaxed: the value is this process's own pid only if this process
     // stored it (program order), and then the registry lock orders the rest.
-    PARENT_OF_REGISTERED.load(Ordering::Relaxed) == os::identity::pid()
+    PARENT_OF_REGISTERED.load(Ordering::Relaxed) == os::identity::pid().as_raw()
 }

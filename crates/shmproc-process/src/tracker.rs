@@ -93,7 +93,7 @@ fn inherit_or_start() -> u64 {
     let root = os::getpid();
     // The pid in the low half (for people reading headers), a random high half
     // so a recycled pid never names an old session.
-    let tag = (os::random_u64() << 32) | u64::from(root.unsigned_abs());
+    let tag = (os::random_u64() << 32) | u64::from(root.as_u32());
     match start_tracker(root, tag) {
         Ok(()) => tag,
         Err(e) => {
@@ -125,11 +125,11 @@ pub(crate) fn run_tracker(arg: &[u8]) -> ! {
     let parsed = std::str::from_utf8(arg).ok().and_then(|s| {
         let (root, tag) = s.split_once(':')?;
         Some((
-            root.parse::<Pid>().ok()?,
+            Pid::from_raw(root.parse::<i32>().ok()?)?,
             u64::from_str_radix(tag, 16).ok()?,
         ))
     });
-    let Some((root, tag)) = parsed.filter(|(r, t)| *r > 0 && *t != 0) else {
+    let Some((root, tag)) = parsed.filter(|&(_, t)| t != 0) else {
         os::exit_now(2);
     };
     let _ = os::new_session();
@@ -152,12 +152,12 @@ pub(crate) fn run_tracker(arg: &[u8]) -> ! {
 
 /// Returns once the process `root` (this process's parent) has ended.
 fn wait_for_exit(root: Pid) {
-    if os::getppid() != root {
+    if os::getppid() != Some(root) {
         return; // already gone: we were handed to another reaper
     }
     let Ok(fd) = os::pidfd_open(root) else {
         // No pidfd (a kernel before 5.3): watch for being re-parented.
-        while os::getppid() == root {
+        while os::getppid() == Some(root) {
             #[allow(clippy::disallowed_methods)] // nothing to block on without a pidfd
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -165,15 +165,15 @@ fn wait_for_exit(root: Pid) {
     };
     // Checked again after `pidfd_open`: if the parent was still `root` then,
     // the pidfd names it and not a process that recycled its pid.
-    if os::getppid() != root {
+    if os::getppid() != Some(root) {
         return;
     }
     use std::os::fd::AsFd;
     loop {
         match os::poll_readable(&[fd.as_fd()], None) {
             Ok(r) if r.first() == Some(&true) => return,
-            Ok(_) => {}                                // interrupted
-            Err(_) if os::getppid() != root => return, // cannot poll: fall back
+            Ok(_) => {}                                      // interrupted
+            Err(_) if os::getppid() != Some(root) => return, // cannot poll: fall back
             Err(_) => {
                 #[allow(clippy::disallowed_methods)] // fallback polling of the parent pid
                 std::thread::sleep(Duration::from_millis(100));

@@ -57,8 +57,7 @@ fn daemon_is_terminated_when_its_parent_exits_normally() {
             started.wait_timeout(TIMEOUT),
             "{method}: daemon did not start"
         );
-        let daemon = pid.load();
-        assert!(daemon > 0);
+        let daemon = os::Pid::from_raw(pid.load()).expect("a stored pid");
         parent.expect_success(TIMEOUT);
         let gone = wait_until(TIMEOUT, || !os::pid_alive(daemon));
         if !gone {

@@ -42,7 +42,7 @@ fn start_sleeper(ctx: shmproc_process::Context) -> (shmproc_process::Process, os
         .start()
         .expect("start");
     assert!(started.wait_timeout(TIMEOUT), "sleeper did not start");
-    let child = pid.load();
+    let child = os::Pid::from_raw(pid.load()).expect("the sleeper stored its pid");
     assert_eq!(p.pid(), Some(child));
     (p, child)
 }

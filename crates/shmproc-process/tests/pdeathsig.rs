@@ -46,8 +46,7 @@ fn children_die_with_a_killed_parent() {
             started.wait_timeout(TIMEOUT),
             "{method}: child did not start"
         );
-        let child = pid.load();
-        assert!(child > 0);
+        let child = os::Pid::from_raw(pid.load()).expect("a stored pid");
         assert!(
             os::pid_alive(child),
             "{method}: outlived the thread that started it"

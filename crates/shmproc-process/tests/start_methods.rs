@@ -51,8 +51,8 @@ fn identity(out: Array<i64>) {
     let parent = parent_process().expect("a child has a parent");
     assert!(parent.is_alive());
     out.store(&[
-        i64::from(me.pid),
-        i64::from(parent.pid),
+        i64::from(me.pid.as_raw()),
+        i64::from(parent.pid.as_raw()),
         me.name.len() as i64,
         i64::from(me.daemon),
     ])

@@ -15,7 +15,7 @@ fn processes_with_arg(needle: &str) -> Vec<os::Pid> {
         return Vec::new();
     };
     dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<os::Pid>().ok())
+        .filter_map(|e| os::Pid::from_raw(e.file_name().to_str()?.parse::<i32>().ok()?))
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))

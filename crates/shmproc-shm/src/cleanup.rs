@@ -240,8 +240,8 @@ pub fn remove_unused(candidates: impl IntoIterator<Item = String>) -> Vec<String
 /// open. Returns the names removed. Does nothing while `pid` is alive (or
 /// its pid was already reused).
 pub fn reap_segments_of(pid: Pid) -> Vec<String> {
-    let creator = OwnerRecord::pid_only(pid.unsigned_abs());
-    if pid <= 0 || creator.is_alive() {
+    let creator = OwnerRecord::pid_only(pid.as_u32());
+    if creator.is_alive() {
         return Vec::new();
     }
     let candidates = list()

@@ -76,16 +76,13 @@ impl OwnerRecord {
 
     /// The calling process (its cached pid and start time; fork-aware).
     pub fn current() -> Self {
-        Self::new(
-            os::identity::pid().unsigned_abs(),
-            os::identity::start_time(),
-        )
+        Self::new(os::identity::pid().as_u32(), os::identity::start_time())
     }
 
     /// The process `pid` as it is now: its start time read from `/proc`
     /// (none recorded when it cannot be read).
     pub fn of(pid: Pid) -> Self {
-        Self::new(pid.unsigned_abs(), os::process_start_time(pid).unwrap_or(0))
+        Self::new(pid.as_u32(), os::process_start_time(pid).unwrap_or(0))
     }
 
     /// The recorded pid.
@@ -107,10 +104,10 @@ impl OwnerRecord {
     /// # References
     /// `man 2 kill`, `man 5 proc` (`/proc/pid/stat` fields 3 and 22)
     pub fn is_alive(&self) -> bool {
-        let Ok(pid) = Pid::try_from(self.pid) else {
+        let Some(pid) = Pid::from_u32(self.pid) else {
             return false;
         };
-        if pid <= 0 || !os::pid_alive(pid) {
+        if !os::pid_alive(pid) {
             return false;
         }
         if self.start_mask != 0 {

@@ -52,7 +52,7 @@ fn a_dead_creators_segments_are_orphans_unless_persisted_or_mapped() {
     let plain_info = info(&plain);
     assert_eq!(
         plain_info.creator(),
-        Some(OwnerRecord::pid_only(pid.unsigned_abs()))
+        Some(OwnerRecord::pid_only(pid.as_u32()))
     );
     assert_eq!(plain_info.creator_alive, Some(false));
     assert!(plain_info.is_abandoned() && cleanup::is_orphan(&plain_info, &used));

@@ -29,7 +29,7 @@ fn child_process_opens_by_name_and_both_see_each_others_writes() {
     let child = Child::spawn(current_test!(), "child", &[("name", &name)]).unwrap();
     let child_pid = child.pid();
     child.expect_success(TIMEOUT);
-    assert_eq!(s.to_vec(), [child_pid as u64, 11, 12, 99]);
+    assert_eq!(s.to_vec(), [u64::from(child_pid.as_u32()), 11, 12, 99]);
 }
 
 #[test]
@@ -102,7 +102,8 @@ fn unrelated_process_opens_by_name() {
             let name = arg("name").expect("name");
             let s = ShmSlice::<u64>::open(&name).expect("opens by name");
             s.set(PID, u64::from(std::process::id())).unwrap();
-            s.set(PPID, os::getppid() as u64).unwrap();
+            s.set(PPID, os::getppid().map_or(0, |p| u64::from(p.as_u32())))
+                .unwrap();
             s.set(READY, 1).unwrap();
             return;
         }
@@ -118,12 +119,12 @@ fn unrelated_process_opens_by_name() {
         wait_until(TIMEOUT, || s.get(READY) == Some(1)),
         "the unrelated process never wrote its report"
     );
-    let opener = s.get(PID).unwrap() as i32;
-    let opener_parent = s.get(PPID).unwrap() as i32;
+    let opener = os::Pid::from_u32(s.get(PID).unwrap() as u32).expect("a reported pid");
+    let opener_parent = s.get(PPID).unwrap();
     assert_ne!(opener, launcher_pid);
     assert_ne!(
         opener_parent,
-        os::getpid(),
+        u64::from(os::getpid().as_u32()),
         "the opener must not be our child"
     );
     // It is not our child: waitpid on it fails with ECHILD.

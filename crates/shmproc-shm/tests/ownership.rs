@@ -73,7 +73,7 @@ fn peek_reads_creator_persistence_and_session_without_mapping() {
     let h = Segment::peek(&name).unwrap();
     assert_eq!(h.state, STATE_READY);
     assert_eq!(h.kind, SegmentKind::BOX);
-    assert_eq!(h.creator_pid, os::getpid() as u32);
+    assert_eq!(h.creator_pid, os::getpid().as_u32());
     assert!(!h.persistent && !b.segment().is_persistent());
     // No session provider in a program that does not install one.
     assert_eq!(h.session, 0);

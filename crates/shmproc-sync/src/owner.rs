@@ -34,7 +34,7 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 #[inline]
 pub fn my_pid() -> u32 {
     // Pids are positive and below PID_MAX_LIMIT; mask defensively.
-    (os::identity::pid() as u32) & PID_MASK
+    os::identity::pid().as_u32() & PID_MASK
 }
 
 thread_local! {
@@ -51,7 +51,7 @@ pub fn my_tid() -> u32 {
         if p == pid && t != 0 {
             t
         } else {
-            let t = os::gettid() as u32;
+            let t = os::gettid().as_u32();
             c.set((pid, t));
             t
         }
@@ -109,12 +109,12 @@ pub fn record_owner_dead(record: u64) -> bool {
 /// namespace): a thread that ended, or whose process died. A tid reused
 /// since by another thread counts as present.
 pub fn tid_gone(tid: u32) -> bool {
-    match os::Pid::try_from(tid) {
+    match os::Pid::from_u32(tid) {
         // A thread, not an owner: no start time to compare, so the bare
         // check. `pid_alive` asks `kill(tid, 0)` and `/proc/<tid>/stat`,
         // both of which answer for any thread, not only a process's first.
-        Ok(t) => !os::pid_alive(t),
-        Err(_) => true,
+        Some(t) => !os::pid_alive(t),
+        None => true,
     }
 }
 
@@ -146,7 +146,7 @@ mod tests {
     fn own_identity_is_alive() {
         assert!(owner_alive(my_pid(), my_record()));
         assert!(owner_alive(my_pid(), 0));
-        assert_eq!(my_tid(), os::gettid() as u32);
+        assert_eq!(my_tid(), os::gettid().as_u32());
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub fn role() -> Option<String> {
     let role = std::env::var(ENV_ROLE).ok()?;
     if let Some(parent) = std::env::var(ENV_PARENT)
         .ok()
-        .and_then(|p| p.parse::<Pid>().ok())
+        .and_then(|p| p.parse::<i32>().ok())
+        .and_then(Pid::from_raw)
     {
         match os::set_parent_death_signal(os::SIGKILL, parent) {
             Ok(true) => {}
@@ -247,7 +248,7 @@ impl Child {
 
     /// The child's pid.
     pub fn pid(&self) -> Pid {
-        self.child.id() as Pid
+        Pid::from_u32(self.child.id()).expect("a started child has a positive pid")
     }
 
     /// Sends `SIGKILL`.

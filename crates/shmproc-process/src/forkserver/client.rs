@@ -111,7 +111,12 @@ pub(crate) fn start(
         .map_err(ProcessError::os("recv from fork server"))?;
     let (pid, pidfd, spare) = match buf.get(..n) {
         Some([b'A', rest @ ..]) if rest.len() == 4 && got.len() == 2 => {
-            let pid = i32::from_le_bytes(rest.try_into().expect("4 bytes"));
+            let raw = i32::from_le_bytes(rest.try_into().expect("4 bytes"));
+            let Some(pid) = Pid::from_raw(raw) else {
+                return Err(ProcessError::ForkServer(format!(
+                    "announced a spare with pid {raw}"
+                )));
+            };
             let spare = got.pop().expect("two fds");
             let pidfd = got.pop().expect("two fds");
             (pid, pidfd, spare)
@@ -146,7 +151,7 @@ pub(crate) fn start(
     let mut req = [0u8; 9];
     req[0] = b'S';
     req[1..5].copy_from_slice(&report.token().to_le_bytes());
-    req[5..].copy_from_slice(&pid.to_le_bytes());
+    req[5..].copy_from_slice(&pid.as_raw().to_le_bytes());
     // An error means the server is gone, and with it (death signal) the
     // child: `join` reports it killed, and the next start starts a new
     // server.

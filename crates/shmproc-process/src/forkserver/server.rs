@@ -46,7 +46,9 @@ pub(crate) fn serve(sock_fd: i32) -> ! {
         Ok(s) => s,
         Err(_) => os::exit_now(1),
     };
-    let parent = os::getppid();
+    let Some(parent) = os::getppid() else {
+        os::exit_now(0)
+    };
     if !matches!(os::set_parent_death_signal(os::SIGKILL, parent), Ok(true)) {
         os::exit_now(0);
     }
@@ -157,7 +159,7 @@ impl Server {
                 let Some(c) = self
                     .children
                     .iter_mut()
-                    .find(|c| c.pid == pid && c.report.is_none())
+                    .find(|c| c.pid.as_raw() == pid && c.report.is_none())
                 else {
                     // Not an announced spare: the pairing is lost; stop (the
                     // client sees the server die).
@@ -178,7 +180,7 @@ impl Server {
         match self.fork_spare() {
             Ok((pid, pidfd, sock)) => {
                 let mut b = vec![b'A'];
-                b.extend_from_slice(&pid.to_le_bytes());
+                b.extend_from_slice(&pid.as_raw().to_le_bytes());
                 self.send(&b, &[pidfd.as_fd(), sock.as_fd()]);
                 // Only the client holds the spare's socket now: when it drops
                 // an unused announcement, the spare sees end-of-file and exits.

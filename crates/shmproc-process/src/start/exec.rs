@@ -86,5 +86,5 @@ fn finish(
     report: Report,
 ) -> Started {
     let info = ProcessInfo::child(name.to_owned(), daemon, os::identity::pid());
-    Started::new(pid, pidfd, info, method, report)
+    Started::new(Some(pid), pidfd, info, method, report)
 }

@@ -42,7 +42,7 @@ pub(crate) fn start_fork(
     // Everything the parent keeps is allocated now: after the fork, each
     // page the parent writes before the child has run costs a copy.
     let started = Arc::new(Started::new(
-        0,
+        None,
         None,
         ProcessInfo::child(name.to_owned(), daemon, me),
         StartMethod::Fork,

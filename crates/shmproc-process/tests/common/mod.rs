@@ -32,7 +32,7 @@ pub fn context_named(name: &str) -> Context {
 /// [`TIMEOUT`]) for something that never comes: a child that runs until it
 /// is killed or its test ends.
 pub fn sleeper((started, pid): (Event, RawValue<i32>)) {
-    pid.store(os::getpid());
+    pid.store(os::getpid().as_raw());
     started.set();
     let never = Event::new().expect("event");
     never.wait_timeout(TIMEOUT);

@@ -76,13 +76,12 @@ fn register() -> bool {
 /// The pid of the calling process (`getpid`, cached; see the module docs).
 #[inline]
 pub fn pid() -> Pid {
-    let p = PID.load(Ordering::Relaxed);
-    if p != 0 {
+    if let Some(p) = Pid::from_raw(PID.load(Ordering::Relaxed)) {
         return p;
     }
     let p = super::getpid();
     if register() {
-        PID.store(p, Ordering::Relaxed);
+        PID.store(p.as_raw(), Ordering::Relaxed);
     }
     p
 }

@@ -11,6 +11,7 @@
 //! here, so every function is `os::name` whichever file holds it:
 //! - `shm`: named and anonymous segments, seals, reserving space;
 //! - `futex`: futex wait and wake, `membarrier`;
+//! - `pid`: [`Pid`], a process id that is always positive;
 //! - `process`: process ids, signals and pidfds, the parent-death signal,
 //!   sessions, `atexit`;
 //! - `spawn`: `fork`, `posix_spawn`, `_exit`, waiting for children;
@@ -31,6 +32,7 @@ use std::io;
 mod fd;
 mod futex;
 pub mod identity;
+mod pid;
 mod process;
 mod procfs;
 mod shm;
@@ -61,8 +63,7 @@ pub use spawn::{
 };
 pub use sys::{affinity_cpu_count, online_cpu_count, populate_read, random_u64, write_stderr_raw};
 
-/// A process id as the kernel gives it (always positive for a real process).
-pub type Pid = i32;
+pub use pid::{ParsePidError, Pid};
 
 /// Converts a `-1`-on-error return into an `io::Result`.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {

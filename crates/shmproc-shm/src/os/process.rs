@@ -11,19 +11,20 @@ use super::{Pid, cvt};
 
 /// `getpid()`.
 pub fn getpid() -> Pid {
-    std::process::id() as Pid
+    Pid::from_kernel(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
 }
 
-/// `getppid()`.
-pub fn getppid() -> Pid {
+/// `getppid()`; `None` when the parent lies outside this process's pid
+/// namespace (the kernel answers 0).
+pub fn getppid() -> Option<Pid> {
     // SAFETY: getppid has no preconditions and cannot fail.
-    unsafe { libc::getppid() }
+    Pid::from_raw(unsafe { libc::getppid() })
 }
 
 /// `gettid()`: the kernel id of the calling thread.
 pub fn gettid() -> Pid {
     // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    Pid::from_kernel(unsafe { libc::gettid() })
 }
 
 /// `geteuid()`.
@@ -45,8 +46,9 @@ pub const SIGINT: i32 = libc::SIGINT;
 /// # References
 /// `man 2 kill`
 pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
-    // SAFETY: plain syscall; an invalid pid or signal is reported as an error.
-    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+    // SAFETY: plain syscall; `pid` is positive (a `Pid`), so it names one
+    // process, never a group; an invalid signal is reported as an error.
+    cvt(unsafe { libc::kill(pid.as_raw(), sig) }).map(drop)
 }
 
 /// `prctl(PR_SET_PDEATHSIG, sig)`, then a `getppid()` check that closes the
@@ -66,7 +68,7 @@ pub fn set_parent_death_signal(sig: i32, expected_parent: Pid) -> io::Result<boo
         libc::c_ulong::try_from(sig).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
     cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) })?;
-    Ok(getppid() == expected_parent)
+    Ok(getppid() == Some(expected_parent))
 }
 
 /// `pidfd_open(pid, 0)`: a descriptor that names process `pid` for good (it
@@ -79,7 +81,7 @@ pub fn set_parent_death_signal(sig: i32, expected_parent: Pid) -> io::Result<boo
 /// `man 2 pidfd_open`
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with two integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0u32) };
     let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     cvt(fd)?;
     // SAFETY: `fd` was just returned by a successful `pidfd_open` and is owned by no one else.
@@ -119,7 +121,7 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 #[doc(alias = "setsid")]
 pub fn new_session() -> io::Result<Pid> {
     // SAFETY: setsid has no preconditions.
-    cvt(unsafe { libc::setsid() })
+    cvt(unsafe { libc::setsid() }).map(Pid::from_kernel)
 }
 
 /// Points standard input, output and error at `/dev/null` (`open` + `dup2`),

@@ -22,11 +22,9 @@ use super::{Pid, identity};
 /// # References
 /// `man 2 kill`, `man 5 proc` (`/proc/pid/stat`, field 3)
 pub fn pid_alive(pid: Pid) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 performs only the existence and permission check.
-    let ret = unsafe { libc::kill(pid, 0) };
+    // SAFETY: signal 0 performs only the existence and permission check;
+    // `pid` is positive (a `Pid`), so it names one process.
+    let ret = unsafe { libc::kill(pid.as_raw(), 0) };
     if ret == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
         return false;
     }
@@ -37,7 +35,7 @@ pub fn pid_alive(pid: Pid) -> bool {
         // process went away between the two checks (ask `kill` again).
         None => {
             // SAFETY: signal 0 performs only the existence and permission check.
-            let again = unsafe { libc::kill(pid, 0) };
+            let again = unsafe { libc::kill(pid.as_raw(), 0) };
             again == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
         }
     }
@@ -172,8 +170,9 @@ mod tests {
     fn own_process_is_alive_and_has_a_start_time() {
         assert!(pid_alive(getpid()));
         assert!(process_start_time(getpid()).is_some());
-        assert!(!pid_alive(0));
-        assert!(!pid_alive(-5));
+        // 0 and negative ids are not pids at all: no `kill(0|-5, 0)`.
+        assert!(super::Pid::from_raw(0).is_none());
+        assert!(super::Pid::from_raw(-5).is_none());
     }
 
     #[test]

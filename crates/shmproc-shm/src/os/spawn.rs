@@ -35,10 +35,9 @@ pub enum Forked {
 pub unsafe fn fork() -> io::Result<Forked> {
     // SAFETY: the caller upholds the post-fork restrictions (`# Safety` above).
     let pid = cvt(unsafe { libc::fork() })?;
-    Ok(if pid == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(pid)
+    Ok(match Pid::from_raw(pid) {
+        None => Forked::Child,
+        Some(child) => Forked::Parent(child),
     })
 }
 
@@ -131,7 +130,7 @@ pub fn spawn_exe(
         if err != 0 {
             return Err(io::Error::from_raw_os_error(err));
         }
-        Ok(pid)
+        Ok(Pid::from_kernel(pid))
     })();
     // SAFETY: both were initialised above and are destroyed exactly once.
     unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
@@ -168,7 +167,7 @@ impl ExitStatus {
 pub fn try_wait(pid: Pid) -> io::Result<Option<ExitStatus>> {
     let mut status: libc::c_int = 0;
     // SAFETY: `status` is a valid, writable int for the duration of the call.
-    let ret = cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    let ret = cvt(unsafe { libc::waitpid(pid.as_raw(), &mut status, libc::WNOHANG) })?;
     if ret == 0 {
         return Ok(None);
     }
@@ -184,7 +183,7 @@ pub fn wait(pid: Pid) -> io::Result<ExitStatus> {
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: `status` is a valid, writable int for the duration of the call.
-        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let ret = unsafe { libc::waitpid(pid.as_raw(), &mut status, 0) };
         if ret == -1 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -217,7 +216,7 @@ fn decode_status(status: libc::c_int) -> ExitStatus {
 /// `man 2 waitid`
 #[doc(alias = "waitid")]
 pub fn wait_ended_unreaped(pid: Pid) -> io::Result<()> {
-    let id = libc::id_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let id: libc::id_t = pid.as_u32();
     let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
     loop {
         // SAFETY: `info` is valid, writable storage for one siginfo_t for the
