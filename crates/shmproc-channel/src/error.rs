@@ -1,9 +1,7 @@
-//! Errors of the queues and pipes.
+//! Errors of the queues, and [`Corrupt`] (shared with the pipe, whose
+//! errors are in `pipe/error.rs`).
 
 use shmproc_shm::SegmentError;
-
-#[cfg(not(shmproc_loom))]
-use crate::pipe::{MAX_CAPACITY_BYTES, MIN_CAPACITY};
 
 /// Shared memory that no process following the protocol could have written:
 /// a scribbled header, index or slot stamp. The operation did nothing
@@ -189,117 +187,4 @@ pub enum GetObjError {
     /// The get failed.
     #[error(transparent)]
     Get(#[from] GetError),
-}
-
-/// An operation on a [`Connection`](crate::Connection) failed.
-#[cfg(not(shmproc_loom))]
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    /// Nothing more to read: the peer closed its end (or its process died)
-    /// and every message it sent was received (Python's `EOFError`).
-    #[error("end of file: the peer closed the connection")]
-    Eof,
-    /// The peer closed its end or died: nothing can be sent (Python's
-    /// `BrokenPipeError`).
-    #[error("broken pipe: the peer closed the connection")]
-    BrokenPipe,
-    /// This end was closed.
-    #[error("the connection is closed")]
-    Closed,
-    /// The peer died in the middle of a long message; the part received is
-    /// dropped and the connection cannot be read further.
-    #[error("the peer died in the middle of a message")]
-    Truncated,
-    /// No message within the timeout.
-    #[error("timed out")]
-    Timeout,
-    /// The next message is longer than allowed; it stays readable.
-    #[error("the message is {len} bytes, more than the maximum {max}")]
-    TooLong {
-        /// The message's length.
-        len: u64,
-        /// The maximum asked for.
-        max: u64,
-    },
-    /// The buffer is too short for the next message; it stays readable.
-    #[error("the buffer is too short: the message needs {needed} bytes")]
-    BufferTooShort {
-        /// The message's length.
-        needed: u64,
-    },
-    /// The next message does not have the size of the value asked for; it
-    /// stays readable.
-    #[error("the message is {found} bytes, the value {expected}")]
-    WrongSize {
-        /// `size_of` the value.
-        expected: u64,
-        /// The message's length.
-        found: u64,
-    },
-    /// A zero-copy reservation larger than the ring (use `send_bytes`).
-    #[error("cannot reserve {len} bytes in place: the ring holds {max}")]
-    TooLarge {
-        /// Bytes asked for.
-        len: u64,
-        /// The largest reservation.
-        max: u64,
-    },
-    /// This end of a simplex pipe cannot do that (send on the reading end,
-    /// receive on the writing end).
-    #[error("this end of a one-way pipe cannot {0}")]
-    WrongDirection(&'static str),
-    /// Another process took this end over (one end, one process at a time).
-    #[error("this end is now used by process {owner}")]
-    NotOwner {
-        /// The pid of the process that uses the end now.
-        owner: u32,
-    },
-    /// The shared memory is inconsistent.
-    #[error(transparent)]
-    Corrupt(#[from] Corrupt),
-    /// The segment could not be created or opened.
-    #[error("cannot {op} pipe: {source}")]
-    Segment {
-        /// `"create"` or `"open"`.
-        op: &'static str,
-        /// The segment layer's error.
-        #[source]
-        source: Box<SegmentError>,
-    },
-    /// A system call failed (the sentinel sockets).
-    #[error("{op}: {source}")]
-    Os {
-        /// The call.
-        op: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The capacity is out of range.
-    #[error("invalid pipe capacity {0}: must be {MIN_CAPACITY}..={MAX_CAPACITY_BYTES}")]
-    Capacity(usize),
-    /// The object could not be encoded.
-    #[cfg(feature = "serde")]
-    #[error("cannot encode the object: {0}")]
-    Encode(postcard::Error),
-    /// The message is not a valid encoding of the type asked for (it was
-    /// consumed).
-    #[cfg(feature = "serde")]
-    #[error("cannot decode the object: {0}")]
-    Decode(postcard::Error),
-}
-
-#[cfg(not(shmproc_loom))]
-impl ConnectionError {
-    /// Whether this is the end of the stream ([`Eof`](Self::Eof)).
-    pub fn is_eof(&self) -> bool {
-        matches!(self, ConnectionError::Eof)
-    }
-
-    pub(crate) fn segment(op: &'static str) -> impl FnOnce(SegmentError) -> Self {
-        move |e| ConnectionError::Segment {
-            op,
-            source: Box::new(e),
-        }
-    }
 }

@@ -348,10 +348,12 @@ fn bytes_corrupt(data: &[u8]) {
 ///
 /// Input: a config byte (bit 0: simplex, bit 1: which end writes when
 /// duplex), then opcodes. While the writer is open (`b % 8`): send_bytes
-/// (length `16 * byte`), send a `u64`, reserve (commit or drop), poll with
-/// a zero timeout, scribble 8 bytes, add a delta to 8 bytes, forge a record
-/// header near the head, close the writer. Once closed: recv_bytes_max,
-/// recv_bytes_into, recv `u64`, recv_bytes_ref, poll/readable, and the
+/// (length `16 * byte`; `try_send_bytes` when bit 4 is set), send a `u64`,
+/// reserve (commit or drop), poll with a zero timeout, scribble 8 bytes,
+/// add a delta to 8 bytes, forge a record header near the head, close the
+/// writer. Once closed: recv_bytes_max (bit 3: `try_recv_bytes_max`),
+/// recv_bytes_into (bit 3: `recv_bytes_into_timeout(0)`), recv `u64`,
+/// recv_bytes_ref, poll/readable, and the
 /// same three scribbles. Then a bounded drain, and a second reader opened
 /// on the segment's fd drains too.
 ///
@@ -538,9 +540,20 @@ pub fn pipe_frames(data: &[u8]) {
                 let Some(t_pad) = fits(t, span) else { continue };
                 let msg = message(len as usize, u64::from(ops));
                 let r = match op % 8 {
-                    0 => w.send_bytes(&msg).map(|()| t_pad.wrapping_add(span)),
-                    1 => w.send(&u64::from(ops)).map(|()| t_pad.wrapping_add(span)),
-                    _ => w.reserve(len as usize).map(|mut g| {
+                    // Bit 4: the `try_` form (room is known to be free).
+                    0 if op & 16 == 0 => w
+                        .send_bytes(&msg)
+                        .map(|()| t_pad.wrapping_add(span))
+                        .map_err(|_| ()),
+                    0 => w
+                        .try_send_bytes(&msg)
+                        .map(|()| t_pad.wrapping_add(span))
+                        .map_err(|_| ()),
+                    1 => w
+                        .send(&u64::from(ops))
+                        .map(|()| t_pad.wrapping_add(span))
+                        .map_err(|_| ()),
+                    _ => w.reserve(len as usize).map_err(|_| ()).map(|mut g| {
                         g.copy_from_slice(&msg);
                         if op & 8 == 0 {
                             g.commit();
@@ -581,13 +594,24 @@ pub fn pipe_frames(data: &[u8]) {
         match op % 8 {
             0 => {
                 let max = 64 * usize::from(input.byte().unwrap_or(0));
-                if let Ok(v) = r.recv_bytes_max(max) {
+                // Bit 3: the `try_` form.
+                let v = if op & 8 == 0 {
+                    r.recv_bytes_max(max).ok()
+                } else {
+                    r.try_recv_bytes_max(max).ok()
+                };
+                if let Some(v) = v {
                     assert!(v.len() <= max);
                 }
             }
             1 => {
                 buf.resize(16 * usize::from(input.byte().unwrap_or(0)), 0);
-                if let Ok(n) = r.recv_bytes_into(&mut buf) {
+                let n = if op & 8 == 0 {
+                    r.recv_bytes_into(&mut buf).ok()
+                } else {
+                    r.recv_bytes_into_timeout(&mut buf, Duration::ZERO).ok()
+                };
+                if let Some(n) = n {
                     assert!(n <= buf.len());
                 }
             }

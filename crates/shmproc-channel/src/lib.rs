@@ -115,14 +115,15 @@ pub mod __private {
 #[cfg(not(shmproc_loom))]
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
-pub use error::ConnectionError;
-#[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(shmproc_loom))]
 pub use pipe::{
-    Connection, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe,
-    PipeEnd, PipeMode, RecvGuard, SendGuard, wait,
+    ClaimError, Connection, ConnectionError, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES,
+    MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe, PipeEnd, PipeMode, PollError, RecvError, RecvGuard,
+    RecvTimeoutError, SendError, SendGuard, SendTimeoutError, TryRecvError, TrySendError, wait,
 };
+#[cfg(all(not(shmproc_loom), feature = "serde"))]
+pub use pipe::{RecvObjError, SendObjError};
 #[cfg(not(shmproc_loom))]
 pub use queue::{Queue, ReadGuard};
 #[cfg(not(shmproc_loom))]

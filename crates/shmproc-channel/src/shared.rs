@@ -6,8 +6,9 @@ use bytemuck::Pod;
 use shmproc_shm::{Segment, SegmentKind, SharedObject, Source};
 
 use crate::bytes::ByteQueue;
-use crate::error::{ConnectionError, QueueError};
+use crate::error::QueueError;
 use crate::joinable::JoinableQueue;
+use crate::pipe::ConnectionError;
 use crate::pipe::{Connection, PipeEnd};
 use crate::queue::Queue;
 use crate::simple::SimpleQueue;
@@ -115,6 +116,6 @@ impl SharedObject for Connection {
     }
 
     fn take_over(&mut self) -> Result<(), ConnectionError> {
-        self.claim_now()
+        Ok(self.claim_now()?)
     }
 }

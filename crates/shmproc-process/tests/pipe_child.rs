@@ -5,18 +5,15 @@
 
 mod common;
 
-use shmproc_channel::{Connection, ConnectionError, Pipe};
+use shmproc_channel::{Connection, Pipe, RecvTimeoutError, SendError};
 use shmproc_process::Process;
 use shmproc_testing::{TIMEOUT, TestShm, Watchdog};
 
 const ROUNDS: u64 = 20;
 
 /// Receives the next `u64`, waiting at most `TIMEOUT`.
-fn recv_u64(c: &mut Connection) -> Result<u64, ConnectionError> {
-    if !c.poll(Some(TIMEOUT))? {
-        return Err(ConnectionError::Timeout);
-    }
-    c.recv::<u64>()
+fn recv_u64(c: &mut Connection) -> Result<u64, RecvTimeoutError> {
+    c.recv_timeout::<u64>(TIMEOUT)
 }
 
 /// Answers `ROUNDS` rounds: a `u64` back as `x + 1`, bytes back reversed.
@@ -60,7 +57,7 @@ fn converse(a: &mut Connection, what: &str) {
 /// The child exited (and closed its end): the parent reads EOF.
 fn expect_eof(a: &mut Connection, what: &str) {
     match a.recv_bytes_timeout(TIMEOUT) {
-        Err(ConnectionError::Eof) => {}
+        Err(RecvTimeoutError::Eof) => {}
         other => panic!("{what}: expected EOF, got {other:?}"),
     }
     assert!(a.readable(), "{what}: EOF is readable");
@@ -149,11 +146,11 @@ fn killed_child_gives_eof() {
             "{m}: killed"
         );
         match a.recv_bytes_timeout(TIMEOUT) {
-            Err(ConnectionError::Eof) => {}
+            Err(RecvTimeoutError::Eof) => {}
             other => panic!("{m}: expected EOF after the kill, got {other:?}"),
         }
         match a.send_bytes(&vec![0u8; 4 << 20]) {
-            Err(ConnectionError::BrokenPipe) => {}
+            Err(SendError::BrokenPipe) => {}
             other => panic!("{m}: expected BrokenPipe after the kill, got {other:?}"),
         }
     }
@@ -193,7 +190,7 @@ fn a_child_that_never_used_its_end_gives_eof() {
             }
             assert!(child.join_timeout(TIMEOUT).expect("join").is_some());
             match a.recv_bytes_timeout(limit) {
-                Err(ConnectionError::Eof) => {}
+                Err(RecvTimeoutError::Eof) => {}
                 other => panic!("{m} (killed: {killed}): expected EOF, got {other:?}"),
             }
         }

@@ -49,9 +49,10 @@ pub use shmproc_sync::{
 };
 
 pub use shmproc_channel::{
-    ByteQueue, BytesGuard, Connection, ConnectionError, Corrupt, GetError, JoinTimeout,
-    JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode, PutBytesError, PutError, Queue,
-    QueueError, ReadGuard, RecvGuard, SendGuard, SimpleQueue, TaskDoneError, WriteGuard,
+    ByteQueue, BytesGuard, ClaimError, Connection, ConnectionError, Corrupt, GetError, JoinTimeout,
+    JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode, PollError, PutBytesError, PutError,
+    Queue, QueueError, ReadGuard, RecvError, RecvGuard, RecvTimeoutError, SendError, SendGuard,
+    SendTimeoutError, SimpleQueue, TaskDoneError, TryRecvError, TrySendError, WriteGuard,
     wait as wait_connections,
 };
 

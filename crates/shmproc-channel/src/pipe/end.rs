@@ -19,7 +19,7 @@ use super::layout::{
     PipeMeta, SPEC, payload_len,
 };
 use super::poll::{Sentinels, signal};
-use super::{ConnectionError, PipeEnd, Result};
+use super::{ClaimError, ConnectionError, PipeEnd, Result};
 use crate::error::Corrupt;
 
 /// One end of a [`Pipe`](super::Pipe) (Python's `multiprocessing.connection.Connection`).
@@ -30,6 +30,28 @@ use crate::error::Corrupt;
 /// (`send_obj`, `recv_obj`, postcard). See [Ends and processes](#ends-and-processes)
 /// below for the ownership rule (one process per end at a time) and EOF.
 ///
+/// # Forms and errors
+/// Every call that can block comes in four forms (crossbeam's shape), each
+/// with its own error, so that a match covers exactly what can happen:
+///
+/// | form | waits | error |
+/// |---|---|---|
+/// | `recv_bytes()`, `send_bytes(buf)`, ... | until done | [`RecvError`](super::RecvError), [`SendError`](super::SendError) |
+/// | `try_recv_bytes()`, `try_send_bytes(buf)`, ... | never | [`TryRecvError`](super::TryRecvError) (adds `Empty`), [`TrySendError`](super::TrySendError) (adds `Full`) |
+/// | `recv_bytes_timeout(d)`, `send_bytes_timeout(buf, d)`, ... | at most `d` | [`RecvTimeoutError`](super::RecvTimeoutError), [`SendTimeoutError`](super::SendTimeoutError) (add `Timeout`) |
+/// | `recv_bytes_deadline(t)`, `send_bytes_deadline(buf, t)`, ... | until the instant `t` | as `_timeout` |
+///
+/// The same holds for `recv_bytes_max`, `recv_bytes_into`,
+/// `recv_bytes_ref`, `recv` (`Pod`), `recv_obj`, `send_bytes_range`, `send`
+/// (`Pod`), `reserve` and `send_obj`. A deadline bounds the wait for a
+/// message to *start*: one that fits in the ring is sent or received whole
+/// or not at all; one longer than the ring, once started, streams to its
+/// end. A passed deadline (or a zero timeout) still makes one attempt, like
+/// `try_`. The fast paths read no clock: a `_timeout` form reads it only
+/// when it has to wait. [`poll`](Self::poll) (Python's `poll(timeout)`)
+/// and [`poll_deadline`](Self::poll_deadline) answer `Ok(false)` when the
+/// time passes.
+///
 /// # Fork
 /// A forked child inherits the connection (the mapping is shared); the first
 /// call in the child claims the end for the child.
@@ -38,8 +60,8 @@ use crate::error::Corrupt;
 /// **One end is used by one process at a time.** An end is *claimed* by the
 /// first process that uses it (its pid and start time go in the end's owner
 /// record); a process that uses an end claimed by another process takes it
-/// over, and the previous owner then gets [`ConnectionError::NotOwner`] from
-/// its next call: that is how misuse is detected (one relaxed load per
+/// over, and the previous owner then gets `NotOwner` ([`RecvError::NotOwner`](super::RecvError::NotOwner),
+/// [`SendError::NotOwner`](super::SendError::NotOwner), ...) from its next call: that is how misuse is detected (one relaxed load per
 /// call). A reader gets EOF when the writing end is closed, or when the
 /// process that claimed it is dead (checked at every bounded sleep, so
 /// within about 50 ms of a `SIGKILL`).
@@ -128,8 +150,8 @@ impl Connection {
     /// process (`shmproc_process` does this when a `Connection` is passed to
     /// a child): when this process holds the claim, the owner record goes
     /// back to "unclaimed", so the next process to use the end claims it.
-    /// Afterwards this handle's calls fail with
-    /// [`NotOwner`](ConnectionError::NotOwner) and its drop does not close
+    /// Afterwards this handle's calls fail with `NotOwner`
+    /// ([`RecvError::NotOwner`](super::RecvError::NotOwner), ...) and its drop does not close
     /// the end. A never-used end is left as it is (the drop of a never-used
     /// handle never closes). Messages already received stay received; the
     /// next owner starts at the published indices.
@@ -252,30 +274,31 @@ impl Connection {
             && (self.my_end().owner.load(Ordering::Relaxed) >> 40) as u32 == me
     }
 
-    /// Claims the end for this process (first use here), or checks that we
-    /// still hold it.
     /// Claims the end for this process now rather than at its first use, so
     /// that from here on its peer gets EOF when this process dies, even if it
     /// never used the end. `shmproc-process` calls it in a child as it
     /// unpacks a `Connection` from its arguments. Taking over an end another
-    /// process claimed makes that process's next call fail with
-    /// [`ConnectionError::NotOwner`].
+    /// process claimed makes that process's next call fail with `NotOwner`.
     ///
     /// # Errors
-    /// [`ConnectionError::Closed`] when the end is closed.
-    pub fn claim_now(&mut self) -> Result<()> {
+    /// [`ClaimError::Closed`] when the end is closed,
+    /// [`ClaimError::NotOwner`] when this process claimed it and another
+    /// took it over since.
+    pub fn claim_now(&mut self) -> Result<(), ClaimError> {
         self.claim()
     }
 
-    pub(super) fn claim(&mut self) -> Result<()> {
+    /// Claims the end for this process (first use here), or checks that we
+    /// still hold it.
+    pub(super) fn claim(&mut self) -> Result<(), ClaimError> {
         if self.closed {
-            return Err(ConnectionError::Closed);
+            return Err(ClaimError::Closed);
         }
         let me = owner::my_pid();
         let rec = self.my_end().owner.load(Ordering::Relaxed);
         if self.claimed_pid == me {
             if (rec >> 40) as u32 != me {
-                return Err(ConnectionError::NotOwner {
+                return Err(ClaimError::NotOwner {
                     owner: (rec >> 40) as u32,
                 });
             }
@@ -283,7 +306,7 @@ impl Connection {
         }
         if self.my_end().closed.load(Ordering::Acquire) != 0 {
             self.closed = true;
-            return Err(ConnectionError::Closed);
+            return Err(ClaimError::Closed);
         }
         // AcqRel: Acquire pairs with the previous owner's Release publication
         // of head/tail; Release publishes our claim.
@@ -337,7 +360,8 @@ impl Connection {
     }
 
     /// Closes this end (Python's `close`): the peer's `recv` gets EOF once
-    /// it has drained, its `send` gets `BrokenPipe`. Idempotent.
+    /// it has drained, its `send` gets `BrokenPipe`
+    /// ([`SendError::BrokenPipe`](super::SendError::BrokenPipe)). Idempotent.
     pub fn close(&mut self) {
         if self.closed {
             return;

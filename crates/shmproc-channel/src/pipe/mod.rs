@@ -99,6 +99,7 @@
 
 mod byte_ring;
 mod end;
+mod error;
 mod layout;
 mod poll;
 mod recv;
@@ -106,12 +107,19 @@ mod send;
 
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::real::Ordering;
 use shmproc_shm::{PendingSegment, Segment, SegmentKind, SegmentLayout};
 
-use crate::error::{ConnectionError, Corrupt};
+use crate::error::Corrupt;
 pub use end::Connection;
+pub use error::{
+    ClaimError, ConnectionError, PollError, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
+};
+#[cfg(feature = "serde")]
+pub use error::{RecvObjError, SendObjError};
 pub use layout::{DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY};
 use layout::{META_OFF, MODE_DUPLEX, MODE_SIMPLEX, PipeMeta, SPEC, payload_len, seal_key};
 use poll::Sentinels;
@@ -149,18 +157,126 @@ impl PipeEnd {
 
 type Result<T, E = ConnectionError> = std::result::Result<T, E>;
 
+/// When a blocking call gives up: the one parameter of every `_until`
+/// operation, from which its four forms are one-liners (`op`: `Never`,
+/// `try_op`: `Now`, `op_timeout`: `Within`, `op_deadline`: `At`).
+///
+/// `Within` is turned into an instant only when the call has to wait (the
+/// fast paths read no clock), and `Now` never reads the clock.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Until {
+    /// No deadline.
+    Never,
+    /// Already passed: one attempt, no waiting.
+    Now,
+    /// This long after the call starts waiting.
+    Within(Duration),
+    /// At this instant.
+    At(Instant),
+}
+
+impl Until {
+    /// `timeout` from when the call starts waiting (zero: [`Now`](Self::Now)).
+    pub(super) fn within(timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            Until::Now
+        } else {
+            Until::Within(timeout)
+        }
+    }
+
+    /// Whether there is no deadline.
+    pub(super) fn is_never(&self) -> bool {
+        matches!(self, Until::Never)
+    }
+
+    /// Fixes a `Within` to an instant (a deadline past `Instant`'s range
+    /// is none).
+    fn start(&mut self) {
+        if let Until::Within(d) = *self {
+            *self = Instant::now()
+                .checked_add(d)
+                .map_or(Until::Never, Until::At);
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub(super) fn expired(&mut self) -> bool {
+        self.start();
+        match *self {
+            Until::Never | Until::Within(_) => false,
+            Until::Now => true,
+            Until::At(t) => Instant::now() >= t,
+        }
+    }
+
+    /// The next sleep: the time left, capped at `max`; `None` once passed.
+    pub(super) fn slice(&mut self, max: Duration) -> Option<Duration> {
+        self.start();
+        match *self {
+            Until::Never | Until::Within(_) => Some(max),
+            Until::Now => None,
+            Until::At(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(max))
+            }
+        }
+    }
+}
+
+/// The error of an operation's `try_` or `_timeout`/`_deadline` form: its
+/// blocking form's error `E`, plus what the form returns when the deadline
+/// passed first (`Empty`, `Full`, `Timeout`).
+pub(super) trait GaveUp<E>: From<E> {
+    /// The deadline passed before the operation could start.
+    const GAVE_UP: Self;
+}
+
+impl GaveUp<RecvError> for TryRecvError {
+    const GAVE_UP: Self = TryRecvError::Empty;
+}
+impl GaveUp<RecvError> for RecvTimeoutError {
+    const GAVE_UP: Self = RecvTimeoutError::Timeout;
+}
+impl GaveUp<SendError> for TrySendError {
+    const GAVE_UP: Self = TrySendError::Full;
+}
+impl GaveUp<SendError> for SendTimeoutError {
+    const GAVE_UP: Self = SendTimeoutError::Timeout;
+}
+
+/// An `_until` operation's result (`Ok(None)`: the deadline passed before it
+/// started) as its `try_` or `_timeout`/`_deadline` form returns it.
+#[inline]
+pub(super) fn gave_up<T, E, F: GaveUp<E>>(r: Result<Option<T>, E>) -> Result<T, F> {
+    r.map_err(F::from)?.ok_or(F::GAVE_UP)
+}
+
+/// Runs an `_until` operation with [`Until::Never`] to completion: it never
+/// gives up (`Ok(None)` would only mean "try again").
+#[inline]
+pub(super) fn forever<T, E>(mut op: impl FnMut() -> Result<Option<T>, E>) -> Result<T, E> {
+    loop {
+        if let Some(v) = op()? {
+            return Ok(v);
+        }
+    }
+}
+
 /// Python's `multiprocessing.Pipe`: makes a pair of [`Connection`]s.
 ///
 /// ```
-/// # fn main() -> Result<(), shmproc_channel::ConnectionError> {
-/// use shmproc_channel::Pipe;
+/// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use std::time::Duration;
+/// use shmproc_channel::{Pipe, RecvError, TryRecvError};
 /// let (mut a, mut b) = Pipe::new()?;
 /// a.send_bytes(b"ping")?;
 /// assert_eq!(b.recv_bytes()?, b"ping");
+/// assert_eq!(b.try_recv_bytes(), Err(TryRecvError::Empty));
 /// b.send(&42u64)?;
-/// assert_eq!(a.recv::<u64>()?, 42);
+/// assert_eq!(a.recv_timeout::<u64>(Duration::from_secs(1))?, 42);
 /// b.close();
-/// assert!(a.recv_bytes().unwrap_err().is_eof());
+/// assert_eq!(a.recv_bytes(), Err(RecvError::Eof));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy)]

@@ -5,13 +5,15 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::real::{AtomicU32, Ordering};
 use shmproc_sync::futex::{self, Deadline, SLICE};
 
 use super::layout::{LINE, TAG_MSG, TAG_PAD};
-use super::{Connection, ConnectionError, Result};
+use super::recv::Next;
+use super::{Connection, ConnectionError, PollError, Result, Until};
+use crate::error::Corrupt;
 
 #[derive(Debug)]
 pub(super) struct Sentinels {
@@ -101,35 +103,45 @@ impl Connection {
         used.saturating_add(2 * LINE) <= self.tx.cap
     }
 
-    /// Waits up to `timeout` (`None`: forever) for a message or EOF;
-    /// `Ok(true)` when [`recv`](Self::recv_bytes) would not block (Python's
-    /// `poll(timeout)`).
+    /// Waits up to `timeout` (`None`: forever, `Some(Duration::ZERO)`: not
+    /// at all) for a message or EOF; `Ok(true)` when
+    /// [`recv`](Self::recv_bytes) would not block (Python's
+    /// `poll(timeout)`). Unlike the `_timeout` forms of `recv`, the
+    /// deadline passing is an answer (`Ok(false)`), not an error.
     ///
     /// # Errors
-    /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
-    /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
+    /// [`PollError::Closed`], [`NotOwner`](PollError::NotOwner),
+    /// [`WrongDirection`](PollError::WrongDirection), [`Corrupt`](PollError::Corrupt).
     #[inline]
-    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, PollError> {
         if timeout == Some(Duration::ZERO) {
             if let Some(ready) = self.poll_fast() {
                 return Ok(ready);
             }
         }
-        self.poll_slow(timeout)
+        self.poll_until(timeout.map_or(Until::Never, Until::within))
     }
 
+    /// As [`poll`](Self::poll), waiting until `deadline` (one that has
+    /// passed: as `poll(Some(Duration::ZERO))`).
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll).
+    pub fn poll_deadline(&mut self, deadline: Instant) -> Result<bool, PollError> {
+        self.poll_until(Until::At(deadline))
+    }
+
+    /// `poll` over a deadline: the one implementation of its forms.
     #[inline(never)]
-    fn poll_slow(&mut self, timeout: Option<Duration>) -> Result<bool> {
-        self.check_read()?;
-        if timeout == Some(Duration::ZERO) {
-            return self.poll_now();
+    fn poll_until(&mut self, mut until: Until) -> Result<bool, PollError> {
+        self.check_read(PollError::WrongDirection)?;
+        if let Until::Now = until {
+            return Ok(self.poll_now()?);
         }
-        let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
-        match self.next_record(deadline) {
-            Ok(_) | Err(ConnectionError::Eof) => Ok(true),
-            Err(ConnectionError::Timeout) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(match self.next_record(&mut until)? {
+            Next::Rec(_) | Next::Eof => true,
+            Next::Later => false,
+        })
     }
 
     /// The busy-poll check of `poll(Some(Duration::ZERO))` on an end this
@@ -162,7 +174,7 @@ impl Connection {
     /// `poll(Some(Duration::ZERO))`: whether a message (or EOF, or a corrupt
     /// record that `recv` reports at once) is there, without spinning or
     /// reading the clock. Skips a complete pad record at the ring's end.
-    fn poll_now(&mut self) -> Result<bool> {
+    fn poll_now(&mut self) -> Result<bool, Corrupt> {
         // A pad record is followed by a message header at offset 0 (never a
         // second pad): two rounds at most.
         for _ in 0..2 {

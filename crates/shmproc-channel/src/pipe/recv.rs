@@ -2,34 +2,66 @@
 //! `recv_obj`, the in-place [`RecvGuard`], and what they share: waiting
 //! for data, the next record (skipping pads), copying a body out (whole or
 //! streamed) and giving space back (`publish_head`).
+//!
+//! Each receive is written once, as an `_until` method over an [`Until`];
+//! its blocking, `try_`, `_timeout` and `_deadline` forms are one-liners
+//! over it. The deadline bounds the wait for a message to *start*: a
+//! message that has started (a streamed one whose header was read) is
+//! received whole.
 // Raw copies out of the ring, `Vec::set_len` after them, and the borrowed
 // message; every block justified.
 #![allow(unsafe_code)]
 
 use std::mem::size_of;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmproc_shm::sync::real::Ordering;
-use shmproc_sync::futex::{self, Deadline, Spin, Wake};
+use shmproc_sync::futex::{self, Spin, Wake};
 
 use super::layout::{
     BUSY_SPIN_LIMIT, INLINE, INLINE_MAX, LINE, MAX_PIPE_MESSAGE_LEN, READER_WAITING, Rec, TAG_MSG,
     TAG_PAD, WRITER_WAITING, copy_small, parse_header, record_shape,
 };
-use super::{Connection, ConnectionError, Result};
+use super::{
+    ClaimError, Connection, RecvError, RecvTimeoutError, TryRecvError, Until, forever, gave_up,
+};
 use crate::error::Corrupt;
 
+/// How a wait for data ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Avail {
+    /// The bytes are there.
+    Ready,
+    /// The peer is gone and they will never come.
+    Gone,
+    /// The deadline passed first.
+    Later,
+}
+
+/// What is at the reader's head.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Next {
+    /// A message's header (pads skipped).
+    Rec(Rec),
+    /// Nothing, and the peer is gone: end of file.
+    Eof,
+    /// Nothing yet, and the deadline passed.
+    Later,
+}
+
 impl Connection {
-    pub(super) fn check_read(&mut self) -> Result<()> {
+    /// Checks that this end receives and is this process's: `wrong` is the
+    /// caller's "this end only sends" error.
+    pub(super) fn check_read<E: From<ClaimError>>(&mut self, wrong: E) -> Result<(), E> {
         if !self.can_read {
-            return Err(ConnectionError::WrongDirection("receive"));
+            return Err(wrong);
         }
-        self.claim()
+        self.claim().map_err(E::from)
     }
 
     /// Bytes available to read (refreshing the cached tail when needed).
-    pub(super) fn rx_avail(&mut self, need: u64) -> Result<u64> {
+    pub(super) fn rx_avail(&mut self, need: u64) -> Result<u64, Corrupt> {
         let avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
         if avail >= need && avail <= self.rx.cap {
             return Ok(avail);
@@ -38,7 +70,7 @@ impl Connection {
         let tail = self.rx.ctl().tail.value.load(Ordering::Acquire);
         let avail = tail.wrapping_sub(self.rx_head);
         if avail > self.rx.cap {
-            return Err(Corrupt::new("pipe tail", tail).into());
+            return Err(Corrupt::new("pipe tail", tail));
         }
         self.rx_cached_tail = tail;
         Ok(avail)
@@ -58,23 +90,33 @@ impl Connection {
         self.rx.wake(WRITER_WAITING);
     }
 
-    /// Waits until at least `need` bytes are readable. `Ok(false)`: the
-    /// peer is gone and they will never come; `Err(Timeout)` at the deadline.
-    fn wait_data(&mut self, need: u64, deadline: Deadline) -> Result<bool> {
+    /// Whether `need` bytes are readable once the peer is gone (nothing
+    /// more will come).
+    fn avail_or_gone(&mut self, need: u64) -> Result<Avail, Corrupt> {
+        Ok(if self.rx_avail(need)? >= need {
+            Avail::Ready
+        } else {
+            Avail::Gone
+        })
+    }
+
+    /// Waits until at least `need` bytes are readable, the peer is gone, or
+    /// `until` passes. `Until::Now` checks once: no spin, no clock.
+    fn wait_data(&mut self, need: u64, until: &mut Until) -> Result<Avail, Corrupt> {
         let mut spin = Spin::new();
         let mut light = true;
         // Without a deadline, keep spinning while the writer is filling a
         // large record (`busy`, bounded by BUSY_SPIN_LIMIT): it is about to
         // be published, and sleeping would cost both sides a futex call.
-        let patient = deadline.slice(Duration::MAX) == Some(Duration::MAX);
+        let patient = until.is_never();
         loop {
             if self.rx_avail(need)? >= need {
-                return Ok(true);
+                return Ok(Avail::Ready);
             }
             if self.peer_gone(false) {
-                return Ok(self.rx_avail(need)? >= need);
+                return self.avail_or_gone(need);
             }
-            if (spin.more() && !deadline.expired())
+            if (spin.more() && !until.expired())
                 || (patient
                     && spin.count() < BUSY_SPIN_LIMIT
                     && self.rx.ctl().wake.busy.load(Ordering::Relaxed) != 0)
@@ -82,8 +124,8 @@ impl Connection {
                 std::hint::spin_loop();
                 continue;
             }
-            if deadline.expired() {
-                return Err(ConnectionError::Timeout);
+            if until.expired() {
+                return Ok(Avail::Later);
             }
             let ring = self.rx;
             let w = &ring.ctl().wake;
@@ -94,62 +136,94 @@ impl Connection {
             // writer's light fence in `publish` (Dekker).
             let cap = ring.sleep_fence(light);
             if self.rx_avail(need)? >= need {
-                return Ok(true);
+                return Ok(Avail::Ready);
             }
             if self.peer_closed() {
-                return Ok(self.rx_avail(need)? >= need);
+                return self.avail_or_gone(need);
             }
-            let Some(slice) = deadline.slice(cap) else {
-                return Err(ConnectionError::Timeout);
+            let Some(slice) = until.slice(cap) else {
+                return Ok(Avail::Later);
             };
             let woke = futex::wait(&w.wake, seq, slice);
             light = false;
             if woke == Wake::SliceElapsed && self.peer_gone(true) {
-                return Ok(self.rx_avail(need)? >= need);
+                return self.avail_or_gone(need);
             }
         }
     }
 
-    /// The next message's header, skipping pad records. Waits up to `deadline`.
-    pub(super) fn next_record(&mut self, deadline: Deadline) -> Result<Rec> {
+    /// [`wait_data`](Self::wait_data) with no deadline, inside a message
+    /// that has started: `false` when the peer is gone.
+    fn wait_data_forever(&mut self, need: u64) -> Result<bool, Corrupt> {
         loop {
-            if !self.wait_data(LINE, deadline)? {
-                if self.rx_avail(1)? > 0 {
-                    return Err(Corrupt::new("pipe record cut short", self.rx_head).into());
+            match self.wait_data(need, &mut Until::Never)? {
+                Avail::Ready => return Ok(true),
+                Avail::Gone => return Ok(false),
+                // No deadline: never; it would only mean "wait again".
+                Avail::Later => {}
+            }
+        }
+    }
+
+    /// The next message's header, skipping pad records. Waits up to `until`.
+    pub(super) fn next_record(&mut self, until: &mut Until) -> Result<Next, Corrupt> {
+        loop {
+            match self.wait_data(LINE, until)? {
+                Avail::Ready => {}
+                Avail::Later => return Ok(Next::Later),
+                Avail::Gone => {
+                    if self.rx_avail(1)? > 0 {
+                        return Err(Corrupt::new("pipe record cut short", self.rx_head));
+                    }
+                    return Ok(Next::Eof);
                 }
-                return Err(ConnectionError::Eof);
             }
             let (tag, len) = self.rx.read_header(self.rx_head);
             match tag {
                 TAG_PAD => {
                     let room = self.rx.cap - (self.rx_head & self.rx.mask);
                     if len != room {
-                        return Err(Corrupt::new("pipe pad length", len).into());
+                        return Err(Corrupt::new("pipe pad length", len));
                     }
-                    if !self.wait_data(len, deadline)? {
-                        return Err(Corrupt::new("pipe pad cut short", len).into());
+                    // A pad is published whole: a wait here is only for a
+                    // corrupt one.
+                    match self.wait_data(len, until)? {
+                        Avail::Ready => {}
+                        Avail::Later => return Ok(Next::Later),
+                        Avail::Gone => return Err(Corrupt::new("pipe pad cut short", len)),
                     }
                     self.rx_head = self.rx_head.wrapping_add(len);
                     self.publish_head();
                 }
                 TAG_MSG => {
                     if len > MAX_PIPE_MESSAGE_LEN {
-                        return Err(Corrupt::new("pipe message length", len).into());
+                        return Err(Corrupt::new("pipe message length", len));
                     }
                     let (payload, span) = record_shape(len);
                     let streamed = span > self.rx.cap;
                     if !streamed && (self.rx_head & self.rx.mask) + span > self.rx.cap {
-                        return Err(Corrupt::new("pipe record wraps", len).into());
+                        return Err(Corrupt::new("pipe record wraps", len));
                     }
-                    return Ok(Rec {
+                    return Ok(Next::Rec(Rec {
                         len,
                         payload,
                         span,
                         streamed,
-                    });
+                    }));
                 }
-                other => return Err(Corrupt::new("pipe record tag", u64::from(other)).into()),
+                other => return Err(Corrupt::new("pipe record tag", u64::from(other))),
             }
+        }
+    }
+
+    /// The checks and the wait every receive starts with: the next
+    /// message's header, `None` when `until` passed first.
+    fn record_until(&mut self, mut until: Until) -> Result<Option<Rec>, RecvError> {
+        self.check_read(RecvError::WrongDirection)?;
+        match self.next_record(&mut until)? {
+            Next::Rec(rec) => Ok(Some(rec)),
+            Next::Eof => Err(RecvError::Eof),
+            Next::Later => Ok(None),
         }
     }
 
@@ -207,11 +281,12 @@ impl Connection {
     }
 
     /// Copies the body of `rec` (at the head) into `dst` (valid for
-    /// `rec.len` bytes) and consumes the record.
-    fn take_body(&mut self, rec: Rec, dst: *mut u8) -> Result<()> {
+    /// `rec.len` bytes) and consumes the record. The message has started:
+    /// no deadline.
+    fn take_body(&mut self, rec: Rec, dst: *mut u8) -> Result<(), RecvError> {
         if !rec.streamed {
-            if !self.wait_data(rec.span, Deadline::NEVER)? {
-                return Err(ConnectionError::Truncated);
+            if !self.wait_data_forever(rec.span)? {
+                return Err(RecvError::Truncated);
             }
             self.rx
                 .copy_out(self.rx_head.wrapping_add(rec.payload), dst, rec.len);
@@ -224,8 +299,8 @@ impl Connection {
         self.publish_head();
         let mut done = 0u64;
         while done < rec.len {
-            if !self.wait_data(1, Deadline::NEVER)? {
-                return Err(ConnectionError::Truncated);
+            if !self.wait_data_forever(1)? {
+                return Err(RecvError::Truncated);
             }
             let avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
             let n = avail.min(rec.len - done);
@@ -238,8 +313,8 @@ impl Connection {
         }
         let pad = self.rx_head.wrapping_neg() & (LINE - 1);
         if pad > 0 {
-            if !self.wait_data(pad, Deadline::NEVER)? {
-                return Err(ConnectionError::Truncated);
+            if !self.wait_data_forever(pad)? {
+                return Err(RecvError::Truncated);
             }
             self.rx_head = self.rx_head.wrapping_add(pad);
             self.publish_head();
@@ -248,108 +323,288 @@ impl Connection {
         Ok(())
     }
 
-    fn recv_vec(&mut self, max: u64, deadline: Deadline) -> Result<Vec<u8>> {
-        self.check_read()?;
-        let rec = self.next_record(deadline)?;
-        if rec.len > max {
-            return Err(ConnectionError::TooLong { len: rec.len, max });
-        }
-        let n = usize::try_from(rec.len).map_err(|_| ConnectionError::TooLong {
-            len: rec.len,
-            max: usize::MAX as u64,
-        })?;
+    /// Receives the body of `rec` into a new `Vec` (the message stays
+    /// readable when it cannot be allocated).
+    fn take_vec(&mut self, rec: Rec) -> Result<Vec<u8>, RecvError> {
+        let no_memory = RecvError::NoMemory { len: rec.len };
+        let n = usize::try_from(rec.len).map_err(|_| no_memory)?;
         let mut v: Vec<u8> = Vec::new();
-        v.try_reserve_exact(n)
-            .map_err(|_| ConnectionError::TooLong {
-                len: rec.len,
-                max: 0,
-            })?;
+        v.try_reserve_exact(n).map_err(|_| no_memory)?;
         self.take_body(rec, v.as_mut_ptr())?;
         // SAFETY: `take_body` initialised all `n` bytes of the reserved capacity.
         unsafe { v.set_len(n) };
         Ok(v)
     }
 
+    // ---- recv_bytes, recv_bytes_max
+
+    /// `recv_bytes_max(max)` over a deadline: the one implementation of
+    /// the `recv_bytes` and `recv_bytes_max` forms.
+    fn recv_vec_until(&mut self, max: u64, until: Until) -> Result<Option<Vec<u8>>, RecvError> {
+        let Some(rec) = self.record_until(until)? else {
+            return Ok(None);
+        };
+        if rec.len > max {
+            return Err(RecvError::TooLong { len: rec.len, max });
+        }
+        self.take_vec(rec).map(Some)
+    }
+
     /// Receives the next byte message (Python's `recv_bytes`). Blocks until
     /// one arrives or the peer is gone.
     ///
     /// # Errors
-    /// [`ConnectionError::Eof`] when the peer closed (or died) and every
-    /// message was received; [`Truncated`](ConnectionError::Truncated),
-    /// [`Closed`](ConnectionError::Closed), [`NotOwner`](ConnectionError::NotOwner),
-    /// [`WrongDirection`](ConnectionError::WrongDirection), [`Corrupt`](ConnectionError::Corrupt).
-    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
-        self.recv_vec(MAX_PIPE_MESSAGE_LEN, Deadline::NEVER)
+    /// [`RecvError::Eof`] when the peer closed (or died) and every message
+    /// was received; [`Truncated`](RecvError::Truncated),
+    /// [`NoMemory`](RecvError::NoMemory), [`Closed`](RecvError::Closed),
+    /// [`NotOwner`](RecvError::NotOwner),
+    /// [`WrongDirection`](RecvError::WrongDirection), [`Corrupt`](RecvError::Corrupt).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
+        forever(|| self.recv_vec_until(MAX_PIPE_MESSAGE_LEN, Until::Never))
+    }
+
+    /// As [`recv_bytes`](Self::recv_bytes) if a message (or EOF) is waiting;
+    /// never waits (a streamed message whose start is there is received whole).
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is waiting, and as
+    /// [`recv_bytes`](Self::recv_bytes).
+    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>, TryRecvError> {
+        gave_up(self.recv_vec_until(MAX_PIPE_MESSAGE_LEN, Until::Now))
     }
 
     /// As [`recv_bytes`](Self::recv_bytes), giving up after `timeout` when no
     /// message has started (a message that has started is received whole).
     ///
     /// # Errors
-    /// [`ConnectionError::Timeout`], and as [`recv_bytes`](Self::recv_bytes).
-    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.recv_vec(MAX_PIPE_MESSAGE_LEN, Deadline::after(timeout))
+    /// [`RecvTimeoutError::Timeout`], and as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        gave_up(self.recv_vec_until(MAX_PIPE_MESSAGE_LEN, Until::within(timeout)))
+    }
+
+    /// As [`recv_bytes_timeout`](Self::recv_bytes_timeout), giving up at
+    /// `deadline` (one that has passed: as [`try_recv_bytes`](Self::try_recv_bytes)).
+    ///
+    /// # Errors
+    /// As [`recv_bytes_timeout`](Self::recv_bytes_timeout).
+    pub fn recv_bytes_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvTimeoutError> {
+        gave_up(self.recv_vec_until(MAX_PIPE_MESSAGE_LEN, Until::At(deadline)))
     }
 
     /// Receives the next message if it is at most `max` bytes (Python's
     /// `recv_bytes(maxlength)`).
     ///
     /// # Errors
-    /// [`ConnectionError::TooLong`] (the message stays readable), and as
+    /// [`RecvError::TooLong`] (the message stays readable), and as
     /// [`recv_bytes`](Self::recv_bytes).
-    pub fn recv_bytes_max(&mut self, max: usize) -> Result<Vec<u8>> {
-        self.recv_vec(max as u64, Deadline::NEVER)
+    pub fn recv_bytes_max(&mut self, max: usize) -> Result<Vec<u8>, RecvError> {
+        forever(|| self.recv_vec_until(max as u64, Until::Never))
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max) if a message is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], and as [`recv_bytes_max`](Self::recv_bytes_max).
+    pub fn try_recv_bytes_max(&mut self, max: usize) -> Result<Vec<u8>, TryRecvError> {
+        gave_up(self.recv_vec_until(max as u64, Until::Now))
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max), waiting at most `timeout`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], and as [`recv_bytes_max`](Self::recv_bytes_max).
+    pub fn recv_bytes_max_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RecvTimeoutError> {
+        gave_up(self.recv_vec_until(max as u64, Until::within(timeout)))
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max), waiting until `deadline`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// As [`recv_bytes_max_timeout`](Self::recv_bytes_max_timeout).
+    pub fn recv_bytes_max_deadline(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RecvTimeoutError> {
+        gave_up(self.recv_vec_until(max as u64, Until::At(deadline)))
+    }
+
+    // ---- recv_bytes_into
+
+    /// `recv_bytes_into(buf)` over a deadline: the fast path, then the
+    /// general one.
+    #[inline]
+    fn recv_into_until(
+        &mut self,
+        buf: &mut [u8],
+        until: Until,
+    ) -> Result<Option<usize>, RecvError> {
+        if let Some(n) = self.try_recv_fast(buf, false) {
+            return Ok(Some(n));
+        }
+        self.recv_into_slow(buf, until)
+    }
+
+    #[inline(never)]
+    fn recv_into_slow(&mut self, buf: &mut [u8], until: Until) -> Result<Option<usize>, RecvError> {
+        let Some(rec) = self.record_until(until)? else {
+            return Ok(None);
+        };
+        if rec.len > buf.len() as u64 {
+            return Err(RecvError::TooLong {
+                len: rec.len,
+                max: buf.len() as u64,
+            });
+        }
+        self.take_body(rec, buf.as_mut_ptr())?;
+        Ok(Some(rec.len as usize))
     }
 
     /// Receives the next message into `buf`, returning its length (Python's
     /// `recv_bytes_into`).
     ///
     /// # Errors
-    /// [`ConnectionError::BufferTooShort`] with the length needed (the
-    /// message stays readable), and as [`recv_bytes`](Self::recv_bytes).
+    /// [`RecvError::TooLong`] with the length needed when `buf` is too short
+    /// (Python's `BufferTooShort`; the message stays readable), and as
+    /// [`recv_bytes`](Self::recv_bytes) but [`NoMemory`](RecvError::NoMemory).
     #[inline]
-    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if let Some(n) = self.try_recv_fast(buf, false) {
-            return Ok(n);
-        }
-        self.recv_bytes_into_slow(buf)
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        forever(|| self.recv_into_until(buf, Until::Never))
     }
 
-    #[inline(never)]
-    fn recv_bytes_into_slow(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.check_read()?;
-        let rec = self.next_record(Deadline::NEVER)?;
-        if rec.len > buf.len() as u64 {
-            return Err(ConnectionError::BufferTooShort { needed: rec.len });
-        }
-        self.take_body(rec, buf.as_mut_ptr())?;
-        Ok(rec.len as usize)
-    }
-
-    /// Receives a `Pod` value sent with [`send`](Self::send).
+    /// [`recv_bytes_into`](Self::recv_bytes_into) if a message is waiting.
     ///
     /// # Errors
-    /// [`ConnectionError::WrongSize`] (the message stays readable), and as
-    /// [`recv_bytes`](Self::recv_bytes).
-    pub fn recv<T: Pod>(&mut self) -> Result<T> {
+    /// [`TryRecvError::Empty`], and as [`recv_bytes_into`](Self::recv_bytes_into).
+    #[inline]
+    pub fn try_recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        gave_up(self.recv_into_until(buf, Until::Now))
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most `timeout`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], and as [`recv_bytes_into`](Self::recv_bytes_into).
+    #[inline]
+    pub fn recv_bytes_into_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        gave_up(self.recv_into_until(buf, Until::within(timeout)))
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting until `deadline`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// As [`recv_bytes_into_timeout`](Self::recv_bytes_into_timeout).
+    #[inline]
+    pub fn recv_bytes_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        gave_up(self.recv_into_until(buf, Until::At(deadline)))
+    }
+
+    // ---- recv (Pod)
+
+    /// `recv::<T>()` over a deadline: the fast path, then the general one.
+    #[inline]
+    fn recv_pod_until<T: Pod>(&mut self, until: Until) -> Result<Option<T>, RecvError> {
         let mut v = T::zeroed();
         if self
             .try_recv_fast(bytemuck::bytes_of_mut(&mut v), true)
             .is_some()
         {
-            return Ok(v);
+            return Ok(Some(v));
         }
-        self.check_read()?;
-        let rec = self.next_record(Deadline::NEVER)?;
+        let Some(rec) = self.record_until(until)? else {
+            return Ok(None);
+        };
         let expected = size_of::<T>() as u64;
         if rec.len != expected {
-            return Err(ConnectionError::WrongSize {
+            return Err(RecvError::WrongSize {
                 expected,
                 found: rec.len,
             });
         }
         self.take_body(rec, bytemuck::bytes_of_mut(&mut v).as_mut_ptr())?;
-        Ok(v)
+        Ok(Some(v))
+    }
+
+    /// Receives a `Pod` value sent with [`send`](Self::send).
+    ///
+    /// # Errors
+    /// [`RecvError::WrongSize`] (the message stays readable), and as
+    /// [`recv_bytes_into`](Self::recv_bytes_into) but `TooLong`.
+    pub fn recv<T: Pod>(&mut self) -> Result<T, RecvError> {
+        forever(|| self.recv_pod_until(Until::Never))
+    }
+
+    /// [`recv`](Self::recv) if a message is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], and as [`recv`](Self::recv).
+    pub fn try_recv<T: Pod>(&mut self) -> Result<T, TryRecvError> {
+        gave_up(self.recv_pod_until(Until::Now))
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout` for a message.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], and as [`recv`](Self::recv).
+    pub fn recv_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        gave_up(self.recv_pod_until(Until::within(timeout)))
+    }
+
+    /// [`recv`](Self::recv), waiting until `deadline` for a message.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline<T: Pod>(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        gave_up(self.recv_pod_until(Until::At(deadline)))
+    }
+
+    // ---- recv_bytes_ref
+
+    /// `recv_bytes_ref()` over a deadline, up to the guard: the body in
+    /// place (the record waited for whole), or copied when it streamed.
+    fn recv_body_until(&mut self, until: Until) -> Result<Option<(Body, u64)>, RecvError> {
+        let Some(rec) = self.record_until(until)? else {
+            return Ok(None);
+        };
+        if rec.streamed {
+            return Ok(Some((Body::Owned(self.take_vec(rec)?), 0)));
+        }
+        if !self.wait_data_forever(rec.span)? {
+            return Err(RecvError::Truncated);
+        }
+        let off = (self.rx_head.wrapping_add(rec.payload) & self.rx.mask) as usize;
+        // SAFETY: the record does not wrap (checked in `next_record`), so the
+        // payload is inside the data area.
+        let ptr = unsafe { self.rx.data.as_ptr().add(off) };
+        let body = Body::InPlace {
+            ptr,
+            len: rec.len as usize,
+        };
+        Ok(Some((body, rec.span)))
+    }
+
+    fn recv_guard(&mut self, (body, span): (Body, u64)) -> RecvGuard<'_> {
+        RecvGuard {
+            conn: self,
+            body,
+            span,
+        }
     }
 
     /// Receives the next message, borrowed in place in the ring when it fits
@@ -357,41 +612,44 @@ impl Connection {
     ///
     /// # Errors
     /// As [`recv_bytes`](Self::recv_bytes).
-    pub fn recv_bytes_ref(&mut self) -> Result<RecvGuard<'_>> {
-        self.check_read()?;
-        let rec = self.next_record(Deadline::NEVER)?;
-        if rec.streamed {
-            let mut v: Vec<u8> = Vec::new();
-            let n = rec.len as usize;
-            v.try_reserve_exact(n)
-                .map_err(|_| ConnectionError::TooLong {
-                    len: rec.len,
-                    max: 0,
-                })?;
-            self.take_body(rec, v.as_mut_ptr())?;
-            // SAFETY: `take_body` initialised all `n` bytes.
-            unsafe { v.set_len(n) };
-            return Ok(RecvGuard {
-                conn: self,
-                body: Body::Owned(v),
-                span: 0,
-            });
-        }
-        if !self.wait_data(rec.span, Deadline::NEVER)? {
-            return Err(ConnectionError::Truncated);
-        }
-        let off = (self.rx_head.wrapping_add(rec.payload) & self.rx.mask) as usize;
-        // SAFETY: the record does not wrap (checked in `next_record`), so the
-        // payload is inside the data area.
-        let ptr = unsafe { self.rx.data.as_ptr().add(off) };
-        Ok(RecvGuard {
-            span: rec.span,
-            body: Body::InPlace {
-                ptr,
-                len: rec.len as usize,
-            },
-            conn: self,
-        })
+    pub fn recv_bytes_ref(&mut self) -> Result<RecvGuard<'_>, RecvError> {
+        let body = forever(|| self.recv_body_until(Until::Never))?;
+        Ok(self.recv_guard(body))
+    }
+
+    /// [`recv_bytes_ref`](Self::recv_bytes_ref) if a message is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], and as [`recv_bytes_ref`](Self::recv_bytes_ref).
+    pub fn try_recv_bytes_ref(&mut self) -> Result<RecvGuard<'_>, TryRecvError> {
+        let body = gave_up::<_, _, TryRecvError>(self.recv_body_until(Until::Now))?;
+        Ok(self.recv_guard(body))
+    }
+
+    /// [`recv_bytes_ref`](Self::recv_bytes_ref), waiting at most `timeout`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], and as [`recv_bytes_ref`](Self::recv_bytes_ref).
+    pub fn recv_bytes_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<RecvGuard<'_>, RecvTimeoutError> {
+        let body = gave_up::<_, _, RecvTimeoutError>(self.recv_body_until(Until::within(timeout)))?;
+        Ok(self.recv_guard(body))
+    }
+
+    /// [`recv_bytes_ref`](Self::recv_bytes_ref), waiting until `deadline`
+    /// for a message to start.
+    ///
+    /// # Errors
+    /// As [`recv_bytes_ref_timeout`](Self::recv_bytes_ref_timeout).
+    pub fn recv_bytes_ref_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<RecvGuard<'_>, RecvTimeoutError> {
+        let body = gave_up::<_, _, RecvTimeoutError>(self.recv_body_until(Until::At(deadline)))?;
+        Ok(self.recv_guard(body))
     }
 
     /// After consuming: keep the sentinel honest (drain it once the ring is
@@ -407,15 +665,58 @@ impl Connection {
         }
         self.rearm();
     }
+}
+
+/// The object forms: decode what the byte form received.
+#[cfg(feature = "serde")]
+impl Connection {
+    fn decode<T: serde::de::DeserializeOwned, E>(
+        bytes: Result<Vec<u8>, E>,
+    ) -> Result<T, super::RecvObjError<E>> {
+        let bytes = bytes.map_err(super::RecvObjError::Recv)?;
+        postcard::from_bytes(&bytes).map_err(super::RecvObjError::Decode)
+    }
 
     /// Receives an object sent with [`send_obj`](Self::send_obj).
     ///
     /// # Errors
-    /// [`ConnectionError::Decode`], and as [`recv_bytes`](Self::recv_bytes).
-    #[cfg(feature = "serde")]
-    pub fn recv_obj<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let bytes = self.recv_bytes()?;
-        postcard::from_bytes(&bytes).map_err(ConnectionError::Decode)
+    /// [`RecvObjError::Decode`](super::RecvObjError::Decode) (the message is
+    /// consumed), [`RecvObjError::Recv`](super::RecvObjError::Recv) with the
+    /// errors of [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_obj<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, super::RecvObjError> {
+        Self::decode(self.recv_bytes())
+    }
+
+    /// [`recv_obj`](Self::recv_obj) if a message is waiting.
+    ///
+    /// # Errors
+    /// As [`recv_obj`](Self::recv_obj), with [`try_recv_bytes`](Self::try_recv_bytes)'s errors.
+    pub fn try_recv_obj<T: serde::de::DeserializeOwned>(
+        &mut self,
+    ) -> Result<T, super::RecvObjError<TryRecvError>> {
+        Self::decode(self.try_recv_bytes())
+    }
+
+    /// [`recv_obj`](Self::recv_obj), waiting at most `timeout` for a message.
+    ///
+    /// # Errors
+    /// As [`recv_obj`](Self::recv_obj), with [`recv_bytes_timeout`](Self::recv_bytes_timeout)'s errors.
+    pub fn recv_obj_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, super::RecvObjError<RecvTimeoutError>> {
+        Self::decode(self.recv_bytes_timeout(timeout))
+    }
+
+    /// [`recv_obj`](Self::recv_obj), waiting until `deadline` for a message.
+    ///
+    /// # Errors
+    /// As [`recv_obj_timeout`](Self::recv_obj_timeout).
+    pub fn recv_obj_deadline<T: serde::de::DeserializeOwned>(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<T, super::RecvObjError<RecvTimeoutError>> {
+        Self::decode(self.recv_bytes_deadline(deadline))
     }
 }
 
