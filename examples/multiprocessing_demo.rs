@@ -100,7 +100,7 @@ fn holder((lock, held, never): (Lock, Event, Event)) {
     let _guard = lock.lock().expect("first holder");
     held.set();
     // Nobody sets this event: the parent kills us first.
-    never.wait_timeout(Duration::from_secs(60));
+    let _ = never.wait_timeout(Duration::from_secs(60));
     std::process::exit(3);
 }
 
@@ -306,7 +306,7 @@ fn owner_died() -> DemoResult {
         .name("holder")
         .target(holder, args)
         .start()?;
-    if !held.wait_timeout(Duration::from_secs(30)) {
+    if held.wait_timeout(Duration::from_secs(30)).is_err() {
         child.kill()?;
         return Err("the holder never took the lock".into());
     }

@@ -38,7 +38,7 @@ fn daemon_is_terminated_when_its_parent_exits_normally() {
             .expect("start");
         assert!(p.daemon());
         // Return only once it runs, so the exit handler has something to stop.
-        assert!(started.wait_timeout(TIMEOUT));
+        assert!(started.wait_timeout(TIMEOUT).is_ok());
         return;
     }
     let _w = Watchdog::named(TIMEOUT, "daemon cleanup");
@@ -54,7 +54,7 @@ fn daemon_is_terminated_when_its_parent_exits_normally() {
         )
         .expect("spawn parent");
         assert!(
-            started.wait_timeout(TIMEOUT),
+            started.wait_timeout(TIMEOUT).is_ok(),
             "{method}: daemon did not start"
         );
         let daemon = os::Pid::from_raw(pid.load()).expect("a stored pid");

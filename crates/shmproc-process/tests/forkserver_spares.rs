@@ -41,7 +41,10 @@ fn start_sleeper(ctx: shmproc_process::Context) -> (shmproc_process::Process, os
         )
         .start()
         .expect("start");
-    assert!(started.wait_timeout(TIMEOUT), "sleeper did not start");
+    assert!(
+        started.wait_timeout(TIMEOUT).is_ok(),
+        "sleeper did not start"
+    );
     let child = os::Pid::from_raw(pid.load()).expect("the sleeper stored its pid");
     assert_eq!(p.pid(), Some(child));
     (p, child)

@@ -9,7 +9,7 @@ use shmproc_sync::Event;
 use shmproc_testing::{TIMEOUT, Watchdog};
 
 fn waits_for((go,): (Event,)) {
-    assert!(go.wait_timeout(TIMEOUT), "never released");
+    assert!(go.wait_timeout(TIMEOUT).is_ok(), "never released");
 }
 
 #[test]

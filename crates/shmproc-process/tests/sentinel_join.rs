@@ -14,7 +14,7 @@ use shmproc_testing::{TIMEOUT, Watchdog};
 fn returns(_: ()) {}
 
 fn waits_for((go,): (Event,)) {
-    assert!(go.wait_timeout(TIMEOUT), "never released");
+    assert!(go.wait_timeout(TIMEOUT).is_ok(), "never released");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn terminate_without_a_sentinel() {
             .target(
                 |(started, never): (Event, Event)| {
                     started.set();
-                    never.wait_timeout(TIMEOUT);
+                    let _ = never.wait_timeout(TIMEOUT);
                 },
                 (
                     started.try_clone().expect("handle"),
@@ -125,7 +125,10 @@ fn terminate_without_a_sentinel() {
             )
             .start()
             .expect("start");
-        assert!(started.wait_timeout(TIMEOUT), "{m}: child did not start");
+        assert!(
+            started.wait_timeout(TIMEOUT).is_ok(),
+            "{m}: child did not start"
+        );
         p.terminate().expect("terminate");
         assert_eq!(p.join().expect("join"), -15, "{m}");
         p.kill().expect("kill after the end is a no-op");

@@ -36,7 +36,7 @@ fn child_creates((name, made): (String, Event)) {
     let v = Value::create(&name, 11u64).expect("child create");
     made.set();
     let never = Event::new().expect("event");
-    never.wait_timeout(TIMEOUT);
+    let _ = never.wait_timeout(TIMEOUT);
     drop(v);
 }
 
@@ -68,12 +68,15 @@ fn a_killed_program_leaves_nothing_behind() {
                 .target(child_creates, (name.clone(), made.try_clone().expect("h")))
                 .start()
                 .expect("start");
-            assert!(made.wait_timeout(TIMEOUT), "{method:?} child did not start");
+            assert!(
+                made.wait_timeout(TIMEOUT).is_ok(),
+                "{method:?} child did not start"
+            );
             kids.push(k);
         }
         ready.set();
         let never = Event::new().expect("event");
-        never.wait_timeout(TIMEOUT); // SIGKILLed before this returns
+        let _ = never.wait_timeout(TIMEOUT); // SIGKILLed before this returns
         drop((a, b, p, kids));
         return;
     }
@@ -91,7 +94,10 @@ fn a_killed_program_leaves_nothing_behind() {
     args.push(("ready".into(), ready_name.clone()));
     let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut root = Child::spawn(current_test!(), "root", &args).expect("spawn root");
-    assert!(ready.wait_timeout(TIMEOUT), "root did not get ready");
+    assert!(
+        ready.wait_timeout(TIMEOUT).is_ok(),
+        "root did not get ready"
+    );
 
     // One session for the program and all its children, not this test's.
     let session = session_of(&names[0]);
@@ -182,7 +188,7 @@ fn children_join_the_parents_session_and_the_tracker_can_be_disabled() {
             .target(child_creates, (name.clone(), made.try_clone().expect("h")))
             .start()
             .expect("start");
-        assert!(made.wait_timeout(TIMEOUT));
+        assert!(made.wait_timeout(TIMEOUT).is_ok());
         let m = ctx.start_method();
         assert_eq!(session_of(&name), s, "{m}: child not in the session");
         p.terminate().expect("terminate");

@@ -206,9 +206,9 @@ impl BoundedSemaphore {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// let ev = shmproc_sync::Event::new()?;
-/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// assert!(ev.wait_timeout(Duration::from_millis(1)).is_err());
 /// ev.set();
-/// assert!(ev.wait_timeout(Duration::from_secs(1)));
+/// ev.wait_timeout(Duration::from_secs(1))?;
 /// # Ok(()) }
 /// ```
 pub type Event = Shared<RawEvent>;

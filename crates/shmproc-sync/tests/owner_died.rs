@@ -19,7 +19,7 @@ fn child_holds(hold: impl FnOnce()) {
     hold();
     held.set();
     // Killed while waiting here; finishing the wait is a test failure.
-    assert!(never.wait_timeout(T), "the parent never killed us");
+    assert!(never.wait_timeout(T).is_ok(), "the parent never killed us");
 }
 
 /// In the parent: starts the child, waits until it holds the lock, lets
@@ -34,7 +34,10 @@ fn kill_while_holding(test: &str, shm: &TestShm, obj: &str, while_held: impl FnO
         &[("obj", obj), ("held", &hn), ("never", &nn)],
     )
     .expect("spawn holder");
-    assert!(held.wait_timeout(T), "the child never took the lock");
+    assert!(
+        held.wait_timeout(T).is_ok(),
+        "the child never took the lock"
+    );
     while_held();
     child.kill();
     assert_eq!(child.wait_timeout(T).code(), -9);

@@ -11,8 +11,9 @@
 //! | Python `multiprocessing` | shmproc | status |
 //! |---|---|---|
 //! | `shared_memory.SharedMemory(name, create=True, size=n)` | [`Segment::create`] + [`SegmentLayout`] (raw bytes), [`Segment::open`] | available |
-//! | `sharedctypes.RawValue('d', 0.0)` | [`ShmBox::<f64>::create(name, 0.0)`](ShmBox::create) | available |
-//! | `sharedctypes.RawArray('i', 10)` | [`ShmSlice::<i32>::create(name, 10, 0)`](ShmSlice::create) | available |
+//! | `sharedctypes.RawValue('d', 0.0)` | [`RawValue::<f64>::create(name, 0.0)`](ShmBox::create) (Python's name for [`ShmBox`]) | available |
+//! | `sharedctypes.RawArray('i', 10)` | [`RawArray::<i32>::create(name, 10, 0)`](ShmSlice::create) (Python's name for [`ShmSlice`]) | available |
+//! | passing any shared object to a child | every [`SharedObject`] is [`Transfer`]: `Process::new(f, (queue, lock))` | available |
 //! | `SharedMemory.unlink()` | [`Segment::remove`], or drop the creator's handle | available |
 //! | `cpu_count()` | [`cpu_count`] | available |
 //! | `Value('Q', 0)`, `Array('d', n)`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] | available |
@@ -57,7 +58,7 @@ pub use shmproc_channel::{
 };
 
 pub use shmproc_process::{
-    Builder as ProcessBuilder, Context, DAEMON_TERMINATE_GRACE, Packer, ParentInfo, PodArg,
+    Builder as ProcessBuilder, Context, DAEMON_TERMINATE_GRACE, Packer, ParentInfo, Pid, PodArg,
     Process, ProcessError, ProcessInfo, Serde, Shareable, StartMethod, Transfer, TransferError,
     Unpacker, active_children, available_cpu_count, cpu_count, current_process, default_context,
     get_all_start_methods, get_context, get_start_method, parent_process, reap_orphaned_segments,

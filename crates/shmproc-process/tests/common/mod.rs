@@ -35,5 +35,5 @@ pub fn sleeper((started, pid): (Event, RawValue<i32>)) {
     pid.store(os::getpid().as_raw());
     started.set();
     let never = Event::new().expect("event");
-    never.wait_timeout(TIMEOUT);
+    let _ = never.wait_timeout(TIMEOUT);
 }

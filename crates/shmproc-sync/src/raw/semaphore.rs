@@ -303,14 +303,40 @@ impl RawEvent {
         self.wait_until(Deadline::NEVER);
     }
 
-    /// Waits at most `timeout`; returns whether the flag is set (Python's
-    /// `wait(timeout)`).
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Deadline::after(timeout))
+    /// Waits at most `timeout` for the flag (Python's `wait(timeout)`, whose
+    /// `True` is `Ok`).
+    ///
+    /// # Errors
+    /// [`Timeout`] when the flag is still clear.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
+        self.wait_by(Deadline::after(timeout))
     }
 
-    /// Returns at once whether the flag is set (never blocks).
-    pub fn try_wait(&self) -> bool {
-        self.is_set()
+    /// Waits until `deadline` for the flag.
+    ///
+    /// # Errors
+    /// [`Timeout`] when the flag is still clear.
+    pub fn wait_deadline(&self, deadline: std::time::Instant) -> Result<(), Timeout> {
+        self.wait_by(Deadline::at(deadline))
+    }
+
+    fn wait_by(&self, deadline: Deadline) -> Result<(), Timeout> {
+        if self.wait_until(deadline) {
+            Ok(())
+        } else {
+            Err(Timeout)
+        }
+    }
+
+    /// Whether the flag is set, without waiting.
+    ///
+    /// # Errors
+    /// [`WouldBlock`] when it is clear.
+    pub fn try_wait(&self) -> Result<(), WouldBlock> {
+        if self.is_set() {
+            Ok(())
+        } else {
+            Err(WouldBlock)
+        }
     }
 }
