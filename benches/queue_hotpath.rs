@@ -28,7 +28,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use shmproc_benches::harness::{SharedMap, pin_to};
-use shmproc_channel::{GetError, Queue};
+use shmproc_channel::{Queue, TryGetError};
 use shmproc_shm::sync::{AtomicU64, Ordering};
 
 fn run(mode: &str, n: u64) {
@@ -50,7 +50,7 @@ fn run(mode: &str, n: u64) {
         "empty" => {
             let q = Queue::<u64>::new(64).expect("queue");
             for _ in 0..n {
-                assert!(matches!(black_box(&q).try_get(), Err(GetError::Empty)));
+                assert!(matches!(black_box(&q).try_get(), Err(TryGetError::Empty)));
             }
         }
         "try64" => {
@@ -102,7 +102,7 @@ fn spin_get(q: &Queue<u64>) -> u64 {
     loop {
         match q.try_get() {
             Ok(v) => return v,
-            Err(GetError::Empty) => std::hint::spin_loop(),
+            Err(TryGetError::Empty) => std::hint::spin_loop(),
             Err(e) => panic!("try_get: {e}"),
         }
     }

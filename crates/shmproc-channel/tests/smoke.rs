@@ -2,7 +2,7 @@
 //! batches, opening by name and fd, and the typed open errors.
 #![cfg(not(shmproc_loom))]
 
-use shmproc_channel::{GetError, PutError, Queue, QueueError};
+use shmproc_channel::{Queue, QueueError, TryGetError, TryPutError};
 use shmproc_testing::TestShm;
 
 #[test]
@@ -15,11 +15,11 @@ fn fifo_capacity_and_full() {
     }
     assert!(q.full());
     assert_eq!(q.qsize(), 4);
-    assert_eq!(q.try_put(9), Err(PutError::Full(9)));
+    assert_eq!(q.try_put(9), Err(TryPutError::Full(9)));
     for i in 0..4 {
         assert_eq!(q.try_get(), Ok(i));
     }
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
     // Many laps around the ring.
     for i in 0..1000 {
         q.put(i).expect("room");

@@ -114,6 +114,11 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
+    /// Give up at `deadline` (an instant in the past: at once).
+    pub fn at(deadline: Instant) -> Self {
+        Deadline(Some(deadline))
+    }
+
     /// The next sleep: the time left, capped at `max`; `None` once expired.
     pub fn slice(&self, max: Duration) -> Option<Duration> {
         match self.0 {

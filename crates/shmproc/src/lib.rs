@@ -49,10 +49,11 @@ pub use shmproc_sync::{
 };
 
 pub use shmproc_channel::{
-    ByteQueue, BytesGuard, Connection, ConnectionError, Corrupt, GetError, JoinTimeout,
-    JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode, PutBytesError, PutError, Queue,
-    QueueError, ReadGuard, RecvGuard, SendGuard, SimpleQueue, TaskDoneError, WriteGuard,
-    wait as wait_connections,
+    ByteQueue, BytesGuard, CommitError, Connection, ConnectionError, Corrupt, GetError,
+    GetTimeoutError, JoinTimeoutError, JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode,
+    PutBytesError, PutBytesTimeoutError, PutError, PutTimeoutError, Queue, QueueError, ReadGuard,
+    RecvGuard, SendGuard, SimpleQueue, TaskDoneError, TryGetError, TryPutBytesError, TryPutError,
+    WriteGuard, wait as wait_connections,
 };
 
 pub use shmproc_process::{
