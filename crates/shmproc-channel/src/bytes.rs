@@ -249,7 +249,7 @@ impl fmt::Debug for ByteQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ByteQueue")
             .field("segment", &self.ring.storage().segment().label())
-            .field("capacity", &self.ring.capacity())
+            .field("maxsize", &self.ring.maxsize())
             .field("slot_size", &self.inline)
             .field("len", &self.ring.len())
             .finish()
@@ -284,7 +284,7 @@ impl ByteQueue {
             None => Segment::create_anonymous(&layout),
         }
         .map_err(QueueError::segment("create"))?;
-        SegmentStorage::init(pending.segment(), ring_slot)?;
+        SegmentStorage::init(pending.segment(), ring_slot, capacity as u64)?;
         let seg = pending.publish();
         let storage = SegmentStorage::new(seg, ring_slot)?;
         Ok(Self {
@@ -312,9 +312,9 @@ impl ByteQueue {
         })
     }
 
-    /// An anonymous byte queue of at least `capacity` slots (rounded up to a
-    /// power of two) holding messages of up to `slot_size` bytes inline
-    /// (rounded up to a multiple of 64; longer ones go through side segments).
+    /// An anonymous byte queue that holds at most `capacity` messages
+    /// (Python's `maxsize`), of up to `slot_size` bytes inline (rounded up
+    /// to a multiple of 64; longer ones go through side segments).
     ///
     /// # Errors
     /// [`QueueError::Capacity`] for a capacity of 0 or above 2^30, or a slot
@@ -874,14 +874,14 @@ impl ByteQueue {
         self.qsize() == 0
     }
 
-    /// Whether every slot is taken now.
+    /// Whether the queue holds [`capacity`](Self::capacity) messages now.
     pub fn full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
+        self.ring.len() >= self.ring.maxsize()
     }
 
-    /// The number of slots.
+    /// The most messages the queue holds: the capacity it was created with.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity() as usize
+        self.ring.maxsize() as usize
     }
 
     /// The largest message stored inline in a slot; longer ones go through

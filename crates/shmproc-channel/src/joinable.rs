@@ -59,7 +59,7 @@ impl<T> Deref for JoinableQueue<T> {
 }
 
 impl<T: Pod> JoinableQueue<T> {
-    /// An anonymous joinable queue of at least `capacity` slots.
+    /// An anonymous joinable queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::new`].
@@ -67,7 +67,7 @@ impl<T: Pod> JoinableQueue<T> {
         Queue::make(None, SegmentKind::JOINABLE_QUEUE, capacity).map(|q| Self { q })
     }
 
-    /// A named joinable queue of at least `capacity` slots.
+    /// A named joinable queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::create`].

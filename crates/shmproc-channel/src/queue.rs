@@ -89,13 +89,14 @@ impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("segment", &self.ring.storage().segment().label())
-            .field("capacity", &self.ring.capacity())
+            .field("maxsize", &self.ring.maxsize())
             .field("len", &self.ring.len())
             .finish()
     }
 }
 
-/// Rounds a requested capacity up to the ring's power of two.
+/// The ring's slots for a requested capacity (`maxsize`): the next power of
+/// two (the ring holds exactly `maxsize`, see `Ring::room`).
 fn ring_capacity(capacity: usize) -> Result<u64, QueueError> {
     let c = capacity as u64;
     if capacity == 0 || c > MAX_CAPACITY {
@@ -131,7 +132,7 @@ impl<T: Pod> Queue<T> {
         }
         .map_err(QueueError::segment("create"))?;
         // Dropping `pending` on an error poisons and unlinks the segment.
-        SegmentStorage::init(pending.segment(), Self::SLOT as usize)?;
+        SegmentStorage::init(pending.segment(), Self::SLOT as usize, capacity as u64)?;
         let seg = pending.publish();
         let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
         Ok(Self::from_storage(storage, kind))
@@ -156,8 +157,9 @@ impl<T: Pod> Queue<T> {
         Ok(Self::from_storage(storage, kind))
     }
 
-    /// An anonymous queue of at least `capacity` slots (rounded up to a power
-    /// of two), shared with children by fork or by fd.
+    /// An anonymous queue that holds at most `capacity` values (Python's
+    /// `maxsize`: the `capacity + 1`-th `try_put` is
+    /// [`Full`](TryPutError::Full)), shared with children by fork or by fd.
     ///
     /// # Errors
     /// [`QueueError::Capacity`] for 0 or more than 2^30; segment errors.
@@ -165,8 +167,8 @@ impl<T: Pod> Queue<T> {
         Self::make(None, SegmentKind::QUEUE, capacity)
     }
 
-    /// A named queue of at least `capacity` slots (rounded up to a power of
-    /// two) that other processes [`open`](Self::open) by `name`.
+    /// A named queue that holds at most `capacity` values (as
+    /// [`new`](Self::new)) that other processes [`open`](Self::open) by `name`.
     ///
     /// # Errors
     /// As [`new`](Self::new), plus the name errors and
@@ -735,14 +737,15 @@ impl<T: Pod> Queue<T> {
         self.qsize() == 0
     }
 
-    /// Whether the queue is full now.
+    /// Whether the queue holds [`capacity`](Self::capacity) messages now.
     pub fn full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
+        self.ring.len() >= self.ring.maxsize()
     }
 
-    /// The number of slots (the requested capacity rounded up to a power of two).
+    /// The most values the queue holds: the capacity it was created with
+    /// (Python's `maxsize`).
     pub fn capacity(&self) -> usize {
-        self.ring.capacity() as usize
+        self.ring.maxsize() as usize
     }
 
     /// Closes the queue for every process: later puts fail with

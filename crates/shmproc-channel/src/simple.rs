@@ -49,7 +49,7 @@ impl<T: Pod> SimpleQueue<T> {
         Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
-    /// An anonymous simple queue of at least `capacity` slots.
+    /// An anonymous simple queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::new`].

@@ -8,15 +8,15 @@ use shmproc_testing::TestShm;
 #[test]
 fn fifo_capacity_and_full() {
     let q = Queue::<u64>::new(3).expect("create");
-    assert_eq!(q.capacity(), 4, "rounded up to a power of two");
+    assert_eq!(q.capacity(), 3, "exactly the maxsize asked for");
     assert!(q.empty() && !q.full());
-    for i in 0..4 {
+    for i in 0..3 {
         q.try_put(i).expect("room");
     }
     assert!(q.full());
-    assert_eq!(q.qsize(), 4);
+    assert_eq!(q.qsize(), 3);
     assert_eq!(q.try_put(9), Err(TryPutError::Full(9)));
-    for i in 0..4 {
+    for i in 0..3 {
         assert_eq!(q.try_get(), Ok(i));
     }
     assert_eq!(q.try_get(), Err(TryGetError::Empty));
