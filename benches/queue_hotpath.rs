@@ -18,7 +18,9 @@
 //! parent to CPU 0), for alternating A/B runs of two builds on a noisy
 //! machine: `pingpong <n>` (one-way p50 in ns of a `try_put`/`try_get`
 //! busy-poll ping-pong of `u64`s, timed 10 round trips at a time), `stream
-//! <n>` (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1) and `woken
+//! <n>` (M msgs/s of `[u8; 64]`, blocking `put`/`get`, 1 -> 1; `stream1000`:
+//! the same through a queue of maxsize 1000, 1024 slots, so producers also
+//! check the consumer index) and `woken
 //! <n>` (one-way p50 of a blocking ping-pong with a 20 us pause before each
 //! ping, so the receiver sleeps, and the heavy fences each side issued).
 //! `spsc <n>` streams 64 B messages through the minimal SPSC ring, the floor
@@ -28,7 +30,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use shmproc_benches::harness::{SharedMap, pin_to};
-use shmproc_channel::{GetError, Queue};
+use shmproc_channel::{Queue, TryGetError};
 use shmproc_shm::sync::{AtomicU64, Ordering};
 
 fn run(mode: &str, n: u64) {
@@ -50,7 +52,7 @@ fn run(mode: &str, n: u64) {
         "empty" => {
             let q = Queue::<u64>::new(64).expect("queue");
             for _ in 0..n {
-                assert!(matches!(black_box(&q).try_get(), Err(GetError::Empty)));
+                assert!(matches!(black_box(&q).try_get(), Err(TryGetError::Empty)));
             }
         }
         "try64" => {
@@ -61,11 +63,14 @@ fn run(mode: &str, n: u64) {
             }
         }
         "pingpong" => pingpong(n),
-        "stream" => stream(n),
+        "stream" => stream(n, 1024),
+        "stream1000" => stream(n, 1000),
         "spsc" => spsc(n),
         "woken" => woken(n),
         other => {
-            panic!("unknown mode {other} (try, block, empty, try64, pingpong, stream, woken, spsc)")
+            panic!(
+                "unknown mode {other} (try, block, empty, try64, pingpong, stream, stream1000, woken, spsc)"
+            )
         }
     }
 }
@@ -102,7 +107,7 @@ fn spin_get(q: &Queue<u64>) -> u64 {
     loop {
         match q.try_get() {
             Ok(v) => return v,
-            Err(GetError::Empty) => std::hint::spin_loop(),
+            Err(TryGetError::Empty) => std::hint::spin_loop(),
             Err(e) => panic!("try_get: {e}"),
         }
     }
@@ -177,8 +182,8 @@ fn woken(n: u64) {
     );
 }
 
-fn stream(n: u64) {
-    let q = Queue::<[u8; 64]>::new(1024).expect("queue");
+fn stream(n: u64, maxsize: usize) {
+    let q = Queue::<[u8; 64]>::new(maxsize).expect("queue");
     forked(
         || {
             // Staged, as in the queue streams (`stage_len` in src/queue.rs): built whole long
@@ -195,7 +200,7 @@ fn stream(n: u64) {
                 black_box(q.get().expect("get"));
             }
             let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
-            println!("stream 64B 1->1 {mps:.2} M msgs/s");
+            println!("stream 64B 1->1 maxsize {maxsize} {mps:.2} M msgs/s");
         },
     );
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
-use shmproc_channel::{GetError, PutError, Queue};
+use shmproc_channel::{Queue, TryGetError, TryPutError};
 use shmproc_shm::os;
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -259,7 +259,7 @@ impl<T: Pod> Link<T> for QueueLink<T> {
         loop {
             match self.q.try_put(*m) {
                 Ok(()) => return,
-                Err(PutError::Full(_)) => std::hint::spin_loop(),
+                Err(TryPutError::Full(_)) => std::hint::spin_loop(),
                 Err(e) => panic!("try_put: {e}"),
             }
         }
@@ -275,7 +275,7 @@ impl<T: Pod> Link<T> for QueueLink<T> {
                     *m = v;
                     return;
                 }
-                Err(GetError::Empty) => std::hint::spin_loop(),
+                Err(TryGetError::Empty) => std::hint::spin_loop(),
                 Err(e) => panic!("try_get: {e}"),
             }
         }

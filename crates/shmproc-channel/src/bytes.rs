@@ -75,7 +75,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::{Ordering, spin_loop};
 use shmproc_shm::{
@@ -85,11 +85,17 @@ use shmproc_shm::{
 use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
 
 use crate::crash;
-use crate::error::{Corrupt, GetError, PutBytesError, QueueError};
+use crate::error::{
+    CommitError, Corrupt, GetError, GetTimeoutError, PutBytesError, PutBytesTimeoutError,
+    QueueError, TryGetError, TryPutBytesError,
+};
 #[cfg(feature = "serde")]
-use crate::error::{GetObjError, PutObjError};
+use crate::error::{
+    GetObjError, GetObjTimeoutError, PutObjError, PutObjTimeoutError, TryGetObjError,
+    TryPutObjError,
+};
 use crate::ring::{
-    Claim, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, ring_bytes,
+    Claim, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, Until, ring_bytes,
 };
 use crate::storage::SegmentStorage;
 
@@ -218,8 +224,8 @@ fn is_side_name(s: &str) -> bool {
 ///
 /// | Python | shmproc |
 /// |---|---|
-/// | `q.put(obj)` (pickled) | [`put_bytes`](Self::put_bytes), [`try_put_bytes`](Self::try_put_bytes), [`put_bytes_timeout`](Self::put_bytes_timeout); zero-copy: [`reserve`](Self::reserve) → write → [`commit`](WriteGuard::commit); `serde`: `put_obj` |
-/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout), [`get_bytes_into`](Self::get_bytes_into); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
+/// | `q.put(obj)` (pickled) | [`put_bytes`](Self::put_bytes), [`try_put_bytes`](Self::try_put_bytes), [`put_bytes_timeout`](Self::put_bytes_timeout) / [`put_bytes_deadline`](Self::put_bytes_deadline); zero-copy: [`reserve`](Self::reserve) → write → [`commit`](WriteGuard::commit); `serde`: `put_obj` |
+/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout) / [`get_bytes_deadline`](Self::get_bytes_deadline), [`get_bytes_into`](Self::get_bytes_into); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
 /// | `qsize()`, `empty()`, `full()`, `close()` | as [`Queue`](crate::Queue) |
 ///
 /// # Examples
@@ -248,7 +254,7 @@ impl fmt::Debug for ByteQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ByteQueue")
             .field("segment", &self.ring.storage().segment().label())
-            .field("capacity", &self.ring.capacity())
+            .field("maxsize", &self.ring.maxsize())
             .field("slot_size", &self.inline)
             .field("len", &self.ring.len())
             .finish()
@@ -266,7 +272,7 @@ impl ByteQueue {
         slot_size
             .checked_next_multiple_of(64)
             .filter(|&s| s <= MAX_INLINE)
-            .ok_or(QueueError::Capacity(slot_size))
+            .ok_or(QueueError::SlotSize(slot_size))
     }
 
     fn make(name: Option<&str>, capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
@@ -283,7 +289,7 @@ impl ByteQueue {
             None => Segment::create_anonymous(&layout),
         }
         .map_err(QueueError::segment("create"))?;
-        SegmentStorage::init(pending.segment(), ring_slot)?;
+        SegmentStorage::init(pending.segment(), ring_slot, capacity as u64)?;
         let seg = pending.publish();
         let storage = SegmentStorage::new(seg, ring_slot)?;
         Ok(Self {
@@ -311,9 +317,9 @@ impl ByteQueue {
         })
     }
 
-    /// An anonymous byte queue of at least `capacity` slots (rounded up to a
-    /// power of two) holding messages of up to `slot_size` bytes inline
-    /// (rounded up to a multiple of 64; longer ones go through side segments).
+    /// An anonymous byte queue that holds at most `capacity` messages
+    /// (Python's `maxsize`), of up to `slot_size` bytes inline (rounded up
+    /// to a multiple of 64; longer ones go through side segments).
     ///
     /// # Errors
     /// [`QueueError::Capacity`] for a capacity of 0 or above 2^30, or a slot
@@ -357,6 +363,10 @@ impl ByteQueue {
     }
 
     // ------------------------------------------------------------------ put
+    //
+    // Every form of an operation is one `*_until(.., Until)` that answers
+    // `Ok(None)` when nothing happened by the deadline; `settle` and
+    // `forever` turn that into each form's error.
 
     fn claim_put(&self, check_dead: bool) -> Result<Option<Claim>, PutBytesError> {
         if self.ring.is_closed() {
@@ -368,15 +378,10 @@ impl ByteQueue {
         }
     }
 
-    /// Claims a slot: `None` deadline = try once.
-    fn claim_slot(&self, deadline: Option<Deadline>) -> Result<Claim, PutBytesError> {
-        match deadline {
-            None => self.claim_put(true)?.ok_or(PutBytesError::Full),
-            Some(d) => self
-                .ring
-                .block(Side::Put, d, |cd| self.claim_put(cd))?
-                .ok_or(PutBytesError::Timeout),
-        }
+    /// Claims a slot by `until`: `Ok(None)` when none came free.
+    fn claim_slot(&self, until: Until) -> Result<Option<Claim>, PutBytesError> {
+        self.ring
+            .block_until(Side::Put, until, |cd| self.claim_put(cd))
     }
 
     fn check_len(len: usize) -> Result<u64, PutBytesError> {
@@ -397,16 +402,20 @@ impl ByteQueue {
         Segment::create(&name, &layout).map_err(|e| PutBytesError::Side(Box::new(e)))
     }
 
-    fn put_until(&self, data: &[u8], deadline: Option<Deadline>) -> Result<(), PutBytesError> {
+    /// The put: `Ok(Some(()))` sent, `Ok(None)` no room by `until` (nothing
+    /// enqueued).
+    fn put_until(&self, data: &[u8], until: Until) -> Result<Option<()>, PutBytesError> {
         let len = Self::check_len(data.len())?;
         if data.len() <= self.inline {
             loop {
-                let claim = self.claim_slot(deadline)?;
+                let Some(claim) = self.claim_slot(until)? else {
+                    return Ok(None);
+                };
                 self.ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
                 self.ring.write(&claim, RECORD_HEADER_LEN, data);
                 crash::point("put-claimed");
                 if self.ring.publish(claim) {
-                    return Ok(());
+                    return Ok(Some(()));
                 }
                 // The slot was no longer ours (a corrupt peer's write): not
                 // sent; retry.
@@ -428,7 +437,7 @@ impl ByteQueue {
         // failures below remove it ourselves.
         seg.persist();
         drop(seg);
-        self.publish_side(len, &name, deadline)
+        self.publish_side(len, &name, until)
     }
 
     /// Claims a slot and publishes a side record for the already published
@@ -437,20 +446,20 @@ impl ByteQueue {
         &self,
         len: u64,
         name: &str,
-        deadline: Option<Deadline>,
-    ) -> Result<(), PutBytesError> {
+        until: Until,
+    ) -> Result<Option<()>, PutBytesError> {
         loop {
-            let claim = match self.claim_slot(deadline) {
-                Ok(c) => c,
-                Err(e) => {
+            let claim = match self.claim_slot(until) {
+                Ok(Some(c)) => c,
+                r => {
                     let _ = Segment::remove(name);
-                    return Err(e);
+                    return r.map(|_| None);
                 }
             };
             self.ring.write(&claim, 0, &encode(KIND_SIDE, len, name));
             crash::point("put-claimed");
             if self.ring.publish(claim) {
-                return Ok(());
+                return Ok(Some(()));
             }
         }
     }
@@ -464,38 +473,60 @@ impl ByteQueue {
     /// [`PutBytesError::Closed`], [`PutBytesError::Corrupt`]. On any error
     /// nothing was enqueued.
     pub fn put_bytes(&self, data: &[u8]) -> Result<(), PutBytesError> {
-        self.put_until(data, Some(Deadline::NEVER))
+        forever(|| self.put_until(data, Until::NEVER))
     }
 
-    /// Puts a copy of `data`, waiting at most `timeout` for room.
+    /// Puts a copy of `data`, waiting at most `timeout` for room
+    /// ([`put_bytes_deadline`](Self::put_bytes_deadline) at now + `timeout`).
     ///
     /// # Errors
-    /// As [`put_bytes`](Self::put_bytes), plus [`PutBytesError::Timeout`].
-    pub fn put_bytes_timeout(&self, data: &[u8], timeout: Duration) -> Result<(), PutBytesError> {
-        self.put_until(data, Some(Deadline::after(timeout)))
+    /// As [`put_bytes`](Self::put_bytes), plus [`PutBytesTimeoutError::Timeout`].
+    pub fn put_bytes_timeout(
+        &self,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PutBytesTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(self.put_until(data, until), PutBytesTimeoutError::Timeout)
+    }
+
+    /// Puts a copy of `data`, waiting for room until `deadline`.
+    ///
+    /// # Errors
+    /// As [`put_bytes_timeout`](Self::put_bytes_timeout).
+    pub fn put_bytes_deadline(
+        &self,
+        data: &[u8],
+        deadline: Instant,
+    ) -> Result<(), PutBytesTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(self.put_until(data, until), PutBytesTimeoutError::Timeout)
     }
 
     /// Puts a copy of `data` if there is room now.
     ///
     /// # Errors
-    /// As [`put_bytes`](Self::put_bytes), plus [`PutBytesError::Full`].
-    pub fn try_put_bytes(&self, data: &[u8]) -> Result<(), PutBytesError> {
-        self.put_until(data, None)
+    /// As [`put_bytes`](Self::put_bytes), plus [`TryPutBytesError::Full`].
+    #[doc(alias = "put_nowait")]
+    pub fn try_put_bytes(&self, data: &[u8]) -> Result<(), TryPutBytesError> {
+        settle(self.put_until(data, Until::Now), TryPutBytesError::Full)
     }
 
     fn reserve_until(
         &self,
         len: usize,
-        deadline: Option<Deadline>,
-    ) -> Result<WriteGuard<'_>, PutBytesError> {
+        until: Until,
+    ) -> Result<Option<WriteGuard<'_>>, PutBytesError> {
         let l = Self::check_len(len)?;
         let side = if len > self.inline {
             Some(self.create_side(l)?)
         } else {
             None
         };
-        // On an error, `side` drops here: poisoned and unlinked.
-        let claim = self.claim_slot(deadline)?;
+        // On an error or no room, `side` drops here: poisoned and unlinked.
+        let Some(claim) = self.claim_slot(until)? else {
+            return Ok(None);
+        };
         let ptr = match &side {
             Some(p) => p.segment().data_ptr(),
             None => self
@@ -503,13 +534,13 @@ impl ByteQueue {
                 .payload_ptr(&claim)
                 .wrapping_add(RECORD_HEADER_LEN),
         };
-        Ok(WriteGuard {
+        Ok(Some(WriteGuard {
             q: self,
             claim: Some(claim),
             side,
             ptr,
             len,
-        })
+        }))
     }
 
     /// Reserves room for a message of exactly `len` bytes, waiting for a
@@ -523,7 +554,7 @@ impl ByteQueue {
     /// # Errors
     /// As [`put_bytes`](Self::put_bytes).
     pub fn reserve(&self, len: usize) -> Result<WriteGuard<'_>, PutBytesError> {
-        self.reserve_until(len, Some(Deadline::NEVER))
+        forever(|| self.reserve_until(len, Until::NEVER))
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`.
@@ -534,16 +565,36 @@ impl ByteQueue {
         &self,
         len: usize,
         timeout: Duration,
-    ) -> Result<WriteGuard<'_>, PutBytesError> {
-        self.reserve_until(len, Some(Deadline::after(timeout)))
+    ) -> Result<WriteGuard<'_>, PutBytesTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(
+            self.reserve_until(len, until),
+            PutBytesTimeoutError::Timeout,
+        )
+    }
+
+    /// [`reserve`](Self::reserve), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`put_bytes_timeout`](Self::put_bytes_timeout).
+    pub fn reserve_deadline(
+        &self,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<WriteGuard<'_>, PutBytesTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(
+            self.reserve_until(len, until),
+            PutBytesTimeoutError::Timeout,
+        )
     }
 
     /// [`reserve`](Self::reserve) if there is room now.
     ///
     /// # Errors
     /// As [`try_put_bytes`](Self::try_put_bytes).
-    pub fn try_reserve(&self, len: usize) -> Result<WriteGuard<'_>, PutBytesError> {
-        self.reserve_until(len, None)
+    pub fn try_reserve(&self, len: usize) -> Result<WriteGuard<'_>, TryPutBytesError> {
+        settle(self.reserve_until(len, Until::Now), TryPutBytesError::Full)
     }
 
     // ------------------------------------------------------------------ get
@@ -556,29 +607,31 @@ impl ByteQueue {
         }
     }
 
-    fn claim_get_now(&self) -> Result<Claim, GetError> {
+    /// The non-blocking claim (`Ok(None)`: empty), giving a position a live
+    /// producer is still writing a few spins.
+    fn claim_get_now(&self) -> Result<Option<Claim>, GetError> {
         for spin in 0..=SPIN_LIMIT {
             match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
-                Pop::Claimed(c) => return Ok(c),
+                Pop::Claimed(c) => return Ok(Some(c)),
                 Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
-                Pop::Empty => return Err(GetError::Empty),
+                Pop::Empty => return Ok(None),
                 Pop::Busy => spin_loop(),
             }
         }
-        Err(GetError::Empty)
+        Ok(None)
     }
 
-    /// Claims the next record that is not cancelled and decodes its header.
-    /// `None` deadline = only what is there now. A corrupt header releases
-    /// the slot and reports [`Corrupt`] (the queue stays usable).
-    fn next_record(&self, deadline: Option<Deadline>) -> Result<(Claim, Record), GetError> {
+    /// Claims the next record that is not cancelled and decodes its header;
+    /// `Ok(None)` when none came by `until`. A corrupt header releases the
+    /// slot and reports [`Corrupt`] (the queue stays usable).
+    fn next_record(&self, until: Until) -> Result<Option<(Claim, Record)>, GetError> {
         loop {
-            let claim = match deadline {
-                None => self.claim_get_now()?,
-                Some(d) => self
-                    .ring
-                    .block(Side::Get, d, |cd| self.claim_get(cd))?
-                    .ok_or(GetError::Timeout)?,
+            let claim = match until {
+                Until::Now => self.claim_get_now()?,
+                Until::At(d) => self.ring.block(Side::Get, d, |cd| self.claim_get(cd))?,
+            };
+            let Some(claim) = claim else {
+                return Ok(None);
             };
             crash::point("get-claimed");
             let mut h = [0u8; RECORD_HEADER_LEN];
@@ -587,7 +640,7 @@ impl ByteQueue {
                 Ok(Record::Cancelled) => {
                     let _ = self.ring.release(claim);
                 }
-                Ok(r) => return Ok((claim, r)),
+                Ok(r) => return Ok(Some((claim, r))),
                 Err(c) => {
                     let _ = self.ring.release(claim);
                     return Err(c.into());
@@ -622,18 +675,17 @@ impl ByteQueue {
         }
     }
 
-    fn get_into_until(
-        &self,
-        out: &mut Vec<u8>,
-        deadline: Option<Deadline>,
-    ) -> Result<(), GetError> {
-        let (claim, rec) = self.next_record(deadline)?;
+    /// The get into `out`: `Ok(None)` when nothing came by `until`.
+    fn get_into_until(&self, out: &mut Vec<u8>, until: Until) -> Result<Option<()>, GetError> {
         out.clear();
+        let Some((claim, rec)) = self.next_record(until)? else {
+            return Ok(None);
+        };
         match rec {
             Record::Inline(len) => {
                 out.resize(len, 0);
                 self.ring.read(&claim, RECORD_HEADER_LEN, out);
-                self.release(claim)
+                self.release(claim).map(Some)
             }
             Record::Side { len, name } => {
                 let seg = self.take_side(claim, len, &name)?;
@@ -649,7 +701,7 @@ impl ByteQueue {
                 // SAFETY: the `n` bytes were just initialised by the copy and
                 // `n <= capacity` (reserved above).
                 unsafe { out.set_len(n) };
-                Ok(())
+                Ok(Some(()))
             }
             Record::Cancelled => unreachable!("next_record skips cancelled records"),
         }
@@ -663,27 +715,39 @@ impl ByteQueue {
     /// or a side segment that vanished.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_into_until(&mut v, Some(Deadline::NEVER))?;
+        self.get_bytes_into(&mut v)?;
         Ok(v)
     }
 
-    /// Takes the next message, waiting at most `timeout`.
+    /// Takes the next message, waiting at most `timeout`
+    /// ([`get_bytes_deadline`](Self::get_bytes_deadline) at now + `timeout`).
     ///
     /// # Errors
-    /// As [`get_bytes`](Self::get_bytes), plus [`GetError::Timeout`].
-    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+    /// As [`get_bytes`](Self::get_bytes), plus [`GetTimeoutError::Timeout`].
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_into_until(&mut v, Some(Deadline::after(timeout)))?;
+        self.get_bytes_into_timeout(&mut v, timeout)?;
+        Ok(v)
+    }
+
+    /// Takes the next message, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetTimeoutError> {
+        let mut v = Vec::new();
+        self.get_bytes_into_deadline(&mut v, deadline)?;
         Ok(v)
     }
 
     /// Takes the next message if one is there now.
     ///
     /// # Errors
-    /// As [`get_bytes`](Self::get_bytes), plus [`GetError::Empty`].
-    pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
+    /// As [`get_bytes`](Self::get_bytes), plus [`TryGetError::Empty`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>, TryGetError> {
         let mut v = Vec::new();
-        self.get_into_until(&mut v, None)?;
+        self.try_get_bytes_into(&mut v)?;
         Ok(v)
     }
 
@@ -693,7 +757,7 @@ impl ByteQueue {
     /// # Errors
     /// As [`get_bytes`](Self::get_bytes); `out` is empty then.
     pub fn get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_into_until(out, Some(Deadline::NEVER))
+        forever(|| self.get_into_until(out, Until::NEVER))
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
@@ -704,22 +768,38 @@ impl ByteQueue {
         &self,
         out: &mut Vec<u8>,
         timeout: Duration,
-    ) -> Result<(), GetError> {
-        self.get_into_until(out, Some(Deadline::after(timeout)))
+    ) -> Result<(), GetTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_into_deadline(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), GetTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
     ///
     /// # Errors
     /// As [`try_get_bytes`](Self::try_get_bytes).
-    pub fn try_get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_into_until(out, None)
+    pub fn try_get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), TryGetError> {
+        settle(self.get_into_until(out, Until::Now), TryGetError::Empty)
     }
 
-    fn guard_until(&self, deadline: Option<Deadline>) -> Result<BytesGuard<'_>, GetError> {
-        let (claim, rec) = self.next_record(deadline)?;
+    fn guard_until(&self, until: Until) -> Result<Option<BytesGuard<'_>>, GetError> {
+        let Some((claim, rec)) = self.next_record(until)? else {
+            return Ok(None);
+        };
         match rec {
-            Record::Inline(len) => Ok(BytesGuard {
+            Record::Inline(len) => Ok(Some(BytesGuard {
                 ring: &self.ring,
                 claim: Some(claim),
                 _side: None,
@@ -728,16 +808,16 @@ impl ByteQueue {
                     .payload_ptr(&claim)
                     .wrapping_add(RECORD_HEADER_LEN),
                 len,
-            }),
+            })),
             Record::Side { len, name } => {
                 let seg = self.take_side(claim, len, &name)?;
-                Ok(BytesGuard {
+                Ok(Some(BytesGuard {
                     ring: &self.ring,
                     claim: None,
                     ptr: seg.data_ptr(),
                     _side: Some(seg),
                     len: len as usize,
-                })
+                }))
             }
             Record::Cancelled => unreachable!("next_record skips cancelled records"),
         }
@@ -750,23 +830,39 @@ impl ByteQueue {
     /// As [`get_bytes`](Self::get_bytes).
     #[doc(alias = "recv")]
     pub fn get_bytes_ref(&self) -> Result<BytesGuard<'_>, GetError> {
-        self.guard_until(Some(Deadline::NEVER))
+        forever(|| self.guard_until(Until::NEVER))
     }
 
     /// [`get_bytes_ref`](Self::get_bytes_ref), waiting at most `timeout`.
     ///
     /// # Errors
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
-    pub fn get_bytes_ref_timeout(&self, timeout: Duration) -> Result<BytesGuard<'_>, GetError> {
-        self.guard_until(Some(Deadline::after(timeout)))
+    pub fn get_bytes_ref_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<BytesGuard<'_>, GetTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(self.guard_until(until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_ref`](Self::get_bytes_ref), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_ref_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<BytesGuard<'_>, GetTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(self.guard_until(until), GetTimeoutError::Timeout)
     }
 
     /// [`get_bytes_ref`](Self::get_bytes_ref) if a message is there now.
     ///
     /// # Errors
     /// As [`try_get_bytes`](Self::try_get_bytes).
-    pub fn try_get_bytes_ref(&self) -> Result<BytesGuard<'_>, GetError> {
-        self.guard_until(None)
+    pub fn try_get_bytes_ref(&self) -> Result<BytesGuard<'_>, TryGetError> {
+        settle(self.guard_until(Until::Now), TryGetError::Empty)
     }
 
     // ---------------------------------------------------------------- state
@@ -783,14 +879,14 @@ impl ByteQueue {
         self.qsize() == 0
     }
 
-    /// Whether every slot is taken now.
+    /// Whether the queue holds [`capacity`](Self::capacity) messages now.
     pub fn full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
+        self.ring.len() >= self.ring.maxsize()
     }
 
-    /// The number of slots.
+    /// The most messages the queue holds: the capacity it was created with.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity() as usize
+        self.ring.maxsize() as usize
     }
 
     /// The largest message stored inline in a slot; longer ones go through
@@ -930,18 +1026,19 @@ impl ByteQueue {
 /// than a slot go through a side segment like any bytes.
 #[cfg(feature = "serde")]
 impl ByteQueue {
-    fn encode_obj<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, PutObjError> {
+    fn encode_obj<T: serde::Serialize + ?Sized, E>(v: &T) -> Result<Vec<u8>, PutObjError<E>> {
         postcard::to_allocvec(v).map_err(PutObjError::Encode)
     }
 
-    fn decode_obj<T: serde::de::DeserializeOwned>(g: &[u8]) -> Result<T, GetObjError> {
+    fn decode_obj<T: serde::de::DeserializeOwned, E>(g: &[u8]) -> Result<T, GetObjError<E>> {
         postcard::from_bytes(g).map_err(GetObjError::Decode)
     }
 
     /// Puts `value`, waiting for room as long as it takes.
     ///
     /// # Errors
-    /// [`PutObjError::Encode`] (nothing sent), or the put's errors.
+    /// [`PutObjError::Encode`] (nothing sent), or [`put_bytes`](Self::put_bytes)'s
+    /// errors in [`PutObjError::Put`].
     pub fn put_obj<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), PutObjError> {
         Ok(self.put_bytes(&Self::encode_obj(value)?)?)
     }
@@ -949,20 +1046,37 @@ impl ByteQueue {
     /// Puts `value`, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// As [`put_obj`](Self::put_obj).
+    /// As [`put_obj`](Self::put_obj), with
+    /// [`put_bytes_timeout`](Self::put_bytes_timeout)'s errors.
     pub fn put_obj_timeout<T: serde::Serialize + ?Sized>(
         &self,
         value: &T,
         timeout: Duration,
-    ) -> Result<(), PutObjError> {
+    ) -> Result<(), PutObjTimeoutError> {
         Ok(self.put_bytes_timeout(&Self::encode_obj(value)?, timeout)?)
+    }
+
+    /// Puts `value`, waiting for room until `deadline`.
+    ///
+    /// # Errors
+    /// As [`put_obj_timeout`](Self::put_obj_timeout).
+    pub fn put_obj_deadline<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Instant,
+    ) -> Result<(), PutObjTimeoutError> {
+        Ok(self.put_bytes_deadline(&Self::encode_obj(value)?, deadline)?)
     }
 
     /// Puts `value` if there is room now.
     ///
     /// # Errors
-    /// As [`put_obj`](Self::put_obj).
-    pub fn try_put_obj<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), PutObjError> {
+    /// As [`put_obj`](Self::put_obj), with
+    /// [`try_put_bytes`](Self::try_put_bytes)'s errors.
+    pub fn try_put_obj<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<(), TryPutObjError> {
         Ok(self.try_put_bytes(&Self::encode_obj(value)?)?)
     }
 
@@ -971,7 +1085,8 @@ impl ByteQueue {
     ///
     /// # Errors
     /// [`GetObjError::Decode`] when the message is not a valid `T`: it was
-    /// consumed, and the queue stays usable; or the get's errors.
+    /// consumed, and the queue stays usable; or
+    /// [`get_bytes`](Self::get_bytes)'s errors in [`GetObjError::Get`].
     pub fn get_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T, GetObjError> {
         Self::decode_obj(&self.get_bytes_ref()?)
     }
@@ -979,20 +1094,54 @@ impl ByteQueue {
     /// [`get_obj`](Self::get_obj), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`get_obj`](Self::get_obj).
+    /// As [`get_obj`](Self::get_obj), with
+    /// [`get_bytes_timeout`](Self::get_bytes_timeout)'s errors.
     pub fn get_obj_timeout<T: serde::de::DeserializeOwned>(
         &self,
         timeout: Duration,
-    ) -> Result<T, GetObjError> {
+    ) -> Result<T, GetObjTimeoutError> {
         Self::decode_obj(&self.get_bytes_ref_timeout(timeout)?)
+    }
+
+    /// [`get_obj`](Self::get_obj), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_obj_timeout`](Self::get_obj_timeout).
+    pub fn get_obj_deadline<T: serde::de::DeserializeOwned>(
+        &self,
+        deadline: Instant,
+    ) -> Result<T, GetObjTimeoutError> {
+        Self::decode_obj(&self.get_bytes_ref_deadline(deadline)?)
     }
 
     /// [`get_obj`](Self::get_obj) if a message is there now.
     ///
     /// # Errors
-    /// As [`get_obj`](Self::get_obj).
-    pub fn try_get_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T, GetObjError> {
+    /// As [`get_obj`](Self::get_obj), with
+    /// [`try_get_bytes`](Self::try_get_bytes)'s errors.
+    pub fn try_get_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T, TryGetObjError> {
         Self::decode_obj(&self.try_get_bytes_ref()?)
+    }
+}
+
+/// The plain form's answer from an `*_until(.., Until::NEVER)`: without a
+/// deadline `block` does not give up, so `Ok(None)` does not come; were it
+/// to, waiting on is what the plain form means.
+fn forever<R, E>(mut op: impl FnMut() -> Result<Option<R>, E>) -> Result<R, E> {
+    loop {
+        if let Some(r) = op()? {
+            return Ok(r);
+        }
+    }
+}
+
+/// A `try_` or deadline form's answer: `none` (`Full`, `Empty`, `Timeout`)
+/// when nothing happened by the deadline.
+fn settle<R, E, F: From<E>>(r: Result<Option<R>, E>, none: F) -> Result<R, F> {
+    match r {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(none),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -1074,10 +1223,10 @@ impl WriteGuard<'_> {
     /// Publishes the message.
     ///
     /// # Errors
-    /// [`PutBytesError::Taken`] when the slot was no longer this producer's
+    /// [`CommitError::Taken`] when the slot was no longer this producer's
     /// (only another process writing over the queue's memory does that; a
     /// live producer is never judged dead): the message was **not** sent.
-    pub fn commit(mut self) -> Result<(), PutBytesError> {
+    pub fn commit(mut self) -> Result<(), CommitError> {
         let claim = self.claim.take().expect("claimed until commit or drop");
         let len = self.len as u64;
         let ring = &self.q.ring;
@@ -1088,7 +1237,7 @@ impl WriteGuard<'_> {
                 if ring.publish(claim) {
                     Ok(())
                 } else {
-                    Err(PutBytesError::Taken)
+                    Err(CommitError::Taken)
                 }
             }
             Some(pending) => {
@@ -1102,7 +1251,7 @@ impl WriteGuard<'_> {
                     Ok(())
                 } else {
                     let _ = Segment::remove(&name);
-                    Err(PutBytesError::Taken)
+                    Err(CommitError::Taken)
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Errors of the queues, and [`Corrupt`] (shared with the pipe, whose
 //! errors are in `pipe/error.rs`).
 
+use std::fmt;
+
 use shmproc_shm::SegmentError;
 
 /// Shared memory that no process following the protocol could have written:
@@ -24,10 +26,12 @@ impl Corrupt {
 
 /// Creating or opening a queue failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QueueError {
     /// The segment could not be created or opened (not found, wrong kind or
-    /// element type, truncated, ...).
-    #[error("cannot {op} queue: {source}")]
+    /// element type, truncated, ...); the cause is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot {op} queue")]
     Segment {
         /// `"create"`, `"open"` or `"share"`.
         op: &'static str,
@@ -38,9 +42,13 @@ pub enum QueueError {
     /// The ring inside the segment is inconsistent.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
-    /// The capacity is 0 or above [`MAX_CAPACITY`](crate::MAX_CAPACITY).
-    #[error("invalid queue capacity {0}: must be 1..=2^30 (rounded up to a power of two)")]
+    /// The capacity (`maxsize`) is 0 or above [`MAX_CAPACITY`](crate::MAX_CAPACITY).
+    #[error("invalid queue capacity {0}: must be 1..=2^30")]
     Capacity(usize),
+    /// A [`ByteQueue`](crate::ByteQueue)'s slot size is above
+    /// [`MAX_INLINE`](crate::bytes::MAX_INLINE).
+    #[error("invalid slot size {0}: must be at most 2^30 - 64 bytes")]
+    SlotSize(usize),
 }
 
 impl QueueError {
@@ -53,16 +61,50 @@ impl QueueError {
     }
 }
 
-/// A put did not happen; the value comes back (Python's `queue.Full`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// ------------------------------------------------------------------ put
+//
+// One enum per form (crossbeam's SendError / TrySendError /
+// SendTimeoutError): a `put` caller never matches `Full` or `Timeout`, a
+// `try_put` caller never matches `Timeout`. The value comes back in every
+// variant but `Corrupt`; `Debug` does not need `T: Debug`.
+
+/// [`Queue::put`](crate::Queue::put) did not send; the value comes back.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PutError<T> {
-    /// The queue is full (`try_put`, Python's `queue.Full`).
+    /// The queue was closed (Python raises `ValueError`).
+    #[error("the queue is closed")]
+    Closed(T),
+    /// The queue's memory is corrupt.
+    #[error(transparent)]
+    Corrupt(Corrupt),
+}
+
+/// [`Queue::try_put`](crate::Queue::try_put) did not send; the value comes back.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryPutError<T> {
+    /// The queue is full (Python's `queue.Full`).
     #[error("the queue is full")]
     Full(T),
-    /// The queue stayed full until the timeout (`put_timeout`).
+    /// The queue was closed.
+    #[error("the queue is closed")]
+    Closed(T),
+    /// The queue's memory is corrupt.
+    #[error(transparent)]
+    Corrupt(Corrupt),
+}
+
+/// [`Queue::put_timeout`](crate::Queue::put_timeout) or
+/// [`put_deadline`](crate::Queue::put_deadline) did not send; the value
+/// comes back.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutTimeoutError<T> {
+    /// The queue stayed full until the deadline (Python's `queue.Full`).
     #[error("timed out waiting for room in the queue")]
     Timeout(T),
-    /// The queue was closed (Python raises `ValueError`).
+    /// The queue was closed.
     #[error("the queue is closed")]
     Closed(T),
     /// The queue's memory is corrupt.
@@ -74,38 +116,240 @@ impl<T> PutError<T> {
     /// The value that was not sent (none for [`Corrupt`](Self::Corrupt)).
     pub fn into_inner(self) -> Option<T> {
         match self {
-            Self::Full(v) | Self::Timeout(v) | Self::Closed(v) => Some(v),
+            Self::Closed(v) => Some(v),
             Self::Corrupt(_) => None,
         }
     }
 
-    pub(crate) fn with<U>(self, v: U) -> PutError<U> {
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed(_))
+    }
+}
+
+impl<T> TryPutError<T> {
+    /// The value that was not sent (none for [`Corrupt`](Self::Corrupt)).
+    pub fn into_inner(self) -> Option<T> {
         match self {
-            Self::Full(_) => PutError::Full(v),
-            Self::Timeout(_) => PutError::Timeout(v),
-            Self::Closed(_) => PutError::Closed(v),
-            Self::Corrupt(c) => PutError::Corrupt(c),
+            Self::Full(v) | Self::Closed(v) => Some(v),
+            Self::Corrupt(_) => None,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed(_))
+    }
+}
+
+impl<T> PutTimeoutError<T> {
+    /// The value that was not sent (none for [`Corrupt`](Self::Corrupt)).
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            Self::Timeout(v) | Self::Closed(v) => Some(v),
+            Self::Corrupt(_) => None,
+        }
+    }
+
+    /// Whether the deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed(_))
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Corrupt(c) => f.debug_tuple("Corrupt").field(c).finish(),
         }
     }
 }
 
-impl<T> From<Corrupt> for PutError<T> {
+impl<T> fmt::Debug for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Corrupt(c) => f.debug_tuple("Corrupt").field(c).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(_) => f.write_str("Timeout(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Corrupt(c) => f.debug_tuple("Corrupt").field(c).finish(),
+        }
+    }
+}
+
+impl<T> From<PutError<T>> for TryPutError<T> {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Closed(v) => Self::Closed(v),
+            PutError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+impl<T> From<PutError<T>> for PutTimeoutError<T> {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Closed(v) => Self::Closed(v),
+            PutError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+/// Why a put (or get) stopped short of its deadline: what every form
+/// reports (the crate-internal half of the per-form enums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The queue is closed (puts), or closed and drained (gets).
+    Closed,
+    /// The queue's memory is corrupt.
+    Corrupt(Corrupt),
+}
+
+impl From<Corrupt> for Stop {
     fn from(c: Corrupt) -> Self {
         Self::Corrupt(c)
     }
 }
 
-/// A [`ByteQueue`](crate::ByteQueue) put or reservation did not happen:
-/// nothing was enqueued.
+impl<T> PutError<T> {
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn stopped(s: Stop, v: T) -> Self {
+        match s {
+            Stop::Closed => Self::Closed(v),
+            Stop::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ get
+
+/// [`Queue::get`](crate::Queue::get) returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// The queue was closed and is drained.
+    #[error("the queue is closed and empty")]
+    Closed,
+    /// The queue's memory is corrupt (or the slot being read was taken away).
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// [`Queue::try_get`](crate::Queue::try_get) returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// Nothing to take now (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// The queue was closed and is drained.
+    #[error("the queue is closed and empty")]
+    Closed,
+    /// The queue's memory is corrupt (or the slot being read was taken away).
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// [`Queue::get_timeout`](crate::Queue::get_timeout) or
+/// [`get_deadline`](crate::Queue::get_deadline) returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetTimeoutError {
+    /// Nothing arrived before the deadline (Python's `queue.Empty`).
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The queue was closed and is drained.
+    #[error("the queue is closed and empty")]
+    Closed,
+    /// The queue's memory is corrupt (or the slot being read was taken away).
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+impl GetError {
+    /// Whether the queue was closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+
+    #[cfg_attr(shmproc_loom, allow(dead_code))]
+    pub(crate) fn stopped(s: Stop) -> Self {
+        match s {
+            Stop::Closed => Self::Closed,
+            Stop::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+impl TryGetError {
+    /// Whether there was nothing to take.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Empty)
+    }
+
+    /// Whether the queue was closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
+impl GetTimeoutError {
+    /// Whether the deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// Whether the queue was closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
+impl From<GetError> for TryGetError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Closed => Self::Closed,
+            GetError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+impl From<GetError> for GetTimeoutError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Closed => Self::Closed,
+            GetError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+// ------------------------------------------------------------ ByteQueue
+
+/// [`ByteQueue::put_bytes`](crate::ByteQueue::put_bytes) or
+/// [`reserve`](crate::ByteQueue::reserve) did not happen: nothing was
+/// enqueued.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PutBytesError {
-    /// The queue is full (`try_` forms).
-    #[error("the queue is full")]
-    Full,
-    /// The queue stayed full until the timeout.
-    #[error("timed out waiting for room in the queue")]
-    Timeout,
     /// The queue was closed.
     #[error("the queue is closed")]
     Closed,
@@ -118,36 +362,190 @@ pub enum PutBytesError {
         max: u64,
     },
     /// The side segment of a message larger than a slot could not be
-    /// created (`/dev/shm` full: `NoSpace`, too many files, ...).
-    #[error("cannot create the side segment of a large message: {0}")]
+    /// created (`/dev/shm` full: `NoSpace`, too many files, ...); the cause
+    /// is the [`source`](std::error::Error::source).
+    #[error("cannot create the side segment of a large message")]
     Side(#[source] Box<SegmentError>),
-    /// The reserved slot was no longer this producer's at
-    /// [`commit`](crate::WriteGuard::commit) (another process wrote over the
-    /// queue's memory; a live producer is never judged dead): the message
-    /// was not sent.
-    #[error("the reserved slot was taken before commit: message not sent")]
-    Taken,
     /// The queue's memory is corrupt.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
 }
 
-/// A get returned nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GetError {
-    /// Nothing to take (`try_get`, Python's `queue.Empty`).
-    #[error("the queue is empty")]
-    Empty,
-    /// Nothing arrived before the timeout (`get_timeout`).
-    #[error("timed out waiting for a message")]
-    Timeout,
-    /// The queue was closed and is drained.
-    #[error("the queue is closed and empty")]
+/// [`ByteQueue::try_put_bytes`](crate::ByteQueue::try_put_bytes) or
+/// [`try_reserve`](crate::ByteQueue::try_reserve) did not happen: nothing
+/// was enqueued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryPutBytesError {
+    /// The queue is full (Python's `queue.Full`).
+    #[error("the queue is full")]
+    Full,
+    /// The queue was closed.
+    #[error("the queue is closed")]
     Closed,
-    /// The queue's memory is corrupt (or the slot being read was taken away).
+    /// As [`PutBytesError::TooLarge`].
+    #[error("message of {len} bytes is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// As [`PutBytesError::Side`].
+    #[error("cannot create the side segment of a large message")]
+    Side(#[source] Box<SegmentError>),
+    /// The queue's memory is corrupt.
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
 }
+
+/// [`ByteQueue::put_bytes_timeout`](crate::ByteQueue::put_bytes_timeout),
+/// `_deadline` or [`reserve_timeout`](crate::ByteQueue::reserve_timeout)
+/// did not happen: nothing was enqueued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutBytesTimeoutError {
+    /// The queue stayed full until the deadline.
+    #[error("timed out waiting for room in the queue")]
+    Timeout,
+    /// The queue was closed.
+    #[error("the queue is closed")]
+    Closed,
+    /// As [`PutBytesError::TooLarge`].
+    #[error("message of {len} bytes is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// The message length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// As [`PutBytesError::Side`].
+    #[error("cannot create the side segment of a large message")]
+    Side(#[source] Box<SegmentError>),
+    /// The queue's memory is corrupt.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+impl PutBytesError {
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
+impl TryPutBytesError {
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full)
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
+impl PutBytesTimeoutError {
+    /// Whether the deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed)
+    }
+}
+
+impl From<PutBytesError> for TryPutBytesError {
+    fn from(e: PutBytesError) -> Self {
+        match e {
+            PutBytesError::Closed => Self::Closed,
+            PutBytesError::TooLarge { len, max } => Self::TooLarge { len, max },
+            PutBytesError::Side(s) => Self::Side(s),
+            PutBytesError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+impl From<PutBytesError> for PutBytesTimeoutError {
+    fn from(e: PutBytesError) -> Self {
+        match e {
+            PutBytesError::Closed => Self::Closed,
+            PutBytesError::TooLarge { len, max } => Self::TooLarge { len, max },
+            PutBytesError::Side(s) => Self::Side(s),
+            PutBytesError::Corrupt(c) => Self::Corrupt(c),
+        }
+    }
+}
+
+/// [`WriteGuard::commit`](crate::WriteGuard::commit) did not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The reserved slot was no longer this producer's at commit (another
+    /// process wrote over the queue's memory; a live producer is never
+    /// judged dead): the message was not sent.
+    #[error("the reserved slot was taken before commit: message not sent")]
+    Taken,
+}
+
+/// [`ByteQueue::put_obj`](crate::ByteQueue::put_obj) did not send (feature
+/// `serde`). `E` is the put's error: [`PutBytesError`] for `put_obj`,
+/// [`TryPutBytesError`] for `try_put_obj` ([`TryPutObjError`]),
+/// [`PutBytesTimeoutError`] for `put_obj_timeout` and `put_obj_deadline`
+/// ([`PutObjTimeoutError`]).
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutObjError<E = PutBytesError> {
+    /// The value could not be serialised (nothing was sent); the cause is
+    /// the [`source`](std::error::Error::source).
+    #[error("cannot encode the object")]
+    Encode(#[source] postcard::Error),
+    /// The put failed (nothing was sent).
+    #[error(transparent)]
+    Put(#[from] E),
+}
+
+/// [`ByteQueue::try_put_obj`](crate::ByteQueue::try_put_obj)'s error (feature `serde`).
+#[cfg(feature = "serde")]
+pub type TryPutObjError = PutObjError<TryPutBytesError>;
+
+/// [`ByteQueue::put_obj_timeout`](crate::ByteQueue::put_obj_timeout)'s
+/// error (feature `serde`).
+#[cfg(feature = "serde")]
+pub type PutObjTimeoutError = PutObjError<PutBytesTimeoutError>;
+
+/// [`ByteQueue::get_obj`](crate::ByteQueue::get_obj) returned no object
+/// (feature `serde`). `E` is the get's error: [`GetError`],
+/// [`TryGetError`] ([`TryGetObjError`]) or [`GetTimeoutError`]
+/// ([`GetObjTimeoutError`]).
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetObjError<E = GetError> {
+    /// A message was taken but is not a valid encoding of the requested
+    /// type; it is consumed, and the queue stays usable. The cause is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot decode the message")]
+    Decode(#[source] postcard::Error),
+    /// The get failed.
+    #[error(transparent)]
+    Get(#[from] E),
+}
+
+/// [`ByteQueue::try_get_obj`](crate::ByteQueue::try_get_obj)'s error (feature `serde`).
+#[cfg(feature = "serde")]
+pub type TryGetObjError = GetObjError<TryGetError>;
+
+/// [`ByteQueue::get_obj_timeout`](crate::ByteQueue::get_obj_timeout)'s
+/// error (feature `serde`).
+#[cfg(feature = "serde")]
+pub type GetObjTimeoutError = GetObjError<GetTimeoutError>;
+
+// -------------------------------------------------------- JoinableQueue
 
 /// `task_done` was called more times than items were put (Python's
 /// `ValueError: task_done() called too many times`).
@@ -155,36 +553,12 @@ pub enum GetError {
 #[error("task_done() called too many times")]
 pub struct TaskDoneError;
 
-/// `join_timeout` gave up with tasks still unfinished.
+/// [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout) or
+/// [`join_deadline`](crate::JoinableQueue::join_deadline) gave up with
+/// tasks still unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("timed out with {unfinished} unfinished tasks")]
-pub struct JoinTimeout {
-    /// Tasks put and not yet marked done when the timeout passed.
+pub struct JoinTimeoutError {
+    /// Tasks put and not yet marked done when the deadline passed.
     pub unfinished: u64,
-}
-
-/// [`ByteQueue::put_obj`](crate::ByteQueue::put_obj) did not send (feature `serde`).
-#[cfg(feature = "serde")]
-#[derive(Debug, thiserror::Error)]
-pub enum PutObjError {
-    /// The value could not be serialised (nothing was sent).
-    #[error("cannot encode the object: {0}")]
-    Encode(#[source] postcard::Error),
-    /// The put failed (nothing was sent).
-    #[error(transparent)]
-    Put(#[from] PutBytesError),
-}
-
-/// [`ByteQueue::get_obj`](crate::ByteQueue::get_obj) returned no object
-/// (feature `serde`).
-#[cfg(feature = "serde")]
-#[derive(Debug, thiserror::Error)]
-pub enum GetObjError {
-    /// A message was taken but is not a valid encoding of the requested
-    /// type; it is consumed, and the queue stays usable.
-    #[error("cannot decode the message: {0}")]
-    Decode(#[source] postcard::Error),
-    /// The get failed.
-    #[error(transparent)]
-    Get(#[from] GetError),
 }

@@ -10,7 +10,10 @@ use std::os::unix::fs::FileExt;
 use shmproc_shm::DATA_OFFSET;
 
 use crate::bytes::ByteQueue;
-use crate::error::{GetError, PutBytesError, PutError};
+use crate::error::{
+    GetError, GetTimeoutError, PutBytesTimeoutError, PutError, TryGetError, TryPutBytesError,
+    TryPutError,
+};
 use crate::queue::Queue;
 use crate::ring::RING_HEADER_LEN;
 
@@ -58,15 +61,15 @@ pub fn queue_ops(data: &[u8]) {
                         assert!(!closed && model.len() < cap);
                         model.push_back(next);
                     }
-                    Err(PutError::Full(v)) => assert!(v == next && model.len() == cap),
-                    Err(PutError::Closed(_)) => assert!(closed),
+                    Err(TryPutError::Full(v)) => assert!(v == next && model.len() == cap),
+                    Err(TryPutError::Closed(_)) => assert!(closed),
                     Err(e) => panic!("try_put: {e:?}"),
                 }
             }
             1 => match q.try_get() {
                 Ok(v) => assert_eq!(Some(v), model.pop_front()),
-                Err(GetError::Empty) => assert!(model.is_empty() && !closed),
-                Err(GetError::Closed) => assert!(model.is_empty() && closed),
+                Err(TryGetError::Empty) => assert!(model.is_empty() && !closed),
+                Err(TryGetError::Closed) => assert!(model.is_empty() && closed),
                 Err(e) => panic!("try_get: {e:?}"),
             },
             2 => {
@@ -98,8 +101,8 @@ pub fn queue_ops(data: &[u8]) {
             }
             4 => match q.try_get_ref() {
                 Ok(g) => assert_eq!(Some(*g), model.pop_front()),
-                Err(GetError::Empty) => assert!(model.is_empty() && !closed),
-                Err(GetError::Closed) => assert!(model.is_empty() && closed),
+                Err(TryGetError::Empty) => assert!(model.is_empty() && !closed),
+                Err(TryGetError::Closed) => assert!(model.is_empty() && closed),
                 Err(e) => panic!("try_get_ref: {e:?}"),
             },
             5 => {
@@ -117,9 +120,9 @@ pub fn queue_ops(data: &[u8]) {
                 if model.is_empty() {
                     let r = q.get_timeout(std::time::Duration::ZERO);
                     let want = if closed {
-                        GetError::Closed
+                        GetTimeoutError::Closed
                     } else {
-                        GetError::Timeout
+                        GetTimeoutError::Timeout
                     };
                     assert_eq!(r, Err(want));
                 }
@@ -164,7 +167,13 @@ fn bytes_ops(data: &[u8]) {
         match op % 8 {
             0..=3 => {
                 let r = match op % 8 {
-                    0 => q.put_bytes_timeout(&m, std::time::Duration::ZERO),
+                    0 => q
+                        .put_bytes_timeout(&m, std::time::Duration::ZERO)
+                        .map_err(|e| match e {
+                            PutBytesTimeoutError::Timeout => TryPutBytesError::Full,
+                            PutBytesTimeoutError::Closed => TryPutBytesError::Closed,
+                            e => panic!("put_bytes_timeout: {e:?}"),
+                        }),
                     1 => q.try_put_bytes(&m),
                     k => q.try_reserve(len).map(|mut w| {
                         w.copy_from_slice(&m);
@@ -178,10 +187,10 @@ fn bytes_ops(data: &[u8]) {
                         assert!(!closed && model.len() < cap);
                         model.push_back((op % 8 != 3).then_some(m));
                     }
-                    Err(PutBytesError::Full | PutBytesError::Timeout) => {
+                    Err(TryPutBytesError::Full) => {
                         assert!(!closed && model.len() == cap);
                     }
-                    Err(PutBytesError::Closed) => assert!(closed),
+                    Err(TryPutBytesError::Closed) => assert!(closed),
                     Err(e) => panic!("put: {e:?}"),
                 }
             }
@@ -197,8 +206,8 @@ fn bytes_ops(data: &[u8]) {
                 }
                 match r {
                     Ok(v) => assert_eq!(Some(Some(v)), model.pop_front()),
-                    Err(GetError::Empty) => assert!(model.is_empty() && !closed),
-                    Err(GetError::Closed) => assert!(model.is_empty() && closed),
+                    Err(TryGetError::Empty) => assert!(model.is_empty() && !closed),
+                    Err(TryGetError::Closed) => assert!(model.is_empty() && closed),
                     Err(e) => panic!("get: {e:?}"),
                 }
             }

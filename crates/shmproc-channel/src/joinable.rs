@@ -3,20 +3,23 @@
 use std::fmt;
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmproc_shm::sync::{Ordering, fence};
 use shmproc_shm::{SegmentKind, Source};
 use shmproc_sync::futex::{self, Deadline, SLICE};
 
-use crate::error::{JoinTimeout, PutError, QueueError, TaskDoneError};
+use crate::error::{
+    JoinTimeoutError, PutError, PutTimeoutError, QueueError, TaskDoneError, TryPutError,
+};
 use crate::queue::Queue;
 use crate::ring::RingHeader;
 
 /// Python's `multiprocessing.JoinableQueue`: every [`put`](Self::put)
 /// counts a task, [`task_done`](Self::task_done) marks one finished, and
-/// [`join`](Self::join) waits until none is left.
+/// [`join`](Self::join) waits until none is left (or
+/// [`join_timeout`](Self::join_timeout), [`join_deadline`](Self::join_deadline)).
 ///
 /// It dereferences to [`Queue`] for the getters and the state queries; puts
 /// go through this type so that they are counted. A position skipped because
@@ -56,7 +59,7 @@ impl<T> Deref for JoinableQueue<T> {
 }
 
 impl<T: Pod> JoinableQueue<T> {
-    /// An anonymous joinable queue of at least `capacity` slots.
+    /// An anonymous joinable queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::new`].
@@ -64,7 +67,7 @@ impl<T: Pod> JoinableQueue<T> {
         Queue::make(None, SegmentKind::JOINABLE_QUEUE, capacity).map(|q| Self { q })
     }
 
-    /// A named joinable queue of at least `capacity` slots.
+    /// A named joinable queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::create`].
@@ -96,7 +99,7 @@ impl<T: Pod> JoinableQueue<T> {
         self.q.ring().header()
     }
 
-    fn counted(&self, put: impl FnOnce() -> Result<(), PutError<T>>) -> Result<(), PutError<T>> {
+    fn counted<E>(&self, put: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
         // Counted before the message can be seen, so a fast consumer's
         // task_done never underflows. Relaxed: the publish orders it.
         self.hdr().unfinished.fetch_add(1, Ordering::Relaxed);
@@ -119,8 +122,16 @@ impl<T: Pod> JoinableQueue<T> {
     ///
     /// # Errors
     /// As [`Queue::put_timeout`].
-    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.counted(|| self.q.put_timeout(value, timeout))
+    }
+
+    /// [`Queue::put_deadline`], counting a task.
+    ///
+    /// # Errors
+    /// As [`Queue::put_deadline`].
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+        self.counted(|| self.q.put_deadline(value, deadline))
     }
 
     /// [`Queue::try_put`], counting a task.
@@ -128,8 +139,25 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::try_put`].
     #[doc(alias = "put_nowait")]
-    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+    pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
         self.counted(|| self.q.try_put(value))
+    }
+
+    /// [`Queue::put_many`], counting a task per value put.
+    ///
+    /// # Errors
+    /// As [`Queue::put_many`].
+    pub fn put_many(&self, values: &[T]) -> Result<usize, PutError<()>> {
+        let mut n = 0;
+        for v in values {
+            match self.try_put(*v) {
+                Ok(()) => n += 1,
+                Err(TryPutError::Closed(_)) if n == 0 => return Err(PutError::Closed(())),
+                Err(TryPutError::Corrupt(c)) if n == 0 => return Err(PutError::Corrupt(c)),
+                Err(_) => break,
+            }
+        }
+        Ok(n)
     }
 
     /// Marks one task finished.
@@ -147,18 +175,28 @@ impl<T: Pod> JoinableQueue<T> {
 
     /// Waits until every task put so far is marked done.
     pub fn join(&self) {
+        // Without a deadline `join_until` returns only once none is left.
         let _ = self.join_until(Deadline::NEVER);
     }
 
-    /// Waits at most `timeout` until every task is marked done.
+    /// Waits at most `timeout` until every task is marked done
+    /// ([`join_deadline`](Self::join_deadline) at now + `timeout`).
     ///
     /// # Errors
-    /// [`JoinTimeout`] with the number still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeout> {
+    /// [`JoinTimeoutError`] with the number still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
         self.join_until(Deadline::after(timeout))
     }
 
-    fn join_until(&self, deadline: Deadline) -> Result<(), JoinTimeout> {
+    /// Waits until `deadline` for every task to be marked done.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError`] with the number still unfinished.
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinTimeoutError> {
+        self.join_until(Deadline::at(deadline))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<(), JoinTimeoutError> {
         let h = self.hdr();
         loop {
             // Acquire: pairs with the Release increment in `uncount`.
@@ -180,7 +218,7 @@ impl<T: Pod> JoinableQueue<T> {
                 return Ok(());
             }
             if slice.is_none() {
-                return Err(JoinTimeout { unfinished: left });
+                return Err(JoinTimeoutError { unfinished: left });
             }
         }
     }

@@ -5,12 +5,12 @@
 //! | Python | shmproc |
 //! |---|---|
 //! | `Queue(maxsize)` | [`Queue::<T>::new`](Queue::new) / [`create`](Queue::create)`(name, n)` / [`open`](Queue::open)`(name)` |
-//! | `put`, `put(timeout=)`, `put_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`try_put`](Queue::try_put) |
-//! | `get`, `get(timeout=)`, `get_nowait` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`try_get`](Queue::try_get); in place: [`get_ref`](Queue::get_ref) |
+//! | `put`, `put(timeout=)`, `put_nowait` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout) / [`put_deadline`](Queue::put_deadline), [`try_put`](Queue::try_put) |
+//! | `get`, `get(timeout=)`, `get_nowait` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout) / [`get_deadline`](Queue::get_deadline), [`try_get`](Queue::try_get); in place: [`get_ref`](Queue::get_ref) |
 //! | `qsize()`, `empty()`, `full()`, `close()` | [`qsize`](Queue::qsize), [`empty`](Queue::empty), [`full`](Queue::full) (exact), [`close`](Queue::close) |
-//! | `JoinableQueue`: `task_done()`, `join()` | [`JoinableQueue`]: [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) |
+//! | `JoinableQueue`: `task_done()`, `join()` | [`JoinableQueue`]: [`task_done`](JoinableQueue::task_done), [`join`](JoinableQueue::join), [`join_timeout`](JoinableQueue::join_timeout) / [`join_deadline`](JoinableQueue::join_deadline) |
 //! | `SimpleQueue` | [`SimpleQueue`] |
-//! | `queue.Full`, `queue.Empty` | [`PutError::Full`], [`GetError::Empty`] |
+//! | `queue.Full`, `queue.Empty` | [`TryPutError::Full`], [`PutTimeoutError::Timeout`]; [`TryGetError::Empty`], [`GetTimeoutError::Timeout`]: one error enum per form, so a `put` caller never matches `Full` |
 //! | `Queue` of any object (pickled, any size) | [`ByteQueue`]: [`put_bytes`](ByteQueue::put_bytes) / [`get_bytes`](ByteQueue::get_bytes) of any length up to [`MAX_MESSAGE_LEN`]; zero-copy [`reserve`](ByteQueue::reserve) → [`commit`](WriteGuard::commit) and [`get_bytes_ref`](ByteQueue::get_bytes_ref); feature `serde`: `put_obj` / `get_obj` (postcard) |
 //!
 //! [`Queue`] elements are `bytemuck::Pod` (plain data, valid for any bytes:
@@ -56,7 +56,7 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use shmproc_channel::{GetError, Queue};
+//! use shmproc_channel::{GetError, GetTimeoutError, Queue, TryGetError};
 //!
 //! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 //! #[repr(C)]
@@ -66,9 +66,10 @@
 //! q.put(Job { id: 1, weight: 0.5 })?;
 //! assert_eq!(q.qsize(), 1);
 //! assert_eq!(q.get()?.id, 1);
-//! assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(GetError::Timeout));
+//! assert_eq!(q.get_timeout(Duration::from_millis(1)), Err(GetTimeoutError::Timeout));
 //! q.close();
-//! assert_eq!(q.try_get(), Err(GetError::Closed));
+//! assert_eq!(q.try_get(), Err(TryGetError::Closed));
+//! assert_eq!(q.get(), Err(GetError::Closed));
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -97,10 +98,15 @@ mod shared;
 mod simple;
 
 pub use error::{
-    Corrupt, GetError, JoinTimeout, PutBytesError, PutError, QueueError, TaskDoneError,
+    CommitError, Corrupt, GetError, GetTimeoutError, JoinTimeoutError, PutBytesError,
+    PutBytesTimeoutError, PutError, PutTimeoutError, QueueError, TaskDoneError, TryGetError,
+    TryPutBytesError, TryPutError,
 };
 #[cfg(feature = "serde")]
-pub use error::{GetObjError, PutObjError};
+pub use error::{
+    GetObjError, GetObjTimeoutError, PutObjError, PutObjTimeoutError, TryGetObjError,
+    TryPutObjError,
+};
 pub use ring::{LeaseState, MAX_CAPACITY};
 pub use storage::HeapStorage;
 

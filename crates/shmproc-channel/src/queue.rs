@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::mem::{align_of, size_of};
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmproc_shm::sync::{Ordering, spin_loop};
@@ -17,8 +17,13 @@ use shmproc_shm::{OpenOptions, Segment, SegmentKind, SegmentLayout, Source, Type
 use shmproc_sync::futex::{Deadline, SPIN_LIMIT};
 
 use crate::crash;
-use crate::error::{Corrupt, GetError, PutError, QueueError};
-use crate::ring::{Claim, Fast, LeaseState, MAX_CAPACITY, Pop, Push, Ring, Side, ring_bytes};
+use crate::error::{
+    Corrupt, GetError, GetTimeoutError, PutError, PutTimeoutError, QueueError, Stop, TryGetError,
+    TryPutError,
+};
+use crate::ring::{
+    Claim, Fast, LeaseState, MAX_CAPACITY, Pop, Push, Ring, Side, Until, ring_bytes,
+};
 use crate::storage::SegmentStorage;
 
 /// A bounded multi-producer, multi-consumer queue of `T: Pod` in a
@@ -34,8 +39,8 @@ use crate::storage::SegmentStorage;
 /// | Python | shmproc |
 /// |---|---|
 /// | `Queue(maxsize)` | [`Queue::new`] (anonymous), [`Queue::create`] (named), [`Queue::open`] |
-/// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Self::put), [`put_timeout`](Self::put_timeout), [`try_put`](Self::try_put) |
-/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Self::get), [`get_timeout`](Self::get_timeout), [`try_get`](Self::try_get) |
+/// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Self::put), [`put_timeout`](Self::put_timeout) (or [`put_deadline`](Self::put_deadline)), [`try_put`](Self::try_put) |
+/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Self::get), [`get_timeout`](Self::get_timeout) (or [`get_deadline`](Self::get_deadline)), [`try_get`](Self::try_get) |
 /// | `qsize()`, `empty()`, `full()` | [`qsize`](Self::qsize), [`empty`](Self::empty), [`full`](Self::full) (exact) |
 /// | `close()` | [`close`](Self::close): later puts fail, gets drain then report [`GetError::Closed`] |
 ///
@@ -84,13 +89,14 @@ impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("segment", &self.ring.storage().segment().label())
-            .field("capacity", &self.ring.capacity())
+            .field("maxsize", &self.ring.maxsize())
             .field("len", &self.ring.len())
             .finish()
     }
 }
 
-/// Rounds a requested capacity up to the ring's power of two.
+/// The ring's slots for a requested capacity (`maxsize`): the next power of
+/// two (the ring holds exactly `maxsize`, see `Ring::room`).
 fn ring_capacity(capacity: usize) -> Result<u64, QueueError> {
     let c = capacity as u64;
     if capacity == 0 || c > MAX_CAPACITY {
@@ -126,7 +132,7 @@ impl<T: Pod> Queue<T> {
         }
         .map_err(QueueError::segment("create"))?;
         // Dropping `pending` on an error poisons and unlinks the segment.
-        SegmentStorage::init(pending.segment(), Self::SLOT as usize)?;
+        SegmentStorage::init(pending.segment(), Self::SLOT as usize, capacity as u64)?;
         let seg = pending.publish();
         let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
         Ok(Self::from_storage(storage, kind))
@@ -151,8 +157,9 @@ impl<T: Pod> Queue<T> {
         Ok(Self::from_storage(storage, kind))
     }
 
-    /// An anonymous queue of at least `capacity` slots (rounded up to a power
-    /// of two), shared with children by fork or by fd.
+    /// An anonymous queue that holds at most `capacity` values (Python's
+    /// `maxsize`: the `capacity + 1`-th `try_put` is
+    /// [`Full`](TryPutError::Full)), shared with children by fork or by fd.
     ///
     /// # Errors
     /// [`QueueError::Capacity`] for 0 or more than 2^30; segment errors.
@@ -160,8 +167,8 @@ impl<T: Pod> Queue<T> {
         Self::make(None, SegmentKind::QUEUE, capacity)
     }
 
-    /// A named queue of at least `capacity` slots (rounded up to a power of
-    /// two) that other processes [`open`](Self::open) by `name`.
+    /// A named queue that holds at most `capacity` values (as
+    /// [`new`](Self::new)) that other processes [`open`](Self::open) by `name`.
     ///
     /// # Errors
     /// As [`new`](Self::new), plus the name errors and
@@ -189,13 +196,22 @@ impl<T: Pod> Queue<T> {
     }
 
     // ------------------------------------------------------------------ put
+    //
+    // Every form is `put_until` (one attempt loop over an `Until`) behind an
+    // inline first attempt: the leased (or CAS) put runs inline, with the
+    // value behind a reference, and only when it found no room does a form
+    // call its cold wrapper, which returns that form's error with the value
+    // in it. Built inline, such an `Err` made the compiler keep `value`
+    // where the `Result` holds it (at offset 1 for byte arrays) and copy it
+    // from there in odd overlapping pieces, which stalled each send until
+    // the store buffer drained (queue_hotpath stream: 0.5x).
 
     /// One claim attempt; `again` for the retries of one call (see
     /// [`Ring::try_claim_push_again`]).
     #[inline]
-    fn claim_put(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, PutError<()>> {
+    fn claim_put(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, Stop> {
         if self.ring.is_closed() {
-            return Err(PutError::Closed(()));
+            return Err(Stop::Closed);
         }
         let r = if again {
             self.ring.try_claim_push_again(check_dead)
@@ -228,9 +244,9 @@ impl<T: Pod> Queue<T> {
     /// now. The leased fast path first (this thread holds the producers'
     /// lease: plain stores only), else a claim of the CAS protocol.
     #[inline]
-    fn attempt_put(&self, value: &T, check_dead: bool, again: bool) -> Result<bool, PutError<()>> {
+    fn attempt_put(&self, value: &T, check_dead: bool, again: bool) -> Result<bool, Stop> {
         if self.ring.is_closed() {
-            return Err(PutError::Closed(()));
+            return Err(Stop::Closed);
         }
         let fast = self.ring.fast_push(|dst| {
             // The tail slot is free for this position (EMPTY) and ours alone
@@ -254,80 +270,120 @@ impl<T: Pod> Queue<T> {
         }
     }
 
-    /// The blocking put after a first attempt found no room.
-    #[cold]
-    #[inline(never)]
-    fn put_until(&self, value: T, deadline: Deadline) -> Result<(), PutError<T>> {
-        let mut again = false;
-        let sent = self.ring.block(Side::Put, deadline, |cd| {
-            let r = self.attempt_put(&value, cd, again);
+    /// The put, after the caller's first attempt found no room: attempts
+    /// until `value` is sent (`Ok(true)`) or `until` passes (`Ok(false)`).
+    /// [`Until::Now`] is one more attempt, checking liveness.
+    #[inline]
+    fn put_until(&self, value: &T, until: Until) -> Result<bool, Stop> {
+        // A retry loads the stamp before it CASes (see
+        // `Ring::try_claim_push_again`); the blocking forms' first attempt
+        // here CASes, as the inline one did.
+        let mut again = matches!(until, Until::Now);
+        let sent = self.ring.block_until(Side::Put, until, |cd| {
+            let r = self.attempt_put(value, cd, again);
             again = true;
             r.map(|sent| sent.then_some(()))
-        });
-        match sent {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(PutError::Timeout(value)),
-            Err(e) => Err(e.with(value)),
+        })?;
+        Ok(sent.is_some())
+    }
+
+    /// [`put`](Self::put) after its first attempt found no room.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&self, value: T) -> Result<(), PutError<T>> {
+        loop {
+            match self.put_until(&value, Until::NEVER) {
+                Ok(true) => return Ok(()),
+                // Without a deadline `block` does not give up; were it to,
+                // waiting on is what `put` means.
+                Ok(false) => {}
+                Err(s) => return Err(PutError::stopped(s, value)),
+            }
+        }
+    }
+
+    /// [`put_deadline`](Self::put_deadline) (and `put_timeout`) after the
+    /// first attempt found no room.
+    #[cold]
+    #[inline(never)]
+    fn put_deadline_slow(&self, value: T, deadline: Deadline) -> Result<(), PutTimeoutError<T>> {
+        match self.put_until(&value, Until::At(deadline)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PutTimeoutError::Timeout(value)),
+            Err(s) => Err(PutError::stopped(s, value).into()),
+        }
+    }
+
+    /// [`try_put`](Self::try_put) after its attempt failed: one more (a
+    /// slot taken from us, which only a corrupt peer does, or a full ring
+    /// seen by a CAS that lost the line), else the error with `value` back.
+    #[cold]
+    #[inline(never)]
+    fn try_put_slow(&self, value: T, first: Result<bool, Stop>) -> Result<(), TryPutError<T>> {
+        match first.and_then(|_| self.put_until(&value, Until::Now)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TryPutError::Full(value)),
+            Err(s) => Err(PutError::stopped(s, value).into()),
         }
     }
 
     /// Puts `value`, waiting for room as long as it takes.
     ///
     /// # Errors
-    /// [`PutError::Closed`] once the queue is closed, [`PutError::Corrupt`].
+    /// [`PutError::Closed`] once the queue is closed, [`PutError::Corrupt`];
+    /// the value comes back in the error.
     #[inline]
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        // The first attempt here, the rest out of line: inlined, building
-        // the `Err` that carries `value` back made the compiler keep `value`
-        // where the `Result` holds it (at offset 1 for byte arrays) and copy
-        // it from there in odd overlapping pieces, which stalled each send
-        // until the store buffer drained (queue_hotpath stream: 0.5x).
         if let Ok(true) = self.attempt_put(&value, false, false) {
             return Ok(());
         }
-        self.put_until(value, Deadline::NEVER)
+        self.put_slow(value)
     }
 
-    /// Puts `value`, waiting at most `timeout` for room.
+    /// Puts `value`, waiting at most `timeout` for room
+    /// ([`put_deadline`](Self::put_deadline) at now + `timeout`; a timeout
+    /// too large for an `Instant` waits as long as it takes).
     ///
     /// # Errors
-    /// [`PutError::Timeout`], [`PutError::Closed`], [`PutError::Corrupt`].
+    /// [`PutTimeoutError::Timeout`], [`PutTimeoutError::Closed`],
+    /// [`PutTimeoutError::Corrupt`].
     #[inline]
-    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         if let Ok(true) = self.attempt_put(&value, false, false) {
             return Ok(());
         }
-        self.put_until(value, Deadline::after(timeout))
+        self.put_deadline_slow(value, Deadline::after(timeout))
+    }
+
+    /// Puts `value`, waiting for room until `deadline` (one attempt when it
+    /// has passed).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Self::put_timeout).
+    #[inline]
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+        if let Ok(true) = self.attempt_put(&value, false, false) {
+            return Ok(());
+        }
+        self.put_deadline_slow(value, Deadline::at(deadline))
     }
 
     /// Puts `value` if there is room now.
     ///
     /// # Errors
-    /// [`PutError::Full`], [`PutError::Closed`], [`PutError::Corrupt`].
+    /// [`TryPutError::Full`], [`TryPutError::Closed`], [`TryPutError::Corrupt`].
     #[doc(alias = "put_nowait")]
     #[inline]
-    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+    pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
         match self.attempt_put(&value, true, false) {
             Ok(true) => Ok(()),
             r => self.try_put_slow(value, r),
         }
     }
 
-    /// [`try_put`](Self::try_put) after its attempt failed: one more (a
-    /// slot taken from us, which only a corrupt peer does), else the error
-    /// with `value` back.
-    #[cold]
-    #[inline(never)]
-    fn try_put_slow(&self, value: T, first: Result<bool, PutError<()>>) -> Result<(), PutError<T>> {
-        match first.and_then(|_| self.attempt_put(&value, true, true)) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(PutError::Full(value)),
-            Err(e) => Err(e.with(value)),
-        }
-    }
-
     /// Puts as many of `values` as there is room for now, in order; returns
-    /// how many.
+    /// how many (0 when the queue is full). The values not put stay in the
+    /// caller's slice, so the error carries none.
     ///
     /// # Errors
     /// [`PutError::Closed`] or [`PutError::Corrupt`] when nothing was put.
@@ -336,8 +392,8 @@ impl<T: Pod> Queue<T> {
         for v in values {
             match self.try_put(*v) {
                 Ok(()) => n += 1,
-                Err(PutError::Full(_)) => break,
-                Err(e) if n == 0 => return Err(e.with(())),
+                Err(TryPutError::Closed(_)) if n == 0 => return Err(PutError::Closed(())),
+                Err(TryPutError::Corrupt(c)) if n == 0 => return Err(PutError::Corrupt(c)),
                 Err(_) => break,
             }
         }
@@ -345,21 +401,30 @@ impl<T: Pod> Queue<T> {
     }
 
     // ------------------------------------------------------------------ get
+    //
+    // As for puts: every form is `get_until` (or `claim_until` for the
+    // in-place forms) behind an inline leased attempt. The value is copied
+    // into an out-parameter, not returned in a `Result`: carried in one, a
+    // byte array sits at an odd offset and was copied from there in
+    // overlapping pieces whose loads could not be forwarded from the stores
+    // before them (the same stall as `put`'s).
 
     /// One claim attempt; `Ok(None)`: wait (empty, or a live producer is
     /// still writing the head position). `again` for the retries of one
     /// call (see [`Ring::try_claim_pop_again`]).
     #[inline]
-    fn claim_get(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, GetError> {
+    fn claim_get(&self, check_dead: bool, again: bool) -> Result<Option<Claim>, Stop> {
         match self.ring.claim_pop_waiting(check_dead, again)? {
             Pop::Claimed(c) => Ok(Some(c)),
-            Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
+            Pop::Empty if self.ring.is_closed() => Err(Stop::Closed),
             Pop::Empty | Pop::Busy => Ok(None),
         }
     }
 
+    /// The non-blocking claim: `Ok(None)` when empty (a position a live
+    /// producer is still writing is given a few spins first).
     #[inline]
-    fn claim_get_now(&self) -> Result<Claim, GetError> {
+    fn claim_get_now(&self) -> Result<Option<Claim>, Stop> {
         for spin in 0..=SPIN_LIMIT {
             let check_dead = spin == SPIN_LIMIT;
             let r = if spin == 0 {
@@ -368,62 +433,59 @@ impl<T: Pod> Queue<T> {
                 self.ring.try_claim_pop_again(check_dead)
             };
             match r? {
-                Pop::Claimed(c) => return Ok(c),
-                Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
-                Pop::Empty => return Err(GetError::Empty),
+                Pop::Claimed(c) => return Ok(Some(c)),
+                Pop::Empty if self.ring.is_closed() => return Err(Stop::Closed),
+                Pop::Empty => return Ok(None),
                 // A producer is between claim and publish: give it a moment,
                 // then (last round) check it is alive.
                 Pop::Busy => spin_loop(),
             }
         }
-        Err(GetError::Empty)
+        Ok(None)
     }
 
-    fn claim_get_until(&self, deadline: Deadline) -> Result<Claim, GetError> {
-        let mut again = false;
-        self.ring
-            .block(Side::Get, deadline, |cd| {
-                let r = self.claim_get(cd, again);
-                again = true;
-                r
-            })?
-            .ok_or(GetError::Timeout)
-    }
-
-    /// Copies the claimed value out and releases the slot.
+    /// Claims the next position by `until`: `Ok(None)` when it passed.
     #[inline]
-    fn take(&self, claim: Claim) -> Result<T, GetError> {
+    fn claim_until(&self, until: Until) -> Result<Option<Claim>, Stop> {
+        match until {
+            Until::Now => self.claim_get_now(),
+            Until::At(deadline) => {
+                let mut again = false;
+                self.ring.block(Side::Get, deadline, |cd| {
+                    let r = self.claim_get(cd, again);
+                    again = true;
+                    r
+                })
+            }
+        }
+    }
+
+    /// Copies the claimed value into `out` (whole when `Ok`) and releases
+    /// the slot.
+    #[inline]
+    fn take(&self, claim: Claim, out: &mut MaybeUninit<T>) -> Result<(), Corrupt> {
         let src = self.ring.payload_ptr(&claim).cast::<T>();
         // SAFETY: `src` is the payload of the slot we claimed (READING with our
         // pid): in bounds and aligned as in `fill`; the producer's Release
-        // publish pairs with our Acquire claim; copied into a local value,
-        // never referenced in place, and T: Pod is valid for any bits (torn
-        // bytes from a protocol breaker are still a valid T, and `release`
-        // reports a slot taken from us).
-        let v = unsafe { src.read() };
+        // publish pairs with our Acquire claim; copied into a distinct local
+        // of one T, never referenced in place, and T: Pod is valid for any
+        // bits (torn bytes from a protocol breaker are still a valid T, and
+        // `release` reports a slot taken from us).
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), 1) };
         crash::point("get-claimed");
         if self.ring.release(claim) {
-            Ok(v)
+            Ok(())
         } else {
-            Err(GetError::Corrupt(Corrupt::new(
-                "slot taken while being read",
-                claim.pos(),
-            )))
+            Err(Corrupt::new("slot taken while being read", claim.pos()))
         }
     }
 
     /// The leased get (this thread holds the consumers' lease: plain loads
-    /// and stores only): the value, `Ok(None)` when the head position is
-    /// exactly not produced yet, `Err(None)` when the CAS protocol must
-    /// decide.
-    ///
-    /// The value is copied into `out` (written whole when the answer is
-    /// `Ok(true)`), not returned: carried in a `Result`, a byte array sits
-    /// at an odd offset and was copied from there in overlapping pieces
-    /// whose loads could not be forwarded from the stores before them (the
-    /// same stall as `put`'s).
+    /// and stores only): `Ok(true)` with `out` written whole, `Ok(false)`
+    /// when the head position is exactly not produced yet, `Err(None)` when
+    /// the CAS protocol must decide.
     #[inline]
-    fn fast_get(&self, out: &mut MaybeUninit<T>) -> Result<bool, Option<GetError>> {
+    fn fast_get(&self, out: &mut MaybeUninit<T>) -> Result<bool, Option<Stop>> {
         let fast = self.ring.fast_pop(|src| {
             // The head slot is published for this position (FULL; its Release
             // publish pairs with our Acquire stamp load) and ours alone (we
@@ -436,40 +498,94 @@ impl<T: Pod> Queue<T> {
         });
         match fast {
             Fast::Done(()) => Ok(true),
-            Fast::Idle if self.ring.is_closed() => Err(Some(GetError::Closed)),
+            Fast::Idle if self.ring.is_closed() => Err(Some(Stop::Closed)),
             Fast::Idle => Ok(false),
             Fast::Other => Err(None),
         }
     }
 
-    /// One attempt of a blocking get: the value, or `Ok(None)` to wait.
+    /// One attempt of a blocking get: `Ok(true)` with `out` written whole,
+    /// `Ok(false)` to wait.
     #[inline]
-    fn attempt_get(&self, check_dead: bool, again: bool) -> Result<Option<T>, GetError> {
-        let mut out = MaybeUninit::uninit();
-        match self.fast_get(&mut out) {
-            // SAFETY: `fast_get` wrote `out` whole when it answers true.
-            Ok(true) => return Ok(Some(unsafe { out.assume_init() })),
-            Ok(false) => return Ok(None),
+    fn attempt_get(
+        &self,
+        out: &mut MaybeUninit<T>,
+        check_dead: bool,
+        again: bool,
+    ) -> Result<bool, Stop> {
+        match self.fast_get(out) {
+            Ok(got) => return Ok(got),
             Err(Some(e)) => return Err(e),
             Err(None) => {}
         }
         match self.claim_get(check_dead, again)? {
-            Some(c) => self.take(c).map(Some),
-            None => Ok(None),
+            Some(c) => self.take(c, out).map(|()| true).map_err(Stop::from),
+            None => Ok(false),
         }
     }
 
+    /// The get, after the caller's leased attempt: `Ok(true)` with `out`
+    /// written whole, `Ok(false)` when nothing came by `until`.
+    /// [`Until::Now`] claims what is there now (the leased attempt was the
+    /// caller's).
+    #[inline]
+    fn get_until(&self, out: &mut MaybeUninit<T>, until: Until) -> Result<bool, Stop> {
+        match until {
+            Until::Now => match self.claim_get_now()? {
+                Some(c) => self.take(c, out).map(|()| true).map_err(Stop::from),
+                None => Ok(false),
+            },
+            Until::At(deadline) => {
+                let mut again = false;
+                let got = self.ring.block(Side::Get, deadline, |cd| {
+                    let r = self.attempt_get(out, cd, again);
+                    again = true;
+                    r.map(|got| got.then_some(()))
+                })?;
+                Ok(got.is_some())
+            }
+        }
+    }
+
+    /// The leased get inline, else `slow` (out of line).
+    #[inline]
+    fn get_or<E>(&self, slow: impl FnOnce(&Self) -> Result<T, E>) -> Result<T, E> {
+        let mut out = MaybeUninit::uninit();
+        if let Ok(true) = self.fast_get(&mut out) {
+            // SAFETY: `fast_get` wrote `out` whole when it answers true.
+            return Ok(unsafe { out.assume_init() });
+        }
+        slow(self)
+    }
+
+    /// [`get`](Self::get) after its leased attempt.
     #[cold]
     #[inline(never)]
-    fn get_until(&self, deadline: Deadline) -> Result<T, GetError> {
-        let mut again = false;
-        self.ring
-            .block(Side::Get, deadline, |cd| {
-                let r = self.attempt_get(cd, again);
-                again = true;
-                r
-            })?
-            .ok_or(GetError::Timeout)
+    fn get_slow(&self) -> Result<T, GetError> {
+        let mut out = MaybeUninit::uninit();
+        loop {
+            match self.get_until(&mut out, Until::NEVER) {
+                // SAFETY: `get_until` wrote `out` whole when it answers true.
+                Ok(true) => return Ok(unsafe { out.assume_init() }),
+                // Never without a deadline (see `put_slow`).
+                Ok(false) => {}
+                Err(s) => return Err(GetError::stopped(s)),
+            }
+        }
+    }
+
+    /// [`get_deadline`](Self::get_deadline) (and `get_timeout`) after the
+    /// leased attempt.
+    #[cold]
+    #[inline(never)]
+    fn get_deadline_slow(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
+        let mut out = MaybeUninit::uninit();
+        match self.get_until(&mut out, Until::At(deadline)) {
+            // SAFETY: `get_until` wrote `out` whole when it answers true.
+            Ok(true) => Ok(unsafe { out.assume_init() }),
+            Ok(false) => Err(GetTimeoutError::Timeout),
+            Err(s) => Err(GetError::stopped(s).into()),
+        }
     }
 
     /// Takes the next value, waiting as long as it takes.
@@ -479,49 +595,54 @@ impl<T: Pod> Queue<T> {
     /// [`GetError::Corrupt`].
     #[inline]
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_or_wait(|| Deadline::NEVER)
+        self.get_or(Self::get_slow)
     }
 
-    /// The leased get inline, else (the deadline computed only then) the
-    /// blocking one out of line.
-    #[inline]
-    fn get_or_wait(&self, deadline: impl FnOnce() -> Deadline) -> Result<T, GetError> {
-        let mut out = MaybeUninit::uninit();
-        if let Ok(true) = self.fast_get(&mut out) {
-            // SAFETY: `fast_get` wrote `out` whole when it answers true.
-            return Ok(unsafe { out.assume_init() });
-        }
-        self.get_until(deadline())
-    }
-
-    /// Takes the next value, waiting at most `timeout`.
+    /// Takes the next value, waiting at most `timeout`
+    /// ([`get_deadline`](Self::get_deadline) at now + `timeout`).
     ///
     /// # Errors
-    /// [`GetError::Timeout`], [`GetError::Closed`], [`GetError::Corrupt`].
+    /// [`GetTimeoutError::Timeout`], [`GetTimeoutError::Closed`],
+    /// [`GetTimeoutError::Corrupt`].
     #[inline]
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_or_wait(|| Deadline::after(timeout))
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.get_or(|q| q.get_deadline_slow(Deadline::after(timeout)))
+    }
+
+    /// Takes the next value, waiting until `deadline` (one attempt when it
+    /// has passed).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout).
+    #[inline]
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.get_or(|q| q.get_deadline_slow(Deadline::at(deadline)))
     }
 
     /// Takes the next value if one is there now.
     ///
     /// # Errors
-    /// [`GetError::Empty`], [`GetError::Closed`], [`GetError::Corrupt`].
+    /// [`TryGetError::Empty`], [`TryGetError::Closed`], [`TryGetError::Corrupt`].
     #[doc(alias = "get_nowait")]
     #[inline]
-    pub fn try_get(&self) -> Result<T, GetError> {
+    pub fn try_get(&self) -> Result<T, TryGetError> {
         let mut out = MaybeUninit::uninit();
-        match self.fast_get(&mut out) {
-            // SAFETY: `fast_get` wrote `out` whole when it answers true.
+        let r = match self.fast_get(&mut out) {
+            Ok(got) => Ok(got),
+            Err(Some(s)) => Err(s),
+            Err(None) => self.get_until(&mut out, Until::Now),
+        };
+        match r {
+            // SAFETY: `fast_get` and `get_until` write `out` whole when they
+            // answer true.
             Ok(true) => Ok(unsafe { out.assume_init() }),
-            Ok(false) => Err(GetError::Empty),
-            Err(Some(e)) => Err(e),
-            Err(None) => self.take(self.claim_get_now()?),
+            Ok(false) => Err(TryGetError::Empty),
+            Err(s) => Err(GetError::stopped(s).into()),
         }
     }
 
     /// Moves up to `max` values that are there now into `out`; returns how
-    /// many.
+    /// many (0 when the queue is empty).
     ///
     /// # Errors
     /// [`GetError::Closed`] or [`GetError::Corrupt`] when nothing was taken.
@@ -533,8 +654,8 @@ impl<T: Pod> Queue<T> {
                     out.push(v);
                     n += 1;
                 }
-                Err(GetError::Empty) => break,
-                Err(e) if n == 0 => return Err(e),
+                Err(TryGetError::Closed) if n == 0 => return Err(GetError::Closed),
+                Err(TryGetError::Corrupt(c)) if n == 0 => return Err(GetError::Corrupt(c)),
                 Err(_) => break,
             }
         }
@@ -547,23 +668,51 @@ impl<T: Pod> Queue<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn get_ref(&self) -> Result<ReadGuard<'_, T>, GetError> {
-        Ok(self.guard(self.claim_get_until(Deadline::NEVER)?))
+        loop {
+            match self.claim_until(Until::NEVER) {
+                Ok(Some(c)) => return Ok(self.guard(c)),
+                // Never without a deadline (see `put_slow`).
+                Ok(None) => {}
+                Err(s) => return Err(GetError::stopped(s)),
+            }
+        }
     }
 
     /// Borrows the next value in place, waiting at most `timeout`.
     ///
     /// # Errors
     /// As [`get_timeout`](Self::get_timeout).
-    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<ReadGuard<'_, T>, GetError> {
-        Ok(self.guard(self.claim_get_until(Deadline::after(timeout))?))
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<ReadGuard<'_, T>, GetTimeoutError> {
+        self.get_ref_until(Deadline::after(timeout))
+    }
+
+    /// Borrows the next value in place, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_ref_deadline(&self, deadline: Instant) -> Result<ReadGuard<'_, T>, GetTimeoutError> {
+        self.get_ref_until(Deadline::at(deadline))
+    }
+
+    fn get_ref_until(&self, deadline: Deadline) -> Result<ReadGuard<'_, T>, GetTimeoutError> {
+        match self.claim_until(Until::At(deadline)) {
+            Ok(Some(c)) => Ok(self.guard(c)),
+            Ok(None) => Err(GetTimeoutError::Timeout),
+            Err(s) => Err(GetError::stopped(s).into()),
+        }
     }
 
     /// Borrows the next value in place if one is there now.
     ///
     /// # Errors
     /// As [`try_get`](Self::try_get).
-    pub fn try_get_ref(&self) -> Result<ReadGuard<'_, T>, GetError> {
-        Ok(self.guard(self.claim_get_now()?))
+    #[doc(alias = "get_nowait")]
+    pub fn try_get_ref(&self) -> Result<ReadGuard<'_, T>, TryGetError> {
+        match self.claim_until(Until::Now) {
+            Ok(Some(c)) => Ok(self.guard(c)),
+            Ok(None) => Err(TryGetError::Empty),
+            Err(s) => Err(GetError::stopped(s).into()),
+        }
     }
 
     fn guard(&self, claim: Claim) -> ReadGuard<'_, T> {
@@ -588,14 +737,15 @@ impl<T: Pod> Queue<T> {
         self.qsize() == 0
     }
 
-    /// Whether the queue is full now.
+    /// Whether the queue holds [`capacity`](Self::capacity) messages now.
     pub fn full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
+        self.ring.len() >= self.ring.maxsize()
     }
 
-    /// The number of slots (the requested capacity rounded up to a power of two).
+    /// The most values the queue holds: the capacity it was created with
+    /// (Python's `maxsize`).
     pub fn capacity(&self) -> usize {
-        self.ring.capacity() as usize
+        self.ring.maxsize() as usize
     }
 
     /// Closes the queue for every process: later puts fail with

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use shmproc_shm::{SegmentKind, Source};
 
-use crate::error::{GetError, PutError, QueueError};
+use crate::error::{GetError, GetTimeoutError, PutError, QueueError};
 use crate::queue::Queue;
 
 /// Python's `multiprocessing.SimpleQueue`: put, get, empty, close.
@@ -49,7 +49,7 @@ impl<T: Pod> SimpleQueue<T> {
         Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
-    /// An anonymous simple queue of at least `capacity` slots.
+    /// An anonymous simple queue that holds at most `capacity` values.
     ///
     /// # Errors
     /// As [`Queue::new`].
@@ -119,9 +119,18 @@ impl<T: Pod> SimpleQueue<T> {
     /// Takes the next value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`GetError::Timeout`], [`GetError::Closed`], [`GetError::Corrupt`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+    /// [`GetTimeoutError::Timeout`], [`GetTimeoutError::Closed`],
+    /// [`GetTimeoutError::Corrupt`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.q.get_timeout(timeout)
+    }
+
+    /// Takes the next value, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.q.get_deadline(deadline)
     }
 
     /// Whether the queue is empty now.

@@ -14,8 +14,12 @@ use crate::ring::{RingHeader, SlotHeader, slot_geometry};
 pub trait Storage {
     /// The ring header.
     fn header(&self) -> &RingHeader;
-    /// The capacity, validated when the storage was made (never re-read).
+    /// The capacity (slots, a power of two), validated when the storage was
+    /// made (never re-read).
     fn capacity(&self) -> u64;
+    /// The most messages the ring holds (`1..=capacity`), validated when
+    /// the storage was made (never re-read).
+    fn maxsize(&self) -> u64;
     /// Payload bytes per slot, validated when the storage was made.
     fn slot_size(&self) -> usize;
     /// The header of slot `index & (capacity - 1)`.
@@ -48,6 +52,7 @@ pub struct HeapStorage {
     header: RingHeader,
     slots: Box<[HeapSlot]>,
     cap: u64,
+    maxsize: u64,
     slot_size: usize,
 }
 
@@ -65,6 +70,19 @@ impl HeapStorage {
     /// # Panics
     /// When `capacity` is not such a power of two or `slot_size` is too large.
     pub fn new(capacity: u64, slot_size: usize) -> Self {
+        Self::with_maxsize(capacity, capacity, slot_size)
+    }
+
+    /// `capacity` slots of `slot_size` bytes that hold at most `maxsize`
+    /// messages.
+    ///
+    /// # Panics
+    /// As [`new`](Self::new), and when `maxsize` is not in `1..=capacity`.
+    pub fn with_maxsize(capacity: u64, maxsize: u64, slot_size: usize) -> Self {
+        assert!(
+            (1..=capacity).contains(&maxsize),
+            "maxsize must be in 1..=capacity"
+        );
         let (_, stride) = slot_geometry(slot_size as u64).expect("slot size in range");
         assert!(
             crate::ring::ring_bytes(capacity, slot_size as u64).is_some(),
@@ -78,9 +96,10 @@ impl HeapStorage {
             })
             .collect();
         Self {
-            header: RingHeader::new(capacity, slot_size as u64, stride),
+            header: RingHeader::new(capacity, maxsize, slot_size as u64, stride),
             slots,
             cap: capacity,
+            maxsize,
             slot_size,
         }
     }
@@ -105,6 +124,9 @@ impl Storage for HeapStorage {
     }
     fn capacity(&self) -> u64 {
         self.cap
+    }
+    fn maxsize(&self) -> u64 {
+        self.maxsize
     }
     fn slot_size(&self) -> usize {
         self.slot_size
@@ -172,6 +194,7 @@ mod segment {
         header: NonNull<RingHeader>,
         slots: NonNull<u8>,
         cap: u64,
+        maxsize: u64,
         slot_size: usize,
         payload_off: usize,
         stride: usize,
@@ -226,14 +249,19 @@ mod segment {
 
         /// Initialises the ring header and the slot stamps of a segment being
         /// created (zeroed, not yet published), through bounds-checked views.
-        pub(crate) fn init(seg: &Segment, slot_size: usize) -> Result<(), Corrupt> {
+        /// `maxsize`: the requested capacity, of which the segment's
+        /// capacity is the next power of two.
+        pub(crate) fn init(seg: &Segment, slot_size: usize, maxsize: u64) -> Result<(), Corrupt> {
             let cap = seg.capacity();
+            if !maxsize_fits(maxsize, cap) {
+                return Err(Corrupt::new("ring maxsize", maxsize));
+            }
             let (_, stride) =
                 slot_geometry(slot_size as u64).ok_or(Corrupt::new("slot size", cap))?;
             let h = seg
                 .get(Offset::<RingHeader>::in_payload(0))
                 .map_err(|_| Corrupt::new("ring header offset", 0))?;
-            h.init(cap, slot_size as u64, stride);
+            h.init(cap, maxsize, slot_size as u64, stride);
             for i in 0..cap {
                 let off = (RING_HEADER_LEN as u64)
                     .checked_add(
@@ -269,11 +297,12 @@ mod segment {
                 )
                 .map_err(|_| Corrupt::new("slots", bytes))?
                 .cast::<u8>();
-            let st = Self {
+            let mut st = Self {
                 seg,
                 header,
                 slots,
                 cap,
+                maxsize: cap,
                 slot_size,
                 payload_off: off as usize,
                 stride: stride as usize,
@@ -299,6 +328,13 @@ mod segment {
                     }
                 }
             }
+            // Not covered by the fingerprint (openers do not know it): read
+            // once, validated against the capacity, kept locally.
+            let maxsize = st.header().maxsize.load(Ordering::Relaxed);
+            if !maxsize_fits(maxsize, cap) {
+                return Err(Corrupt::new("ring maxsize", maxsize));
+            }
+            st.maxsize = maxsize;
             Ok(st)
         }
 
@@ -320,6 +356,12 @@ mod segment {
         }
     }
 
+    /// Whether `maxsize` is what a creator writes for a ring of `cap`
+    /// slots: a power-of-two `cap` is the smallest one that holds it.
+    fn maxsize_fits(maxsize: u64, cap: u64) -> bool {
+        maxsize != 0 && maxsize <= cap && maxsize.next_power_of_two() == cap
+    }
+
     impl Storage for SegmentStorage {
         #[inline]
         fn header(&self) -> &RingHeader {
@@ -330,6 +372,9 @@ mod segment {
         }
         fn capacity(&self) -> u64 {
             self.cap
+        }
+        fn maxsize(&self) -> u64 {
+            self.maxsize
         }
         fn slot_size(&self) -> usize {
             self.slot_size

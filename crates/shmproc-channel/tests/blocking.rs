@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use shmproc_channel::{GetError, PutError, Queue, SimpleQueue};
+use shmproc_channel::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, SimpleQueue, TryGetError,
+    TryPutError,
+};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role};
 
 #[test]
@@ -14,11 +17,11 @@ fn timeouts_wait_at_least_the_timeout() {
     let q = Queue::<u32>::new(1).expect("create");
     let d = Duration::from_millis(30);
     let t0 = Instant::now();
-    assert_eq!(q.get_timeout(d), Err(GetError::Timeout));
+    assert_eq!(q.get_timeout(d), Err(GetTimeoutError::Timeout));
     assert!(t0.elapsed() >= d);
     q.put(1).expect("room");
     let t0 = Instant::now();
-    assert_eq!(q.put_timeout(2, d), Err(PutError::Timeout(2)));
+    assert_eq!(q.put_timeout(2, d), Err(PutTimeoutError::Timeout(2)));
     assert!(t0.elapsed() >= d);
     assert!(q.get_ref_timeout(d).is_ok());
 }
@@ -68,12 +71,12 @@ fn close_fails_puts_drains_gets_and_wakes_sleepers() {
     q.put(2).expect("put");
     q.close();
     assert!(q.is_closed());
-    assert_eq!(q.try_put(3), Err(PutError::Closed(3)));
+    assert_eq!(q.try_put(3), Err(TryPutError::Closed(3)));
     assert_eq!(q.put(3), Err(PutError::Closed(3)));
     assert_eq!(q.get(), Ok(1));
     assert_eq!(q.try_get(), Ok(2));
     assert_eq!(q.get(), Err(GetError::Closed));
-    assert_eq!(q.try_get(), Err(GetError::Closed));
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
 
     // Sleepers on both sides are woken by close.
     let empty = Queue::<u32>::new(1).expect("create");
@@ -167,14 +170,14 @@ fn sleepers_killed_while_registered_are_taken_back() {
     // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
     let getter = unsafe {
         shmproc_testing::fork_child(|| match empty.get_timeout(TIMEOUT) {
-            Err(GetError::Timeout) => 0,
+            Err(GetTimeoutError::Timeout) => 0,
             _ => 1,
         })
     };
     // SAFETY: the child uses only shared memory, atomics, the heap (glibc's fork resets malloc's locks in the child) and the objects it was lent; it never prints or takes a lock another thread of the test binary may hold, and leaves through `exit_now` (`fork_child`'s # Safety).
     let putter = unsafe {
         shmproc_testing::fork_child(|| match full.put_timeout(1, TIMEOUT) {
-            Err(PutError::Timeout(1)) => 0,
+            Err(PutTimeoutError::Timeout(1)) => 0,
             _ => 1,
         })
     };

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use shmproc_channel::{ByteQueue, GetError, MAX_MESSAGE_LEN, PutBytesError};
+use shmproc_channel::{ByteQueue, GetTimeoutError, MAX_MESSAGE_LEN, TryGetError, TryPutBytesError};
 use shmproc_shm::DATA_OFFSET;
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role};
 
@@ -98,7 +98,7 @@ fn round_trips_of_every_size_across_processes() {
     }
     assert_eq!(q.get_bytes_timeout(TIMEOUT).expect("get"), b"end");
     child.expect_success(TIMEOUT);
-    assert_eq!(q.try_get_bytes(), Err(GetError::Empty));
+    assert_eq!(q.try_get_bytes(), Err(TryGetError::Empty));
     assert_eq!((q.skipped_writes(), q.abandoned_reads()), (0, 0));
     assert!(side_leftovers(pid).is_empty(), "{:?}", side_leftovers(pid));
 }
@@ -117,7 +117,7 @@ fn reserve_commit_and_dropped_reservations() {
     w.copy_from_slice(b"bad");
     drop(w);
     assert_eq!(q.try_get_bytes().expect("message"), b"hello");
-    assert_eq!(q.try_get_bytes(), Err(GetError::Empty));
+    assert_eq!(q.try_get_bytes(), Err(TryGetError::Empty));
     // Side segment, committed and dropped.
     let big = msg(5000, 9);
     let mut w = q.try_reserve(big.len()).expect("room");
@@ -125,10 +125,10 @@ fn reserve_commit_and_dropped_reservations() {
     w.commit().expect("commit");
     drop(q.try_reserve(7000).expect("room"));
     assert!(q.full());
-    assert!(matches!(q.try_reserve(1), Err(PutBytesError::Full)));
-    assert!(matches!(q.try_reserve(9000), Err(PutBytesError::Full)));
+    assert!(matches!(q.try_reserve(1), Err(TryPutBytesError::Full)));
+    assert!(matches!(q.try_reserve(9000), Err(TryPutBytesError::Full)));
     assert_eq!(&*q.try_get_bytes_ref().expect("message"), &big[..]);
-    assert_eq!(q.try_get_bytes(), Err(GetError::Empty));
+    assert_eq!(q.try_get_bytes(), Err(TryGetError::Empty));
     // A full lap still works.
     for i in 0..4u8 {
         q.put_bytes(&[i; 64]).expect("put");
@@ -143,16 +143,19 @@ fn too_large_is_an_error_and_nothing_is_enqueued() {
     let q = ByteQueue::new(2, 64).expect("create");
     let len = usize::try_from(MAX_MESSAGE_LEN + 1).expect("64-bit");
     match q.try_reserve(len) {
-        Err(PutBytesError::TooLarge { len: l, max }) => {
+        Err(TryPutBytesError::TooLarge { len: l, max }) => {
             assert_eq!((l, max), (MAX_MESSAGE_LEN + 1, MAX_MESSAGE_LEN));
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert!(q.empty());
-    assert_eq!(q.try_get_bytes(), Err(GetError::Empty));
+    assert_eq!(q.try_get_bytes(), Err(TryGetError::Empty));
     q.close();
-    assert!(matches!(q.try_put_bytes(b"x"), Err(PutBytesError::Closed)));
-    assert_eq!(q.try_get_bytes(), Err(GetError::Closed));
+    assert!(matches!(
+        q.try_put_bytes(b"x"),
+        Err(TryPutBytesError::Closed)
+    ));
+    assert_eq!(q.try_get_bytes(), Err(TryGetError::Closed));
 }
 
 /// Writes `bytes` at `off` bytes into slot 0's payload (the record header).
@@ -176,7 +179,7 @@ fn corrupt_record_length_is_reported_and_the_queue_stays_usable() {
         q.put_bytes(b"abc").expect("put");
         scribble(&q, off, &bytes);
         assert!(
-            matches!(q.try_get_bytes(), Err(GetError::Corrupt(_))),
+            matches!(q.try_get_bytes(), Err(TryGetError::Corrupt(_))),
             "{off} {bytes:?}"
         );
         // The slot was released: the queue keeps working.
@@ -192,16 +195,16 @@ fn corrupt_record_length_is_reported_and_the_queue_stays_usable() {
     h.extend(1000u64.to_le_bytes());
     h.extend(name);
     scribble(&q, 0, &h);
-    assert!(matches!(q.try_get_ref(), Err(GetError::Corrupt(_))));
+    assert!(matches!(q.try_get_ref(), Err(TryGetError::Corrupt(_))));
     q.put_bytes(b"ok").expect("put");
     assert_eq!(q.try_get_bytes().expect("get"), b"ok");
 }
 
 trait TryGetRef {
-    fn try_get_ref(&self) -> Result<Vec<u8>, GetError>;
+    fn try_get_ref(&self) -> Result<Vec<u8>, TryGetError>;
 }
 impl TryGetRef for ByteQueue {
-    fn try_get_ref(&self) -> Result<Vec<u8>, GetError> {
+    fn try_get_ref(&self) -> Result<Vec<u8>, TryGetError> {
         self.try_get_bytes_ref().map(|g| g.to_vec())
     }
 }
@@ -238,7 +241,7 @@ proptest! {
                     let m = msg(len, i as u8);
                     match q.try_put_bytes(&m) {
                         Ok(()) => model.push_back(m),
-                        Err(PutBytesError::Full) => prop_assert_eq!(q.qsize(), cap),
+                        Err(TryPutBytesError::Full) => prop_assert_eq!(q.qsize(), cap),
                         Err(e) => prop_assert!(false, "put: {e}"),
                     }
                 }
@@ -251,7 +254,7 @@ proptest! {
                             model.push_back(m);
                         }
                     }
-                    Err(PutBytesError::Full) => prop_assert_eq!(q.qsize(), cap),
+                    Err(TryPutBytesError::Full) => prop_assert_eq!(q.qsize(), cap),
                     Err(e) => prop_assert!(false, "reserve: {e}"),
                 },
                 Op::Get(how) => {
@@ -262,7 +265,7 @@ proptest! {
                     };
                     match got {
                         Ok(m) => prop_assert_eq!(Some(m), model.pop_front()),
-                        Err(GetError::Empty) => prop_assert!(model.is_empty()),
+                        Err(TryGetError::Empty) => prop_assert!(model.is_empty()),
                         Err(e) => prop_assert!(false, "get: {e}"),
                     }
                 }
@@ -272,7 +275,7 @@ proptest! {
         while let Some(m) = model.pop_front() {
             prop_assert_eq!(q.try_get_bytes().expect("model says there is one"), m);
         }
-        prop_assert_eq!(q.try_get_bytes(), Err(GetError::Empty));
+        prop_assert_eq!(q.try_get_bytes(), Err(TryGetError::Empty));
         prop_assert!(side_leftovers(std::process::id()).is_empty());
     }
 }
@@ -331,7 +334,7 @@ fn producer_killed_mid_record_is_skipped_and_its_side_segment_swept() {
         while q.skipped_writes() < round + 1 && std::time::Instant::now() < deadline {
             assert_eq!(
                 q.get_bytes_timeout(Duration::from_millis(100)),
-                Err(GetError::Timeout)
+                Err(GetTimeoutError::Timeout)
             );
         }
         assert_eq!(q.skipped_writes(), round + 1);
@@ -389,7 +392,7 @@ fn serde_objects_round_trip_and_bad_ones_are_typed_errors() {
     ));
     assert!(matches!(
         q.try_get_obj::<Job>(),
-        Err(GetObjError::Get(GetError::Empty))
+        Err(GetObjError::Get(TryGetError::Empty))
     ));
     q.put_obj(&small).expect("put");
     assert_eq!(q.try_get_obj::<Job>().expect("get"), small);

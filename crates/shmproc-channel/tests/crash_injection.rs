@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use shmproc_channel::{GetError, LeaseState, Queue};
+use shmproc_channel::{GetTimeoutError, LeaseState, Queue, TryGetError};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, arg_parsed, current_test, role};
 
 const SIGABRT: i32 = 6;
@@ -59,7 +59,7 @@ fn producer_killed_between_claim_and_publish_is_skipped() {
         while q.skipped_writes() < expected_skips && std::time::Instant::now() < deadline {
             assert_eq!(
                 q.get_timeout(Duration::from_millis(100)),
-                Err(GetError::Timeout)
+                Err(GetTimeoutError::Timeout)
             );
         }
         assert_eq!(q.skipped_writes(), expected_skips);
@@ -103,7 +103,7 @@ fn consumer_killed_mid_read_loses_only_that_message() {
         for i in j + 1..cap {
             assert_eq!(q.try_get(), Ok(base + i), "round {round}");
         }
-        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
         // The next lap reclaims the dead reader's slot and counts the loss.
         for i in 0..cap {
             q.put_timeout(base + 500 + i, TIMEOUT)
@@ -169,7 +169,7 @@ fn leased_producer_killed_mid_put_leaves_nothing_behind() {
         assert_eq!(q.get_timeout(TIMEOUT), Ok(i));
     }
     // Nothing half-written shows, nothing needs skipping.
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
     assert_eq!(q.qsize(), 0);
     // The next producer takes the side back from the dead holder and
     // writes over the unpublished slot: a full lap, in order.
@@ -212,7 +212,7 @@ fn leased_consumer_killed_mid_get_loses_nothing() {
     for i in j..cap {
         assert_eq!(q.get_timeout(TIMEOUT), Ok(i));
     }
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
     assert_eq!(q.consumer_lease(), Ok(LeaseState::Shared));
     assert_eq!((q.skipped_writes(), q.abandoned_reads()), (0, 0));
 }

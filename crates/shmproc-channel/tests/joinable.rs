@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shmproc_channel::{JoinTimeout, JoinableQueue, TaskDoneError};
+use shmproc_channel::{JoinTimeoutError, JoinableQueue, TaskDoneError};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role};
 
 #[test]
@@ -16,7 +16,7 @@ fn task_done_more_than_put_is_an_error() {
     assert_eq!(q.unfinished_tasks(), 2);
     assert_eq!(
         q.join_timeout(Duration::from_millis(10)),
-        Err(JoinTimeout { unfinished: 2 })
+        Err(JoinTimeoutError { unfinished: 2 })
     );
     q.get().expect("get");
     q.task_done().expect("one done");

@@ -4,7 +4,7 @@
 //! an idle holder in another process, lose and duplicate nothing.
 #![cfg(not(shmproc_loom))]
 
-use shmproc_channel::{GetError, LeaseState, Queue};
+use shmproc_channel::{GetTimeoutError, LeaseState, Queue, TryGetError};
 use shmproc_testing::{Child, TIMEOUT, TestShm, Watchdog, arg, current_test, role, stress_or};
 
 const PRODUCERS: u64 = 3;
@@ -39,7 +39,7 @@ fn revocations_under_load_lose_and_duplicate_nothing() {
                     loop {
                         match q.get_timeout(TIMEOUT) {
                             Ok(m) => mine.push(m),
-                            Err(GetError::Closed) => return mine,
+                            Err(GetTimeoutError::Closed) => return mine,
                             Err(e) => panic!("get: {e}"),
                         }
                     }
@@ -100,7 +100,7 @@ fn an_idle_holder_in_another_process_gives_way() {
     // Our own puts now run the shared protocol.
     q.put(7).expect("put");
     assert_eq!(q.try_get(), Ok(7));
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
 }
 
 #[test]
@@ -128,5 +128,5 @@ fn one_thread_keeps_its_leases() {
     for i in 0..8u8 {
         assert_eq!(q.try_get(), Ok([i; 64]));
     }
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
 }

@@ -148,3 +148,41 @@ fn spsc_order_across_laps() {
         p.join().expect("producer");
     });
 }
+
+/// Exact maxsize: two producers race for a ring of 2 slots that holds at
+/// most 1 message, while a consumer takes at most one. However the claims
+/// interleave (and however stale a producer's view of the head), the ring
+/// never holds more than 1: what was sent minus what was taken is what the
+/// main thread then drains, and that is at most 1.
+#[test]
+fn maxsize_is_exact_with_racing_producers() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(model.preemption_bound.map_or(1, |b| b.min(1)));
+    model.check(|| {
+        let r = Arc::new(Ring::new(HeapStorage::with_maxsize(2, 1, 8), false));
+        let producers: Vec<_> = [1u64, 2]
+            .into_iter()
+            .map(|v| {
+                let r = r.clone();
+                thread::spawn(move || try_put(&r, v, 2))
+            })
+            .collect();
+        let r2 = r.clone();
+        let consumer = thread::spawn(move || try_get(&r2, 1));
+        let sent = producers
+            .into_iter()
+            .map(|p| p.join().expect("producer"))
+            .filter(|&s| s)
+            .count();
+        let taken = usize::from(consumer.join().expect("consumer").is_some());
+        let mut left = 0;
+        while try_get(&r, 1).is_some() {
+            left += 1;
+        }
+        assert_eq!(sent, taken + left, "each message exactly once");
+        assert!(left <= 1, "the ring held {left} > maxsize 1");
+        // And a full ring refuses: one in, the next put is Full.
+        assert!(try_put(&r, 3, 1));
+        assert!(!try_put(&r, 4, 1), "maxsize 1 holds one message");
+    });
+}

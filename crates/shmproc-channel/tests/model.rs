@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use shmproc_channel::{GetError, PutError, Queue};
+use shmproc_channel::{Queue, TryGetError, TryPutError};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -39,17 +39,17 @@ proptest! {
             match op {
                 Op::Put(v) => match q.try_put(v) {
                     Ok(()) => { prop_assert!(m.len() < cap); m.push_back(v); }
-                    Err(PutError::Full(x)) => prop_assert!(x == v && m.len() == cap),
+                    Err(TryPutError::Full(x)) => prop_assert!(x == v && m.len() == cap),
                     Err(e) => prop_assert!(false, "{e:?}"),
                 },
                 Op::Get => match q.try_get() {
                     Ok(v) => prop_assert_eq!(Some(v), m.pop_front()),
-                    Err(GetError::Empty) => prop_assert!(m.is_empty()),
+                    Err(TryGetError::Empty) => prop_assert!(m.is_empty()),
                     Err(e) => prop_assert!(false, "{e:?}"),
                 },
                 Op::GetRef => match q.try_get_ref() {
                     Ok(g) => prop_assert_eq!(Some(*g), m.pop_front()),
-                    Err(GetError::Empty) => prop_assert!(m.is_empty()),
+                    Err(TryGetError::Empty) => prop_assert!(m.is_empty()),
                     Err(e) => prop_assert!(false, "{e:?}"),
                 },
                 Op::PutMany(vs) => {

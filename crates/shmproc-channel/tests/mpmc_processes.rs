@@ -3,7 +3,7 @@
 //! consumer sees each producer's messages in order.
 #![cfg(not(shmproc_loom))]
 
-use shmproc_channel::{GetError, Queue};
+use shmproc_channel::{GetError, GetTimeoutError, Queue};
 use shmproc_shm::ShmSlice;
 use shmproc_testing::{Child, TestShm, Watchdog, arg, arg_parsed, current_test, role, stress_or};
 
@@ -37,7 +37,7 @@ fn consumer(q: &Queue<u64>, out: &ShmSlice<u64>, c: u64) {
         match q.get_many(&mut batch, 64) {
             Ok(0) => match q.get_timeout(T) {
                 Ok(m) => batch.push(m),
-                Err(GetError::Closed) => break,
+                Err(GetTimeoutError::Closed) => break,
                 Err(e) => panic!("consumer {c}: {e}"),
             },
             Ok(_) => {}

@@ -2,24 +2,24 @@
 //! batches, opening by name and fd, and the typed open errors.
 #![cfg(not(shmproc_loom))]
 
-use shmproc_channel::{GetError, PutError, Queue, QueueError};
+use shmproc_channel::{Queue, QueueError, TryGetError, TryPutError};
 use shmproc_testing::TestShm;
 
 #[test]
 fn fifo_capacity_and_full() {
     let q = Queue::<u64>::new(3).expect("create");
-    assert_eq!(q.capacity(), 4, "rounded up to a power of two");
+    assert_eq!(q.capacity(), 3, "exactly the maxsize asked for");
     assert!(q.empty() && !q.full());
-    for i in 0..4 {
+    for i in 0..3 {
         q.try_put(i).expect("room");
     }
     assert!(q.full());
-    assert_eq!(q.qsize(), 4);
-    assert_eq!(q.try_put(9), Err(PutError::Full(9)));
-    for i in 0..4 {
+    assert_eq!(q.qsize(), 3);
+    assert_eq!(q.try_put(9), Err(TryPutError::Full(9)));
+    for i in 0..3 {
         assert_eq!(q.try_get(), Ok(i));
     }
-    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
     // Many laps around the ring.
     for i in 0..1000 {
         q.put(i).expect("room");

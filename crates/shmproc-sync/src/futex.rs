@@ -114,7 +114,8 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
-    /// Give up at `deadline` (a `_deadline` form's argument).
+    /// Give up at `deadline` (a `_deadline` form's argument; an instant in
+    /// the past: at once).
     pub fn at(deadline: Instant) -> Self {
         Deadline(Some(deadline))
     }

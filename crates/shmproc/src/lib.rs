@@ -50,11 +50,12 @@ pub use shmproc_sync::{
 };
 
 pub use shmproc_channel::{
-    ByteQueue, BytesGuard, ClaimError, Connection, ConnectionError, Corrupt, GetError, JoinTimeout,
-    JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode, PollError, PutBytesError, PutError,
-    Queue, QueueError, ReadGuard, RecvError, RecvGuard, RecvTimeoutError, SendError, SendGuard,
-    SendTimeoutError, SimpleQueue, TaskDoneError, TryRecvError, TrySendError, WriteGuard,
-    wait as wait_connections,
+    ByteQueue, BytesGuard, ClaimError, CommitError, Connection, ConnectionError, Corrupt, GetError,
+    GetTimeoutError, JoinTimeoutError, JoinableQueue, MAX_MESSAGE_LEN, Pipe, PipeEnd, PipeMode,
+    PollError, PutBytesError, PutBytesTimeoutError, PutError, PutTimeoutError, Queue, QueueError,
+    ReadGuard, RecvError, RecvGuard, RecvTimeoutError, SendError, SendGuard, SendTimeoutError,
+    SimpleQueue, TaskDoneError, TryGetError, TryPutBytesError, TryPutError, TryRecvError,
+    TrySendError, WriteGuard, wait as wait_connections,
 };
 
 pub use shmproc_process::{

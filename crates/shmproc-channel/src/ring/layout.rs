@@ -22,13 +22,15 @@ pub const MAX_CAPACITY: u64 = 1 << 30;
 /// The largest payload of one slot, in bytes.
 pub(crate) const MAX_SLOT_SIZE: u64 = 1 << 30;
 
-/// `b"SHMRING\x03"`: the first word of a ring header. Version 2: plain-store
+/// `b"SHMRING\x04"`: the first word of a ring header. Version 2: plain-store
 /// publish and release, tagged owner records and the fence flag (a
 /// version-1 process, whose CAS protocol and untagged records assume other
 /// rules, must not share a ring with a version-2 one). Version 3: the side
 /// leases (`IndexLine::lease`, `IndexLine::active`; a version-2 process
 /// would run the CAS protocol beside a lease holder's plain stores).
-pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x03");
+/// Version 4: `RingHeader::maxsize` (a version-3 producer would fill every
+/// slot of a ring whose maxsize is smaller).
+pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING\x04");
 
 /// Bytes of the ring header before the first slot.
 pub(crate) const RING_HEADER_LEN: usize = 384;
@@ -132,7 +134,8 @@ impl IndexLine {
 /// | 72 | `abandoned_reads: AtomicU64` | messages lost because their consumer died mid-read |
 /// | 80 | `unfinished: AtomicU64` | `JoinableQueue`: items put and not yet `task_done` |
 /// | 88 | `queue_id: AtomicU64` | `ByteQueue`: the queue's id in its side segments' names (48 random bits, set once by the first process that needs it); 0: none yet |
-/// | 96 | reserved `[AtomicU64; 4]` | 0 |
+/// | 96 | `maxsize: AtomicU64` | the most messages the queue holds (Python's `maxsize`): `capacity` is the smallest power of two `>= maxsize` (checked once at open, then kept locally) |
+/// | 104 | reserved `[AtomicU64; 3]` | 0 |
 /// | 128 | `tail: IndexLine` | next position to produce (own 128-byte line), and the sleeping producers' records |
 /// | 256 | `head: IndexLine` | next position to consume (own 128-byte line), and the sleeping consumers' records |
 ///
@@ -140,8 +143,9 @@ impl IndexLine {
 /// 0, `owner: AtomicU64` (pid and start time of the claimant) at 8, the
 /// payload at 16 (payloads up to 48 bytes) or 64.
 ///
-/// Ranges: `head <= tail <= head + capacity` in any consistent snapshot
-/// (readers tolerate and validate torn snapshots).
+/// Ranges: `head <= tail <= head + maxsize` in any consistent snapshot
+/// (readers tolerate and validate torn snapshots; see `Ring::room` for why
+/// producers never exceed `maxsize`).
 #[repr(C, align(128))]
 pub struct RingHeader {
     pub(crate) magic: AtomicU64,
@@ -162,9 +166,10 @@ pub struct RingHeader {
     pub abandoned_reads: AtomicU64,
     pub(crate) unfinished: AtomicU64,
     /// See the table above (a reserved word until `ByteQueue` side segments
-    /// were named after their queue: 0 in every older segment).
+    /// were named after their queue).
     pub(crate) queue_id: AtomicU64,
-    _reserved: [AtomicU64; 4],
+    pub(crate) maxsize: AtomicU64,
+    _reserved: [AtomicU64; 3],
     pub(crate) tail: IndexLine,
     pub(crate) head: IndexLine,
 }
@@ -190,6 +195,7 @@ const _: () = {
     assert!(offset_of!(RingHeader, abandoned_reads) == 72);
     assert!(offset_of!(RingHeader, unfinished) == 80);
     assert!(offset_of!(RingHeader, queue_id) == 88);
+    assert!(offset_of!(RingHeader, maxsize) == 96);
     assert!(offset_of!(RingHeader, tail) == 128);
     assert!(offset_of!(RingHeader, head) == 256);
     assert!(size_of::<IndexLine>() == 128);
@@ -214,7 +220,7 @@ unsafe impl shmproc_shm::ShmSafe for SlotHeader {}
 
 impl RingHeader {
     /// A fresh header (for heap storage).
-    pub fn new(capacity: u64, slot_size: u64, stride: u64) -> Self {
+    pub fn new(capacity: u64, maxsize: u64, slot_size: u64, stride: u64) -> Self {
         Self {
             magic: AtomicU64::new(RING_MAGIC),
             capacity: AtomicU64::new(capacity),
@@ -232,6 +238,7 @@ impl RingHeader {
             abandoned_reads: AtomicU64::new(0),
             unfinished: AtomicU64::new(0),
             queue_id: AtomicU64::new(0),
+            maxsize: AtomicU64::new(maxsize),
             _reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             tail: IndexLine::new(0),
             head: IndexLine::new(0),
@@ -241,9 +248,10 @@ impl RingHeader {
     /// Initialises a zeroed header in a segment being created (before
     /// publication, so `Relaxed`: the segment's Release publish orders them).
     #[cfg(not(shmproc_loom))]
-    pub(crate) fn init(&self, capacity: u64, slot_size: u64, stride: u64) {
+    pub(crate) fn init(&self, capacity: u64, maxsize: u64, slot_size: u64, stride: u64) {
         self.magic.store(RING_MAGIC, Ordering::Relaxed);
         self.capacity.store(capacity, Ordering::Relaxed);
+        self.maxsize.store(maxsize, Ordering::Relaxed);
         self.slot_size.store(slot_size, Ordering::Relaxed);
         self.stride.store(stride, Ordering::Relaxed);
     }
@@ -253,6 +261,7 @@ impl fmt::Debug for RingHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RingHeader")
             .field("capacity", &self.capacity.load(Ordering::Relaxed))
+            .field("maxsize", &self.maxsize.load(Ordering::Relaxed))
             .field("tail", &self.tail.value.load(Ordering::Relaxed))
             .field("head", &self.head.value.load(Ordering::Relaxed))
             .field("closed", &self.closed.load(Ordering::Relaxed))

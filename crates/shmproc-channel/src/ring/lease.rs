@@ -292,6 +292,11 @@ impl<S: Storage> Ring<S> {
         // Relaxed: only the holder moves the tail while the lease is held
         // (and this thread's own earlier moves are program-ordered).
         let p = line.value.load(Ordering::Relaxed);
+        // `maxsize` messages already (see `room`): full.
+        if !self.room(p) {
+            self.leave(line);
+            return Fast::Idle;
+        }
         let slot = self.slot(p);
         // Acquire: pairs with the consumer's Release of the slot, so its
         // payload reads happen before our writes.

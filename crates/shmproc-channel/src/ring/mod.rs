@@ -52,6 +52,15 @@
 //! does not pull the line away from the side filling or draining the slot
 //! (nor bounce it between several idle waiters).
 //!
+//! # Maxsize
+//! The ring has a power-of-two number of slots, the smallest that holds the
+//! queue's requested capacity (`RingHeader::maxsize`, Python's `maxsize`).
+//! When that is smaller, a producer also refuses a position `p` with
+//! `p - head >= maxsize` (`Ring::room`: against a process-local cached
+//! head first, the real one only when that check fails), so the queue holds
+//! exactly `maxsize` messages; the stamps alone bound it otherwise, at the
+//! cost of one predictable branch.
+//!
 //! # Stamps (`u64`)
 //! `pos[40] | pid[22] | state[2]`, where `pos` is a position modulo 2^40 and
 //! `pos & mask` is always the slot's own index:
@@ -191,6 +200,7 @@ pub use layout::MAX_CAPACITY;
 pub(crate) use layout::{RingHeader, SlotHeader, ring_bytes, slot_geometry};
 pub use lease::LeaseState;
 pub use mpmc::{Pop, Push};
+pub(crate) use sleepers::Until;
 // For the segment storage and the queues only, which loom does not build.
 #[cfg(not(shmproc_loom))]
 pub(crate) use layout::{MAX_SLOT_SIZE, RING_HEADER_LEN, RING_MAGIC};
@@ -211,13 +221,22 @@ pub(crate) enum Side {
 
 /// The ring algorithm over a `Storage` (`src/storage.rs`).
 ///
-/// The capacity, mask and slot size are copied from the storage once and
-/// never re-read from shared memory; every slot index is `pos & mask`.
+/// The capacity, maxsize, mask and slot size are copied from the storage
+/// once and never re-read from shared memory; every slot index is
+/// `pos & mask`.
 #[derive(Debug)]
 pub struct Ring<S> {
     storage: S,
     cap: u64,
     mask: u64,
+    /// The most messages in the ring (`1..=cap`; Python's `maxsize`).
+    maxsize: u64,
+    /// `maxsize < cap`: producers check [`room`](Self::room) before a claim.
+    limited: bool,
+    /// This handle's last look at the head index, for
+    /// [`room`](Self::room) (rtrb's `cached_head`; never shared). Only
+    /// ever a value the head had, so never ahead of it.
+    cached_head: std::sync::atomic::AtomicU64,
     /// `log2(cap)`: `pos >> lap_shift` is the lap of a position, the tag of
     /// its claim's owner record.
     lap_shift: u32,
@@ -237,18 +256,27 @@ impl<S: Storage> Ring<S> {
     ///
     /// # Panics
     /// When the storage's capacity is not a power of two in
-    /// `1..=MAX_CAPACITY` (a storage bug: storages validate it).
+    /// `1..=MAX_CAPACITY`, or its maxsize not in `1..=capacity` (a storage
+    /// bug: storages validate them).
     pub fn new(storage: S, joinable: bool) -> Self {
         let cap = storage.capacity();
         assert!(
             cap.is_power_of_two() && cap <= MAX_CAPACITY,
             "storage capacity must be a validated power of two"
         );
+        let maxsize = storage.maxsize();
+        assert!(
+            (1..=cap).contains(&maxsize),
+            "storage maxsize must be validated"
+        );
         let slot_size = storage.slot_size();
         Self {
             storage,
             cap,
             mask: cap - 1,
+            maxsize,
+            limited: maxsize < cap,
+            cached_head: std::sync::atomic::AtomicU64::new(0),
             lap_shift: cap.trailing_zeros(),
             slot_size,
             joinable,
@@ -272,9 +300,53 @@ impl<S: Storage> Ring<S> {
         self.storage.header()
     }
 
-    /// The capacity (local copy).
+    /// The capacity in slots, a power of two (local copy).
     pub fn capacity(&self) -> u64 {
         self.cap
+    }
+
+    /// The most messages the ring holds, `1..=capacity` (local copy).
+    pub fn maxsize(&self) -> u64 {
+        self.maxsize
+    }
+
+    /// Whether a producer may claim position `p` (just read from the tail)
+    /// without the ring holding more than `maxsize` messages: `p - head <
+    /// maxsize`. One predictable branch when `maxsize == capacity` (the
+    /// stamps alone bound the ring then); otherwise checked against this
+    /// handle's cached head first, and the real head is read only when
+    /// that check fails (rtrb's `cached_head`).
+    ///
+    /// Exact under any number of producers: the head only grows, so a head
+    /// value read at any time (cached or fresh) is `<=` the head now, and
+    /// `p - head_read < maxsize` implies `p - head_now < maxsize`. A
+    /// position is claimed once (by the CAS on its slot's stamp, made only
+    /// after this check for that same `p`; the tail moves past a position
+    /// only once it is claimed), so every claimed position is below
+    /// `head + maxsize` for the head at every later instant: at most
+    /// `maxsize` positions from the head on are claimed, published or
+    /// being read. A `p` already behind the head (a stale tail read) passes
+    /// (the difference is negative) and its stamp CAS fails.
+    #[inline(always)]
+    pub(crate) fn room(&self, p: u64) -> bool {
+        if !self.limited {
+            return true;
+        }
+        // Relaxed: a local hint (see the field).
+        let h = self.cached_head.load(std::sync::atomic::Ordering::Relaxed);
+        (p.wrapping_sub(h) as i64) < self.maxsize as i64 || self.room_slow(p)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn room_slow(&self, p: u64) -> bool {
+        // Relaxed: only the count matters here (any value the head had is
+        // a bound, see `room`); the slot's stamp, loaded with Acquire
+        // before its payload is touched, orders the payload accesses.
+        let h = self.header().head.value.load(Ordering::Relaxed);
+        self.cached_head
+            .store(h, std::sync::atomic::Ordering::Relaxed);
+        (p.wrapping_sub(h) as i64) < self.maxsize as i64
     }
 
     /// Payload bytes per slot (local copy).

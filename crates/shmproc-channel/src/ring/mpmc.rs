@@ -131,6 +131,9 @@ impl<S: Storage> Ring<S> {
         // tail past position p - 1 happened before), as in
         // `try_claim_push_slow`.
         let p = hdr.tail.value.load(Ordering::Acquire);
+        if !self.room(p) {
+            return Ok(Push::Full);
+        }
         let slot = self.slot(p);
         let me = owner::my_pid();
         // AcqRel (success): Acquire pairs with the consumer's release (or a
@@ -227,6 +230,10 @@ impl<S: Storage> Ring<S> {
             let d = lap_diff(st.pos, p);
             if d == 0 {
                 if st.state == EMPTY {
+                    // `maxsize` messages from the head on already (see `room`).
+                    if !self.room(p) {
+                        return Ok(Push::Full);
+                    }
                     let claimed = stamp(p, me, WRITING);
                     // Acquire (success): as the load above. Release: the
                     // claim is what `advance` publishes to index readers.
@@ -534,7 +541,7 @@ impl<S: Storage> Ring<S> {
         self.storage.payload_ptr(claim.pos & self.mask)
     }
 
-    /// Messages in the ring, from the indices (clamped to `0..=capacity`;
+    /// Messages in the ring, from the indices (clamped to `0..=maxsize`;
     /// exact when no operation is in flight). The tail passes a position
     /// when it is published, the head when it is released (or when another
     /// producer or consumer helps the index past it), so a message counts
@@ -546,8 +553,10 @@ impl<S: Storage> Ring<S> {
         // consistent ring gives tail >= head.
         let h = hdr.head.value.load(Ordering::Acquire);
         let t = hdr.tail.value.load(Ordering::Acquire);
+        // Between the two loads both indices may move on, so the snapshot
+        // can exceed `maxsize` although the ring never does (`room`).
         let d = t.wrapping_sub(h) as i64;
-        d.clamp(0, self.cap_i()) as u64
+        d.clamp(0, self.maxsize as i64) as u64
     }
 
     /// Whether `close` was called (by any process).

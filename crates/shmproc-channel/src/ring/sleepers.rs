@@ -53,7 +53,38 @@ const REPAIRING: u64 = u64::MAX;
 /// it is repaired, and a `/proc` read per record at most every 256 wakes.
 pub(super) const REPAIR_AFTER: u32 = 256;
 
+/// When a blocking operation gives up: every form of an operation (`op`,
+/// `try_op`, `op_timeout`, `op_deadline`) is one function over this.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Until {
+    /// Already expired (the `try_` forms): one attempt, with liveness
+    /// checks (a later one may not come), and no clock read.
+    Now,
+    /// At this deadline ([`Until::NEVER`] for the plain form).
+    At(Deadline),
+}
+
+impl Until {
+    /// No deadline: wait as long as it takes.
+    pub(crate) const NEVER: Until = Until::At(Deadline::NEVER);
+}
+
 impl<S: Storage> Ring<S> {
+    /// [`block`](Self::block) until `until`; for [`Until::Now`], one
+    /// `attempt(true)` (`Ok(None)`: nothing now).
+    #[inline]
+    pub(crate) fn block_until<R, E>(
+        &self,
+        side: Side,
+        until: Until,
+        mut attempt: impl FnMut(bool) -> Result<Option<R>, E>,
+    ) -> Result<Option<R>, E> {
+        match until {
+            Until::Now => attempt(true),
+            Until::At(d) => self.block(side, d, attempt),
+        }
+    }
+
     #[inline]
     pub(super) fn words(&self, side: Side) -> (&AtomicU32, &AtomicU32) {
         let h = self.header();
