@@ -133,8 +133,8 @@ fn a_corrupt_maxsize_is_an_error_at_open() {
     let name = shm.name("q");
     let q = Queue::<u64>::create(&name, 5).expect("create");
     let file = File::from(q.segment().fd().try_clone_to_owned().expect("dup"));
-    // RingHeader::maxsize, at payload offset 88.
-    let at = DATA_OFFSET as u64 + 88;
+    // RingHeader::maxsize, at payload offset 96.
+    let at = DATA_OFFSET as u64 + 96;
     for bad in [0u64, 4, 9, u64::MAX] {
         file.write_all_at(&bad.to_le_bytes(), at).expect("write");
         match Queue::<u64>::open(&name) {
