@@ -3,4 +3,4 @@
 //! out-of-bounds access.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| shmproc_channel::fuzzing::pipe_frames(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shmproc_channel::__private::pipe_frames(data));

@@ -84,8 +84,7 @@ mod ring;
 mod storage;
 
 #[cfg(not(shmproc_loom))]
-#[doc(hidden)]
-pub mod fuzzing;
+mod fuzzing;
 #[cfg(not(shmproc_loom))]
 mod joinable;
 #[cfg(not(shmproc_loom))]
@@ -111,10 +110,14 @@ pub use ring::{LeaseState, MAX_CAPACITY};
 pub use storage::HeapStorage;
 
 /// Not API: for benches, fuzzing and loom. The ring is crate-private; the
-/// loom models (`tests/loom.rs`) drive it directly, through these
-/// re-exports. No semver promise covers anything here.
+/// loom models (`tests/loom.rs`) drive it directly, and the fuzz targets
+/// (`fuzz/`) and their corpus replay (`tests/fuzz_replay.rs`) call the fuzz
+/// entry points, through these re-exports. No semver promise covers
+/// anything here.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(not(shmproc_loom))]
+    pub use crate::fuzzing::{pipe_frames, queue_corrupt, queue_ops};
     pub use crate::ring::{Pop, Push, Ring};
 }
 

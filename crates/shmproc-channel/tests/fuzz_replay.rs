@@ -6,7 +6,7 @@
 //! `cargo test -p shmproc-channel --test fuzz_replay -- --ignored write_queue_seeds`.
 #![cfg(not(shmproc_loom))]
 
-use shmproc_channel::fuzzing;
+use shmproc_channel::__private as fuzzing;
 use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
 
 #[test]

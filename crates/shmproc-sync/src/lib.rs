@@ -49,14 +49,22 @@
 //!
 //! `shmproc_sync::raw` has the shared state structs themselves, which also
 //! work on the heap (the loom models in `tests/loom.rs` use them there).
+//!
+//! # Building blocks
+//! The other shmproc crates (the queues and pipes of `shmproc-channel`) wait
+//! and judge owners with the same pieces as the locks here; they are public
+//! and documented, with no semver promise beyond the workspace's own version:
+//! - [`futex`]: waiting on a shared word with a [`Deadline`](futex::Deadline)
+//!   in bounded slices, and the spin-then-sleep policy;
+//! - [`asym`]: asymmetric Dekker fences across processes (a compiler fence on
+//!   the hot side, `membarrier` on the side going to sleep);
+//! - [`owner`]: the owner records written into lock words and slots, and the
+//!   liveness check behind every "a holder died" report.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[doc(hidden)]
 pub mod asym;
 mod error;
-#[doc(hidden)]
 pub mod futex;
-#[doc(hidden)]
 pub mod owner;
 pub mod raw;
 
