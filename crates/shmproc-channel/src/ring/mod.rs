@@ -200,8 +200,9 @@ pub use layout::MAX_CAPACITY;
 pub(crate) use layout::{RingHeader, SlotHeader, ring_bytes, slot_geometry};
 pub use lease::LeaseState;
 pub use mpmc::{Pop, Push};
-pub(crate) use sleepers::Until;
 // For the segment storage and the queues only, which loom does not build.
+#[cfg(not(shmproc_loom))]
+pub(crate) use sleepers::Until;
 #[cfg(not(shmproc_loom))]
 pub(crate) use layout::{MAX_SLOT_SIZE, RING_HEADER_LEN, RING_MAGIC};
 #[cfg(not(shmproc_loom))]
