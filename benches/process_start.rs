@@ -88,7 +88,7 @@ fn main() {
     shmproc_process::start_forkserver().expect("fork server");
     let run = |ctx: shmproc_process::Context| {
         let p = ctx.process(noop, ());
-        let mut p = p;
+        let p = p;
         p.start().expect("start");
         assert_eq!(p.join().expect("join"), 0);
     };

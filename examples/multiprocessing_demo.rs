@@ -138,8 +138,8 @@ fn processes() -> DemoResult {
         "Process: two workers run in parallel (the tutorial's 2 s and 3 s, scaled to 0.2 s and 0.3 s)",
     );
     let start = Instant::now();
-    let mut p1 = Process::new(worker, ("Process-1".to_owned(), 200));
-    let mut p2 = Process::new(worker, ("Process-2".to_owned(), 300));
+    let p1 = Process::new(worker, ("Process-1".to_owned(), 200));
+    let p2 = Process::new(worker, ("Process-2".to_owned(), 300));
     p1.start()?; // run in parallel
     p2.start()?;
     p1.join()?; // wait for p1 to finish
@@ -157,7 +157,7 @@ fn processes() -> DemoResult {
 fn queue_squares() -> DemoResult {
     section("Queue: a child puts (n, n*n) pairs, the parent reads until the sentinel");
     let q = Queue::<[u64; 2]>::new(16)?;
-    let mut p = Process::new(square_worker, (vec![1, 2, 3, 4, 5], q.try_clone()?));
+    let p = Process::new(square_worker, (vec![1, 2, 3, 4, 5], q.try_clone()?));
     p.start()?;
     loop {
         let [n, sq] = q.get_timeout(Duration::from_secs(30))?;
@@ -176,7 +176,7 @@ fn queue_any_size() -> DemoResult {
     section("Queue of bytes, any size: a 16 MiB message through 4 KiB slots, read in place");
     let q = ByteQueue::new(8, 4096)?;
     let len = 16 << 20;
-    let mut p = Process::new(big_sender, (q.try_clone()?, len));
+    let p = Process::new(big_sender, (q.try_clone()?, len));
     p.start()?;
     let big = q.get_bytes_ref_timeout(Duration::from_secs(30))?;
     let intact = big.len() == len && big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
@@ -195,7 +195,7 @@ fn queue_any_size() -> DemoResult {
 fn pipe_conversation() -> DemoResult {
     section("Pipe: a two-way conversation with a child, then EOF after it exits");
     let (mut here, there) = Pipe::new()?;
-    let mut p = Process::new(doubler, there);
+    let p = Process::new(doubler, there);
     p.start()?;
     for n in [3u64, 7, 21] {
         here.send(&n)?;

@@ -8,8 +8,8 @@
 
 use std::fmt;
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use shmproc_shm::os::{self, Pid};
@@ -116,8 +116,8 @@ impl Builder {
             name: self.name.unwrap_or_else(default_name),
             daemon: self.daemon,
             ctx: self.ctx,
-            target: self.target,
-            started: None,
+            target: Mutex::new(self.target),
+            started: OnceLock::new(),
         }
     }
 
@@ -126,7 +126,7 @@ impl Builder {
     /// # Errors
     /// As [`Process::start`].
     pub fn start(self) -> Result<Process, ProcessError> {
-        let mut p = self.build();
+        let p = self.build();
         p.start()?;
         Ok(p)
     }
@@ -170,8 +170,10 @@ pub struct Process {
     name: String,
     daemon: bool,
     ctx: Option<Context>,
-    target: Option<Target>,
-    started: Option<Arc<Started>>,
+    /// Taken by `start` (under this lock, so two racing starts cannot both
+    /// start a child): `start` takes `&self`, as Python's `p.start()`.
+    target: Mutex<Option<Target>>,
+    started: OnceLock<Arc<Started>>,
 }
 
 impl fmt::Debug for Process {
@@ -221,7 +223,7 @@ impl Process {
     /// # Errors
     /// [`ProcessError::AlreadyStarted`] after `start` (as Python).
     pub fn set_daemon(&mut self, daemon: bool) -> Result<(), ProcessError> {
-        if self.started.is_some() {
+        if self.started.get().is_some() {
             return Err(ProcessError::AlreadyStarted {
                 name: self.name.clone(),
             });
@@ -238,8 +240,12 @@ impl Process {
     /// [`ProcessError::ClosureNeedsFork`], [`ProcessError::ForkWithThreads`],
     /// [`ProcessError::TargetOutsideExecutable`], an argument error, or the
     /// OS error of `fork` / `posix_spawn`.
-    pub fn start(&mut self) -> Result<(), ProcessError> {
-        if self.started.is_some() {
+    pub fn start(&self) -> Result<(), ProcessError> {
+        let mut slot = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.started.get().is_some() {
             return Err(ProcessError::AlreadyStarted {
                 name: self.name.clone(),
             });
@@ -247,7 +253,7 @@ impl Process {
         if crate::identity::current_child().is_some_and(|me| me.daemon) {
             return Err(ProcessError::DaemonCannotHaveChildren);
         }
-        let target = self.target.take().ok_or_else(|| ProcessError::NoTarget {
+        let target = slot.take().ok_or_else(|| ProcessError::NoTarget {
             name: self.name.clone(),
         })?;
         let ctx = self.ctx.unwrap_or_else(default_context);
@@ -268,33 +274,33 @@ impl Process {
             )?),
         };
         register(Arc::clone(&started));
-        self.started = Some(started);
+        // Cannot be set already: only a `start` holding `slot` sets it.
+        let _ = self.started.set(started);
+        drop(slot);
         Ok(())
     }
 
     fn started(&self) -> Result<&Arc<Started>, ProcessError> {
-        self.started
-            .as_ref()
-            .ok_or_else(|| ProcessError::NotStarted {
-                name: self.name.clone(),
-            })
+        self.started.get().ok_or_else(|| ProcessError::NotStarted {
+            name: self.name.clone(),
+        })
     }
 
     /// The pid, once started.
     pub fn pid(&self) -> Option<Pid> {
-        self.started.as_ref().map(|s| s.pid())
+        self.started.get().map(|s| s.pid())
     }
 
     /// Python's `exitcode`: `None` while running (or not started); 0; the
     /// code passed to `exit`; 1 after a panic; `-N` when killed by signal `N`.
     pub fn exitcode(&self) -> Option<i32> {
-        self.started.as_ref().and_then(|s| s.poll().ok().flatten())
+        self.started.get().and_then(|s| s.poll().ok().flatten())
     }
 
     /// Whether the child is running (reaps it if it has ended).
     pub fn is_alive(&self) -> bool {
         self.started
-            .as_ref()
+            .get()
             .is_some_and(|s| matches!(s.poll(), Ok(None)))
     }
 
@@ -350,18 +356,18 @@ impl Process {
     /// descriptor that is always readable (the pid may name another process
     /// by then). `None` before `start`, or if no descriptor could be opened.
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
-        self.started.as_ref().and_then(|s| s.pidfd().ok())
+        self.started.get().and_then(|s| s.pidfd().ok())
     }
 
     /// The panic message of a child that panicked (exit code 1), or the
     /// error of a child whose bootstrap failed.
     pub fn panic_message(&self) -> Option<String> {
-        self.started.as_ref().and_then(|s| s.report.message())
+        self.started.get().and_then(|s| s.report.message())
     }
 
     /// The start method it was started with.
     pub fn start_method(&self) -> Option<StartMethod> {
-        self.started.as_ref().map(|s| s.method)
+        self.started.get().map(|s| s.method)
     }
 
     /// Releases the pidfd (if one was opened) and the report segment
@@ -371,7 +377,7 @@ impl Process {
     /// [`ProcessError::StillRunning`] while the child runs (the `Process` is
     /// given back inside the error's context: join first).
     pub fn close(self) -> Result<(), ProcessError> {
-        if let Some(s) = &self.started {
+        if let Some(s) = self.started.get() {
             if s.poll()?.is_none() {
                 return Err(ProcessError::StillRunning {
                     name: self.name.clone(),
@@ -393,8 +399,8 @@ pub fn active_children() -> Vec<Process> {
             name: s.info.name.clone(),
             daemon: s.info.daemon,
             ctx: None,
-            target: None,
-            started: Some(s),
+            target: Mutex::new(None),
+            started: OnceLock::from(s),
         })
         .collect()
 }

@@ -36,7 +36,7 @@ fn exit_codes_under_every_start_method() {
         assert_eq!(p.join().expect("join"), 7, "{m}");
 
         let p = ctx.process(panics, "the message".to_string());
-        let mut p = p;
+        let p = p;
         p.start().expect("start");
         assert_eq!(p.join().expect("join"), 1, "{m}");
         let msg = p.panic_message().expect("panic message reported");
@@ -68,7 +68,7 @@ fn exit_codes_under_every_start_method() {
 #[test]
 fn closure_target_needs_fork() {
     use shmproc_process::{ProcessError, StartMethod};
-    let mut p = Process::builder()
+    let p = Process::builder()
         .start_method(StartMethod::Spawn)
         .closure(|| {})
         .build();

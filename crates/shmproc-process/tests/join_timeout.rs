@@ -18,7 +18,7 @@ fn join_timeout_and_is_alive_transitions() {
     for ctx in common::contexts() {
         let m = ctx.start_method();
         let go = Event::new().expect("event");
-        let mut p = ctx.process(waits_for, (go.try_clone().expect("handle"),));
+        let p = ctx.process(waits_for, (go.try_clone().expect("handle"),));
         assert!(!p.is_alive(), "{m}: not started yet");
         assert_eq!(p.exitcode(), None);
         assert_eq!(p.pid(), None);

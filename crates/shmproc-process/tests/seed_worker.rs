@@ -26,11 +26,11 @@ fn worker_name_delay_scenario() {
     let _w = Watchdog::named(TIMEOUT, "seed worker");
     for ctx in common::contexts() {
         let done = Array::new(2, 0u64).expect("array");
-        let mut p1 = ctx.process(
+        let p1 = ctx.process(
             worker,
             ("Process-1".into(), 20, 0, done.try_clone().expect("h")),
         );
-        let mut p2 = ctx.process(
+        let p2 = ctx.process(
             worker,
             ("Process-2".into(), 30, 1, done.try_clone().expect("h")),
         );

@@ -87,3 +87,29 @@ fn an_anonymous_simple_queue_passes_to_a_child() {
         assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
     }
 }
+
+fn store((v, n): (Value<u64>, u64)) {
+    v.store(n).expect("store");
+}
+
+/// Python's `p = Process(target=f, args=(..)); p.start(); p.join()`: no
+/// `mut` needed, and a second start is refused.
+#[test]
+fn start_takes_a_shared_reference() {
+    let _w = Watchdog::named(TIMEOUT, "start_shared_ref");
+    for ctx in common::contexts() {
+        let m = ctx.start_method();
+        let v = Value::new(0u64).expect("value");
+        let p = ctx.process(store, (v.try_clone().expect("clone"), 42));
+        p.start().expect("start");
+        assert!(
+            matches!(
+                p.start(),
+                Err(shmproc_process::ProcessError::AlreadyStarted { .. })
+            ),
+            "{m}"
+        );
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(v.load().expect("load"), 42, "{m}");
+    }
+}

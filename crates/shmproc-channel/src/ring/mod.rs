@@ -202,13 +202,13 @@ pub use lease::LeaseState;
 pub use mpmc::{Pop, Push};
 // For the segment storage and the queues only, which loom does not build.
 #[cfg(not(shmproc_loom))]
-pub(crate) use sleepers::Until;
-#[cfg(not(shmproc_loom))]
 pub(crate) use layout::{MAX_SLOT_SIZE, RING_HEADER_LEN, RING_MAGIC};
 #[cfg(not(shmproc_loom))]
 pub(crate) use lease::Fast;
 #[cfg(not(shmproc_loom))]
 pub(crate) use mpmc::Claim;
+#[cfg(not(shmproc_loom))]
+pub(crate) use sleepers::Until;
 use stamp::{EMPTY, FULL, Stamp, decode};
 
 /// Which side of the ring a blocking call waits for.
