@@ -87,6 +87,8 @@ mod storage;
 mod fuzzing;
 #[cfg(not(shmproc_loom))]
 mod joinable;
+#[cfg(all(feature = "serde", not(shmproc_loom)))]
+mod obj;
 #[cfg(not(shmproc_loom))]
 mod pipe;
 #[cfg(not(shmproc_loom))]
@@ -125,6 +127,8 @@ pub mod __private {
 pub use bytes::{ByteQueue, BytesGuard, MAX_MESSAGE_LEN, WriteGuard};
 #[cfg(not(shmproc_loom))]
 pub use joinable::JoinableQueue;
+#[cfg(all(feature = "serde", not(shmproc_loom)))]
+pub use obj::ObjQueue;
 #[cfg(not(shmproc_loom))]
 pub use pipe::{
     ClaimError, Connection, ConnectionError, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES,

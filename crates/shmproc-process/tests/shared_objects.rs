@@ -113,3 +113,58 @@ fn start_takes_a_shared_reference() {
         assert_eq!(v.load().expect("load"), 42, "{m}");
     }
 }
+
+#[cfg(feature = "serde")]
+mod objects {
+    use super::*;
+    use shmproc_channel::ObjQueue;
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Job {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+        result: Option<(i32, f64)>,
+    }
+
+    fn job(id: u64) -> Job {
+        Job {
+            id,
+            name: format!("job-{id}"),
+            // Job 2 is far larger than a slot: it travels in a side segment.
+            tags: (0..if id == 2 { 500 } else { 2 })
+                .map(|i| format!("tag{i}"))
+                .collect(),
+            result: (id % 2 == 0).then_some((-(id as i32), 0.5)),
+        }
+    }
+
+    fn producer((q, n): (ObjQueue<Job>, u64)) {
+        for id in 0..n {
+            q.put(&job(id)).expect("put");
+        }
+    }
+
+    /// Python's `Queue` of any picklable object: a child puts structs with
+    /// strings, vectors and options, one of them larger than a slot, and
+    /// the parent gets them back equal, under every start method.
+    #[test]
+    fn any_serde_type_through_a_queue_across_processes() {
+        let _w = Watchdog::named(TIMEOUT, "obj_queue");
+        for ctx in common::contexts() {
+            let m = ctx.start_method();
+            let q = ObjQueue::<Job>::new(3).expect("queue");
+            let p = ctx
+                .builder()
+                .target(producer, (q.try_clone().expect("clone"), 5))
+                .start()
+                .expect("start");
+            for id in 0..5 {
+                assert_eq!(q.get_timeout(TIMEOUT).expect("get"), job(id), "{m}");
+            }
+            assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+            assert!(q.empty(), "{m}");
+            assert_eq!(q.capacity(), 3);
+        }
+    }
+}

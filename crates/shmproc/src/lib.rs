@@ -14,6 +14,7 @@
 //! | `sharedctypes.RawValue('d', 0.0)` | [`RawValue::<f64>::create(name, 0.0)`](ShmBox::create) (Python's name for [`ShmBox`]) | available |
 //! | `sharedctypes.RawArray('i', 10)` | [`RawArray::<i32>::create(name, 10, 0)`](ShmSlice::create) (Python's name for [`ShmSlice`]) | available |
 //! | passing any shared object to a child | every [`SharedObject`] is [`Transfer`]: `Process::new(f, (queue, lock))` | available |
+//! | `Queue()` of any picklable object | `ObjQueue::<T: Serialize + DeserializeOwned>::new(maxsize)`: `put(&v)`, `get()`, ... (feature `serde`, on by default) | available |
 //! | `SharedMemory.unlink()` | [`Segment::remove`], or drop the creator's handle | available |
 //! | `cpu_count()` | [`cpu_count`] | available |
 //! | `Value('Q', 0)`, `Array('d', n)`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] | available |
@@ -56,6 +57,12 @@ pub use shmproc_channel::{
     ReadGuard, RecvError, RecvGuard, RecvTimeoutError, SendError, SendGuard, SendTimeoutError,
     SimpleQueue, TaskDoneError, TryGetError, TryPutBytesError, TryPutError, TryRecvError,
     TrySendError, WriteGuard, wait as wait_connections,
+};
+
+#[cfg(feature = "serde")]
+pub use shmproc_channel::{
+    GetObjError, GetObjTimeoutError, ObjQueue, PutObjError, PutObjTimeoutError, RecvObjError,
+    SendObjError, TryGetObjError, TryPutObjError,
 };
 
 pub use shmproc_process::{
