@@ -134,11 +134,15 @@ pub enum SegmentError {
     },
     /// The segment holds elements of another type (or another slot layout).
     #[error(
-        "segment {name} holds another element type: its fingerprint is {found:#018x}, but {expected} has {expected_fingerprint:#018x}"
+        "segment {name} holds {found_type} (fingerprint {found:#018x}), not {expected} (fingerprint {expected_fingerprint:#018x})",
+        found_type = found_type.as_deref().map_or_else(|| "another element type".to_owned(), |t| format!("`{t}`"))
     )]
     WrongType {
         /// The segment.
         name: String,
+        /// The element type its creator recorded (module paths left out),
+        /// when it recorded one that reads as text.
+        found_type: Option<String>,
         /// Fingerprint in the header.
         found: u64,
         /// The type the opener asked for.

@@ -281,6 +281,32 @@ impl TypeSpec {
         }
     }
 
+    /// The type name without module paths (`app::geo::Point` is `Point`):
+    /// what the fingerprint hashes, and what a segment records of its
+    /// element type for error messages.
+    pub fn stable_name(&self) -> String {
+        let mut out = String::with_capacity(self.type_name.len());
+        let mut rest = self.type_name;
+        while let Some(c) = rest.chars().next() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                let n = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                let (ident, after) = rest.split_at(n);
+                if let Some(tail) = after.strip_prefix("::") {
+                    rest = tail;
+                } else {
+                    out.push_str(ident);
+                    rest = after;
+                }
+            } else {
+                out.push(c);
+                rest = rest.split_at(c.len_utf8()).1;
+            }
+        }
+        out
+    }
+
     /// The same spec with `capacity` elements.
     #[must_use]
     pub const fn with_capacity(mut self, capacity: u64) -> Self {
@@ -295,10 +321,18 @@ impl TypeSpec {
         self
     }
 
-    /// FNV-1a over the type name, size, alignment, capacity, slot size, layout
-    /// version, pointer width and endianness.
+    /// FNV-1a over the type name without its module paths, size,
+    /// alignment, capacity, slot size, layout version, pointer width and
+    /// endianness.
+    ///
+    /// Module paths are left out (`my_app::geo::Point` counts as `Point`,
+    /// `[a::B; 4]` as `[B; 4]`), so two programs that define the same
+    /// `#[repr(C)]` struct in different modules or crates share its
+    /// segments; a type of another name, size or alignment is still
+    /// refused. Two structs of one name, size and alignment whose fields
+    /// differ are not told apart: give them different names.
     pub const fn fingerprint(&self) -> u64 {
-        let mut h = Fnv::new().bytes(self.type_name.as_bytes());
+        let mut h = Fnv::new().type_name(self.type_name.as_bytes());
         h = h.u64(self.size).u64(self.align).u64(self.capacity);
         h = h.u64(self.slot_size).u64(LAYOUT_VERSION as u64);
         h = h
@@ -353,6 +387,43 @@ impl Fnv {
     const fn u64(self, v: u64) -> Self {
         self.bytes(&v.to_le_bytes())
     }
+
+    /// Hashes a `type_name` without its module paths: every identifier
+    /// directly followed by `::` is skipped with the `::`.
+    const fn type_name(mut self, mut b: &[u8]) -> Self {
+        while let [first, rest @ ..] = b {
+            if !is_ident_byte(*first) {
+                self = self.bytes(&[*first]);
+                b = rest;
+                continue;
+            }
+            let (ident, after) = b.split_at(ident_len(b));
+            if let [b':', b':', tail @ ..] = after {
+                b = tail; // a path segment: left out
+            } else {
+                self = self.bytes(ident);
+                b = after;
+            }
+        }
+        self
+    }
+}
+
+const fn is_ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The length of the identifier `b` starts with.
+const fn ident_len(mut b: &[u8]) -> usize {
+    let mut n = 0;
+    while let [c, rest @ ..] = b {
+        if !is_ident_byte(*c) {
+            break;
+        }
+        n += 1;
+        b = rest;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -367,6 +438,37 @@ mod tests {
         assert_ne!(a.fingerprint(), a.with_capacity(2).fingerprint());
         assert_ne!(a.fingerprint(), a.with_slot_size(64).fingerprint());
         assert_eq!(a.fingerprint(), TypeSpec::of::<u32>().fingerprint());
+    }
+
+    #[test]
+    fn module_paths_do_not_count_but_names_do() {
+        let spec = |name| TypeSpec {
+            type_name: name,
+            ..TypeSpec::of::<[u64; 2]>()
+        };
+        let fp = |name| spec(name).fingerprint();
+        // The same struct defined in two programs' different modules.
+        assert_eq!(fp("app_a::geo::Point"), fp("app_b::Point"));
+        assert_eq!(fp("[a::b::Point; 4]"), fp("[Point; 4]"));
+        assert_eq!(fp("(u64, x::Point)"), fp("(u64, y::z::Point)"));
+        // Another name, or the same name inside another shape, is refused.
+        assert_ne!(fp("app::Point"), fp("app::Vec2"));
+        assert_ne!(fp("Point"), fp("[Point; 1]"));
+        assert_ne!(fp("a::Pair<x::A>"), fp("a::Pair<x::B>"));
+        // Primitive names have no path: their fingerprints are unchanged.
+        assert_eq!(
+            TypeSpec::of::<u32>().fingerprint(),
+            Fnv::new()
+                .bytes(b"u32")
+                .u64(4)
+                .u64(4)
+                .u64(0)
+                .u64(0)
+                .u64(LAYOUT_VERSION as u64)
+                .u64(usize::BITS as u64)
+                .u64(cfg!(target_endian = "little") as u64)
+                .0
+        );
     }
 
     #[test]

@@ -167,6 +167,13 @@ impl OpenOptions {
     }
 }
 
+/// Where a creator records its element type's name: the spare bytes right
+/// after the header.
+const TYPE_NAME_AT: usize = HEADER_LEN as usize;
+/// The longest type name recorded (longer ones are cut at a character
+/// boundary).
+const TYPE_NAME_MAX: usize = DATA_OFFSET - TYPE_NAME_AT - 1;
+
 fn fd_label(fd: BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;
     format!("<anonymous segment, fd {}>", fd.as_raw_fd())
@@ -365,6 +372,7 @@ impl Segment {
             len,
         };
         seg.header().init(total, layout.kind, &layout.ty, session);
+        seg.record_type_name(&layout.ty.stable_name());
         Ok(PendingSegment { seg: Some(seg) })
     }
 
@@ -504,7 +512,22 @@ impl Segment {
 
         // 3. Validate everything against the real size and the expectations.
         let f = hdr.snapshot();
-        validate(&seg.label, &f, size, opts)?;
+        validate(&seg.label, &f, size, opts).map_err(|e| match e {
+            SegmentError::WrongType {
+                name,
+                found_type: None,
+                found,
+                expected,
+                expected_fingerprint,
+            } => SegmentError::WrongType {
+                name,
+                found_type: seg.recorded_type_name(),
+                found,
+                expected,
+                expected_fingerprint,
+            },
+            other => other,
+        })?;
         seg.kind = f.kind;
         seg.fingerprint = f.fingerprint;
         seg.capacity = f.capacity;
@@ -807,6 +830,43 @@ impl Segment {
         os::futex_wake(&hdr.state, u32::MAX);
     }
 
+    /// Records the element type's name in the spare bytes between the
+    /// header and the payload (a length byte, then up to
+    /// [`TYPE_NAME_MAX`] bytes of UTF-8), for an opener's error message.
+    /// Called by the creator before publishing.
+    fn record_type_name(&self, name: &str) {
+        let mut n = name.len().min(TYPE_NAME_MAX);
+        while !name.is_char_boundary(n) {
+            n -= 1;
+        }
+        let mut buf = [0u8; TYPE_NAME_MAX + 1];
+        if let (Some(dst), Some(src)) = (buf.get_mut(1..=n), name.as_bytes().get(..n)) {
+            dst.copy_from_slice(src);
+            buf[0] = n as u8;
+        }
+        // SAFETY: the mapping is at least DATA_OFFSET = TYPE_NAME_AT + 64
+        // bytes long (checked at create), so the offset stays inside it.
+        let at = unsafe { self.as_ptr().add(TYPE_NAME_AT) };
+        // SAFETY: `at..at + 64` lies inside the mapping (above); the segment
+        // is not published yet, so no opener reads these bytes now.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), at, buf.len()) };
+    }
+
+    /// The element type's name its creator recorded, if it reads as one
+    /// (another process wrote these bytes: checked, never trusted).
+    fn recorded_type_name(&self) -> Option<String> {
+        // SAFETY: the mapping is at least DATA_OFFSET bytes long (checked at
+        // open before any header field is read), so the offset is inside it.
+        let at = unsafe { self.as_ptr().add(TYPE_NAME_AT) };
+        // SAFETY: `at..at + 64` lies inside the mapping; `[u8; 64]` has
+        // alignment 1 and is valid for any bits; volatile because another
+        // process may write it at any time.
+        let buf = unsafe { at.cast::<[u8; TYPE_NAME_MAX + 1]>().read_volatile() };
+        let (&len, rest) = buf.split_first()?;
+        let name = std::str::from_utf8(rest.get(..usize::from(len))?).ok()?;
+        (!name.is_empty()).then(|| name.to_owned())
+    }
+
     /// The segment's file descriptor (close-on-exec).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -915,6 +975,7 @@ pub(crate) fn validate(
     if f.fingerprint != expected.fingerprint() {
         return Err(SegmentError::WrongType {
             name: name(),
+            found_type: None,
             found: f.fingerprint,
             expected,
             expected_fingerprint: expected.fingerprint(),

@@ -211,7 +211,7 @@ fn wrong_kind_type_and_length() {
     let _s = ShmSlice::create(&slice, 8, 0u32).unwrap();
     let e = ShmSlice::<f32>::open(&slice).unwrap_err();
     assert!(matches!(e, SegmentError::WrongType { .. }), "{e:?}");
-    assert_message(&e, &slice, "another element type");
+    assert_message(&e, &slice, "holds `u32`");
     assert!(e.to_string().contains("f32"), "{e}");
     let e = ShmSlice::<u64>::open(&slice).unwrap_err();
     assert!(matches!(e, SegmentError::WrongType { .. }), "{e:?}");
