@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 use shmproc_shm::SegmentKind;
 use shmproc_shm::sync::{AtomicU32, Ordering};
 
-use crate::error::{
-    LockResult, LockTimeoutError, NotifyError, OwnerDied, ReleaseError, SyncError, TryLockError,
-};
+use crate::error::{LockResult, NotifyError, OwnerDied, ReleaseError, SyncError};
 use crate::futex::{self, Deadline, SLICE, Wake};
 use crate::handle::{Handle, Place, fixed_layout, fixed_options, shared_object};
 use crate::owner;
-use crate::raw::{Acquired, RawLock, RawRLock};
+use crate::raw::{Acquired, RawLock, RawRLock, acquire_forms};
 
 /// The shared state of a [`Condition`].
 ///
@@ -218,46 +216,7 @@ impl Condition {
         }
     }
 
-    /// Acquires the lock (Python's `acquire()`).
-    ///
-    /// # Errors
-    /// [`OwnerDied`] when a holder died and the lock is poisoned (not held).
-    pub fn acquire(&self) -> Result<(), OwnerDied> {
-        self.acquire_checked(Deadline::NEVER).expect("no deadline")
-    }
-
-    /// Acquires the lock if free.
-    ///
-    /// # Errors
-    /// [`TryLockError`].
-    #[doc(alias = "acquire_nowait")]
-    pub fn try_acquire(&self) -> Result<(), TryLockError> {
-        Ok(self
-            .acquire_checked(Deadline::after(Duration::ZERO))
-            .ok_or(TryLockError::WouldBlock)??)
-    }
-
-    /// Acquires the lock, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError> {
-        self.acquire_by(Deadline::after(timeout))
-    }
-
-    /// Acquires the lock, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError`].
-    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError> {
-        self.acquire_by(Deadline::at(deadline))
-    }
-
-    fn acquire_by(&self, deadline: Deadline) -> Result<(), LockTimeoutError> {
-        Ok(self
-            .acquire_checked(deadline)
-            .ok_or(LockTimeoutError::Timeout)??)
-    }
+    acquire_forms!(ConditionGuard<'_>, Self::guard);
 
     /// Releases the lock (one level for the RLock flavour).
     ///
@@ -269,38 +228,6 @@ impl Condition {
         } else {
             self.raw_lock().release()
         }
-    }
-
-    /// Locks; the guard releases on drop.
-    ///
-    /// # Errors
-    /// [`OwnerDied`] when poisoned (not held).
-    pub fn lock(&self) -> LockResult<ConditionGuard<'_>> {
-        self.acquire().map(|()| self.guard())
-    }
-
-    /// Locks if free.
-    ///
-    /// # Errors
-    /// [`TryLockError`].
-    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, TryLockError> {
-        self.try_acquire().map(|()| self.guard())
-    }
-
-    /// Locks, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockTimeoutError> {
-        self.acquire_timeout(timeout).map(|()| self.guard())
-    }
-
-    /// Locks, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError`].
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<ConditionGuard<'_>, LockTimeoutError> {
-        self.acquire_deadline(deadline).map(|()| self.guard())
     }
 
     /// Locks whether poisoned or not: the way to repair the protected state

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 use shmproc_shm::sync::{AtomicU32, Ordering};
 
+use super::acquire_forms;
 use super::lock::{Acquired, RawLock};
-use crate::error::{LockResult, LockTimeoutError, OwnerDied, ReleaseError, TryLockError};
+use crate::error::{OwnerDied, ReleaseError};
 use crate::futex::Deadline;
 use crate::owner;
 
@@ -173,59 +173,6 @@ impl RawRLock {
         Some(a)
     }
 
-    /// Blocks until acquired, or re-acquired by the owner (Python's `acquire()`).
-    ///
-    /// # Errors
-    /// [`OwnerDied`] when a holder died and the lock is poisoned (not held).
-    ///
-    /// # Panics
-    /// If the recursion level would exceed `u32::MAX`.
-    pub fn acquire(&self) -> Result<(), OwnerDied> {
-        self.acquire_checked(Deadline::NEVER).expect("no deadline")
-    }
-
-    /// Acquires if free or owned by the caller.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`] (not held).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    #[doc(alias = "acquire_nowait")]
-    pub fn try_acquire(&self) -> Result<(), TryLockError> {
-        Ok(self
-            .acquire_checked(Deadline::after(Duration::ZERO))
-            .ok_or(TryLockError::WouldBlock)??)
-    }
-
-    /// Acquires, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`] (not held).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError> {
-        self.acquire_by(Deadline::after(timeout))
-    }
-
-    /// Acquires, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// As [`acquire_timeout`](Self::acquire_timeout).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError> {
-        self.acquire_by(Deadline::at(deadline))
-    }
-
-    fn acquire_by(&self, deadline: Deadline) -> Result<(), LockTimeoutError> {
-        Ok(self
-            .acquire_checked(deadline)
-            .ok_or(LockTimeoutError::Timeout)??)
-    }
-
     /// Whether a holder died while holding the lock and the poison was not
     /// cleared since.
     pub fn is_poisoned(&self) -> bool {
@@ -284,51 +231,7 @@ impl RawRLock {
         }
     }
 
-    /// Blocks until acquired; the guard releases one level on drop.
-    ///
-    /// # Errors
-    /// [`OwnerDied`] when poisoned (not held).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
-        self.acquire().map(|()| RLockGuard::new(self))
-    }
-
-    /// Acquires if free or owned by the caller.
-    ///
-    /// # Errors
-    /// As [`try_acquire`](Self::try_acquire).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError> {
-        self.try_acquire().map(|()| RLockGuard::new(self))
-    }
-
-    /// Acquires, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`acquire_timeout`](Self::acquire_timeout).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockTimeoutError> {
-        self.acquire_timeout(timeout)
-            .map(|()| RLockGuard::new(self))
-    }
-
-    /// Acquires, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// As [`acquire_timeout`](Self::acquire_timeout).
-    ///
-    /// # Panics
-    /// As [`acquire`](Self::acquire).
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<RLockGuard<'_>, LockTimeoutError> {
-        self.acquire_deadline(deadline)
-            .map(|()| RLockGuard::new(self))
-    }
+    acquire_forms!(RLockGuard<'_>, RLockGuard::new);
 }
 
 /// Holds one level of a [`RawRLock`]; releases it on drop. Not `Send`: only
