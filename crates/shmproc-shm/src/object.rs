@@ -129,18 +129,69 @@ pub trait SharedObject: Sized {
     ///
     /// # Errors
     /// When the descriptor cannot be duplicated or the reopen fails.
-    fn try_clone(&self) -> Result<Self, crate::transfer::TransferError> {
+    fn try_clone(&self) -> Result<Self, TransferError> {
         let fd = self
             .segment()
             .fd()
             .try_clone_to_owned()
-            .map_err(crate::transfer::TransferError::Dup)?;
+            .map_err(TransferError::Dup)?;
         let source = match self.name() {
             Some(name) => Source::NamedFd(name, fd),
             None => Source::Fd(fd),
         };
         Self::open_as(source, self.role())
             .unwrap_or_else(|| unreachable!("a type opens its own role"))
-            .map_err(crate::transfer::TransferError::share::<Self>)
+            .map_err(TransferError::share::<Self>)
+    }
+}
+
+/// Why a value could not be passed to another process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The encoded input is malformed (it came from another process).
+    #[error("malformed argument {what}: {detail}")]
+    Malformed {
+        /// Which value.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A value could not be encoded (a serializer error).
+    #[error("cannot encode argument {what}: {detail}")]
+    Encode {
+        /// Which value.
+        what: &'static str,
+        /// The serializer's message.
+        detail: String,
+    },
+    /// A shared object could not be reopened from its handle.
+    #[error("cannot open the {what} passed from another process")]
+    Share {
+        /// Which type.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A descriptor could not be duplicated.
+    #[error("cannot duplicate a segment descriptor")]
+    Dup(#[source] std::io::Error),
+}
+
+impl TransferError {
+    /// A [`Malformed`](Self::Malformed) error.
+    pub fn malformed(what: &'static str, detail: impl Into<String>) -> Self {
+        TransferError::Malformed {
+            what,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn share<S: SharedObject>(e: S::Error) -> Self {
+        TransferError::Share {
+            what: S::WHAT,
+            source: Box::new(e),
+        }
     }
 }

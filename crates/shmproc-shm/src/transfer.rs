@@ -13,6 +13,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+pub use crate::object::TransferError;
 use crate::object::{SharedObject, Source};
 
 /// The bytes and descriptors an argument list is encoded into.
@@ -406,57 +407,6 @@ impl<S: SharedObject> Transfer for S {
             .map_err(TransferError::share::<S>)?;
         obj.take_over().map_err(TransferError::share::<S>)?;
         Ok(obj)
-    }
-}
-
-/// Why a value could not be passed to another process.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransferError {
-    /// The encoded input is malformed (it came from another process).
-    #[error("malformed argument {what}: {detail}")]
-    Malformed {
-        /// Which value.
-        what: &'static str,
-        /// What is wrong with it.
-        detail: String,
-    },
-    /// A value could not be encoded (a serializer error).
-    #[error("cannot encode argument {what}: {detail}")]
-    Encode {
-        /// Which value.
-        what: &'static str,
-        /// The serializer's message.
-        detail: String,
-    },
-    /// A shared object could not be reopened from its handle.
-    #[error("cannot open the {what} passed from another process")]
-    Share {
-        /// Which type.
-        what: &'static str,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
-    },
-    /// A descriptor could not be duplicated.
-    #[error("cannot duplicate a segment descriptor")]
-    Dup(#[source] std::io::Error),
-}
-
-impl TransferError {
-    /// A [`Malformed`](Self::Malformed) error.
-    pub fn malformed(what: &'static str, detail: impl Into<String>) -> Self {
-        TransferError::Malformed {
-            what,
-            detail: detail.into(),
-        }
-    }
-
-    pub(crate) fn share<S: SharedObject>(e: S::Error) -> Self {
-        TransferError::Share {
-            what: S::WHAT,
-            source: Box::new(e),
-        }
     }
 }
 
