@@ -57,6 +57,7 @@
 pub mod cleanup;
 mod error;
 mod header;
+mod layout;
 mod name;
 mod object;
 pub mod os;
@@ -73,6 +74,7 @@ mod fuzzing;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fuzzing::segment_open;
+    pub use crate::layout::shm_safe_field;
 }
 
 pub use error::{IndexError, NameError, OffsetError, SegmentError};
