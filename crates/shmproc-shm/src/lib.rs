@@ -62,6 +62,7 @@ mod name;
 mod object;
 pub mod os;
 mod owner;
+mod region;
 mod segment;
 pub mod sync;
 pub mod transfer;
@@ -86,6 +87,7 @@ pub use header::{
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
 pub use object::{SharedObject, Source};
 pub use owner::OwnerRecord;
+pub use region::{OutOfBounds, ShmRegion};
 pub use segment::{
     DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
     SegmentLayout, set_session_provider,
