@@ -4,7 +4,7 @@
 //! See [`SegmentHeader`] for the layout.
 
 use std::fmt;
-use std::mem::{align_of, offset_of, size_of};
+use std::mem::{align_of, size_of};
 
 use crate::sync::real::{AtomicU32, AtomicU64, Ordering};
 
@@ -84,22 +84,23 @@ pub struct SegmentHeader {
     pub session: AtomicU64,
 }
 
-const _: () = {
-    assert!(size_of::<SegmentHeader>() == HEADER_LEN as usize);
-    assert!(align_of::<SegmentHeader>() == 64);
-    assert!(offset_of!(SegmentHeader, magic) == 0);
-    assert!(offset_of!(SegmentHeader, layout_version) == 8);
-    assert!(offset_of!(SegmentHeader, header_len) == 12);
-    assert!(offset_of!(SegmentHeader, segment_len) == 16);
-    assert!(offset_of!(SegmentHeader, fingerprint) == 24);
-    assert!(offset_of!(SegmentHeader, kind) == 32);
-    assert!(offset_of!(SegmentHeader, state) == 36);
-    assert!(offset_of!(SegmentHeader, creator_pid) == 40);
-    assert!(offset_of!(SegmentHeader, flags) == 44);
-    assert!(offset_of!(SegmentHeader, capacity) == 48);
-    assert!(offset_of!(SegmentHeader, session) == 56);
-    assert!(DATA_OFFSET >= HEADER_LEN as usize && DATA_OFFSET % 128 == 0);
-};
+crate::shm_safe! {
+    SegmentHeader (size HEADER_LEN as usize, align 64) {
+        magic @ 0: AtomicU64,
+        layout_version @ 8: AtomicU32,
+        header_len @ 12: AtomicU32,
+        segment_len @ 16: AtomicU64,
+        fingerprint @ 24: AtomicU64,
+        kind @ 32: AtomicU32,
+        state @ 36: AtomicU32,
+        creator_pid @ 40: AtomicU32,
+        flags @ 44: AtomicU32,
+        capacity @ 48: AtomicU64,
+        session @ 56: AtomicU64,
+    }
+}
+
+const _: () = assert!(DATA_OFFSET >= HEADER_LEN as usize && DATA_OFFSET % 128 == 0);
 
 /// A snapshot of the header's fields, read once with `Relaxed` loads after
 /// `state` was read with `Acquire`.

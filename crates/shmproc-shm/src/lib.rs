@@ -57,10 +57,12 @@
 pub mod cleanup;
 mod error;
 mod header;
+mod layout;
 mod name;
 mod object;
 pub mod os;
 mod owner;
+mod region;
 mod segment;
 pub mod sync;
 pub mod transfer;
@@ -73,6 +75,7 @@ mod fuzzing;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fuzzing::segment_open;
+    pub use crate::layout::shm_safe_field;
 }
 
 pub use error::{IndexError, NameError, OffsetError, SegmentError};
@@ -84,6 +87,7 @@ pub use header::{
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
 pub use object::{SharedObject, Source};
 pub use owner::OwnerRecord;
+pub use region::{OutOfBounds, ShmRegion};
 pub use segment::{
     DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
     SegmentLayout, set_session_provider,

@@ -108,9 +108,6 @@ shm_safe_atomics!(
 // SAFETY: an array of ShmSafe elements has no padding between elements and
 // inherits every element's guarantees.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
-// SAFETY: the header is repr(C, align(64)), made of atomics only (asserted
-// size 64, no padding), holds no pointers and has no Drop.
-unsafe impl ShmSafe for crate::header::SegmentHeader {}
 
 const fn assert_shm_pod<T: Pod>() {
     assert!(

@@ -48,20 +48,17 @@ pub(crate) struct RawBarrier {
     reserved: AtomicU32,
 }
 
-const _: () = {
-    assert!(std::mem::size_of::<RawBarrier>() == 40);
-    assert!(std::mem::offset_of!(RawBarrier, lock) == 0);
-    assert!(std::mem::offset_of!(RawBarrier, seq) == 16);
-    assert!(std::mem::offset_of!(RawBarrier, state) == 20);
-    assert!(std::mem::offset_of!(RawBarrier, count) == 24);
-    assert!(std::mem::offset_of!(RawBarrier, parties) == 28);
-    assert!(std::mem::offset_of!(RawBarrier, generation) == 32);
-    assert!(std::mem::offset_of!(RawBarrier, reserved) == 36);
-};
-
-// SAFETY: repr(C) of a ShmSafe RawLock and six std atomics, no padding
-// (asserted above), valid for any bits, no pointers, no Drop.
-unsafe impl shmproc_shm::ShmSafe for RawBarrier {}
+shmproc_shm::shm_safe! {
+    RawBarrier (size 40, align 8) {
+        lock @ 0: RawLock,
+        seq @ 16: AtomicU32,
+        state @ 20: AtomicU32,
+        count @ 24: AtomicU32,
+        parties @ 28: AtomicU32,
+        generation @ 32: AtomicU32,
+        reserved @ 36: AtomicU32,
+    }
+}
 
 type Action = Box<dyn Fn() + Send + Sync>;
 

@@ -33,19 +33,15 @@ pub(crate) struct RawCondition {
     recursive: AtomicU32,
 }
 
-const _: () = {
-    assert!(std::mem::size_of::<RawCondition>() == 40);
-    assert!(std::mem::offset_of!(RawCondition, lock) == 0);
-    assert!(std::mem::offset_of!(RawCondition, seq) == 24);
-    assert!(std::mem::offset_of!(RawCondition, waiting) == 28);
-    assert!(std::mem::offset_of!(RawCondition, signals) == 32);
-    assert!(std::mem::offset_of!(RawCondition, recursive) == 36);
-};
-
-// SAFETY: repr(C) of a ShmSafe RawRLock and four std atomics, no padding
-// (asserted above), valid for any bits, no pointers, no Drop.
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RawCondition {}
+shmproc_shm::shm_safe! {
+    RawCondition (size 40, align 8) {
+        lock @ 0: RawRLock,
+        seq @ 24: AtomicU32,
+        waiting @ 28: AtomicU32,
+        signals @ 32: AtomicU32,
+        recursive @ 36: AtomicU32,
+    }
+}
 
 /// An interprocess condition variable (Python's `multiprocessing.Condition`).
 ///

@@ -9,6 +9,7 @@
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use shmproc_shm::ShmRegion;
 use shmproc_shm::sync::real::{AtomicU64, Ordering, fence};
 use shmproc_sync::asym;
 use shmproc_sync::futex::{self, SLICE};
@@ -19,7 +20,9 @@ use super::layout::{HDR, LINE, RingCtl, SEAL, header_bytes, parse_header};
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ring {
     pub(super) ctl: NonNull<RingCtl>,
-    pub(super) data: NonNull<u8>,
+    /// The `cap` bytes of the data area; the connection's `Arc<Segment>`
+    /// keeps them mapped.
+    pub(super) data: ShmRegion<'static>,
     pub(super) cap: u64,
     pub(super) mask: u64,
 }
@@ -137,22 +140,18 @@ impl Ring {
     /// <= cap` (else leaves it alone).
     #[inline]
     pub(super) fn read_line(&self, off: u64, line: &mut [u8; LINE as usize]) {
-        if off <= self.cap - LINE {
-            // SAFETY: `off + LINE <= cap`: inside the data area. Copied into
-            // local memory, never borrowed; the caller uses the bytes only
-            // once the record's seal (or `tail`) says they are published.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.data.as_ptr().wrapping_add(off as usize),
-                    line.as_mut_ptr(),
-                    line.len(),
-                )
-            };
-        }
+        // Copied into local memory, never borrowed; the caller uses the
+        // bytes only once the record's seal (or `tail`) says they are
+        // published. Out of the area: `line` is left alone.
+        let _ = self.data.copy_to(off as usize, line);
     }
 
     /// The seal word of the record line at data offset `off`, when `off` is
     /// a line start inside the ring.
+    ///
+    /// Not `ShmRegion::atomic_u64_at`: that would add a run-time alignment
+    /// test to every seal and every `sealed`, which the page-aligned area
+    /// and the line-aligned `off` make unnecessary.
     #[inline]
     #[allow(clippy::cast_ptr_alignment)] // checked: `off` is a multiple of 64, the area page-aligned
     pub(super) fn seal_word(&self, off: u64) -> Option<&AtomicU64> {
@@ -195,38 +194,25 @@ impl Ring {
     /// inside the ring): a fixed-size read, no wrap-around path.
     #[inline]
     pub(super) fn line_tag(&self, off: u64) -> u32 {
-        let mut t = [0u8; 4];
-        if off <= self.cap - LINE {
-            // SAFETY: `off + 4 <= off + LINE <= cap`: inside the data area;
-            // copied into local memory, never borrowed.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.data.as_ptr().wrapping_add(off as usize),
-                    t.as_mut_ptr(),
-                    t.len(),
-                )
-            };
-        }
-        u32::from_le_bytes(t)
+        // Copied into local memory, never borrowed.
+        self.data
+            .read_array::<4>(off as usize)
+            .map_or(0, u32::from_le_bytes)
     }
 
     #[inline]
     pub(super) fn read_header(&self, pos: u64) -> (u32, u64) {
-        let mut h = [0u8; HDR as usize];
         let off = pos & self.mask;
-        if off <= self.cap - HDR {
-            // SAFETY: `off + HDR <= cap`: inside the data area; the bytes are
-            // copied (a fixed-size copy, no call), never borrowed.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.data.as_ptr().wrapping_add(off as usize),
-                    h.as_mut_ptr(),
-                    h.len(),
-                )
-            };
-        } else {
-            self.copy_out(pos, h.as_mut_ptr(), HDR);
-        }
+        // A fixed-size copy (no call), never borrowed; a header that wraps
+        // around the end takes the slow path.
+        let h = self
+            .data
+            .read_array::<{ HDR as usize }>(off as usize)
+            .unwrap_or_else(|| {
+                let mut h = [0u8; HDR as usize];
+                self.copy_out(pos, h.as_mut_ptr(), HDR);
+                h
+            });
         parse_header(&h)
     }
 

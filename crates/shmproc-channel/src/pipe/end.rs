@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use shmproc_shm::sync::real::{Ordering, fence};
-use shmproc_shm::{OpenOptions, Segment, SegmentKind};
+use shmproc_shm::{Offset, OpenOptions, Segment, SegmentKind, ShmRegion};
 use shmproc_sync::{asym, futex, owner};
 
 use super::byte_ring::Ring;
@@ -188,19 +188,23 @@ impl Connection {
         }
         let base = NonNull::new(seg.data_ptr()).ok_or(Corrupt::new("null mapping", 0))?;
         let meta = base.cast::<PipeMeta>();
-        let ring = |i: usize| -> Ring {
+        let ring = |i: usize| -> Result<Ring> {
             let idx = i.min(1);
             let ctl_off = CTL_OFF.get(idx).copied().unwrap_or(CTL_OFF[0]);
             let data_off = DATA0_OFF + cap * idx as u64;
-            Ring {
+            let data = ShmRegion::new(&seg, Offset::in_payload(data_off), cap as usize)
+                .map_err(|_| Corrupt::new("pipe segment length", seg.data_len() as u64))?;
+            Ok(Ring {
                 // SAFETY: `ctl_off + 384 <= DATA0_OFF <= need <= data_len`.
                 ctl: unsafe { base.add(ctl_off) }.cast(),
-                // SAFETY: `data_off + cap <= need <= data_len`.
-                data: unsafe { base.add(data_off as usize) },
+                // SAFETY: the connection holds `seg` (an `Arc`) for as long
+                // as it uses its rings, so the data area stays mapped.
+                data: unsafe { data.detach() },
                 cap,
                 mask: cap - 1,
-            }
+            })
         };
+        let (rx, tx) = (ring(end)?, ring(1 - end)?);
         // SAFETY: `PipeMeta` is at payload offset 0 inside the mapping,
         // atomics only.
         let mode = unsafe { meta.as_ref() }.mode.load(Ordering::Relaxed);
@@ -211,8 +215,8 @@ impl Connection {
             (m, _) => return Err(Corrupt::new("pipe mode", u64::from(m)).into()),
         };
         Ok(Connection {
-            rx: ring(end),
-            tx: ring(1 - end),
+            rx,
+            tx,
             seg,
             end,
             can_read,

@@ -3,13 +3,11 @@
 //! with their compile-time layout checks, and the record format (header
 //! bytes, [`record_shape`], [`Rec`]). See the [pipe module docs](super) for
 //! the protocol.
-// `unsafe impl ShmSafe` for the shared structs, each justified.
-#![allow(unsafe_code)]
 
-use std::mem::{offset_of, size_of};
+use std::mem::size_of;
 
-use shmproc_shm::sync::real::{AtomicU32, AtomicU64};
-use shmproc_shm::{ShmSafe, TypeSpec};
+use shmproc_shm::sync::real::{AtomicU8, AtomicU32, AtomicU64};
+use shmproc_shm::{TypeSpec, shm_safe};
 
 /// The smallest pipe ring (per direction), in bytes.
 pub const MIN_CAPACITY: usize = 4096;
@@ -74,7 +72,7 @@ pub(super) const SPEC: TypeSpec = TypeSpec {
 pub(super) struct EndRecord {
     pub(super) owner: AtomicU64,
     pub(super) closed: AtomicU32,
-    _reserved: u32,
+    _reserved: AtomicU32,
 }
 
 /// The first line of a pipe segment.
@@ -92,10 +90,10 @@ pub(super) struct EndRecord {
 pub(super) struct PipeMeta {
     pub(super) capacity: AtomicU64,
     pub(super) mode: AtomicU32,
-    _reserved: u32,
+    _reserved: AtomicU32,
     pub(super) ends: [EndRecord; 2],
     pub(super) seal_key: AtomicU64,
-    _pad: [u8; 72],
+    _pad: [AtomicU8; 72],
 }
 
 /// One 128-byte line holding an index.
@@ -103,7 +101,7 @@ pub(super) struct PipeMeta {
 #[derive(Debug)]
 pub(super) struct IndexLine {
     pub(super) value: AtomicU64,
-    _pad: [u8; 120],
+    _pad: [AtomicU8; 120],
 }
 
 /// The wake line of a ring.
@@ -125,7 +123,7 @@ pub(super) struct WakeLine {
     pub(super) signalled: AtomicU32,
     pub(super) busy: AtomicU32,
     pub(super) heavy: AtomicU32,
-    _pad: [u8; 104],
+    _pad: [AtomicU8; 104],
 }
 
 /// The control block of one ring.
@@ -143,33 +141,59 @@ pub(super) struct RingCtl {
     pub(super) wake: WakeLine,
 }
 
+shm_safe! {
+    EndRecord (size 16, align 8) {
+        owner @ 0: AtomicU64,
+        closed @ 8: AtomicU32,
+        _reserved @ 12: AtomicU32,
+    }
+}
+
+shm_safe! {
+    PipeMeta (size 128, align 128) {
+        capacity @ 0: AtomicU64,
+        mode @ 8: AtomicU32,
+        _reserved @ 12: AtomicU32,
+        ends @ 16: [EndRecord; 2],
+        seal_key @ 48: AtomicU64,
+        _pad @ 56: [AtomicU8; 72],
+    }
+}
+
+shm_safe! {
+    IndexLine (size 128, align 128) {
+        value @ 0: AtomicU64,
+        _pad @ 8: [AtomicU8; 120],
+    }
+}
+
+shm_safe! {
+    WakeLine (size 128, align 128) {
+        wake @ 0: AtomicU32,
+        waiters @ 4: AtomicU32,
+        armed @ 8: AtomicU32,
+        signalled @ 12: AtomicU32,
+        busy @ 16: AtomicU32,
+        heavy @ 20: AtomicU32,
+        _pad @ 24: [AtomicU8; 104],
+    }
+}
+
+shm_safe! {
+    RingCtl (size 384, align 128) {
+        tail @ 0: IndexLine,
+        head @ 128: IndexLine,
+        wake @ 256: WakeLine,
+    }
+}
+
 const _: () = {
-    assert!(size_of::<EndRecord>() == 16);
-    assert!(size_of::<PipeMeta>() == 128);
-    assert!(offset_of!(PipeMeta, ends) == 16);
-    assert!(offset_of!(PipeMeta, seal_key) == 48);
     assert!(SEAL % 8 == 0 && SEAL >= HDR && INLINE + INLINE_MAX == LINE);
-    assert!(size_of::<IndexLine>() == 128);
-    assert!(size_of::<WakeLine>() == 128);
-    assert!(offset_of!(WakeLine, busy) == 16);
-    assert!(offset_of!(WakeLine, heavy) == 20);
-    assert!(offset_of!(RingCtl, tail) == 0);
-    assert!(offset_of!(RingCtl, head) == 128);
-    assert!(offset_of!(RingCtl, wake) == 256);
-    assert!(size_of::<RingCtl>() == 384);
     assert!(CTL_OFF[0] >= META_OFF + size_of::<PipeMeta>());
     assert!(CTL_OFF[1] == CTL_OFF[0] + size_of::<RingCtl>());
     assert!(CTL_OFF[1] + size_of::<RingCtl>() <= DATA0_OFF as usize);
     assert!((DATA0_OFF as usize + shmproc_shm::DATA_OFFSET) % 4096 == 0);
-    assert!(!std::mem::needs_drop::<PipeMeta>());
-    assert!(!std::mem::needs_drop::<RingCtl>());
 };
-
-// SAFETY: fixed-width integers and atomics only, `repr(C)`, explicit padding;
-// any byte pattern is a valid value.
-unsafe impl ShmSafe for PipeMeta {}
-// SAFETY: as for `PipeMeta`.
-unsafe impl ShmSafe for RingCtl {}
 
 /// A fresh random seal key (std's per-process random hasher keys, mixed
 /// with the time): not a secret from the peer, only unguessable for payload

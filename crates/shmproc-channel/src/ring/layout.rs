@@ -4,9 +4,9 @@
 //! Invariants: every type here is `repr(C)` (the index lines and the header
 //! `repr(C, align(128))`) of atomics only, with explicit reserved words, so
 //! every bit pattern is valid; the compile-time assertions pin each offset
-//! to the table in the type's docs. A layout change is a new [`RING_MAGIC`].
-//! The assertions, the `ShmSafe` impls and the in-segment initialisers are
-//! not built under loom (its atomics are other types, of other sizes).
+//! to the table in the type's docs ([`shmproc_shm::shm_safe!`]). A layout
+//! change is a new [`RING_MAGIC`]. The assertions, the `ShmSafe` impls and
+//! the in-segment initialisers are not built under loom (its atomics are other types, of other sizes).
 
 use std::fmt;
 
@@ -175,48 +175,48 @@ pub struct RingHeader {
 }
 
 #[cfg(not(shmproc_loom))]
-const _: () = {
-    use std::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<RingHeader>() == RING_HEADER_LEN);
-    assert!(align_of::<RingHeader>() == 128);
-    assert!(offset_of!(RingHeader, magic) == 0);
-    assert!(offset_of!(RingHeader, capacity) == 8);
-    assert!(offset_of!(RingHeader, slot_size) == 16);
-    assert!(offset_of!(RingHeader, stride) == 24);
-    assert!(offset_of!(RingHeader, closed) == 32);
-    assert!(offset_of!(RingHeader, get_seq) == 36);
-    assert!(offset_of!(RingHeader, get_waiters) == 40);
-    assert!(offset_of!(RingHeader, put_seq) == 44);
-    assert!(offset_of!(RingHeader, put_waiters) == 48);
-    assert!(offset_of!(RingHeader, join_seq) == 52);
-    assert!(offset_of!(RingHeader, join_waiters) == 56);
-    assert!(offset_of!(RingHeader, flags) == 60);
-    assert!(offset_of!(RingHeader, skipped_writes) == 64);
-    assert!(offset_of!(RingHeader, abandoned_reads) == 72);
-    assert!(offset_of!(RingHeader, unfinished) == 80);
-    assert!(offset_of!(RingHeader, queue_id) == 88);
-    assert!(offset_of!(RingHeader, maxsize) == 96);
-    assert!(offset_of!(RingHeader, tail) == 128);
-    assert!(offset_of!(RingHeader, head) == 256);
-    assert!(size_of::<IndexLine>() == 128);
-    assert!(offset_of!(IndexLine, lease) == 8);
-    assert!(offset_of!(IndexLine, active) == 16);
-    assert!(offset_of!(IndexLine, sleepers) == 24);
-    assert!(size_of::<SlotHeader>() == SLOT_HEADER_LEN);
-    assert!(offset_of!(SlotHeader, stamp) == 0);
-    assert!(offset_of!(SlotHeader, owner) == 8);
-};
+shmproc_shm::shm_safe! {
+    IndexLine (size 128, align 128) {
+        value @ 0: AtomicU64,
+        lease @ 8: AtomicU64,
+        active @ 16: AtomicU64,
+        sleepers @ 24: [AtomicU64; SLEEPER_SLOTS],
+    }
+}
 
-// SAFETY: repr(C, align(128)) of std atomics only, with explicit reserved
-// words and no implicit padding (size asserted above), valid for every bit
-// pattern, no pointers, no Drop.
 #[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RingHeader {}
-// SAFETY: repr(C) of two std atomics (asserted 16 bytes), as above.
+shmproc_shm::shm_safe! {
+    RingHeader (size RING_HEADER_LEN, align 128) {
+        magic @ 0: AtomicU64,
+        capacity @ 8: AtomicU64,
+        slot_size @ 16: AtomicU64,
+        stride @ 24: AtomicU64,
+        closed @ 32: AtomicU32,
+        get_seq @ 36: AtomicU32,
+        get_waiters @ 40: AtomicU32,
+        put_seq @ 44: AtomicU32,
+        put_waiters @ 48: AtomicU32,
+        join_seq @ 52: AtomicU32,
+        join_waiters @ 56: AtomicU32,
+        flags @ 60: AtomicU32,
+        skipped_writes @ 64: AtomicU64,
+        abandoned_reads @ 72: AtomicU64,
+        unfinished @ 80: AtomicU64,
+        queue_id @ 88: AtomicU64,
+        maxsize @ 96: AtomicU64,
+        _reserved @ 104: [AtomicU64; 3],
+        tail @ 128: IndexLine,
+        head @ 256: IndexLine,
+    }
+}
+
 #[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for SlotHeader {}
+shmproc_shm::shm_safe! {
+    SlotHeader (size SLOT_HEADER_LEN, align 8) {
+        stamp @ 0: AtomicU64,
+        owner @ 8: AtomicU64,
+    }
+}
 
 impl RingHeader {
     /// A fresh header (for heap storage).

@@ -73,19 +73,13 @@ pub struct RawLock {
 }
 
 #[cfg(not(shmproc_loom))]
-const _: () = {
-    assert!(std::mem::size_of::<RawLock>() == 16);
-    assert!(std::mem::align_of::<RawLock>() == 8);
-    assert!(std::mem::offset_of!(RawLock, word) == 0);
-    assert!(std::mem::offset_of!(RawLock, deaths) == 4);
-    assert!(std::mem::offset_of!(RawLock, owner) == 8);
-};
-
-// SAFETY: repr(C), three std atomics (the shim is std outside loom) with no
-// padding (asserted above), valid for every bit pattern, no pointers, no Drop.
-#[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RawLock {}
+shmproc_shm::shm_safe! {
+    RawLock (size 16, align 8) {
+        word @ 0: AtomicU32,
+        deaths @ 4: AtomicU32,
+        owner @ 8: AtomicU64,
+    }
+}
 
 impl fmt::Debug for RawLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

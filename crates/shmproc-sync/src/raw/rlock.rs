@@ -35,18 +35,13 @@ pub struct RawRLock {
 }
 
 #[cfg(not(shmproc_loom))]
-const _: () = {
-    assert!(std::mem::size_of::<RawRLock>() == 24);
-    assert!(std::mem::offset_of!(RawRLock, lock) == 0);
-    assert!(std::mem::offset_of!(RawRLock, owner_tid) == 16);
-    assert!(std::mem::offset_of!(RawRLock, count) == 20);
-};
-
-// SAFETY: repr(C) of a ShmSafe RawLock and two std atomics, no padding
-// (asserted above), valid for every bit pattern, no pointers, no Drop.
-#[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RawRLock {}
+shmproc_shm::shm_safe! {
+    RawRLock (size 24, align 8) {
+        lock @ 0: RawLock,
+        owner_tid @ 16: AtomicU32,
+        count @ 20: AtomicU32,
+    }
+}
 
 impl fmt::Debug for RawRLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

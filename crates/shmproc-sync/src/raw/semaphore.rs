@@ -33,19 +33,14 @@ pub struct RawSemaphore {
 }
 
 #[cfg(not(shmproc_loom))]
-const _: () = {
-    assert!(std::mem::size_of::<RawSemaphore>() == 16);
-    assert!(std::mem::offset_of!(RawSemaphore, value) == 0);
-    assert!(std::mem::offset_of!(RawSemaphore, waiters) == 4);
-    assert!(std::mem::offset_of!(RawSemaphore, max) == 8);
-    assert!(std::mem::offset_of!(RawSemaphore, reserved) == 12);
-};
-
-// SAFETY: repr(C) of four std atomics, no padding (asserted above), valid for
-// every bit pattern, no pointers, no Drop.
-#[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RawSemaphore {}
+shmproc_shm::shm_safe! {
+    RawSemaphore (size 16, align 4) {
+        value @ 0: AtomicU32,
+        waiters @ 4: AtomicU32,
+        max @ 8: AtomicU32,
+        reserved @ 12: AtomicU32,
+    }
+}
 
 impl fmt::Debug for RawSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,17 +214,12 @@ pub struct RawEvent {
 }
 
 #[cfg(not(shmproc_loom))]
-const _: () = {
-    assert!(std::mem::size_of::<RawEvent>() == 8);
-    assert!(std::mem::offset_of!(RawEvent, flag) == 0);
-    assert!(std::mem::offset_of!(RawEvent, waiters) == 4);
-};
-
-// SAFETY: repr(C) of two std atomics, no padding (asserted above), valid for
-// every bit pattern, no pointers, no Drop.
-#[cfg(not(shmproc_loom))]
-#[allow(unsafe_code)]
-unsafe impl shmproc_shm::ShmSafe for RawEvent {}
+shmproc_shm::shm_safe! {
+    RawEvent (size 8, align 4) {
+        flag @ 0: AtomicU32,
+        waiters @ 4: AtomicU32,
+    }
+}
 
 impl fmt::Debug for RawEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
