@@ -14,7 +14,7 @@ use crate::error::{
     JoinTimeoutError, PutError, PutTimeoutError, QueueError, TaskDoneError, TryPutError,
 };
 use crate::queue::Queue;
-use crate::ring::RingHeader;
+use crate::ring::{RingHeader, uncount};
 
 /// Python's `multiprocessing.JoinableQueue`: every [`put`](Self::put)
 /// counts a task, [`task_done`](Self::task_done) marks one finished, and
@@ -222,32 +222,4 @@ impl<T: Pod> JoinableQueue<T> {
             }
         }
     }
-}
-
-/// Decrements the unfinished count (saturating) and wakes joiners at 0.
-pub(crate) fn uncount(hdr: &RingHeader) -> Result<(), crate::error::TaskDoneError> {
-    let mut cur = hdr.unfinished.load(Ordering::Relaxed);
-    loop {
-        if cur == 0 {
-            return Err(crate::error::TaskDoneError);
-        }
-        // SeqCst: Release publishes the finished task's effects to `join`'s
-        // Acquire load; SeqCst pairs with the joiner's registration + fence
-        // (store-buffering excluded, as in Ring::publish).
-        match hdr.unfinished.compare_exchange_weak(
-            cur,
-            cur - 1,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => break,
-            Err(v) => cur = v,
-        }
-    }
-    if cur == 1 && hdr.join_waiters.load(Ordering::SeqCst) != 0 {
-        // Release: pairs with the Acquire load of join_seq in `join_until`.
-        hdr.join_seq.fetch_add(1, Ordering::Release);
-        futex::wake(&hdr.join_seq, u32::MAX);
-    }
-    Ok(())
 }

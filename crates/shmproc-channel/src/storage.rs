@@ -1,50 +1,13 @@
 //! The two [`Storage`]s of a ring: a shared-memory segment, and the heap
-//! (where loom can track every payload access).
+//! (where loom can track every payload access). The trait itself is the
+//! ring's (`ring/mod.rs`): this module uses the ring, never the reverse.
 
 #![allow(unsafe_code)] // Slot pointers into a mapping (bounds fixed at open) and payload copies through them.
 #![deny(clippy::indexing_slicing)]
 
 use shmproc_shm::sync::UnsafeCell;
 
-use crate::ring::{RingHeader, SlotHeader, slot_geometry};
-
-/// Where a ring's header and slots live: a shared-memory segment, or the
-/// heap (for loom and single-process use). Implementations take the index
-/// modulo the capacity themselves, so any index is in bounds.
-pub trait Storage {
-    /// The ring header.
-    fn header(&self) -> &RingHeader;
-    /// The capacity (slots, a power of two), validated when the storage was
-    /// made (never re-read).
-    fn capacity(&self) -> u64;
-    /// The most messages the ring holds (`1..=capacity`), validated when
-    /// the storage was made (never re-read).
-    fn maxsize(&self) -> u64;
-    /// Payload bytes per slot, validated when the storage was made.
-    fn slot_size(&self) -> usize;
-    /// The header of slot `index & (capacity - 1)`.
-    fn slot(&self, index: u64) -> &SlotHeader;
-    /// Copies `src` into the payload of slot `index` at `offset` (clamped to
-    /// the slot size).
-    fn write_payload(&self, index: u64, offset: usize, src: &[u8]);
-    /// Copies the payload of slot `index` from `offset` into `dst` (clamped).
-    fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]);
-    /// A pointer to the payload of slot `index` (`slot_size` bytes, aligned
-    /// to 16), for zero-copy access by the holder of the slot's claim.
-    fn payload_ptr(&self, index: u64) -> *mut u8;
-    /// A hint: start fetching, for writing, the payload line of slot
-    /// `index` when it is not the slot header's line. No effect on memory.
-    #[inline]
-    fn prefetch_payload(&self, index: u64) {
-        let _ = index;
-    }
-    /// A hint: start fetching, for writing, the header line of slot
-    /// `index`. No effect on memory.
-    #[inline]
-    fn prefetch_header(&self, index: u64) {
-        let _ = index;
-    }
-}
+use crate::ring::{RingHeader, SlotHeader, Storage, slot_geometry};
 
 /// A ring on the heap: the same algorithm, for one process (and for loom).
 #[derive(Debug)]

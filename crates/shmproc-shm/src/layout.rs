@@ -1,8 +1,15 @@
-//! [`shm_safe!`](crate::shm_safe): the one place where a shared layout's
+//! What may sit in shared memory and how it is addressed: the [`ShmSafe`]
+//! marker, [`Offset`] (offsets, never pointers), and
+//! [`shm_safe!`](crate::shm_safe), the one place where a shared layout's
 //! size, alignment and field offsets are asserted and its [`ShmSafe`] impl
-//! is written.
-//!
-//! [`ShmSafe`]: crate::ShmSafe
+//! is written. A leaf: it uses nothing else of the crate but the atomics
+//! shim.
+#![allow(unsafe_code)] // The ShmSafe and Pod marker impls (atomics, arrays, Offset).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::header::DATA_OFFSET;
 
 /// Asserts a shared struct's layout at compile time and implements
 /// [`ShmSafe`](crate::ShmSafe) for it.
@@ -161,3 +168,94 @@ macro_rules! shm_safe {
 #[doc(hidden)]
 #[inline(always)]
 pub const fn shm_safe_field<F: crate::ShmSafe>(_field: &F) {}
+
+/// A position in a segment, in bytes from the segment base, typed by what
+/// lives there. Offsets, never pointers, go into shared memory: each process
+/// maps a segment at its own address. [`Segment::resolve`](crate::Segment::resolve) turns one into a
+/// pointer after checking bounds and alignment.
+#[repr(transparent)]
+pub struct Offset<T> {
+    raw: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Offset<T> {
+    /// The offset `raw` bytes from the segment base.
+    pub const fn new(raw: u64) -> Self {
+        Self {
+            raw,
+            _t: PhantomData,
+        }
+    }
+
+    /// The offset `n` bytes into the payload (`DATA_OFFSET + n` from the base).
+    pub const fn in_payload(n: u64) -> Self {
+        Self::new(DATA_OFFSET as u64 + n)
+    }
+
+    /// The raw byte offset from the segment base.
+    pub const fn get(self) -> u64 {
+        self.raw
+    }
+
+    /// The same offset, retyped.
+    pub const fn cast<U>(self) -> Offset<U> {
+        Offset::new(self.raw)
+    }
+}
+
+impl<T> Clone for Offset<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Offset<T> {}
+impl<T> PartialEq for Offset<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+impl<T> Eq for Offset<T> {}
+impl<T> fmt::Debug for Offset<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Offset<{}>({})", std::any::type_name::<T>(), self.raw)
+    }
+}
+// SAFETY: `Offset<T>` is `repr(transparent)` over a `u64` (PhantomData is a
+// ZST), so every bit pattern is valid and all-zeroes is a valid value.
+unsafe impl<T: 'static> bytemuck::Zeroable for Offset<T> {}
+// SAFETY: as above; it has no padding, no pointers and is `Copy`.
+unsafe impl<T: 'static> bytemuck::Pod for Offset<T> {}
+
+/// A type that may sit in shared memory and be accessed through `&T` from
+/// several processes at once.
+///
+/// # Safety
+/// Implementors must:
+/// - be `#[repr(C)]` or `#[repr(transparent)]` all the way down, with no
+///   implicit padding whose contents matter;
+/// - be valid for **every** bit pattern (another process can write anything);
+/// - hold no pointers, references, file descriptors or other process-local
+///   handles, and need no `Drop`;
+/// - keep every byte that can change after publication inside an atomic, so
+///   concurrent writes from other processes are never data races.
+pub unsafe trait ShmSafe: Sync + Sized + 'static {}
+
+macro_rules! shm_safe_atomics {
+    ($($t:ty),*) => {$(
+        // SAFETY: a std atomic integer is repr(C)-compatible with its integer,
+        // valid for every bit pattern, holds no pointers, and is only mutated
+        // atomically.
+        unsafe impl ShmSafe for $t {}
+    )*};
+}
+shm_safe_atomics!(
+    crate::sync::real::AtomicU8,
+    crate::sync::real::AtomicU32,
+    crate::sync::real::AtomicU64,
+    crate::sync::real::AtomicI32,
+    crate::sync::real::AtomicI64
+);
+// SAFETY: an array of ShmSafe elements has no padding between elements and
+// inherits every element's guarantees.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}

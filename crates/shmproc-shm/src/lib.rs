@@ -84,6 +84,7 @@ pub use header::{
     STATE_INITIALIZING, STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind,
     TypeSpec,
 };
+pub use layout::{Offset, ShmSafe};
 pub use name::{MAX_NAME_LEN, NAME_PREFIX, SegmentName};
 pub use object::{SharedObject, Source};
 pub use owner::OwnerRecord;
@@ -92,6 +93,6 @@ pub use segment::{
     DEFAULT_INIT_TIMEOUT, MAX_SEGMENT_LEN, OpenOptions, PeekedHeader, PendingSegment, Segment,
     SegmentLayout, set_session_provider,
 };
-pub use view::{Offset, ShmBox, ShmSafe, ShmSlice};
+pub use view::{ShmBox, ShmSlice};
 
 pub use bytemuck::{Pod, Zeroable};

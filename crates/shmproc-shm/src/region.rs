@@ -11,9 +11,9 @@ use std::ptr::NonNull;
 use bytemuck::Pod;
 
 use crate::error::OffsetError;
+use crate::layout::Offset;
 use crate::segment::Segment;
 use crate::sync::real::{AtomicU32, AtomicU64};
-use crate::view::Offset;
 
 /// A range `off .. off + len` left a [`ShmRegion`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

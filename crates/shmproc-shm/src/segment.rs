@@ -19,10 +19,10 @@ use crate::header::{
     STATE_INITIALIZING, STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind,
     TypeSpec,
 };
+use crate::layout::{Offset, ShmSafe};
 use crate::name::SegmentName;
 use crate::os;
 use crate::sync::real::Ordering;
-use crate::view::{Offset, ShmSafe};
 
 /// How long [`Segment::open`] waits, by default, for a creator that is still
 /// initialising the segment.

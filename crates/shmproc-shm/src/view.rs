@@ -1,10 +1,9 @@
-//! Typed views of segments: [`Offset`], the [`ShmSafe`] marker, and the
-//! [`ShmBox`] / [`ShmSlice`] containers over `bytemuck::Pod` data.
+//! Typed views of segments: the [`ShmBox`] / [`ShmSlice`] containers over
+//! `bytemuck::Pod` data.
 
 #![allow(unsafe_code)] // Typed access to mapped memory: raw pointer reads and writes, marker-trait impls.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
@@ -13,101 +12,11 @@ use bytemuck::Pod;
 
 use crate::error::{IndexError, SegmentError};
 use crate::header::{DATA_OFFSET, SegmentKind, TypeSpec};
+use crate::layout::Offset;
 use crate::object::{SharedObject, Source};
 use crate::segment::{OpenOptions, Segment, SegmentLayout};
 
 const ANONYMOUS: &str = "<anonymous segment>";
-
-/// A position in a segment, in bytes from the segment base, typed by what
-/// lives there. Offsets, never pointers, go into shared memory: each process
-/// maps a segment at its own address. [`Segment::resolve`] turns one into a
-/// pointer after checking bounds and alignment.
-#[repr(transparent)]
-pub struct Offset<T> {
-    raw: u64,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> Offset<T> {
-    /// The offset `raw` bytes from the segment base.
-    pub const fn new(raw: u64) -> Self {
-        Self {
-            raw,
-            _t: PhantomData,
-        }
-    }
-
-    /// The offset `n` bytes into the payload (`DATA_OFFSET + n` from the base).
-    pub const fn in_payload(n: u64) -> Self {
-        Self::new(DATA_OFFSET as u64 + n)
-    }
-
-    /// The raw byte offset from the segment base.
-    pub const fn get(self) -> u64 {
-        self.raw
-    }
-
-    /// The same offset, retyped.
-    pub const fn cast<U>(self) -> Offset<U> {
-        Offset::new(self.raw)
-    }
-}
-
-impl<T> Clone for Offset<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Offset<T> {}
-impl<T> PartialEq for Offset<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.raw == other.raw
-    }
-}
-impl<T> Eq for Offset<T> {}
-impl<T> fmt::Debug for Offset<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Offset<{}>({})", std::any::type_name::<T>(), self.raw)
-    }
-}
-// SAFETY: `Offset<T>` is `repr(transparent)` over a `u64` (PhantomData is a
-// ZST), so every bit pattern is valid and all-zeroes is a valid value.
-unsafe impl<T: 'static> bytemuck::Zeroable for Offset<T> {}
-// SAFETY: as above; it has no padding, no pointers and is `Copy`.
-unsafe impl<T: 'static> bytemuck::Pod for Offset<T> {}
-
-/// A type that may sit in shared memory and be accessed through `&T` from
-/// several processes at once.
-///
-/// # Safety
-/// Implementors must:
-/// - be `#[repr(C)]` or `#[repr(transparent)]` all the way down, with no
-///   implicit padding whose contents matter;
-/// - be valid for **every** bit pattern (another process can write anything);
-/// - hold no pointers, references, file descriptors or other process-local
-///   handles, and need no `Drop`;
-/// - keep every byte that can change after publication inside an atomic, so
-///   concurrent writes from other processes are never data races.
-pub unsafe trait ShmSafe: Sync + Sized + 'static {}
-
-macro_rules! shm_safe_atomics {
-    ($($t:ty),*) => {$(
-        // SAFETY: a std atomic integer is repr(C)-compatible with its integer,
-        // valid for every bit pattern, holds no pointers, and is only mutated
-        // atomically.
-        unsafe impl ShmSafe for $t {}
-    )*};
-}
-shm_safe_atomics!(
-    crate::sync::real::AtomicU8,
-    crate::sync::real::AtomicU32,
-    crate::sync::real::AtomicU64,
-    crate::sync::real::AtomicI32,
-    crate::sync::real::AtomicI64
-);
-// SAFETY: an array of ShmSafe elements has no padding between elements and
-// inherits every element's guarantees.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 
 const fn assert_shm_pod<T: Pod>() {
     assert!(

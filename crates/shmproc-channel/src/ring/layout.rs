@@ -12,8 +12,10 @@ use std::fmt;
 
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 
-use super::lease::LEASE_FREE;
 use super::stamp::{EMPTY, stamp};
+
+/// `IndexLine::lease`: nobody has operated on this side yet.
+pub(super) const LEASE_FREE: u64 = 0;
 
 /// The largest capacity of a ring (slots); positions are compared modulo
 /// 2^40, so the capacity must stay far below that.

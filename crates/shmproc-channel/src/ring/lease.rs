@@ -14,14 +14,13 @@
 use shmproc_shm::sync::{Ordering, spin_loop};
 use shmproc_sync::{asym, owner};
 
+use super::Storage;
+use super::layout::LEASE_FREE;
 use super::layout::{FLAG_FENCES, IndexLine};
 use super::stamp::{EMPTY, FULL, stamp};
 use super::{Ring, Side};
 use crate::error::Corrupt;
-use crate::storage::Storage;
 
-/// `IndexLine::lease`: nobody has operated on this side yet.
-pub(super) const LEASE_FREE: u64 = 0;
 /// `IndexLine::lease`: the side runs the CAS protocol, for good.
 const LEASE_SHARED: u64 = 1;
 /// `IndexLine::lease` kinds in the high half (the low half is the holder's

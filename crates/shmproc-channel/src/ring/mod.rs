@@ -188,13 +188,82 @@ use shmproc_shm::sync::{AtomicU64, Ordering};
 use shmproc_sync::owner;
 
 use crate::error::Corrupt;
-use crate::storage::Storage;
 
 mod layout;
 mod lease;
 mod mpmc;
 mod sleepers;
 mod stamp;
+
+/// Where a ring's header and slots live: a shared-memory segment, or the
+/// heap (for loom and single-process use). Implementations take the index
+/// modulo the capacity themselves, so any index is in bounds.
+pub trait Storage {
+    /// The ring header.
+    fn header(&self) -> &RingHeader;
+    /// The capacity (slots, a power of two), validated when the storage was
+    /// made (never re-read).
+    fn capacity(&self) -> u64;
+    /// The most messages the ring holds (`1..=capacity`), validated when
+    /// the storage was made (never re-read).
+    fn maxsize(&self) -> u64;
+    /// Payload bytes per slot, validated when the storage was made.
+    fn slot_size(&self) -> usize;
+    /// The header of slot `index & (capacity - 1)`.
+    fn slot(&self, index: u64) -> &SlotHeader;
+    /// Copies `src` into the payload of slot `index` at `offset` (clamped to
+    /// the slot size).
+    fn write_payload(&self, index: u64, offset: usize, src: &[u8]);
+    /// Copies the payload of slot `index` from `offset` into `dst` (clamped).
+    fn read_payload(&self, index: u64, offset: usize, dst: &mut [u8]);
+    /// A pointer to the payload of slot `index` (`slot_size` bytes, aligned
+    /// to 16), for zero-copy access by the holder of the slot's claim.
+    fn payload_ptr(&self, index: u64) -> *mut u8;
+    /// A hint: start fetching, for writing, the payload line of slot
+    /// `index` when it is not the slot header's line. No effect on memory.
+    #[inline]
+    fn prefetch_payload(&self, index: u64) {
+        let _ = index;
+    }
+    /// A hint: start fetching, for writing, the header line of slot
+    /// `index`. No effect on memory.
+    #[inline]
+    fn prefetch_header(&self, index: u64) {
+        let _ = index;
+    }
+}
+
+/// `JoinableQueue`'s task count: decrements the unfinished count
+/// (saturating) and wakes joiners at 0. Here, not in `joinable.rs`, because
+/// the ring itself uncounts the position of a producer that died before
+/// publishing (`mpmc.rs`), and the ring uses no queue module.
+#[cfg(not(shmproc_loom))]
+pub(crate) fn uncount(hdr: &RingHeader) -> Result<(), crate::error::TaskDoneError> {
+    let mut cur = hdr.unfinished.load(Ordering::Relaxed);
+    loop {
+        if cur == 0 {
+            return Err(crate::error::TaskDoneError);
+        }
+        // SeqCst: Release publishes the finished task's effects to `join`'s
+        // Acquire load; SeqCst pairs with the joiner's registration + fence
+        // (store-buffering excluded, as in Ring::publish).
+        match hdr.unfinished.compare_exchange_weak(
+            cur,
+            cur - 1,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(v) => cur = v,
+        }
+    }
+    if cur == 1 && hdr.join_waiters.load(Ordering::SeqCst) != 0 {
+        // Release: pairs with the Acquire load of join_seq in `join_until`.
+        hdr.join_seq.fetch_add(1, Ordering::Release);
+        shmproc_sync::futex::wake(&hdr.join_seq, u32::MAX);
+    }
+    Ok(())
+}
 
 pub use layout::MAX_CAPACITY;
 pub(crate) use layout::{RingHeader, SlotHeader, ring_bytes, slot_geometry};

@@ -15,11 +15,11 @@ use shmproc_shm::sync::{Ordering, spin_loop};
 use shmproc_sync::futex;
 use shmproc_sync::owner;
 
+use super::Storage;
 use super::lease::Lease;
 use super::stamp::{EMPTY, FULL, READING, WRITING, is_writing_at, lap_diff, stamp};
 use super::{Ring, Side, SlotHeader};
 use crate::error::Corrupt;
-use crate::storage::Storage;
 
 /// Iterations of one operation that see the same index value before it
 /// reports [`Corrupt`] (legitimately, a handful).
@@ -440,7 +440,7 @@ impl<S: Storage> Ring<S> {
                             // built there), so no ring is joinable.
                             #[cfg(not(shmproc_loom))]
                             if self.joinable {
-                                let _ = crate::joinable::uncount(hdr);
+                                let _ = super::uncount(hdr);
                             }
                             self.advance(&hdr.head.value, p);
                             self.wake(Side::Put);

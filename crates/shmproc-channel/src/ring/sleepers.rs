@@ -15,11 +15,11 @@ use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering, fence, spin_loop};
 use shmproc_sync::futex::{self, Deadline, SLICE, Spin};
 use shmproc_sync::{asym, owner};
 
+use super::Storage;
 use super::layout::{FLAG_FENCES, SLEEPER_SLOTS};
 use super::mpmc::Pop;
 use super::{Ring, Side};
 use crate::error::Corrupt;
-use crate::storage::Storage;
 
 /// Pauses between the spinning attempts of a producer waiting for room
 /// (a consumer waiting for a message pauses once: it polls for latency). A
