@@ -235,7 +235,8 @@ fn pool_map_is_prime() -> DemoResult {
     let start = Instant::now();
     let mut children = Vec::new();
     for i in 0..workers {
-        let args = (input.try_clone()?, output.try_clone()?, i, workers);
+        // References to shared objects travel as handles: no try_clone.
+        let args = (&input, &output, i, workers);
         children.push(Process::builder().target(prime_worker, args).start()?);
     }
     for c in &children {

@@ -135,7 +135,7 @@ pub use start_method::{DEFAULT_START_METHOD, StartMethod, get_all_start_methods}
 pub use tracker::{ENV_TRACKER, TRACKER_LINGER, reap_orphaned_segments, reap_segments_of};
 #[cfg(feature = "serde")]
 pub use transfer::Serde;
-pub use transfer::{Packer, PodArg, Transfer, TransferError, Unpacker};
+pub use transfer::{Packer, PassAs, PodArg, Transfer, TransferError, Unpacker};
 pub use wait::wait;
 
 pub use shmproc_shm::os::Pid;

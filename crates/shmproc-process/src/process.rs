@@ -19,7 +19,7 @@ use crate::error::ProcessError;
 use crate::start_method::StartMethod;
 use crate::started::{Started, register, registered};
 use crate::target::{FnTarget, Target};
-use crate::transfer::{Transfer, pack_args};
+use crate::transfer::{PassAs, Transfer, pack_args_as};
 
 /// The next default name's number (low 32 bits) and the pid it counts for
 /// (high 32 bits): a forked child counts from 1 again without being told.
@@ -94,10 +94,10 @@ impl Builder {
     /// The arguments are encoded now (shared objects become handles) and
     /// decoded in the child.
     #[must_use]
-    pub fn target<A: Transfer>(mut self, f: fn(A), args: A) -> Self {
+    pub fn target<A: Transfer, P: PassAs<A>>(mut self, f: fn(A), args: P) -> Self {
         self.target = Some(Target::Fn {
             f: FnTarget::new(f),
-            packed: pack_args(&args).map_err(ProcessError::from),
+            packed: pack_args_as(&args).map_err(ProcessError::from),
         });
         self
     }
@@ -136,7 +136,7 @@ impl Builder {
 /// below `Process`).
 impl Context {
     /// A process running `target(args)` in this context.
-    pub fn process<A: Transfer>(&self, target: fn(A), args: A) -> Process {
+    pub fn process<A: Transfer, P: PassAs<A>>(&self, target: fn(A), args: P) -> Process {
         self.builder().target(target, args).build()
     }
 
@@ -199,7 +199,7 @@ impl Process {
     }
 
     /// A process running `target(args)` with the default context.
-    pub fn new<A: Transfer>(target: fn(A), args: A) -> Process {
+    pub fn new<A: Transfer, P: PassAs<A>>(target: fn(A), args: P) -> Process {
         Self::builder().target(target, args).build()
     }
 

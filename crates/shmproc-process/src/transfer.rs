@@ -5,5 +5,5 @@
 
 #[cfg(feature = "serde")]
 pub use shmproc_shm::transfer::Serde;
-pub(crate) use shmproc_shm::transfer::pack_args;
-pub use shmproc_shm::transfer::{Packer, PodArg, Transfer, TransferError, Unpacker};
+pub(crate) use shmproc_shm::transfer::pack_args_as;
+pub use shmproc_shm::transfer::{Packer, PassAs, PodArg, Transfer, TransferError, Unpacker};

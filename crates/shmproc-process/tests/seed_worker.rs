@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use shmproc_process::Shareable;
 use shmproc_sync::Array;
 use shmproc_testing::{TIMEOUT, Watchdog};
 
@@ -26,14 +25,8 @@ fn worker_name_delay_scenario() {
     let _w = Watchdog::named(TIMEOUT, "seed worker");
     for ctx in common::contexts() {
         let done = Array::new(2, 0u64).expect("array");
-        let p1 = ctx.process(
-            worker,
-            ("Process-1".into(), 20, 0, done.try_clone().expect("h")),
-        );
-        let p2 = ctx.process(
-            worker,
-            ("Process-2".into(), 30, 1, done.try_clone().expect("h")),
-        );
+        let p1 = ctx.process(worker, ("Process-1", 20, 0, &done));
+        let p2 = ctx.process(worker, ("Process-2", 30, 1, &done));
         p1.start().expect("start p1"); // run in parallel
         p2.start().expect("start p2");
         assert_eq!(p1.join_timeout(TIMEOUT).expect("join"), Some(0)); // wait for p1 to finish

@@ -92,6 +92,29 @@ fn store((v, n): (Value<u64>, u64)) {
     v.store(n).expect("store");
 }
 
+fn store_both((v, q, n): (Value<u64>, Queue<u64>, u64)) {
+    v.store(n).expect("store");
+    q.put_timeout(n + 1, TIMEOUT).expect("put");
+}
+
+/// Python passes a `Value` or a `Queue` to a child and keeps using it:
+/// `Process(target=f, args=(v, q, 7))`. Here `(&v, &q, 7)`: references to
+/// shared objects travel as handles, no `try_clone` needed.
+#[test]
+fn references_to_shared_objects_pass_to_a_child() {
+    let _w = Watchdog::named(TIMEOUT, "pass_by_ref");
+    for ctx in common::contexts() {
+        let m = ctx.start_method();
+        let v = Value::new(0u64).expect("value");
+        let q = Queue::<u64>::new(4).expect("queue");
+        let p = ctx.process(store_both, (&v, &q, 7));
+        p.start().expect("start");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(v.load().expect("load"), 7, "{m}");
+        assert_eq!(q.try_get().expect("put by the child"), 8, "{m}");
+    }
+}
+
 /// Python's `p = Process(target=f, args=(..)); p.start(); p.join()`: no
 /// `mut` needed, and a second start is refused.
 #[test]

@@ -410,6 +410,123 @@ impl<S: SharedObject> Transfer for S {
     }
 }
 
+/// What may be passed where a target takes an `A`: an `A` itself, or, for a
+/// shared object `S`, a reference `&S` (the parent keeps its object; the
+/// child gets its own handle, as Python passes a `Queue` to a `Process`).
+/// Tuples (up to 8) take either form in each position:
+/// `Process::new(worker, (&queue, &lock, 5))` for a
+/// `fn worker((q, l, n): (Queue<u64>, Lock, u64))`.
+pub trait PassAs<A: Transfer> {
+    /// Encodes `self` as the `A` the child decodes.
+    ///
+    /// # Errors
+    /// As [`Transfer::pack`].
+    fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError>;
+}
+
+macro_rules! pass_as_itself {
+    ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
+        impl<$($g)*> PassAs<$t> for $t {
+            fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+                self.pack(p)
+            }
+        }
+    )*};
+}
+pass_as_itself!(
+    [] u8, [] u16, [] u32, [] u64, [] u128, [] i8, [] i16, [] i32, [] i64, [] i128,
+    [] f32, [] f64, [] usize, [] isize, [] bool, [] char, [] String,
+    [T: Transfer] Vec<T>,
+    [T: Transfer] Option<T>,
+    [T: Transfer, const N: usize] [T; N],
+    [T: bytemuck::Pod] PodArg<T>,
+);
+#[cfg(feature = "serde")]
+pass_as_itself!([T: serde::Serialize + serde::de::DeserializeOwned] Serde<T>);
+
+/// A string literal where the target takes a `String`.
+impl PassAs<String> for &str {
+    fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+        p.put_blob(self.as_bytes());
+        Ok(())
+    }
+}
+
+impl<S: SharedObject> PassAs<S> for S {
+    fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+        self.pack(p)
+    }
+}
+
+impl<S: SharedObject> PassAs<S> for &S {
+    fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+        (**self).pack(p)
+    }
+}
+
+macro_rules! pass_as_tuple {
+    ($(($a:ident, $p:ident, $i:tt)),*) => {
+        impl<$($a: Transfer, $p: PassAs<$a>),*> PassAs<($($a,)*)> for ($($p,)*) {
+            fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+                $(self.$i.pack_as(p)?;)*
+                let _ = p;
+                Ok(())
+            }
+        }
+    };
+}
+pass_as_tuple!();
+pass_as_tuple!((A0, P0, 0));
+pass_as_tuple!((A0, P0, 0), (A1, P1, 1));
+pass_as_tuple!((A0, P0, 0), (A1, P1, 1), (A2, P2, 2));
+pass_as_tuple!((A0, P0, 0), (A1, P1, 1), (A2, P2, 2), (A3, P3, 3));
+pass_as_tuple!(
+    (A0, P0, 0),
+    (A1, P1, 1),
+    (A2, P2, 2),
+    (A3, P3, 3),
+    (A4, P4, 4)
+);
+pass_as_tuple!(
+    (A0, P0, 0),
+    (A1, P1, 1),
+    (A2, P2, 2),
+    (A3, P3, 3),
+    (A4, P4, 4),
+    (A5, P5, 5)
+);
+pass_as_tuple!(
+    (A0, P0, 0),
+    (A1, P1, 1),
+    (A2, P2, 2),
+    (A3, P3, 3),
+    (A4, P4, 4),
+    (A5, P5, 5),
+    (A6, P6, 6)
+);
+pass_as_tuple!(
+    (A0, P0, 0),
+    (A1, P1, 1),
+    (A2, P2, 2),
+    (A3, P3, 3),
+    (A4, P4, 4),
+    (A5, P5, 5),
+    (A6, P6, 6),
+    (A7, P7, 7)
+);
+
+/// Encodes `args`, passed as an `A`, into bytes and descriptors.
+///
+/// # Errors
+/// As [`Transfer::pack`].
+pub fn pack_args_as<A: Transfer, P: PassAs<A>>(
+    args: &P,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), TransferError> {
+    let mut p = Packer::new();
+    args.pack_as(&mut p)?;
+    Ok(p.into_parts())
+}
+
 /// Encodes `args` into bytes and descriptors.
 ///
 /// # Errors
