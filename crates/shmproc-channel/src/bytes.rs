@@ -272,23 +272,32 @@ impl ByteQueue {
         slot_size
             .checked_next_multiple_of(64)
             .filter(|&s| s <= MAX_INLINE)
-            .ok_or(QueueError::SlotSize(slot_size))
+            .ok_or(QueueError::invalid(
+                "ByteQueue",
+                format!("slot size {}: must be at most 2^30 - 64 bytes", slot_size),
+            ))
     }
 
     fn make(name: Option<&str>, capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
         if capacity == 0 || capacity as u64 > MAX_CAPACITY {
-            return Err(QueueError::Capacity(capacity));
+            return Err(QueueError::invalid(
+                "ByteQueue",
+                format!("capacity {}: must be 1..=2^30", capacity),
+            ));
         }
         let cap = (capacity as u64).next_power_of_two();
         let inline = Self::inline_size(slot_size)?;
         let ring_slot = RECORD_HEADER_LEN + inline;
-        let bytes = payload_len_for(cap, inline).ok_or(QueueError::Capacity(capacity))?;
+        let bytes = payload_len_for(cap, inline).ok_or(QueueError::invalid(
+            "ByteQueue",
+            format!("capacity {}: must be 1..=2^30", capacity),
+        ))?;
         let layout = SegmentLayout::new(SegmentKind::QUEUE, QUEUE_SPEC.with_capacity(cap), bytes);
         let pending = match name {
             Some(n) => Segment::create(n, &layout),
             None => Segment::create_anonymous(&layout),
         }
-        .map_err(QueueError::segment("create"))?;
+        .map_err(QueueError::segment("create", "ByteQueue"))?;
         SegmentStorage::init(pending.segment(), ring_slot, capacity as u64)?;
         let seg = pending.publish();
         let storage = SegmentStorage::new(seg, ring_slot)?;
@@ -322,7 +331,7 @@ impl ByteQueue {
     /// to a multiple of 64; longer ones go through side segments).
     ///
     /// # Errors
-    /// [`QueueError::Capacity`] for a capacity of 0 or above 2^30, or a slot
+    /// [`QueueError::InvalidArgument`] for a capacity of 0 or above 2^30, or a slot
     /// size above 1 GiB; segment errors.
     pub fn new(capacity: usize, slot_size: usize) -> Result<Self, QueueError> {
         Self::make(None, capacity, slot_size)
@@ -358,7 +367,7 @@ impl ByteQueue {
     pub(crate) fn open_source(source: Source<'_>) -> Result<Self, QueueError> {
         let seg = OpenOptions::new(SegmentKind::QUEUE, QUEUE_SPEC)
             .open_source(source)
-            .map_err(QueueError::segment("open"))?;
+            .map_err(QueueError::segment("open", "ByteQueue"))?;
         Self::attach(seg)
     }
 
@@ -947,7 +956,7 @@ impl ByteQueue {
     pub fn inheritable_fd(&self) -> Result<OwnedFd, QueueError> {
         self.segment()
             .inheritable_fd()
-            .map_err(QueueError::segment("share"))
+            .map_err(QueueError::segment("share", "ByteQueue"))
     }
 
     /// This queue's id, as its side segments' names carry it: read from

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use shmproc_shm::SegmentError;
+use shmproc_shm::{SegmentError, SetupError};
 
 /// Shared memory that no process following the protocol could have written:
 /// a scribbled header, index or slot stamp. The operation did nothing
@@ -24,39 +24,17 @@ impl Corrupt {
     }
 }
 
-/// Creating or opening a queue failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueueError {
-    /// The segment could not be created or opened (not found, wrong kind or
-    /// element type, truncated, ...); the cause is the
-    /// [`source`](std::error::Error::source).
-    #[error("cannot {op} queue")]
-    Segment {
-        /// `"create"`, `"open"` or `"share"`.
-        op: &'static str,
-        /// The segment layer's error.
-        #[source]
-        source: Box<SegmentError>,
-    },
-    /// The ring inside the segment is inconsistent.
-    #[error(transparent)]
-    Corrupt(#[from] Corrupt),
-    /// The capacity (`maxsize`) is 0 or above [`MAX_CAPACITY`](crate::MAX_CAPACITY).
-    #[error("invalid queue capacity {0}: must be 1..=2^30")]
-    Capacity(usize),
-    /// A [`ByteQueue`](crate::ByteQueue)'s slot size is above
-    /// [`MAX_INLINE`](crate::bytes::MAX_INLINE).
-    #[error("invalid slot size {0}: must be at most 2^30 - 64 bytes")]
-    SlotSize(usize),
-}
+/// Creating or opening a queue failed: the workspace's one setup error,
+/// [`SetupError`], under this crate's name.
+pub type QueueError = SetupError;
 
-impl QueueError {
-    #[cfg_attr(shmproc_loom, allow(dead_code))]
-    pub(crate) fn segment(op: &'static str) -> impl FnOnce(SegmentError) -> Self {
-        move |e| QueueError::Segment {
-            op,
-            source: Box::new(e),
+/// Ring memory found inconsistent while opening (`?` in the open paths).
+impl From<Corrupt> for SetupError {
+    fn from(c: Corrupt) -> Self {
+        SetupError::Corrupt {
+            name: String::new(),
+            what: c.what,
+            found: c.found,
         }
     }
 }

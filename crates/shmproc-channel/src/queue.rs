@@ -100,7 +100,10 @@ impl<T> fmt::Debug for Queue<T> {
 fn ring_capacity(capacity: usize) -> Result<u64, QueueError> {
     let c = capacity as u64;
     if capacity == 0 || c > MAX_CAPACITY {
-        return Err(QueueError::Capacity(capacity));
+        return Err(QueueError::invalid(
+            "queue",
+            format!("capacity {}: must be 1..=2^30", capacity),
+        ));
     }
     Ok(c.next_power_of_two())
 }
@@ -124,13 +127,16 @@ impl<T: Pod> Queue<T> {
         capacity: usize,
     ) -> Result<Self, QueueError> {
         let cap = ring_capacity(capacity)?;
-        let bytes = ring_bytes(cap, Self::SLOT).ok_or(QueueError::Capacity(capacity))?;
+        let bytes = ring_bytes(cap, Self::SLOT).ok_or(QueueError::invalid(
+            "queue",
+            format!("capacity {}: must be 1..=2^30", capacity),
+        ))?;
         let layout = SegmentLayout::new(kind, Self::type_spec().with_capacity(cap), bytes);
         let pending = match name {
             Some(n) => Segment::create(n, &layout),
             None => Segment::create_anonymous(&layout),
         }
-        .map_err(QueueError::segment("create"))?;
+        .map_err(QueueError::segment("create", "queue"))?;
         // Dropping `pending` on an error poisons and unlinks the segment.
         SegmentStorage::init(pending.segment(), Self::SLOT as usize, capacity as u64)?;
         let seg = pending.publish();
@@ -152,7 +158,7 @@ impl<T: Pod> Queue<T> {
     pub(crate) fn open_with(kind: SegmentKind, source: Source<'_>) -> Result<Self, QueueError> {
         let seg = Self::options(kind)
             .open_source(source)
-            .map_err(QueueError::segment("open"))?;
+            .map_err(QueueError::segment("open", "queue"))?;
         let storage = SegmentStorage::new(seg, Self::SLOT as usize)?;
         Ok(Self::from_storage(storage, kind))
     }
@@ -162,7 +168,7 @@ impl<T: Pod> Queue<T> {
     /// [`Full`](TryPutError::Full)), shared with children by fork or by fd.
     ///
     /// # Errors
-    /// [`QueueError::Capacity`] for 0 or more than 2^30; segment errors.
+    /// [`QueueError::InvalidArgument`] for 0 or more than 2^30; segment errors.
     pub fn new(capacity: usize) -> Result<Self, QueueError> {
         Self::make(None, SegmentKind::QUEUE, capacity)
     }
@@ -829,7 +835,7 @@ impl<T: Pod> Queue<T> {
     pub fn inheritable_fd(&self) -> Result<OwnedFd, QueueError> {
         self.segment()
             .inheritable_fd()
-            .map_err(QueueError::segment("share"))
+            .map_err(QueueError::segment("share", "queue"))
     }
 
     pub(crate) fn ring(&self) -> &Ring<SegmentStorage> {

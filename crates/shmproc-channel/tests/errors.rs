@@ -72,12 +72,14 @@ fn debug_does_not_need_the_value_to_be_debug() {
 #[test]
 fn a_wrapped_cause_is_shown_once() {
     let e = Queue::<u8>::open("/shmproc-test-no-such-queue").expect_err("missing");
-    let source = e
-        .source()
-        .expect("the segment error is the source")
-        .to_string();
+    // What failed and why in the message; the OS error once, as the source.
+    let source = e.source().expect("the OS error is the source").to_string();
     assert!(!e.to_string().contains(&source), "{e} repeats {source}");
-    assert_eq!(e.to_string(), "cannot open queue");
+    assert_eq!(
+        e.to_string(),
+        "cannot open queue: segment /shmproc-test-no-such-queue does not exist"
+    );
+    assert!(e.source().and_then(|s| s.source()).is_none(), "said once");
 }
 
 #[test]

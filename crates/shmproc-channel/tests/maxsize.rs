@@ -138,7 +138,9 @@ fn a_corrupt_maxsize_is_an_error_at_open() {
     for bad in [0u64, 4, 9, u64::MAX] {
         file.write_all_at(&bad.to_le_bytes(), at).expect("write");
         match Queue::<u64>::open(&name) {
-            Err(QueueError::Corrupt(c)) => assert_eq!((c.what, c.found), ("ring maxsize", bad)),
+            Err(QueueError::Corrupt { what, found, .. }) => {
+                assert_eq!((what, found), ("ring maxsize", bad))
+            }
             other => panic!("maxsize {bad}: {other:?}"),
         }
     }

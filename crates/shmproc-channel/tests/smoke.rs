@@ -82,5 +82,8 @@ fn named_open_and_fd() {
         shmproc_channel::JoinableQueue::<[u8; 3]>::open(&name),
         Err(QueueError::Segment { .. })
     ));
-    assert!(matches!(Queue::<u8>::new(0), Err(QueueError::Capacity(0))));
+    assert!(matches!(
+        Queue::<u8>::new(0),
+        Err(QueueError::InvalidArgument { .. })
+    ));
 }

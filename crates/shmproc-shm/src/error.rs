@@ -298,3 +298,122 @@ pub struct IndexError {
     /// Length of the slice.
     pub len: usize,
 }
+
+/// Creating or opening any shmproc object failed: the one setup error of
+/// the workspace (`SyncError`, `QueueError` and `ConnectionError` are this
+/// type under their crates' names).
+///
+/// Its message says what failed and why, once ("cannot open Queue: segment
+/// /x does not exist"); [`source`](std::error::Error::source) is the cause
+/// behind that, the OS error where there is one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The segment could not be created or opened, or holds something else
+    /// (not found, another kind, element type or length, truncated, ...).
+    Segment {
+        /// `"create"`, `"open"` or `"share"`.
+        op: &'static str,
+        /// The object, e.g. `"Lock"`, `"Queue"`.
+        what: &'static str,
+        /// The segment layer's error (boxed: it is large, and setup is rare).
+        source: Box<SegmentError>,
+    },
+    /// An argument is out of range (a capacity of 0, a barrier of 0
+    /// parties, ...).
+    InvalidArgument {
+        /// The object.
+        what: &'static str,
+        /// What is wrong, and the range allowed.
+        detail: String,
+    },
+    /// The segment passed validation, but its contents do not describe a
+    /// valid object (written by a buggy or hostile process).
+    Corrupt {
+        /// The segment (empty when not known where it was found).
+        name: String,
+        /// Which field.
+        what: &'static str,
+        /// The value found.
+        found: u64,
+    },
+    /// A system call failed.
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The object could not be taken over in this process (a pipe end
+    /// another process uses now, ...).
+    Unavailable {
+        /// The object.
+        what: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl SetupError {
+    /// Maps a segment error of `op` on the object `what`.
+    pub fn segment(op: &'static str, what: &'static str) -> impl FnOnce(SegmentError) -> Self {
+        move |e| SetupError::Segment {
+            op,
+            what,
+            source: Box::new(e),
+        }
+    }
+
+    /// An [`InvalidArgument`](Self::InvalidArgument) error.
+    pub fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        SetupError::InvalidArgument {
+            what,
+            detail: detail.into(),
+        }
+    }
+
+    /// Maps the OS error of the call `op`.
+    pub fn os(op: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| SetupError::Os { op, source }
+    }
+
+    /// The segment error behind a [`Segment`](Self::Segment) error.
+    pub fn segment_error(&self) -> Option<&SegmentError> {
+        match self {
+            SetupError::Segment { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Segment { op, what, source } => write!(f, "cannot {op} {what}: {source}"),
+            SetupError::InvalidArgument { what, detail } => write!(f, "invalid {what}: {detail}"),
+            SetupError::Corrupt { name, what, found } if name.is_empty() => {
+                write!(f, "shared memory is corrupt: {what} is {found:#x}")
+            }
+            SetupError::Corrupt { name, what, found } => {
+                write!(f, "segment {name} is corrupt: {what} is {found:#x}")
+            }
+            SetupError::Os { op, .. } => write!(f, "{op} failed"),
+            SetupError::Unavailable { what, source } => {
+                write!(f, "cannot take over {what}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The segment error's text is in the message: the chain goes on
+            // with its cause (the OS error), said once.
+            SetupError::Segment { source, .. } => std::error::Error::source(source.as_ref()),
+            SetupError::Os { source, .. } => Some(source),
+            // Its text is in the message too: nothing more to chain.
+            _ => None,
+        }
+    }
+}

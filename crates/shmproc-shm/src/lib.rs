@@ -78,7 +78,7 @@ pub mod __private {
     pub use crate::layout::shm_safe_field;
 }
 
-pub use error::{IndexError, NameError, OffsetError, SegmentError};
+pub use error::{IndexError, NameError, OffsetError, SegmentError, SetupError};
 pub use header::{
     DATA_OFFSET, FLAG_PERSISTENT, HEADER_LEN, HeaderFields, LAYOUT_VERSION, MAGIC,
     STATE_INITIALIZING, STATE_POISONED, STATE_READY, STATE_UNINIT, SegmentHeader, SegmentKind,

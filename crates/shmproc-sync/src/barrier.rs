@@ -122,9 +122,10 @@ impl Barrier {
 
     fn create_at(place: Place<'_>, parties: u32) -> Result<Self, SyncError> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(SyncError::InvalidArgument(format!(
-                "a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"
-            )));
+            return Err(SyncError::invalid(
+                Self::WHAT,
+                format!("a barrier needs 1 to {MAX_PARTIES} parties, not {parties}"),
+            ));
         }
         let layout = SegmentLayout::new(
             SegmentKind::BARRIER,

@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use shmproc_shm::SegmentError;
-
 /// A holder of the lock died while holding it, so the state the lock
 /// protects may be half-updated.
 ///
@@ -159,67 +157,7 @@ pub enum SetStrError {
     OwnerDied(#[from] OwnerDied),
 }
 
-/// An error creating or opening a synchronisation object or a shared value.
-///
-/// Its message says what failed and why, once: "cannot open Value: segment
-/// /x holds a Lock, not a Value"; [`source`](std::error::Error::source) is
-/// the OS error behind it, where there is one.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// The segment could not be created or opened, or holds something else
-    /// (wrong kind, type or length, not found, ...).
-    Segment {
-        /// "create" or "open".
-        op: &'static str,
-        /// The object, e.g. `Lock`, `Value`.
-        what: String,
-        /// The segment layer's error (boxed: it is large, and setup is rare).
-        source: Box<SegmentError>,
-    },
-    /// An argument is out of range (e.g. a barrier of 0 parties).
-    InvalidArgument(String),
-    /// The segment passed validation but its contents do not describe a valid
-    /// object (written by a buggy or hostile process).
-    Corrupt {
-        /// The segment.
-        name: String,
-        /// Which field.
-        what: &'static str,
-        /// The value found.
-        found: u64,
-    },
-}
-
-impl fmt::Display for SyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyncError::Segment { op, what, source } => write!(f, "cannot {op} {what}: {source}"),
-            SyncError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
-            SyncError::Corrupt { name, what, found } => {
-                write!(f, "segment {name} is corrupt: {what} is {found}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for SyncError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            // The segment error's text is in this message already: the
-            // chain goes on with its cause (the OS error), said once.
-            SyncError::Segment { source, .. } => std::error::Error::source(source.as_ref()),
-            _ => None,
-        }
-    }
-}
-
-impl SyncError {
-    /// The segment error behind a [`SyncError::Segment`].
-    pub fn segment_error(&self) -> Option<&SegmentError> {
-        match self {
-            SyncError::Segment { source, .. } => Some(source.as_ref()),
-            _ => None,
-        }
-    }
-}
+/// An error creating or opening a synchronisation object or a shared value:
+/// the workspace's one setup error, [`SetupError`](shmproc_shm::SetupError),
+/// under this crate's name.
+pub type SyncError = shmproc_shm::SetupError;

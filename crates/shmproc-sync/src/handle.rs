@@ -36,12 +36,8 @@ impl<S> fmt::Debug for Handle<S> {
     }
 }
 
-fn seg_err<'a>(op: &'static str, what: &'a str) -> impl FnOnce(SegmentError) -> SyncError + 'a {
-    move |source| SyncError::Segment {
-        op,
-        what: what.to_owned(),
-        source: Box::new(source),
-    }
+fn seg_err(op: &'static str, what: &'static str) -> impl FnOnce(SegmentError) -> SyncError {
+    SyncError::segment(op, what)
 }
 
 impl<S: ShmSafe> Handle<S> {
@@ -49,7 +45,7 @@ impl<S: ShmSafe> Handle<S> {
     /// before publishing.
     pub(crate) fn create(
         place: Place<'_>,
-        what: &str,
+        what: &'static str,
         layout: SegmentLayout,
         init: impl FnOnce(&S, &Segment) -> Result<(), SyncError>,
     ) -> Result<Self, SyncError> {
@@ -73,7 +69,7 @@ impl<S: ShmSafe> Handle<S> {
     /// Opens the segment `source` names with `opts`.
     pub(crate) fn open(
         source: Source<'_>,
-        what: &str,
+        what: &'static str,
         opts: OpenOptions,
     ) -> Result<Self, SyncError> {
         let seg = opts.open_source(source).map_err(seg_err("open", what))?;
@@ -81,11 +77,11 @@ impl<S: ShmSafe> Handle<S> {
         Ok(Self { seg, ptr })
     }
 
-    fn resolve(seg: &Segment, what: &str) -> Result<NonNull<S>, SyncError> {
+    fn resolve(seg: &Segment, what: &'static str) -> Result<NonNull<S>, SyncError> {
         seg.resolve(shmproc_shm::Offset::<S>::in_payload(0))
             .map_err(|_| SyncError::Segment {
                 op: "open",
-                what: what.to_owned(),
+                what,
                 source: Box::new(SegmentError::Truncated {
                     name: seg.label().to_owned(),
                     len: seg.len() as u64,
@@ -169,7 +165,7 @@ macro_rules! shared_object {
             pub fn inheritable_fd(&self) -> Result<std::os::fd::OwnedFd, SyncError> {
                 self.h.segment().inheritable_fd().map_err(|source| SyncError::Segment {
                     op: "share",
-                    what: $what.to_owned(),
+                    what: $what,
                     source: Box::new(source),
                 })
             }

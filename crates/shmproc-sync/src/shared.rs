@@ -113,7 +113,7 @@ impl<R: SegmentState> Shared<R> {
             .inheritable_fd()
             .map_err(|source| SyncError::Segment {
                 op: "share",
-                what: R::WHAT.to_owned(),
+                what: R::WHAT,
                 source: Box::new(source),
             })
     }

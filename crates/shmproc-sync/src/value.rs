@@ -96,22 +96,25 @@ impl<T: Pod> DataSeg<T> {
 
     fn create(
         place: Place<'_>,
-        what: &str,
+        what: &'static str,
         shape: Shape,
         len: usize,
         fill: impl Fn(usize) -> T,
     ) -> Result<Self, SyncError> {
         const { check_type::<T>() };
         if shape == Shape::Array && len == 0 {
-            return Err(SyncError::InvalidArgument(format!("{what} of length 0")));
+            return Err(SyncError::invalid(
+                what,
+                "a length of 0: an array holds at least one element",
+            ));
         }
         let payload = Self::payload(len as u64).ok_or_else(|| {
-            SyncError::InvalidArgument(format!("{what} of {len} elements is too large"))
+            SyncError::invalid(what, format!("{len} elements do not fit in a segment"))
         })?;
         let layout = SegmentLayout::new(Self::kind(shape), Self::spec(shape, len), payload);
         let err = |source| SyncError::Segment {
             op: "create",
-            what: what.to_owned(),
+            what,
             source: Box::new(source),
         };
         let pending = match place {
@@ -139,12 +142,12 @@ impl<T: Pod> DataSeg<T> {
     /// Resolves the lock and the data with bounds and alignment checks.
     fn attach(
         seg: &Segment,
-        what: &str,
+        what: &'static str,
         len: usize,
     ) -> Result<(NonNull<T>, NonNull<RawLock>), SyncError> {
         let truncated = || SyncError::Segment {
             op: "open",
-            what: what.to_owned(),
+            what,
             source: Box::new(SegmentError::Truncated {
                 name: seg.label().to_owned(),
                 len: seg.len() as u64,
@@ -165,7 +168,7 @@ impl<T: Pod> DataSeg<T> {
 
     fn open(
         source: Source<'_>,
-        what: &str,
+        what: &'static str,
         shape: Shape,
         want_len: Option<usize>,
     ) -> Result<Self, SyncError> {
@@ -183,7 +186,7 @@ impl<T: Pod> DataSeg<T> {
             .open_source(source)
             .map_err(|source| SyncError::Segment {
                 op: "open",
-                what: what.to_owned(),
+                what,
                 source: Box::new(source),
             })?;
         let len = match shape {

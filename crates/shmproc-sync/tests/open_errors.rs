@@ -96,6 +96,6 @@ fn wrong_kind_type_and_length_are_typed_errors() {
     ));
     assert!(matches!(
         Array::<u8>::new(0, 0),
-        Err(SyncError::InvalidArgument(_))
+        Err(SyncError::InvalidArgument { .. })
     ));
 }

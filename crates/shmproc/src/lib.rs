@@ -39,8 +39,8 @@
 
 pub use shmproc_shm::{
     IndexError, NameError, OffsetError, OpenOptions, PendingSegment, Pod, Segment, SegmentError,
-    SegmentKind, SegmentLayout, SegmentName, SharedObject, ShmBox, ShmSlice, Source, TypeSpec,
-    Zeroable,
+    SegmentKind, SegmentLayout, SegmentName, SetupError, SharedObject, ShmBox, ShmSlice, Source,
+    TypeSpec, Zeroable,
 };
 
 pub use shmproc_sync::{

@@ -112,7 +112,7 @@ impl Connection {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
             .open(name)
-            .map_err(ConnectionError::segment("open"))?;
+            .map_err(ConnectionError::segment("open", "pipe"))?;
         Self::attach(Arc::new(seg), end.index(), None)
     }
 
@@ -127,7 +127,7 @@ impl Connection {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
             .open_fd(fd)
-            .map_err(ConnectionError::segment("open"))?;
+            .map_err(ConnectionError::segment("open", "pipe"))?;
         Self::attach(Arc::new(seg), end.index(), None)
     }
 
@@ -136,7 +136,7 @@ impl Connection {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
             .open_source(source)
-            .map_err(ConnectionError::segment("open"))?;
+            .map_err(ConnectionError::segment("open", "pipe"))?;
         Self::attach(Arc::new(seg), end.index(), None)
     }
 

@@ -11,52 +11,20 @@
 //! the encode or decode error ([`SendObjError`], [`RecvObjError`]), so
 //! turning the feature on adds types, never variants.
 
-use shmproc_shm::SegmentError;
+use shmproc_shm::SetupError;
 
-use super::layout::{MAX_CAPACITY_BYTES, MIN_CAPACITY};
 use crate::error::Corrupt;
 
-/// Making, opening or taking over a pipe end failed ([`Pipe::new`](super::Pipe::new),
-/// [`Pipe::create`](super::Pipe::create), [`Connection::open`](super::Connection::open),
-/// [`Connection::open_fd`](super::Connection::open_fd), passing a
-/// connection to a child). The operations on an open end have their own
-/// errors ([`SendError`], [`RecvError`], [`PollError`], ...).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// The segment could not be created or opened.
-    #[error("cannot {op} the pipe's segment")]
-    Segment {
-        /// `"create"` or `"open"`.
-        op: &'static str,
-        /// The segment layer's error.
-        #[source]
-        source: Box<SegmentError>,
-    },
-    /// A system call failed (the sentinel sockets, `poll` in [`wait`](super::wait)).
-    #[error("{op} failed")]
-    Os {
-        /// The call.
-        op: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The capacity is out of range.
-    #[error("invalid pipe capacity {0}: must be {MIN_CAPACITY}..={MAX_CAPACITY_BYTES}")]
-    Capacity(usize),
-    /// The segment's contents are inconsistent.
-    #[error(transparent)]
-    Corrupt(#[from] Corrupt),
-    /// The end could not be claimed (a connection passed to a child).
-    #[error(transparent)]
-    Claim(#[from] ClaimError),
-}
+/// Creating or opening a pipe failed (setup only: each operation has its
+/// own error): the workspace's one setup error, [`SetupError`], under this
+/// crate's name.
+pub type ConnectionError = SetupError;
 
-impl ConnectionError {
-    pub(crate) fn segment(op: &'static str) -> impl FnOnce(SegmentError) -> Self {
-        move |e| ConnectionError::Segment {
-            op,
+/// A passed connection could not be claimed in the receiving process.
+impl From<ClaimError> for SetupError {
+    fn from(e: ClaimError) -> Self {
+        SetupError::Unavailable {
+            what: "Connection",
             source: Box::new(e),
         }
     }

@@ -322,7 +322,7 @@ impl Pipe {
     /// Makes an anonymous pipe with these options.
     ///
     /// # Errors
-    /// [`ConnectionError::Capacity`], and as [`new`](Self::new).
+    /// [`ConnectionError::InvalidArgument`], and as [`new`](Self::new).
     pub fn build(&self) -> Result<(Connection, Connection)> {
         self.make(None)
     }
@@ -347,16 +347,16 @@ impl Pipe {
 
     fn make(&self, name: Option<&str>) -> Result<(Connection, Connection)> {
         if !(MIN_CAPACITY..=MAX_CAPACITY_BYTES).contains(&self.capacity) {
-            return Err(ConnectionError::Capacity(self.capacity));
+            return Err(capacity_error(self.capacity));
         }
         let cap = self.capacity.next_power_of_two() as u64;
-        let len = payload_len(cap).ok_or(ConnectionError::Capacity(self.capacity))?;
+        let len = payload_len(cap).ok_or_else(|| capacity_error(self.capacity))?;
         let layout = SegmentLayout::new(SegmentKind::PIPE, SPEC.with_capacity(cap), len);
         let pending: PendingSegment = match name {
             Some(n) => Segment::create(n, &layout),
             None => Segment::create_anonymous(&layout),
         }
-        .map_err(ConnectionError::segment("create"))?;
+        .map_err(ConnectionError::segment("create", "pipe"))?;
         let seg = pending.segment();
         let m = seg
             .get::<PipeMeta>(shmproc_shm::Offset::in_payload(META_OFF as u64))
@@ -397,4 +397,11 @@ impl Pipe {
         let b = Connection::attach(seg, 1, Some(s1))?;
         Ok((a, b))
     }
+}
+
+fn capacity_error(capacity: usize) -> ConnectionError {
+    ConnectionError::invalid(
+        "pipe",
+        format!("capacity {capacity}: must be {MIN_CAPACITY}..={MAX_CAPACITY_BYTES}"),
+    )
 }
