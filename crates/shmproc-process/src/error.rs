@@ -28,6 +28,15 @@ pub enum ProcessError {
         /// The process's name.
         name: String,
     },
+    /// A `join_timeout` / `join_deadline` passed with the process running
+    /// (it is left running).
+    #[error("process {name:?} is still running after {waited:?}")]
+    Timeout {
+        /// The process's name.
+        name: String,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
     /// `close` on a process that is still running.
     #[error("process {name:?} (pid {pid}) is still running; join it before close")]
     StillRunning {

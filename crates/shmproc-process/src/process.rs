@@ -318,12 +318,36 @@ impl Process {
         self.started()?.join()
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if the child is still running.
+    /// Waits at most `timeout` for the child to end; returns its exit code
+    /// (Python's `join(timeout)`, then `exitcode`).
     ///
     /// # Errors
-    /// As [`join`](Self::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
-        self.started()?.join_timeout(timeout)
+    /// [`ProcessError::Timeout`] while the child still runs (it is left
+    /// running: join again, or `terminate`), or as [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<i32, ProcessError> {
+        let started = self.started()?;
+        started
+            .join_timeout(timeout)?
+            .ok_or_else(|| self.timed_out(timeout))
+    }
+
+    /// Waits until `deadline` for the child to end; returns its exit code.
+    ///
+    /// # Errors
+    /// As [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&self, deadline: std::time::Instant) -> Result<i32, ProcessError> {
+        let started = self.started()?;
+        let waited = deadline.saturating_duration_since(std::time::Instant::now());
+        started
+            .join_until(Some(deadline))?
+            .ok_or_else(|| self.timed_out(waited))
+    }
+
+    fn timed_out(&self, waited: Duration) -> ProcessError {
+        ProcessError::Timeout {
+            name: self.name.clone(),
+            waited,
+        }
     }
 
     /// Sends `SIGTERM` (Python's `terminate`). A no-op once it has ended.

@@ -228,9 +228,18 @@ impl Started {
         }
     }
 
-    /// Waits at most `timeout` ([`Process::join_timeout`](crate::Process::join_timeout)).
+    /// Waits at most `timeout` ([`Process::join_timeout`](crate::Process::join_timeout));
+    /// `Ok(None)` while it still runs.
     pub(crate) fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until `deadline` (forever for `None`); `Ok(None)` while it
+    /// still runs.
+    pub(crate) fn join_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<i32>, ProcessError> {
         loop {
             if let Some(code) = self.poll()? {
                 return Ok(Some(code));

@@ -82,7 +82,7 @@ fn a_daemon_cannot_start_children() {
             .expect("start");
         assert_eq!(
             p.join_timeout(TIMEOUT).expect("join"),
-            Some(0),
+            0,
             "{}",
             ctx.start_method()
         );

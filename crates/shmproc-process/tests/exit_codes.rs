@@ -87,12 +87,12 @@ fn closure_under_fork_reports_exit_code() {
         .closure(|| std::process::exit(3))
         .start()
         .expect("start");
-    assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(3));
+    assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 3);
     let p = ctx
         .builder()
         .closure(|| panic!("in closure"))
         .start()
         .expect("start");
-    assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(1));
+    assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 1);
     assert!(p.panic_message().expect("message").contains("in closure"));
 }

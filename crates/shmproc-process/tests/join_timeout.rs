@@ -36,10 +36,19 @@ fn join_timeout_and_is_alive_transitions() {
         assert!(p.pid().is_some());
         assert!(p.is_alive(), "{m}: running");
         assert_eq!(p.exitcode(), None);
-        assert_eq!(
-            p.join_timeout(Duration::from_millis(20)).expect("join"),
-            None,
+        assert!(
+            matches!(
+                p.join_timeout(Duration::from_millis(20)),
+                Err(ProcessError::Timeout { .. })
+            ),
             "{m}"
+        );
+        assert!(
+            matches!(
+                p.join_deadline(std::time::Instant::now()),
+                Err(ProcessError::Timeout { .. })
+            ),
+            "{m}: a passed deadline looks once"
         );
         assert!(p.is_alive(), "{m}: still running after a timed-out join");
 
@@ -53,10 +62,14 @@ fn join_timeout_and_is_alive_transitions() {
         );
 
         go.set();
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
         assert!(!p.is_alive(), "{m}: ended");
         assert_eq!(p.exitcode(), Some(0));
         assert_eq!(p.join().expect("join again"), 0);
+        assert_eq!(
+            p.join_deadline(std::time::Instant::now()).expect("ended"),
+            0
+        );
         let pid = p.pid();
         assert!(
             !shmproc_process::active_children()
@@ -95,6 +108,6 @@ fn close_refuses_a_running_child() {
         .into_iter()
         .find(|c| c.pid() == Some(pid));
     if let Some(c) = again {
-        assert_eq!(c.join_timeout(TIMEOUT).expect("join"), Some(0));
+        assert_eq!(c.join_timeout(TIMEOUT).expect("join"), 0);
     }
 }

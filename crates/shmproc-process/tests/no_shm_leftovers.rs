@@ -41,7 +41,7 @@ fn killed_childs_segments_are_removed_unless_in_use() {
         // The parent keeps using one of them: that one must survive.
         let kept = Value::<u64>::open(&names[1]).expect("open");
         p.kill().expect("kill");
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(-9), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), -9, "{m}");
         assert_eq!(kept.load().expect("still readable"), 7);
         assert_eq!(
             shm.leftovers(),

@@ -42,7 +42,7 @@ fn eight_children_share_a_queue_and_a_value() {
             got.push(queue.get_timeout(TIMEOUT).expect("get"));
         }
         for c in &children {
-            assert_eq!(c.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+            assert_eq!(c.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
         }
         got.sort_unstable();
         let mut want: Vec<u64> = (1..=CHILDREN)

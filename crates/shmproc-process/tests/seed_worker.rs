@@ -29,8 +29,8 @@ fn worker_name_delay_scenario() {
         let p2 = ctx.process(worker, ("Process-2", 30, 1, &done));
         p1.start().expect("start p1"); // run in parallel
         p2.start().expect("start p2");
-        assert_eq!(p1.join_timeout(TIMEOUT).expect("join"), Some(0)); // wait for p1 to finish
-        assert_eq!(p2.join_timeout(TIMEOUT).expect("join"), Some(0));
+        assert_eq!(p1.join_timeout(TIMEOUT).expect("join"), 0); // wait for p1 to finish
+        assert_eq!(p2.join_timeout(TIMEOUT).expect("join"), 0);
         println!("All processes completed ({})", ctx.start_method());
         assert_eq!(done.to_vec().expect("read"), vec![20, 30]);
     }

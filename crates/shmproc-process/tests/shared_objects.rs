@@ -57,7 +57,7 @@ fn named_objects_moved_into_the_arguments_reach_the_child() {
         for n in [&qn, &sn, &vn, &en] {
             assert!(!Segment::exists(n), "{m}: {n} unlinked by its creator");
         }
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
         assert!(e2.is_set(), "{m}");
         assert_eq!(q2.get_timeout(TIMEOUT).expect("get"), 7 + k as u64, "{m}");
         assert_eq!(s2.get_timeout(TIMEOUT).expect("get"), 107 + k as u64, "{m}");
@@ -84,7 +84,7 @@ fn an_anonymous_simple_queue_passes_to_a_child() {
         let p = ctx.builder().target(echo, args).start().expect("start");
         input.put(21).expect("put");
         assert_eq!(output.get_timeout(TIMEOUT).expect("get"), 42, "{m}");
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
     }
 }
 
@@ -109,7 +109,7 @@ fn references_to_shared_objects_pass_to_a_child() {
         let q = Queue::<u64>::new(4).expect("queue");
         let p = ctx.process(store_both, (&v, &q, 7));
         p.start().expect("start");
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
         assert_eq!(v.load().expect("load"), 7, "{m}");
         assert_eq!(q.try_get().expect("put by the child"), 8, "{m}");
     }
@@ -132,7 +132,7 @@ fn start_takes_a_shared_reference() {
             ),
             "{m}"
         );
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
         assert_eq!(v.load().expect("load"), 42, "{m}");
     }
 }
@@ -185,7 +185,7 @@ mod objects {
             for id in 0..5 {
                 assert_eq!(q.get_timeout(TIMEOUT).expect("get"), job(id), "{m}");
             }
-            assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0), "{m}");
+            assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0, "{m}");
             assert!(q.empty(), "{m}");
             assert_eq!(q.capacity(), 3);
         }

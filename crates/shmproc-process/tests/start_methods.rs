@@ -76,7 +76,7 @@ fn current_and_parent_process_in_children() {
         assert_eq!(p.name(), "the-child");
         assert_eq!(
             p.join_timeout(TIMEOUT).expect("join"),
-            Some(0),
+            0,
             "{}",
             ctx.start_method()
         );
@@ -124,7 +124,7 @@ fn pod_and_serde_arguments() {
             .expect("start");
         assert_eq!(
             p.join_timeout(TIMEOUT).expect("join"),
-            Some(0),
+            0,
             "{}",
             ctx.start_method()
         );
@@ -146,7 +146,7 @@ fn no_death_signal_runs_on_the_calling_thread() {
             .target(stores, v.try_clone().expect("h"))
             .start()
             .expect("start");
-        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), Some(0));
+        assert_eq!(p.join_timeout(TIMEOUT).expect("join"), 0);
         assert_eq!(v.load(), 99);
     }
 }
