@@ -73,6 +73,13 @@ use crate::error::Corrupt;
 /// died counts as closed. [`Connection::claim_now`] claims an end before its
 /// first use (a `Process` child does so as it receives one), so that the
 /// peer gets EOF if the claimer dies without ever using it.
+///
+/// `Send` (an end may move to another thread) but not `Sync`: one end has
+/// one user at a time, and its cached indices are plain fields.
+/// ```compile_fail
+/// fn is_sync<T: Sync>() {}
+/// is_sync::<shmproc_channel::Connection>();
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     seg: Arc<Segment>,
