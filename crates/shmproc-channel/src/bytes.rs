@@ -1190,7 +1190,8 @@ fn seg_name(seg: &Segment) -> String {
 /// Dropping the guard without committing sends nothing: the slot is
 /// published as a *cancelled* record that consumers skip (it still holds
 /// its slot, and counts in [`qsize`](ByteQueue::qsize), until a consumer
-/// passes it), and a side segment is unlinked.
+/// passes it), and a side segment is unlinked. See the crate's
+/// [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
 pub struct WriteGuard<'a> {
     q: &'a ByteQueue,
     claim: Option<Claim>,
@@ -1299,7 +1300,8 @@ impl Drop for WriteGuard<'_> {
 ///   already released.
 ///
 /// Hold the guard briefly: while an inline one lives, producers wait for
-/// its slot when the ring comes round to it.
+/// its slot when the ring comes round to it. See the crate's
+/// [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
 pub struct BytesGuard<'a> {
     ring: &'a Ring<SegmentStorage>,
     claim: Option<Claim>,

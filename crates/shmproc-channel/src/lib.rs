@@ -52,6 +52,29 @@
 //! impossible value gives a [`Corrupt`] error, never an out-of-bounds
 //! access, a panic or an endless spin.
 //!
+//! # Borrowed guards: the trust model
+//! [`ReadGuard`], [`BytesGuard`], [`RecvGuard`] and a [`WriteGuard`]/
+//! [`SendGuard`] lend `&T`, `&[u8]` or `&mut [u8]` straight into shared
+//! memory (zero-copy), which STYLE's rule "never a reference over bytes
+//! another process may write" would forbid. They are the one exception, and
+//! this is its argument, stated once:
+//! - The bytes lent belong to this process by the protocol: a slot it
+//!   claimed (its stamp names this process and the claim's lap), or a pipe
+//!   range between the reader's head and the writer's tail, or a side
+//!   segment this process unlinked before lending it. No process *following
+//!   the protocol* writes them while the guard lives.
+//! - The range was bounds-checked against lengths kept in this process (the
+//!   slot size and ring capacity read once at open), never against a length
+//!   read from shared memory afterwards, so a scribbling process cannot move
+//!   the borrow out of the mapping.
+//! - A process that breaks the protocol can change the borrowed bytes under
+//!   the reader (as it could corrupt any shared structure): the contents are
+//!   then wrong, which is what `Pod` types (valid for any bits) and byte
+//!   slices tolerate, but nothing outside the range is touched and no
+//!   invariant of this process's memory depends on them.
+//!
+//! Each guard's docs link here.
+//!
 //! # Examples
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

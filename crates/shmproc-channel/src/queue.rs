@@ -848,7 +848,8 @@ impl<T: Pod> Queue<T> {
 ///
 /// The slot is this process's by the ring protocol (its stamp says
 /// `READING` with our pid) until then; a process that scribbles over it
-/// anyway breaks the protocol, as it could any shared structure.
+/// anyway breaks the protocol, as it could any shared structure. See the
+/// crate's [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
 pub struct ReadGuard<'a, T> {
     ring: &'a Ring<SegmentStorage>,
     claim: Claim,

@@ -256,8 +256,12 @@ pub struct Value<T> {
     h: DataSeg<T>,
 }
 
-/// Holds a [`Value`]'s lock and dereferences to the value in place. Not
-/// `Sync` (it lends `&mut T`):
+/// Holds a [`Value`]'s lock and dereferences to the value in place: a
+/// reference into shared memory, sound while every process takes the lock
+/// before touching the value (the lock is the protocol; a process that
+/// writes without it can only change the `Pod` bits, which are valid
+/// whatever they are, never the bounds, checked at open). Not `Sync` (it
+/// lends `&mut T`):
 /// ```compile_fail
 /// fn is_sync<T: Sync>() {}
 /// is_sync::<shmproc_sync::ValueGuard<'static, u64>>();
@@ -433,7 +437,9 @@ pub struct Array<T> {
     h: DataSeg<T>,
 }
 
-/// Holds an [`Array`]'s lock and dereferences to the elements in place.
+/// Holds an [`Array`]'s lock and dereferences to the elements in place
+/// (the same argument as [`ValueGuard`]'s: the lock is the protocol, the
+/// length is the one checked at open).
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     _lock: LockGuard<'a>,

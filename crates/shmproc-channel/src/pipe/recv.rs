@@ -733,7 +733,8 @@ enum Body {
 /// The in-place bytes are published and sit between the reader's head and
 /// the writer's tail, which a writer following the protocol never writes;
 /// a misbehaving writer could change them while borrowed (never out of
-/// bounds: the range is inside the ring).
+/// bounds: the range is inside the ring). See the crate's
+/// [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
 #[derive(Debug)]
 pub struct RecvGuard<'a> {
     conn: &'a mut Connection,

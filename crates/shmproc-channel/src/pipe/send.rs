@@ -646,7 +646,8 @@ impl Connection {
 }
 
 /// A reservation in the sending ring ([`Connection::reserve`]): write the
-/// message in place, then [`commit`](Self::commit).
+/// message in place, then [`commit`](Self::commit). See the crate's
+/// [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
 #[derive(Debug)]
 pub struct SendGuard<'a> {
     conn: &'a mut Connection,
