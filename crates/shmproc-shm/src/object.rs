@@ -139,8 +139,9 @@ pub trait SharedObject: Sized {
             Some(name) => Source::NamedFd(name, fd),
             None => Source::Fd(fd),
         };
-        Self::open_as(source, self.role())
-            .unwrap_or_else(|| unreachable!("a type opens its own role"))
+        let role = self.role();
+        Self::open_as(source, role)
+            .ok_or_else(|| TransferError::malformed(Self::WHAT, format!("role {role}")))?
             .map_err(TransferError::share::<Self>)
     }
 }
