@@ -1,0 +1,169 @@
+//! Pool: results equal to the sequential loop under every start method,
+//! chunksize edge cases, map_slices, panics, closed pools.
+
+use std::time::Duration;
+
+use shmproc_pool::{Pool, PoolError};
+use shmproc_process::{Context, StartMethod, get_context};
+use shmproc_shm::ShmSlice;
+use shmproc_testing::Watchdog;
+
+fn contexts() -> Vec<Context> {
+    vec![
+        get_context(StartMethod::Fork).allow_fork_with_threads(true),
+        get_context(StartMethod::Spawn),
+        get_context(StartMethod::ForkServer),
+    ]
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n % 2 == 0 {
+        return n == 2;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+fn is_prime_u8(n: u64) -> u8 {
+    u8::from(is_prime(n))
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn sum_pairs(input: &[u32], out: &mut [u64]) {
+    for (x, y) in input.iter().zip(out.iter_mut()) {
+        *y = u64::from(*x) + 1_000;
+    }
+}
+
+fn picky(x: u64) -> u64 {
+    assert!(x != 37, "no thirty-seven please");
+    x
+}
+
+#[test]
+fn is_prime_under_every_start_method() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let tutorial = [10_000_019u64, 10_000_033, 10_000_079, 10_000_081];
+    let many: Vec<u64> = (10_000_000..10_200_000).collect();
+    let expected: Vec<u8> = many.iter().map(|&n| is_prime_u8(n)).collect();
+    for ctx in contexts() {
+        let method = ctx.start_method();
+        let pool = Pool::builder()
+            .processes(2)
+            .context(ctx)
+            .build()
+            .expect("pool");
+        let got = pool.map(is_prime_u8, &tutorial).expect("map");
+        let want: Vec<u8> = tutorial.iter().map(|&n| is_prime_u8(n)).collect();
+        assert_eq!(got, want, "{method:?}");
+        assert_eq!(
+            pool.map(is_prime_u8, &many).expect("map"),
+            expected,
+            "{method:?}"
+        );
+        pool.close();
+        pool.join().expect("join");
+    }
+}
+
+#[test]
+fn chunksize_edge_cases() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(3).expect("pool");
+    assert_eq!(pool.map(square, &[]).expect("empty"), Vec::<u64>::new());
+    assert_eq!(pool.map(square, &[7]).expect("one"), [49]);
+    assert_eq!(pool.map(square, &[1, 2]).expect("fewer"), [1, 4]);
+    let v: Vec<u64> = (0..10).collect();
+    let want: Vec<u64> = v.iter().map(|&x| x * x).collect();
+    assert_eq!(
+        pool.map_chunked(square, &v, Some(1000)).expect("big chunk"),
+        want
+    );
+    assert_eq!(
+        pool.map_chunked(square, &v, Some(1)).expect("chunk 1"),
+        want
+    );
+    assert_eq!(
+        pool.map_chunked(square, &v, Some(3)).expect("chunk 3"),
+        want
+    );
+    assert!(matches!(
+        pool.map_chunked(square, &v, Some(0)),
+        Err(PoolError::InvalidArgument(_))
+    ));
+    let i = ShmSlice::from_slice(&v).expect("in");
+    let o = ShmSlice::new(9, 0u64).expect("out");
+    assert!(matches!(
+        pool.map_into(square, &i, &o),
+        Err(PoolError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn zero_processes_is_invalid() {
+    assert!(matches!(Pool::new(0), Err(PoolError::InvalidArgument(_))));
+}
+
+#[test]
+fn map_into_and_map_slices_write_the_shared_output() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(2).expect("pool");
+    let v: Vec<u64> = (0..1000).collect();
+    let i = ShmSlice::from_slice(&v).expect("in");
+    let o = ShmSlice::new(v.len(), 0u64).expect("out");
+    pool.map_into(square, &i, &o).expect("map_into");
+    assert_eq!(o.to_vec(), v.iter().map(|x| x * x).collect::<Vec<_>>());
+
+    let v: Vec<u32> = (0..777).collect();
+    let i = ShmSlice::from_slice(&v).expect("in");
+    let o = ShmSlice::new(v.len(), 0u64).expect("out");
+    pool.map_slices_chunked(sum_pairs, &i, &o, Some(50))
+        .expect("map_slices");
+    assert_eq!(
+        o.to_vec(),
+        v.iter().map(|&x| u64::from(x) + 1000).collect::<Vec<_>>()
+    );
+    pool.map_slices(sum_pairs, &i, &o)
+        .expect("map_slices default");
+}
+
+#[test]
+fn a_panicking_task_fails_the_call_and_the_pool_serves_on() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(2).expect("pool");
+    let v: Vec<u64> = (0..100).collect();
+    match pool.map(picky, &v) {
+        Err(PoolError::TaskPanicked { message, index }) => {
+            assert_eq!(index, 37);
+            assert!(message.contains("no thirty-seven"), "{message}");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(pool.map(square, &[3, 4]).expect("after panic"), [9, 16]);
+}
+
+#[test]
+fn calls_after_close_are_refused() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(1).expect("pool");
+    pool.close();
+    assert!(matches!(pool.map(square, &[1]), Err(PoolError::Closed)));
+    pool.join().expect("join");
+    let pool = Pool::new(2).expect("pool");
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 2);
+    pool.terminate();
+    assert!(matches!(pool.map(square, &[1]), Err(PoolError::Closed)));
+}
