@@ -53,7 +53,7 @@ mod worker;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use error::PoolError;
@@ -118,20 +118,25 @@ impl PoolBuilder {
             ));
         }
         let ctx = self.context.unwrap_or_else(default_context);
-        let control = ShmSlice::new(SLOTS + n, 0u64)?;
+        let control = Arc::new(ShmSlice::new(SLOTS + n, 0u64)?);
         let mut inner = Inner {
             ctx,
-            control,
+            control: Arc::clone(&control),
             workers: (0..n).map(|_| None).collect(),
             job: 0,
             closed: false,
             max_retries: self.max_retries,
+            retried: 0,
+            pids: Arc::new(Mutex::new(vec![None; n])),
         };
+        let pids = Arc::clone(&inner.pids);
         for i in 0..n {
-            inner.workers[i] = Some(inner.start_worker(i)?);
+            inner.replace(i)?;
         }
         Ok(Pool {
             inner: Mutex::new(inner),
+            pids,
+            control,
         })
     }
 }
@@ -145,11 +150,15 @@ struct Worker {
 #[derive(Debug)]
 struct Inner {
     ctx: Context,
-    control: ShmSlice<u64>,
+    control: Arc<ShmSlice<u64>>,
     workers: Vec<Option<Worker>>,
     job: u64,
     closed: bool,
     max_retries: u32,
+    /// Chunks run again after their worker died, since the pool started.
+    retried: u64,
+    /// The workers' pids, readable while a call runs.
+    pids: Arc<Mutex<Vec<Option<Pid>>>>,
 }
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`) for `map`
@@ -160,6 +169,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Pool {
     inner: Mutex<Inner>,
+    pids: Arc<Mutex<Vec<Option<Pid>>>>,
+    control: Arc<ShmSlice<u64>>,
 }
 
 /// One job's fixed part.
@@ -199,14 +210,35 @@ impl Pool {
         self.lock().workers.len()
     }
 
-    /// The workers' pids (those started and not yet replaced).
+    /// The current workers' pids (a replaced worker's successor in its
+    /// place); callable while another thread's call runs.
     pub fn pids(&self) -> Vec<Pid> {
-        self.lock()
-            .workers
+        self.pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .flatten()
-            .filter_map(|w| w.process.pid())
+            .copied()
             .collect()
+    }
+
+    /// The pids of the workers that hold a chunk right now (running a
+    /// call's task); callable while another thread's call runs.
+    pub fn busy_pids(&self) -> Vec<Pid> {
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                word(&self.control, SLOTS + i).load(Ordering::Acquire) & 0xffff_ffff != 0
+            })
+            .filter_map(|(_, p)| *p)
+            .collect()
+    }
+
+    /// How many chunks were run again because their worker died, since the
+    /// pool started.
+    pub fn chunks_retried(&self) -> u64 {
+        self.lock().retried
     }
 
     /// `output[i] = f(input[i])` for every `i`, in the workers, with the
@@ -424,7 +456,7 @@ impl Inner {
             .name(format!("PoolWorker-{slot}"))
             .target(
                 worker::worker_main,
-                (&self.control, Sock(theirs), slot as u64),
+                (&*self.control, Sock(theirs), slot as u64),
             )
             .start()?;
         Ok(Worker {
@@ -433,13 +465,22 @@ impl Inner {
         })
     }
 
-    /// Replaces workers that are gone; returns what the dead one held.
+    /// Starts the worker of `slot`, reaping the one there first.
     fn replace(&mut self, slot: usize) -> Result<(), PoolError> {
         if let Some(w) = self.workers[slot].take() {
             let _ = w.process.join();
         }
-        let w = self.start_worker(slot)?;
-        self.workers[slot] = Some(w);
+        let w = self.start_worker(slot);
+        let pid = w.as_ref().ok().and_then(|w| w.process.pid());
+        if let Some(p) = self
+            .pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(slot)
+        {
+            *p = pid;
+        }
+        self.workers[slot] = Some(w?);
         Ok(())
     }
 
@@ -526,6 +567,7 @@ impl Inner {
                     *r += 1;
                     if *r <= self.max_retries && error.is_none() {
                         retry = c;
+                        self.retried += 1;
                     } else {
                         given_up += 1;
                         if error.is_none() {

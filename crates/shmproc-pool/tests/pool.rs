@@ -167,3 +167,77 @@ fn calls_after_close_are_refused() {
     pool.terminate();
     assert!(matches!(pool.map(square, &[1]), Err(PoolError::Closed)));
 }
+
+fn slow(x: u64) -> u64 {
+    let mut h = x;
+    for i in 0..200_000u64 {
+        h = std::hint::black_box(h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    std::hint::black_box(h);
+    x + 1
+}
+
+#[test]
+fn sigkill_of_a_worker_mid_map_is_retried() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let pool = Pool::new(2).expect("pool");
+    let v: Vec<u64> = (0..400).collect();
+    let want: Vec<u64> = v.iter().map(|x| x + 1).collect();
+    let mut replaced = 0;
+    for round in 0..12 {
+        let mut victim = None;
+        let got = std::thread::scope(|s| {
+            let call = s.spawn(|| pool.map(slow, &v));
+            shmproc_testing::wait_until(Duration::from_secs(10), || {
+                let busy = pool.busy_pids();
+                victim = busy.get(round % busy.len().max(1)).copied();
+                victim.is_some() || call.is_finished()
+            });
+            let victim = victim.expect("a worker held a chunk");
+            let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
+            call.join().expect("map thread")
+        });
+        let victim = victim.expect("victim");
+        assert_eq!(got.expect("map after a kill"), want, "round {round}");
+        if !pool.pids().contains(&victim) {
+            replaced += 1;
+        }
+    }
+    assert!(replaced >= 10, "only {replaced} workers replaced");
+    let retried = pool.chunks_retried();
+    eprintln!("{replaced} workers replaced, {retried} chunks retried");
+    assert!(retried >= 10, "only {retried} chunks retried");
+    assert_eq!(pool.map(square, &[5]).expect("still serving"), [25]);
+}
+
+#[test]
+fn sigkill_with_no_retries_names_pid_signal_and_chunk() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::builder()
+        .processes(1)
+        .max_retries(0)
+        .build()
+        .expect("pool");
+    let v: Vec<u64> = (0..400).collect();
+    let victim = pool.pids()[0];
+    let got = std::thread::scope(|s| {
+        let call = s.spawn(|| pool.map_chunked(slow, &v, Some(400)));
+        shmproc_testing::wait_until(Duration::from_secs(10), || {
+            pool.busy_pids().contains(&victim) || call.is_finished()
+        });
+        let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
+        call.join().expect("map thread")
+    });
+    match got {
+        Err(e @ PoolError::WorkerDied { .. }) => {
+            assert_eq!(e.signal(), Some(shmproc_shm::os::SIGKILL));
+            let PoolError::WorkerDied { pid, chunk, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(pid, victim);
+            assert_eq!(chunk, 0..400);
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(pool.map(square, &[6]).expect("still serving"), [36]);
+}
