@@ -181,10 +181,43 @@ fn slow(x: u64) -> u64 {
 fn sigkill_of_a_worker_mid_map_is_retried() {
     let _w = Watchdog::new(Duration::from_secs(240));
     let pool = Pool::new(2).expect("pool");
+    kill_rounds(&pool, 12);
+}
+
+#[test]
+fn sigkill_mid_map_under_fork_and_spawn() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    for ctx in contexts().into_iter().take(2) {
+        let pool = Pool::builder()
+            .processes(2)
+            .context(ctx)
+            .build()
+            .expect("pool");
+        kill_rounds(&pool, 4);
+    }
+}
+
+#[test]
+fn drop_ends_every_worker() {
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(3).expect("pool");
+    assert_eq!(pool.map(square, &[2]).expect("map"), [4]);
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 3);
+    drop(pool);
+    for pid in pids {
+        assert!(!shmproc_shm::os::pid_alive(pid), "{pid} still alive");
+    }
+}
+
+/// `rounds` calls, each with one busy worker SIGKILLed mid-chunk: every call
+/// returns complete results, each kill replaces a worker and retries a chunk.
+fn kill_rounds(pool: &Pool, rounds: usize) {
     let v: Vec<u64> = (0..400).collect();
     let want: Vec<u64> = v.iter().map(|x| x + 1).collect();
     let mut replaced = 0;
-    for round in 0..12 {
+    let retried_before = pool.chunks_retried();
+    for round in 0..rounds {
         let mut victim = None;
         let got = std::thread::scope(|s| {
             let call = s.spawn(|| pool.map(slow, &v));
@@ -203,10 +236,13 @@ fn sigkill_of_a_worker_mid_map_is_retried() {
             replaced += 1;
         }
     }
-    assert!(replaced >= 10, "only {replaced} workers replaced");
-    let retried = pool.chunks_retried();
+    assert_eq!(replaced, rounds, "only {replaced} workers replaced");
+    let retried = pool.chunks_retried() - retried_before;
     eprintln!("{replaced} workers replaced, {retried} chunks retried");
-    assert!(retried >= 10, "only {retried} chunks retried");
+    assert!(
+        retried as usize >= rounds * 3 / 4,
+        "only {retried} chunks retried"
+    );
     assert_eq!(pool.map(square, &[5]).expect("still serving"), [25]);
 }
 
