@@ -50,9 +50,9 @@
 mod error;
 mod worker;
 
+use shmproc_shm::sync::real::Ordering;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 

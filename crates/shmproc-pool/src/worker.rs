@@ -1,9 +1,9 @@
 //! The worker side: the control block, the job message, the loop a worker
 //! runs, and the typed runners that a job names by [`CodeRef`].
 
+use shmproc_shm::sync::real::{AtomicU32, AtomicU64, Ordering};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shmproc_process::{CodeRef, PassAs};
 use shmproc_shm::transfer::{Packer, Transfer, TransferError, Unpacker};
