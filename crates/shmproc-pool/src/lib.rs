@@ -17,40 +17,45 @@
 //! # How it works
 //! - **Workers** are [`Process`] children (any start method) running one
 //!   worker `fn`. Each has a Unix `SOCK_SEQPACKET` socket to the pool and a
-//!   slot in a shared **control block** (a `ShmSlice<u64>`):
-//!   word 0 is the cursor (`job << 32 | next chunk`), word 1 the completion
-//!   futex word, and word `8 + i` worker `i`'s slot
-//!   (`chunks done << 32 | chunk held + 1`).
+//!   slot in a shared **control block** (a `ShmSlice<u64>`): word 0 is the
+//!   cursor (`job << 32 | next chunk`), word 1 the completion futex word, and
+//!   words `8 + 2i`, `9 + 2i` worker `i`'s slot: its state
+//!   (`chunks done << 32 | chunk held + 1`, bit 31 set while the chunk is
+//!   only *pending*) and the job it is working on (0 while it waits).
 //! - **A call** sends each worker *one* job message (not one per task): the
 //!   task `fn` and a runner monomorphised for its types, each as a
 //!   [`CodeRef`] (an exe-relative offset checked in the worker against the
 //!   executable's identity, the address range and the `fn` type's hash, as
-//!   [`Process`] finds its target), and the input and output arrays as
-//!   handles (their descriptors, `SCM_RIGHTS`). Workers then **claim chunks**
-//!   (index ranges) with one compare-and-swap on the cursor each, run them,
-//!   and publish completion with one `fetch_add` on their slot, which also
-//!   clears the held chunk; then they wake the pool's futex.
+//!   [`Process`] finds its target), and, as handles (descriptors,
+//!   `SCM_RIGHTS`), the input and output arrays and a per-call array of one
+//!   done flag per chunk. A waiting worker sleeps in `recvmsg` on its socket.
+//! - Workers **claim chunks** (index ranges) with one compare-and-swap on
+//!   the cursor each, having first stored the chunk as *pending* in their
+//!   slot (so a worker killed right after its claim still names its chunk);
+//!   they run the chunk, set its done flag, then publish completion with one
+//!   `fetch_add` on their slot (done + 1, held cleared), and wake the pool's
+//!   futex.
 //! - **The pool** waits on the futex in 20 ms slices and between slices
 //!   checks every worker (`Process::is_alive`). A dead worker's slot names
-//!   the chunk it held: the worker is replaced and the replacement runs that
-//!   chunk first (up to [`PoolBuilder::max_retries`] times per chunk, default
-//!   1); past that the call fails with [`PoolError::WorkerDied`] (pid, exit
-//!   code or signal, the chunk's range) once the other workers have finished
-//!   what they hold. The pool serves the next call either way.
+//!   the chunk it held or had pending; the done flags and the other slots
+//!   tell whether that chunk is finished, someone else's, or lost. A lost
+//!   chunk is run first by the dead worker's replacement (up to
+//!   [`PoolBuilder::max_retries`] times per chunk, default 1); past that the
+//!   call fails with [`PoolError::WorkerDied`] (pid, exit code or signal,
+//!   the chunk's range) once the other workers have finished what they
+//!   hold. The pool serves the next call either way.
 //! - A **panicking task** is caught in the worker, reported over its socket
 //!   and fails the call with [`PoolError::TaskPanicked`] (message, item
 //!   index); the worker keeps serving.
 //!
-//! Limits: a worker killed in the few instructions between claiming a chunk
-//! and recording it in its slot loses that chunk (the call would then wait);
-//! the task runs on a private copy of its chunk (read from and written back
+//! The task runs on a private copy of its chunk (read from and written back
 //! to the shared arrays in one copy each), since this crate has no `unsafe`.
 #![forbid(unsafe_code)]
 
 mod error;
 mod worker;
 
-use shmproc_shm::sync::real::Ordering;
+use shmproc_shm::sync::real::{AtomicU64, Ordering};
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,8 +67,8 @@ use shmproc_shm::transfer::{Packer, PassAs};
 use shmproc_shm::{Pod, ShmSlice, os};
 
 use worker::{
-    CURSOR, HEADER_WORDS, MAX_MSG, MSG_JOB, MSG_PANIC, MSG_STOP, NO_CHUNK, Runner, SLOTS, Sock,
-    word,
+    CURSOR, HEADER_WORDS, MAX_MSG, MSG_JOB, MSG_PANIC, MSG_STOP, NO_CHUNK, PENDING, Runner, SLOTS,
+    Sock, busy_index, flag, state_index, word,
 };
 
 /// How long the pool sleeps on the completion futex before it checks the
@@ -118,7 +123,7 @@ impl PoolBuilder {
             ));
         }
         let ctx = self.context.unwrap_or_else(default_context);
-        let control = Arc::new(ShmSlice::new(SLOTS + n, 0u64)?);
+        let control = Arc::new(ShmSlice::new(SLOTS + 2 * n, 0u64)?);
         let mut inner = Inner {
             ctx,
             control: Arc::clone(&control),
@@ -171,6 +176,12 @@ pub struct Pool {
     inner: Mutex<Inner>,
     pids: Arc<Mutex<Vec<Option<Pid>>>>,
     control: Arc<ShmSlice<u64>>,
+}
+
+/// A job message's part after the header, and its descriptors.
+struct JobMsg {
+    tail: Vec<u8>,
+    fds: Vec<OwnedFd>,
 }
 
 /// One job's fixed part.
@@ -229,7 +240,10 @@ impl Pool {
         pids.iter()
             .enumerate()
             .filter(|(i, _)| {
-                word(&self.control, SLOTS + i).load(Ordering::Acquire) & 0xffff_ffff != 0
+                word(&self.control, state_index(*i)).load(Ordering::Acquire)
+                    & 0xffff_ffff
+                    & !PENDING
+                    != 0
             })
             .filter_map(|(_, p)| *p)
             .collect()
@@ -381,7 +395,7 @@ impl Pool {
         let n = inner.workers.len();
         let mut chunksize = chunksize.unwrap_or_else(|| len.div_ceil(4 * n)).max(1);
         // Chunk indices live in 32 bits.
-        chunksize = chunksize.max(len.div_ceil(u32::MAX as usize - 1));
+        chunksize = chunksize.max(len.div_ceil(PENDING as usize - 2));
         let mut p = Packer::new();
         PassAs::<(ShmSlice<T>, ShmSlice<R>)>::pack_as(&(input, output), &mut p)?;
         let (payload, fds) = p.into_parts();
@@ -484,41 +498,117 @@ impl Inner {
         Ok(())
     }
 
-    fn send_job(&self, slot: usize, header: &[u64], spec: &JobSpec, retry: u64) {
+    fn send_job(&self, slot: usize, header: &[u64], msg: &JobMsg, retry: u64) {
         let Some(w) = &self.workers[slot] else { return };
-        let mut b = Vec::with_capacity(HEADER_WORDS * 8 + spec.payload.len());
+        let mut b = Vec::with_capacity(HEADER_WORDS * 8 + msg.tail.len());
         for (i, x) in header.iter().enumerate() {
             let x = if i == 5 { retry } else { *x };
             b.extend_from_slice(&x.to_le_bytes());
         }
-        b.extend_from_slice(&spec.payload);
-        let fds: Vec<BorrowedFd<'_>> = spec.fds.iter().map(AsFd::as_fd).collect();
+        b.extend_from_slice(&msg.tail);
+        let fds: Vec<BorrowedFd<'_>> = msg.fds.iter().map(AsFd::as_fd).collect();
         // A worker that died meanwhile is seen by the watch loop.
         let _ = os::send_with_fds(w.sock.as_fd(), &b, &fds);
     }
 
-    fn slot_state(&self, slot: usize) -> u64 {
-        word(&self.control, SLOTS + slot).load(Ordering::Acquire)
+    fn slot(&self, slot: usize) -> &AtomicU64 {
+        word(&self.control, state_index(slot))
+    }
+
+    fn is_alive(&self, slot: usize) -> bool {
+        self.workers[slot]
+            .as_ref()
+            .is_some_and(|w| w.process.is_alive())
+    }
+
+    /// Whether a slot other than `me` shows chunk `c` (pending or held) or
+    /// was handed `c` as its retry.
+    fn shown_elsewhere(&self, c: u64, me: usize, assigned: &[Option<u64>]) -> bool {
+        (0..self.workers.len()).filter(|&j| j != me).any(|j| {
+            let low = self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff;
+            (low & !PENDING) == c + 1 || assigned[j] == Some(c)
+        })
+    }
+
+    /// Worker `me` died with chunk `i` pending (stored before its
+    /// compare-and-swap on the cursor): whether its swap won, so that the
+    /// chunk is lost unless run again.
+    fn lost_pending(
+        &self,
+        i: u64,
+        me: usize,
+        job: u64,
+        claimed_below: u64,
+        assigned: &[Option<u64>],
+        flags: &ShmSlice<u32>,
+    ) -> bool {
+        // A live worker with `i` pending resolves it within instructions.
+        for _ in 0..100_000 {
+            let busy = (0..self.workers.len()).any(|j| {
+                j != me
+                    && self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff == PENDING | (i + 1)
+                    && self.is_alive(j)
+            });
+            if !busy {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let cur = word(&self.control, CURSOR).load(Ordering::SeqCst);
+        let next = if cur >> 32 == job {
+            cur & 0xffff_ffff
+        } else {
+            u64::MAX
+        };
+        // Nobody's swap passed `i`: nothing was claimed.
+        if i >= next.min(claimed_below) {
+            return false;
+        }
+        flag(flags, i).load(Ordering::SeqCst) == 0 && !self.shown_elsewhere(i, me, assigned)
     }
 
     fn run_job(&mut self, spec: &JobSpec) -> Result<(), PoolError> {
         let n = self.workers.len();
         // Workers that died between calls.
         for i in 0..n {
-            if !self.workers[i]
-                .as_ref()
-                .is_some_and(|w| w.process.is_alive())
-            {
+            if !self.is_alive(i) {
                 self.replace(i)?;
             }
         }
+        // A worker of the last call may still be leaving its claim loop:
+        // wait (a few instructions) until it waits again, before the slots
+        // are reset.
+        for i in 0..n {
+            while word(&self.control, busy_index(i)).load(Ordering::SeqCst) != 0 && self.is_alive(i)
+            {
+                std::thread::yield_now();
+            }
+        }
         let n_chunks = spec.len.div_ceil(spec.chunksize) as u64;
-        self.job = (self.job + 1) & 0xffff_ffff;
+        // One done flag per chunk: the witness of a chunk whose worker died
+        // between finishing it and counting it, or right after claiming it.
+        let flags = ShmSlice::new(n_chunks as usize, 0u32)?;
+        let mut p = Packer::new();
+        PassAs::<ShmSlice<u32>>::pack_as(&&flags, &mut p)?;
+        let (flag_bytes, flag_fds) = p.into_parts();
+        let mut tail = flag_bytes.clone();
+        tail.extend_from_slice(&spec.payload);
+        let mut fds = flag_fds;
+        for fd in &spec.fds {
+            fds.push(
+                fd.try_clone()
+                    .map_err(|source| PoolError::Os { op: "dup", source })?,
+            );
+        }
+        let msg = JobMsg { tail, fds };
+
+        self.job = (self.job + 1) & 0x7fff_ffff;
         let job = self.job;
         for i in 0..n {
-            word(&self.control, SLOTS + i).store(0, Ordering::Release);
+            self.slot(i).store(0, Ordering::SeqCst);
+            word(&self.control, busy_index(i)).store(0, Ordering::SeqCst);
         }
-        word(&self.control, CURSOR).store(job << 32, Ordering::Release);
+        word(&self.control, CURSOR).store(job << 32, Ordering::SeqCst);
         let mut header = vec![
             MSG_JOB,
             job,
@@ -526,11 +616,12 @@ impl Inner {
             spec.chunksize as u64,
             spec.len as u64,
             NO_CHUNK,
+            flag_bytes.len() as u64,
         ];
         header.extend_from_slice(&spec.runner.to_words());
         header.extend_from_slice(&spec.task.to_words());
         for i in 0..n {
-            self.send_job(i, &header, spec, NO_CHUNK);
+            self.send_job(i, &header, &msg, NO_CHUNK);
         }
 
         let chunk_range = |c: u64| -> Range<usize> {
@@ -538,38 +629,63 @@ impl Inner {
             s..(s + spec.chunksize).min(spec.len)
         };
         let mut retries: std::collections::HashMap<u64, u32> = Default::default();
-        let mut given_up = 0u64;
+        // The retry chunk handed to each slot's replacement.
+        let mut assigned: Vec<Option<u64>> = vec![None; n];
+        // Chunks finished or abandoned outside the slots' done counts.
+        let mut settled = 0u64;
+        // After an abort, chunks from here on were never claimed.
+        let mut claimed_below = u64::MAX;
         let mut error: Option<PoolError> = None;
         loop {
-            let seen = worker::wake_word(&self.control).load(Ordering::Acquire);
-            let done: u64 = (0..n).map(|i| self.slot_state(i) >> 32).sum();
-            if done + given_up >= n_chunks {
+            let seen = worker::wake_word(&self.control).load(Ordering::SeqCst);
+            let done: u64 = (0..n)
+                .map(|i| self.slot(i).load(Ordering::SeqCst) >> 32)
+                .sum();
+            if done + settled >= n_chunks {
                 break;
             }
             for i in 0..n {
-                let alive = self.workers[i]
-                    .as_ref()
-                    .is_some_and(|w| w.process.is_alive());
-                if alive {
+                if self.is_alive(i) {
                     continue;
                 }
                 let (pid, exitcode) = match &self.workers[i] {
                     Some(w) => (w.process.pid(), w.process.exitcode()),
                     None => (None, None),
                 };
-                let st = word(&self.control, SLOTS + i);
-                let held = st.load(Ordering::Acquire) & 0xffff_ffff;
-                st.fetch_and(!0xffff_ffff, Ordering::AcqRel);
+                let low = self.slot(i).load(Ordering::SeqCst) & 0xffff_ffff;
+                let mut lost = None;
+                if low & PENDING != 0 {
+                    let c = (low & !PENDING) - 1;
+                    if self.lost_pending(c, i, job, claimed_below, &assigned, &flags) {
+                        lost = Some(c);
+                    }
+                } else if low != 0 {
+                    let c = low - 1;
+                    if flag(&flags, c).load(Ordering::SeqCst) != 0 {
+                        // Finished, but died before counting it.
+                        settled += 1;
+                    } else {
+                        lost = Some(c);
+                    }
+                } else if let Some(c) = assigned[i] {
+                    // A replacement that died before it showed its retry.
+                    if flag(&flags, c).load(Ordering::SeqCst) == 0
+                        && !self.shown_elsewhere(c, i, &assigned)
+                    {
+                        lost = Some(c);
+                    }
+                }
+                self.slot(i).fetch_and(!0xffff_ffff, Ordering::SeqCst);
+                assigned[i] = None;
                 let mut retry = NO_CHUNK;
-                if held != 0 {
-                    let c = held - 1;
+                if let Some(c) = lost {
                     let r = retries.entry(c).or_insert(0);
                     *r += 1;
                     if *r <= self.max_retries && error.is_none() {
                         retry = c;
                         self.retried += 1;
                     } else {
-                        given_up += 1;
+                        settled += 1;
                         if error.is_none() {
                             error = Some(PoolError::WorkerDied {
                                 pid: pid.unwrap_or_else(os::getpid),
@@ -577,17 +693,26 @@ impl Inner {
                                 chunk: chunk_range(c),
                             });
                         }
-                        given_up += abort_cursor(&self.control, job, n_chunks);
+                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        claimed_below = claimed_below.min(from);
+                        settled += count;
                     }
                 }
                 match self.replace(i) {
-                    Ok(()) => self.send_job(i, &header, spec, retry),
+                    Ok(()) => {
+                        if retry != NO_CHUNK {
+                            assigned[i] = Some(retry);
+                        }
+                        self.send_job(i, &header, &msg, retry);
+                    }
                     Err(e) => {
                         // Nobody runs the retry: give the chunk up too.
                         if retry != NO_CHUNK {
-                            given_up += 1;
+                            settled += 1;
                         }
-                        given_up += abort_cursor(&self.control, job, n_chunks);
+                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        claimed_below = claimed_below.min(from);
+                        settled += count;
                         error.get_or_insert(e);
                     }
                 }
@@ -638,26 +763,23 @@ impl Inner {
     }
 }
 
-/// Moves the cursor of `job` to its end; returns how many chunks nobody
-/// had claimed yet.
-fn abort_cursor(control: &ShmSlice<u64>, job: u64, n_chunks: u64) -> u64 {
+/// Moves the cursor of `job` to its end; returns where it was and how many
+/// chunks nobody had claimed yet.
+fn abort_cursor(control: &ShmSlice<u64>, job: u64, n_chunks: u64) -> (u64, u64) {
     let cursor = word(control, CURSOR);
-    let mut v = cursor.load(Ordering::Acquire);
+    let mut v = cursor.load(Ordering::SeqCst);
     loop {
-        if v >> 32 != job {
-            return 0;
-        }
         let next = v & 0xffff_ffff;
-        if next >= n_chunks {
-            return 0;
+        if v >> 32 != job || next >= n_chunks {
+            return (n_chunks, 0);
         }
         match cursor.compare_exchange(
             v,
             (job << 32) | n_chunks,
-            Ordering::AcqRel,
-            Ordering::Acquire,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         ) {
-            Ok(_) => return n_chunks - next,
+            Ok(_) => return (next, n_chunks - next),
             Err(cur) => v = cur,
         }
     }

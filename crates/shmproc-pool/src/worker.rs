@@ -14,8 +14,20 @@ use shmproc_shm::{Offset, Pod, ShmRegion, ShmSlice, os};
 pub(crate) const CURSOR: usize = 0;
 /// Word whose low half is the completion futex word.
 pub(crate) const WAKE: usize = 1;
-/// First per-worker slot word: `done chunks << 32 | held chunk + 1`.
+/// First per-worker slot: worker `i`'s two words at `SLOTS + 2 i`: its state
+/// (`done chunks << 32 | held chunk + 1`, with [`PENDING`] while it claims)
+/// and the job it is working on (0 once it waits again).
 pub(crate) const SLOTS: usize = 8;
+
+/// The state word of worker `i`'s slot.
+pub(crate) fn state_index(i: usize) -> usize {
+    SLOTS + 2 * i
+}
+
+/// The busy word of worker `i`'s slot.
+pub(crate) fn busy_index(i: usize) -> usize {
+    SLOTS + 2 * i + 1
+}
 
 /// "No chunk" in a job message's retry field.
 pub(crate) const NO_CHUNK: u64 = u64::MAX;
@@ -25,8 +37,14 @@ pub(crate) const MSG_JOB: u64 = 1;
 pub(crate) const MSG_STOP: u64 = 2;
 pub(crate) const MSG_PANIC: u64 = 3;
 
-/// Job header words: kind, job, n_chunks, chunksize, len, retry, runner (4), task (4).
-pub(crate) const HEADER_WORDS: usize = 6 + 2 * CodeRef::WORDS;
+/// Job header words: kind, job, n_chunks, chunksize, len, retry, the byte
+/// length of the packed done flags (whose one descriptor comes first),
+/// runner (4), task (4); then the packed done flags, then the packed arrays.
+pub(crate) const HEADER_WORDS: usize = 7 + 2 * CodeRef::WORDS;
+
+/// In a slot's low half: the chunk is claimed-to-be (the worker stored it
+/// before its compare-and-swap on the cursor), not yet held.
+pub(crate) const PENDING: u64 = 1 << 31;
 
 /// The largest message a worker receives.
 pub(crate) const MAX_MSG: usize = 1 << 16;
@@ -45,6 +63,14 @@ pub(crate) fn wake_word(control: &ShmSlice<u64>) -> &AtomicU32 {
         .ok()
         .and_then(|r| r.atomic_u32_at(WAKE * 8))
         .expect("wake word in bounds")
+}
+
+/// The done flag of chunk `c` in a job's flags array.
+pub(crate) fn flag(flags: &ShmSlice<u32>, c: u64) -> &AtomicU32 {
+    ShmRegion::new(flags.segment(), Offset::in_payload(0), flags.len() * 4)
+        .ok()
+        .and_then(|r| r.atomic_u32_at(c as usize * 4))
+        .expect("done flag in bounds")
 }
 
 /// A socket end passed to a worker.
@@ -219,7 +245,7 @@ fn report(sock: &OwnedFd, job: u64, index: usize, message: &str) {
 /// completion in its slot, and goes back to waiting; exits on a stop
 /// message or when the parent's end closes.
 pub(crate) fn worker_main((control, sock, slot): WorkerArgs) {
-    let slot = SLOTS + slot as usize;
+    let slot = slot as usize;
     let mut buf = vec![0u8; MAX_MSG];
     loop {
         let Ok((n, fds)) = os::recv_with_fds(sock.0.as_fd(), &mut buf) else {
@@ -234,12 +260,25 @@ pub(crate) fn worker_main((control, sock, slot): WorkerArgs) {
         }
         let (job, n_chunks, chunksize, len, retry) =
             (h[1], h[2], h[3] as usize, h[4] as usize, h[5]);
-        let runner = code_ref(&h[6..]);
-        let task = code_ref(&h[6 + CodeRef::WORDS..]);
+        let runner = code_ref(&h[7..]);
+        let task = code_ref(&h[7 + CodeRef::WORDS..]);
+        let mut fds = fds;
+        let (flags_bytes, rest) =
+            msg[HEADER_WORDS * 8..].split_at((h[6] as usize).min(n - HEADER_WORDS * 8));
+        let rest_fds = if fds.is_empty() {
+            Vec::new()
+        } else {
+            fds.split_off(1)
+        };
+        let mut u = Unpacker::new(flags_bytes, fds);
+        let Ok(flags) = ShmSlice::<u32>::unpack(&mut u) else {
+            report(&sock.0, job, 0, "worker setup failed: bad done flags");
+            continue;
+        };
         let job_in = JobIn {
             task,
-            payload: msg[HEADER_WORDS * 8..].to_vec(),
-            fds,
+            payload: rest.to_vec(),
+            fds: rest_fds,
         };
         let mut run = match runner.resolve::<Runner>() {
             Ok(r) => match r(job_in) {
@@ -254,10 +293,15 @@ pub(crate) fn worker_main((control, sock, slot): WorkerArgs) {
                 None
             }
         };
-        let state = word(&control, slot);
-        let mut do_chunk = |c: u64| {
-            // Hold the chunk (the slot's low half was 0).
-            state.fetch_add(c + 1, Ordering::AcqRel);
+        let state = word(&control, state_index(slot));
+        let busy = word(&control, busy_index(slot));
+        busy.store(job, Ordering::SeqCst);
+        // `held`: whether the slot already shows the chunk as held.
+        let mut do_chunk = |c: u64, held: bool| {
+            if !held {
+                // Hold the chunk (the slot's low half was 0).
+                state.fetch_add(c + 1, Ordering::SeqCst);
+            }
             let start = c as usize * chunksize;
             let end = (start + chunksize).min(len);
             if let Some(run) = run.as_mut() {
@@ -265,27 +309,39 @@ pub(crate) fn worker_main((control, sock, slot): WorkerArgs) {
                     report(&sock.0, job, index, &message);
                 }
             }
-            // Done + 1 and held = 0, in one atomic step.
-            state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::AcqRel);
+            // The chunk's done flag first (the pool reads it when this worker
+            // dies before the next step), then done + 1 and held = 0 in one
+            // atomic step.
+            flag(&flags, c).store(1, Ordering::SeqCst);
+            state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::SeqCst);
             let wake = wake_word(&control);
             wake.fetch_add(1, Ordering::Release);
             os::futex_wake(wake, 1);
         };
         if retry != NO_CHUNK {
-            do_chunk(retry);
+            do_chunk(retry, false);
         }
         let cursor = word(&control, CURSOR);
         loop {
-            let v = cursor.load(Ordering::Acquire);
-            if v >> 32 != job || (v & 0xffff_ffff) >= n_chunks {
+            let v = cursor.load(Ordering::SeqCst);
+            let c = v & 0xffff_ffff;
+            if v >> 32 != job || c >= n_chunks {
                 break;
             }
+            // Record the chunk as pending before claiming it, so that the
+            // pool can tell, if this worker dies right after the claim,
+            // which chunk it took (see `Inner::lost_chunk`).
+            state.fetch_add(PENDING | (c + 1), Ordering::SeqCst);
             if cursor
-                .compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(v, v + 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                do_chunk(v & 0xffff_ffff);
+                state.fetch_sub(PENDING, Ordering::SeqCst);
+                do_chunk(c, true);
+            } else {
+                state.fetch_sub(PENDING | (c + 1), Ordering::SeqCst);
             }
         }
+        busy.store(0, Ordering::SeqCst);
     }
 }

@@ -277,3 +277,41 @@ fn sigkill_with_no_retries_names_pid_signal_and_chunk() {
     }
     assert_eq!(pool.map(square, &[6]).expect("still serving"), [36]);
 }
+
+fn medium(x: u64) -> u64 {
+    let mut h = x;
+    for i in 0..5_000u64 {
+        h = std::hint::black_box(h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    std::hint::black_box(h);
+    x * 3
+}
+
+/// Kills at random moments of a map with one-item chunks, so that kills
+/// also land while a worker claims a chunk or counts one done: every call
+/// still returns complete, correct results.
+#[test]
+fn sigkill_at_random_moments_with_small_chunks() {
+    let _w = Watchdog::new(Duration::from_secs(240));
+    let pool = Pool::new(2).expect("pool");
+    let v: Vec<u64> = (0..600).collect();
+    let want: Vec<u64> = v.iter().map(|x| x * 3).collect();
+    for round in 0..20 {
+        let pids = pool.pids();
+        let victim = pids[round % pids.len()];
+        // Fault injection at a random point of the call (not synchronisation:
+        // the results must be right wherever the kill lands).
+        let delay = Duration::from_micros(shmproc_shm::os::random_u64() % 20_000);
+        let got = std::thread::scope(|s| {
+            let call = s.spawn(|| pool.map_chunked(medium, &v, Some(1)));
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < delay && !call.is_finished() {
+                std::hint::spin_loop();
+            }
+            let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
+            call.join().expect("map thread")
+        });
+        assert_eq!(got.expect("map after a kill"), want, "round {round}");
+    }
+    assert_eq!(pool.map(square, &[7]).expect("still serving"), [49]);
+}
