@@ -75,6 +75,10 @@ use worker::{
 /// workers again.
 const WATCH_SLICE: Duration = Duration::from_millis(20);
 
+/// How long a new call waits for the workers of the last one to leave their
+/// claim loops (a few instructions each) before it replaces one that did not.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Builds a [`Pool`]: `Pool::builder().processes(4).start_method(m).build()`.
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
@@ -484,6 +488,10 @@ impl Inner {
         if let Some(w) = self.workers[slot].take() {
             let _ = w.process.join();
         }
+        // The dead worker may have left its busy word set (killed in its
+        // claim loop after the call had all its chunks): nobody writes it
+        // now, and the next call waits for it to be 0.
+        word(&self.control, busy_index(slot)).store(0, Ordering::SeqCst);
         let w = self.start_worker(slot);
         let pid = w.as_ref().ok().and_then(|w| w.process.pid());
         if let Some(p) = self
@@ -578,9 +586,19 @@ impl Inner {
         // A worker of the last call may still be leaving its claim loop:
         // wait (a few instructions) until it waits again, before the slots
         // are reset.
+        // One that does not within `SETTLE_LIMIT` (it cannot, by the
+        // protocol) is killed and replaced rather than waited for forever.
+        let settle_deadline = std::time::Instant::now() + SETTLE_LIMIT;
         for i in 0..n {
             while word(&self.control, busy_index(i)).load(Ordering::SeqCst) != 0 && self.is_alive(i)
             {
+                if std::time::Instant::now() >= settle_deadline {
+                    if let Some(w) = &self.workers[i] {
+                        let _ = w.process.kill();
+                    }
+                    self.replace(i)?;
+                    break;
+                }
                 std::thread::yield_now();
             }
         }
