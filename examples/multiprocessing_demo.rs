@@ -74,15 +74,9 @@ fn is_prime(n: u64) -> bool {
     true
 }
 
-/// A `Pool.map` worker over shared arrays: reads its share of `numbers` in
-/// place and writes its results in place (an interleaved split).
-fn prime_worker((numbers, results, index, workers): (ShmSlice<u64>, ShmSlice<u8>, usize, usize)) {
-    for i in (index..numbers.len()).step_by(workers) {
-        let n = numbers.get(i).expect("index in bounds");
-        results
-            .set(i, u8::from(is_prime(n)))
-            .expect("index in bounds");
-    }
+/// The pool's task: one number in, a 0/1 flag out.
+fn is_prime_flag(n: u64) -> u8 {
+    u8::from(is_prime(n))
 }
 
 /// Adds 1 to a shared counter `k` times under the Value's lock, and to a
@@ -232,18 +226,11 @@ fn pool_map_is_prime() -> DemoResult {
     let t_seq = start.elapsed();
 
     let workers = shmproc::available_cpu_count().clamp(2, 8);
+    // Each worker claims index ranges of `input` and writes their flags
+    // into `output` in place; no message per number.
+    let pool = Pool::new(workers)?;
     let start = Instant::now();
-    let mut children = Vec::new();
-    for i in 0..workers {
-        // References to shared objects travel as handles: no try_clone.
-        let args = (&input, &output, i, workers);
-        children.push(Process::builder().target(prime_worker, args).start()?);
-    }
-    for c in &children {
-        if c.join()? != 0 {
-            return Err("a worker failed".into());
-        }
-    }
+    pool.map_into(is_prime_flag, &input, &output)?;
     let t_par = start.elapsed();
     let flags = output.to_vec();
     let parallel = flags.iter().filter(|&&f| f == 1).count();

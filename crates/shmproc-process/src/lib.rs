@@ -108,6 +108,7 @@ mod reexec;
 // Layer 0, foundations: data, codecs and process-local state; starts nothing.
 // What a re-executed child reads: the boot record, its target's code offsets.
 mod boot_record;
+mod code_ref;
 mod target;
 // Settings and process-wide helpers: contexts, the launcher thread, the
 // per-child report segment, waiting on sentinels.
@@ -125,6 +126,7 @@ mod session;
 mod start_method;
 
 pub use boot_record::MAX_HANDLE_FDS;
+pub use code_ref::{CodeRef, PlainFn};
 pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
 pub use identity::{ParentInfo, ProcessInfo};

@@ -257,12 +257,25 @@ fn exe_range() -> Option<(usize, usize)> {
     })
 }
 
-fn in_executable(addr: usize) -> bool {
+pub(crate) fn in_executable(addr: usize) -> bool {
     match exe_range() {
         Some((s, e)) => (s..e).contains(&addr),
         // /proc not readable: the same-inode check still holds.
         None => true,
     }
+}
+
+/// The offset of `addr` (checked to lie in the executable) from the anchor.
+pub(crate) fn offset_of(addr: usize) -> Result<u64, ProcessError> {
+    if !in_executable(addr) {
+        return Err(ProcessError::TargetOutsideExecutable { addr });
+    }
+    Ok(addr.wrapping_sub(anchor_addr()) as u64)
+}
+
+/// The address `off` bytes from the anchor (unchecked: see `in_executable`).
+pub(crate) fn resolve_offset(off: u64) -> usize {
+    anchor_addr().wrapping_add(off as usize)
 }
 
 /// Takes ownership of an inherited descriptor number.

@@ -73,6 +73,8 @@ pub use shmproc_process::{
     reap_segments_of, set_start_method, start_forkserver, tracker_session, wait,
 };
 
+pub use shmproc_pool::{Pool, PoolBuilder, PoolError};
+
 /// Lower-level pieces: the segment header, offsets, the system-call module.
 pub mod shm {
     pub use shmproc_shm::*;
@@ -84,8 +86,8 @@ pub mod shm {
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, ByteQueue, Condition, Connection, Event, JoinableQueue,
-        Lock, Pipe, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName, Semaphore,
-        SharedObject, ShmBox, ShmSlice, SimpleQueue, StartMethod, Value, active_children,
-        available_cpu_count, cpu_count, current_process,
+        Lock, Pipe, Pool, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName,
+        Semaphore, SharedObject, ShmBox, ShmSlice, SimpleQueue, StartMethod, Value,
+        active_children, available_cpu_count, cpu_count, current_process,
     };
 }

@@ -1,0 +1,804 @@
+//! Process pools for shmproc (Python's `multiprocessing.Pool`), over shared
+//! memory: workers read their input straight from a shared array and write
+//! results straight into a shared output array.
+//!
+//! ```no_run
+//! use shmproc_pool::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let pool = Pool::new(4)?;
+//! assert_eq!(pool.map(square, &[1, 2, 3])?, [1, 4, 9]);
+//! # Ok::<(), shmproc_pool::PoolError>(())
+//! ```
+//!
+//! # How it works
+//! - **Workers** are [`Process`] children (any start method) running one
+//!   worker `fn`. Each has a Unix `SOCK_SEQPACKET` socket to the pool and a
+//!   slot in a shared **control block** (a `ShmSlice<u64>`): word 0 is the
+//!   cursor (`job << 32 | next chunk`), word 1 the completion futex word, and
+//!   words `8 + 2i`, `9 + 2i` worker `i`'s slot: its state
+//!   (`chunks done << 32 | chunk held + 1`, bit 31 set while the chunk is
+//!   only *pending*) and the job it is working on (0 while it waits).
+//! - **A call** sends each worker *one* job message (not one per task): the
+//!   task `fn` and a runner monomorphised for its types, each as a
+//!   [`CodeRef`] (an exe-relative offset checked in the worker against the
+//!   executable's identity, the address range and the `fn` type's hash, as
+//!   [`Process`] finds its target), and, as handles (descriptors,
+//!   `SCM_RIGHTS`), the input and output arrays and a per-call array of one
+//!   done flag per chunk. A waiting worker sleeps in `recvmsg` on its socket.
+//! - Workers **claim chunks** (index ranges) with one compare-and-swap on
+//!   the cursor each, having first stored the chunk as *pending* in their
+//!   slot (so a worker killed right after its claim still names its chunk);
+//!   they run the chunk, set its done flag, then publish completion with one
+//!   `fetch_add` on their slot (done + 1, held cleared), and wake the pool's
+//!   futex.
+//! - **The pool** waits on the futex in 20 ms slices and between slices
+//!   checks every worker (`Process::is_alive`). A dead worker's slot names
+//!   the chunk it held or had pending; the done flags and the other slots
+//!   tell whether that chunk is finished, someone else's, or lost. A lost
+//!   chunk is run first by the dead worker's replacement (up to
+//!   [`PoolBuilder::max_retries`] times per chunk, default 1); past that the
+//!   call fails with [`PoolError::WorkerDied`] (pid, exit code or signal,
+//!   the chunk's range) once the other workers have finished what they
+//!   hold. The pool serves the next call either way.
+//! - A **panicking task** is caught in the worker, reported over its socket
+//!   and fails the call with [`PoolError::TaskPanicked`] (message, item
+//!   index); the worker keeps serving.
+//!
+//! The task runs on a private copy of its chunk (read from and written back
+//! to the shared arrays in one copy each), since this crate has no `unsafe`.
+#![forbid(unsafe_code)]
+
+mod error;
+mod worker;
+
+use shmproc_shm::sync::real::{AtomicU64, Ordering};
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use error::PoolError;
+use shmproc_process::{CodeRef, Context, Pid, Process, StartMethod, default_context, get_context};
+use shmproc_shm::transfer::{Packer, PassAs};
+use shmproc_shm::{Pod, ShmSlice, os};
+
+use worker::{
+    CURSOR, HEADER_WORDS, MAX_MSG, MSG_JOB, MSG_PANIC, MSG_STOP, NO_CHUNK, PENDING, Runner, SLOTS,
+    Sock, busy_index, flag, state_index, word,
+};
+
+/// How long the pool sleeps on the completion futex before it checks the
+/// workers again.
+const WATCH_SLICE: Duration = Duration::from_millis(20);
+
+/// How long a new call waits for the workers of the last one to leave their
+/// claim loops (a few instructions each) before it replaces one that did not.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Builds a [`Pool`]: `Pool::builder().processes(4).start_method(m).build()`.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    context: Option<Context>,
+    max_retries: u32,
+}
+
+impl PoolBuilder {
+    /// The number of workers (default: [`shmproc_process::available_cpu_count`]).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The context the workers are started with.
+    pub fn context(mut self, ctx: Context) -> Self {
+        self.context = Some(ctx);
+        self
+    }
+
+    /// The start method of the workers (its default context).
+    pub fn start_method(self, m: StartMethod) -> Self {
+        self.context(get_context(m))
+    }
+
+    /// How many times a chunk whose worker died is run again (default 1).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidArgument`] for zero processes; the error of
+    /// creating the control block or starting a worker.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let n = self
+            .processes
+            .unwrap_or_else(shmproc_process::available_cpu_count)
+            .max(usize::from(self.processes.is_none()));
+        if n == 0 {
+            return Err(PoolError::InvalidArgument(
+                "processes must be at least 1".into(),
+            ));
+        }
+        let ctx = self.context.unwrap_or_else(default_context);
+        let control = Arc::new(ShmSlice::new(SLOTS + 2 * n, 0u64)?);
+        let mut inner = Inner {
+            ctx,
+            control: Arc::clone(&control),
+            workers: (0..n).map(|_| None).collect(),
+            job: 0,
+            closed: false,
+            max_retries: self.max_retries,
+            retried: 0,
+            pids: Arc::new(Mutex::new(vec![None; n])),
+        };
+        let pids = Arc::clone(&inner.pids);
+        for i in 0..n {
+            inner.replace(i)?;
+        }
+        Ok(Pool {
+            inner: Mutex::new(inner),
+            pids,
+            control,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Worker {
+    process: Process,
+    sock: OwnedFd,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctx: Context,
+    control: Arc<ShmSlice<u64>>,
+    workers: Vec<Option<Worker>>,
+    job: u64,
+    closed: bool,
+    max_retries: u32,
+    /// Chunks run again after their worker died, since the pool started.
+    retried: u64,
+    /// The workers' pids, readable while a call runs.
+    pids: Arc<Mutex<Vec<Option<Pid>>>>,
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`) for `map`
+/// over `Pod` items, zero-copy through shared arrays. See the
+/// [crate docs](crate) for how chunks are handed out and crashes handled.
+///
+/// Dropping the pool terminates and joins its workers.
+#[derive(Debug)]
+pub struct Pool {
+    inner: Mutex<Inner>,
+    pids: Arc<Mutex<Vec<Option<Pid>>>>,
+    control: Arc<ShmSlice<u64>>,
+}
+
+/// A job message's part after the header, and its descriptors.
+struct JobMsg {
+    tail: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+/// One job's fixed part.
+struct JobSpec {
+    runner: CodeRef,
+    task: CodeRef,
+    len: usize,
+    chunksize: usize,
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Pool {
+    /// A pool of `n` workers, default context.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(n: usize) -> Result<Pool, PoolError> {
+        Self::builder().processes(n).build()
+    }
+
+    /// A builder: processes, context or start method, retries.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            context: None,
+            max_retries: 1,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.lock().workers.len()
+    }
+
+    /// The current workers' pids (a replaced worker's successor in its
+    /// place); callable while another thread's call runs.
+    pub fn pids(&self) -> Vec<Pid> {
+        self.pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// The pids of the workers that hold a chunk right now (running a
+    /// call's task); callable while another thread's call runs.
+    pub fn busy_pids(&self) -> Vec<Pid> {
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                word(&self.control, state_index(*i)).load(Ordering::Acquire)
+                    & 0xffff_ffff
+                    & !PENDING
+                    != 0
+            })
+            .filter_map(|(_, p)| *p)
+            .collect()
+    }
+
+    /// How many chunks were run again because their worker died, since the
+    /// pool started.
+    pub fn chunks_retried(&self) -> u64 {
+        self.lock().retried
+    }
+
+    /// `output[i] = f(input[i])` for every `i`, in the workers, with the
+    /// default chunksize `ceil(len / (4 × workers))`.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidArgument`] when the lengths differ;
+    /// [`PoolError::TaskPanicked`], [`PoolError::WorkerDied`],
+    /// [`PoolError::Closed`].
+    pub fn map_into<T: Pod, R: Pod>(
+        &self,
+        f: fn(T) -> R,
+        input: &ShmSlice<T>,
+        output: &ShmSlice<R>,
+    ) -> Result<(), PoolError> {
+        self.map_into_chunked(f, input, output, None)
+    }
+
+    /// [`map_into`](Self::map_into) with chunks of `chunksize` items
+    /// (`None`: the default).
+    ///
+    /// # Errors
+    /// As [`map_into`](Self::map_into); a `chunksize` of 0 is invalid.
+    pub fn map_into_chunked<T: Pod, R: Pod>(
+        &self,
+        f: fn(T) -> R,
+        input: &ShmSlice<T>,
+        output: &ShmSlice<R>,
+        chunksize: Option<usize>,
+    ) -> Result<(), PoolError> {
+        let runner: Runner = worker::item_runner::<T, R>;
+        self.run(
+            CodeRef::of(runner)?,
+            CodeRef::of(f)?,
+            input,
+            output,
+            chunksize,
+        )
+    }
+
+    /// `f(&input[chunk], &mut output[chunk])` for every chunk, each a whole
+    /// sub-slice (default chunksize as [`map_into`](Self::map_into)).
+    ///
+    /// # Errors
+    /// As [`map_into`](Self::map_into).
+    pub fn map_slices<T: Pod, R: Pod>(
+        &self,
+        f: fn(&[T], &mut [R]),
+        input: &ShmSlice<T>,
+        output: &ShmSlice<R>,
+    ) -> Result<(), PoolError> {
+        self.map_slices_chunked(f, input, output, None)
+    }
+
+    /// [`map_slices`](Self::map_slices) with chunks of `chunksize` items.
+    ///
+    /// # Errors
+    /// As [`map_into_chunked`](Self::map_into_chunked).
+    pub fn map_slices_chunked<T: Pod, R: Pod>(
+        &self,
+        f: fn(&[T], &mut [R]),
+        input: &ShmSlice<T>,
+        output: &ShmSlice<R>,
+        chunksize: Option<usize>,
+    ) -> Result<(), PoolError> {
+        let runner: Runner = worker::slice_runner::<T, R>;
+        self.run(
+            CodeRef::of(runner)?,
+            CodeRef::of(f)?,
+            input,
+            output,
+            chunksize,
+        )
+    }
+
+    /// `f` over `input`, as a `Vec`: the input is written once into an
+    /// anonymous shared array, the results read back from another.
+    ///
+    /// # Errors
+    /// As [`map_into`](Self::map_into).
+    pub fn map<T: Pod, R: Pod>(&self, f: fn(T) -> R, input: &[T]) -> Result<Vec<R>, PoolError> {
+        self.map_chunked(f, input, None)
+    }
+
+    /// [`map`](Self::map) with chunks of `chunksize` items.
+    ///
+    /// # Errors
+    /// As [`map_into_chunked`](Self::map_into_chunked).
+    pub fn map_chunked<T: Pod, R: Pod>(
+        &self,
+        f: fn(T) -> R,
+        input: &[T],
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, PoolError> {
+        if chunksize == Some(0) {
+            return Err(PoolError::InvalidArgument(
+                "chunksize must be at least 1".into(),
+            ));
+        }
+        if self.lock().closed {
+            return Err(PoolError::Closed);
+        }
+        if input.is_empty() {
+            return Ok(Vec::new());
+        }
+        let i = ShmSlice::from_slice(input)?;
+        let o = ShmSlice::new(input.len(), R::zeroed())?;
+        self.map_into_chunked(f, &i, &o, chunksize)?;
+        Ok(o.to_vec())
+    }
+
+    fn run<T: Pod, R: Pod>(
+        &self,
+        runner: CodeRef,
+        task: CodeRef,
+        input: &ShmSlice<T>,
+        output: &ShmSlice<R>,
+        chunksize: Option<usize>,
+    ) -> Result<(), PoolError> {
+        if input.len() != output.len() {
+            return Err(PoolError::InvalidArgument(format!(
+                "input has {} items, output {}",
+                input.len(),
+                output.len()
+            )));
+        }
+        if chunksize == Some(0) {
+            return Err(PoolError::InvalidArgument(
+                "chunksize must be at least 1".into(),
+            ));
+        }
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(PoolError::Closed);
+        }
+        let len = input.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let n = inner.workers.len();
+        let mut chunksize = chunksize.unwrap_or_else(|| len.div_ceil(4 * n)).max(1);
+        // Chunk indices live in 32 bits.
+        chunksize = chunksize.max(len.div_ceil(PENDING as usize - 2));
+        let mut p = Packer::new();
+        PassAs::<(ShmSlice<T>, ShmSlice<R>)>::pack_as(&(input, output), &mut p)?;
+        let (payload, fds) = p.into_parts();
+        inner.run_job(&JobSpec {
+            runner,
+            task,
+            len,
+            chunksize,
+            payload,
+            fds,
+        })
+    }
+
+    /// Stops taking calls; the workers exit once told (Python's `close`).
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
+        inner.closed = true;
+        let stop = MSG_STOP.to_le_bytes();
+        for w in inner.workers.iter().flatten() {
+            let _ = os::send_with_fds(w.sock.as_fd(), &stop, &[]);
+        }
+    }
+
+    /// Stops the workers now (`SIGKILL`) and reaps them (Python's `terminate`).
+    pub fn terminate(&self) {
+        self.close();
+        let inner = self.lock();
+        for w in inner.workers.iter().flatten() {
+            let _ = w.process.kill();
+        }
+        for w in inner.workers.iter().flatten() {
+            let _ = w.process.join();
+        }
+    }
+
+    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate).
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidArgument`] while the pool is open; the error of
+    /// waiting for a worker.
+    pub fn join(&self) -> Result<(), PoolError> {
+        let inner = self.lock();
+        if !inner.closed {
+            return Err(PoolError::InvalidArgument("join before close".into()));
+        }
+        for w in inner.workers.iter().flatten() {
+            w.process.join()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl Inner {
+    fn start_worker(&self, slot: usize) -> Result<Worker, PoolError> {
+        let (mine, theirs) = os::socketpair_seqpacket().map_err(|source| PoolError::Os {
+            op: "socketpair",
+            source,
+        })?;
+        let process = self
+            .ctx
+            .builder()
+            .name(format!("PoolWorker-{slot}"))
+            .target(
+                worker::worker_main,
+                (&*self.control, Sock(theirs), slot as u64),
+            )
+            .start()?;
+        Ok(Worker {
+            process,
+            sock: mine,
+        })
+    }
+
+    /// Starts the worker of `slot`, reaping the one there first.
+    fn replace(&mut self, slot: usize) -> Result<(), PoolError> {
+        if let Some(w) = self.workers[slot].take() {
+            let _ = w.process.join();
+        }
+        // The dead worker may have left its busy word set (killed in its
+        // claim loop after the call had all its chunks): nobody writes it
+        // now, and the next call waits for it to be 0.
+        word(&self.control, busy_index(slot)).store(0, Ordering::SeqCst);
+        let w = self.start_worker(slot);
+        let pid = w.as_ref().ok().and_then(|w| w.process.pid());
+        if let Some(p) = self
+            .pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(slot)
+        {
+            *p = pid;
+        }
+        self.workers[slot] = Some(w?);
+        Ok(())
+    }
+
+    fn send_job(&self, slot: usize, header: &[u64], msg: &JobMsg, retry: u64) {
+        let Some(w) = &self.workers[slot] else { return };
+        let mut b = Vec::with_capacity(HEADER_WORDS * 8 + msg.tail.len());
+        for (i, x) in header.iter().enumerate() {
+            let x = if i == 5 { retry } else { *x };
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        b.extend_from_slice(&msg.tail);
+        let fds: Vec<BorrowedFd<'_>> = msg.fds.iter().map(AsFd::as_fd).collect();
+        // A worker that died meanwhile is seen by the watch loop.
+        let _ = os::send_with_fds(w.sock.as_fd(), &b, &fds);
+    }
+
+    fn slot(&self, slot: usize) -> &AtomicU64 {
+        word(&self.control, state_index(slot))
+    }
+
+    fn is_alive(&self, slot: usize) -> bool {
+        self.workers[slot]
+            .as_ref()
+            .is_some_and(|w| w.process.is_alive())
+    }
+
+    /// Whether a slot other than `me` shows chunk `c` (pending or held) or
+    /// was handed `c` as its retry.
+    fn shown_elsewhere(&self, c: u64, me: usize, assigned: &[Option<u64>]) -> bool {
+        (0..self.workers.len()).filter(|&j| j != me).any(|j| {
+            let low = self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff;
+            (low & !PENDING) == c + 1 || assigned[j] == Some(c)
+        })
+    }
+
+    /// Worker `me` died with chunk `i` pending (stored before its
+    /// compare-and-swap on the cursor): whether its swap won, so that the
+    /// chunk is lost unless run again.
+    fn lost_pending(
+        &self,
+        i: u64,
+        me: usize,
+        job: u64,
+        claimed_below: u64,
+        assigned: &[Option<u64>],
+        flags: &ShmSlice<u32>,
+    ) -> bool {
+        // A live worker with `i` pending resolves it within instructions.
+        for _ in 0..100_000 {
+            let busy = (0..self.workers.len()).any(|j| {
+                j != me
+                    && self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff == PENDING | (i + 1)
+                    && self.is_alive(j)
+            });
+            if !busy {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let cur = word(&self.control, CURSOR).load(Ordering::SeqCst);
+        let next = if cur >> 32 == job {
+            cur & 0xffff_ffff
+        } else {
+            u64::MAX
+        };
+        // Nobody's swap passed `i`: nothing was claimed.
+        if i >= next.min(claimed_below) {
+            return false;
+        }
+        flag(flags, i).load(Ordering::SeqCst) == 0 && !self.shown_elsewhere(i, me, assigned)
+    }
+
+    fn run_job(&mut self, spec: &JobSpec) -> Result<(), PoolError> {
+        let n = self.workers.len();
+        // Workers that died between calls.
+        for i in 0..n {
+            if !self.is_alive(i) {
+                self.replace(i)?;
+            }
+        }
+        // A worker of the last call may still be leaving its claim loop:
+        // wait (a few instructions) until it waits again, before the slots
+        // are reset.
+        // One that does not within `SETTLE_LIMIT` (it cannot, by the
+        // protocol) is killed and replaced rather than waited for forever.
+        let settle_deadline = std::time::Instant::now() + SETTLE_LIMIT;
+        for i in 0..n {
+            while word(&self.control, busy_index(i)).load(Ordering::SeqCst) != 0 && self.is_alive(i)
+            {
+                if std::time::Instant::now() >= settle_deadline {
+                    if let Some(w) = &self.workers[i] {
+                        let _ = w.process.kill();
+                    }
+                    self.replace(i)?;
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        let n_chunks = spec.len.div_ceil(spec.chunksize) as u64;
+        // One done flag per chunk: the witness of a chunk whose worker died
+        // between finishing it and counting it, or right after claiming it.
+        let flags = ShmSlice::new(n_chunks as usize, 0u32)?;
+        let mut p = Packer::new();
+        PassAs::<ShmSlice<u32>>::pack_as(&&flags, &mut p)?;
+        let (flag_bytes, flag_fds) = p.into_parts();
+        let mut tail = flag_bytes.clone();
+        tail.extend_from_slice(&spec.payload);
+        let mut fds = flag_fds;
+        for fd in &spec.fds {
+            fds.push(
+                fd.try_clone()
+                    .map_err(|source| PoolError::Os { op: "dup", source })?,
+            );
+        }
+        let msg = JobMsg { tail, fds };
+
+        self.job = (self.job + 1) & 0x7fff_ffff;
+        let job = self.job;
+        for i in 0..n {
+            self.slot(i).store(0, Ordering::SeqCst);
+            word(&self.control, busy_index(i)).store(0, Ordering::SeqCst);
+        }
+        word(&self.control, CURSOR).store(job << 32, Ordering::SeqCst);
+        let mut header = vec![
+            MSG_JOB,
+            job,
+            n_chunks,
+            spec.chunksize as u64,
+            spec.len as u64,
+            NO_CHUNK,
+            flag_bytes.len() as u64,
+        ];
+        header.extend_from_slice(&spec.runner.to_words());
+        header.extend_from_slice(&spec.task.to_words());
+        for i in 0..n {
+            self.send_job(i, &header, &msg, NO_CHUNK);
+        }
+
+        let chunk_range = |c: u64| -> Range<usize> {
+            let s = c as usize * spec.chunksize;
+            s..(s + spec.chunksize).min(spec.len)
+        };
+        let mut retries: std::collections::HashMap<u64, u32> = Default::default();
+        // The retry chunk handed to each slot's replacement.
+        let mut assigned: Vec<Option<u64>> = vec![None; n];
+        // Chunks finished or abandoned outside the slots' done counts.
+        let mut settled = 0u64;
+        // After an abort, chunks from here on were never claimed.
+        let mut claimed_below = u64::MAX;
+        let mut error: Option<PoolError> = None;
+        loop {
+            let seen = worker::wake_word(&self.control).load(Ordering::SeqCst);
+            let done: u64 = (0..n)
+                .map(|i| self.slot(i).load(Ordering::SeqCst) >> 32)
+                .sum();
+            if done + settled >= n_chunks {
+                break;
+            }
+            for i in 0..n {
+                if self.is_alive(i) {
+                    continue;
+                }
+                let (pid, exitcode) = match &self.workers[i] {
+                    Some(w) => (w.process.pid(), w.process.exitcode()),
+                    None => (None, None),
+                };
+                let low = self.slot(i).load(Ordering::SeqCst) & 0xffff_ffff;
+                let mut lost = None;
+                if low & PENDING != 0 {
+                    let c = (low & !PENDING) - 1;
+                    if self.lost_pending(c, i, job, claimed_below, &assigned, &flags) {
+                        lost = Some(c);
+                    }
+                } else if low != 0 {
+                    let c = low - 1;
+                    if flag(&flags, c).load(Ordering::SeqCst) != 0 {
+                        // Finished, but died before counting it.
+                        settled += 1;
+                    } else {
+                        lost = Some(c);
+                    }
+                } else if let Some(c) = assigned[i] {
+                    // A replacement that died before it showed its retry.
+                    if flag(&flags, c).load(Ordering::SeqCst) == 0
+                        && !self.shown_elsewhere(c, i, &assigned)
+                    {
+                        lost = Some(c);
+                    }
+                }
+                self.slot(i).fetch_and(!0xffff_ffff, Ordering::SeqCst);
+                assigned[i] = None;
+                let mut retry = NO_CHUNK;
+                if let Some(c) = lost {
+                    let r = retries.entry(c).or_insert(0);
+                    *r += 1;
+                    if *r <= self.max_retries && error.is_none() {
+                        retry = c;
+                        self.retried += 1;
+                    } else {
+                        settled += 1;
+                        if error.is_none() {
+                            error = Some(PoolError::WorkerDied {
+                                pid: pid.unwrap_or_else(os::getpid),
+                                exitcode,
+                                chunk: chunk_range(c),
+                            });
+                        }
+                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        claimed_below = claimed_below.min(from);
+                        settled += count;
+                    }
+                }
+                match self.replace(i) {
+                    Ok(()) => {
+                        if retry != NO_CHUNK {
+                            assigned[i] = Some(retry);
+                        }
+                        self.send_job(i, &header, &msg, retry);
+                    }
+                    Err(e) => {
+                        // Nobody runs the retry: give the chunk up too.
+                        if retry != NO_CHUNK {
+                            settled += 1;
+                        }
+                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        claimed_below = claimed_below.min(from);
+                        settled += count;
+                        error.get_or_insert(e);
+                    }
+                }
+            }
+            os::futex_wait(worker::wake_word(&self.control), seen, Some(WATCH_SLICE));
+        }
+        let panic = self.drain_reports(job);
+        match (error, panic) {
+            (Some(e), _) => Err(e),
+            (None, Some((index, message))) => Err(PoolError::TaskPanicked { message, index }),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Reads the workers' reports for `job`; the panic at the lowest index.
+    fn drain_reports(&self, job: u64) -> Option<(usize, String)> {
+        let mut first: Option<(usize, String)> = None;
+        let mut buf = vec![0u8; MAX_MSG];
+        for w in self.workers.iter().flatten() {
+            loop {
+                let ready = os::poll_readable(&[w.sock.as_fd()], Some(Duration::ZERO))
+                    .map(|r| r.first().copied().unwrap_or(false))
+                    .unwrap_or(false);
+                if !ready {
+                    break;
+                }
+                let Ok((n, _)) = os::recv_with_fds(w.sock.as_fd(), &mut buf) else {
+                    break;
+                };
+                if n < 24 {
+                    break;
+                }
+                let w3: Vec<u64> = buf[..24]
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect();
+                if w3[0] != MSG_PANIC || w3[1] != job {
+                    continue;
+                }
+                let index = w3[2] as usize;
+                let message = String::from_utf8_lossy(&buf[24..n]).into_owned();
+                if first.as_ref().is_none_or(|(i, _)| index < *i) {
+                    first = Some((index, message));
+                }
+            }
+        }
+        first
+    }
+}
+
+/// Moves the cursor of `job` to its end; returns where it was and how many
+/// chunks nobody had claimed yet.
+fn abort_cursor(control: &ShmSlice<u64>, job: u64, n_chunks: u64) -> (u64, u64) {
+    let cursor = word(control, CURSOR);
+    let mut v = cursor.load(Ordering::SeqCst);
+    loop {
+        let next = v & 0xffff_ffff;
+        if v >> 32 != job || next >= n_chunks {
+            return (n_chunks, 0);
+        }
+        match cursor.compare_exchange(
+            v,
+            (job << 32) | n_chunks,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => return (next, n_chunks - next),
+            Err(cur) => v = cur,
+        }
+    }
+}
