@@ -34,6 +34,15 @@ pub enum PoolError {
         /// The index of the item (for `map_slices`, the first of the slice).
         index: usize,
     },
+    /// The result did not come within the timeout (it stays pending).
+    #[error("timed out waiting for the result")]
+    Timeout,
+    /// A task's input or result could not be encoded or decoded (serde).
+    #[error("encoding: {0}")]
+    Codec(String),
+    /// The initializer failed in a worker (the pool does not start).
+    #[error("the initializer failed: {0}")]
+    Initializer(String),
     /// Starting or talking to a worker failed.
     #[error(transparent)]
     Process(#[from] ProcessError),

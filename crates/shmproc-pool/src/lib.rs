@@ -50,25 +50,43 @@
 //!
 //! The task runs on a private copy of its chunk (read from and written back
 //! to the shared arrays in one copy each), since this crate has no `unsafe`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod error;
+mod handler;
+mod inplace;
+mod job;
+mod results;
+mod runners;
+mod wire;
 mod worker;
 
 use shmproc_shm::sync::real::{AtomicU64, Ordering};
+use std::borrow::Borrow;
 use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 pub use error::PoolError;
-use shmproc_process::{CodeRef, Context, Pid, Process, StartMethod, default_context, get_context};
-use shmproc_shm::transfer::{Packer, PassAs};
+pub use results::{AsyncResult, Callbacks, IMap, IMapUnordered};
+use shmproc_process::{
+    CodeRef, Context, Pid, Process, StarFn, StartMethod, default_context, get_context,
+};
+use shmproc_shm::transfer::{Packer, PassAs, Transfer};
 use shmproc_shm::{Pod, ShmSlice, os};
 
+use handler::Board;
+use job::Job;
+use runners::{InitRunner, Runner, TaskRunner};
 use worker::{
-    CURSOR, HEADER_WORDS, MAX_MSG, MSG_JOB, MSG_PANIC, MSG_STOP, NO_CHUNK, PENDING, Runner, SLOTS,
-    Sock, busy_index, flag, state_index, word,
+    CURSOR, HEADER_WORDS, Init, MSG_INIT_FAILED, MSG_JOB, MSG_PANIC, MSG_READY, MSG_STOP, NO_CHUNK,
+    PENDING, SLOTS, Sock, busy_index, flag, state_index, word,
 };
 
 /// How long the pool sleeps on the completion futex before it checks the
@@ -79,12 +97,40 @@ const WATCH_SLICE: Duration = Duration::from_millis(20);
 /// claim loops (a few instructions each) before it replaces one that did not.
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
+/// An initializer as the builder keeps it: packed once, cloned into every
+/// worker's start.
+#[derive(Debug)]
+struct InitSpec {
+    runner: CodeRef,
+    f: CodeRef,
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl InitSpec {
+    fn for_worker(&self) -> Result<Init, PoolError> {
+        Ok(Init {
+            runner: self.runner,
+            f: self.f,
+            payload: self.payload.clone(),
+            fds: self
+                .fds
+                .iter()
+                .map(|fd| fd.try_clone())
+                .collect::<Result<_, _>>()
+                .map_err(|source| PoolError::Os { op: "dup", source })?,
+        })
+    }
+}
+
 /// Builds a [`Pool`]: `Pool::builder().processes(4).start_method(m).build()`.
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
     processes: Option<usize>,
     context: Option<Context>,
     max_retries: u32,
+    max_tasks: u64,
+    init: Option<Result<Arc<InitSpec>, String>>,
 }
 
 impl PoolBuilder {
@@ -105,17 +151,49 @@ impl PoolBuilder {
         self.context(get_context(m))
     }
 
-    /// How many times a chunk whose worker died is run again (default 1).
+    /// How many times a chunk whose worker died is run again (default 1;
+    /// 0: the call fails at once with [`PoolError::WorkerDied`]).
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
     }
 
-    /// Starts the workers.
+    /// Python's `maxtasksperchild`: a worker leaves after this many tasks
+    /// (chunks) and a fresh one takes its place (0: never, the default).
+    pub fn maxtasksperchild(mut self, n: u64) -> Self {
+        self.max_tasks = n;
+        self
+    }
+
+    /// Python's `initializer` and `initargs`: `f(args)` runs once in each
+    /// worker, before its first task (in a replacement worker too). The
+    /// arguments travel as a [`Process`] target's do (shared objects by
+    /// handle). A panicking initializer fails [`build`](Self::build) (or the
+    /// call that needed a replacement) with [`PoolError::Initializer`].
+    pub fn initializer<A: Transfer + 'static, P: PassAs<A>>(mut self, f: fn(A), args: P) -> Self {
+        let runner: InitRunner = runners::init_runner::<A>;
+        let spec = (|| -> Result<InitSpec, String> {
+            let mut p = Packer::new();
+            args.pack_as(&mut p).map_err(|e| e.to_string())?;
+            let (payload, fds) = p.into_parts();
+            Ok(InitSpec {
+                runner: CodeRef::of(runner).map_err(|e| e.to_string())?,
+                f: CodeRef::of(f).map_err(|e| e.to_string())?,
+                payload,
+                fds,
+            })
+        })();
+        self.init = Some(spec.map(Arc::new));
+        self
+    }
+
+    /// Starts the workers and waits until each has run the initializer and
+    /// is ready.
     ///
     /// # Errors
-    /// [`PoolError::InvalidArgument`] for zero processes; the error of
-    /// creating the control block or starting a worker.
+    /// [`PoolError::InvalidArgument`] for zero processes or initializer
+    /// arguments that cannot be packed; [`PoolError::Initializer`]; the
+    /// error of creating the control block or starting a worker.
     pub fn build(self) -> Result<Pool, PoolError> {
         let n = self
             .processes
@@ -126,6 +204,13 @@ impl PoolBuilder {
                 "processes must be at least 1".into(),
             ));
         }
+        let init = match self.init {
+            None => None,
+            Some(Ok(i)) => Some(i),
+            Some(Err(e)) => {
+                return Err(PoolError::InvalidArgument(format!("initializer: {e}")));
+            }
+        };
         let ctx = self.context.unwrap_or_else(default_context);
         let control = Arc::new(ShmSlice::new(SLOTS + 2 * n, 0u64)?);
         let mut inner = Inner {
@@ -134,18 +219,44 @@ impl PoolBuilder {
             workers: (0..n).map(|_| None).collect(),
             job: 0,
             closed: false,
+            stopped: false,
             max_retries: self.max_retries,
+            max_tasks: self.max_tasks,
+            tasks: vec![0; n],
+            init,
             retried: 0,
             pids: Arc::new(Mutex::new(vec![None; n])),
+            serde_busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
         };
         let pids = Arc::clone(&inner.pids);
+        let serde_busy = Arc::clone(&inner.serde_busy);
+        // Start them all, then wait for each: their starts overlap.
+        let mut started = Vec::with_capacity(n);
         for i in 0..n {
-            inner.replace(i)?;
+            started.push(inner.start_worker(i)?);
         }
+        for (i, w) in started.into_iter().enumerate() {
+            inner.install(i, w)?;
+        }
+        let inner = Arc::new(Mutex::new(inner));
+        let board = Arc::new(Board::new()?);
+        let handler = {
+            let (b, i) = (Arc::clone(&board), Arc::clone(&inner));
+            std::thread::Builder::new()
+                .name("shmproc-pool-handler".into())
+                .spawn(move || handler::handler_main(b, i))
+                .map_err(|source| PoolError::Os {
+                    op: "starting the result handler thread",
+                    source,
+                })?
+        };
         Ok(Pool {
-            inner: Mutex::new(inner),
+            inner,
             pids,
             control,
+            serde_busy,
+            board,
+            handler: Mutex::new(Some(handler)),
         })
     }
 }
@@ -163,23 +274,35 @@ struct Inner {
     workers: Vec<Option<Worker>>,
     job: u64,
     closed: bool,
+    /// The workers were told to stop.
+    stopped: bool,
     max_retries: u32,
+    /// `maxtasksperchild` (0: none).
+    max_tasks: u64,
+    /// Tasks (chunks) handed to each slot's current worker.
+    tasks: Vec<u64>,
+    init: Option<Arc<InitSpec>>,
     /// Chunks run again after their worker died, since the pool started.
     retried: u64,
     /// The workers' pids, readable while a call runs.
     pids: Arc<Mutex<Vec<Option<Pid>>>>,
+    /// Per slot: the result handler has serde tasks out with its worker.
+    serde_busy: Arc<[AtomicBool]>,
 }
 
-/// A pool of worker processes (Python's `multiprocessing.Pool`) for `map`
-/// over `Pod` items, zero-copy through shared arrays. See the
-/// [crate docs](crate) for how chunks are handed out and crashes handled.
+/// A pool of worker processes (Python's `multiprocessing.Pool`). See the
+/// [crate docs](crate) for the two paths (serde calls, `Pod` arrays in
+/// place) and how crashes are handled.
 ///
 /// Dropping the pool terminates and joins its workers.
 #[derive(Debug)]
 pub struct Pool {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     pids: Arc<Mutex<Vec<Option<Pid>>>>,
     control: Arc<ShmSlice<u64>>,
+    serde_busy: Arc<[AtomicBool]>,
+    board: Arc<Board>,
+    handler: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A job message's part after the header, and its descriptors.
@@ -196,6 +319,7 @@ struct JobSpec {
     chunksize: usize,
     payload: Vec<u8>,
     fds: Vec<OwnedFd>,
+    aliased: bool,
 }
 
 impl Pool {
@@ -213,6 +337,8 @@ impl Pool {
             processes: None,
             context: None,
             max_retries: 1,
+            max_tasks: 0,
+            init: None,
         }
     }
 
@@ -248,6 +374,7 @@ impl Pool {
                     & 0xffff_ffff
                     & !PENDING
                     != 0
+                    || self.serde_busy[*i].load(Ordering::Acquire)
             })
             .filter_map(|(_, p)| *p)
             .collect()
@@ -287,7 +414,7 @@ impl Pool {
         output: &ShmSlice<R>,
         chunksize: Option<usize>,
     ) -> Result<(), PoolError> {
-        let runner: Runner = worker::item_runner::<T, R>;
+        let runner: Runner = runners::item_runner::<T, R>;
         self.run(
             CodeRef::of(runner)?,
             CodeRef::of(f)?,
@@ -322,7 +449,7 @@ impl Pool {
         output: &ShmSlice<R>,
         chunksize: Option<usize>,
     ) -> Result<(), PoolError> {
-        let runner: Runner = worker::slice_runner::<T, R>;
+        let runner: Runner = runners::slice_runner::<T, R>;
         self.run(
             CodeRef::of(runner)?,
             CodeRef::of(f)?,
@@ -332,20 +459,22 @@ impl Pool {
         )
     }
 
-    /// `f` over `input`, as a `Vec`: the input is written once into an
-    /// anonymous shared array, the results read back from another.
+    /// `f` over `input` for `Pod` items, as a `Vec`: the input is written
+    /// once into an anonymous shared array, the workers write the results
+    /// in place into another, read back once. For any serde type, see
+    /// [`map`](Self::map).
     ///
     /// # Errors
     /// As [`map_into`](Self::map_into).
-    pub fn map<T: Pod, R: Pod>(&self, f: fn(T) -> R, input: &[T]) -> Result<Vec<R>, PoolError> {
-        self.map_chunked(f, input, None)
+    pub fn map_pod<T: Pod, R: Pod>(&self, f: fn(T) -> R, input: &[T]) -> Result<Vec<R>, PoolError> {
+        self.map_pod_chunked(f, input, None)
     }
 
-    /// [`map`](Self::map) with chunks of `chunksize` items.
+    /// [`map_pod`](Self::map_pod) with chunks of `chunksize` items.
     ///
     /// # Errors
     /// As [`map_into_chunked`](Self::map_into_chunked).
-    pub fn map_chunked<T: Pod, R: Pod>(
+    pub fn map_pod_chunked<T: Pod, R: Pod>(
         &self,
         f: fn(T) -> R,
         input: &[T],
@@ -400,6 +529,7 @@ impl Pool {
         let mut chunksize = chunksize.unwrap_or_else(|| len.div_ceil(4 * n)).max(1);
         // Chunk indices live in 32 bits.
         chunksize = chunksize.max(len.div_ceil(PENDING as usize - 2));
+        let aliased = same_segment(input.segment().fd(), output.segment().fd());
         let mut p = Packer::new();
         PassAs::<(ShmSlice<T>, ShmSlice<R>)>::pack_as(&(input, output), &mut p)?;
         let (payload, fds) = p.into_parts();
@@ -410,26 +540,384 @@ impl Pool {
             chunksize,
             payload,
             fds,
+            aliased,
         })
     }
 
-    /// Stops taking calls; the workers exit once told (Python's `close`).
-    pub fn close(&self) {
-        let mut inner = self.lock();
-        if inner.closed {
-            return;
+    // ---- serde calls ----
+
+    /// Encodes `items` and queues them as a job of `chunksize` chunks
+    /// (`None`: Python's default, `ceil(len / (4 × workers))`).
+    fn submit<I, T>(
+        &self,
+        runner: CodeRef,
+        task: CodeRef,
+        items: I,
+        chunksize: Option<usize>,
+        finisher: Option<job::Finisher>,
+    ) -> Result<Arc<Job>, PoolError>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+        T: Serialize + ?Sized,
+    {
+        if chunksize == Some(0) {
+            return Err(PoolError::InvalidArgument(
+                "chunksize must be at least 1".into(),
+            ));
         }
-        inner.closed = true;
-        let stop = MSG_STOP.to_le_bytes();
-        for w in inner.workers.iter().flatten() {
-            let _ = os::send_with_fds(w.sock.as_fd(), &stop, &[]);
+        if self.board.lock().closed {
+            return Err(PoolError::Closed);
         }
+        let mut input = Vec::new();
+        let mut offsets = vec![0usize];
+        for (k, item) in items.into_iter().enumerate() {
+            input = postcard::to_extend(item.borrow(), input)
+                .map_err(|e| PoolError::Codec(format!("encoding item {k}: {e}")))?;
+            offsets.push(input.len());
+        }
+        let n_items = offsets.len() - 1;
+        let workers = self.processes();
+        let chunksize = chunksize
+            .unwrap_or_else(|| n_items.div_ceil(4 * workers))
+            .max(1);
+        let job = Arc::new(Job::new(runner, task, input, offsets, chunksize, finisher));
+        self.board.submit(&job)?;
+        Ok(job)
     }
 
-    /// Stops the workers now (`SIGKILL`) and reaps them (Python's `terminate`).
+    fn map_codes<T, R>(f: fn(T) -> R) -> Result<(CodeRef, CodeRef), PoolError>
+    where
+        T: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        let runner: TaskRunner = runners::map_runner::<T, R>;
+        Ok((CodeRef::of(runner)?, CodeRef::of(f)?))
+    }
+
+    fn star_codes<Args, F>(f: F) -> Result<(CodeRef, CodeRef), PoolError>
+    where
+        Args: DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize,
+    {
+        let runner: TaskRunner = runners::star_runner::<Args, F>;
+        Ok((CodeRef::of(runner)?, CodeRef::of_star(f)?))
+    }
+
+    /// Python's `map`: `f` over `items` in the workers, the results in
+    /// input order. Items and results are any serde types (encoded with
+    /// postcard); `items` is anything iterable whose items borrow as `T`
+    /// (`&[T]`, `Vec<T>`, a range). Chunks of Python's default size
+    /// (`ceil(len / (4 × workers))`), handed out as workers free up.
+    ///
+    /// For `Pod` data in shared arrays, [`map_into`](Self::map_into) and
+    /// [`map_slices`](Self::map_slices) copy nothing at all.
+    ///
+    /// # Errors
+    /// [`PoolError::TaskPanicked`] (the first failing item's index and the
+    /// panic message), [`PoolError::WorkerDied`] (after the retries),
+    /// [`PoolError::Closed`], [`PoolError::Codec`].
+    pub fn map<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.map_async_with(f, items, None, Callbacks::new())?.get()
+    }
+
+    /// [`map`](Self::map) with chunks of `chunksize` items (`None`: the
+    /// default).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map); a `chunksize` of 0 is invalid.
+    pub fn map_chunked<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.map_async_with(f, items, chunksize, Callbacks::new())?
+            .get()
+    }
+
+    /// Python's `map_async`: as [`map`](Self::map), returning at once.
+    ///
+    /// # Errors
+    /// [`PoolError::Closed`], [`PoolError::Codec`] for an item that cannot
+    /// be encoded; the call's own errors come from [`AsyncResult::get`].
+    pub fn map_async<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.map_async_with(f, items, None, Callbacks::new())
+    }
+
+    /// [`map_async`](Self::map_async) with a chunksize and callbacks.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    pub fn map_async_with<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let (runner, task) = Self::map_codes(f)?;
+        let decode: results::Decode<Vec<R>> = results::decode_all::<R>;
+        let fin = results::finisher(decode, callbacks);
+        let job = self.submit::<I, T>(runner, task, items, chunksize, fin)?;
+        Ok(AsyncResult::new(job, decode))
+    }
+
+    /// Python's `starmap`: `f(a, b, ...)` for each tuple `(a, b, ...)` of
+    /// `items`, for `fn`s of up to six arguments, in input order.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn starmap<Args, F, I>(&self, f: F, items: I) -> Result<Vec<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<Args>,
+    {
+        self.starmap_async_with(f, items, None, Callbacks::new())?
+            .get()
+    }
+
+    /// Python's `starmap_async`, with a chunksize and callbacks.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    pub fn starmap_async<Args, F, I>(
+        &self,
+        f: F,
+        items: I,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<Args>,
+    {
+        self.starmap_async_with(f, items, None, Callbacks::new())
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with a chunksize and callbacks.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    pub fn starmap_async_with<Args, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<F::Output>>,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<Args>,
+    {
+        let (runner, task) = Self::star_codes(f)?;
+        let decode: results::Decode<Vec<F::Output>> = results::decode_all::<F::Output>;
+        let fin = results::finisher(decode, callbacks);
+        let job = self.submit::<I, Args>(runner, task, items, chunksize, fin)?;
+        Ok(AsyncResult::new(job, decode))
+    }
+
+    /// Python's `apply`: `f(args...)` in a worker; `args` is the tuple of
+    /// arguments (`(x,)` for one).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn apply<Args, F>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Python's `apply_async`: as [`apply`](Self::apply), returning at once.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    pub fn apply_async<Args, F>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<AsyncResult<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, Callbacks::new())
+    }
+
+    /// [`apply_async`](Self::apply_async) with callbacks.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async).
+    pub fn apply_async_with<Args, F>(
+        &self,
+        f: F,
+        args: Args,
+        callbacks: Callbacks<F::Output>,
+    ) -> Result<AsyncResult<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let (runner, task) = Self::star_codes(f)?;
+        let decode: results::Decode<F::Output> = results::decode_one::<F::Output>;
+        let fin = results::finisher(decode, callbacks);
+        let job = self.submit::<_, Args>(runner, task, [args], Some(1), fin)?;
+        Ok(AsyncResult::new(job, decode))
+    }
+
+    /// Python's `imap`: a lazy iterator over the results in input order,
+    /// each yielded as soon as it and those before it are back; chunks of
+    /// one item (Python's default for `imap`). The items are encoded and
+    /// queued at once. It is an [`ExactSizeIterator`], so it composes with
+    /// progress bars.
+    ///
+    /// # Errors
+    /// As [`map_async`](Self::map_async); each item's own error comes from
+    /// the iterator.
+    pub fn imap<T, R, I>(&self, f: fn(T) -> R, items: I) -> Result<IMap<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.imap_chunked(f, items, 1)
+    }
+
+    /// [`imap`](Self::imap) with chunks of `chunksize` items.
+    ///
+    /// # Errors
+    /// As [`imap`](Self::imap); a `chunksize` of 0 is invalid.
+    pub fn imap_chunked<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMap<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let (runner, task) = Self::map_codes(f)?;
+        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None)?;
+        Ok(IMap::new(job))
+    }
+
+    /// Python's `imap_unordered`: as [`imap`](Self::imap), yielding results
+    /// in the order they come back.
+    ///
+    /// # Errors
+    /// As [`imap`](Self::imap).
+    pub fn imap_unordered<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+    ) -> Result<IMapUnordered<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.imap_unordered_chunked(f, items, 1)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) with chunks of `chunksize`
+    /// items.
+    ///
+    /// # Errors
+    /// As [`imap_chunked`](Self::imap_chunked).
+    pub fn imap_unordered_chunked<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapUnordered<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let (runner, task) = Self::map_codes(f)?;
+        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None)?;
+        Ok(IMapUnordered::new(job))
+    }
+
+    // ---- lifetime ----
+
+    /// Python's `close`: no more calls; what is queued still runs, then the
+    /// workers exit.
+    pub fn close(&self) {
+        let idle = {
+            let mut s = self.board.lock();
+            s.closed = true;
+            !s.running && s.queue.is_empty()
+        };
+        let mut inner = self.lock();
+        inner.closed = true;
+        if idle {
+            inner.send_stop();
+        }
+        // Otherwise the result handler sends the stop once it is done.
+    }
+
+    /// Python's `terminate`: fails what is queued or running with
+    /// [`PoolError::Closed`], kills the workers (`SIGKILL`) and reaps them.
     pub fn terminate(&self) {
-        self.close();
-        let inner = self.lock();
+        {
+            let mut s = self.board.lock();
+            s.closed = true;
+            s.terminating = true;
+            self.board.poke(&mut s);
+        }
+        self.board.cond.notify_all();
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.stopped = true;
         for w in inner.workers.iter().flatten() {
             let _ = w.process.kill();
         }
@@ -438,17 +926,20 @@ impl Pool {
         }
     }
 
-    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// Python's `join`: waits until the queued work is done and the workers
+    /// have exited, after [`close`](Self::close) or
     /// [`terminate`](Self::terminate).
     ///
     /// # Errors
     /// [`PoolError::InvalidArgument`] while the pool is open; the error of
     /// waiting for a worker.
     pub fn join(&self) -> Result<(), PoolError> {
-        let inner = self.lock();
-        if !inner.closed {
+        if !self.board.lock().closed {
             return Err(PoolError::InvalidArgument("join before close".into()));
         }
+        self.board.wait_idle();
+        let mut inner = self.lock();
+        inner.send_stop();
         for w in inner.workers.iter().flatten() {
             w.process.join()?;
         }
@@ -459,22 +950,59 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.terminate();
+        {
+            let mut s = self.board.lock();
+            s.shutdown = true;
+        }
+        self.board.cond.notify_all();
+        let h = self
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Whether two descriptors name one file (one shared segment).
+fn same_segment(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |fd: BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    match (id(a), id(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        // Unknown: take the copy path, which is right either way.
+        _ => true,
     }
 }
 
 impl Inner {
+    /// Starts the worker of `slot` (not yet ready: see [`install`](Self::install)).
     fn start_worker(&self, slot: usize) -> Result<Worker, PoolError> {
         let (mine, theirs) = os::socketpair_seqpacket().map_err(|source| PoolError::Os {
             op: "socketpair",
             source,
         })?;
+        let init = self.init.as_ref().map(|i| i.for_worker()).transpose()?;
         let process = self
             .ctx
             .builder()
             .name(format!("PoolWorker-{slot}"))
             .target(
                 worker::worker_main,
-                (&*self.control, Sock(theirs), slot as u64),
+                (
+                    &*self.control,
+                    Sock(theirs),
+                    slot as u64,
+                    self.max_tasks,
+                    init,
+                ),
             )
             .start()?;
         Ok(Worker {
@@ -483,17 +1011,52 @@ impl Inner {
         })
     }
 
-    /// Starts the worker of `slot`, reaping the one there first.
-    fn replace(&mut self, slot: usize) -> Result<(), PoolError> {
-        if let Some(w) = self.workers[slot].take() {
+    /// Waits until worker `w` reports ready (it ran the initializer), then
+    /// puts it in `slot`.
+    fn install(&mut self, slot: usize, w: Worker) -> Result<(), PoolError> {
+        let mut buf = vec![0u8; wire::MAX_MSG];
+        let ready = loop {
+            let mut fds = vec![w.sock.as_fd()];
+            if let Some(s) = w.process.sentinel() {
+                fds.push(s);
+            }
+            let r = os::poll_readable(&fds, Some(Duration::from_millis(100)))
+                .map_err(|source| PoolError::Os { op: "poll", source })?;
+            if r[0] {
+                break wire::recv_frame(&w.sock, &mut buf);
+            }
+            if !w.process.is_alive() {
+                break Ok(None);
+            }
+        };
+        let pid = w.process.pid();
+        let failed = |why: String| {
+            let _ = w.process.kill();
             let _ = w.process.join();
+            why
+        };
+        let why = match ready {
+            Ok(Some(f)) if f.kind == MSG_READY => None,
+            Ok(Some(f)) if f.kind == MSG_INIT_FAILED => {
+                return Err(PoolError::Initializer(failed(
+                    String::from_utf8_lossy(&f.blob).into_owned(),
+                )));
+            }
+            Ok(Some(f)) => Some(format!("unexpected message {} at start", f.kind)),
+            Ok(None) => Some(format!(
+                "exited at start ({})",
+                w.process
+                    .exitcode()
+                    .map_or("status unknown".into(), |c| c.to_string())
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            return Err(PoolError::Os {
+                op: "starting a pool worker",
+                source: std::io::Error::other(failed(why)),
+            });
         }
-        // The dead worker may have left its busy word set (killed in its
-        // claim loop after the call had all its chunks): nobody writes it
-        // now, and the next call waits for it to be 0.
-        word(&self.control, busy_index(slot)).store(0, Ordering::SeqCst);
-        let w = self.start_worker(slot);
-        let pid = w.as_ref().ok().and_then(|w| w.process.pid());
         if let Some(p) = self
             .pids
             .lock()
@@ -502,8 +1065,45 @@ impl Inner {
         {
             *p = pid;
         }
-        self.workers[slot] = Some(w?);
+        self.tasks[slot] = 0;
+        self.workers[slot] = Some(w);
         Ok(())
+    }
+
+    /// Starts the worker of `slot`, reaping the one there first.
+    fn replace(&mut self, slot: usize) -> Result<(), PoolError> {
+        if let Some(w) = self.workers[slot].take() {
+            let _ = w.process.join();
+        }
+        if let Some(p) = self
+            .pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(slot)
+        {
+            *p = None;
+        }
+        // The dead worker may have left its busy word set (killed in its
+        // claim loop after the call had all its chunks): nobody writes it
+        // now, and the next call waits for it to be 0.
+        word(&self.control, busy_index(slot)).store(0, Ordering::SeqCst);
+        if self.stopped {
+            return Err(PoolError::Closed);
+        }
+        let w = self.start_worker(slot)?;
+        self.install(slot, w)
+    }
+
+    /// Tells every worker to exit (once).
+    fn send_stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let stop = MSG_STOP.to_le_bytes();
+        for w in self.workers.iter().flatten() {
+            let _ = os::send_with_fds(w.sock.as_fd(), &stop, &[]);
+        }
     }
 
     fn send_job(&self, slot: usize, header: &[u64], msg: &JobMsg, retry: u64) {
@@ -635,6 +1235,7 @@ impl Inner {
             spec.len as u64,
             NO_CHUNK,
             flag_bytes.len() as u64,
+            u64::from(spec.aliased),
         ];
         header.extend_from_slice(&spec.runner.to_words());
         header.extend_from_slice(&spec.task.to_words());
@@ -737,6 +1338,9 @@ impl Inner {
             }
             os::futex_wait(worker::wake_word(&self.control), seen, Some(WATCH_SLICE));
         }
+        for i in 0..n {
+            self.tasks[i] += self.slot(i).load(Ordering::SeqCst) >> 32;
+        }
         let panic = self.drain_reports(job);
         match (error, panic) {
             (Some(e), _) => Err(e),
@@ -748,7 +1352,7 @@ impl Inner {
     /// Reads the workers' reports for `job`; the panic at the lowest index.
     fn drain_reports(&self, job: u64) -> Option<(usize, String)> {
         let mut first: Option<(usize, String)> = None;
-        let mut buf = vec![0u8; MAX_MSG];
+        let mut buf = vec![0u8; wire::MAX_MSG];
         for w in self.workers.iter().flatten() {
             loop {
                 let ready = os::poll_readable(&[w.sock.as_fd()], Some(Duration::ZERO))

@@ -1,13 +1,15 @@
-//! The worker side: the control block, the job message, the loop a worker
-//! runs, and the typed runners that a job names by [`CodeRef`].
+//! The worker side: the control block, the messages, and the loop a worker
+//! runs (the typed code it calls is in `runners`).
 
 use shmproc_shm::sync::real::{AtomicU32, AtomicU64, Ordering};
 use std::os::fd::{AsFd, OwnedFd};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use shmproc_process::{CodeRef, PassAs};
 use shmproc_shm::transfer::{Packer, Transfer, TransferError, Unpacker};
-use shmproc_shm::{Offset, Pod, ShmRegion, ShmSlice, os};
+use shmproc_shm::{Offset, ShmRegion, ShmSlice, os};
+
+use crate::runners::{Failure, InitIn, InitRunner, JobIn, RunTasks, Runner, TaskRunner};
+use crate::wire::{self, MAX_MSG};
 
 // Control block: a `ShmSlice<u64>`.
 /// Word: the cursor, `job << 32 | next chunk`.
@@ -36,18 +38,31 @@ pub(crate) const NO_CHUNK: u64 = u64::MAX;
 pub(crate) const MSG_JOB: u64 = 1;
 pub(crate) const MSG_STOP: u64 = 2;
 pub(crate) const MSG_PANIC: u64 = 3;
+/// A frame: a batch of serde tasks (`batch, n, runner, task`, then per
+/// chunk `count, bytes`; the blob is the chunks' encoded inputs).
+pub(crate) const MSG_BATCH: u64 = 4;
+/// A frame: a batch's results (`batch, n`, then per chunk `status, offset,
+/// bytes`; the blob is the chunks' encoded results or failure texts).
+pub(crate) const MSG_RESULTS: u64 = 5;
+/// A frame: the worker ran its initializer and waits for work.
+pub(crate) const MSG_READY: u64 = 6;
+/// A frame: the initializer failed (the blob is why); the worker exits.
+pub(crate) const MSG_INIT_FAILED: u64 = 7;
+
+/// A chunk's status in [`MSG_RESULTS`].
+pub(crate) const TASK_OK: u64 = 0;
+pub(crate) const TASK_PANIC: u64 = 1;
+pub(crate) const TASK_CODEC: u64 = 2;
 
 /// Job header words: kind, job, n_chunks, chunksize, len, retry, the byte
 /// length of the packed done flags (whose one descriptor comes first),
-/// runner (4), task (4); then the packed done flags, then the packed arrays.
-pub(crate) const HEADER_WORDS: usize = 7 + 2 * CodeRef::WORDS;
+/// whether input and output are one segment, runner (4), task (4); then
+/// the packed done flags, then the packed arrays.
+pub(crate) const HEADER_WORDS: usize = 8 + 2 * CodeRef::WORDS;
 
 /// In a slot's low half: the chunk is claimed-to-be (the worker stored it
 /// before its compare-and-swap on the cursor), not yet held.
 pub(crate) const PENDING: u64 = 1 << 31;
-
-/// The largest message a worker receives.
-pub(crate) const MAX_MSG: usize = 1 << 16;
 
 /// The `u64` word `i` of the control block, as an atomic.
 pub(crate) fn word(control: &ShmSlice<u64>, i: usize) -> &AtomicU64 {
@@ -92,127 +107,57 @@ impl PassAs<Sock> for Sock {
     }
 }
 
-/// What a worker is started with: the control block, its socket end, its slot.
-pub(crate) type WorkerArgs = (ShmSlice<u64>, Sock, u64);
-
-/// A job's typed part, rebuilt in the worker: runs chunks.
-pub(crate) trait RunChunk {
-    /// Runs items `start..end`; on a panic, the item's index and message.
-    fn run(&mut self, start: usize, end: usize) -> Result<(), (usize, String)>;
-}
-
-/// What a runner gets: the task's code reference, the packed arrays.
+/// The initializer a worker runs once before anything else: its runner
+/// and `fn` (code references) and its packed arguments.
 #[derive(Debug)]
-pub(crate) struct JobIn {
-    pub(crate) task: CodeRef,
+pub(crate) struct Init {
+    pub(crate) runner: CodeRef,
+    pub(crate) f: CodeRef,
     pub(crate) payload: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// A runner: `runner::<..>` monomorphised for the job's types, found in the
-/// worker by its [`CodeRef`].
-pub(crate) type Runner = fn(JobIn) -> Result<Box<dyn RunChunk>, String>;
+/// The most descriptors an initializer's arguments carry.
+const MAX_INIT_FDS: u64 = 64;
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
-fn unpack_arrays<T: Pod, R: Pod>(job: JobIn) -> Result<(ShmSlice<T>, ShmSlice<R>), String> {
-    let mut u = Unpacker::new(&job.payload, job.fds);
-    let a = <(ShmSlice<T>, ShmSlice<R>)>::unpack(&mut u).map_err(|e| e.to_string())?;
-    u.finish().map_err(|e| e.to_string())?;
-    Ok(a)
-}
-
-struct ItemRunner<T: Pod, R: Pod> {
-    f: fn(T) -> R,
-    input: ShmSlice<T>,
-    output: ShmSlice<R>,
-    inbuf: Vec<T>,
-    outbuf: Vec<R>,
-}
-
-impl<T: Pod, R: Pod> RunChunk for ItemRunner<T, R> {
-    fn run(&mut self, start: usize, end: usize) -> Result<(), (usize, String)> {
-        let n = end - start;
-        self.inbuf.resize(n, T::zeroed());
-        self.outbuf.resize(n, R::zeroed());
-        self.input
-            .read_into(start, &mut self.inbuf)
-            .map_err(|e| (start, e.to_string()))?;
-        let mut at = start;
-        let (f, inbuf, outbuf) = (self.f, &self.inbuf, &mut self.outbuf);
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            for (i, (x, y)) in inbuf.iter().zip(outbuf.iter_mut()).enumerate() {
-                at = start + i;
-                *y = f(*x);
-            }
-        }));
-        if let Err(p) = r {
-            return Err((at, panic_text(&*p)));
+impl Transfer for Init {
+    fn pack(&self, p: &mut Packer) -> Result<(), TransferError> {
+        for w in self.runner.to_words().iter().chain(&self.f.to_words()) {
+            p.put_u64(*w);
         }
-        self.output
-            .write_from(start, &self.outbuf)
-            .map_err(|e| (start, e.to_string()))
+        p.put_blob(&self.payload);
+        p.put_u64(self.fds.len() as u64);
+        for fd in &self.fds {
+            p.put_fd(fd)?;
+        }
+        Ok(())
+    }
+    fn unpack(u: &mut Unpacker<'_>) -> Result<Self, TransferError> {
+        let mut w = [0u64; 2 * CodeRef::WORDS];
+        for x in &mut w {
+            *x = u.take_u64()?;
+        }
+        let payload = u.take_blob()?.to_vec();
+        let n = u.take_u64()?.min(MAX_INIT_FDS);
+        let fds = (0..n).map(|_| u.take_fd()).collect::<Result<_, _>>()?;
+        Ok(Init {
+            runner: code_ref(&w[..CodeRef::WORDS]),
+            f: code_ref(&w[CodeRef::WORDS..]),
+            payload,
+            fds,
+        })
     }
 }
 
-/// The runner of `map_into`.
-pub(crate) fn item_runner<T: Pod, R: Pod>(job: JobIn) -> Result<Box<dyn RunChunk>, String> {
-    let f: fn(T) -> R = job.task.resolve().map_err(|e| e.to_string())?;
-    let (input, output) = unpack_arrays::<T, R>(job)?;
-    Ok(Box::new(ItemRunner {
-        f,
-        input,
-        output,
-        inbuf: Vec::new(),
-        outbuf: Vec::new(),
-    }))
-}
-
-struct SliceRunner<T: Pod, R: Pod> {
-    f: fn(&[T], &mut [R]),
-    input: ShmSlice<T>,
-    output: ShmSlice<R>,
-    inbuf: Vec<T>,
-    outbuf: Vec<R>,
-}
-
-impl<T: Pod, R: Pod> RunChunk for SliceRunner<T, R> {
-    fn run(&mut self, start: usize, end: usize) -> Result<(), (usize, String)> {
-        let n = end - start;
-        self.inbuf.resize(n, T::zeroed());
-        self.outbuf.resize(n, R::zeroed());
-        self.input
-            .read_into(start, &mut self.inbuf)
-            .map_err(|e| (start, e.to_string()))?;
-        let (f, inbuf, outbuf) = (self.f, &self.inbuf, &mut self.outbuf);
-        catch_unwind(AssertUnwindSafe(|| f(inbuf, outbuf)))
-            .map_err(|p| (start, panic_text(&*p)))?;
-        self.output
-            .write_from(start, &self.outbuf)
-            .map_err(|e| (start, e.to_string()))
+impl PassAs<Init> for Init {
+    fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+        self.pack(p)
     }
 }
 
-/// The runner of `map_slices`.
-pub(crate) fn slice_runner<T: Pod, R: Pod>(job: JobIn) -> Result<Box<dyn RunChunk>, String> {
-    let f: fn(&[T], &mut [R]) = job.task.resolve().map_err(|e| e.to_string())?;
-    let (input, output) = unpack_arrays::<T, R>(job)?;
-    Ok(Box::new(SliceRunner {
-        f,
-        input,
-        output,
-        inbuf: Vec::new(),
-        outbuf: Vec::new(),
-    }))
-}
+/// What a worker is started with: the control block, its socket end, its
+/// slot, `maxtasksperchild` (0: no limit), the initializer.
+pub(crate) type WorkerArgs = (ShmSlice<u64>, Sock, u64, u64, Option<Init>);
 
 fn words(bytes: &[u8], n: usize) -> Option<Vec<u64>> {
     let b = bytes.get(..n * 8)?;
@@ -240,108 +185,230 @@ fn report(sock: &OwnedFd, job: u64, index: usize, message: &str) {
     let _ = os::send_with_fds(sock.as_fd(), &b, &[]);
 }
 
-/// The worker process: waits for a job on its socket (blocked in `recvmsg`,
-/// no spinning), claims chunks from the shared cursor, runs them, publishes
-/// completion in its slot, and goes back to waiting; exits on a stop
-/// message or when the parent's end closes.
-pub(crate) fn worker_main((control, sock, slot): WorkerArgs) {
+/// The worker process: runs the initializer and reports ready, then waits
+/// for work on its socket (blocked in `recvmsg`, no spinning): a `Pod` job
+/// (chunks claimed from the shared cursor, completion published in its
+/// slot) or a batch of serde tasks (results sent back as one frame). Exits
+/// on a stop message, when the parent's end closes, or after
+/// `maxtasksperchild` tasks.
+pub(crate) fn worker_main((control, sock, slot, max_tasks, init): WorkerArgs) {
     let slot = slot as usize;
+    if let Some(init) = init {
+        let r = init
+            .runner
+            .resolve::<InitRunner>()
+            .map_err(|e| e.to_string());
+        let r = r.and_then(|run| {
+            run(InitIn {
+                f: init.f,
+                payload: init.payload,
+                fds: init.fds,
+            })
+        });
+        if let Err(message) = r {
+            let _ = wire::send_frame(sock.0.as_fd(), MSG_INIT_FAILED, &[], message.as_bytes());
+            return;
+        }
+    }
+    if wire::send_frame(sock.0.as_fd(), MSG_READY, &[], &[]).is_err() {
+        return;
+    }
+    let mut tasks_done = 0u64;
+    let limit = if max_tasks == 0 { u64::MAX } else { max_tasks };
     let mut buf = vec![0u8; MAX_MSG];
-    loop {
+    let mut serde_cache: Option<([u64; 2 * CodeRef::WORDS], Box<dyn RunTasks>)> = None;
+    while tasks_done < limit {
         let Ok((n, fds)) = os::recv_with_fds(sock.0.as_fd(), &mut buf) else {
             return;
         };
         let msg = &buf[..n];
-        let Some(h) = words(msg, HEADER_WORDS) else {
-            return;
-        };
-        if h[0] != MSG_JOB {
-            return;
+        match words(msg, 1).map(|w| w[0]) {
+            Some(MSG_JOB) => {
+                tasks_done += run_pod_job(&control, &sock, slot, msg, fds, limit - tasks_done);
+            }
+            Some(MSG_BATCH) => {
+                let Ok(frame) = wire::parse_frame(msg, fds) else {
+                    return;
+                };
+                let Some(done) = run_batch(&sock, &frame, &mut serde_cache) else {
+                    return;
+                };
+                tasks_done += done;
+            }
+            _ => return,
         }
-        let (job, n_chunks, chunksize, len, retry) =
-            (h[1], h[2], h[3] as usize, h[4] as usize, h[5]);
-        let runner = code_ref(&h[7..]);
-        let task = code_ref(&h[7 + CodeRef::WORDS..]);
-        let mut fds = fds;
-        let (flags_bytes, rest) =
-            msg[HEADER_WORDS * 8..].split_at((h[6] as usize).min(n - HEADER_WORDS * 8));
-        let rest_fds = if fds.is_empty() {
-            Vec::new()
-        } else {
-            fds.split_off(1)
+    }
+}
+
+/// Runs a batch of serde tasks and sends their results; the number of
+/// tasks, or `None` when the batch is malformed or the parent is gone.
+fn run_batch(
+    sock: &Sock,
+    frame: &wire::Frame,
+    cache: &mut Option<([u64; 2 * CodeRef::WORDS], Box<dyn RunTasks>)>,
+) -> Option<u64> {
+    let w = &frame.words;
+    let (batch, n) = (*w.first()?, usize::try_from(*w.get(1)?).ok()?);
+    let codes: [u64; 2 * CodeRef::WORDS] = w.get(2..2 + 2 * CodeRef::WORDS)?.try_into().ok()?;
+    let chunks = w.get(2 + 2 * CodeRef::WORDS..)?;
+    if chunks.len() != 2 * n {
+        return None;
+    }
+    let mut reply = vec![batch, n as u64];
+    let mut out = Vec::new();
+    let mut setup_error = None;
+    if cache.as_ref().is_none_or(|(c, _)| *c != codes) {
+        *cache = None;
+        let r = code_ref(&codes[..CodeRef::WORDS])
+            .resolve::<TaskRunner>()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r(code_ref(&codes[CodeRef::WORDS..])));
+        match r {
+            Ok(r) => *cache = Some((codes, r)),
+            Err(e) => setup_error = Some(e),
+        }
+    }
+    let mut input = frame.blob.as_slice();
+    for c in chunks.chunks_exact(2) {
+        let (count, len) = (usize::try_from(c[0]).ok()?, usize::try_from(c[1]).ok()?);
+        let bytes = input.get(..len)?;
+        input = &input[len..];
+        let start = out.len();
+        let r = match (&setup_error, cache.as_mut()) {
+            (None, Some((_, run))) => run.run(count, bytes, &mut out),
+            (Some(e), _) => Err(Failure::Codec(format!("worker setup failed: {e}"))),
+            (None, None) => Err(Failure::Codec("worker setup failed".into())),
         };
-        let mut u = Unpacker::new(flags_bytes, fds);
-        let Ok(flags) = ShmSlice::<u32>::unpack(&mut u) else {
-            report(&sock.0, job, 0, "worker setup failed: bad done flags");
-            continue;
+        let (status, offset) = match r {
+            Ok(()) => (TASK_OK, 0),
+            Err(f) => {
+                out.truncate(start);
+                let (status, offset, text) = match f {
+                    Failure::Panic { offset, message } => (TASK_PANIC, offset, message),
+                    Failure::Codec(m) => (TASK_CODEC, 0, m),
+                };
+                out.extend_from_slice(text.as_bytes());
+                (status, offset as u64)
+            }
         };
-        let job_in = JobIn {
-            task,
-            payload: rest.to_vec(),
-            fds: rest_fds,
-        };
-        let mut run = match runner.resolve::<Runner>() {
-            Ok(r) => match r(job_in) {
-                Ok(run) => Some(run),
-                Err(e) => {
-                    report(&sock.0, job, 0, &format!("worker setup failed: {e}"));
-                    None
-                }
-            },
+        reply.extend_from_slice(&[status, offset, (out.len() - start) as u64]);
+    }
+    wire::send_frame(sock.0.as_fd(), MSG_RESULTS, &reply, &out).ok()?;
+    Some(n as u64)
+}
+
+/// Runs a `Pod` job's chunks until the cursor is spent or `budget` chunks
+/// are done; the number done.
+fn run_pod_job(
+    control: &ShmSlice<u64>,
+    sock: &Sock,
+    slot: usize,
+    msg: &[u8],
+    fds: Vec<OwnedFd>,
+    budget: u64,
+) -> u64 {
+    let n = msg.len();
+    let Some(h) = words(msg, HEADER_WORDS) else {
+        return 0;
+    };
+    let (job, n_chunks, chunksize, len, retry, aliased) =
+        (h[1], h[2], h[3] as usize, h[4] as usize, h[5], h[7] != 0);
+    let runner = code_ref(&h[8..]);
+    let task = code_ref(&h[8 + CodeRef::WORDS..]);
+    let mut fds = fds;
+    let (flags_bytes, rest) =
+        msg[HEADER_WORDS * 8..].split_at((h[6] as usize).min(n - HEADER_WORDS * 8));
+    let rest_fds = if fds.is_empty() {
+        Vec::new()
+    } else {
+        fds.split_off(1)
+    };
+    let mut u = Unpacker::new(flags_bytes, fds);
+    let Ok(flags) = ShmSlice::<u32>::unpack(&mut u) else {
+        report(&sock.0, job, 0, "worker setup failed: bad done flags");
+        return 0;
+    };
+    let job_in = JobIn {
+        task,
+        payload: rest.to_vec(),
+        fds: rest_fds,
+        aliased,
+    };
+    let mut run = match runner.resolve::<Runner>() {
+        Ok(r) => match r(job_in) {
+            Ok(run) => Some(run),
             Err(e) => {
                 report(&sock.0, job, 0, &format!("worker setup failed: {e}"));
                 None
             }
-        };
-        let state = word(&control, state_index(slot));
-        let busy = word(&control, busy_index(slot));
-        busy.store(job, Ordering::SeqCst);
-        // `held`: whether the slot already shows the chunk as held.
-        let mut do_chunk = |c: u64, held: bool| {
-            if !held {
-                // Hold the chunk (the slot's low half was 0).
-                state.fetch_add(c + 1, Ordering::SeqCst);
-            }
-            let start = c as usize * chunksize;
-            let end = (start + chunksize).min(len);
-            if let Some(run) = run.as_mut() {
-                if let Err((index, message)) = run.run(start, end) {
-                    report(&sock.0, job, index, &message);
-                }
-            }
-            // The chunk's done flag first (the pool reads it when this worker
-            // dies before the next step), then done + 1 and held = 0 in one
-            // atomic step.
-            flag(&flags, c).store(1, Ordering::SeqCst);
-            state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::SeqCst);
-            let wake = wake_word(&control);
-            wake.fetch_add(1, Ordering::Release);
-            os::futex_wake(wake, 1);
-        };
-        if retry != NO_CHUNK {
-            do_chunk(retry, false);
+        },
+        Err(e) => {
+            report(&sock.0, job, 0, &format!("worker setup failed: {e}"));
+            None
         }
-        let cursor = word(&control, CURSOR);
-        loop {
-            let v = cursor.load(Ordering::SeqCst);
-            let c = v & 0xffff_ffff;
-            if v >> 32 != job || c >= n_chunks {
-                break;
-            }
-            // Record the chunk as pending before claiming it, so that the
-            // pool can tell, if this worker dies right after the claim,
-            // which chunk it took (see `Inner::lost_chunk`).
-            state.fetch_add(PENDING | (c + 1), Ordering::SeqCst);
-            if cursor
-                .compare_exchange(v, v + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                state.fetch_sub(PENDING, Ordering::SeqCst);
-                do_chunk(c, true);
-            } else {
-                state.fetch_sub(PENDING | (c + 1), Ordering::SeqCst);
+    };
+    let state = word(control, state_index(slot));
+    let busy = word(control, busy_index(slot));
+    busy.store(job, Ordering::SeqCst);
+    let done = std::cell::Cell::new(0u64);
+    // `held`: whether the slot already shows the chunk as held.
+    let mut do_chunk = |c: u64, held: bool| {
+        if !held {
+            // Hold the chunk (the slot's low half was 0).
+            state.fetch_add(c + 1, Ordering::SeqCst);
+        }
+        let start = c as usize * chunksize;
+        let end = (start + chunksize).min(len);
+        if let Some(run) = run.as_mut() {
+            if let Err((index, message)) = run.run(start, end) {
+                report(&sock.0, job, index, &message);
             }
         }
-        busy.store(0, Ordering::SeqCst);
+        // The chunk's done flag first (the pool reads it when this worker
+        // dies before the next step), then done + 1 and held = 0 in one
+        // atomic step.
+        flag(&flags, c).store(1, Ordering::SeqCst);
+        state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::SeqCst);
+        let wake = wake_word(control);
+        wake.fetch_add(1, Ordering::Release);
+        os::futex_wake(wake, 1);
+        done.set(done.get() + 1);
+    };
+    if retry != NO_CHUNK && retry < n_chunks {
+        do_chunk(retry, false);
     }
+    let cursor = word(control, CURSOR);
+    loop {
+        if done.get() >= budget {
+            // `maxtasksperchild`: leave; the pool replaces this worker.
+            break;
+        }
+        let v = cursor.load(Ordering::SeqCst);
+        let c = v & 0xffff_ffff;
+        if v >> 32 != job || c >= n_chunks {
+            break;
+        }
+        // Record the chunk as pending before claiming it, so that the
+        // pool can tell, if this worker dies right after the claim,
+        // which chunk it took (see `Inner::lost_pending`).
+        state.fetch_add(PENDING | (c + 1), Ordering::SeqCst);
+        if cursor
+            .compare_exchange(v, v + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            state.fetch_sub(PENDING, Ordering::SeqCst);
+            do_chunk(c, true);
+        } else {
+            state.fetch_sub(PENDING | (c + 1), Ordering::SeqCst);
+        }
+    }
+    busy.store(0, Ordering::SeqCst);
+    let done = done.get();
+    if done >= budget {
+        // Wake the pool so that it replaces this worker at once.
+        let wake = wake_word(control);
+        wake.fetch_add(1, Ordering::Release);
+        os::futex_wake(wake, 1);
+    }
+    done
 }

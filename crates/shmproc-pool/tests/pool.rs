@@ -65,9 +65,14 @@ fn is_prime_under_every_start_method() {
             .context(ctx)
             .build()
             .expect("pool");
-        let got = pool.map(is_prime_u8, &tutorial).expect("map");
+        let got = pool.map_pod(is_prime_u8, &tutorial).expect("map");
         let want: Vec<u8> = tutorial.iter().map(|&n| is_prime_u8(n)).collect();
         assert_eq!(got, want, "{method:?}");
+        assert_eq!(
+            pool.map_pod(is_prime_u8, &many).expect("map_pod"),
+            expected,
+            "{method:?}"
+        );
         assert_eq!(
             pool.map(is_prime_u8, &many).expect("map"),
             expected,
@@ -82,25 +87,26 @@ fn is_prime_under_every_start_method() {
 fn chunksize_edge_cases() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::new(3).expect("pool");
-    assert_eq!(pool.map(square, &[]).expect("empty"), Vec::<u64>::new());
-    assert_eq!(pool.map(square, &[7]).expect("one"), [49]);
-    assert_eq!(pool.map(square, &[1, 2]).expect("fewer"), [1, 4]);
+    assert_eq!(pool.map_pod(square, &[]).expect("empty"), Vec::<u64>::new());
+    assert_eq!(pool.map_pod(square, &[7]).expect("one"), [49]);
+    assert_eq!(pool.map_pod(square, &[1, 2]).expect("fewer"), [1, 4]);
     let v: Vec<u64> = (0..10).collect();
     let want: Vec<u64> = v.iter().map(|&x| x * x).collect();
     assert_eq!(
-        pool.map_chunked(square, &v, Some(1000)).expect("big chunk"),
+        pool.map_pod_chunked(square, &v, Some(1000))
+            .expect("big chunk"),
         want
     );
     assert_eq!(
-        pool.map_chunked(square, &v, Some(1)).expect("chunk 1"),
+        pool.map_pod_chunked(square, &v, Some(1)).expect("chunk 1"),
         want
     );
     assert_eq!(
-        pool.map_chunked(square, &v, Some(3)).expect("chunk 3"),
+        pool.map_pod_chunked(square, &v, Some(3)).expect("chunk 3"),
         want
     );
     assert!(matches!(
-        pool.map_chunked(square, &v, Some(0)),
+        pool.map_pod_chunked(square, &v, Some(0)),
         Err(PoolError::InvalidArgument(_))
     ));
     let i = ShmSlice::from_slice(&v).expect("in");
@@ -144,14 +150,14 @@ fn a_panicking_task_fails_the_call_and_the_pool_serves_on() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::new(2).expect("pool");
     let v: Vec<u64> = (0..100).collect();
-    match pool.map(picky, &v) {
+    match pool.map_pod(picky, &v) {
         Err(PoolError::TaskPanicked { message, index }) => {
             assert_eq!(index, 37);
             assert!(message.contains("no thirty-seven"), "{message}");
         }
         other => panic!("expected a panic, got {other:?}"),
     }
-    assert_eq!(pool.map(square, &[3, 4]).expect("after panic"), [9, 16]);
+    assert_eq!(pool.map_pod(square, &[3, 4]).expect("after panic"), [9, 16]);
 }
 
 #[test]
@@ -159,13 +165,13 @@ fn calls_after_close_are_refused() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::new(1).expect("pool");
     pool.close();
-    assert!(matches!(pool.map(square, &[1]), Err(PoolError::Closed)));
+    assert!(matches!(pool.map_pod(square, &[1]), Err(PoolError::Closed)));
     pool.join().expect("join");
     let pool = Pool::new(2).expect("pool");
     let pids = pool.pids();
     assert_eq!(pids.len(), 2);
     pool.terminate();
-    assert!(matches!(pool.map(square, &[1]), Err(PoolError::Closed)));
+    assert!(matches!(pool.map_pod(square, &[1]), Err(PoolError::Closed)));
 }
 
 fn slow(x: u64) -> u64 {
@@ -181,7 +187,8 @@ fn slow(x: u64) -> u64 {
 fn sigkill_of_a_worker_mid_map_is_retried() {
     let _w = Watchdog::new(Duration::from_secs(240));
     let pool = Pool::new(2).expect("pool");
-    kill_rounds(&pool, 12);
+    kill_rounds(&pool, 8, Path::Pod);
+    kill_rounds(&pool, 8, Path::Serde);
 }
 
 #[test]
@@ -193,7 +200,30 @@ fn sigkill_mid_map_under_fork_and_spawn() {
             .context(ctx)
             .build()
             .expect("pool");
-        kill_rounds(&pool, 4);
+        kill_rounds(&pool, 3, Path::Pod);
+        kill_rounds(&pool, 3, Path::Serde);
+    }
+}
+
+/// Which of the pool's two paths a test drives.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// `map_pod`: shared arrays, chunks claimed from the cursor.
+    Pod,
+    /// `map`: serde, batches sent by the result handler.
+    Serde,
+}
+
+fn map_on(
+    pool: &Pool,
+    path: Path,
+    f: fn(u64) -> u64,
+    v: &[u64],
+    chunksize: Option<usize>,
+) -> Result<Vec<u64>, PoolError> {
+    match path {
+        Path::Pod => pool.map_pod_chunked(f, v, chunksize),
+        Path::Serde => pool.map_chunked(f, v, chunksize),
     }
 }
 
@@ -201,7 +231,7 @@ fn sigkill_mid_map_under_fork_and_spawn() {
 fn drop_ends_every_worker() {
     let _w = Watchdog::new(Duration::from_secs(60));
     let pool = Pool::new(3).expect("pool");
-    assert_eq!(pool.map(square, &[2]).expect("map"), [4]);
+    assert_eq!(pool.map_pod(square, &[2]).expect("map"), [4]);
     let pids = pool.pids();
     assert_eq!(pids.len(), 3);
     drop(pool);
@@ -212,7 +242,7 @@ fn drop_ends_every_worker() {
 
 /// `rounds` calls, each with one busy worker SIGKILLed mid-chunk: every call
 /// returns complete results, each kill replaces a worker and retries a chunk.
-fn kill_rounds(pool: &Pool, rounds: usize) {
+fn kill_rounds(pool: &Pool, rounds: usize, path: Path) {
     let v: Vec<u64> = (0..400).collect();
     let want: Vec<u64> = v.iter().map(|x| x + 1).collect();
     let mut replaced = 0;
@@ -220,7 +250,7 @@ fn kill_rounds(pool: &Pool, rounds: usize) {
     for round in 0..rounds {
         let mut victim = None;
         let got = std::thread::scope(|s| {
-            let call = s.spawn(|| pool.map(slow, &v));
+            let call = s.spawn(|| map_on(pool, path, slow, &v, None));
             shmproc_testing::wait_until(Duration::from_secs(10), || {
                 let busy = pool.busy_pids();
                 victim = busy.get(round % busy.len().max(1)).copied();
@@ -231,7 +261,11 @@ fn kill_rounds(pool: &Pool, rounds: usize) {
             call.join().expect("map thread")
         });
         let victim = victim.expect("victim");
-        assert_eq!(got.expect("map after a kill"), want, "round {round}");
+        assert_eq!(
+            got.expect("map after a kill"),
+            want,
+            "{path:?} round {round}"
+        );
         if !pool.pids().contains(&victim) {
             replaced += 1;
         }
@@ -243,7 +277,7 @@ fn kill_rounds(pool: &Pool, rounds: usize) {
         retried as usize >= rounds * 3 / 4,
         "only {retried} chunks retried"
     );
-    assert_eq!(pool.map(square, &[5]).expect("still serving"), [25]);
+    assert_eq!(pool.map_pod(square, &[5]).expect("still serving"), [25]);
 }
 
 #[test]
@@ -255,27 +289,30 @@ fn sigkill_with_no_retries_names_pid_signal_and_chunk() {
         .build()
         .expect("pool");
     let v: Vec<u64> = (0..400).collect();
-    let victim = pool.pids()[0];
-    let got = std::thread::scope(|s| {
-        let call = s.spawn(|| pool.map_chunked(slow, &v, Some(400)));
-        shmproc_testing::wait_until(Duration::from_secs(10), || {
-            pool.busy_pids().contains(&victim) || call.is_finished()
+    for path in [Path::Pod, Path::Serde] {
+        let victim = pool.pids()[0];
+        let got = std::thread::scope(|s| {
+            let call = s.spawn(|| map_on(&pool, path, slow, &v, Some(400)));
+            shmproc_testing::wait_until(Duration::from_secs(10), || {
+                pool.busy_pids().contains(&victim) || call.is_finished()
+            });
+            let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
+            call.join().expect("map thread")
         });
-        let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
-        call.join().expect("map thread")
-    });
-    match got {
-        Err(e @ PoolError::WorkerDied { .. }) => {
-            assert_eq!(e.signal(), Some(shmproc_shm::os::SIGKILL));
-            let PoolError::WorkerDied { pid, chunk, .. } = e else {
-                unreachable!()
-            };
-            assert_eq!(pid, victim);
-            assert_eq!(chunk, 0..400);
+        match got {
+            Err(e @ PoolError::WorkerDied { .. }) => {
+                assert_eq!(e.signal(), Some(shmproc_shm::os::SIGKILL));
+                let PoolError::WorkerDied { pid, chunk, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!(pid, victim, "{path:?}");
+                assert_eq!(chunk, 0..400, "{path:?}");
+            }
+            other => panic!("{path:?}: expected WorkerDied, got {other:?}"),
         }
-        other => panic!("expected WorkerDied, got {other:?}"),
+        assert_eq!(pool.map_pod(square, &[6]).expect("still serving"), [36]);
+        assert_ne!(pool.pids()[0], victim, "{path:?}: the worker was replaced");
     }
-    assert_eq!(pool.map(square, &[6]).expect("still serving"), [36]);
 }
 
 fn medium(x: u64) -> u64 {
@@ -288,22 +325,28 @@ fn medium(x: u64) -> u64 {
 }
 
 /// Kills at random moments of a map with one-item chunks, so that kills
-/// also land while a worker claims a chunk or counts one done: every call
-/// still returns complete, correct results.
+/// also land while a worker claims a chunk, counts one done, or sends its
+/// results: every call still returns complete, correct results (50 rounds,
+/// alternating the `Pod` and the serde path).
 #[test]
 fn sigkill_at_random_moments_with_small_chunks() {
-    let _w = Watchdog::new(Duration::from_secs(240));
+    let _w = Watchdog::new(Duration::from_secs(300));
     let pool = Pool::new(2).expect("pool");
     let v: Vec<u64> = (0..600).collect();
     let want: Vec<u64> = v.iter().map(|x| x * 3).collect();
-    for round in 0..20 {
+    for round in 0..50 {
+        let path = if round % 2 == 0 {
+            Path::Pod
+        } else {
+            Path::Serde
+        };
         let pids = pool.pids();
         let victim = pids[round % pids.len()];
         // Fault injection at a random point of the call (not synchronisation:
         // the results must be right wherever the kill lands).
         let delay = Duration::from_micros(shmproc_shm::os::random_u64() % 20_000);
         let got = std::thread::scope(|s| {
-            let call = s.spawn(|| pool.map_chunked(medium, &v, Some(1)));
+            let call = s.spawn(|| map_on(&pool, path, medium, &v, Some(1)));
             let t0 = std::time::Instant::now();
             while t0.elapsed() < delay && !call.is_finished() {
                 std::hint::spin_loop();
@@ -311,7 +354,11 @@ fn sigkill_at_random_moments_with_small_chunks() {
             let _ = shmproc_shm::os::kill(victim, shmproc_shm::os::SIGKILL);
             call.join().expect("map thread")
         });
-        assert_eq!(got.expect("map after a kill"), want, "round {round}");
+        assert_eq!(
+            got.expect("map after a kill"),
+            want,
+            "{path:?} round {round}"
+        );
     }
-    assert_eq!(pool.map(square, &[7]).expect("still serving"), [49]);
+    assert_eq!(pool.map_pod(square, &[7]).expect("still serving"), [49]);
 }

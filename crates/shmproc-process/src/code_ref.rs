@@ -15,6 +15,7 @@ use crate::target::{ExeId, exe_id, in_executable, offset_of, resolve_offset, typ
 
 mod sealed {
     pub trait Sealed {}
+    pub trait StarSealed {}
 }
 
 /// A `fn` pointer type that a [`CodeRef`] can carry: `fn(A) -> R` and
@@ -51,6 +52,51 @@ impl<A: 'static, R: 'static> PlainFn for fn(&[A], &mut [R]) {
     }
 }
 
+/// A plain `fn` of any arity up to six, called with its arguments as one
+/// tuple (Python's `starmap`/`apply` unpacking): `fn(A, B) -> R` is a
+/// `StarFn<(A, B)>` (sealed). [`CodeRef::of_star`] carries it.
+pub trait StarFn<Args>: Copy + sealed::StarSealed + 'static {
+    /// What the `fn` returns.
+    type Output;
+    /// Calls the `fn` with the tuple's fields as its arguments.
+    fn call(self, args: Args) -> Self::Output;
+    #[doc(hidden)]
+    fn star_addr(self) -> usize;
+    #[doc(hidden)]
+    /// # Safety
+    /// `addr` must be the address of a function of exactly this type.
+    unsafe fn star_from_addr(addr: usize) -> Self;
+}
+
+macro_rules! star_fn {
+    ($($a:ident)*) => {
+        impl<$($a: 'static,)* R: 'static> sealed::StarSealed for fn($($a),*) -> R {}
+        impl<$($a: 'static,)* R: 'static> StarFn<($($a,)*)> for fn($($a),*) -> R {
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn call(self, ($($a,)*): ($($a,)*)) -> R {
+                self($($a),*)
+            }
+            fn star_addr(self) -> usize {
+                self as usize
+            }
+            unsafe fn star_from_addr(addr: usize) -> Self {
+                // SAFETY: the caller guarantees `addr` is a function of
+                // exactly this type; a fn pointer is pointer-sized.
+                unsafe { std::mem::transmute::<usize, Self>(addr) }
+            }
+        }
+    };
+}
+
+star_fn!();
+star_fn!(A);
+star_fn!(A B);
+star_fn!(A B C);
+star_fn!(A B C D);
+star_fn!(A B C D E);
+star_fn!(A B C D E F);
+
 /// A plain `fn` as a checked offset from a reference point of this
 /// executable, with the executable's identity and the `fn` type's hash:
 /// [`to_words`](Self::to_words) travels (shared memory, a socket), and
@@ -75,7 +121,10 @@ impl CodeRef {
     /// executable (from a `dylib`); [`ProcessError::BadBoot`] when the
     /// executable cannot be identified.
     pub fn of<F: PlainFn>(f: F) -> Result<Self, ProcessError> {
-        let addr = f.addr();
+        Self::record::<F>(f.addr())
+    }
+
+    fn record<F: 'static>(addr: usize) -> Result<Self, ProcessError> {
         let offset = offset_of(addr)?;
         let id =
             exe_id().ok_or_else(|| ProcessError::BadBoot("cannot stat /proc/self/exe".into()))?;
@@ -93,6 +142,15 @@ impl CodeRef {
     /// [`ProcessError::BadBoot`] when this is another executable, the address
     /// falls outside it, or `F` is not the type recorded.
     pub fn resolve<F: PlainFn>(self) -> Result<F, ProcessError> {
+        let addr = self.checked_addr::<F>()?;
+        // SAFETY: `addr` is the recorded `fn` moved by this image's load
+        // difference, in the same executable file (checked), and its type
+        // hash equals `F`'s (the sender's compiler checked `f: F`).
+        Ok(unsafe { F::from_addr(addr) })
+    }
+
+    /// The recorded address in this process, after every check.
+    fn checked_addr<F: 'static>(self) -> Result<usize, ProcessError> {
         let mine =
             exe_id().ok_or_else(|| ProcessError::BadBoot("cannot stat /proc/self/exe".into()))?;
         if mine
@@ -117,10 +175,26 @@ impl CodeRef {
                 "offset leads outside the executable ({addr:#x})"
             )));
         }
-        // SAFETY: `addr` is the recorded `fn` moved by this image's load
-        // difference, in the same executable file (checked), and its type
-        // hash equals `F`'s (the sender's compiler checked `f: F`).
-        Ok(unsafe { F::from_addr(addr) })
+        Ok(addr)
+    }
+
+    /// Records `f`, a `fn` of any arity called with a tuple ([`StarFn`]).
+    ///
+    /// # Errors
+    /// As [`of`](Self::of).
+    pub fn of_star<Args, F: StarFn<Args>>(f: F) -> Result<Self, ProcessError> {
+        Self::record::<F>(f.star_addr())
+    }
+
+    /// The [`StarFn`] back; as [`resolve`](Self::resolve).
+    ///
+    /// # Errors
+    /// As [`resolve`](Self::resolve).
+    pub fn resolve_star<Args, F: StarFn<Args>>(self) -> Result<F, ProcessError> {
+        let addr = self.checked_addr::<F>()?;
+        // SAFETY: as in `resolve`: the recorded `fn`, relocated, in the same
+        // executable, whose type hash equals `F`'s.
+        Ok(unsafe { F::star_from_addr(addr) })
     }
 
     /// The reference as words, to send.

@@ -126,7 +126,7 @@ mod session;
 mod start_method;
 
 pub use boot_record::MAX_HANDLE_FDS;
-pub use code_ref::{CodeRef, PlainFn};
+pub use code_ref::{CodeRef, PlainFn, StarFn};
 pub use context::{Context, default_context, get_context, get_start_method, set_start_method};
 pub use error::ProcessError;
 pub use identity::{ParentInfo, ProcessInfo};

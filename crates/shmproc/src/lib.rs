@@ -73,7 +73,7 @@ pub use shmproc_process::{
     reap_segments_of, set_start_method, start_forkserver, tracker_session, wait,
 };
 
-pub use shmproc_pool::{Pool, PoolBuilder, PoolError};
+pub use shmproc_pool::{AsyncResult, Callbacks, IMap, IMapUnordered, Pool, PoolBuilder, PoolError};
 
 /// Lower-level pieces: the segment header, offsets, the system-call module.
 pub mod shm {
