@@ -211,36 +211,50 @@ fn pipe_conversation() -> DemoResult {
     Ok(())
 }
 
-/// `Pool().map(is_prime, numbers)`, zero-copy: the input is written once into
-/// a shared array, workers write their results straight into another.
+/// `Pool().map(is_prime, numbers)` as the tutorial writes it, then the
+/// tutorial's sequential-versus-pool comparison: `Pool::map` (any serde
+/// type) and `Pool::map_into` (zero-copy: workers read a shared input array
+/// and write their flags into a shared output array in place).
 fn pool_map_is_prime() -> DemoResult {
-    section(
-        "Pool.map(is_prime, numbers), zero-copy: workers read and write shared arrays in place",
-    );
-    let numbers: Vec<u64> = (0..200_000u64).map(|i| 10_000_000 + i).collect();
-    let input = ShmSlice::from_slice(&numbers)?;
-    let output = ShmSlice::new(numbers.len(), 0u8)?;
+    section("Pool.map(is_prime, numbers), and sequential versus the pool");
+    let workers = shmproc::available_cpu_count().clamp(2, 8);
+    let pool = Pool::new(workers)?;
+    let tutorial = [10_000_019u64, 10_000_033, 10_000_079, 10_000_081];
+    for (n, p) in tutorial.iter().zip(pool.map(is_prime, tutorial)?) {
+        println!("  {n} prime? {p}");
+    }
 
+    let numbers: Vec<u64> = (0..400_000u64).map(|i| 10_000_000 + i).collect();
     let start = Instant::now();
-    let sequential = numbers.iter().filter(|&&n| is_prime(n)).count();
+    let sequential: Vec<bool> = numbers.iter().map(|&n| is_prime(n)).collect();
     let t_seq = start.elapsed();
 
-    let workers = shmproc::available_cpu_count().clamp(2, 8);
-    // Each worker claims index ranges of `input` and writes their flags
-    // into `output` in place; no message per number.
-    let pool = Pool::new(workers)?;
+    let start = Instant::now();
+    let mapped = pool.map(is_prime, &numbers)?;
+    let t_map = start.elapsed();
+
+    let input = ShmSlice::from_slice(&numbers)?;
+    let output = ShmSlice::new(numbers.len(), 0u8)?;
     let start = Instant::now();
     pool.map_into(is_prime_flag, &input, &output)?;
-    let t_par = start.elapsed();
+    let t_into = start.elapsed();
     let flags = output.to_vec();
-    let parallel = flags.iter().filter(|&&f| f == 1).count();
-    println!("  sequential: {sequential} primes in {t_seq:.2?}");
-    println!("  {workers} processes: {parallel} primes in {t_par:.2?} (results read in place)");
-    if parallel != sequential {
-        return Err("the workers disagree with the sequential count".into());
-    }
-    for (n, f) in numbers.iter().zip(&flags).filter(|&(_, &f)| f == 1).take(3) {
-        println!("  {n} prime? {}", *f == 1);
+
+    let count = sequential.iter().filter(|&&p| p).count();
+    println!("  sequential:            {count} primes in {t_seq:.2?}");
+    println!(
+        "  Pool::map, {workers} workers:  {} primes in {t_map:.2?} (speed-up {:.2}x)",
+        mapped.iter().filter(|&&p| p).count(),
+        t_seq.as_secs_f64() / t_map.as_secs_f64()
+    );
+    println!(
+        "  Pool::map_into:        {} primes in {t_into:.2?} (speed-up {:.2}x, results in place)",
+        flags.iter().filter(|&&f| f == 1).count(),
+        t_seq.as_secs_f64() / t_into.as_secs_f64()
+    );
+    let flags_ok = flags.iter().zip(&sequential).all(|(&f, &p)| (f == 1) == p);
+    if mapped != sequential || !flags_ok {
+        return Err("the workers disagree with the sequential loop".into());
     }
     Ok(())
 }

@@ -1,55 +1,66 @@
 //! Process pools for shmproc (Python's `multiprocessing.Pool`), over shared
-//! memory: workers read their input straight from a shared array and write
-//! results straight into a shared output array.
+//! memory.
 //!
 //! ```no_run
 //! use shmproc_pool::Pool;
 //!
-//! fn square(x: u64) -> u64 {
-//!     x * x
+//! fn is_prime(n: u64) -> bool {
+//!     n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 //! }
 //!
 //! let pool = Pool::new(4)?;
-//! assert_eq!(pool.map(square, &[1, 2, 3])?, [1, 4, 9]);
+//! let numbers = [10_000_019u64, 10_000_033, 10_000_079, 10_000_081];
+//! assert_eq!(pool.map(is_prime, numbers)?, [true, true, true, false]);
+//! for r in pool.imap(is_prime, 10_000_000..10_001_000u64)? {
+//!     let _prime: bool = r?;
+//! }
 //! # Ok::<(), shmproc_pool::PoolError>(())
 //! ```
 //!
-//! # How it works
-//! - **Workers** are [`Process`] children (any start method) running one
-//!   worker `fn`. Each has a Unix `SOCK_SEQPACKET` socket to the pool and a
-//!   slot in a shared **control block** (a `ShmSlice<u64>`): word 0 is the
-//!   cursor (`job << 32 | next chunk`), word 1 the completion futex word, and
-//!   words `8 + 2i`, `9 + 2i` worker `i`'s slot: its state
-//!   (`chunks done << 32 | chunk held + 1`, bit 31 set while the chunk is
-//!   only *pending*) and the job it is working on (0 while it waits).
-//! - **A call** sends each worker *one* job message (not one per task): the
-//!   task `fn` and a runner monomorphised for its types, each as a
-//!   [`CodeRef`] (an exe-relative offset checked in the worker against the
-//!   executable's identity, the address range and the `fn` type's hash, as
-//!   [`Process`] finds its target), and, as handles (descriptors,
-//!   `SCM_RIGHTS`), the input and output arrays and a per-call array of one
-//!   done flag per chunk. A waiting worker sleeps in `recvmsg` on its socket.
-//! - Workers **claim chunks** (index ranges) with one compare-and-swap on
-//!   the cursor each, having first stored the chunk as *pending* in their
-//!   slot (so a worker killed right after its claim still names its chunk);
-//!   they run the chunk, set its done flag, then publish completion with one
-//!   `fetch_add` on their slot (done + 1, held cleared), and wake the pool's
-//!   futex.
-//! - **The pool** waits on the futex in 20 ms slices and between slices
-//!   checks every worker (`Process::is_alive`). A dead worker's slot names
-//!   the chunk it held or had pending; the done flags and the other slots
-//!   tell whether that chunk is finished, someone else's, or lost. A lost
-//!   chunk is run first by the dead worker's replacement (up to
-//!   [`PoolBuilder::max_retries`] times per chunk, default 1); past that the
-//!   call fails with [`PoolError::WorkerDied`] (pid, exit code or signal,
-//!   the chunk's range) once the other workers have finished what they
-//!   hold. The pool serves the next call either way.
-//! - A **panicking task** is caught in the worker, reported over its socket
-//!   and fails the call with [`PoolError::TaskPanicked`] (message, item
-//!   index); the worker keeps serving.
+//! Task functions are plain `fn` items (or non-capturing closures, which
+//! coerce to `fn`): a worker finds them by a [`CodeRef`], checked against
+//! the executable's identity and the `fn` type, under every start method.
 //!
-//! The task runs on a private copy of its chunk (read from and written back
-//! to the shared arrays in one copy each), since this crate has no `unsafe`.
+//! # Two paths
+//! - **Serde calls** ([`Pool::map`], [`imap`](Pool::imap),
+//!   [`imap_unordered`](Pool::imap_unordered), [`starmap`](Pool::starmap),
+//!   [`apply`](Pool::apply) and the `*_async` forms returning
+//!   [`AsyncResult`]): items and results are any serde types, encoded with
+//!   postcard once, in the caller. A **result-handler thread** (Python's task
+//!   and result handlers in one) sends each worker a batch of chunks of one
+//!   call at a time, sized to about 200 µs of work (at most 64 chunks), keeps
+//!   two batches out per worker so that none waits for the parent, sleeps in
+//!   `poll` on the workers' sockets and pidfds, files results with their
+//!   call, and runs the callbacks. A batch or result larger than 48 KiB
+//!   travels in an anonymous shared segment.
+//! - **`Pod` arrays in place** ([`Pool::map_into`], [`Pool::map_slices`],
+//!   [`Pool::map_pod`]): each worker is sent *one* message per call (not one
+//!   per task) with the input and output arrays and a done flag per chunk as
+//!   descriptors; workers claim chunks (index ranges) with one
+//!   compare-and-swap each on a shared cursor, and the task reads its input
+//!   and writes its results in the shared arrays themselves (a copy path
+//!   when input and output are one segment). The control block is a
+//!   `ShmSlice<u64>`: word 0 the cursor (`job << 32 | next chunk`), word 1
+//!   the completion futex word, words `8 + 2i`, `9 + 2i` worker `i`'s state
+//!   (`chunks done << 32 | chunk held + 1`, bit 31 while the chunk is only
+//!   *pending*) and the job it works on.
+//!
+//! # Crashes
+//! A dead worker (SIGKILL, OOM, abort) is seen through its pidfd, its
+//! socket or `Process::is_alive`, replaced, and its chunk run again by the
+//! replacement (at most [`PoolBuilder::max_retries`] times per chunk, one
+//! by default) or its call failed with [`PoolError::WorkerDied`] (pid, exit code or
+//! signal, the chunk's range); the pool serves the next call either way. In
+//! the `Pod` path a worker stores the chunk it is about to claim as
+//! *pending* before its compare-and-swap, so a worker killed right after its
+//! claim still names its chunk; the done flags tell a finished chunk from a
+//! lost one. In the serde path the handler knows which batch each worker
+//! holds; the chunks of a second batch it never started are queued again as
+//! they were. A **panicking task** fails its call with
+//! [`PoolError::TaskPanicked`] (message, item index); the worker serves on.
+//!
+//! The two paths share the workers: a `Pod` call waits while serde work is
+//! out, and the other way round.
 #![deny(unsafe_code)]
 
 mod error;
