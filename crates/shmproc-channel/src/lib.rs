@@ -109,6 +109,8 @@ mod storage;
 #[cfg(not(shmproc_loom))]
 mod fuzzing;
 #[cfg(not(shmproc_loom))]
+pub mod inspect;
+#[cfg(not(shmproc_loom))]
 mod joinable;
 #[cfg(all(feature = "serde", not(shmproc_loom)))]
 mod obj;

@@ -256,7 +256,15 @@ pub fn reap_segments_of(pid: Pid) -> Vec<String> {
 /// link `shmproc-process`): run it at start-up, or from a cleanup tool.
 /// Returns the names removed.
 pub fn reap_orphaned_segments() -> Vec<String> {
-    let candidates = list()
+    reap_orphans_matching(|_| true)
+}
+
+/// [`reap_orphaned_segments`] limited to the `/dev/shm` entries whose names
+/// (without the leading `/`) pass `filter`: a tool cleaning up after one
+/// program (`shmproc clean --prefix`), or a test, leaves everyone else's
+/// orphans to their own cleaners. Returns the names removed.
+pub fn reap_orphans_matching(filter: impl FnMut(&str) -> bool) -> Vec<String> {
+    let candidates = list_matching(filter)
         .into_iter()
         .filter(SegmentInfo::is_abandoned)
         .map(|s| s.name);

@@ -57,6 +57,7 @@
 pub mod cleanup;
 mod error;
 mod header;
+pub mod inspect;
 mod layout;
 mod name;
 mod object;

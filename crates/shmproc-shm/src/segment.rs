@@ -169,10 +169,10 @@ impl OpenOptions {
 
 /// Where a creator records its element type's name: the spare bytes right
 /// after the header.
-const TYPE_NAME_AT: usize = HEADER_LEN as usize;
+pub(crate) const TYPE_NAME_AT: usize = HEADER_LEN as usize;
 /// The longest type name recorded (longer ones are cut at a character
 /// boundary).
-const TYPE_NAME_MAX: usize = DATA_OFFSET - TYPE_NAME_AT - 1;
+pub(crate) const TYPE_NAME_MAX: usize = DATA_OFFSET - TYPE_NAME_AT - 1;
 
 fn fd_label(fd: BorrowedFd<'_>) -> String {
     use std::os::fd::AsRawFd;

@@ -65,6 +65,8 @@
 pub mod asym;
 mod error;
 pub mod futex;
+#[cfg(not(shmproc_loom))]
+pub mod inspect;
 pub mod owner;
 pub mod raw;
 

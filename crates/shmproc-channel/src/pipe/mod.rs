@@ -100,6 +100,7 @@
 mod byte_ring;
 mod end;
 mod error;
+pub(crate) mod inspect;
 mod layout;
 mod poll;
 mod recv;

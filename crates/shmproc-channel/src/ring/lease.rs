@@ -109,13 +109,7 @@ impl<S: Storage> Ring<S> {
     pub fn lease_state(&self, side_is_put: bool) -> Result<LeaseState, Corrupt> {
         let side = if side_is_put { Side::Put } else { Side::Get };
         // Relaxed: a snapshot.
-        let l = self.line(side).lease.load(Ordering::Relaxed);
-        decode_lease(l).map(|w| match w {
-            Word::Free => LeaseState::Free,
-            Word::Shared => LeaseState::Shared,
-            Word::Held(tid) => LeaseState::Held(tid),
-            Word::Revoking(tid) | Word::Fenced(tid) => LeaseState::Revoking(tid),
-        })
+        lease_state_of(self.line(side).lease.load(Ordering::Relaxed))
     }
 
     /// Whether this thread may run an operation on `side` now, and how
@@ -381,4 +375,16 @@ fn decode_lease(l: u64) -> Result<Word, Corrupt> {
         LEASE_FENCED if tid_ok => Ok(Word::Fenced(tid)),
         _ => Err(Corrupt::new("side lease", l)),
     }
+}
+
+/// A lease word as the diagnostic [`LeaseState`] (what
+/// [`Ring::lease_state`] reports, and `shmproc_channel::inspect` for a copy
+/// of the header); [`Corrupt`] for a value no process writes.
+pub(super) fn lease_state_of(l: u64) -> Result<LeaseState, Corrupt> {
+    decode_lease(l).map(|w| match w {
+        Word::Free => LeaseState::Free,
+        Word::Shared => LeaseState::Shared,
+        Word::Held(tid) => LeaseState::Held(tid),
+        Word::Revoking(tid) | Word::Fenced(tid) => LeaseState::Revoking(tid),
+    })
 }

@@ -189,6 +189,8 @@ use shmproc_sync::owner;
 
 use crate::error::Corrupt;
 
+#[cfg(not(shmproc_loom))]
+pub(crate) mod inspect;
 mod layout;
 mod lease;
 mod mpmc;

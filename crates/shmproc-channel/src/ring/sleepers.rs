@@ -108,8 +108,7 @@ impl<S: Storage> Ring<S> {
     /// [`repair_sleepers`](Self::repair_sleepers)).
     pub(crate) fn sleepers(&self, side: Side) -> u32 {
         // Relaxed: a diagnostic snapshot.
-        let w = self.words(side).1.load(Ordering::Relaxed);
-        (w & TRACKED_MASK).count_ones() + (w >> UNTRACKED_SHIFT)
+        sleeper_count(self.words(side).1.load(Ordering::Relaxed))
     }
 
     /// Registers this thread as sleeping on `side`.
@@ -451,4 +450,16 @@ impl Drop for Registered<'_> {
             }
         }
     }
+}
+
+/// The sleepers a waiters word counts: its record bits and its untracked
+/// count (see [`RingHeader`](super::RingHeader)).
+pub(super) fn sleeper_count(waiters: u32) -> u32 {
+    (waiters & TRACKED_MASK).count_ones() + (waiters >> UNTRACKED_SHIFT)
+}
+
+/// Whether a sleeper record names a sleeper: not free (0) and not being
+/// repaired.
+pub(super) fn is_sleeper_record(record: u64) -> bool {
+    record != 0 && record != REPAIRING
 }

@@ -565,3 +565,62 @@ unsafe impl lock_api::GetThreadId for ShmThreadId {
         std::num::NonZeroUsize::new(id as usize).expect("a tid is never 0")
     }
 }
+
+/// A [`RawLock`] decoded from a copy of its 16 bytes (any bytes: every
+/// pattern is a state), for tools that read a segment without mapping it
+/// (`shmproc_sync::inspect`).
+#[cfg(not(shmproc_loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockSnapshot {
+    /// The pid in the lock word: the holder (`None`: unlocked).
+    pub owner_pid: Option<u32>,
+    /// The waiters bit: a waiter may be asleep.
+    pub waiters: bool,
+    /// The take-over generation (bumped on every take-over from a dead holder).
+    pub generation: u32,
+    /// A holder died and the poison was not cleared since.
+    pub poisoned: bool,
+    /// How many times a dead holder's lock was taken over.
+    pub owner_deaths: u32,
+    /// The holder's owner record (`pid << 40 | start time`), 0 when unknown.
+    pub owner_record: u64,
+}
+
+#[cfg(not(shmproc_loom))]
+impl LockSnapshot {
+    /// Bytes a [`RawLock`] spans.
+    pub const LEN: usize = std::mem::size_of::<RawLock>();
+
+    /// Decodes the lock at the start of `bytes` (native endian); `None`
+    /// when fewer than [`LEN`](Self::LEN) bytes are given.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        use std::mem::offset_of;
+        let u32_at = |off: usize| {
+            let b = bytes.get(off..)?.first_chunk::<4>()?;
+            Some(u32::from_ne_bytes(*b))
+        };
+        let word = u32_at(offset_of!(RawLock, word))?;
+        let deaths = u32_at(offset_of!(RawLock, deaths))?;
+        let rec = bytes
+            .get(offset_of!(RawLock, owner)..)?
+            .first_chunk::<8>()
+            .map(|b| u64::from_ne_bytes(*b))?;
+        Some(Self {
+            owner_pid: Some(word & PID_MASK).filter(|&p| p != 0),
+            waiters: word & WAITERS != 0,
+            generation: (word & GEN_MASK) >> GEN_SHIFT,
+            poisoned: deaths & POISONED != 0,
+            owner_deaths: deaths & !POISONED,
+            owner_record: rec,
+        })
+    }
+
+    /// Whether the holder is alive, judged now by the rule waiters use
+    /// ([`owner::owner_alive`]: pid and, when recorded, start time);
+    /// `None` when the lock is not held.
+    pub fn holder_alive(&self) -> Option<bool> {
+        self.owner_pid
+            .map(|p| owner::owner_alive(p, self.owner_record))
+    }
+}

@@ -113,6 +113,8 @@ pub(crate) use acquire_forms;
 
 #[cfg(not(shmproc_loom))]
 pub(crate) use lock::Acquired;
+#[cfg(not(shmproc_loom))]
+pub use lock::LockSnapshot;
 pub use lock::{LockGuard, RawLock, ShmThreadId};
 pub use rlock::{RLockGuard, RawRLock};
 pub use semaphore::{RawEvent, RawSemaphore};
