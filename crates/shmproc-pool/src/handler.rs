@@ -6,9 +6,10 @@
 //! chunks or chunks are out, the handler holds the workers (the pool's
 //! `Inner` lock; a `Pod` call waits for it, and the other way round) and:
 //! - sends each worker a batch of chunks of one call (as many as cover
-//!   about 200 µs of work, at most 64, fewer when the queue is short) and
-//!   keeps at most two batches out per worker, so that a worker never waits
-//!   for the parent;
+//!   about 200 µs of work, at most 64, fewer when the queue is short),
+//!   every idle worker first, and a second batch per worker only while
+//!   plenty is queued (so that a worker never waits for the parent, and the
+//!   last chunks still spread over all the workers);
 //! - sleeps in `poll` on the workers' sockets, their pidfds and its own poke
 //!   socket (a submission while it sleeps);
 //! - files each batch's results with their call, in the order they were
@@ -83,8 +84,9 @@ impl Board {
         self.sched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues every chunk of `job`.
-    pub(crate) fn submit(&self, job: &Arc<Job>) -> Result<(), PoolError> {
+    /// Queues every chunk of `job`; wakes the handler thread when `notify`
+    /// (not when the caller serves it itself at once).
+    pub(crate) fn submit(&self, job: &Arc<Job>, notify: bool) -> Result<(), PoolError> {
         let mut s = self.lock();
         if s.closed {
             return Err(PoolError::Closed);
@@ -93,7 +95,9 @@ impl Board {
             .extend((0..job.n_chunks).map(|c| (Arc::clone(job), c)));
         self.poke(&mut s);
         drop(s);
-        self.cond.notify_all();
+        if notify {
+            self.cond.notify_all();
+        }
         Ok(())
     }
 
@@ -171,13 +175,14 @@ struct Batch {
     sent: Instant,
 }
 
-/// The handler thread: serves while chunks are queued; sends the workers
-/// their stop once the pool is closed and nothing is left.
+/// The handler thread: serves while chunks are queued and nobody else
+/// does; sends the workers their stop once the pool is closed and nothing
+/// is left.
 pub(crate) fn handler_main(board: Arc<Board>, inner: Arc<Mutex<Inner>>) {
     loop {
         {
             let mut s = board.lock();
-            while !s.shutdown && s.queue.is_empty() {
+            while !s.shutdown && (s.queue.is_empty() || s.running) {
                 s = board.cond.wait(s).unwrap_or_else(|p| p.into_inner());
             }
             if s.shutdown {
@@ -187,34 +192,57 @@ pub(crate) fn handler_main(board: Arc<Board>, inner: Arc<Mutex<Inner>>) {
             }
             s.running = true;
         }
-        let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.serve(&board);
+        serve_turn(&board, &inner, None);
+    }
+}
+
+/// Serves in the calling thread, for a call that waits for `job` at once
+/// (`map`, `apply`): saves the two hand-offs to and from the handler thread.
+/// Does nothing when someone serves already (the job is theirs to run).
+pub(crate) fn serve_inline(board: &Board, inner: &Mutex<Inner>, job: &Job) {
+    {
         let mut s = board.lock();
-        if s.terminating {
-            drop(s);
-            board.fail_queued(|| PoolError::Closed);
-            s = board.lock();
+        if s.running {
+            return;
         }
-        if s.queue.is_empty() {
-            s.running = false;
-            if s.poked {
-                // A poke that came after the last poll.
-                let mut b = [0u8; 8];
-                let _ = os::recv_with_fds(board.poke_rx.as_fd(), &mut b);
-                s.poked = false;
-            }
-            if s.closed {
-                g.send_stop();
-            }
-            board.cond.notify_all();
+        s.running = true;
+    }
+    serve_turn(board, inner, Some(job));
+}
+
+/// One turn of serving by whoever set `running`: until nothing is queued or
+/// out (or, with `until`, until that job finished and nothing is out); then
+/// gives up `running`, leaving what is still queued to the handler thread.
+fn serve_turn(board: &Board, inner: &Mutex<Inner>, until: Option<&Job>) {
+    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    g.serve(board, until);
+    let mut s = board.lock();
+    if s.terminating {
+        drop(s);
+        board.fail_queued(|| PoolError::Closed);
+        s = board.lock();
+    }
+    let idle = s.queue.is_empty();
+    if idle || until.is_some() {
+        s.running = false;
+        if s.poked {
+            // A poke that came after the last poll.
+            let mut b = [0u8; 8];
+            let _ = os::recv_with_fds(board.poke_rx.as_fd(), &mut b);
+            s.poked = false;
         }
+        if idle && s.closed {
+            g.send_stop();
+        }
+        // `join` waits for this; the handler takes over what is left.
+        board.cond.notify_all();
     }
 }
 
 impl Inner {
-    /// Runs queued chunks until none is queued or out, or the pool
-    /// terminates.
-    fn serve(&mut self, board: &Board) {
+    /// Runs queued chunks until none is queued or out (or, with `until`,
+    /// until that job finished and none is out), or the pool terminates.
+    fn serve(&mut self, board: &Board, until: Option<&Job>) {
         let n = self.workers.len();
         let mut flights: Vec<VecDeque<Batch>> = (0..n).map(|_| VecDeque::new()).collect();
         let mut eof = vec![false; n];
@@ -244,15 +272,28 @@ impl Inner {
                 }
                 check_all = false;
             }
-            for i in 0..n {
-                while flights[i].len() < FLIGHTS && self.workers[i].is_some() && !eof[i] {
+            // Every idle worker gets a batch first; a second one (so that
+            // the worker never waits for the parent) only while plenty is
+            // queued, which keeps the last chunks spread over the workers.
+            let until_done = until.is_some_and(|j| j.lock().finished);
+            for round in 0..FLIGHTS {
+                if until_done {
+                    break;
+                }
+                for i in 0..n {
+                    if flights[i].len() > round || self.workers[i].is_none() || eof[i] {
+                        continue;
+                    }
+                    if round > 0 && board.lock().queue.len() < 2 * n {
+                        break;
+                    }
                     let budget = if self.max_tasks == 0 {
                         usize::MAX
                     } else {
                         self.max_tasks.saturating_sub(self.tasks[i]) as usize
                     };
                     if budget == 0 {
-                        break;
+                        continue;
                     }
                     let Some(mut batch) = board.take_batch(budget, n) else {
                         break;
@@ -264,7 +305,7 @@ impl Inner {
                         board.requeue(&batch.job, &batch.chunks);
                         eof[i] = true;
                         check_all = true;
-                        break;
+                        continue;
                     }
                     self.tasks[i] += batch.chunks.len() as u64;
                     flights[i].push_back(batch);
@@ -273,7 +314,9 @@ impl Inner {
             for (i, f) in flights.iter().enumerate() {
                 self.serde_busy[i].store(!f.is_empty(), Ordering::Release);
             }
-            if flights.iter().all(VecDeque::is_empty) && board.lock().queue.is_empty() {
+            if flights.iter().all(VecDeque::is_empty)
+                && (until_done || board.lock().queue.is_empty())
+            {
                 return;
             }
             if self.workers.iter().all(Option::is_none) {
@@ -384,27 +427,33 @@ impl Inner {
         };
         batch.job.record_time(n, batch.sent);
         let mut at = 0usize;
+        let mut ok = Vec::with_capacity(n);
+        let mut failed = Vec::new();
         for (r, &c) in w[2..].chunks_exact(3).zip(&batch.chunks) {
             let len = r[2] as usize;
             let bytes = &frame.blob[at..at + len];
             at += len;
+            let text = || String::from_utf8_lossy(bytes).into_owned();
             match r[0] {
-                TASK_OK => batch.job.complete(c, bytes.to_vec()),
+                TASK_OK => ok.push((c, bytes.to_vec())),
                 TASK_PANIC => {
                     let index = batch.job.items(c).start + (r[1] as usize);
-                    batch.job.fail(
+                    failed.push((
                         c,
                         PoolError::TaskPanicked {
-                            message: String::from_utf8_lossy(bytes).into_owned(),
+                            message: text(),
                             index,
                         },
-                    );
+                    ));
                 }
-                _ => batch.job.fail(
-                    c,
-                    PoolError::Codec(String::from_utf8_lossy(bytes).into_owned()),
-                ),
+                _ => failed.push((c, PoolError::Codec(text()))),
             }
+        }
+        // The results first: an ordered `imap` yields those before a
+        // failed chunk.
+        batch.job.complete(ok);
+        for (c, e) in failed {
+            batch.job.fail(c, e);
         }
         Ok(())
     }

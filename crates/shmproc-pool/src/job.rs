@@ -13,6 +13,10 @@ use shmproc_process::CodeRef;
 
 use crate::error::PoolError;
 
+/// The most chunks in one batch (the words of a batch's frames stay within
+/// `wire::MAX_WORDS`).
+pub(crate) const MAX_BATCH: usize = 512;
+
 /// A chunk's result slot.
 #[derive(Debug)]
 pub(crate) enum Slot {
@@ -137,11 +141,11 @@ impl Job {
     }
 
     /// How many chunks of this job to send in one message: enough to cover
-    /// about 200 µs of work, at most 64, at least 1.
+    /// about 200 µs of work, at most [`MAX_BATCH`], at least 1.
     pub(crate) fn batch_limit(&self) -> usize {
         match self.avg_ns.load(Ordering::Relaxed) {
             0 => 1,
-            ns => (200_000 / ns).clamp(1, 64) as usize,
+            ns => (200_000 / ns).clamp(1, MAX_BATCH as u64) as usize,
         }
     }
 
@@ -153,15 +157,21 @@ impl Job {
         self.avg_ns.store(new.max(1), Ordering::Relaxed);
     }
 
-    /// Chunk `c` is back with `bytes`.
-    pub(crate) fn complete(&self, c: usize, bytes: Vec<u8>) {
+    /// Chunks are back, each with its encoded results: filed under one
+    /// lock, waiters woken once.
+    pub(crate) fn complete(&self, chunks: impl IntoIterator<Item = (usize, Vec<u8>)>) {
         let mut s = self.lock();
-        if s.failed || c >= s.slots.len() || !matches!(s.slots[c], Slot::Pending) {
+        if s.failed {
             return;
         }
-        s.slots[c] = Slot::Ready(bytes);
-        s.done += 1;
-        s.order.push_back(c);
+        for (c, bytes) in chunks {
+            if c >= s.slots.len() || !matches!(s.slots[c], Slot::Pending) {
+                continue;
+            }
+            s.slots[c] = Slot::Ready(bytes);
+            s.done += 1;
+            s.order.push_back(c);
+        }
         let all = s.done == self.n_chunks;
         drop(s);
         self.cond.notify_all();

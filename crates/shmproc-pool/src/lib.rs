@@ -566,6 +566,7 @@ impl Pool {
         items: I,
         chunksize: Option<usize>,
         finisher: Option<job::Finisher>,
+        notify: bool,
     ) -> Result<Arc<Job>, PoolError>
     where
         I: IntoIterator,
@@ -583,7 +584,7 @@ impl Pool {
         let mut input = Vec::new();
         let mut offsets = vec![0usize];
         for (k, item) in items.into_iter().enumerate() {
-            input = postcard::to_extend(item.borrow(), input)
+            wire::encode_into(item.borrow(), &mut input)
                 .map_err(|e| PoolError::Codec(format!("encoding item {k}: {e}")))?;
             offsets.push(input.len());
         }
@@ -593,7 +594,7 @@ impl Pool {
             .unwrap_or_else(|| n_items.div_ceil(4 * workers))
             .max(1);
         let job = Arc::new(Job::new(runner, task, input, offsets, chunksize, finisher));
-        self.board.submit(&job)?;
+        self.board.submit(&job, notify)?;
         Ok(job)
     }
 
@@ -636,7 +637,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        self.map_async_with(f, items, None, Callbacks::new())?.get()
+        self.wait_inline(self.map_job(f, items, None, Callbacks::new(), false)?)
     }
 
     /// [`map`](Self::map) with chunks of `chunksize` items (`None`: the
@@ -656,8 +657,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        self.map_async_with(f, items, chunksize, Callbacks::new())?
-            .get()
+        self.wait_inline(self.map_job(f, items, chunksize, Callbacks::new(), false)?)
     }
 
     /// Python's `map_async`: as [`map`](Self::map), returning at once.
@@ -696,10 +696,27 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        self.map_job(f, items, chunksize, callbacks, true)
+    }
+
+    fn map_job<T, R, I>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+        notify: bool,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
         let (runner, task) = Self::map_codes(f)?;
         let decode: results::Decode<Vec<R>> = results::decode_all::<R>;
         let fin = results::finisher(decode, callbacks);
-        let job = self.submit::<I, T>(runner, task, items, chunksize, fin)?;
+        let job = self.submit::<I, T>(runner, task, items, chunksize, fin, notify)?;
         Ok(AsyncResult::new(job, decode))
     }
 
@@ -716,8 +733,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<Args>,
     {
-        self.starmap_async_with(f, items, None, Callbacks::new())?
-            .get()
+        self.wait_inline(self.star_job(f, items, None, Callbacks::new(), false)?)
     }
 
     /// Python's `starmap_async`, with a chunksize and callbacks.
@@ -757,10 +773,28 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<Args>,
     {
+        self.star_job(f, items, chunksize, callbacks, true)
+    }
+
+    fn star_job<Args, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<F::Output>>,
+        notify: bool,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator,
+        I::Item: Borrow<Args>,
+    {
         let (runner, task) = Self::star_codes(f)?;
         let decode: results::Decode<Vec<F::Output>> = results::decode_all::<F::Output>;
         let fin = results::finisher(decode, callbacks);
-        let job = self.submit::<I, Args>(runner, task, items, chunksize, fin)?;
+        let job = self.submit::<I, Args>(runner, task, items, chunksize, fin, notify)?;
         Ok(AsyncResult::new(job, decode))
     }
 
@@ -775,7 +809,14 @@ impl Pool {
         F: StarFn<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, args)?.get()
+        self.wait_inline(self.apply_job(f, args, Callbacks::new(), false)?)
+    }
+
+    /// The value of a call the caller waits for at once, served in the
+    /// caller's thread when the result handler is idle.
+    fn wait_inline<T: 'static>(&self, r: AsyncResult<T>) -> Result<T, PoolError> {
+        handler::serve_inline(&self.board, &self.inner, r.job());
+        r.get()
     }
 
     /// Python's `apply_async`: as [`apply`](Self::apply), returning at once.
@@ -810,10 +851,25 @@ impl Pool {
         F: StarFn<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.apply_job(f, args, callbacks, true)
+    }
+
+    fn apply_job<Args, F>(
+        &self,
+        f: F,
+        args: Args,
+        callbacks: Callbacks<F::Output>,
+        notify: bool,
+    ) -> Result<AsyncResult<F::Output>, PoolError>
+    where
+        Args: Serialize + DeserializeOwned + 'static,
+        F: StarFn<Args>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
         let (runner, task) = Self::star_codes(f)?;
         let decode: results::Decode<F::Output> = results::decode_one::<F::Output>;
         let fin = results::finisher(decode, callbacks);
-        let job = self.submit::<_, Args>(runner, task, [args], Some(1), fin)?;
+        let job = self.submit::<_, Args>(runner, task, [args], Some(1), fin, notify)?;
         Ok(AsyncResult::new(job, decode))
     }
 
@@ -853,7 +909,7 @@ impl Pool {
         I::Item: Borrow<T>,
     {
         let (runner, task) = Self::map_codes(f)?;
-        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None)?;
+        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None, true)?;
         Ok(IMap::new(job))
     }
 
@@ -894,7 +950,7 @@ impl Pool {
         I::Item: Borrow<T>,
     {
         let (runner, task) = Self::map_codes(f)?;
-        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None)?;
+        let job = self.submit::<I, T>(runner, task, items, Some(chunksize), None, true)?;
         Ok(IMapUnordered::new(job))
     }
 

@@ -175,6 +175,10 @@ impl<T: 'static> AsyncResult<T> {
         }
     }
 
+    pub(crate) fn job(&self) -> &Job {
+        &self.job
+    }
+
     /// Whether the call has finished (succeeded or failed).
     pub fn ready(&self) -> bool {
         self.job.lock().finished
@@ -305,23 +309,36 @@ impl<R: DeserializeOwned> Stream<R> {
             return Some(Err(PoolError::Timeout));
         };
         match pick(&s, at) {
-            Some(c) => {
-                let bytes = match std::mem::replace(&mut s.slots[c], Slot::Taken) {
-                    Slot::Ready(b) => b,
-                    _ => Vec::new(),
-                };
-                while s
-                    .order
-                    .front()
-                    .is_some_and(|&c| matches!(s.slots[c], Slot::Taken))
-                {
-                    s.order.pop_front();
+            Some(first) => {
+                // Every chunk ready now, in the iterator's order, under one
+                // lock (at most a few hundred).
+                let mut taken = Vec::new();
+                let mut c = Some(first);
+                while let Some(k) = c {
+                    if let Slot::Ready(b) = std::mem::replace(&mut s.slots[k], Slot::Taken) {
+                        taken.push((k, b));
+                    }
+                    while s
+                        .order
+                        .front()
+                        .is_some_and(|&k| matches!(s.slots[k], Slot::Taken))
+                    {
+                        s.order.pop_front();
+                    }
+                    *next_chunk += 1;
+                    c = if taken.len() < 512 {
+                        pick(&s, *next_chunk)
+                    } else {
+                        None
+                    };
                 }
                 drop(s);
-                *next_chunk += 1;
-                if let Err(e) = decode_chunk(&bytes, self.job.items(c).len(), &mut self.buf) {
-                    self.ended = true;
-                    return Some(Err(e));
+                for (k, bytes) in taken {
+                    if let Err(e) = decode_chunk(&bytes, self.job.items(k).len(), &mut self.buf) {
+                        self.ended = true;
+                        self.buf.clear();
+                        return Some(Err(e));
+                    }
                 }
                 self.left -= 1;
                 self.buf.pop_front().map(Ok)

@@ -186,7 +186,7 @@ fn run_each<A: DeserializeOwned, R: Serialize>(
             offset: k,
             message: panic_text(&*p),
         })?;
-        *out = postcard::to_extend(&r, std::mem::take(out))
+        crate::wire::encode_into(&r, out)
             .map_err(|e| Failure::Codec(format!("encoding result {k} of the chunk: {e}")))?;
     }
     if !input.is_empty() {

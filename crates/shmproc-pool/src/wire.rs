@@ -18,7 +18,7 @@ pub(crate) const MAX_MSG: usize = 1 << 16;
 pub(crate) const INLINE_MAX: usize = 48 << 10;
 
 /// The most words a frame carries.
-pub(crate) const MAX_WORDS: usize = 1024;
+pub(crate) const MAX_WORDS: usize = 4096;
 
 /// A received frame.
 #[derive(Debug)]
@@ -110,4 +110,30 @@ pub(crate) fn recv_frame(sock: impl AsFd, buf: &mut [u8]) -> io::Result<Option<F
     parse_frame(&buf[..n], fds)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Appends `value`, postcard-encoded, to `out` (no allocation per value).
+pub(crate) fn encode_into<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, Append(out))
+}
+
+/// A postcard flavor that appends to a `Vec` it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
