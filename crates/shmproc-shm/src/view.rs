@@ -82,7 +82,7 @@ impl<T: Pod> ShmBox<T> {
     /// As [`Segment::create`]; [`ZeroSize`](SegmentError::ZeroSize) for a zero-sized `T`.
     pub fn create(name: &str, value: T) -> Result<Self, SegmentError> {
         let pending = Segment::create(name, &Self::layout())?;
-        fill_pending(pending.segment(), 1, |_| value)?;
+        fill_pending(pending.segment(), 1, Fill::Value(value))?;
         Self::from_segment(pending.publish())
     }
 
@@ -92,7 +92,7 @@ impl<T: Pod> ShmBox<T> {
     /// As [`Segment::create_anonymous`].
     pub fn new(value: T) -> Result<Self, SegmentError> {
         let pending = Segment::create_anonymous(&Self::layout())?;
-        fill_pending(pending.segment(), 1, |_| value)?;
+        fill_pending(pending.segment(), 1, Fill::Value(value))?;
         Self::from_segment(pending.publish())
     }
 
@@ -185,24 +185,42 @@ unsafe impl<T: Pod + Send> Send for ShmSlice<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Sync> Sync for ShmSlice<T> {}
 
-/// Writes `fill(i)` to each of the first `len` `T`s of a pending segment's
-/// payload, through a pointer resolved with bounds and alignment checks.
-fn fill_pending<T: Pod>(
-    seg: &Segment,
-    len: usize,
-    fill: impl Fn(usize) -> T,
-) -> Result<(), SegmentError> {
+/// What a new slice segment is filled with.
+enum Fill<'a, T> {
+    /// Every element this value.
+    Value(T),
+    /// A copy of these (as many as fit; the rest stays zero).
+    Slice(&'a [T]),
+}
+
+/// Fills the first `len` `T`s of a pending segment's payload, through a
+/// pointer resolved with bounds and alignment checks. The payload of a new
+/// segment is zero (a new file, extended by `ftruncate`/`fallocate`), so an
+/// all-zero value is not written at all: no page is touched until used.
+fn fill_pending<T: Pod>(seg: &Segment, len: usize, fill: Fill<'_, T>) -> Result<(), SegmentError> {
     let ptr = seg
         .resolve_slice(Offset::<T>::in_payload(0), len)
         .map_err(|_| SegmentError::ZeroSize {
             name: seg.label().to_owned(),
         })?
         .cast::<T>();
-    for i in 0..len {
-        // SAFETY: `i < len` and `resolve_slice` checked that `len` elements fit.
-        let p = unsafe { ptr.as_ptr().add(i) };
-        // SAFETY: `p` is in bounds, aligned and writable; `T: Pod` has no drop.
-        unsafe { p.write(fill(i)) };
+    match fill {
+        Fill::Value(v) if bytemuck::bytes_of(&v).iter().all(|&b| b == 0) => {}
+        Fill::Value(v) => {
+            for i in 0..len {
+                // SAFETY: `i < len` and `resolve_slice` checked that `len` elements fit.
+                let p = unsafe { ptr.as_ptr().add(i) };
+                // SAFETY: `p` is in bounds, aligned and writable; `T: Pod` has no drop.
+                unsafe { p.write(v) };
+            }
+        }
+        Fill::Slice(values) => {
+            let n = values.len().min(len);
+            // SAFETY: `n <= len` elements fit behind `ptr` (checked by
+            // `resolve_slice`), `values` is a local slice that cannot overlap
+            // a new mapping, `T: Pod`.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), ptr.as_ptr(), n) };
+        }
     }
     Ok(())
 }
@@ -250,7 +268,7 @@ impl<T: Pod> ShmSlice<T> {
 
     fn create_with(
         pending: crate::segment::PendingSegment,
-        fill: impl Fn(usize) -> T,
+        fill: Fill<'_, T>,
     ) -> Result<Self, SegmentError> {
         let len = usize::try_from(pending.segment().capacity())
             .map_err(|_| Self::too_large(pending.segment().label(), usize::MAX))?;
@@ -265,7 +283,7 @@ impl<T: Pod> ShmSlice<T> {
     /// is 0 or `T` is zero-sized.
     pub fn create(name: &str, len: usize, value: T) -> Result<Self, SegmentError> {
         let layout = Self::layout(len).map_err(|l| Self::too_large(name, l))?;
-        Self::create_with(Segment::create(name, &layout)?, |_| value)
+        Self::create_with(Segment::create(name, &layout)?, Fill::Value(value))
     }
 
     /// Creates the named segment `name` holding a copy of `values`.
@@ -275,9 +293,7 @@ impl<T: Pod> ShmSlice<T> {
     pub fn create_from_slice(name: &str, values: &[T]) -> Result<Self, SegmentError> {
         let layout = Self::layout(values.len()).map_err(|l| Self::too_large(name, l))?;
         let pending = Segment::create(name, &layout)?;
-        Self::create_with(pending, |i| {
-            values.get(i).copied().unwrap_or_else(T::zeroed)
-        })
+        Self::create_with(pending, Fill::Slice(values))
     }
 
     /// Creates an anonymous segment holding `len` copies of `value`.
@@ -286,7 +302,7 @@ impl<T: Pod> ShmSlice<T> {
     /// As [`Segment::create_anonymous`].
     pub fn new(len: usize, value: T) -> Result<Self, SegmentError> {
         let layout = Self::layout(len).map_err(|l| Self::too_large(ANONYMOUS, l))?;
-        Self::create_with(Segment::create_anonymous(&layout)?, |_| value)
+        Self::create_with(Segment::create_anonymous(&layout)?, Fill::Value(value))
     }
 
     /// Creates an anonymous segment holding a copy of `values`.
@@ -296,9 +312,7 @@ impl<T: Pod> ShmSlice<T> {
     pub fn from_slice(values: &[T]) -> Result<Self, SegmentError> {
         let layout = Self::layout(values.len()).map_err(|l| Self::too_large(ANONYMOUS, l))?;
         let pending = Segment::create_anonymous(&layout)?;
-        Self::create_with(pending, |i| {
-            values.get(i).copied().unwrap_or_else(T::zeroed)
-        })
+        Self::create_with(pending, Fill::Slice(values))
     }
 
     /// Opens the named segment `name`, which must hold `T`s (any length).
