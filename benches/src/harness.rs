@@ -210,6 +210,14 @@ impl Child {
         }
     }
 
+    /// Reaps a child that has already said it is finished (it is leaving
+    /// through `_exit`): a blocking `waitpid`, no polling interval.
+    pub(crate) fn join_finished(mut self) -> ExitStatus {
+        let status = os::wait(self.pid).expect("waitpid");
+        self.reaped = true;
+        status
+    }
+
     /// Waits for the child, at most `timeout`; kills it and panics after that.
     pub(crate) fn wait(mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;

@@ -11,6 +11,8 @@
 //!   throughput;
 //! - [`queue`] and [`pipe`]: the cases of the queue (issue 4) and pipe
 //!   (issue 5) benches;
+//! - [`pool`]: the pool comparison's tasks and its baselines without a
+//!   pool (issue 16);
 //! - [`python`]: Python's `multiprocessing` in the same runs;
 //! - [`compare`]: the comparison tables' banner, rounds, placement, paired
 //!   ratios and verdicts.
@@ -20,6 +22,7 @@ pub mod harness;
 mod links;
 pub mod pingpong;
 pub mod pipe;
+pub mod pool;
 pub mod python;
 pub mod queue;
 pub mod sizes;

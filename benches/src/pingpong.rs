@@ -37,7 +37,7 @@ impl Latency {
 }
 
 /// Busy-waits `ns` nanoseconds (on this process's own CPU).
-fn pause(ns: u64) {
+pub(crate) fn pause(ns: u64) {
     if ns == 0 {
         return;
     }

@@ -1,5 +1,6 @@
 //! Python's `multiprocessing`, measured in the same run as ours: the
-//! scripts in `benches/python/` (`value_lock.py`, `queue.py`, `pipe.py`),
+//! scripts in `benches/python/` (`value_lock.py`, `queue.py`, `pipe.py`,
+//! `pool.py`),
 //! each run as `python3` with a deadline, its pinning matching the Rust
 //! cases', and its one-line JSON result read back.
 //!
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::contended_cpus;
 use crate::pingpong::LAT_SIZES;
-use crate::sizes::LinkSizes;
+use crate::sizes::{LinkSizes, PoolSizes};
 use crate::{pipe, queue};
 
 /// `pin` when the two processes of a run can have a CPU each (as the Rust
@@ -84,6 +85,58 @@ fn links_run(script: &str, sz: &LinkSizes, stream_sizes: &[usize]) -> Result<Pyt
             .push((size, num(format!("tput{size}_msgs_per_s"))?));
     }
     Ok(r)
+}
+
+/// What `python/pool.py` measures (`multiprocessing.Pool(2)`, its default
+/// start method), in one run: see the script's docs.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolRun {
+    /// `Pool(2)` creation and a first `map(is_prime, range(2))` (s).
+    pub prime_start_s: f64,
+    /// `pool.map(is_prime, ...)` over the range's first
+    /// [`PoolSizes::python_prime_n`] numbers, on the started pool (s).
+    pub prime_map_s: f64,
+    /// Leaving the `with` block: terminate and join (s).
+    pub prime_exit_s: f64,
+    /// The primes that map found (checked against ours).
+    pub prime_count: u64,
+    /// Median of `Pool(2)` + a first `map(identity, range(2))` (ms).
+    pub start_ms: f64,
+    /// `pool.imap(identity, range(n), chunksize=1)`, items/s.
+    pub imap_items_per_s: f64,
+    /// `pool.apply_async(identity, (i,)).get()` round trip, p50 (µs).
+    pub apply_p50_us: f64,
+    /// The same, p99 (µs).
+    pub apply_p99_us: f64,
+}
+
+/// Runs `python/pool.py` with `sz`'s sizes (Python's own item counts), or
+/// says why it could not.
+pub fn pool(sz: &PoolSizes) -> Result<PoolRun, String> {
+    let out = run(
+        "pool.py",
+        &[
+            &sz.prime_start.to_string(),
+            &sz.python_prime_n.to_string(),
+            &sz.start_samples.to_string(),
+            &sz.python_imap_n.to_string(),
+            &sz.apply_rtts.to_string(),
+            &(sz.apply_gap_ns / 1000).to_string(),
+        ],
+    )?;
+    let num = |key: &str| {
+        json_number(&out, key).ok_or_else(|| format!("no {key} in python output: {out:?}"))
+    };
+    Ok(PoolRun {
+        prime_start_s: num("prime_start_s")?,
+        prime_map_s: num("prime_map_s")?,
+        prime_exit_s: num("prime_exit_s")?,
+        prime_count: num("prime_count")? as u64,
+        start_ms: num("start_ms")?,
+        imap_items_per_s: num("imap_items_per_s")?,
+        apply_p50_us: num("apply_p50_us")?,
+        apply_p99_us: num("apply_p99_us")?,
+    })
 }
 
 /// Runs `python3 python/<script> <args>` with a deadline of 120 s (killed and

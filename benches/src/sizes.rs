@@ -178,3 +178,65 @@ impl LinkSizes {
         }
     }
 }
+
+/// Item counts, samples and rounds of the pool comparison (`pool_compare`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSizes {
+    /// The first number of the `is_prime` range.
+    pub prime_start: u64,
+    /// Numbers in the `is_prime` range.
+    pub prime_n: usize,
+    /// Numbers Python's `Pool.map` runs (the range's first ones; its time
+    /// is scaled to `prime_n`).
+    pub python_prime_n: usize,
+    /// `f32`s in each array of the `y = a*x + b` kernel.
+    pub axpy_len: usize,
+    /// Pool starts per round (the round's sample is their median).
+    pub start_samples: usize,
+    /// Items of shmproc's `imap` (identity, chunksize 1).
+    pub imap_n: u64,
+    /// Items of Python's `imap` (identity, chunksize 1).
+    pub python_imap_n: u64,
+    /// Round trips per `apply_async` run (each after a pause, so the
+    /// workers sleep).
+    pub apply_rtts: u64,
+    /// The untimed pause before each `apply_async` round trip (ns).
+    pub apply_gap_ns: u64,
+    /// Rounds (at least; medians over these).
+    pub reps: usize,
+}
+
+impl PoolSizes {
+    /// A real run: the figures.
+    pub const FULL: Self = Self {
+        prime_start: 10_000_000,
+        prime_n: 2_000_000,
+        python_prime_n: 200_000,
+        axpy_len: 64 << 20,
+        start_samples: 10,
+        imap_n: 1_000_000,
+        python_imap_n: 100_000,
+        apply_rtts: 2_000,
+        apply_gap_ns: 20_000,
+        reps: 7,
+    };
+
+    /// The smoke run's.
+    pub const SMOKE: Self = Self {
+        prime_start: 10_000_000,
+        prime_n: 20_000,
+        python_prime_n: 2_000,
+        axpy_len: 64 << 10,
+        start_samples: 2,
+        imap_n: 2_000,
+        python_imap_n: 1_000,
+        apply_rtts: 20,
+        apply_gap_ns: 20_000,
+        reps: 1,
+    };
+
+    /// [`Self::FULL`] or [`Self::SMOKE`], by [`full_run`].
+    pub fn for_this_run() -> Self {
+        this_run(Self::FULL, Self::SMOKE)
+    }
+}

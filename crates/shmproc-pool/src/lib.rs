@@ -41,7 +41,8 @@
 //!   and writes its results in the shared arrays themselves (a copy path
 //!   when input and output are one segment). The control block is a
 //!   `ShmSlice<u64>`: word 0 the cursor (`job << 32 | next chunk`), word 1
-//!   the completion futex word, words `8 + 2i`, `9 + 2i` worker `i`'s state
+//!   the completion futex word (woken by the call's last chunk only), word
+//!   2 the count of chunks done, words `8 + 2i`, `9 + 2i` worker `i`'s state
 //!   (`chunks done << 32 | chunk held + 1`, bit 31 while the chunk is only
 //!   *pending*) and the job it works on.
 //!
@@ -1293,6 +1294,7 @@ impl Inner {
             self.slot(i).store(0, Ordering::SeqCst);
             word(&self.control, busy_index(i)).store(0, Ordering::SeqCst);
         }
+        word(&self.control, worker::DONE).store(0, Ordering::SeqCst);
         word(&self.control, CURSOR).store(job << 32, Ordering::SeqCst);
         let mut header = vec![
             MSG_JOB,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shmproc_process::{CodeRef, StarFn};
 use shmproc_shm::transfer::{Transfer, Unpacker};
-use shmproc_shm::{Pod, ShmSlice};
+use shmproc_shm::{Pod, ShmSlice, os};
 
 use crate::inplace::with_chunk;
 
@@ -59,6 +59,8 @@ struct Arrays<T: Pod, R: Pod> {
     output: ShmSlice<R>,
     /// Input and output are one segment: copy through these.
     copies: Option<(Vec<T>, Vec<R>)>,
+    populated_in: Populated,
+    populated_out: Populated,
 }
 
 impl<T: Pod, R: Pod> Arrays<T, R> {
@@ -66,6 +68,8 @@ impl<T: Pod, R: Pod> Arrays<T, R> {
         let aliased = job.aliased;
         let (input, output) = unpack_arrays::<T, R>(job)?;
         Ok(Self {
+            populated_in: Populated::new(input.len() * size_of::<T>()),
+            populated_out: Populated::new(output.len() * size_of::<R>()),
             input,
             output,
             copies: aliased.then(|| (Vec::new(), Vec::new())),
@@ -82,7 +86,26 @@ impl<T: Pod, R: Pod> Arrays<T, R> {
     ) -> Result<X, (usize, String)> {
         let bad = || (start, format!("chunk {start}..{end} out of bounds"));
         match &mut self.copies {
-            None => with_chunk(&mut self.input, &mut self.output, start, end, f).ok_or_else(bad),
+            None => {
+                // Map the chunk's pages in bulk the first time this
+                // mapping reaches them: one call per 1 MiB block instead of
+                // a page fault per 4 KiB (a fresh mapping of arrays the
+                // parent filled has none of their pages yet). Advice only:
+                // a failure leaves the faults to happen.
+                self.populated_in.populate(
+                    self.input.as_ptr().cast(),
+                    start * size_of::<T>(),
+                    end * size_of::<T>(),
+                    false,
+                );
+                self.populated_out.populate(
+                    self.output.as_ptr().cast(),
+                    start * size_of::<R>(),
+                    end * size_of::<R>(),
+                    true,
+                );
+                with_chunk(&mut self.input, &mut self.output, start, end, f).ok_or_else(bad)
+            }
             Some((inbuf, outbuf)) => {
                 inbuf.resize(end - start, T::zeroed());
                 outbuf.resize(end - start, R::zeroed());
@@ -92,6 +115,42 @@ impl<T: Pod, R: Pod> Arrays<T, R> {
                 self.output.write_from(start, outbuf).map_err(|_| bad())?;
                 Ok(x)
             }
+        }
+    }
+}
+
+/// Which 1 MiB blocks of an array's mapping were mapped in bulk already.
+#[derive(Default)]
+struct Populated {
+    bytes: usize,
+    done: Vec<bool>,
+}
+
+impl Populated {
+    const BLOCK: usize = 1 << 20;
+
+    fn new(bytes: usize) -> Self {
+        Self {
+            bytes,
+            done: vec![false; bytes.div_ceil(Self::BLOCK)],
+        }
+    }
+
+    /// Maps the blocks that hold bytes `from..to` of the array at `base`,
+    /// those not mapped yet, whole.
+    fn populate(&mut self, base: *mut u8, from: usize, to: usize, write: bool) {
+        let last = to.div_ceil(Self::BLOCK).min(self.done.len());
+        for b in from / Self::BLOCK..last {
+            if std::mem::replace(&mut self.done[b], true) {
+                continue;
+            }
+            let a = base as usize + b * Self::BLOCK;
+            let e = base as usize + ((b + 1) * Self::BLOCK).min(self.bytes);
+            let _ = if write {
+                os::populate_write(a, e)
+            } else {
+                os::populate_read(a, e)
+            };
         }
     }
 }

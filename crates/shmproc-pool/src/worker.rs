@@ -16,6 +16,8 @@ use crate::wire::{self, MAX_MSG};
 pub(crate) const CURSOR: usize = 0;
 /// Word whose low half is the completion futex word.
 pub(crate) const WAKE: usize = 1;
+/// Word: chunks of the current job done (the last one wakes the pool).
+pub(crate) const DONE: usize = 2;
 /// First per-worker slot: worker `i`'s two words at `SLOTS + 2 i`: its state
 /// (`done chunks << 32 | held chunk + 1`, with [`PENDING`] while it claims)
 /// and the job it is working on (0 once it waits again).
@@ -217,14 +219,14 @@ pub(crate) fn worker_main((control, sock, slot, max_tasks, init): WorkerArgs) {
     let limit = if max_tasks == 0 { u64::MAX } else { max_tasks };
     let mut buf = vec![0u8; MAX_MSG];
     let mut serde_cache: Option<([u64; 2 * CodeRef::WORDS], Box<dyn RunTasks>)> = None;
-    let mut pod_cache: Option<PodCache> = None;
+    let mut pod_cache: PodCache = Vec::new();
     while tasks_done < limit {
-        if pod_cache.is_some() {
+        if !pod_cache.is_empty() {
             // Idle with the last call's arrays mapped: let them go after a
             // while, so that memory the caller freed is not held here.
             let ready = os::poll_readable(&[sock.0.as_fd()], Some(CACHE_IDLE));
             if !ready.is_ok_and(|r| r[0]) {
-                pod_cache = None;
+                pod_cache.clear();
             }
         }
         let Ok((n, fds)) = os::recv_with_fds(sock.0.as_fd(), &mut buf) else {
@@ -257,10 +259,13 @@ pub(crate) fn worker_main((control, sock, slot, max_tasks, init): WorkerArgs) {
     }
 }
 
-/// The runner of the last `Pod` call, with its arrays mapped, and what
-/// identifies the call (code references, the arrays' files, the packed
-/// arguments).
-pub(crate) type PodCache = (Vec<u64>, Box<dyn RunChunk>);
+/// The runners of the last few `Pod` calls, with their arrays mapped, each
+/// with what identifies its call (code references, the arrays' files, the
+/// packed arguments); most recent last.
+pub(crate) type PodCache = Vec<(Vec<u64>, Box<dyn RunChunk>)>;
+
+/// How many `Pod` calls' runners a worker keeps.
+const CACHED_RUNNERS: usize = 4;
 
 /// How long a worker keeps the last `Pod` call's arrays mapped while idle.
 const CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -339,7 +344,7 @@ fn run_pod_job(
     msg: &[u8],
     fds: Vec<OwnedFd>,
     budget: u64,
-    cache: &mut Option<PodCache>,
+    cache: &mut PodCache,
 ) -> u64 {
     let n = msg.len();
     let Some(h) = words(msg, HEADER_WORDS) else {
@@ -362,7 +367,7 @@ fn run_pod_job(
         report(&sock.0, job, 0, "worker setup failed: bad done flags");
         return 0;
     };
-    // The same arrays, task and types as the last `Pod` call: its runner,
+    // The same arrays, task and types as a recent `Pod` call: its runner,
     // with the arrays still mapped, serves again, so a repeated call on
     // the same arrays takes no page fault.
     let mut key: Vec<u64> = h[7..].to_vec();
@@ -377,7 +382,10 @@ fn run_pod_job(
         w[..c.len()].copy_from_slice(c);
         u64::from_le_bytes(w)
     }));
-    let cached = cache.take().filter(|(k, _)| *k == key);
+    let cached = cache
+        .iter()
+        .position(|(k, _)| *k == key)
+        .map(|i| cache.remove(i));
     let mut run = match cached {
         Some((_, run)) => Some(run),
         None => {
@@ -424,9 +432,14 @@ fn run_pod_job(
         // atomic step.
         flag(&flags, c).store(1, Ordering::SeqCst);
         state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::SeqCst);
-        let wake = wake_word(control);
-        wake.fetch_add(1, Ordering::Release);
-        os::futex_wake(wake, 1);
+        // Only the call's last chunk wakes the pool: a wake per chunk would
+        // have the pool's thread compete with the workers for the CPUs.
+        // (A chunk lost to a death is found by the pool's periodic check.)
+        if word(control, DONE).fetch_add(1, Ordering::SeqCst) + 1 >= n_chunks {
+            let wake = wake_word(control);
+            wake.fetch_add(1, Ordering::Release);
+            os::futex_wake(wake, 1);
+        }
         done.set(done.get() + 1);
     };
     if retry != NO_CHUNK && retry < n_chunks {
@@ -460,7 +473,10 @@ fn run_pod_job(
     busy.store(0, Ordering::SeqCst);
     let done = done.get();
     if let Some(run) = run {
-        *cache = Some((key, run));
+        if cache.len() >= CACHED_RUNNERS {
+            cache.remove(0);
+        }
+        cache.push((key, run));
     }
     if done >= budget {
         // Wake the pool so that it replaces this worker at once.

@@ -61,7 +61,10 @@ pub use shm::{
 pub use spawn::{
     ExitStatus, Forked, exit_now, fork, spawn_exe, try_wait, wait, wait_ended_unreaped,
 };
-pub use sys::{affinity_cpu_count, online_cpu_count, populate_read, random_u64, write_stderr_raw};
+pub use sys::{
+    affinity_cpu_count, online_cpu_count, populate_read, populate_write, random_u64,
+    write_stderr_raw,
+};
 
 pub use pid::{ParsePidError, Pid};
 
