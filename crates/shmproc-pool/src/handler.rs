@@ -55,6 +55,8 @@ pub(crate) struct Sched {
     pub(crate) running: bool,
     /// A poke is in the poke socket.
     poked: bool,
+    /// Threads in [`Board::wait_idle`].
+    idle_waiters: usize,
 }
 
 /// What the pool and its handler thread share.
@@ -112,9 +114,11 @@ impl Board {
     /// Waits until the handler has nothing queued or out.
     pub(crate) fn wait_idle(&self) {
         let mut s = self.lock();
+        s.idle_waiters += 1;
         while s.running || !s.queue.is_empty() {
             s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
         }
+        s.idle_waiters -= 1;
     }
 
     /// The next batch: chunks of one call from the queue's front, at most
@@ -235,7 +239,9 @@ fn serve_turn(board: &Board, inner: &Mutex<Inner>, until: Option<&Job>) {
             g.send_stop();
         }
         // `join` waits for this; the handler takes over what is left.
-        board.cond.notify_all();
+        if !idle || s.idle_waiters > 0 {
+            board.cond.notify_all();
+        }
     }
 }
 
@@ -248,7 +254,9 @@ impl Inner {
         let mut eof = vec![false; n];
         let mut buf = vec![0u8; MAX_MSG];
         let mut next_id = 1u64;
-        let mut check_all = true;
+        // A worker that died since the last turn shows in the first poll
+        // (its pidfd, its socket) or fails its first send.
+        let mut check_all = false;
         loop {
             if board.lock().terminating {
                 for f in &mut flights {

@@ -49,6 +49,8 @@ pub(crate) struct JobState {
     pub(crate) typed: Option<Box<dyn Any + Send>>,
     /// Times each chunk was run again after its worker died.
     pub(crate) retries: Vec<u32>,
+    /// Threads waiting in [`Job::wait_until`] (no wake-up without one).
+    waiters: usize,
 }
 
 /// What runs once when a job finishes (decode, callbacks), in the result
@@ -112,6 +114,7 @@ impl Job {
                 finished,
                 typed: None,
                 retries: vec![0; n_chunks],
+                waiters: 0,
             }),
             cond: Condvar::new(),
             finisher: Mutex::new(finisher),
@@ -173,8 +176,11 @@ impl Job {
             s.order.push_back(c);
         }
         let all = s.done == self.n_chunks;
+        let wake = s.waiters > 0;
         drop(s);
-        self.cond.notify_all();
+        if wake {
+            self.cond.notify_all();
+        }
         if all {
             self.finish();
         }
@@ -189,8 +195,11 @@ impl Job {
         s.failed = true;
         s.failed_chunk = c;
         s.error = Some((c, err));
+        let wake = s.waiters > 0;
         drop(s);
-        self.cond.notify_all();
+        if wake {
+            self.cond.notify_all();
+        }
         self.finish();
     }
 
@@ -205,8 +214,13 @@ impl Job {
             // A panicking callback must not take the result handler down.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         }
-        self.lock().finished = true;
-        self.cond.notify_all();
+        let mut s = self.lock();
+        s.finished = true;
+        let wake = s.waiters > 0;
+        drop(s);
+        if wake {
+            self.cond.notify_all();
+        }
     }
 
     /// Waits until `ready` holds or `deadline` passes; the state, or `None`
@@ -217,16 +231,17 @@ impl Job {
         ready: impl Fn(&JobState) -> bool,
     ) -> Option<MutexGuard<'_, JobState>> {
         let mut s = self.lock();
-        loop {
-            if ready(&s) {
-                return Some(s);
-            }
+        if ready(&s) {
+            return Some(s);
+        }
+        s.waiters += 1;
+        let got = loop {
             match deadline {
                 None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return None;
+                        break false;
                     }
                     s = self
                         .cond
@@ -235,6 +250,11 @@ impl Job {
                         .0;
                 }
             }
-        }
+            if ready(&s) {
+                break true;
+            }
+        };
+        s.waiters -= 1;
+        got.then_some(s)
     }
 }
