@@ -90,9 +90,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The `Pod` path of `Pool::map`: the one place that names it (it becomes
-/// `map_pod` when the serde `map` lands).
-fn pool_map_pod<T: Pod, R: Pod>(
+/// `Pool::map_pod`: `Pod` items through the pool's shared arrays.
+fn pool_map_pod<T: Pod + Send + Sync, R: Pod + Send + Sync>(
     pool: &Pool,
     f: fn(T) -> R,
     items: &[T],

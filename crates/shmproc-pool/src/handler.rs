@@ -122,10 +122,10 @@ impl Board {
     }
 
     /// The next batch: chunks of one call from the queue's front, at most
-    /// `budget`; chunks of failed calls are dropped.
+    /// `budget`; chunks after a call's failed chunk are dropped.
     fn take_batch(&self, budget: usize, workers: usize) -> Option<Batch> {
         let mut s = self.lock();
-        while s.queue.front().is_some_and(|(j, _)| j.is_failed()) {
+        while s.queue.front().is_some_and(|(j, c)| j.skips(*c)) {
             s.queue.pop_front();
         }
         let (job, c) = s.queue.pop_front()?;

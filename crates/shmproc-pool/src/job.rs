@@ -138,9 +138,10 @@ impl Job {
         &self.input[self.offsets[r.start]..self.offsets[r.end]]
     }
 
-    /// Whether the job failed (its remaining chunks need not run).
-    pub(crate) fn is_failed(&self) -> bool {
-        self.lock().failed
+    /// Whether chunk `c` need not run: the job failed at a lower chunk.
+    pub(crate) fn skips(&self, c: usize) -> bool {
+        let s = self.lock();
+        s.failed && c > s.failed_chunk
     }
 
     /// How many chunks of this job to send in one message: enough to cover
@@ -163,10 +164,9 @@ impl Job {
     /// Chunks are back, each with its encoded results: filed under one
     /// lock, waiters woken once.
     pub(crate) fn complete(&self, chunks: impl IntoIterator<Item = (usize, Vec<u8>)>) {
+        // Results still count after a failure: an ordered `imap` yields
+        // those before the failed chunk.
         let mut s = self.lock();
-        if s.failed {
-            return;
-        }
         for (c, bytes) in chunks {
             if c >= s.slots.len() || !matches!(s.slots[c], Slot::Pending) {
                 continue;
@@ -189,7 +189,18 @@ impl Job {
     /// Chunk `c` failed with `err`; the job fails (the first error stays).
     pub(crate) fn fail(&self, c: usize, err: PoolError) {
         let mut s = self.lock();
-        if s.failed || s.finished {
+        if s.failed {
+            // The failure at the lowest index is the one reported.
+            if c < s.failed_chunk {
+                s.failed_chunk = c;
+                s.error = Some((c, err));
+                if s.waiters > 0 {
+                    self.cond.notify_all();
+                }
+            }
+            return;
+        }
+        if s.finished {
             return;
         }
         s.failed = true;

@@ -269,6 +269,7 @@ impl PoolBuilder {
             serde_busy,
             board,
             handler: Mutex::new(Some(handler)),
+            pod_scratch: Mutex::new(ScratchArrays::new()),
         })
     }
 }
@@ -315,7 +316,16 @@ pub struct Pool {
     serde_busy: Arc<[AtomicBool]>,
     board: Arc<Board>,
     handler: Mutex<Option<JoinHandle<()>>>,
+    /// `map_pod`'s shared arrays, by item types.
+    pod_scratch: Mutex<ScratchArrays>,
 }
+
+/// An input and an output array.
+type ArrayPair<T, R> = (Arc<ShmSlice<T>>, Arc<ShmSlice<R>>);
+
+/// `map_pod`'s arrays, kept between calls (see `Pool::pod_arrays`).
+type ScratchArrays =
+    std::collections::HashMap<(std::any::TypeId, std::any::TypeId), Box<dyn std::any::Any + Send>>;
 
 /// A job message's part after the header, and its descriptors.
 struct JobMsg {
@@ -433,6 +443,7 @@ impl Pool {
             input,
             output,
             chunksize,
+            None,
         )
     }
 
@@ -468,17 +479,23 @@ impl Pool {
             input,
             output,
             chunksize,
+            None,
         )
     }
 
-    /// `f` over `input` for `Pod` items, as a `Vec`: the input is written
-    /// once into an anonymous shared array, the workers write the results
-    /// in place into another, read back once. For any serde type, see
-    /// [`map`](Self::map).
+    /// `f` over `input` for `Pod` items, as a `Vec`: the input is copied
+    /// once into a shared array, the workers write the results in place
+    /// into another, copied out once. The pool keeps the two arrays for the
+    /// next call (twice the largest input so far, of the last item types).
+    /// For any serde type, see [`map`](Self::map).
     ///
     /// # Errors
     /// As [`map_into`](Self::map_into).
-    pub fn map_pod<T: Pod, R: Pod>(&self, f: fn(T) -> R, input: &[T]) -> Result<Vec<R>, PoolError> {
+    pub fn map_pod<T: Pod + Send + Sync, R: Pod + Send + Sync>(
+        &self,
+        f: fn(T) -> R,
+        input: &[T],
+    ) -> Result<Vec<R>, PoolError> {
         self.map_pod_chunked(f, input, None)
     }
 
@@ -486,7 +503,7 @@ impl Pool {
     ///
     /// # Errors
     /// As [`map_into_chunked`](Self::map_into_chunked).
-    pub fn map_pod_chunked<T: Pod, R: Pod>(
+    pub fn map_pod_chunked<T: Pod + Send + Sync, R: Pod + Send + Sync>(
         &self,
         f: fn(T) -> R,
         input: &[T],
@@ -503,12 +520,54 @@ impl Pool {
         if input.is_empty() {
             return Ok(Vec::new());
         }
-        let i = ShmSlice::from_slice(input)?;
-        let o = ShmSlice::new(input.len(), R::zeroed())?;
-        self.map_into_chunked(f, &i, &o, chunksize)?;
-        Ok(o.to_vec())
+        let (i, o) = self.pod_arrays::<T, R>(input.len())?;
+        i.write_from(0, input)
+            .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
+        let runner: Runner = runners::item_runner::<T, R>;
+        self.run(
+            CodeRef::of(runner)?,
+            CodeRef::of(f)?,
+            &i,
+            &o,
+            chunksize,
+            Some(input.len()),
+        )?;
+        let mut out = vec![R::zeroed(); input.len()];
+        o.read_into(0, &mut out)
+            .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
+        Ok(out)
     }
 
+    /// Shared input and output arrays of at least `len` items for
+    /// `map_pod`, kept by the pool between calls (so the workers, which
+    /// keep recent arrays mapped, fault no page in on the next call);
+    /// replaced by arrays twice as large when too small.
+    fn pod_arrays<T: Pod + Send + Sync, R: Pod + Send + Sync>(
+        &self,
+        len: usize,
+    ) -> Result<ArrayPair<T, R>, PoolError> {
+        type Pair<T, R> = ArrayPair<T, R>;
+        let mut cache = self.pod_scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (std::any::TypeId::of::<T>(), std::any::TypeId::of::<R>());
+        if let Some((i, o)) = cache.get(&key).and_then(|b| b.downcast_ref::<Pair<T, R>>()) {
+            if i.len() >= len {
+                return Ok((Arc::clone(i), Arc::clone(o)));
+            }
+        }
+        let cap = len.max(1).next_power_of_two();
+        let pair: Pair<T, R> = (
+            Arc::new(ShmSlice::new(cap, T::zeroed())?),
+            Arc::new(ShmSlice::new(cap, R::zeroed())?),
+        );
+        // One pair of scratch arrays per pool: the last types used.
+        cache.clear();
+        cache.insert(key, Box::new(pair.clone()));
+        Ok(pair)
+    }
+
+    /// Runs a `Pod` job over items `0..len` of `input` and `output`
+    /// (`None`: all of them; then their lengths must agree).
+    #[allow(clippy::too_many_arguments)]
     fn run<T: Pod, R: Pod>(
         &self,
         runner: CodeRef,
@@ -516,10 +575,19 @@ impl Pool {
         input: &ShmSlice<T>,
         output: &ShmSlice<R>,
         chunksize: Option<usize>,
+        len: Option<usize>,
     ) -> Result<(), PoolError> {
-        if input.len() != output.len() {
+        if len.is_none() && input.len() != output.len() {
             return Err(PoolError::InvalidArgument(format!(
                 "input has {} items, output {}",
+                input.len(),
+                output.len()
+            )));
+        }
+        let len = len.unwrap_or(input.len());
+        if len > input.len() || len > output.len() {
+            return Err(PoolError::InvalidArgument(format!(
+                "{len} items asked of arrays of {} and {}",
                 input.len(),
                 output.len()
             )));
@@ -533,7 +601,6 @@ impl Pool {
         if inner.closed {
             return Err(PoolError::Closed);
         }
-        let len = input.len();
         if len == 0 {
             return Ok(());
         }

@@ -291,7 +291,7 @@ impl<R: DeserializeOwned> Stream<R> {
     fn next_with(
         &mut self,
         deadline: Option<Instant>,
-        pick: impl Fn(&JobState, usize) -> Option<usize>,
+        pick: impl Fn(&JobState, usize) -> Next,
         next_chunk: &mut usize,
     ) -> Option<Result<R, PoolError>> {
         if let Some(r) = self.buf.pop_front() {
@@ -304,12 +304,12 @@ impl<R: DeserializeOwned> Stream<R> {
         let at = *next_chunk;
         let got = self
             .job
-            .wait_until(deadline, |s| s.failed || pick(s, at).is_some());
+            .wait_until(deadline, |s| !matches!(pick(s, at), Next::Wait));
         let Some(mut s) = got else {
             return Some(Err(PoolError::Timeout));
         };
         match pick(&s, at) {
-            Some(first) => {
+            Next::Chunk(first) => {
                 // Every chunk ready now, in the iterator's order, under one
                 // lock (at most a few hundred).
                 let mut taken = Vec::new();
@@ -326,10 +326,9 @@ impl<R: DeserializeOwned> Stream<R> {
                         s.order.pop_front();
                     }
                     *next_chunk += 1;
-                    c = if taken.len() < 512 {
-                        pick(&s, *next_chunk)
-                    } else {
-                        None
+                    c = match pick(&s, *next_chunk) {
+                        Next::Chunk(k) if taken.len() < 512 => Some(k),
+                        _ => None,
                     };
                 }
                 drop(s);
@@ -343,7 +342,7 @@ impl<R: DeserializeOwned> Stream<R> {
                 self.left -= 1;
                 self.buf.pop_front().map(Ok)
             }
-            None => {
+            Next::Wait | Next::Failed => {
                 self.ended = true;
                 self.left = 0;
                 let e = s.error.take().map(|(_, e)| e).unwrap_or_else(taken);
@@ -371,20 +370,40 @@ impl<R> fmt::Debug for IMap<R> {
     }
 }
 
-fn ordered(s: &JobState, at: usize) -> Option<usize> {
-    // After a failure, the results before the failed chunk that are back
-    // are still yielded; the first one missing becomes the error.
-    if s.failed && s.failed_chunk <= at {
-        return None;
-    }
-    matches!(s.slots.get(at), Some(Slot::Ready(_))).then_some(at)
+/// What an `imap` iterator does next.
+enum Next {
+    /// Decode this chunk.
+    Chunk(usize),
+    /// Yield the call's error.
+    Failed,
+    /// Wait for more results.
+    Wait,
 }
 
-fn unordered(s: &JobState, _at: usize) -> Option<usize> {
-    s.order
+fn ordered(s: &JobState, at: usize) -> Next {
+    // After a failure, the results before the failed chunk are still
+    // yielded (they still run); the failed chunk's place yields the error.
+    if s.failed && s.failed_chunk <= at {
+        return Next::Failed;
+    }
+    match s.slots.get(at) {
+        Some(Slot::Ready(_)) => Next::Chunk(at),
+        Some(_) => Next::Wait,
+        None => Next::Failed,
+    }
+}
+
+fn unordered(s: &JobState, _at: usize) -> Next {
+    match s
+        .order
         .iter()
         .copied()
         .find(|&c| matches!(s.slots[c], Slot::Ready(_)))
+    {
+        Some(c) => Next::Chunk(c),
+        None if s.failed => Next::Failed,
+        None => Next::Wait,
+    }
 }
 
 impl<R: DeserializeOwned> IMap<R> {
