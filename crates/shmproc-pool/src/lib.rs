@@ -705,7 +705,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        self.wait_inline(self.map_job(f, items, None, Callbacks::new(), false)?)
+        self.map_job(f, items, None, Callbacks::new(), false)?.get()
     }
 
     /// [`map`](Self::map) with chunks of `chunksize` items (`None`: the
@@ -725,7 +725,8 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        self.wait_inline(self.map_job(f, items, chunksize, Callbacks::new(), false)?)
+        self.map_job(f, items, chunksize, Callbacks::new(), false)?
+            .get()
     }
 
     /// Python's `map_async`: as [`map`](Self::map), returning at once.
@@ -785,7 +786,7 @@ impl Pool {
         let decode: results::Decode<Vec<R>> = results::decode_all::<R>;
         let fin = results::finisher(decode, callbacks);
         let job = self.submit::<I, T>(runner, task, items, chunksize, fin, notify)?;
-        Ok(AsyncResult::new(job, decode))
+        Ok(AsyncResult::new(job, decode, self.server()))
     }
 
     /// Python's `starmap`: `f(a, b, ...)` for each tuple `(a, b, ...)` of
@@ -801,7 +802,8 @@ impl Pool {
         I: IntoIterator,
         I::Item: Borrow<Args>,
     {
-        self.wait_inline(self.star_job(f, items, None, Callbacks::new(), false)?)
+        self.star_job(f, items, None, Callbacks::new(), false)?
+            .get()
     }
 
     /// Python's `starmap_async`, with a chunksize and callbacks.
@@ -863,7 +865,7 @@ impl Pool {
         let decode: results::Decode<Vec<F::Output>> = results::decode_all::<F::Output>;
         let fin = results::finisher(decode, callbacks);
         let job = self.submit::<I, Args>(runner, task, items, chunksize, fin, notify)?;
-        Ok(AsyncResult::new(job, decode))
+        Ok(AsyncResult::new(job, decode, self.server()))
     }
 
     /// Python's `apply`: `f(args...)` in a worker; `args` is the tuple of
@@ -877,14 +879,11 @@ impl Pool {
         F: StarFn<Args>,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.wait_inline(self.apply_job(f, args, Callbacks::new(), false)?)
+        self.apply_job(f, args, Callbacks::new(), false)?.get()
     }
 
-    /// The value of a call the caller waits for at once, served in the
-    /// caller's thread when the result handler is idle.
-    fn wait_inline<T: 'static>(&self, r: AsyncResult<T>) -> Result<T, PoolError> {
-        handler::serve_inline(&self.board, &self.inner, r.job());
-        r.get()
+    fn server(&self) -> results::Server {
+        (Arc::clone(&self.board), Arc::clone(&self.inner))
     }
 
     /// Python's `apply_async`: as [`apply`](Self::apply), returning at once.
@@ -938,7 +937,7 @@ impl Pool {
         let decode: results::Decode<F::Output> = results::decode_one::<F::Output>;
         let fin = results::finisher(decode, callbacks);
         let job = self.submit::<_, Args>(runner, task, [args], Some(1), fin, notify)?;
-        Ok(AsyncResult::new(job, decode))
+        Ok(AsyncResult::new(job, decode, self.server()))
     }
 
     /// Python's `imap`: a lazy iterator over the results in input order,

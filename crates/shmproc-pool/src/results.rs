@@ -4,12 +4,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::Inner;
 use crate::error::PoolError;
+use crate::handler::{Board, serve_inline};
 use crate::job::{Job, JobState, Slot};
 
 /// Decodes `count` values from `bytes`.
@@ -58,10 +60,12 @@ pub(crate) fn decode_one<R: DeserializeOwned>(job: &Job, s: &mut JobState) -> Re
     v.pop().ok_or_else(|| PoolError::Codec("no result".into()))
 }
 
-/// Success and error callbacks for the `*_async` calls, run in the pool's
-/// result-handler thread when the call finishes, before its
-/// [`AsyncResult`] reports ready (Python's `callback` and
-/// `error_callback`). They must not block on the pool's results.
+/// Success and error callbacks for the `*_async` calls, run in the parent
+/// when the call finishes, before its [`AsyncResult`] reports ready
+/// (Python's `callback` and `error_callback`): in the pool's result-handler
+/// thread, or in a thread that serves the pool while it waits in
+/// [`AsyncResult::get`] or a synchronous call. They must not block on the
+/// pool's results.
 pub struct Callbacks<T> {
     pub(crate) success: Option<OnSuccess<T>>,
     pub(crate) error: Option<OnError>,
@@ -155,8 +159,14 @@ pub(crate) fn finisher<T: Send + 'static>(
 pub struct AsyncResult<T> {
     job: Arc<Job>,
     decode: Decode<T>,
+    /// The pool's board and workers: a thread that waits without a limit
+    /// serves the call itself when nobody else does.
+    pool: Server,
     _t: PhantomData<fn() -> T>,
 }
+
+/// What it takes to serve a pool's queued calls in any thread.
+pub(crate) type Server = (Arc<Board>, Arc<Mutex<Inner>>);
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,16 +177,22 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 impl<T: 'static> AsyncResult<T> {
-    pub(crate) fn new(job: Arc<Job>, decode: Decode<T>) -> Self {
+    pub(crate) fn new(job: Arc<Job>, decode: Decode<T>, pool: Server) -> Self {
         Self {
             job,
             decode,
+            pool,
             _t: PhantomData,
         }
     }
 
-    pub(crate) fn job(&self) -> &Job {
-        &self.job
+    /// Serves the queued calls in this thread while nobody else does and
+    /// the call is not finished (saves two hand-offs through the result
+    /// handler thread when the caller waits at once).
+    fn help(&self) {
+        if !self.job.lock().finished {
+            serve_inline(&self.pool.0, &self.pool.1, &self.job);
+        }
     }
 
     /// Whether the call has finished (succeeded or failed).
@@ -193,6 +209,7 @@ impl<T: 'static> AsyncResult<T> {
 
     /// Waits until the call has finished.
     pub fn wait(&self) {
+        self.help();
         let _ = self.job.wait_until(None, |s| s.finished);
     }
 
@@ -217,6 +234,7 @@ impl<T: 'static> AsyncResult<T> {
     /// [`PoolError::WorkerDied`], [`PoolError::Closed`] when the pool was
     /// terminated, ...).
     pub fn get(self) -> Result<T, PoolError> {
+        self.help();
         self.take(None)
     }
 

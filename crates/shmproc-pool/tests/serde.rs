@@ -509,3 +509,21 @@ fn map_into_and_map_slices_on_arrays_another_process_created() {
     back.put(1).expect("done");
     child.expect_success(TIMEOUT);
 }
+
+#[test]
+fn pool_and_results_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send::<shmproc_pool::AsyncResult<Vec<String>>>();
+    send::<shmproc_pool::IMap<u64>>();
+    send::<shmproc_pool::IMapUnordered<u64>>();
+    // A result waited for in another thread.
+    let _w = Watchdog::new(TIMEOUT);
+    let pool = Pool::new(1).expect("pool");
+    let r = pool
+        .apply_async(add as fn(u64, u64) -> u64, (2, 3))
+        .expect("apply_async");
+    let got = std::thread::spawn(move || r.get()).join().expect("thread");
+    assert_eq!(got.expect("get"), 5);
+}
