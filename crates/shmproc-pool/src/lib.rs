@@ -39,7 +39,11 @@
 //!   descriptors; workers claim chunks (index ranges) with one
 //!   compare-and-swap each on a shared cursor, and the task reads its input
 //!   and writes its results in the shared arrays themselves (a copy path
-//!   when input and output are one segment). The control block is a
+//!   when input and output are one segment). A worker maps a chunk's pages
+//!   in 1 MiB blocks the first time it meets them (`MADV_POPULATE_*`, not a
+//!   fault per page), keeps the arrays of its last four calls mapped (so a
+//!   repeated call on the same arrays faults nothing in) and lets them go
+//!   after 2 s idle; only the call's last chunk wakes the pool. The control block is a
 //!   `ShmSlice<u64>`: word 0 the cursor (`job << 32 | next chunk`), word 1
 //!   the completion futex word (woken by the call's last chunk only), word
 //!   2 the count of chunks done, words `8 + 2i`, `9 + 2i` worker `i`'s state
