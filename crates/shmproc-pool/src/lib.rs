@@ -42,8 +42,9 @@
 //!   when input and output are one segment). A worker maps a chunk's pages
 //!   in 1 MiB blocks the first time it meets them (`MADV_POPULATE_*`, not a
 //!   fault per page), keeps the arrays of its last four calls mapped (so a
-//!   repeated call on the same arrays faults nothing in) and lets them go
-//!   after 2 s idle; only the call's last chunk wakes the pool. The control block is a
+//!   repeated call on the same arrays faults nothing in) for as long as the
+//!   pool's process maps them too (checked every 2 s while idle, through
+//!   `/proc/<pid>/maps`); only the call's last chunk wakes the pool. The control block is a
 //!   `ShmSlice<u64>`: word 0 the cursor (`job << 32 | next chunk`), word 1
 //!   the completion futex word (woken by the call's last chunk only), word
 //!   2 the count of chunks done, words `8 + 2i`, `9 + 2i` worker `i`'s state

@@ -220,14 +220,23 @@ pub(crate) fn worker_main((control, sock, slot, max_tasks, init): WorkerArgs) {
     let mut buf = vec![0u8; MAX_MSG];
     let mut serde_cache: Option<([u64; 2 * CodeRef::WORDS], Box<dyn RunTasks>)> = None;
     let mut pod_cache: PodCache = Vec::new();
+    let owner = os::Pid::from_u32(control.segment().creator_pid());
     while tasks_done < limit {
-        if !pod_cache.is_empty() {
-            // Idle with the last call's arrays mapped: let them go after a
-            // while, so that memory the caller freed is not held here.
+        while !pod_cache.is_empty() {
+            // Idle with recent calls' arrays mapped: every `CACHE_IDLE`, let
+            // go of those the pool's process no longer maps, so that memory
+            // the caller freed is not held here.
             let ready = os::poll_readable(&[sock.0.as_fd()], Some(CACHE_IDLE));
-            if !ready.is_ok_and(|r| r[0]) {
-                pod_cache.clear();
+            if ready.is_ok_and(|r| r[0]) {
+                break;
             }
+            pod_cache.retain(|(_, files, _)| {
+                owner.is_some_and(|o| {
+                    files
+                        .iter()
+                        .all(|&(dev, ino)| os::maps_file(o, dev, ino) == Some(true))
+                })
+            });
         }
         let Ok((n, fds)) = os::recv_with_fds(sock.0.as_fd(), &mut buf) else {
             return;
@@ -261,13 +270,14 @@ pub(crate) fn worker_main((control, sock, slot, max_tasks, init): WorkerArgs) {
 
 /// The runners of the last few `Pod` calls, with their arrays mapped, each
 /// with what identifies its call (code references, the arrays' files, the
-/// packed arguments); most recent last.
-pub(crate) type PodCache = Vec<(Vec<u64>, Box<dyn RunChunk>)>;
+/// packed arguments) and the arrays' files; most recent last.
+pub(crate) type PodCache = Vec<(Vec<u64>, Vec<(u64, u64)>, Box<dyn RunChunk>)>;
 
 /// How many `Pod` calls' runners a worker keeps.
 const CACHED_RUNNERS: usize = 4;
 
-/// How long a worker keeps the last `Pod` call's arrays mapped while idle.
+/// How often an idle worker checks that the pool's process still maps the
+/// arrays it keeps mapped.
 const CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The file behind a descriptor: device and inode.
@@ -371,9 +381,13 @@ fn run_pod_job(
     // with the arrays still mapped, serves again, so a repeated call on
     // the same arrays takes no page fault.
     let mut key: Vec<u64> = h[7..].to_vec();
+    let mut files = Vec::with_capacity(rest_fds.len());
     for fd in &rest_fds {
         match file_id(fd) {
-            Some((dev, ino)) => key.extend_from_slice(&[dev, ino]),
+            Some((dev, ino)) => {
+                key.extend_from_slice(&[dev, ino]);
+                files.push((dev, ino));
+            }
             None => key.push(u64::MAX),
         }
     }
@@ -384,10 +398,10 @@ fn run_pod_job(
     }));
     let cached = cache
         .iter()
-        .position(|(k, _)| *k == key)
+        .position(|(k, _, _)| *k == key)
         .map(|i| cache.remove(i));
     let mut run = match cached {
-        Some((_, run)) => Some(run),
+        Some((_, _, run)) => Some(run),
         None => {
             let job_in = JobIn {
                 task,
@@ -476,7 +490,9 @@ fn run_pod_job(
         if cache.len() >= CACHED_RUNNERS {
             cache.remove(0);
         }
-        cache.push((key, run));
+        if files.len() == 2 {
+            cache.push((key, files, run));
+        }
     }
     if done >= budget {
         // Wake the pool so that it replaces this worker at once.

@@ -362,3 +362,41 @@ fn sigkill_at_random_moments_with_small_chunks() {
     }
     assert_eq!(pool.map_pod(square, &[7]).expect("still serving"), [49]);
 }
+
+fn plus_one(input: &[u32], out: &mut [u32]) {
+    for (x, y) in input.iter().zip(out.iter_mut()) {
+        *y = x + 1;
+    }
+}
+
+/// Workers keep recent arrays mapped for a repeated call, and let them go
+/// once the caller has dropped them: no memory the caller freed stays held.
+#[test]
+fn workers_release_arrays_the_caller_dropped() {
+    use std::os::unix::fs::MetadataExt;
+    let _w = Watchdog::new(Duration::from_secs(60));
+    let pool = Pool::new(2).expect("pool");
+    let i = ShmSlice::from_slice(&(0..1u32 << 20).collect::<Vec<_>>()).expect("in");
+    let o = ShmSlice::new(1 << 20, 0u32).expect("out");
+    let id = |s: &ShmSlice<u32>| {
+        let f = std::fs::File::from(s.segment().fd().try_clone_to_owned().expect("dup"));
+        let m = f.metadata().expect("stat");
+        (m.dev(), m.ino())
+    };
+    let (dev, ino) = id(&i);
+    for _ in 0..3 {
+        pool.map_slices(plus_one, &i, &o).expect("map_slices");
+    }
+    assert_eq!(o.get(7), Some(8));
+    let mapped_by_a_worker = || {
+        pool.pids()
+            .iter()
+            .any(|&p| shmproc_shm::os::maps_file(p, dev, ino) == Some(true))
+    };
+    assert!(mapped_by_a_worker(), "kept for the next call");
+    drop((i, o));
+    assert!(
+        shmproc_testing::wait_until(Duration::from_secs(20), || !mapped_by_a_worker()),
+        "a worker still maps the dropped input"
+    );
+}

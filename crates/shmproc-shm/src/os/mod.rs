@@ -52,7 +52,8 @@ pub use process::{
     pidfd_open, pidfd_send_signal, set_parent_death_signal, stdio_to_dev_null,
 };
 pub use procfs::{
-    pid_alive, process_start_time, process_state, shm_in_use, thread_count, thread_count_cached,
+    maps_file, pid_alive, process_start_time, process_state, shm_in_use, thread_count,
+    thread_count_cached,
 };
 pub use shm::{
     FsSpace, fallocate, fs_space, memfd_create, seal_size, shm_create_exclusive, shm_open_existing,

@@ -109,6 +109,30 @@ pub fn shm_in_use() -> HashSet<String> {
     used
 }
 
+/// Whether process `pid` maps the file with device `dev` and inode `ino`
+/// (as `stat` gives them) anywhere in its address space; `None` when its
+/// `/proc/<pid>/maps` cannot be read (gone, or not ours to read).
+///
+/// # References
+/// `man 5 proc` (`/proc/pid/maps`: `address perms offset dev inode path`,
+/// `dev` as hexadecimal `major:minor`)
+pub fn maps_file(pid: Pid, dev: u64, ino: u64) -> Option<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", pid.as_raw())).ok()?;
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    Some(maps.lines().any(|line| {
+        let mut f = line.split_ascii_whitespace().skip(3);
+        let (Some(d), Some(i)) = (f.next(), f.next()) else {
+            return false;
+        };
+        let Some((ma, mi)) = d.split_once(':') else {
+            return false;
+        };
+        i.parse::<u64>() == Ok(ino)
+            && u32::from_str_radix(ma, 16) == Ok(major)
+            && u32::from_str_radix(mi, 16) == Ok(minor)
+    }))
+}
+
 /// Number of threads of the calling process, or `None` when `/proc` cannot
 /// tell.
 ///
@@ -165,6 +189,18 @@ pub fn thread_count_cached() -> Option<usize> {
 mod tests {
     use super::*;
     use crate::os::getpid;
+
+    #[test]
+    fn maps_file_sees_a_mapping_and_not_after_it_is_gone() {
+        use std::os::unix::fs::MetadataExt;
+        let slice = crate::ShmSlice::new(1 << 16, 0u64).expect("slice");
+        let fd = slice.segment().fd().try_clone_to_owned().expect("dup");
+        let m = std::fs::File::from(fd).metadata().expect("stat");
+        assert_eq!(maps_file(getpid(), m.dev(), m.ino()), Some(true));
+        drop(slice);
+        assert_eq!(maps_file(getpid(), m.dev(), m.ino()), Some(false));
+        assert_eq!(maps_file(getpid(), m.dev(), u64::MAX), Some(false));
+    }
 
     #[test]
     fn own_process_is_alive_and_has_a_start_time() {
