@@ -10,7 +10,7 @@
 //!
 //! let pool = Pool::new(4)?;
 //! let numbers = [10_000_019u64, 10_000_033, 10_000_079, 10_000_081];
-//! assert_eq!(pool.map(is_prime, numbers)?, [true, true, true, false]);
+//! assert_eq!(pool.map(is_prime, numbers)?, [true, false, true, false]);
 //! for r in pool.imap(is_prime, 10_000_000..10_001_000u64)? {
 //!     let _prime: bool = r?;
 //! }
