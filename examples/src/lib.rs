@@ -2,7 +2,7 @@
 //!
 //! Each scenario of Python's multiprocessing tutorial is one function here
 //! ([`scenarios`]) that takes its options and writes its report to any
-//! [`Write`](std::io::Write). The standalone examples (`process_basic`,
+//! [`Write`]. The standalone examples (`process_basic`,
 //! `pool_primes`, ...), `multiprocessing_demo` (all of them, short) and the
 //! tests (`tests/examples.rs`) call the same functions; the task functions
 //! that run in the children live here too ([`tasks`]), as plain `fn` items.
