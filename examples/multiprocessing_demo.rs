@@ -4,34 +4,18 @@
 //! Each section says which Python program it mirrors; it grows as shmproc
 //! does.
 
+use std::io;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmproc::prelude::*;
-use shmproc::{ByteQueue, Connection, Pipe, Process, Queue, Shareable, current_process};
+use shmproc::{ByteQueue, Connection, Pipe, Process, Shareable, current_process};
+use shmproc_examples::{Indent, scenarios};
 
 type DemoResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The tutorial's `worker(name, delay)`.
-fn worker((name, delay_ms): (String, u64)) {
-    println!("  [{name}] starting work");
-    // The tutorial's "work" is a sleep.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(Duration::from_millis(delay_ms));
-    println!(
-        "  [{name}] finished after {:.1} seconds",
-        delay_ms as f64 / 1000.0
-    );
-}
-
-/// The tutorial's `square_worker(numbers, queue)`: `(n, n * n)` pairs, then
-/// a sentinel (`None` in Python; here a pair with `n == 0`).
-fn square_worker((numbers, queue): (Vec<u64>, Queue<[u64; 2]>)) {
-    for n in numbers {
-        queue.put([n, n * n]).expect("queue open");
-    }
-    queue.put([0, 0]).expect("queue open"); // sentinel value to mark the end
-}
+/// What starts each line under a section's title.
+const INDENT: &str = "  ";
 
 /// Sends one message of `len` bytes (a side segment: far larger than a slot)
 /// and a short one, written in place with `reserve` / `commit`.
@@ -54,29 +38,6 @@ fn doubler(mut conn: Connection) {
         conn.send(&(n * 2)).expect("peer open");
     }
     conn.send_bytes(b"bye").expect("peer open");
-}
-
-/// The tutorial's `is_prime`.
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n % 2 == 0 {
-        return n == 2;
-    }
-    let mut i = 3;
-    while i * i <= n {
-        if n % i == 0 {
-            return false;
-        }
-        i += 2;
-    }
-    true
-}
-
-/// The pool's task: one number in, a 0/1 flag out.
-fn is_prime_flag(n: u64) -> u8 {
-    u8::from(is_prime(n))
 }
 
 /// Adds 1 to a shared counter `k` times under the Value's lock, and to a
@@ -111,57 +72,44 @@ fn main() -> ExitCode {
 fn demo() -> DemoResult {
     println!("shmproc demo: Python's multiprocessing, over shared memory\n");
     println!(
-        "CPU cores available: {} (this is {})",
-        shmproc::cpu_count(),
-        current_process().name
+        "This is {} (pid {}). A section marked [--example NAME] is that example, short:\n\
+         cargo run --release --example NAME runs it in full.",
+        current_process().name,
+        std::process::id()
     );
     processes()?;
     queue_squares()?;
     queue_any_size()?;
     pipe_conversation()?;
     pool_map_is_prime()?;
+    imap_progress()?;
+    shared_array_kernel()?;
+    queue_logging()?;
     value_and_lock()?;
     owner_died()?;
     errors()?;
     Ok(())
 }
 
-/// `Process(target=worker, args=("Process-1", 2))`, start, join.
+/// `Process(target=worker, args=("Process-1", 2))`, start, join (the
+/// `process_basic` example, its sleeps scaled by 0.1).
 fn processes() -> DemoResult {
-    section(
+    example_section(
         "Process: two workers run in parallel (the tutorial's 2 s and 3 s, scaled to 0.2 s and 0.3 s)",
+        "process_basic",
     );
-    let start = Instant::now();
-    let p1 = Process::new(worker, ("Process-1".to_owned(), 200));
-    let p2 = Process::new(worker, ("Process-2".to_owned(), 300));
-    p1.start()?; // run in parallel
-    p2.start()?;
-    p1.join()?; // wait for p1 to finish
-    p2.join()?;
-    println!(
-        "  All processes completed in {:.2?} (exit codes {:?} and {:?})",
-        start.elapsed(),
-        p1.exitcode(),
-        p2.exitcode()
-    );
+    scenarios::process_basic(&mut out(), 0.1, INDENT)?;
     Ok(())
 }
 
-/// `Queue()`: a child puts `(n, n * n)` pairs, the parent gets them.
+/// `Queue()`: a child puts `(n, n * n)` pairs and the sentinel `None`, the
+/// parent gets them (the `queue_squares` example).
 fn queue_squares() -> DemoResult {
-    section("Queue: a child puts (n, n*n) pairs, the parent reads until the sentinel");
-    let q = Queue::<[u64; 2]>::new(16)?;
-    let p = Process::new(square_worker, (vec![1, 2, 3, 4, 5], q.try_clone()?));
-    p.start()?;
-    loop {
-        let [n, sq] = q.get_timeout(Duration::from_secs(30))?;
-        if n == 0 {
-            break;
-        }
-        println!("  {n} squared is {sq}");
-    }
-    p.join()?;
-    println!("  Done reading from queue (qsize now {}, exact)", q.qsize());
+    example_section(
+        "Queue: a child puts (n, n*n) pairs, the parent reads until the sentinel",
+        "queue_squares",
+    );
+    scenarios::queue_squares(&mut out(), &[1, 2, 3, 4, 5])?;
     Ok(())
 }
 
@@ -211,51 +159,59 @@ fn pipe_conversation() -> DemoResult {
     Ok(())
 }
 
-/// `Pool().map(is_prime, numbers)` as the tutorial writes it, then the
-/// tutorial's sequential-versus-pool comparison: `Pool::map` (any serde
-/// type) and `Pool::map_into` (zero-copy: workers read a shared input array
-/// and write their flags into a shared output array in place).
+/// `Pool().map(is_prime, numbers)` as the tutorial writes it (the
+/// `pool_primes` example), then the tutorial's sequential-versus-pool
+/// exercise (`compare_sequential_pool`, on a shorter list): `Pool::map`
+/// (any serde type) and `Pool::map_into` (zero-copy: workers read a shared
+/// input array and write their flags into a shared output array in place).
 fn pool_map_is_prime() -> DemoResult {
-    section("Pool.map(is_prime, numbers), and sequential versus the pool");
-    let workers = shmproc::available_cpu_count().clamp(2, 8);
-    let pool = Pool::new(workers)?;
-    let tutorial = [10_000_019u64, 10_000_033, 10_000_079, 10_000_081];
-    for (n, p) in tutorial.iter().zip(pool.map(is_prime, tutorial)?) {
-        println!("  {n} prime? {p}");
-    }
-
-    let numbers: Vec<u64> = (0..400_000u64).map(|i| 10_000_000 + i).collect();
-    let start = Instant::now();
-    let sequential: Vec<bool> = numbers.iter().map(|&n| is_prime(n)).collect();
-    let t_seq = start.elapsed();
-
-    let start = Instant::now();
-    let mapped = pool.map(is_prime, &numbers)?;
-    let t_map = start.elapsed();
-
-    let input = ShmSlice::from_slice(&numbers)?;
-    let output = ShmSlice::new(numbers.len(), 0u8)?;
-    let start = Instant::now();
-    pool.map_into(is_prime_flag, &input, &output)?;
-    let t_into = start.elapsed();
-    let flags = output.to_vec();
-
-    let count = sequential.iter().filter(|&&p| p).count();
-    println!("  sequential:            {count} primes in {t_seq:.2?}");
-    println!(
-        "  Pool::map, {workers} workers:  {} primes in {t_map:.2?} (speed-up {:.2}x)",
-        mapped.iter().filter(|&&p| p).count(),
-        t_seq.as_secs_f64() / t_map.as_secs_f64()
+    example_section(
+        "Pool.map(is_prime, numbers), as the tutorial writes it",
+        "pool_primes",
     );
-    println!(
-        "  Pool::map_into:        {} primes in {t_into:.2?} (speed-up {:.2}x, results in place)",
-        flags.iter().filter(|&&f| f == 1).count(),
-        t_seq.as_secs_f64() / t_into.as_secs_f64()
+    scenarios::pool_primes(&mut out(), workers())?;
+    example_section(
+        "Sequential versus the pool: is_prime on 13-digit numbers",
+        "compare_sequential_pool",
     );
-    let flags_ok = flags.iter().zip(&sequential).all(|(&f, &p)| (f == 1) == p);
-    if mapped != sequential || !flags_ok {
-        return Err("the workers disagree with the sequential loop".into());
-    }
+    scenarios::compare_sequential_pool(&mut out(), 1_000_000_000_000, 5_000, workers())?;
+    Ok(())
+}
+
+/// `pool.imap` behind a progress bar, as `tqdm(pool.imap(...))` (the
+/// `imap_progress` example, shorter).
+fn imap_progress() -> DemoResult {
+    example_section(
+        "Pool.imap with a progress bar (indicatif on stderr, like tqdm)",
+        "imap_progress",
+    );
+    scenarios::imap_progress(&mut out(), 300, workers(), true)?;
+    Ok(())
+}
+
+/// `map_slices` of a vectorised kernel over shared `f32` arrays (the
+/// `shared_array_kernel` example, 16 MiB arrays).
+fn shared_array_kernel() -> DemoResult {
+    example_section(
+        "Beyond Python: Pool.map_slices, a kernel over shared f32 arrays in place",
+        "shared_array_kernel",
+    );
+    scenarios::shared_array_kernel(&mut out(), 1 << 22, workers(), 3)?;
+    Ok(())
+}
+
+/// Worker processes log through one Queue to one writer process (the
+/// `queue_logging` example, shorter; the log file is removed afterwards).
+fn queue_logging() -> DemoResult {
+    example_section(
+        "Queue logging: 4 workers, one writer process, one log file",
+        "queue_logging",
+    );
+    let path = scenarios::default_log_path();
+    let result = scenarios::queue_logging(&mut out(), &path, 4, 250);
+    let _ = std::fs::remove_file(&path);
+    result?;
+    println!("{INDENT}(the demo removes its log file; the example keeps it)");
     Ok(())
 }
 
@@ -368,6 +324,20 @@ fn errors() -> DemoResult {
     }
     println!("\nDone.");
     Ok(())
+}
+
+/// The pool size of the demo's pool sections.
+fn workers() -> usize {
+    scenarios::default_workers().clamp(2, 8)
+}
+
+/// Stdout, each line indented under its section's title.
+fn out() -> Indent<io::Stdout> {
+    Indent::new(io::stdout(), INDENT)
+}
+
+fn example_section(title: &str, example: &str) {
+    println!("\n== {title}   [--example {example}]");
 }
 
 fn section(title: &str) {
