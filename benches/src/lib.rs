@@ -15,7 +15,8 @@
 //!   pool (issue 16);
 //! - [`python`]: Python's `multiprocessing` in the same runs;
 //! - [`compare`]: the comparison tables' banner, rounds, placement, paired
-//!   ratios and verdicts.
+//!   ratios and verdicts;
+//! - [`suite`]: the one comparison run behind `shmproc bench`.
 
 pub mod compare;
 pub mod harness;
@@ -27,4 +28,5 @@ pub mod python;
 pub mod queue;
 pub mod sizes;
 mod stream;
+pub mod suite;
 pub mod sync;

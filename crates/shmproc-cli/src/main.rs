@@ -10,8 +10,9 @@
 //! - `shmproc clean [--dry-run] [--all] [--prefix P]`: removes the segments
 //!   whose creator died, that were not persisted and that no live process
 //!   maps or holds open (`shmproc_shm::cleanup`);
-//! - `shmproc bench [--list] [NAME]`: runs the comparison benches
-//!   (`cargo bench -p shmproc-benches`) from a checkout of the repository.
+//! - `shmproc bench [--quick] [--json FILE] [--plot FILE.svg] [GROUP...]`:
+//!   the comparison run (`shmproc_benches::suite`) with a progress bar, a
+//!   table of ratios, the raw figures as JSON and a chart as SVG.
 //!
 //! Segments are untrusted input: they are read through a read-only
 //! descriptor into a copy ([`shmproc_shm::inspect::Snapshot`]), never
@@ -77,14 +78,27 @@ enum Cmd {
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
     },
-    /// Run the comparison benches (`cargo bench -p shmproc-benches`) from a
-    /// checkout of the shmproc repository.
+    /// The comparison run: shmproc's Queue, Pipe, Value, Process start and
+    /// Pool against their baselines (and Python's multiprocessing when
+    /// python3 is present), in interleaved rounds; a table of ratios.
     Bench {
-        /// List the benches and exit.
+        /// List the groups and exit.
         #[arg(long)]
         list: bool,
-        /// The bench to run (all of them when left out).
-        name: Option<bench::BenchName>,
+        /// Small sizes and 3 rounds: under a minute on 2 CPUs.
+        #[arg(long)]
+        quick: bool,
+        /// Write every sample, median and ratio to FILE as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Draw each case's medians to FILE, an SVG chart.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<std::path::PathBuf>,
+        /// Leave Python's multiprocessing out.
+        #[arg(long)]
+        no_python: bool,
+        /// The groups to run (all of them when left out).
+        groups: Vec<bench::GroupArg>,
     },
 }
 
@@ -98,7 +112,21 @@ fn main() -> ExitCode {
             all,
             prefix,
         } => clean::run(dry_run, all, prefix.as_deref()),
-        Cmd::Bench { list, name } => bench::run(list, name),
+        Cmd::Bench {
+            list,
+            quick,
+            json,
+            plot,
+            no_python,
+            groups,
+        } => bench::run(bench::BenchArgs {
+            list,
+            quick,
+            json,
+            plot,
+            no_python,
+            groups,
+        }),
     }
 }
 

@@ -426,23 +426,83 @@ fn inspect_of_a_missing_segment_fails_cleanly() {
 }
 
 #[test]
-fn bench_lists_its_benches_and_needs_a_checkout() {
+fn bench_lists_its_groups_and_refuses_an_unknown_one() {
     let out = shmproc(&["bench", "--list"]);
     assert!(out.status.success());
     let names: Vec<String> = stdout(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
-    assert_eq!(names, ["queue_compare", "pipe_compare", "sync_compare"]);
+    assert_eq!(names, ["queue", "pipe", "value", "process", "pool"]);
+    let out = shmproc(&["bench", "no_such_group"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("queue"), "{}", stderr(&out));
+}
 
-    let out = shmproc_in(Path::new("/"), &["bench", "queue_compare"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("is not inside a checkout of the shmproc repository"),
-        "{}",
-        stderr(&out)
+/// A real (quick) run of one group, from any directory: the table, a JSON
+/// file with every sample and ratio, an SVG chart.
+#[test]
+fn bench_quick_writes_json_and_an_svg_chart() {
+    let _w = Watchdog::new(Duration::from_secs(120));
+    let dir = std::env::temp_dir().join(format!("shmproc-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (json, svg) = (dir.join("out.json"), dir.join("out.svg"));
+    let out = shmproc_in(
+        Path::new("/"),
+        &[
+            "bench",
+            "--quick",
+            "--no-python",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+            "--plot",
+            svg.to_str().expect("utf-8 path"),
+            "process",
+        ],
     );
-    let out = shmproc(&["bench", "no_such_bench"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("queue_compare"), "{}", stderr(&out));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("process / start + join of one process"),
+        "{table}"
+    );
+    assert!(
+        table.contains("shmproc_forkserver vs fork_exit_waitpid"),
+        "{table}"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    assert_eq!(v["quick"], true);
+    let ms = v["measurements"].as_array().expect("measurements");
+    let names: Vec<&str> = ms.iter().filter_map(|m| m["contestant"].as_str()).collect();
+    for want in [
+        "fork_exit_waitpid",
+        "shmproc_fork",
+        "shmproc_forkserver",
+        "shmproc_spawn",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    for m in ms {
+        assert_eq!(m["samples"].as_array().map(Vec::len), Some(3), "{m}");
+        assert!(m["median"].as_f64().is_some_and(|x| x > 0.0), "{m}");
+    }
+    assert_eq!(v["ratios"].as_array().map(Vec::len), Some(3));
+
+    let svg_text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        svg_text.starts_with("<svg "),
+        "{}",
+        &svg_text[..80.min(svg_text.len())]
+    );
+    assert!(svg_text.trim_end().ends_with("</svg>"));
+    assert!(svg_text.contains("start + join of one process"));
+    assert_eq!(
+        svg_text.matches("<text").count(),
+        svg_text.matches("</text>").count()
+    );
+    assert!(svg_text.contains("<rect"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
