@@ -23,7 +23,7 @@ use crate::sizes::{LinkSizes, full_run};
 
 /// A one-way atomic ping-pong p50 at or below this (ns) means the two CPUs
 /// share an L3; above it, they do not (observed: 30-95 ns against 240-390 ns).
-const SHARED_L3_MAX_NS: f64 = 160.0;
+pub const SHARED_L3_MAX_NS: f64 = 160.0;
 
 /// Round trips of one placement probe (a few milliseconds).
 const PROBE_RTTS: u64 = 20_000;

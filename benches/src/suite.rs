@@ -134,6 +134,11 @@ pub struct Machine {
     pub pinning: String,
     /// The kernel release.
     pub kernel: String,
+    /// Before each round: a short atomic ping-pong's one-way p50 (ns)
+    /// between the two CPUs, the placement probe of the `*_compare`
+    /// benches (at most
+    /// [`SHARED_L3_MAX_NS`](crate::compare::SHARED_L3_MAX_NS): the CPUs share an L3).
+    pub placement_ns: Vec<f64>,
 }
 
 /// What a run found.
@@ -608,7 +613,12 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
         .iter()
         .map(|c| vec![Vec::new(); c.contestants.len()])
         .collect();
+    let mut placement_ns = Vec::new();
     for round in 0..rounds {
+        placement_ns.push(
+            queue::latency(Who::AtomicFloor, 8, 5_000, 10, &link)
+                .map_or(f64::NAN, |l| l.quantile(0.5)),
+        );
         for (ci, c) in cases.iter_mut().enumerate() {
             for (k, (name, _, run)) in c.contestants.iter_mut().enumerate() {
                 step += 1;
@@ -765,6 +775,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
+            placement_ns,
         },
         quick: opts.quick,
         rounds,

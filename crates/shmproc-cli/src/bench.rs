@@ -141,6 +141,18 @@ fn table(r: &Report) -> String {
         m.loadavg_after,
         m.pinning
     );
+    let probes: Vec<String> = m.placement_ns.iter().map(|p| format!("{p:.0}")).collect();
+    let shared = m
+        .placement_ns
+        .iter()
+        .filter(|&&p| p <= shmproc_benches::compare::SHARED_L3_MAX_NS)
+        .count();
+    let _ = writeln!(
+        out,
+        "Placement probe before each round (atomic ping-pong, one way, ns): {} ({shared} of {} rounds with the two CPUs on a shared L3)",
+        probes.join(" "),
+        m.placement_ns.len()
+    );
     let _ = writeln!(
         out,
         "Medians over the rounds; a ratio is the median of per-round ratios, \"x better\" \
@@ -198,6 +210,8 @@ fn json(r: &Report) -> String {
             "loadavg_before": m.loadavg_before,
             "loadavg_after": m.loadavg_after,
             "pinning": m.pinning,
+            "placement_probe_ns": m.placement_ns,
+            "shared_l3_max_ns": shmproc_benches::compare::SHARED_L3_MAX_NS,
         },
         "measurements": r.measurements.iter().map(|x| serde_json::json!({
             "group": x.group,

@@ -504,5 +504,45 @@ fn bench_quick_writes_json_and_an_svg_chart() {
         svg_text.matches("</text>").count()
     );
     assert!(svg_text.contains("<rect"));
+    // A browser draws it: headless Chromium's screenshot, where installed
+    // (CI installs it).
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    match chromium {
+        Some(c) => {
+            let png = dir.join("out.png");
+            let _w = Watchdog::new(Duration::from_secs(90));
+            let shot = Command::new(c)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--window-size=1000,400",
+                ])
+                .arg(format!("--screenshot={}", png.display()))
+                .arg(format!("file://{}", svg.display()))
+                .output()
+                .expect("run chromium");
+            assert!(
+                shot.status.success(),
+                "{}",
+                String::from_utf8_lossy(&shot.stderr)
+            );
+            let bytes = std::fs::read(&png).expect("screenshot written");
+            assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+            assert!(
+                bytes.len() > 5_000,
+                "an empty picture: {} bytes",
+                bytes.len()
+            );
+        }
+        None => eprintln!("no chromium on PATH: the SVG render check is skipped"),
+    }
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
