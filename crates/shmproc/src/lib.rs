@@ -21,6 +21,7 @@
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`] | available |
 //! | `shared_memory.SharedMemory`, `shared_memory.ShareableList` | [`SharedMemory`], [`ShareableList`] | available |
 //! | `managers.SharedMemoryManager()` | [`SharedMemoryManager`] | available |
+//! | `Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `Event`, `register` | [`Manager`] with typed proxies ([`DictProxy`], [`ListProxy`], ...) | available |
 //! | `connection.Listener` / `Client` with `authkey` | [`Listener`], [`Client`] (Python 3.12's handshake) | available |
 //!
 //! The README's table lists the rest of `multiprocessing` and when it lands.
@@ -79,9 +80,10 @@ pub use shmproc_process::{
 pub use shmproc_pool::{AsyncResult, Callbacks, IMap, IMapUnordered, Pool, PoolBuilder, PoolError};
 
 pub use shmproc_manager::{
-    Address, AuthenticationError, Client, ConnError, Item, Listener, ManagerError, ProxyError,
-    RemoteError, ShareableList, ShareableListError, SharedMemory, SharedMemoryManager,
-    SocketConnection,
+    Address, AuthenticationError, Client, ConnError, DictProxy, EventProxy, Item, ListProxy,
+    Listener, LockProxy, Manager, ManagerBuilder, ManagerError, NamespaceProxy, ProxyError,
+    QueueProxy, RemoteError, ShareableList, ShareableListError, SharedMemory, SharedMemoryManager,
+    SocketConnection, ValueProxy,
 };
 
 /// Lower-level pieces: the segment header, offsets, the system-call module.
@@ -95,7 +97,7 @@ pub mod shm {
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, ByteQueue, Condition, Connection, Event, JoinableQueue,
-        Lock, Pipe, Pool, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName,
+        Lock, Manager, Pipe, Pool, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName,
         Semaphore, ShareableList, SharedMemory, SharedMemoryManager, SharedObject, ShmBox,
         ShmSlice, SimpleQueue, StartMethod, Value, active_children, available_cpu_count, cpu_count,
         current_process,
