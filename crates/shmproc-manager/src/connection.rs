@@ -24,6 +24,8 @@ use crate::{AuthenticationError, ConnError};
 
 /// Default limit on a message after the handshake (64 MiB).
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 64 << 20;
+/// How long a receive polls before it blocks.
+const SPIN: Duration = Duration::from_micros(50);
 /// Default time a peer has to complete the handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -189,6 +191,13 @@ impl SocketConnection {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<Vec<u8>, ConnError> {
+        // Messages in a conversation (the handshake, request and reply)
+        // follow each other within microseconds: poll briefly before the
+        // blocking read, yielding so a busy machine still runs the peer.
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until && !self.poll(Duration::ZERO)? {
+            std::thread::yield_now();
+        }
         let mut len4 = [0u8; 4];
         self.read_exact_until(&mut len4, deadline)?;
         let len = match i32::from_be_bytes(len4) {
@@ -269,6 +278,20 @@ impl SocketConnection {
     ) -> Result<T, ConnError> {
         let b = self.recv_bytes_timeout(timeout)?;
         postcard::from_bytes(&b).map_err(|e| ConnError::Codec(e.to_string()))
+    }
+
+    /// Waits at most `timeout` for the socket to become readable (a message
+    /// starting, or EOF); nothing is read. `Ok(false)` when time ran out.
+    ///
+    /// # Errors
+    /// The OS error of `poll`.
+    pub fn poll(&self, timeout: Duration) -> Result<bool, ConnError> {
+        let fd = match &self.stream {
+            Stream::Unix(s) => std::os::fd::AsFd::as_fd(s),
+            Stream::Tcp(s) => std::os::fd::AsFd::as_fd(s),
+        };
+        let ready = shmproc_shm::os::poll_readable(&[fd], Some(timeout)).map_err(ConnError::Io)?;
+        Ok(ready.first().copied().unwrap_or(false))
     }
 
     /// Closes both directions (the peer reads EOF).

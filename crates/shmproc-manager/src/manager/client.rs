@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use shmproc_channel::{Connection, RecvTimeoutError};
+use shmproc_channel::{Connection, RecvTimeoutError, TryRecvError};
 
 use super::server::{CLIENT_END, encode};
 use super::wire::{ATTACHED, Hello, MAX_FRAME, Reply, Request, Welcome};
@@ -59,16 +59,25 @@ impl ClientHandle {
         if let Some(h) = map.get(&key).and_then(Weak::upgrade) {
             return Ok(h);
         }
+        let h = Self::connect_new(address, authkey, timeout)?;
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(key, Arc::downgrade(&h));
+        Ok(h)
+    }
+
+    /// A new connection of its own (`Manager::connect`).
+    pub(crate) fn connect_new(
+        address: &Address,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<Arc<Self>, ConnError> {
         let transport = connect(address, authkey, timeout)?;
-        let h = Arc::new(Self {
+        Ok(Arc::new(Self {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
             conn: Mutex::new(Some(transport)),
-        });
-        map.retain(|_, w| w.strong_count() > 0);
-        map.insert(key, Arc::downgrade(&h));
-        Ok(h)
+        }))
     }
 
     /// One request, one reply, within the handle's timeout. Any transport
@@ -100,14 +109,8 @@ impl ClientHandle {
             Transport::Pipe(c) => c
                 .send_bytes_timeout(&bytes, timeout)
                 .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
-                .and_then(|()| {
-                    c.recv_bytes_max_deadline(MAX_FRAME, deadline)
-                        .map_err(|e| match e {
-                            RecvTimeoutError::Timeout => ConnError::Timeout,
-                            RecvTimeoutError::Eof => ConnError::Eof,
-                            e => ConnError::Pipe(e.to_string()),
-                        })
-                }),
+                .and_then(|()| recv_reply(c, deadline)),
+            // `recv_frame` polls briefly before it blocks.
             Transport::Socket(s) => s
                 .send_bytes_timeout(&bytes, timeout)
                 .and_then(|()| s.recv_frame(MAX_FRAME, Some(deadline))),
@@ -128,6 +131,30 @@ impl ClientHandle {
             )))),
         }
     }
+}
+
+/// How long a caller polls for its reply before it sleeps: a server
+/// thread that is awake answers in a few microseconds, far less than the
+/// two wake-ups a sleeping wait costs.
+const REPLY_SPIN: Duration = Duration::from_micros(50);
+
+fn recv_reply(c: &mut Connection, deadline: Instant) -> Result<Vec<u8>, ConnError> {
+    let spin_until = Instant::now() + REPLY_SPIN;
+    loop {
+        match c.try_recv_bytes_max(MAX_FRAME) {
+            Ok(b) => return Ok(b),
+            Err(TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Eof) => return Err(ConnError::Eof),
+            Err(e) => return Err(ConnError::Pipe(e.to_string())),
+        }
+    }
+    c.recv_bytes_max_deadline(MAX_FRAME, deadline)
+        .map_err(|e| match e {
+            RecvTimeoutError::Timeout => ConnError::Timeout,
+            RecvTimeoutError::Eof => ConnError::Eof,
+            e => ConnError::Pipe(e.to_string()),
+        })
 }
 
 fn pipe_err(msg: &str, broken: bool) -> ConnError {

@@ -193,7 +193,8 @@ impl Manager {
     }
 
     /// Connects to a running manager at `address` (its Unix socket: served
-    /// over shared memory; TCP: over the socket), with `authkey`.
+    /// over shared memory; TCP: over the socket), with `authkey`: a new
+    /// connection, used by the proxies this handle makes.
     ///
     /// # Errors
     /// [`ManagerError::Connect`]: unreachable, wrong key, timeout.
@@ -212,7 +213,7 @@ impl Manager {
         timeout: Duration,
     ) -> Result<Self, ManagerError> {
         Ok(Self {
-            h: ClientHandle::get(address, authkey, timeout)?,
+            h: ClientHandle::connect_new(address, authkey, timeout)?,
             server: None,
             addresses: vec![address.clone()],
             _report: None,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shmproc_channel::{Connection, Pipe, PipeEnd, RecvTimeoutError};
+use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError, TryRecvError};
 use shmproc_shm::{Segment, SegmentName};
 
 use super::wire::{ATTACHED, Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
@@ -24,6 +24,14 @@ use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, Socket
 
 /// How often idle threads look at the shutdown flag.
 const TICK: Duration = Duration::from_millis(200);
+/// Bytes per direction of a session's pipe: requests and replies are
+/// small, and longer ones stream through.
+const SESSION_PIPE_CAPACITY: usize = 64 << 10;
+/// How long a session's thread polls its pipe after a reply before it
+/// sleeps (a client's next request usually follows at once).
+const HOT_SPIN: Duration = Duration::from_micros(50);
+/// How long a client has to send the rest of a message it started.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait a blocking method does per request; clients loop.
 pub(crate) const MAX_SERVER_WAIT: Duration = Duration::from_millis(100);
 
@@ -97,14 +105,45 @@ enum Transport {
 impl Transport {
     fn recv(&mut self) -> Result<Vec<u8>, ConnError> {
         match self {
-            Transport::Pipe(c) => c
-                .recv_bytes_max_timeout(MAX_FRAME, TICK)
-                .map_err(|e| match e {
-                    RecvTimeoutError::Timeout => ConnError::Timeout,
-                    RecvTimeoutError::Eof => ConnError::Eof,
-                    e => ConnError::Pipe(e.to_string()),
-                }),
-            Transport::Socket(s) => s.recv_frame(MAX_FRAME, Some(Instant::now() + TICK)),
+            Transport::Pipe(c) => {
+                // A client usually sends its next request right after a
+                // reply: stay awake for it a little while (a sleeping
+                // thread's wake-up costs more than the whole round trip).
+                let spin_until = Instant::now() + HOT_SPIN;
+                loop {
+                    match c.try_recv_bytes_max(MAX_FRAME) {
+                        Ok(b) => return Ok(b),
+                        Err(TryRecvError::Empty) if Instant::now() < spin_until => {
+                            std::thread::yield_now();
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Eof) => return Err(ConnError::Eof),
+                        Err(e) => return Err(ConnError::Pipe(e.to_string())),
+                    }
+                }
+                c.recv_bytes_max_timeout(MAX_FRAME, TICK)
+                    .map_err(|e| match e {
+                        RecvTimeoutError::Timeout => ConnError::Timeout,
+                        RecvTimeoutError::Eof => ConnError::Eof,
+                        e => ConnError::Pipe(e.to_string()),
+                    })
+            }
+            // Wait for a message to start, then read it whole: a deadline in
+            // the middle of a frame would lose its first bytes.
+            Transport::Socket(s) => {
+                let spin_until = Instant::now() + HOT_SPIN;
+                let mut ready = false;
+                while !ready && Instant::now() < spin_until {
+                    ready = s.poll(Duration::ZERO)?;
+                    // Yield rather than spin: on a busy machine the peer
+                    // may need this CPU to answer.
+                    std::thread::yield_now();
+                }
+                if !ready && !s.poll(TICK)? {
+                    return Err(ConnError::Timeout);
+                }
+                s.recv_frame(MAX_FRAME, Some(Instant::now() + FRAME_TIMEOUT))
+            }
         }
     }
 
@@ -237,7 +276,9 @@ impl Server {
 
     fn pipe_session(&self, sock: &mut SocketConnection) -> Option<Connection> {
         let name = SegmentName::unique("mgr");
-        let (mut ours, theirs) = match Pipe::create(name.as_str()) {
+        let (mut ours, theirs) = match Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+            .build_named(name.as_str())
+        {
             Ok(p) => p,
             Err(e) => {
                 let _ = sock.send_obj(&Welcome::Refused(e.to_string()));
