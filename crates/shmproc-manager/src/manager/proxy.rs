@@ -190,7 +190,9 @@ macro_rules! proxy_common {
 
         /// A proxy passes to a child process: the child connects to the
         /// same server (with the same authkey) and takes over a reference
-        /// the sender reserved for it.
+        /// the sender reserved for it. A child that dies before it unpacks
+        /// its arguments leaves that reference held until the server shuts
+        /// down.
         impl$(<$($g),*>)? Transfer for $name$(<$($g),*>)? $(where $($b)*)? {
             fn pack(&self, p: &mut Packer) -> Result<(), TransferError> {
                 self.base.pack(p)
