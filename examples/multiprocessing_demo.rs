@@ -86,6 +86,7 @@ fn demo() -> DemoResult {
     shared_array_kernel()?;
     queue_logging()?;
     value_and_lock()?;
+    manager_dict()?;
     owner_died()?;
     errors()?;
     Ok(())
@@ -247,6 +248,19 @@ fn value_and_lock() -> DemoResult {
     );
     if total != k * procs {
         return Err("the lock failed to serialise the increments".into());
+    }
+    Ok(())
+}
+
+/// `Manager().dict()` filled by worker processes, with an in-place update
+/// of a shared total that loses nothing.
+fn manager_dict() -> DemoResult {
+    section(
+        "Manager: 4 worker processes fill a shared dict of results (a server process, proxies over shared memory)",
+    );
+    let report = scenarios::manager_results(&mut out(), 4, 400)?;
+    if report.keys != 400 || report.total != 400 {
+        return Err("the Manager lost a result or an update".into());
     }
     Ok(())
 }

@@ -582,3 +582,75 @@ pub fn shared_array_kernel(
         bytes,
     })
 }
+
+// ------------------------------------------------------------------ Manager
+
+/// What [`manager_results`] found.
+#[derive(Debug, Clone)]
+pub struct ManagerReport {
+    /// Keys in the shared dict at the end (one per number tested).
+    pub keys: usize,
+    /// How many of them are prime.
+    pub primes: usize,
+    /// The shared total updated in place by every worker.
+    pub total: u64,
+    /// How long the workers took.
+    pub elapsed: Duration,
+}
+
+/// `Manager().dict()` filled by `workers` processes: each tests its share
+/// of `numbers` numbers from 10,000,000 for primality and stores each
+/// verdict under its own key; each also adds 100 to a shared total with
+/// `update_with`, which never loses an update (Python's `d[k] += 1` on a
+/// proxy can).
+///
+/// # Errors
+/// The manager or a worker failing.
+pub fn manager_results(
+    out: &mut dyn Write,
+    workers: u64,
+    numbers: u64,
+) -> ExampleResult<ManagerReport> {
+    use crate::tasks::{manager_counter, manager_worker};
+    let m = shmproc::Manager::start()?;
+    let results = m.dict::<u64, bool>()?;
+    let counts = m.dict::<String, u64>()?;
+    let base = 10_000_000;
+    let start = Instant::now();
+    let mut procs = Vec::new();
+    for w in 0..workers {
+        let p = Process::new(
+            manager_worker,
+            (&results, base + w, workers, base + numbers),
+        );
+        p.start()?;
+        procs.push(p);
+        let p = Process::new(manager_counter, (&counts, 100u64));
+        p.start()?;
+        procs.push(p);
+    }
+    join_all(&procs, Instant::now() + PATIENCE)?;
+    let elapsed = start.elapsed();
+    let items = results.items()?;
+    let primes = items.iter().filter(|(_, p)| *p).count();
+    let total = counts.get(&"total".to_owned())?.unwrap_or(0);
+    writeln!(
+        out,
+        "{} results from {workers} workers in {elapsed:.2?} ({primes} primes); every key present exactly once: {}",
+        items.len(),
+        items.len() as u64 == numbers
+    )?;
+    writeln!(
+        out,
+        "shared total updated in place by {workers} processes: {total} of {} (none lost)",
+        workers * 100
+    )?;
+    m.shutdown()?;
+    writeln!(out, "the server process has exited; nothing is left behind")?;
+    Ok(ManagerReport {
+        keys: items.len(),
+        primes,
+        total,
+        elapsed,
+    })
+}

@@ -150,3 +150,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+/// A Manager worker: tests the numbers `start, start + step, ...` below
+/// `end` for primality, puts each verdict in the shared dict under its own
+/// key, and counts them in a shared total with an in-place update.
+pub fn manager_worker((results, start, step, end): (shmproc::DictProxy<u64, bool>, u64, u64, u64)) {
+    let mut n = start;
+    while n < end {
+        results.set(&n, &is_prime(n)).expect("manager reachable");
+        n += step;
+    }
+}
+
+/// A Manager worker's total: adds its count to the shared `counts["total"]`
+/// with `update_with` (a read-modify-write that no other worker can lose).
+pub fn manager_counter((counts, k): (shmproc::DictProxy<String, u64>, u64)) {
+    for _ in 0..k {
+        counts
+            .update_with(&"total".to_owned(), |v| v.unwrap_or(0) + 1)
+            .expect("manager reachable");
+    }
+}

@@ -253,6 +253,23 @@ fn shared_array_kernel_matches_the_sequential_result() {
     assert!(scenarios::shared_array_kernel(&mut Vec::new(), 0, 2, 1).is_err());
 }
 
+#[test]
+fn manager_results_every_key_once_no_update_lost() {
+    let _w = Watchdog::named(LIMIT, "manager_results");
+    let mut out = Vec::new();
+    let report = scenarios::manager_results(&mut out, 3, 90).expect("runs");
+    assert_eq!(report.keys, 90);
+    assert_eq!(report.total, 300);
+    // 10,000,019 is the first prime from 10,000,000; 90 numbers hold a few.
+    assert!(report.primes > 0 && report.primes < 90, "{report:?}");
+    let text = text(out);
+    assert!(
+        text.contains("every key present exactly once: true"),
+        "{text}"
+    );
+    assert!(text.contains("nothing is left behind"), "{text}");
+}
+
 // ------------------------------------------------------------ the binaries
 
 /// An example's binary as `cargo test` built it, or `None` (with a note)
@@ -505,6 +522,9 @@ fn multiprocessing_demo_binary_runs_every_scenario() {
         "1000 lines from 4 worker processes",
         "none cut or interleaved",
         "Value (under its lock): 200000 of 200000",
+        "400 results from 4 workers",
+        "every key present exactly once: true",
+        "shared total updated in place by 4 processes: 400 of 400",
         "the lock works normally",
         "the segment is gone: true",
     ] {

@@ -19,6 +19,10 @@
 //! | `cpu_count()` | [`cpu_count`] | available |
 //! | `Value('Q', 0)`, `Array('d', n)`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] | available |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`] | available |
+//! | `shared_memory.SharedMemory`, `shared_memory.ShareableList` | [`SharedMemory`], [`ShareableList`] | available |
+//! | `managers.SharedMemoryManager()` | [`SharedMemoryManager`] | available |
+//! | `Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `Event`, `register` | [`Manager`] with typed proxies ([`DictProxy`], [`ListProxy`], ...) | available |
+//! | `connection.Listener` / `Client` with `authkey` | [`Listener`], [`Client`] (Python 3.12's handshake) | available |
 //!
 //! The README's table lists the rest of `multiprocessing` and when it lands.
 //!
@@ -75,6 +79,13 @@ pub use shmproc_process::{
 
 pub use shmproc_pool::{AsyncResult, Callbacks, IMap, IMapUnordered, Pool, PoolBuilder, PoolError};
 
+pub use shmproc_manager::{
+    Address, AuthenticationError, Client, ConnError, DictProxy, EventProxy, Item, ListProxy,
+    Listener, LockProxy, Manager, ManagerBuilder, ManagerError, NamespaceProxy, ProxyError,
+    QueueProxy, RemoteError, ShareableList, ShareableListError, SharedMemory, SharedMemoryManager,
+    SocketConnection, ValueProxy,
+};
+
 /// Lower-level pieces: the segment header, offsets, the system-call module.
 pub mod shm {
     pub use shmproc_shm::*;
@@ -86,8 +97,9 @@ pub mod shm {
 pub mod prelude {
     pub use crate::{
         Array, Barrier, BoundedSemaphore, ByteQueue, Condition, Connection, Event, JoinableQueue,
-        Lock, Pipe, Pool, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName,
-        Semaphore, SharedObject, ShmBox, ShmSlice, SimpleQueue, StartMethod, Value,
-        active_children, available_cpu_count, cpu_count, current_process,
+        Lock, Manager, Pipe, Pool, Process, Queue, RLock, RawArray, RawValue, Segment, SegmentName,
+        Semaphore, ShareableList, SharedMemory, SharedMemoryManager, SharedObject, ShmBox,
+        ShmSlice, SimpleQueue, StartMethod, Value, active_children, available_cpu_count, cpu_count,
+        current_process,
     };
 }

@@ -1,0 +1,560 @@
+//! [`Listener`] and [`Client`]: Python's `multiprocessing.connection`
+//! over Unix sockets and TCP, with the authkey handshake of [`crate::auth`].
+//!
+//! Frames are Python's: a 4-byte big-endian signed length (or `-1` and an
+//! 8-byte length for 2 GiB and more), then the bytes. Every length read from
+//! the wire is checked against a limit before anything is allocated
+//! ([`MAX_HANDSHAKE_FRAME`](crate::auth::MAX_HANDSHAKE_FRAME) during the
+//! handshake, [`SocketConnection::max_message_len`] after), and nothing an
+//! unauthenticated peer sends is decoded beyond the handshake's fixed byte
+//! strings.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, CHALLENGE, FAILURE, MAX_HANDSHAKE_FRAME, MESSAGE_LENGTH, WELCOME};
+use crate::{AuthenticationError, ConnError};
+
+/// Default limit on a message after the handshake (64 MiB).
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 64 << 20;
+/// How long a receive polls before it blocks.
+const SPIN: Duration = Duration::from_micros(50);
+/// Default time a peer has to complete the handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a [`Listener`] listens: a Unix socket path or a TCP address
+/// (Python's `'AF_UNIX'` / `'AF_INET'` families).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Address {
+    /// A Unix socket at this path.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl Address {
+    /// A fresh Unix socket path in the temporary directory.
+    pub fn unique_unix() -> Self {
+        let r = shmproc_shm::os::random_u64();
+        Address::Unix(
+            std::env::temp_dir().join(format!("shmproc-{}-{r:016x}.sock", std::process::id())),
+        )
+    }
+
+    /// The first address `addr` resolves to, as TCP.
+    ///
+    /// # Errors
+    /// When it does not resolve.
+    pub fn tcp(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        addr.to_socket_addrs()?
+            .next()
+            .map(Address::Tcp)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(t),
+            Stream::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.write_all(buf),
+            Stream::Tcp(s) => s.write_all(buf),
+        }
+    }
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+/// One end of an authenticated socket connection (Python's `Connection`
+/// from `Listener.accept()` / `Client(...)`): the same send/receive shape as
+/// a Pipe's [`Connection`](shmproc_channel::Connection), payloads as bytes
+/// or as postcard-encoded objects.
+#[derive(Debug)]
+pub struct SocketConnection {
+    stream: Stream,
+    max_len: usize,
+}
+
+impl SocketConnection {
+    fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            max_len: DEFAULT_MAX_MESSAGE_LEN,
+        }
+    }
+
+    /// The largest message [`recv_bytes`](Self::recv_bytes) accepts.
+    pub fn max_message_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Sets the largest message accepted.
+    pub fn set_max_message_len(&mut self, max: usize) {
+        self.max_len = max;
+    }
+
+    /// Sends one message (`send_bytes`).
+    ///
+    /// # Errors
+    /// [`ConnError::Eof`] when the peer is gone, [`ConnError::Io`].
+    pub fn send_bytes(&mut self, buf: &[u8]) -> Result<(), ConnError> {
+        self.stream.set_write_timeout(None)?;
+        self.write_frame(buf)
+    }
+
+    /// Sends one message, giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Self::send_bytes); [`ConnError::Timeout`].
+    pub fn send_bytes_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<(), ConnError> {
+        self.stream
+            .set_write_timeout(Some(timeout.max(Duration::from_micros(1))))?;
+        self.write_frame(buf)
+    }
+
+    fn write_frame(&mut self, buf: &[u8]) -> Result<(), ConnError> {
+        let mut frame = Vec::with_capacity(buf.len() + 12);
+        match i32::try_from(buf.len()) {
+            Ok(n) => frame.extend(n.to_be_bytes()),
+            Err(_) => {
+                frame.extend((-1i32).to_be_bytes());
+                frame.extend((buf.len() as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(buf);
+        self.stream.write_all(&frame)?;
+        Ok(())
+    }
+
+    /// Receives one message (`recv_bytes`), waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`ConnError::Eof`], [`ConnError::TooLong`] (nothing allocated), [`ConnError::Io`].
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, ConnError> {
+        self.recv_frame(self.max_len, None)
+    }
+
+    /// Receives one message, waiting at most `timeout` for all of it.
+    ///
+    /// # Errors
+    /// As [`recv_bytes`](Self::recv_bytes); [`ConnError::Timeout`].
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, ConnError> {
+        self.recv_frame(self.max_len, Some(Instant::now() + timeout))
+    }
+
+    /// Receives one message of at most `max` bytes, until `deadline`.
+    pub(crate) fn recv_frame(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, ConnError> {
+        // Messages in a conversation (the handshake, request and reply)
+        // follow each other within microseconds: poll briefly before the
+        // blocking read, yielding so a busy machine still runs the peer.
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until && !self.poll(Duration::ZERO)? {
+            std::thread::yield_now();
+        }
+        let mut len4 = [0u8; 4];
+        self.read_exact_until(&mut len4, deadline)?;
+        let len = match i32::from_be_bytes(len4) {
+            -1 => {
+                let mut len8 = [0u8; 8];
+                self.read_exact_until(&mut len8, deadline)?;
+                u64::from_be_bytes(len8)
+            }
+            n => u64::try_from(n).map_err(|_| ConnError::TooLong {
+                len: u64::MAX,
+                max: max as u64,
+            })?,
+        };
+        if len > max as u64 {
+            return Err(ConnError::TooLong {
+                len,
+                max: max as u64,
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.read_exact_until(&mut buf, deadline)?;
+        Ok(buf)
+    }
+
+    fn read_exact_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), ConnError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let wait = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ConnError::Timeout);
+                    }
+                    Some(left)
+                }
+            };
+            self.stream.set_read_timeout(wait)?;
+            match self.stream.read(buf.get_mut(done..).unwrap_or_default()) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `value` encoded with postcard (`send`).
+    ///
+    /// # Errors
+    /// [`ConnError::Codec`] when it does not encode; as [`send_bytes`](Self::send_bytes).
+    pub fn send_obj<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ConnError> {
+        let b = postcard::to_allocvec(value).map_err(|e| ConnError::Codec(e.to_string()))?;
+        self.send_bytes(&b)
+    }
+
+    /// Receives a postcard-encoded value (`recv`).
+    ///
+    /// # Errors
+    /// [`ConnError::Codec`] when the bytes do not decode as `T`; as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_obj<T: DeserializeOwned>(&mut self) -> Result<T, ConnError> {
+        let b = self.recv_bytes()?;
+        postcard::from_bytes(&b).map_err(|e| ConnError::Codec(e.to_string()))
+    }
+
+    /// [`recv_obj`](Self::recv_obj), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_obj`](Self::recv_obj); [`ConnError::Timeout`].
+    pub fn recv_obj_timeout<T: DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, ConnError> {
+        let b = self.recv_bytes_timeout(timeout)?;
+        postcard::from_bytes(&b).map_err(|e| ConnError::Codec(e.to_string()))
+    }
+
+    /// Waits at most `timeout` for the socket to become readable (a message
+    /// starting, or EOF); nothing is read. `Ok(false)` when time ran out.
+    ///
+    /// # Errors
+    /// The OS error of `poll`.
+    pub fn poll(&self, timeout: Duration) -> Result<bool, ConnError> {
+        let fd = match &self.stream {
+            Stream::Unix(s) => std::os::fd::AsFd::as_fd(s),
+            Stream::Tcp(s) => std::os::fd::AsFd::as_fd(s),
+        };
+        let ready = shmproc_shm::os::poll_readable(&[fd], Some(timeout)).map_err(ConnError::Io)?;
+        Ok(ready.first().copied().unwrap_or(false))
+    }
+
+    /// Closes both directions (the peer reads EOF).
+    pub fn close(&mut self) {
+        self.stream.shutdown();
+    }
+
+    /// Python's `deliver_challenge`: we challenge, the peer answers.
+    fn deliver_challenge(&mut self, authkey: &[u8], deadline: Instant) -> Result<(), ConnError> {
+        let mut random = [0u8; MESSAGE_LENGTH];
+        for chunk in random.chunks_mut(8) {
+            let r = shmproc_shm::os::random_u64().to_le_bytes();
+            chunk.copy_from_slice(r.get(..chunk.len()).unwrap_or_default());
+        }
+        let message = auth::challenge_message(&random);
+        self.send_bytes_timeout(&[CHALLENGE, &message].concat(), left(deadline))?;
+        let response = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+        match auth::verify_response(authkey, &message, &response) {
+            Ok(()) => self.send_bytes_timeout(WELCOME, left(deadline)),
+            Err(e) => {
+                let _ = self.send_bytes_timeout(FAILURE, left(deadline));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Python's `answer_challenge`: the peer challenges, we answer.
+    fn answer_challenge(&mut self, authkey: &[u8], deadline: Instant) -> Result<(), ConnError> {
+        let message = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+        let message = message
+            .strip_prefix(CHALLENGE)
+            .ok_or(AuthenticationError::Protocol("expected a challenge"))?;
+        if message.len() < 20 {
+            return Err(AuthenticationError::Protocol("challenge too short").into());
+        }
+        let digest = auth::create_response(authkey, message)?;
+        self.send_bytes_timeout(&digest, left(deadline))?;
+        let answer = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+        if answer != WELCOME {
+            return Err(AuthenticationError::Rejected.into());
+        }
+        Ok(())
+    }
+
+    /// The server's side of the handshake (Listener.accept's).
+    pub(crate) fn server_handshake(
+        &mut self,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ConnError> {
+        let deadline = Instant::now() + timeout;
+        self.deliver_challenge(authkey, deadline)?;
+        self.answer_challenge(authkey, deadline)
+    }
+
+    /// The client's side of the handshake (Client's).
+    pub(crate) fn client_handshake(
+        &mut self,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<(), ConnError> {
+        let deadline = Instant::now() + timeout;
+        self.answer_challenge(authkey, deadline)?;
+        self.deliver_challenge(authkey, deadline)
+    }
+}
+
+fn left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+#[derive(Debug)]
+enum Inner {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+/// A listening socket that authenticates every peer (Python's
+/// `multiprocessing.connection.Listener(address, authkey=...)`).
+///
+/// # Examples
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmproc_manager::{Address, Client, Listener};
+/// let listener = Listener::bind(&Address::tcp("127.0.0.1:0")?, b"secret")?;
+/// let addr = listener.address().clone();
+/// // In another process:
+/// let mut c = Client::connect(&addr, b"secret")?;
+/// c.send_obj(&("hello", 42u32))?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    inner: Inner,
+    address: Address,
+    authkey: Vec<u8>,
+    handshake_timeout: Duration,
+}
+
+/// An accepted connection that has not authenticated yet: nothing it sent
+/// was read. [`authenticate`](Self::authenticate) runs the handshake.
+#[derive(Debug)]
+pub struct PendingConnection {
+    conn: SocketConnection,
+}
+
+impl PendingConnection {
+    /// Runs the server's half of the handshake.
+    ///
+    /// # Errors
+    /// [`ConnError::Auth`] for a wrong key; [`ConnError::Timeout`] when the
+    /// peer is silent for `timeout`; [`ConnError::TooLong`] for a frame over
+    /// 256 bytes.
+    pub fn authenticate(
+        mut self,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<SocketConnection, ConnError> {
+        self.conn.server_handshake(authkey, timeout)?;
+        self.conn.stream.set_read_timeout(None)?;
+        Ok(self.conn)
+    }
+}
+
+impl Listener {
+    /// Binds `address` (a TCP port 0 picks a free port: see
+    /// [`address`](Self::address)).
+    ///
+    /// # Errors
+    /// The OS error of `bind`/`listen`.
+    pub fn bind(address: &Address, authkey: &[u8]) -> Result<Self, ConnError> {
+        let (inner, address) = match address {
+            Address::Unix(p) => (
+                Inner::Unix(UnixListener::bind(p).map_err(ConnError::Io)?, p.clone()),
+                address.clone(),
+            ),
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a).map_err(ConnError::Io)?;
+                let a = l.local_addr().map_err(ConnError::Io)?;
+                (Inner::Tcp(l), Address::Tcp(a))
+            }
+        };
+        Ok(Self {
+            inner,
+            address,
+            authkey: authkey.to_vec(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// The bound address (with the real port for TCP port 0).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Sets how long a peer has to complete the handshake.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
+    }
+
+    /// Accepts a connection without authenticating it (a server hands it
+    /// to another thread, so a silent peer blocks nobody).
+    ///
+    /// # Errors
+    /// The OS error of `accept`.
+    pub fn accept_pending(&self) -> Result<PendingConnection, ConnError> {
+        let stream = match &self.inner {
+            Inner::Unix(l, _) => Stream::Unix(l.accept().map_err(ConnError::Io)?.0),
+            Inner::Tcp(l) => {
+                let s = l.accept().map_err(ConnError::Io)?.0;
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+        };
+        Ok(PendingConnection {
+            conn: SocketConnection::new(stream),
+        })
+    }
+
+    /// Accepts and authenticates one connection (`Listener.accept()`).
+    ///
+    /// # Errors
+    /// As [`accept_pending`](Self::accept_pending) and
+    /// [`PendingConnection::authenticate`]: a wrong key, a silent peer
+    /// (after the handshake timeout), an oversized frame.
+    pub fn accept(&self) -> Result<SocketConnection, ConnError> {
+        self.accept_pending()?
+            .authenticate(&self.authkey, self.handshake_timeout)
+    }
+
+    /// Makes `accept` return within `timeout` at most (`WouldBlock` →
+    /// [`ConnError::Timeout`]) by polling in non-blocking mode.
+    ///
+    /// # Errors
+    /// As [`accept_pending`](Self::accept_pending); [`ConnError::Timeout`].
+    pub fn accept_pending_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PendingConnection, ConnError> {
+        let fd = match &self.inner {
+            Inner::Unix(l, _) => std::os::fd::AsFd::as_fd(l),
+            Inner::Tcp(l) => std::os::fd::AsFd::as_fd(l),
+        };
+        let ready = shmproc_shm::os::poll_readable(&[fd], Some(timeout)).map_err(ConnError::Io)?;
+        if !ready.first().copied().unwrap_or(false) {
+            return Err(ConnError::Timeout);
+        }
+        self.accept_pending()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Inner::Unix(_, p) = &self.inner {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Connects to a [`Listener`] and authenticates (Python's
+/// `multiprocessing.connection.Client(address, authkey=...)`).
+#[derive(Debug)]
+pub struct Client;
+
+impl Client {
+    /// Connects to `address` and runs the client's half of the handshake.
+    ///
+    /// # Errors
+    /// The OS error of `connect`; [`ConnError::Auth`] for a wrong key
+    /// (either side may notice first); [`ConnError::Timeout`].
+    pub fn connect(address: &Address, authkey: &[u8]) -> Result<SocketConnection, ConnError> {
+        Self::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`connect`](Self::connect), with the handshake bounded by `timeout`.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_timeout(
+        address: &Address,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<SocketConnection, ConnError> {
+        let mut c = Self::connect_unauthenticated(address, timeout)?;
+        c.client_handshake(authkey, timeout)?;
+        c.stream.set_read_timeout(None)?;
+        Ok(c)
+    }
+
+    pub(crate) fn connect_unauthenticated(
+        address: &Address,
+        timeout: Duration,
+    ) -> Result<SocketConnection, ConnError> {
+        let stream = match address {
+            Address::Unix(p) => Stream::Unix(UnixStream::connect(p).map_err(ConnError::Io)?),
+            Address::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, timeout).map_err(ConnError::Io)?;
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+        };
+        Ok(SocketConnection::new(stream))
+    }
+}

@@ -1,0 +1,42 @@
+//! Python's `multiprocessing.shared_memory`, `managers` and `connection`
+//! for shmproc.
+//!
+//! | Python | here |
+//! |---|---|
+//! | `shared_memory.SharedMemory(name, create=True, size=n)` | [`SharedMemory::create`], [`SharedMemory::open`], [`SharedMemory::new`] |
+//! | `shared_memory.ShareableList([...])` | [`ShareableList::create`] (length-prefixed: trailing NULs and UTF-8 survive) |
+//! | `managers.SharedMemoryManager()` | [`SharedMemoryManager::start`] (unlinks on shutdown and when its owner dies) |
+//! | `multiprocessing.Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `Event`, `register` | [`Manager`] and its typed proxies ([`DictProxy`], ...): local clients over shared memory, remote ones over TCP |
+//! | `connection.Listener(addr, authkey=k)` / `Client(addr, authkey=k)` | [`Listener`], [`Client`] (Python 3.12's HMAC-SHA256 handshake, byte for byte) |
+//!
+//! # Examples
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmproc_manager::{Item, ShareableList};
+//! let name = shmproc_shm::SegmentName::unique("doc-lib");
+//! let sl = ShareableList::create(name.as_str(), [Item::from("a\0"), Item::Int(1)])?;
+//! assert_eq!(sl.get(0)?, Item::from("a\0"));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod connection;
+mod error;
+pub mod manager;
+mod shareable_list;
+mod shared_memory;
+mod smm;
+
+pub use connection::{
+    Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN, Listener,
+    PendingConnection, SocketConnection,
+};
+pub use error::{AuthenticationError, ConnError, ManagerError, ProxyError, RemoteError};
+pub use manager::{
+    DEFAULT_CALL_TIMEOUT, DictProxy, EventProxy, ListProxy, LockProxy, Manager, ManagerBuilder,
+    NamespaceProxy, QueueProxy, ValueProxy,
+};
+pub use shareable_list::{Item, MAX_ITEMS, MIN_SLOT, ShareableList, ShareableListError};
+pub use shared_memory::SharedMemory;
+pub use smm::{SharedMemoryManager, WATCHER_JOIN_TIMEOUT};

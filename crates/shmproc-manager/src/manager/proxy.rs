@@ -1,0 +1,766 @@
+//! Typed proxies: each holds one reference to an object in the server and
+//! this process's connection to it.
+//!
+//! Values travel as postcard bytes; a value that does not decode as the
+//! proxy's type is [`ProxyError::Decode`]. In-place updates
+//! (`update_with`) read the value with its version, apply the closure
+//! here, and write back only if nobody wrote in between (retrying
+//! otherwise): a change inside a value is never silently lost (Python's
+//! `d[k].append(x)` is, cpython #91192).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shmproc_shm::transfer::{Packer, PassAs, Transfer, TransferError, Unpacker};
+
+use super::client::ClientHandle;
+use super::server::MAX_SERVER_WAIT;
+use super::wire::{Kind, Op, Reply, Request};
+use crate::{Address, ProxyError, RemoteError};
+
+pub(crate) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ProxyError> {
+    postcard::to_allocvec(v).map_err(|e| ProxyError::Encode(e.to_string()))
+}
+
+/// Decodes a whole value: bytes left over mean another type was stored.
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ProxyError> {
+    let err = |detail: String| ProxyError::Decode {
+        ty: std::any::type_name::<T>(),
+        detail,
+    };
+    match postcard::take_from_bytes(b) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, rest)) => Err(err(format!("{} bytes left over", rest.len()))),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn unexpected(r: &Reply) -> ProxyError {
+    ProxyError::Remote(RemoteError::BadRequest(format!("unexpected reply {r:?}")))
+}
+
+/// What every proxy holds: the connection, the object's id, its kind and type.
+pub(crate) struct Base {
+    pub(crate) h: Arc<ClientHandle>,
+    pub(crate) id: u64,
+    pub(crate) kind: Kind,
+    pub(crate) ty: String,
+}
+
+impl Base {
+    pub(crate) fn call(&self, op: Op) -> Result<Reply, ProxyError> {
+        self.h.call(&Request::Call { id: self.id, op })
+    }
+
+    fn call_waiting(&self, op: Op, wait: Duration) -> Result<Reply, ProxyError> {
+        self.h
+            .call_timeout(&Request::Call { id: self.id, op }, self.h.timeout + wait)
+    }
+
+    /// Loops server-side waits of at most [`MAX_SERVER_WAIT`] until `f`
+    /// returns `Some`, or `deadline` passes (`None`: no deadline).
+    fn blocking<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(u64) -> Op,
+        mut done: impl FnMut(Reply) -> Result<Option<R>, ProxyError>,
+    ) -> Result<R, ProxyError> {
+        loop {
+            let slice = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(MAX_SERVER_WAIT),
+                None => MAX_SERVER_WAIT,
+            };
+            let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
+            if let Some(r) = done(self.call_waiting(f(ms), slice)?)? {
+                return Ok(r);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ProxyError::Timeout);
+            }
+        }
+    }
+
+    fn try_clone(&self) -> Result<Self, ProxyError> {
+        self.h.call(&Request::Attach {
+            id: self.id,
+            kind: self.kind,
+            ty: self.ty.clone(),
+        })?;
+        Ok(Self {
+            h: Arc::clone(&self.h),
+            id: self.id,
+            kind: self.kind,
+            ty: self.ty.clone(),
+        })
+    }
+}
+
+impl Drop for Base {
+    fn drop(&mut self) {
+        // Best effort: a dead server has released everything anyway.
+        let _ = self.h.call(&Request::Release { id: self.id });
+    }
+}
+
+/// What travels to another process for a proxy.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Token {
+    address: Address,
+    authkey: Vec<u8>,
+    timeout: Duration,
+    id: u64,
+    kind: Kind,
+    ty: String,
+}
+
+impl Base {
+    fn pack(&self, p: &mut Packer) -> Result<(), TransferError> {
+        let what = "manager proxy";
+        // One reference for the receiver, held by no client until it adopts it.
+        self.h
+            .call(&Request::Pin { id: self.id })
+            .map_err(|e| TransferError::malformed(what, e.to_string()))?;
+        let t = Token {
+            address: self.h.address.clone(),
+            authkey: self.h.authkey.clone(),
+            timeout: self.h.timeout,
+            id: self.id,
+            kind: self.kind,
+            ty: self.ty.clone(),
+        };
+        p.put_blob(
+            &postcard::to_allocvec(&t)
+                .map_err(|e| TransferError::malformed(what, e.to_string()))?,
+        );
+        Ok(())
+    }
+
+    fn unpack(u: &mut Unpacker<'_>) -> Result<Self, TransferError> {
+        let what = "manager proxy";
+        let t: Token = postcard::from_bytes(u.take_blob()?)
+            .map_err(|e| TransferError::malformed(what, e.to_string()))?;
+        let h = ClientHandle::get(&t.address, &t.authkey, t.timeout)
+            .map_err(|e| TransferError::malformed(what, e.to_string()))?;
+        h.call(&Request::Adopt {
+            id: t.id,
+            kind: t.kind,
+            ty: t.ty.clone(),
+        })
+        .map_err(|e| TransferError::malformed(what, e.to_string()))?;
+        Ok(Self {
+            h,
+            id: t.id,
+            kind: t.kind,
+            ty: t.ty,
+        })
+    }
+}
+
+macro_rules! proxy_common {
+    ($name:ident $(<$($g:ident),*>)? $(where $($b:tt)*)?) => {
+        impl$(<$($g),*>)? $name$(<$($g),*>)? $(where $($b)*)? {
+            /// A second proxy to the same object (one more reference).
+            ///
+            /// # Errors
+            /// When the server is gone or the object was released.
+            pub fn try_clone(&self) -> Result<Self, ProxyError> {
+                Ok(Self { base: self.base.try_clone()?, _t: PhantomData })
+            }
+
+            /// The object's id in the server.
+            pub fn id(&self) -> u64 {
+                self.base.id
+            }
+        }
+
+        impl$(<$($g),*>)? fmt::Debug for $name$(<$($g),*>)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("id", &self.base.id)
+                    .field("server", &self.base.h.address)
+                    .finish()
+            }
+        }
+
+        /// A proxy passes to a child process: the child connects to the
+        /// same server (with the same authkey) and takes over a reference
+        /// the sender reserved for it. A child that dies before it unpacks
+        /// its arguments leaves that reference held until the server shuts
+        /// down.
+        impl$(<$($g),*>)? Transfer for $name$(<$($g),*>)? $(where $($b)*)? {
+            fn pack(&self, p: &mut Packer) -> Result<(), TransferError> {
+                self.base.pack(p)
+            }
+            fn unpack(u: &mut Unpacker<'_>) -> Result<Self, TransferError> {
+                Ok(Self { base: Base::unpack(u)?, _t: PhantomData })
+            }
+        }
+
+        impl$(<$($g),*>)? PassAs<$name$(<$($g),*>)?> for $name$(<$($g),*>)? $(where $($b)*)? {
+            fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+                self.base.pack(p)
+            }
+        }
+
+        /// Passing `&proxy` keeps this one in the parent.
+        impl$(<$($g),*>)? PassAs<$name$(<$($g),*>)?> for &$name$(<$($g),*>)? $(where $($b)*)? {
+            fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
+                self.base.pack(p)
+            }
+        }
+    };
+}
+
+/// A proxy to a dict in the manager (`manager.dict()`), typed by its key
+/// and value types.
+pub struct DictProxy<K, V> {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<fn() -> (K, V)>,
+}
+proxy_common!(DictProxy<K, V> where K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    /// `d.get(k)`.
+    ///
+    /// # Errors
+    /// [`ProxyError`]: the server is gone or timed out, a value of another type.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ProxyError> {
+        match self.base.call(Op::Get(enc(key)?))? {
+            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `d[k] = v`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn set(&self, key: &K, value: &V) -> Result<(), ProxyError> {
+        self.base.call(Op::Set(enc(key)?, enc(value)?)).map(drop)
+    }
+
+    /// `d.pop(k, None)`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn remove(&self, key: &K) -> Result<Option<V>, ProxyError> {
+        match self.base.call(Op::Del(enc(key)?))? {
+            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `k in d`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn contains_key(&self, key: &K) -> Result<bool, ProxyError> {
+        match self.base.call(Op::Contains(enc(key)?))? {
+            Reply::Bool(b) => Ok(b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `len(d)`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn len(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::Len)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `len(d) == 0`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn is_empty(&self) -> Result<bool, ProxyError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `d.items()`, in no particular order.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn items(&self) -> Result<Vec<(K, V)>, ProxyError> {
+        match self.base.call(Op::Items)? {
+            Reply::Pairs(p) => p.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `d.keys()`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn keys(&self) -> Result<Vec<K>, ProxyError> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// `d.clear()`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn clear(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Clear).map(drop)
+    }
+
+    /// Replaces `d[k]` (or `None` when absent) with `f(old)`, atomically
+    /// with respect to every other writer: when another write lands
+    /// between the read and the write-back, `f` runs again on the new
+    /// value. Returns what was stored.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn update_with(&self, key: &K, mut f: impl FnMut(Option<V>) -> V) -> Result<V, ProxyError>
+    where
+        V: Clone,
+    {
+        let k = enc(key)?;
+        loop {
+            let (version, old) = match self.base.call(Op::GetVersioned(k.clone()))? {
+                Reply::Versioned(Some((n, b))) => (n, Some(dec::<V>(&b)?)),
+                Reply::Versioned(None) => (0, None),
+                r => return Err(unexpected(&r)),
+            };
+            let new = f(old);
+            match self.base.call(Op::Cas(k.clone(), version, enc(&new)?))? {
+                Reply::Bool(true) => return Ok(new),
+                Reply::Bool(false) => {}
+                r => return Err(unexpected(&r)),
+            }
+        }
+    }
+}
+
+/// A proxy to a list in the manager (`manager.list()`).
+pub struct ListProxy<T> {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+proxy_common!(ListProxy<T> where T: Serialize + DeserializeOwned);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    /// `l.append(v)`.
+    ///
+    /// # Errors
+    /// [`ProxyError`]: the server is gone or timed out.
+    pub fn append(&self, value: &T) -> Result<(), ProxyError> {
+        self.base.call(Op::Append(enc(value)?)).map(drop)
+    }
+
+    /// `l.extend(vs)`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn extend<'a>(&self, values: impl IntoIterator<Item = &'a T>) -> Result<(), ProxyError>
+    where
+        T: 'a,
+    {
+        let vs = values.into_iter().map(enc).collect::<Result<_, _>>()?;
+        self.base.call(Op::Extend(vs)).map(drop)
+    }
+
+    /// `l[i]` (negative counts from the end).
+    ///
+    /// # Errors
+    /// [`RemoteError::IndexError`] out of range; as [`append`](Self::append).
+    pub fn get(&self, i: i64) -> Result<T, ProxyError> {
+        match self.base.call(Op::Index(i))? {
+            Reply::Bytes(b) => dec(&b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `l[i] = v`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn set(&self, i: i64, value: &T) -> Result<(), ProxyError> {
+        self.base.call(Op::SetIndex(i, enc(value)?)).map(drop)
+    }
+
+    /// `l.pop()` (`None`: the last) or `l.pop(i)`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get) (an empty list is an `IndexError`).
+    pub fn pop(&self, i: Option<i64>) -> Result<T, ProxyError> {
+        match self.base.call(Op::Pop(i))? {
+            Reply::Bytes(b) => dec(&b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `len(l)`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn len(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::Len)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `len(l) == 0`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn is_empty(&self) -> Result<bool, ProxyError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l[:]`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn to_vec(&self) -> Result<Vec<T>, ProxyError> {
+        match self.base.call(Op::All)? {
+            Reply::List(v) => v.iter().map(|b| dec(b)).collect(),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `l.clear()`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn clear(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Clear).map(drop)
+    }
+
+    /// Replaces `l[i]` with `f(old)` atomically (retried when the list
+    /// changed in between). Returns what was stored.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn update_with(&self, i: i64, mut f: impl FnMut(T) -> T) -> Result<T, ProxyError>
+    where
+        T: Clone,
+    {
+        loop {
+            let (version, old) = match self.base.call(Op::IndexVersioned(i))? {
+                Reply::Versioned(Some((n, b))) => (n, dec::<T>(&b)?),
+                r => return Err(unexpected(&r)),
+            };
+            let new = f(old);
+            match self.base.call(Op::CasIndex(i, version, enc(&new)?))? {
+                Reply::Bool(true) => return Ok(new),
+                Reply::Bool(false) => {}
+                r => return Err(unexpected(&r)),
+            }
+        }
+    }
+}
+
+/// A proxy to a namespace in the manager (`manager.Namespace()`): named
+/// attributes of any serde type.
+pub struct NamespaceProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(NamespaceProxy);
+
+impl NamespaceProxy {
+    /// `getattr(ns, name, None)`, decoded as `T`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Decode`] when the attribute has another type; the
+    /// server is gone or timed out.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ProxyError> {
+        match self.base.call(Op::Get(enc(name)?))? {
+            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `setattr(ns, name, value)`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ProxyError> {
+        self.base.call(Op::Set(enc(name)?, enc(value)?)).map(drop)
+    }
+
+    /// `delattr(ns, name)`; whether it was there.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub fn remove(&self, name: &str) -> Result<bool, ProxyError> {
+        match self.base.call(Op::Del(enc(name)?))? {
+            Reply::Maybe(v) => Ok(v.is_some()),
+            r => Err(unexpected(&r)),
+        }
+    }
+}
+
+/// A proxy to one value in the manager (`manager.Value(typecode, v)`, and
+/// registered user types: [`Manager::register`](super::Manager::register)).
+pub struct ValueProxy<T> {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+proxy_common!(ValueProxy<T> where T: Serialize + DeserializeOwned);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// `v.value`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out; a value of another type.
+    pub fn get(&self) -> Result<T, ProxyError> {
+        match self.base.call(Op::Load)? {
+            Reply::Versioned(Some((_, b))) => dec(&b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `v.value = x`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn set(&self, value: &T) -> Result<(), ProxyError> {
+        self.base.call(Op::Store(enc(value)?)).map(drop)
+    }
+
+    /// Runs `f` on the value and stores the result, atomically (retried
+    /// when another write lands in between): a method call on a registered
+    /// type. Returns `f`'s result.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn update_with<R>(&self, mut f: impl FnMut(&mut T) -> R) -> Result<R, ProxyError> {
+        loop {
+            let (version, mut v) = match self.base.call(Op::Load)? {
+                Reply::Versioned(Some((n, b))) => (n, dec::<T>(&b)?),
+                r => return Err(unexpected(&r)),
+            };
+            let out = f(&mut v);
+            match self.base.call(Op::CasValue(version, enc(&v)?))? {
+                Reply::Bool(true) => return Ok(out),
+                Reply::Bool(false) => {}
+                r => return Err(unexpected(&r)),
+            }
+        }
+    }
+}
+
+/// A proxy to a FIFO queue in the manager (`manager.Queue(maxsize)`).
+pub struct QueueProxy<T> {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+proxy_common!(QueueProxy<T> where T: Serialize + DeserializeOwned);
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    fn put_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        let v = enc(value)?;
+        self.base.blocking(
+            deadline,
+            |ms| Op::Put(v.clone(), ms),
+            |r| match r {
+                Reply::Bool(true) => Ok(Some(())),
+                Reply::Bool(false) => Ok(None),
+                r => Err(unexpected(&r)),
+            },
+        )
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T, ProxyError> {
+        self.base.blocking(deadline, Op::QGet, |r| match r {
+            Reply::Maybe(Some(b)) => dec(&b).map(Some),
+            Reply::Maybe(None) => Ok(None),
+            r => Err(unexpected(&r)),
+        })
+    }
+
+    /// `q.put(v)`: waits while the queue is full (an error at once if the
+    /// server goes away).
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn put(&self, value: &T) -> Result<(), ProxyError> {
+        self.put_until(value, None)
+    }
+
+    /// `q.put(v, timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`] while still full; as [`put`](Self::put).
+    pub fn put_timeout(&self, value: &T, timeout: Duration) -> Result<(), ProxyError> {
+        self.put_until(value, Some(Instant::now() + timeout))
+    }
+
+    /// `q.put_nowait(v)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Full`]; as [`put`](Self::put).
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: &T) -> Result<(), ProxyError> {
+        match self.put_until(value, Some(Instant::now())) {
+            Err(ProxyError::Timeout) => Err(ProxyError::Full),
+            r => r,
+        }
+    }
+
+    /// `q.get()`: waits for an item.
+    ///
+    /// # Errors
+    /// The server is gone or timed out; an item of another type.
+    pub fn get(&self) -> Result<T, ProxyError> {
+        self.get_until(None)
+    }
+
+    /// `q.get(timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`] while still empty; as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, ProxyError> {
+        self.get_until(Some(Instant::now() + timeout))
+    }
+
+    /// `q.get_nowait()`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Empty`]; as [`get`](Self::get).
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, ProxyError> {
+        match self.get_until(Some(Instant::now())) {
+            Err(ProxyError::Timeout) => Err(ProxyError::Empty),
+            r => r,
+        }
+    }
+
+    /// `q.qsize()`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn qsize(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::Len)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+}
+
+/// A proxy to a lock in the manager (`manager.Lock()`). It is held by the
+/// process (the connection) that acquired it, and released by the server
+/// if that process dies.
+pub struct LockProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(LockProxy);
+
+impl LockProxy {
+    fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        self.base.blocking(deadline, Op::Acquire, |r| match r {
+            Reply::Bool(true) => Ok(Some(())),
+            Reply::Bool(false) => Ok(None),
+            r => Err(unexpected(&r)),
+        })
+    }
+
+    /// `lock.acquire()`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn acquire(&self) -> Result<(), ProxyError> {
+        self.acquire_until(None)
+    }
+
+    /// `lock.acquire(timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`]; as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.acquire_until(Some(Instant::now() + timeout))
+    }
+
+    /// `lock.acquire(blocking=False)`: whether it was taken.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<bool, ProxyError> {
+        match self.acquire_until(Some(Instant::now())) {
+            Ok(()) => Ok(true),
+            Err(ProxyError::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `lock.release()`.
+    ///
+    /// # Errors
+    /// [`RemoteError::NotHeld`] when the lock is not held.
+    pub fn release(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::ReleaseLock).map(drop)
+    }
+}
+
+/// A proxy to an event in the manager (`manager.Event()`).
+pub struct EventProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(EventProxy);
+
+impl EventProxy {
+    /// `e.set()`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn set(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::SetEvent).map(drop)
+    }
+
+    /// `e.clear()`.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub fn clear(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Clear).map(drop)
+    }
+
+    /// `e.is_set()`.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub fn is_set(&self) -> Result<bool, ProxyError> {
+        match self.base.call(Op::IsSet)? {
+            Reply::Bool(b) => Ok(b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        self.base.blocking(deadline, Op::Wait, |r| match r {
+            Reply::Bool(true) => Ok(Some(())),
+            Reply::Bool(false) => Ok(None),
+            r => Err(unexpected(&r)),
+        })
+    }
+
+    /// `e.wait()`.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub fn wait(&self) -> Result<(), ProxyError> {
+        self.wait_until(None)
+    }
+
+    /// `e.wait(timeout=t)`: `Err(Timeout)` when still clear (Python: `False`).
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`]; as [`set`](Self::set).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+}

@@ -1,0 +1,193 @@
+//! The manager's wire protocol: one postcard-encoded [`Request`] per
+//! message, one [`Reply`] back. Values travel as postcard bytes that only
+//! the proxies decode; the server stores and compares bytes.
+//!
+//! Not API (the tests craft bad requests with it): no semver promise.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RemoteError;
+
+/// Largest request or reply (16 MiB): a longer one is refused before it is
+/// read (socket) or ends the session (pipe).
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// What an object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A dict (also a `Namespace`: a dict with `String` keys).
+    Dict,
+    /// A list.
+    List,
+    /// One value (also a registered user type).
+    Value,
+    /// A FIFO queue.
+    Queue,
+    /// A lock.
+    Lock,
+    /// An event.
+    Event,
+}
+
+/// How a connection to the server is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hello {
+    /// Over a shared-memory pipe (the server replies with its name).
+    Pipe,
+    /// Over this socket.
+    Socket,
+}
+
+/// The server's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    /// Open end `Second` of this pipe, claim it, then send [`ATTACHED`] on the socket.
+    Pipe(String),
+    /// Go on over the socket.
+    Socket,
+    /// The server could not set the session up.
+    Refused(String),
+}
+
+/// What the client sends on the socket once it holds its pipe end.
+pub const ATTACHED: &[u8] = b"attached";
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// A new object (a named one is created once and then found by name).
+    Create {
+        /// What it is.
+        kind: Kind,
+        /// The proxy's type (checked by [`Request::Attach`]).
+        ty: String,
+        /// A name, for an object any client can find.
+        name: Option<String>,
+        /// Initial value (a `Value`).
+        init: Vec<u8>,
+        /// Queue capacity (0: unbounded).
+        maxsize: u64,
+    },
+    /// One more reference to `id` for this client, after a type check.
+    Attach {
+        /// The object.
+        id: u64,
+        /// Expected kind.
+        kind: Kind,
+        /// Expected type.
+        ty: String,
+    },
+    /// One reference to `id` held by no client (a proxy on its way to
+    /// another process), taken over by that process's [`Request::Adopt`].
+    Pin {
+        /// The object.
+        id: u64,
+    },
+    /// Takes over a [`Request::Pin`] reference, after a type check.
+    Adopt {
+        /// The object.
+        id: u64,
+        /// Expected kind.
+        kind: Kind,
+        /// Expected type.
+        ty: String,
+    },
+    /// Drops one of this client's references to `id`.
+    Release {
+        /// The object.
+        id: u64,
+    },
+    /// A method call.
+    Call {
+        /// The object.
+        id: u64,
+        /// The method.
+        op: Op,
+    },
+    /// Stops the server.
+    Shutdown,
+}
+
+/// A method. Keys and values are postcard bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// `d[k]` → `Maybe`.
+    Get(Vec<u8>),
+    /// `d[k]` with its version → `Versioned`.
+    GetVersioned(Vec<u8>),
+    /// `d[k] = v`.
+    Set(Vec<u8>, Vec<u8>),
+    /// `d[k] = v` if `k`'s version is still `version` (0: absent) → `Bool`.
+    Cas(Vec<u8>, u64, Vec<u8>),
+    /// `d.pop(k)` → `Maybe`.
+    Del(Vec<u8>),
+    /// `k in d` → `Bool`.
+    Contains(Vec<u8>),
+    /// `len(x)` (dict, list, queue) → `U64`.
+    Len,
+    /// `d.items()` → `Pairs`.
+    Items,
+    /// `x.clear()` (dict, list, event).
+    Clear,
+    /// `l.append(v)`.
+    Append(Vec<u8>),
+    /// `l.extend(vs)`.
+    Extend(Vec<Vec<u8>>),
+    /// `l[i]` (negative from the end) → `Bytes`.
+    Index(i64),
+    /// `l[i]` with the list's version → `Versioned`.
+    IndexVersioned(i64),
+    /// `l[i] = v`.
+    SetIndex(i64, Vec<u8>),
+    /// `l[i] = v` if the list's version is still `version` → `Bool`.
+    CasIndex(i64, u64, Vec<u8>),
+    /// `l.pop(i)` (default: the last) → `Bytes`.
+    Pop(Option<i64>),
+    /// `l[:]` → `List`.
+    All,
+    /// `v.value` → `Versioned`.
+    Load,
+    /// `v.value = x`.
+    Store(Vec<u8>),
+    /// `v.value = x` if the version is still `version` → `Bool`.
+    CasValue(u64, Vec<u8>),
+    /// `lock.acquire(timeout=ms)` → `Bool`.
+    Acquire(u64),
+    /// `lock.release()`.
+    ReleaseLock,
+    /// `event.set()`.
+    SetEvent,
+    /// `event.is_set()` → `Bool`.
+    IsSet,
+    /// `event.wait(timeout=ms)` → `Bool`.
+    Wait(u64),
+    /// `q.put(v, timeout=ms)` → `Bool` (false: full).
+    Put(Vec<u8>, u64),
+    /// `q.get(timeout=ms)` → `Maybe` (None: empty).
+    QGet(u64),
+}
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done.
+    Ok,
+    /// A new object's id.
+    Id(u64),
+    /// A yes/no.
+    Bool(bool),
+    /// A number.
+    U64(u64),
+    /// A value.
+    Bytes(Vec<u8>),
+    /// A value or nothing.
+    Maybe(Option<Vec<u8>>),
+    /// A value with its version, or nothing.
+    Versioned(Option<(u64, Vec<u8>)>),
+    /// Values.
+    List(Vec<Vec<u8>>),
+    /// Key-value pairs.
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The server refused the request.
+    Err(RemoteError),
+}
