@@ -282,6 +282,31 @@ impl<T: Pod> Link<T> for QueueLink<T> {
     }
 }
 
+/// `Queue<T>`: `put_with` (the message copied from the caller's buffer
+/// into the slot) and `get_into` (from the slot into the caller's buffer).
+pub(crate) struct InPlaceLink<T> {
+    q: Queue<T>,
+}
+
+impl<T: Pod> InPlaceLink<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            q: Queue::new(capacity).expect("Queue::new"),
+        }
+    }
+}
+
+impl<T: Pod> Link<T> for InPlaceLink<T> {
+    fn send(&self, m: &T) {
+        if let Err(e) = self.q.put_with(|slot| *slot = *m) {
+            panic!("put_with: {e}");
+        }
+    }
+    fn recv(&self, m: &mut T) {
+        self.q.get_into(m).expect("get_into");
+    }
+}
+
 // -- Unix socket
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET)`: one message per `write`, read
