@@ -70,6 +70,8 @@ fn run(mode: &str, n: u64) {
         "uspin" => ustream(n, true),
         "uinto" => ustream_into(n),
         "uspsc" => uspsc(n),
+        "trickle" => trickle(n, false),
+        "trickle_futex" => trickle(n, true),
         "woken" => woken(n),
         other => {
             panic!(
@@ -290,6 +292,79 @@ fn ustream_into(n: u64) {
             let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
             black_box(sum);
             println!("user stream 64B 1->1 put_with/get_into {mps:.2} M msgs/s");
+        },
+    );
+}
+
+/// This thread's CPU time (user + system), in ns.
+#[allow(unsafe_code)] // getrusage.
+fn thread_cpu_ns() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a writable rusage; getrusage only writes it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage");
+    // SAFETY: zero-initialised, then filled by the successful getrusage.
+    let ru = unsafe { ru.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+/// A consumer waiting on a producer that sends every 100 us (issue 18's
+/// adaptive spin): the consumer's CPU, as a share of a core and per
+/// message, for a blocking `get` (`futex`: a raw futex word, always
+/// `FUTEX_WAIT`, the futex-only baseline). The producer paces itself with
+/// `clock_nanosleep`-style sleeps (pacing, not synchronisation).
+#[allow(unsafe_code)] // the futex word in the shared map.
+fn trickle(n: u64, futex: bool) {
+    let q = Queue::<u64>::new(64).expect("queue");
+    let map = SharedMap::new(4096);
+    // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
+    // valid AtomicU32 living as long as `map`, which outlives both processes' use.
+    let word = unsafe { &*map.at::<shmproc_shm::sync::AtomicU32>(0) };
+    forked(
+        || {
+            for i in 1..=n {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "pacing the producer (the case is a slow sender), not synchronisation"
+                )]
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                if futex {
+                    // Release: pairs with the consumer's Acquire load.
+                    word.store(i as u32, Ordering::Release);
+                    shmproc_shm::os::futex_wake(word, 1);
+                } else {
+                    q.put(i).expect("put");
+                }
+            }
+        },
+        || {
+            let (t, c) = (Instant::now(), thread_cpu_ns());
+            for i in 1..=n {
+                if futex {
+                    loop {
+                        // Acquire: pairs with the producer's Release store.
+                        let seen = word.load(Ordering::Acquire);
+                        if seen >= i as u32 {
+                            break;
+                        }
+                        shmproc_shm::os::futex_wait(
+                            word,
+                            seen,
+                            Some(std::time::Duration::from_secs(1)),
+                        );
+                    }
+                } else {
+                    assert_eq!(q.get().expect("get"), i);
+                }
+            }
+            let (wall, cpu) = (t.elapsed().as_nanos() as f64, (thread_cpu_ns() - c) as f64);
+            let what = if futex { "futex_wait" } else { "Queue::get" };
+            println!(
+                "trickle (a message every 100 us), consumer {what}: {:.1}% of a core, {:.0} ns CPU per message",
+                100.0 * cpu / wall,
+                cpu / n as f64
+            );
         },
     );
 }
