@@ -289,6 +289,19 @@ fn main() {
         &tput_key(ring, 65536, 1, 1),
         |r| r >= 0.9,
     );
+    let bq = Who::ByteQueue.name();
+    t.line(
+        "ByteQueue 64B 1->1 throughput within 1.5x the Queue's (at least 0.67x): shmproc_bytequeue",
+        &t64(bq),
+        &t64(ours_block),
+        |r| r >= 1.0 / 1.5,
+    );
+    t.line(
+        "ByteQueue 8B latency within 1.5x the blocking Queue's: shmproc_bytequeue",
+        &lat(bq),
+        &lat(ours_block),
+        |r| r <= 1.5,
+    );
     for (base, factor) in [(ipc, 10.0), (socket, 10.0), (PYTHON, 100.0)] {
         t.line(
             &format!("at least {factor:.0}x {base}, 64B 1->1 throughput: shmproc_queue"),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
-use shmproc_channel::{Queue, TryGetError, TryPutError};
+use shmproc_channel::{ByteQueue, Queue, TryGetError, TryPutError};
 use shmproc_shm::os;
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -304,6 +304,33 @@ impl<T: Pod> Link<T> for InPlaceLink<T> {
     }
     fn recv(&self, m: &mut T) {
         self.q.get_into(m).expect("get_into");
+    }
+}
+
+/// `ByteQueue`: `put_bytes` of the message's bytes, `get_bytes_ref` copied
+/// into the caller's message (one copy each way, as `Queue`'s).
+pub(crate) struct ByteLink {
+    q: ByteQueue,
+}
+
+impl ByteLink {
+    /// A byte queue of `capacity` slots of `slot` bytes inline.
+    pub(crate) fn new(capacity: usize, slot: usize) -> Self {
+        Self {
+            q: ByteQueue::new(capacity, slot).expect("ByteQueue::new"),
+        }
+    }
+}
+
+impl<T: Pod> Link<T> for ByteLink {
+    fn send(&self, m: &T) {
+        if let Err(e) = self.q.put_bytes(bytemuck::bytes_of(m)) {
+            panic!("put_bytes: {e}");
+        }
+    }
+    fn recv(&self, m: &mut T) {
+        let g = self.q.get_bytes_ref().expect("get_bytes_ref");
+        bytemuck::bytes_of_mut(m).copy_from_slice(&g);
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::links::{
-    AtomicLink, CrossbeamLink, FutexLink, InPlaceLink, IpcLink, Link, QueueLink, SocketLink,
-    SpscRing, seq_of, set_seq,
+    AtomicLink, ByteLink, CrossbeamLink, FutexLink, InPlaceLink, IpcLink, Link, QueueLink,
+    SocketLink, SpscRing, seq_of, set_seq,
 };
 use crate::pingpong::{self, Latency};
 use crate::sizes::LinkSizes;
@@ -50,6 +50,9 @@ pub enum Who {
     /// from the user's buffer into the slot and from the slot into the
     /// user's buffer (streams 1 -> 1 only).
     QueueInPlace,
+    /// `ByteQueue::put_bytes` / `get_bytes_ref` copied out (1 -> 1 streams
+    /// and latency).
+    ByteQueue,
     /// `Queue::put` / `get` with a pause before each ping, longer than
     /// `get`'s spin, so that every message wakes a sleeping receiver (latency only).
     QueueWoken,
@@ -63,23 +66,25 @@ pub enum Who {
 
 impl Who {
     /// The ping-pong contestants, in table order.
-    pub const LATENCY: [Self; 9] = [
+    pub const LATENCY: [Self; 10] = [
         Self::AtomicFloor,
         Self::SpscRing,
         Self::QueueSpin,
         Self::FutexFloor,
         Self::QueueWoken,
         Self::QueueBlock,
+        Self::ByteQueue,
         Self::UnixSocket,
         Self::IpcChannel,
         Self::Crossbeam,
     ];
     /// The stream contestants, in table order.
-    pub const STREAM: [Self; 7] = [
+    pub const STREAM: [Self; 8] = [
         Self::SpscRing,
         Self::QueueSpin,
         Self::QueueBlock,
         Self::QueueInPlace,
+        Self::ByteQueue,
         Self::UnixSocket,
         Self::IpcChannel,
         Self::Crossbeam,
@@ -94,6 +99,7 @@ impl Who {
             Self::FutexFloor => "futex_pingpong",
             Self::QueueBlock => "shmproc_queue",
             Self::QueueInPlace => "shmproc_queue_inplace",
+            Self::ByteQueue => "shmproc_bytequeue",
             Self::QueueWoken => "shmproc_queue_woken",
             Self::UnixSocket => "unix_seqpacket",
             Self::IpcChannel => "ipc_channel",
@@ -134,7 +140,7 @@ impl Who {
     /// processes than CPUs, a spinner burns the time slice its peer needs).
     pub fn has_stream(self, producers: usize, consumers: usize) -> bool {
         match self {
-            Self::SpscRing | Self::QueueSpin | Self::QueueInPlace => {
+            Self::SpscRing | Self::QueueSpin | Self::QueueInPlace | Self::ByteQueue => {
                 (producers, consumers) == (1, 1)
             }
             Self::AtomicFloor | Self::FutexFloor | Self::QueueWoken => false,
@@ -199,6 +205,13 @@ fn latency_of<T: Pod + Send>(who: Who, rtts: u64, bg: (u64, u64), d: Duration) -
                 d,
             )
         }
+        Who::ByteQueue => pingpong::procs::<T, _>(
+            &ByteLink::new(PINGPONG_CAPACITY, size),
+            &ByteLink::new(PINGPONG_CAPACITY, size),
+            rtts,
+            bg,
+            d,
+        ),
         Who::UnixSocket => {
             pingpong::procs::<T, _>(&SocketLink::new(), &SocketLink::new(), rtts, bg, d)
         }
@@ -357,6 +370,7 @@ fn stream_of<T: Pod + Send>(who: Who, st: &Stream, d: Duration, pattern: Pattern
         Who::QueueSpin => procs(st, &QueueLink::<T>::new(cap, true), what, d, pattern),
         Who::QueueBlock => procs(st, &QueueLink::<T>::new(cap, false), what, d, pattern),
         Who::QueueInPlace => procs(st, &InPlaceLink::<T>::new(cap), what, d, pattern),
+        Who::ByteQueue => procs::<T, _>(st, &ByteLink::new(cap, size), what, d, pattern),
         Who::UnixSocket => procs::<T, _>(st, &SocketLink::new(), what, d, pattern),
         Who::IpcChannel => procs::<T, _>(st, &IpcLink::new(), what, d, pattern),
         Who::Crossbeam => {

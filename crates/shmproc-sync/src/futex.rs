@@ -119,14 +119,22 @@ pub const ADAPTIVE_MIN_SPINS: u32 = 16;
 /// pays little more than the sleep itself.
 pub const SPIN_TIME_MIN: Duration = Duration::from_micros(1);
 
+/// A wait that slept and lasted longer than this was on a slow peer: its
+/// spin was in vain ([`SpinBudget`]).
+pub const LONG_WAIT: Duration = Duration::from_micros(50);
+
 /// An adaptive spin budget, learned from a waiter's recent waits (one per
 /// handle and side, process-local; a heuristic with no part in
 /// correctness). It starts at [`SPIN_TIME`]. A wait that ended while
-/// spinning, or soon enough after it that a full spin would have caught it
-/// (within `2 * SPIN_TIME` of its start), doubles it back towards
-/// `SPIN_TIME`; a wait that slept longer than that halves it, down to
-/// [`SPIN_TIME_MIN`]. So a consumer fed back to back keeps spinning (and
-/// its latency), and one fed every 100 us stops burning 10 us per message.
+/// spinning, or that slept but ended within [`LONG_WAIT`] of its start,
+/// doubles it back towards `SPIN_TIME`; a wait that lasted longer halves
+/// it, down to [`SPIN_TIME_MIN`]. So a consumer fed back to back keeps
+/// spinning (and its latency), and one fed every 100 us stops burning
+/// 10 us per message. `LONG_WAIT` is well above a wake-up's own latency
+/// (6 to 30 us here): with `2 * SPIN_TIME` as the line, a waiter whose
+/// wake-ups took longer than 20 us stayed at the short spin, sleeping on
+/// every back-to-back message (a ByteQueue ping-pong at 20 us one way
+/// instead of under 1 us).
 #[derive(Debug)]
 pub struct SpinBudget {
     ns: std::sync::atomic::AtomicU32,
@@ -171,7 +179,7 @@ impl SpinBudget {
     pub fn slept(&self, waited: Duration) {
         // Relaxed: as in `spin`.
         let ns = self.ns.load(std::sync::atomic::Ordering::Relaxed);
-        if waited <= 2 * SPIN_TIME {
+        if waited <= LONG_WAIT {
             self.set(ns.saturating_mul(2));
         } else {
             self.set(ns / 2);
