@@ -39,6 +39,9 @@ fn one_round(s: &mut Samples, sz: &LinkSizes) {
             if let Some(l) = pipe::latency(who, size, rtts, batch, sz) {
                 s.push(lat_key(who.name(), size, "p50"), l.quantile(0.5));
                 s.push(lat_key(who.name(), size, "p99"), l.quantile(0.99));
+                // Both processes' CPU per one-way message (2 per round trip).
+                let cpu = harness::last_run_cpu_ns() as f64 / (2 * rtts) as f64;
+                s.push(lat_key(who.name(), size, "cpu"), cpu);
             }
         }
     }
@@ -110,8 +113,16 @@ fn main() {
             size_label(size)
         );
         println!(
-            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>11} {:>13}",
-            "case", "p50 ns", "p99 ns", "x atomic", "x futex", "x pipe_spin", "x shmproc_pipe"
+            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>11} {:>13} {:>11} {:>11}",
+            "case",
+            "p50 ns",
+            "p99 ns",
+            "x atomic",
+            "x futex",
+            "x pipe_spin",
+            "x shmproc_pipe",
+            "cpu ns/msg",
+            "cpu x futex"
         );
         for name in &lat_rows {
             let p50 = lat_key(name, size, "p50");
@@ -122,8 +133,12 @@ fn main() {
             // Against the 8-byte floors (the floors have no 4 KiB case).
             let vs = |base: &str| s.ratio(&p50, &lat_key(base, 8, "p50"));
             let ours = |o: &str| s.ratio(&p50, &lat_key(o, size, "p50"));
+            let cpu_key = lat_key(name, size, "cpu");
+            let cpu = s
+                .median(&cpu_key)
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.0}"));
             println!(
-                "{:<20} {:>10.0} {:>10.0} {:>9} {:>9} {:>11} {:>13}",
+                "{:<20} {:>10.0} {:>10.0} {:>9} {:>9} {:>11} {:>13} {:>11} {:>11}",
                 name,
                 m50,
                 m99,
@@ -131,12 +146,16 @@ fn main() {
                 fmt_ratio(vs(futex)),
                 fmt_ratio(ours(spin)),
                 fmt_ratio(ours(block)),
+                cpu,
+                fmt_ratio(s.ratio(&cpu_key, &lat_key(futex, 8, "cpu"))),
             );
         }
     }
     println!(
         "  (\"x atomic\"/\"x futex\": this row's p50 over the 8B floor's; \"x pipe_spin\"/\"x shmproc_pipe\": \
-         this row's p50 over ours: how many times faster ours is)"
+         this row's p50 over ours: how many times faster ours is; \"cpu ns/msg\": user + system CPU of both processes per \
+         one-way message, from fork to exit (getrusage of the reaped workers), waiting and the pause before each ping included; \
+         \"cpu x futex\": over futex_pingpong's 8B figure)"
     );
 
     // ---- throughput

@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use shmproc_benches::harness::size_label;
 use shmproc_benches::pingpong::LAT_SIZES;
-use shmproc_benches::queue::{self, SHAPES, SIZES, Who};
+use shmproc_benches::queue::{self, Pattern, SHAPES, SIZES, Who};
 use shmproc_benches::sizes::LinkSizes;
 
 fn pingpong(c: &mut Criterion) {
@@ -64,7 +64,8 @@ fn streams(c: &mut Criterion) {
             for who in Who::STREAM.into_iter().filter(|w| w.has_stream(p, n)) {
                 g.bench_function(who.name(), |b| {
                     b.iter_custom(|iters| {
-                        queue::throughput(who, size, p, n, iters, &sz).expect("case exists")
+                        queue::throughput(who, size, p, n, iters, &sz, Pattern::User)
+                            .expect("case exists")
                     });
                 });
             }

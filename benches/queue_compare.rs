@@ -15,7 +15,7 @@
 use shmproc_benches::compare::{self, Rounds, Samples, Targets, fmt_ratio};
 use shmproc_benches::harness::{self, size_label};
 use shmproc_benches::pingpong::LAT_SIZES;
-use shmproc_benches::queue::{self, SHAPES, SIZES, Who};
+use shmproc_benches::queue::{self, Pattern, SHAPES, SIZES, Who};
 use shmproc_benches::sizes::LinkSizes;
 
 const PYTHON: &str = "python_mp_queue";
@@ -35,6 +35,12 @@ fn one_round(s: &mut Samples, sz: &LinkSizes) {
             if let Some(l) = queue::latency(who, size, rtts, batch, sz) {
                 s.push(lat_key(who.name(), size, "p50"), l.quantile(0.5));
                 s.push(lat_key(who.name(), size, "p99"), l.quantile(0.99));
+                // Both processes' CPU per one-way message (2 per round trip),
+                // waiting included (crossbeam: threads, not measured).
+                if who != Who::Crossbeam {
+                    let cpu = harness::last_run_cpu_ns() as f64 / (2 * rtts) as f64;
+                    s.push(lat_key(who.name(), size, "cpu"), cpu);
+                }
             }
         }
     }
@@ -42,10 +48,18 @@ fn one_round(s: &mut Samples, sz: &LinkSizes) {
         for size in SIZES {
             for who in Who::STREAM {
                 let n = sz.messages(who.is_syscall(), size);
-                if let Some(t) = queue::throughput(who, size, p, c, n, sz) {
+                if let Some(t) = queue::throughput(who, size, p, c, n, sz, Pattern::User) {
                     s.push(tput_key(who.name(), size, p, c), n as f64 / t.as_secs_f64());
                 }
             }
+        }
+    }
+    // The staged pattern, 64 B 1 -> 1, for comparison with earlier runs.
+    for who in [Who::SpscRing, Who::QueueSpin, Who::QueueBlock] {
+        let n = sz.messages(false, 64);
+        if let Some(t) = queue::throughput(who, 64, 1, 1, n, sz, Pattern::Staged) {
+            let name = format!("{}{}", who.name(), Pattern::Staged.suffix());
+            s.push(tput_key(&name, 64, 1, 1), n as f64 / t.as_secs_f64());
         }
     }
 }
@@ -111,8 +125,17 @@ fn main() {
             size_label(size)
         );
         println!(
-            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>10} {:>13} {:>10}",
-            "case", "p50 ns", "p99 ns", "x atomic", "x futex", "x spsc", "shmproc_spin", "shmproc"
+            "{:<20} {:>10} {:>10} {:>9} {:>9} {:>10} {:>13} {:>10} {:>11} {:>11}",
+            "case",
+            "p50 ns",
+            "p99 ns",
+            "x atomic",
+            "x futex",
+            "x spsc",
+            "shmproc_spin",
+            "shmproc",
+            "cpu ns/msg",
+            "cpu x futex"
         );
         for name in &lat_rows {
             let p50 = lat_key(name, size, "p50");
@@ -123,8 +146,13 @@ fn main() {
             let vs = |base: &str| s.ratio(&p50, &lat_key(base, size, "p50"));
             // How many times faster ours is than this row.
             let ours = |o: &str| s.ratio(&p50, &lat_key(o, size, "p50"));
+            let cpu_key = lat_key(name, size, "cpu");
+            let cpu = s
+                .median(&cpu_key)
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.0}"));
+            let cpu_futex = s.ratio(&cpu_key, &lat_key(futex, 8, "cpu"));
             println!(
-                "{:<20} {:>10.0} {:>10.0} {:>9} {:>9} {:>10} {:>13} {:>10}",
+                "{:<20} {:>10.0} {:>10.0} {:>9} {:>9} {:>10} {:>13} {:>10} {:>11} {:>11}",
                 name,
                 m50,
                 m99,
@@ -133,23 +161,35 @@ fn main() {
                 fmt_ratio(vs(ring)),
                 fmt_ratio(ours(ours_busy)),
                 fmt_ratio(ours(ours_block)),
+                cpu,
+                fmt_ratio(cpu_futex),
             );
         }
     }
     println!(
-        "  (\"shmproc_spin\"/\"shmproc\": this row's p50 over shmproc_queue_spin's / shmproc_queue's: how many times faster ours is)"
+        "  (\"shmproc_spin\"/\"shmproc\": this row's p50 over shmproc_queue_spin's / shmproc_queue's: how many times faster ours is; \
+         \"cpu ns/msg\": user + system CPU of both processes per one-way message, from fork to exit (getrusage of the reaped workers), \
+         waiting and the pause before each ping included; \"cpu x futex\": over futex_pingpong's 8B figure)"
     );
 
     // ---- throughput
+    let staged: Vec<String> = [Who::SpscRing, Who::QueueSpin, Who::QueueBlock]
+        .iter()
+        .map(|w| format!("{}{}", w.name(), Pattern::Staged.suffix()))
+        .collect();
     let tput_rows: Vec<&str> = Who::STREAM
         .iter()
         .map(|w| w.name())
         .chain([PYTHON])
+        .chain(staged.iter().map(String::as_str))
         .collect();
     for (p, c) in SHAPES {
         println!();
         println!(
-            "Throughput {p} -> {c} (medians over rounds; \"x ours\": shmproc_queue over this row, \
+            "Throughput {p} -> {c}, the user's pattern: each message sent from the producer's own buffer of messages \
+             (up to 4 MiB) and received into the consumer's own buffer, read there; *_staged: the earlier pattern \
+             (64 staged messages, one reused local), 64B 1 -> 1 only \
+             (medians over rounds; \"x ours\": shmproc_queue over this row, \
              \"x spsc\": this row over spsc_ring, both medians of per-round ratios)"
         );
         println!(
@@ -196,7 +236,18 @@ fn main() {
     ] {
         all.print_raw(&lat_key(who, 8, "p50"), 1.0);
     }
-    for who in [ring, ours_busy, ours_block, socket, ipc, PYTHON] {
+    for who in [
+        ring,
+        ours_busy,
+        ours_block,
+        Who::QueueInPlace.name(),
+        socket,
+        ipc,
+        PYTHON,
+    ] {
+        all.print_raw(&tput_key(who, 64, 1, 1), 1e6);
+    }
+    for who in &staged {
         all.print_raw(&tput_key(who, 64, 1, 1), 1e6);
     }
 
@@ -232,6 +283,25 @@ fn main() {
             |r| r >= 0.8,
         );
     }
+    t.line(
+        "64KiB 1->1 throughput in place (put_with/get_into) at least 0.9x the minimal ring: shmproc_queue_inplace",
+        &tput_key(Who::QueueInPlace.name(), 65536, 1, 1),
+        &tput_key(ring, 65536, 1, 1),
+        |r| r >= 0.9,
+    );
+    let bq = Who::ByteQueue.name();
+    t.line(
+        "ByteQueue 64B 1->1 throughput within 1.5x the Queue's (at least 0.67x): shmproc_bytequeue",
+        &t64(bq),
+        &t64(ours_block),
+        |r| r >= 1.0 / 1.5,
+    );
+    t.line(
+        "ByteQueue 8B latency within 1.5x the blocking Queue's: shmproc_bytequeue",
+        &lat(bq),
+        &lat(ours_block),
+        |r| r <= 1.5,
+    );
     for (base, factor) in [(ipc, 10.0), (socket, 10.0), (PYTHON, 100.0)] {
         t.line(
             &format!("at least {factor:.0}x {base}, 64B 1->1 throughput: shmproc_queue"),

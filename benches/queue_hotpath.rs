@@ -30,7 +30,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use shmproc_benches::harness::{SharedMap, pin_to};
-use shmproc_channel::{Queue, TryGetError};
+use shmproc_channel::{Queue, TryGetError, TryPutError};
 use shmproc_shm::sync::{AtomicU64, Ordering};
 
 fn run(mode: &str, n: u64) {
@@ -66,6 +66,12 @@ fn run(mode: &str, n: u64) {
         "stream" => stream(n, 1024),
         "stream1000" => stream(n, 1000),
         "spsc" => spsc(n),
+        "ustream" => ustream(n, false),
+        "uspin" => ustream(n, true),
+        "uinto" => ustream_into(n),
+        "uspsc" => uspsc(n),
+        "trickle" => trickle(n, false),
+        "trickle_futex" => trickle(n, true),
         "woken" => woken(n),
         other => {
             panic!(
@@ -201,6 +207,228 @@ fn stream(n: u64, maxsize: usize) {
             }
             let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
             println!("stream 64B 1->1 maxsize {maxsize} {mps:.2} M msgs/s");
+        },
+    );
+}
+
+/// The user's copy-in/copy-out pattern (issue 18): the producer copies each
+/// message out of its own buffer (1024 messages, built before) right before
+/// the put, the consumer copies each one into its own buffer right after
+/// the get and reads it there. `spin`: `try_put`/`try_get` in a spin loop.
+fn ustream(n: u64, spin: bool) {
+    let q = Queue::<[u8; 64]>::new(1024).expect("queue");
+    forked(
+        || {
+            let src: Vec<[u8; 64]> = (0..1024u32).map(|i| [i as u8; 64]).collect();
+            for i in 0..n {
+                let mut m = [0u8; 64];
+                m.copy_from_slice(black_box(&src[(i & 1023) as usize]));
+                if spin {
+                    let mut m = m;
+                    loop {
+                        match q.try_put(m) {
+                            Ok(()) => break,
+                            Err(TryPutError::Full(v)) => m = v,
+                            Err(e) => panic!("try_put: {e}"),
+                        }
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    q.put(m).expect("put");
+                }
+            }
+        },
+        || {
+            let mut dst = vec![[0u8; 64]; 1024];
+            let mut sum = 0u64;
+            let t = Instant::now();
+            for i in 0..n {
+                let v = if spin {
+                    loop {
+                        match q.try_get() {
+                            Ok(v) => break v,
+                            Err(TryGetError::Empty) => std::hint::spin_loop(),
+                            Err(e) => panic!("try_get: {e}"),
+                        }
+                    }
+                } else {
+                    q.get().expect("get")
+                };
+                let d = &mut dst[(i & 1023) as usize];
+                d.copy_from_slice(&v);
+                sum += u64::from(black_box(d)[0]);
+            }
+            let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
+            black_box(sum);
+            let how = if spin { "try_put/try_get" } else { "put/get" };
+            println!("user stream 64B 1->1 {how} {mps:.2} M msgs/s");
+        },
+    );
+}
+
+/// As [`ustream`] with the in-place forms: `put_with` writes the message
+/// from the user's buffer into the slot, `get_into` copies it into the
+/// user's buffer.
+fn ustream_into(n: u64) {
+    let q = Queue::<[u8; 64]>::new(1024).expect("queue");
+    forked(
+        || {
+            let src: Vec<[u8; 64]> = (0..1024u32).map(|i| [i as u8; 64]).collect();
+            for i in 0..n {
+                let s = black_box(&src[(i & 1023) as usize]);
+                q.put_with(|slot| slot.copy_from_slice(s))
+                    .expect("put_with");
+            }
+        },
+        || {
+            let mut dst = vec![[0u8; 64]; 1024];
+            let mut sum = 0u64;
+            let t = Instant::now();
+            for i in 0..n {
+                let d = &mut dst[(i & 1023) as usize];
+                q.get_into(d).expect("get_into");
+                sum += u64::from(black_box(d)[0]);
+            }
+            let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
+            black_box(sum);
+            println!("user stream 64B 1->1 put_with/get_into {mps:.2} M msgs/s");
+        },
+    );
+}
+
+/// This thread's CPU time (user + system), in ns.
+#[allow(unsafe_code)] // getrusage.
+fn thread_cpu_ns() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a writable rusage; getrusage only writes it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage");
+    // SAFETY: zero-initialised, then filled by the successful getrusage.
+    let ru = unsafe { ru.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+/// A consumer waiting on a producer that sends every 100 us (issue 18's
+/// adaptive spin): the consumer's CPU, as a share of a core and per
+/// message, for a blocking `get` (`futex`: a raw futex word, always
+/// `FUTEX_WAIT`, the futex-only baseline). The producer paces itself with
+/// `clock_nanosleep`-style sleeps (pacing, not synchronisation).
+#[allow(unsafe_code)] // the futex word in the shared map.
+fn trickle(n: u64, futex: bool) {
+    let q = Queue::<u64>::new(64).expect("queue");
+    let map = SharedMap::new(4096);
+    // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
+    // valid AtomicU32 living as long as `map`, which outlives both processes' use.
+    let word = unsafe { &*map.at::<shmproc_shm::sync::AtomicU32>(0) };
+    forked(
+        || {
+            for i in 1..=n {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "pacing the producer (the case is a slow sender), not synchronisation"
+                )]
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                if futex {
+                    // Release: pairs with the consumer's Acquire load.
+                    word.store(i as u32, Ordering::Release);
+                    shmproc_shm::os::futex_wake(word, 1);
+                } else {
+                    q.put(i).expect("put");
+                }
+            }
+        },
+        || {
+            let (t, c) = (Instant::now(), thread_cpu_ns());
+            for i in 1..=n {
+                if futex {
+                    loop {
+                        // Acquire: pairs with the producer's Release store.
+                        let seen = word.load(Ordering::Acquire);
+                        if seen >= i as u32 {
+                            break;
+                        }
+                        shmproc_shm::os::futex_wait(
+                            word,
+                            seen,
+                            Some(std::time::Duration::from_secs(1)),
+                        );
+                    }
+                } else {
+                    assert_eq!(q.get().expect("get"), i);
+                }
+            }
+            let (wall, cpu) = (t.elapsed().as_nanos() as f64, (thread_cpu_ns() - c) as f64);
+            let what = if futex { "futex_wait" } else { "Queue::get" };
+            println!(
+                "trickle (a message every 100 us), consumer {what}: {:.1}% of a core, {:.0} ns CPU per message",
+                100.0 * cpu / wall,
+                cpu / n as f64
+            );
+        },
+    );
+}
+
+/// The minimal ring in the user's pattern (as [`ustream`]).
+#[allow(unsafe_code)] // the slot copies.
+fn uspsc(n: u64) {
+    const CAP: u64 = 1024;
+    const SLOTS: usize = 256;
+    let map = SharedMap::new(SLOTS + CAP as usize * 64);
+    // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
+    // valid AtomicU64 living as long as `map`, which outlives both processes' use.
+    let tail = unsafe { &*map.at::<AtomicU64>(0) };
+    // SAFETY: as above, at offset 128.
+    let head = unsafe { &*map.at::<AtomicU64>(128) };
+    // In bounds: `at` checks slot i < CAP at SLOTS + 64 i.
+    let slot = |pos: u64| {
+        map.at::<[u8; 64]>(SLOTS + (pos & (CAP - 1)) as usize * 64)
+            .cast::<u8>()
+    };
+    forked(
+        || {
+            let src: Vec<[u8; 64]> = (0..1024u32).map(|i| [i as u8; 64]).collect();
+            let mut head_seen = 0;
+            for t in 0..n {
+                let mut m = [0u8; 64];
+                m.copy_from_slice(black_box(&src[(t & 1023) as usize]));
+                while t - head_seen == CAP {
+                    // Acquire: pairs with the consumer's Release store of head.
+                    head_seen = head.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+                // SAFETY: the slot's 64 bytes are in the mapping; the consumer
+                // is done with it (head passed it) and does not read it before
+                // the Release store of tail below.
+                unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), slot(t), 64) };
+                // Release: publishes the slot to the consumer's Acquire load.
+                tail.store(t + 1, Ordering::Release);
+            }
+        },
+        || {
+            let mut dst = vec![[0u8; 64]; 1024];
+            let mut sum = 0u64;
+            let t0 = Instant::now();
+            let mut tail_seen = 0;
+            for h in 0..n {
+                while h == tail_seen {
+                    // Acquire: pairs with the producer's Release store of tail.
+                    tail_seen = tail.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+                let mut m = [0u8; 64];
+                // SAFETY: the slot is in the mapping and published (tail passed
+                // it); the producer does not write it before our Release below.
+                unsafe { std::ptr::copy_nonoverlapping(slot(h), m.as_mut_ptr(), 64) };
+                // Release: hands the slot back to the producer.
+                head.store(h + 1, Ordering::Release);
+                let d = &mut dst[(h & 1023) as usize];
+                d.copy_from_slice(&m);
+                sum += u64::from(black_box(d)[0]);
+            }
+            let mps = n as f64 / t0.elapsed().as_secs_f64() / 1e6;
+            black_box(sum);
+            println!("user spsc 64B 1->1 {mps:.2} M msgs/s");
         },
     );
 }

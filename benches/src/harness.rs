@@ -260,6 +260,7 @@ pub(crate) fn run_procs(
     start: impl FnOnce(),
     deadline: Duration,
 ) {
+    let cpu0 = children_cpu_ns();
     let children: Vec<Child> = (0..n)
         .map(|i| {
             let c = cpu(i);
@@ -280,6 +281,36 @@ pub(crate) fn run_procs(
         let status = ch.wait(until.saturating_duration_since(Instant::now()));
         assert_eq!(status, ExitStatus::Exited(0), "a worker failed");
     }
+    LAST_RUN_CPU_NS.store(
+        children_cpu_ns().saturating_sub(cpu0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// CPU time (user + system) of the workers of the last [`run_procs`], all
+/// of them together, in nanoseconds: the reaped children's `getrusage`,
+/// from their fork to their exit (set-up and warm-up included, which the
+/// runs keep short next to their timed part).
+static LAST_RUN_CPU_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The CPU time of the last forked run's workers (see [`LAST_RUN_CPU_NS`]):
+/// divide by its messages for the CPU each message cost, waiting included.
+pub fn last_run_cpu_ns() -> u64 {
+    LAST_RUN_CPU_NS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// User + system CPU time of this process's reaped children, in ns.
+fn children_cpu_ns() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a writable rusage; getrusage only writes it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: zero-initialised, then filled by a successful getrusage.
+    let ru = unsafe { ru.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
 /// `run_procs` with threads of this process instead of forked processes.

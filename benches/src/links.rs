@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
-use shmproc_channel::{Queue, TryGetError, TryPutError};
+use shmproc_channel::{ByteQueue, Queue, TryGetError, TryPutError};
 use shmproc_shm::os;
 use shmproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -279,6 +279,58 @@ impl<T: Pod> Link<T> for QueueLink<T> {
                 Err(e) => panic!("try_get: {e}"),
             }
         }
+    }
+}
+
+/// `Queue<T>`: `put_with` (the message copied from the caller's buffer
+/// into the slot) and `get_into` (from the slot into the caller's buffer).
+pub(crate) struct InPlaceLink<T> {
+    q: Queue<T>,
+}
+
+impl<T: Pod> InPlaceLink<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            q: Queue::new(capacity).expect("Queue::new"),
+        }
+    }
+}
+
+impl<T: Pod> Link<T> for InPlaceLink<T> {
+    fn send(&self, m: &T) {
+        if let Err(e) = self.q.put_with(|slot| *slot = *m) {
+            panic!("put_with: {e}");
+        }
+    }
+    fn recv(&self, m: &mut T) {
+        self.q.get_into(m).expect("get_into");
+    }
+}
+
+/// `ByteQueue`: `put_bytes` of the message's bytes, `get_bytes_ref` copied
+/// into the caller's message (one copy each way, as `Queue`'s).
+pub(crate) struct ByteLink {
+    q: ByteQueue,
+}
+
+impl ByteLink {
+    /// A byte queue of `capacity` slots of `slot` bytes inline.
+    pub(crate) fn new(capacity: usize, slot: usize) -> Self {
+        Self {
+            q: ByteQueue::new(capacity, slot).expect("ByteQueue::new"),
+        }
+    }
+}
+
+impl<T: Pod> Link<T> for ByteLink {
+    fn send(&self, m: &T) {
+        if let Err(e) = self.q.put_bytes(bytemuck::bytes_of(m)) {
+            panic!("put_bytes: {e}");
+        }
+    }
+    fn recv(&self, m: &mut T) {
+        let g = self.q.get_bytes_ref().expect("get_bytes_ref");
+        bytemuck::bytes_of_mut(m).copy_from_slice(&g);
     }
 }
 

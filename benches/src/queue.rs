@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::links::{
-    AtomicLink, CrossbeamLink, FutexLink, IpcLink, Link, QueueLink, SocketLink, SpscRing, seq_of,
-    set_seq,
+    AtomicLink, ByteLink, CrossbeamLink, FutexLink, InPlaceLink, IpcLink, Link, QueueLink,
+    SocketLink, SpscRing, seq_of, set_seq,
 };
 use crate::pingpong::{self, Latency};
 use crate::sizes::LinkSizes;
@@ -46,6 +46,13 @@ pub enum Who {
     FutexFloor,
     /// `Queue::put` / `get` (spin briefly, then sleep on a futex).
     QueueBlock,
+    /// `Queue::put_with` / `get_into`: the message copied once each way,
+    /// from the user's buffer into the slot and from the slot into the
+    /// user's buffer (streams 1 -> 1 only).
+    QueueInPlace,
+    /// `ByteQueue::put_bytes` / `get_bytes_ref` copied out (1 -> 1 streams
+    /// and latency).
+    ByteQueue,
     /// `Queue::put` / `get` with a pause before each ping, longer than
     /// `get`'s spin, so that every message wakes a sleeping receiver (latency only).
     QueueWoken,
@@ -59,22 +66,25 @@ pub enum Who {
 
 impl Who {
     /// The ping-pong contestants, in table order.
-    pub const LATENCY: [Self; 9] = [
+    pub const LATENCY: [Self; 10] = [
         Self::AtomicFloor,
         Self::SpscRing,
         Self::QueueSpin,
         Self::FutexFloor,
         Self::QueueWoken,
         Self::QueueBlock,
+        Self::ByteQueue,
         Self::UnixSocket,
         Self::IpcChannel,
         Self::Crossbeam,
     ];
     /// The stream contestants, in table order.
-    pub const STREAM: [Self; 6] = [
+    pub const STREAM: [Self; 8] = [
         Self::SpscRing,
         Self::QueueSpin,
         Self::QueueBlock,
+        Self::QueueInPlace,
+        Self::ByteQueue,
         Self::UnixSocket,
         Self::IpcChannel,
         Self::Crossbeam,
@@ -88,6 +98,8 @@ impl Who {
             Self::QueueSpin => "shmproc_queue_spin",
             Self::FutexFloor => "futex_pingpong",
             Self::QueueBlock => "shmproc_queue",
+            Self::QueueInPlace => "shmproc_queue_inplace",
+            Self::ByteQueue => "shmproc_bytequeue",
             Self::QueueWoken => "shmproc_queue_woken",
             Self::UnixSocket => "unix_seqpacket",
             Self::IpcChannel => "ipc_channel",
@@ -117,6 +129,9 @@ impl Who {
 
     /// Whether this contestant has a ping-pong of `size`-byte messages.
     pub fn has_latency(self, size: usize) -> bool {
+        if self == Self::QueueInPlace {
+            return false;
+        }
         !matches!(self, Self::AtomicFloor | Self::FutexFloor) || size == 8
     }
 
@@ -125,7 +140,9 @@ impl Who {
     /// processes than CPUs, a spinner burns the time slice its peer needs).
     pub fn has_stream(self, producers: usize, consumers: usize) -> bool {
         match self {
-            Self::SpscRing | Self::QueueSpin => (producers, consumers) == (1, 1),
+            Self::SpscRing | Self::QueueSpin | Self::QueueInPlace | Self::ByteQueue => {
+                (producers, consumers) == (1, 1)
+            }
             Self::AtomicFloor | Self::FutexFloor | Self::QueueWoken => false,
             _ => true,
         }
@@ -188,6 +205,13 @@ fn latency_of<T: Pod + Send>(who: Who, rtts: u64, bg: (u64, u64), d: Duration) -
                 d,
             )
         }
+        Who::ByteQueue => pingpong::procs::<T, _>(
+            &ByteLink::new(PINGPONG_CAPACITY, size),
+            &ByteLink::new(PINGPONG_CAPACITY, size),
+            rtts,
+            bg,
+            d,
+        ),
         Who::UnixSocket => {
             pingpong::procs::<T, _>(&SocketLink::new(), &SocketLink::new(), rtts, bg, d)
         }
@@ -199,6 +223,7 @@ fn latency_of<T: Pod + Send>(who: Who, rtts: u64, bg: (u64, u64), d: Duration) -
             bg,
         ),
         Who::AtomicFloor | Who::FutexFloor => unreachable!("8-byte words, handled by `latency`"),
+        Who::QueueInPlace => unreachable!("streams only"),
     }
 }
 
@@ -211,28 +236,63 @@ fn stage_len(size: usize) -> usize {
     ((256 << 10) / size.max(1)).clamp(2, 64)
 }
 
+/// How a stream's workers hold their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// The user's copy-in/copy-out (issue 18): the producer sends each
+    /// message from its own buffer of messages ([`user_len`], up to 4 MiB,
+    /// not L1-resident), and the consumer receives each one into its own
+    /// buffer of the same size and reads the sequence number there. Each
+    /// contestant's natural call does the copies (`Queue::put(src[k])`,
+    /// `dst[k] = get()`; the ring's `send(&src[k])`, `recv(&mut dst[k])`;
+    /// `put_with`/`get_into`).
+    User,
+    /// Staged (the earlier benches): the producer cycles through 64
+    /// messages (up to 256 KiB), the consumer reuses one local message.
+    Staged,
+}
+
+impl Pattern {
+    /// The suffix of this pattern's bench ids.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::User => "",
+            Self::Staged => "_staged",
+        }
+    }
+}
+
+/// Messages in a user-pattern worker's buffer: as many as fit in 4 MiB,
+/// 2 to 1024 (a user's data, bigger than L1 and than the staged 256 KiB).
+fn user_len(size: usize) -> usize {
+    ((4 << 20) / size.max(1)).clamp(2, 1024)
+}
+
 /// Worker `i` of a stream over `link`: producer `i`, or consumer
 /// `i - producers`.
-fn stream_work<T: Pod, L: Link<T>>(st: &Stream, link: &L, i: usize) -> i32 {
+fn stream_work<T: Pod, L: Link<T>>(st: &Stream, link: &L, i: usize, pattern: Pattern) -> i32 {
     if !st.wait_go() {
         return 2;
     }
     let mut m = T::zeroed();
+    let len = match pattern {
+        Pattern::User => user_len(size_of::<T>()),
+        Pattern::Staged => stage_len(size_of::<T>()),
+    };
     if i < st.producers {
         // Producer i sends i+1, i+1+P, ...: together 1..=total, each once.
-        // Each sequence number is written into a staged message
-        // `stage.len()` sends before that message goes out (see
-        // [`stage_len`]), never just before: a send that copies a
-        // message whose first 8 bytes were stored an instant earlier
-        // reads them with wider loads, which the CPU cannot forward from
-        // that store, so the copy waits until every older store has left
-        // the store buffer, the previous messages' stores into shared
-        // lines included. That stall serialised the minimal ring's
-        // stores and cut its 64 B stream to a third (13 against 35-41 M
-        // msgs/s here; a perf profile put 96% of its producer's samples
-        // on the copy's first loads).
+        // Each sequence number is written into its message `len` sends
+        // before that message goes out (see [`stage_len`]), never just
+        // before: a send that copies a message whose first 8 bytes were
+        // stored an instant earlier reads them with wider loads, which the
+        // CPU cannot forward from that store, so the copy waits until every
+        // older store has left the store buffer, the previous messages'
+        // stores into shared lines included. That stall serialised the
+        // minimal ring's stores and cut its 64 B stream to a third (13
+        // against 35-41 M msgs/s here; a perf profile put 96% of its
+        // producer's samples on the copy's first loads).
         let step = st.producers as u64;
-        let mut stage = vec![T::zeroed(); stage_len(size_of::<T>())];
+        let mut stage = vec![T::zeroed(); len];
         let lead = stage.len() as u64 * step;
         let mut seq = i as u64 + 1;
         for (k, msg) in (0u64..).zip(stage.iter_mut()) {
@@ -253,10 +313,22 @@ fn stream_work<T: Pod, L: Link<T>>(st: &Stream, link: &L, i: usize) -> i32 {
             }
         }
     } else {
-        st.consume(i - st.producers, || {
-            link.recv(&mut m);
-            seq_of(&m)
-        });
+        match pattern {
+            Pattern::Staged => st.consume(i - st.producers, || {
+                link.recv(&mut m);
+                seq_of(&m)
+            }),
+            Pattern::User => {
+                let mut dst = vec![T::zeroed(); len];
+                let mut k = 0;
+                st.consume(i - st.producers, || {
+                    let d = &mut dst[k];
+                    link.recv(d);
+                    k = if k + 1 == len { 0 } else { k + 1 };
+                    seq_of(std::hint::black_box(&*d))
+                });
+            }
+        }
     }
     0
 }
@@ -271,30 +343,39 @@ pub fn throughput(
     consumers: usize,
     total: u64,
     sz: &LinkSizes,
+    pattern: Pattern,
 ) -> Option<Duration> {
     if !who.has_stream(producers, consumers) {
         return None;
     }
     let st = Stream::new(producers, consumers, total);
-    Some(by_size!(size, stream_of(who, &st, sz.deadline)))
+    Some(by_size!(size, stream_of(who, &st, sz.deadline, pattern)))
 }
 
-fn stream_of<T: Pod + Send>(who: Who, st: &Stream, d: Duration) -> Duration {
-    fn procs<T: Pod, L: Link<T>>(st: &Stream, link: &L, what: &str, d: Duration) -> Duration {
-        st.procs(|i| stream_work(st, link, i), what, d)
+fn stream_of<T: Pod + Send>(who: Who, st: &Stream, d: Duration, pattern: Pattern) -> Duration {
+    fn procs<T: Pod, L: Link<T>>(
+        st: &Stream,
+        link: &L,
+        what: &str,
+        d: Duration,
+        pattern: Pattern,
+    ) -> Duration {
+        st.procs(|i| stream_work(st, link, i, pattern), what, d)
     }
     let size = size_of::<T>();
     let cap = stream_capacity(size);
     let what = who.name();
     match who {
-        Who::SpscRing => procs::<T, _>(st, &SpscRing::new(cap, size), what, d),
-        Who::QueueSpin => procs(st, &QueueLink::<T>::new(cap, true), what, d),
-        Who::QueueBlock => procs(st, &QueueLink::<T>::new(cap, false), what, d),
-        Who::UnixSocket => procs::<T, _>(st, &SocketLink::new(), what, d),
-        Who::IpcChannel => procs::<T, _>(st, &IpcLink::new(), what, d),
+        Who::SpscRing => procs::<T, _>(st, &SpscRing::new(cap, size), what, d, pattern),
+        Who::QueueSpin => procs(st, &QueueLink::<T>::new(cap, true), what, d, pattern),
+        Who::QueueBlock => procs(st, &QueueLink::<T>::new(cap, false), what, d, pattern),
+        Who::QueueInPlace => procs(st, &InPlaceLink::<T>::new(cap), what, d, pattern),
+        Who::ByteQueue => procs::<T, _>(st, &ByteLink::new(cap, size), what, d, pattern),
+        Who::UnixSocket => procs::<T, _>(st, &SocketLink::new(), what, d, pattern),
+        Who::IpcChannel => procs::<T, _>(st, &IpcLink::new(), what, d, pattern),
         Who::Crossbeam => {
             let link = CrossbeamLink::<T>::new(cap, d);
-            st.threads(|i| stream_work(st, &link, i), what)
+            st.threads(|i| stream_work(st, &link, i, pattern), what)
         }
         Who::AtomicFloor | Who::FutexFloor | Who::QueueWoken => {
             unreachable!("latency-only cases")

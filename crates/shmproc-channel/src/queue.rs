@@ -381,10 +381,36 @@ impl<T: Pod> Queue<T> {
     #[doc(alias = "put_nowait")]
     #[inline]
     pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
+        if !self.ring.is_closed() {
+            let fast = self.ring.fast_push(|dst| {
+                // SAFETY: as in `attempt_put`: the leased producer's free
+                // tail slot, in bounds and aligned, unread before the publish.
+                unsafe { dst.cast::<T>().write(value) };
+                crash::point("put-claimed");
+            });
+            match fast {
+                Fast::Done(()) => return Ok(()),
+                // Exact (the leased producer found the previous lap's
+                // message at its tail): full, without the second look that
+                // `try_put_slow` takes. In a caller's spin loop every look
+                // pulls the line of the slot being drained away from its
+                // consumer.
+                Fast::Idle => return Self::try_put_full(value),
+                Fast::Other => {}
+            }
+        }
         match self.attempt_put(&value, true, false) {
             Ok(true) => Ok(()),
             r => self.try_put_slow(value, r),
         }
+    }
+
+    /// [`try_put`](Self::try_put)'s exact "full", out of line (see `put`'s
+    /// notes on building an `Err` with the value inline).
+    #[cold]
+    #[inline(never)]
+    fn try_put_full(value: T) -> Result<(), TryPutError<T>> {
+        Err(TryPutError::Full(value))
     }
 
     /// Puts as many of `values` as there is room for now, in order; returns
@@ -404,6 +430,149 @@ impl<T: Pod> Queue<T> {
             }
         }
         Ok(n)
+    }
+
+    // ------------------------------------------------------- put in place
+
+    /// One attempt of an in-place put: `f` (taken from `f` only once a
+    /// slot is ours) writes the message into the slot. `Ok(true)` sent,
+    /// `Ok(false)` no room now.
+    #[inline]
+    fn attempt_put_with<F: FnOnce(&mut T)>(
+        &self,
+        f: &mut Option<F>,
+        check_dead: bool,
+        again: bool,
+    ) -> Result<bool, Stop> {
+        if self.ring.is_closed() {
+            return Err(Stop::Closed);
+        }
+        let fast = self.ring.fast_push(|dst| {
+            let f = f.take().expect("an in-place put writes once");
+            // SAFETY: `dst` is the payload of the tail slot, free for this
+            // position (EMPTY) and ours alone (the producers' lease, inside a
+            // leased operation): in bounds, aligned to 16 >= align_of T and
+            // `size_of::<T>()` bytes (as in `fill`); T: Pod, so the slot's old
+            // bits are a valid T; no process following the protocol reads or
+            // writes it before our publish (crate docs, borrowed guards).
+            f(unsafe { &mut *dst.cast::<T>() });
+            crash::point("put-claimed");
+        });
+        match fast {
+            Fast::Done(()) => return Ok(true),
+            Fast::Idle => return Ok(false),
+            Fast::Other => {}
+        }
+        let Some(claim) = self.claim_put(check_dead, again)? else {
+            return Ok(false);
+        };
+        let f = f.take().expect("an in-place put writes once");
+        let dst = self.ring.payload_ptr(&claim).cast::<T>();
+        // Unwinding out of `f` cancels the claim (nothing is sent).
+        let open = CancelOnUnwind {
+            ring: &self.ring,
+            claim,
+        };
+        // SAFETY: `dst` is the payload of the slot we claimed (WRITING with our
+        // pid): in bounds and aligned as in `fill`; T: Pod, so its old bits are
+        // a valid T; nobody following the protocol touches it until our
+        // publish (crate docs, borrowed guards).
+        f(unsafe { &mut *dst });
+        std::mem::forget(open);
+        crash::point("put-claimed");
+        if self.ring.publish(claim) {
+            Ok(true)
+        } else {
+            Err(Stop::Corrupt(Corrupt::new(
+                "slot taken while being written",
+                claim.pos(),
+            )))
+        }
+    }
+
+    #[inline]
+    fn put_with_until<F: FnOnce(&mut T)>(&self, f: F, until: Until) -> Result<bool, Stop> {
+        let mut f = Some(f);
+        if self.attempt_put_with(&mut f, false, false)? {
+            return Ok(true);
+        }
+        let mut again = matches!(until, Until::Now);
+        let sent = self.ring.block_until(Side::Put, until, |cd| {
+            let r = self.attempt_put_with(&mut f, cd, again);
+            again = true;
+            r.map(|sent| sent.then_some(()))
+        })?;
+        Ok(sent.is_some())
+    }
+
+    /// Puts a message written in place: once a slot is claimed, `f` writes
+    /// the message into it (the slot holds an old message's bits, or zeros,
+    /// when `f` gets it), so a large `T` is copied once, by `f`, from
+    /// wherever the user keeps it. Waits for room as long as it takes;
+    /// `f` runs once, and only when the message will be sent.
+    ///
+    /// The slot is this process's by the ring protocol while `f` runs: see
+    /// the crate's [trust model for borrowed guards](crate#borrowed-guards-the-trust-model).
+    /// `f` should be short: consumers waiting for this position wait for it.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] once the queue is closed (`f` did not run),
+    /// [`PutError::Corrupt`].
+    ///
+    /// # Panics
+    /// When `f` panics: the claim is given up first (nothing is sent; a
+    /// consumer steps over the position, counted in
+    /// [`skipped_writes`](Self::skipped_writes) when the queue ran the
+    /// multi-producer protocol).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmproc_channel::Queue;
+    /// let q = Queue::<[u8; 4096]>::new(4)?;
+    /// let page = vec![7u8; 4096];
+    /// q.put_with(|slot| slot.copy_from_slice(&page))?;
+    /// let mut out = [0u8; 4096];
+    /// q.get_into(&mut out)?;
+    /// assert_eq!(out[4095], 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn put_with(&self, f: impl FnOnce(&mut T)) -> Result<(), PutError<()>> {
+        match self.put_with_until(f, Until::NEVER) {
+            Ok(_) => Ok(()),
+            Err(s) => Err(PutError::stopped(s, ())),
+        }
+    }
+
+    /// [`put_with`](Self::put_with), waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutTimeoutError::Timeout`] (`f` did not run), and as
+    /// [`put_with`](Self::put_with).
+    pub fn put_with_timeout(
+        &self,
+        f: impl FnOnce(&mut T),
+        timeout: Duration,
+    ) -> Result<(), PutTimeoutError<()>> {
+        match self.put_with_until(f, Until::At(Deadline::after(timeout))) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(PutTimeoutError::Timeout(())),
+            Err(s) => Err(PutError::stopped(s, ()).into()),
+        }
+    }
+
+    /// [`put_with`](Self::put_with) if there is room now.
+    ///
+    /// # Errors
+    /// [`TryPutError::Full`] (`f` did not run), and as
+    /// [`put_with`](Self::put_with).
+    #[doc(alias = "put_nowait")]
+    pub fn try_put_with(&self, f: impl FnOnce(&mut T)) -> Result<(), TryPutError<()>> {
+        match self.put_with_until(f, Until::Now) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TryPutError::Full(())),
+            Err(s) => Err(PutError::stopped(s, ()).into()),
+        }
     }
 
     // ------------------------------------------------------------------ get
@@ -647,6 +816,80 @@ impl<T: Pod> Queue<T> {
         }
     }
 
+    /// `out` as the out-parameter of the get paths, which write a whole
+    /// `T` into it or nothing.
+    #[inline]
+    fn as_out(out: &mut T) -> &mut MaybeUninit<T> {
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout; the get paths only ever
+        // write a whole `T` through it (a copy from a published slot, valid
+        // for any bits as T: Pod), so `out` holds a valid T at every point.
+        unsafe { &mut *std::ptr::from_mut(out).cast::<MaybeUninit<T>>() }
+    }
+
+    /// Takes the next value into `out` (one copy, from the slot straight
+    /// into the caller's `T`: no value on the stack in between), waiting as
+    /// long as it takes.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); `out` is unchanged then.
+    #[inline]
+    pub fn get_into(&self, out: &mut T) -> Result<(), GetError> {
+        let out = Self::as_out(out);
+        if let Ok(true) = self.fast_get(out) {
+            return Ok(());
+        }
+        self.get_into_slow(out)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_into_slow(&self, out: &mut MaybeUninit<T>) -> Result<(), GetError> {
+        loop {
+            match self.get_until(out, Until::NEVER) {
+                Ok(true) => return Ok(()),
+                // Never without a deadline (see `put_slow`).
+                Ok(false) => {}
+                Err(s) => return Err(GetError::stopped(s)),
+            }
+        }
+    }
+
+    /// [`get_into`](Self::get_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout); `out` is unchanged then.
+    pub fn get_into_timeout(&self, out: &mut T, timeout: Duration) -> Result<(), GetTimeoutError> {
+        let out = Self::as_out(out);
+        if let Ok(true) = self.fast_get(out) {
+            return Ok(());
+        }
+        match self.get_until(out, Until::At(Deadline::after(timeout))) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(GetTimeoutError::Timeout),
+            Err(s) => Err(GetError::stopped(s).into()),
+        }
+    }
+
+    /// [`get_into`](Self::get_into) if a value is there now.
+    ///
+    /// # Errors
+    /// As [`try_get`](Self::try_get); `out` is unchanged then.
+    #[doc(alias = "get_nowait")]
+    #[inline]
+    pub fn try_get_into(&self, out: &mut T) -> Result<(), TryGetError> {
+        let out = Self::as_out(out);
+        let r = match self.fast_get(out) {
+            Ok(got) => Ok(got),
+            Err(Some(s)) => Err(s),
+            Err(None) => self.get_until(out, Until::Now),
+        };
+        match r {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TryGetError::Empty),
+            Err(s) => Err(GetError::stopped(s).into()),
+        }
+    }
+
     /// Moves up to `max` values that are there now into `out`; returns how
     /// many (0 when the queue is empty).
     ///
@@ -840,6 +1083,19 @@ impl<T: Pod> Queue<T> {
 
     pub(crate) fn ring(&self) -> &Ring<SegmentStorage> {
         &self.ring
+    }
+}
+
+/// Gives a claimed slot up when an in-place writer unwinds
+/// ([`Queue::put_with`]).
+struct CancelOnUnwind<'a> {
+    ring: &'a Ring<SegmentStorage>,
+    claim: Claim,
+}
+
+impl Drop for CancelOnUnwind<'_> {
+    fn drop(&mut self) {
+        let _ = self.ring.cancel(self.claim);
     }
 }
 

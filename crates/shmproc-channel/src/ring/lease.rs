@@ -309,7 +309,12 @@ impl<S: Storage> Ring<S> {
         let ahead = p.wrapping_add(FAST_AHEAD);
         self.storage.prefetch_header(ahead & self.mask);
         self.storage.prefetch_payload(ahead & self.mask);
+        // A `fill` that unwinds (an in-place writer's panic) sent nothing:
+        // the stamp is still EMPTY and the tail unmoved; only the operation
+        // must be closed. (No landing pad when `fill` cannot unwind.)
+        let open = Leave { ring: self, line };
         fill(self.storage.payload_ptr(p & self.mask));
+        std::mem::forget(open);
         // Release: publishes the payload to the consumer's Acquire stamp load.
         slot.stamp.store(stamp(p, 0, FULL), Ordering::Release);
         // Release: pairs with `len`'s Acquire load.
@@ -357,6 +362,18 @@ impl<S: Storage> Ring<S> {
         self.leave(line);
         self.wake(Side::Put);
         Fast::Done(r)
+    }
+}
+
+/// Closes a leased operation whose body unwound ([`Ring::fast_push`]).
+struct Leave<'a, S: Storage> {
+    ring: &'a Ring<S>,
+    line: &'a IndexLine,
+}
+
+impl<S: Storage> Drop for Leave<'_, S> {
+    fn drop(&mut self) {
+        self.ring.leave(self.line);
     }
 }
 

@@ -320,6 +320,9 @@ pub struct Ring<S> {
     /// Per side (`Side::Get`, `Side::Put`), this handle's wakes in a row
     /// that woke nobody (see [`REPAIR_AFTER`](sleepers::REPAIR_AFTER); never shared).
     idle_wakes: [std::sync::atomic::AtomicU32; 2],
+    /// Per side (`Side::Get`, `Side::Put`), this handle's adaptive spin
+    /// budget for blocking waits (see [`SpinBudget`](shmproc_sync::futex::SpinBudget); never shared).
+    spin_budget: [shmproc_sync::futex::SpinBudget; 2],
 }
 
 impl<S: Storage> Ring<S> {
@@ -354,6 +357,7 @@ impl<S: Storage> Ring<S> {
             joinable,
             busy_pauses: std::sync::atomic::AtomicU32::new(1),
             idle_wakes: std::array::from_fn(|_| std::sync::atomic::AtomicU32::new(0)),
+            spin_budget: std::array::from_fn(|_| shmproc_sync::futex::SpinBudget::new()),
         }
     }
 

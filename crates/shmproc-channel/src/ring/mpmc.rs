@@ -322,6 +322,41 @@ impl<S: Storage> Ring<S> {
         ok
     }
 
+    /// Gives up a claimed position without sending anything (the writer of
+    /// an in-place put panicked): the slot goes to the next lap's producer
+    /// as `EMPTY(p + cap)`, exactly what a consumer does for a dead
+    /// producer's claim (counted in [`RingHeader::skipped_writes`]), and
+    /// consumers step over the position. Returns `false` when the slot was
+    /// no longer ours (see [`publish`](Self::publish)).
+    pub fn cancel(&self, claim: Claim) -> bool {
+        let slot = self.slot(claim.pos);
+        let hdr = self.header();
+        let next = stamp(claim.pos.wrapping_add(self.cap), 0, EMPTY);
+        // AcqRel on success: Release hands the slot to the producer of
+        // p + cap (its Acquire stamp load), as the consumer's skip does.
+        // Relaxed on failure: the value is not used.
+        let ok = slot
+            .stamp
+            .compare_exchange(
+                stamp(claim.pos, claim.pid, WRITING),
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if ok {
+            hdr.skipped_writes.fetch_add(1, Ordering::Relaxed);
+            #[cfg(not(shmproc_loom))]
+            if self.joinable {
+                let _ = super::uncount(hdr);
+            }
+        }
+        // The position is done on the producers' side either way.
+        self.advance(&hdr.tail.value, claim.pos);
+        self.wake(Side::Get);
+        ok
+    }
+
     /// Claims the next position to read, without blocking. With
     /// `check_dead`, a position whose producer is dead is skipped (a `/proc`
     /// read; callers spin a little before asking for it).

@@ -343,7 +343,19 @@ impl<S: Storage> Ring<S> {
         deadline: Deadline,
         mut attempt: impl FnMut(bool) -> Result<Option<R>, E>,
     ) -> Result<Option<R>, E> {
-        let mut spin = Spin::new();
+        // The spin adapts to this handle's recent waits on this side
+        // (`SpinBudget`): back-to-back traffic keeps the full spin, a peer
+        // that sends every 100 us gets about a microsecond of it.
+        let [get_budget, put_budget] = &self.spin_budget;
+        let budget = match side {
+            Side::Get => get_budget,
+            Side::Put => put_budget,
+        };
+        let mut spin = if cfg!(shmproc_loom) {
+            Spin::new()
+        } else {
+            budget.spin()
+        };
         loop {
             // No liveness checks while spinning: a slot claimed by a peer
             // that is busy writing or reading it is the common case, and a
@@ -351,6 +363,7 @@ impl<S: Storage> Ring<S> {
             // consumer keeps up they took several percent of the time). The
             // attempt after registering (below) checks, before any sleep.
             if let Some(r) = attempt(false)? {
+                budget.caught();
                 return Ok(Some(r));
             }
             if deadline.expired() {
@@ -367,6 +380,13 @@ impl<S: Storage> Ring<S> {
                 spin_loop();
             }
         }
+        let began = spin.since().unwrap_or_else(std::time::Instant::now);
+        let learn = |r| {
+            if !cfg!(shmproc_loom) {
+                budget.slept(began.elapsed());
+            }
+            r
+        };
         let (seq, _) = self.words(side);
         // The first sleep is a light one (asym::LIGHT_SLEEP): no membarrier
         // before it, and short, so that a wake it missed is late by at
@@ -385,7 +405,7 @@ impl<S: Storage> Ring<S> {
                 self.heavy_fence();
             }
             if let Some(r) = attempt(true)? {
-                return Ok(Some(r));
+                return Ok(Some(learn(r)));
             }
             let cap = if light { asym::LIGHT_SLEEP } else { SLICE };
             let Some(slice) = deadline.slice(cap) else {
@@ -397,7 +417,7 @@ impl<S: Storage> Ring<S> {
             // Woken (or the sleep ended): try before registering again, so
             // that a wake-up costs no fence.
             if let Some(r) = attempt(true)? {
-                return Ok(Some(r));
+                return Ok(Some(learn(r)));
             }
         }
     }
