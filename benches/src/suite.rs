@@ -277,7 +277,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                 cases.push(c);
                 let mut c = Case_ {
                     group: g,
-                    case: "stream 64 B, 1 -> 1".into(),
+                    case: "stream 64 B, 1 -> 1 (copied in and out of user buffers)".into(),
                     unit: "msgs/s",
                     better: Better::Higher,
                     contestants: Vec::new(),
@@ -303,7 +303,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                         who.name().to_owned(),
                         ours,
                         Box::new(move || {
-                            queue::throughput(who, 64, 1, 1, total, &link)
+                            queue::throughput(who, 64, 1, 1, total, &link, queue::Pattern::User)
                                 .map(|d| total as f64 / d.as_secs_f64())
                         }),
                     ));
@@ -654,7 +654,10 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                                 python_rows.push((ci, "python".into(), l.1));
                             }
                             let (case, size) = if g == Group::Queue {
-                                ("stream 64 B, 1 -> 1", 64)
+                                (
+                                    "stream 64 B, 1 -> 1 (copied in and out of user buffers)",
+                                    64,
+                                )
                             } else {
                                 ("stream 64 KiB, one way", 64 << 10)
                             };
