@@ -699,7 +699,11 @@ impl ByteQueue {
             Record::Side { len, name } => {
                 let seg = self.take_side(claim, len, &name)?;
                 let n = len as usize;
-                out.reserve_exact(n);
+                // `len` is backed: the side segment maps at least `len`
+                // bytes (checked in take_side), so the allocation never
+                // runs ahead of the bytes; still, a failure is an error.
+                out.try_reserve_exact(n)
+                    .map_err(|_| GetError::NoMemory { len })?;
                 let src = seg.data_ptr();
                 // SAFETY: `src..src + n` is inside the side segment's payload
                 // (data_len >= len checked in take_side); its name is unlinked
@@ -721,7 +725,8 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Closed`] once closed and drained; [`GetError::Corrupt`]
     /// for a corrupt record (its slot is released: the queue stays usable)
-    /// or a side segment that vanished.
+    /// or a side segment that vanished; [`GetError::NoMemory`] when a
+    /// message from a side segment cannot be copied out.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
         self.get_bytes_into(&mut v)?;
