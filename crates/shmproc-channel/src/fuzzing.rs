@@ -3,8 +3,11 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::VecDeque;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use shmproc_shm::DATA_OFFSET;
@@ -35,6 +38,79 @@ impl Input<'_> {
     }
 }
 
+/// An anonymous segment kept across fuzz inputs, with a copy of its bytes
+/// right after creation.
+struct Kept {
+    /// The creating handle(s), kept alive so the segment is never rebuilt.
+    _owner: Box<dyn Any>,
+    file: File,
+    fresh: Vec<u8>,
+}
+
+thread_local! {
+    /// One kept segment per (structure, shape).
+    static KEPT: RefCell<HashMap<(&'static str, u64), Kept>> = RefCell::new(HashMap::new());
+}
+
+/// A descriptor of a segment of shape `(what, shape)` in exactly the state
+/// `create` leaves it in: created once per process, then reset by writing
+/// its fresh bytes back before each input. The caller opens its own handle
+/// on it (`open_fd`), so no process-local state survives an input either;
+/// an input runs the same code on the same bytes as on a new segment,
+/// without the `memfd_create`, `ftruncate` and page zeroing that made
+/// each input cost a millisecond.
+fn fresh_fd<T: Any>(
+    what: &'static str,
+    shape: u64,
+    create: impl FnOnce() -> T,
+    fd_of: impl Fn(&T) -> BorrowedFd<'_>,
+) -> OwnedFd {
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let k = kept.entry((what, shape)).or_insert_with(|| {
+            let owner = create();
+            let file = File::from(
+                fd_of(&owner)
+                    .try_clone_to_owned()
+                    .expect("dup the segment fd"),
+            );
+            let len = file.metadata().expect("fstat the segment").len();
+            let mut fresh = vec![0u8; usize::try_from(len).expect("segment length")];
+            file.read_exact_at(&mut fresh, 0)
+                .expect("read the fresh segment");
+            Kept {
+                _owner: Box::new(owner),
+                file,
+                fresh,
+            }
+        });
+        k.file.write_all_at(&k.fresh, 0).expect("reset the segment");
+        OwnedFd::from(k.file.try_clone().expect("dup the segment fd"))
+    })
+}
+
+/// A `Queue<u64>` of capacity `cap` on a kept segment, as new.
+fn fresh_queue(cap: usize) -> Queue<u64> {
+    let fd = fresh_fd(
+        "queue",
+        cap as u64,
+        || Queue::<u64>::new(cap).expect("create an anonymous queue"),
+        |q| q.segment().fd(),
+    );
+    Queue::open_fd(fd).expect("open the kept queue")
+}
+
+/// A `ByteQueue` of `cap` slots of `slot` bytes on a kept segment, as new.
+fn fresh_byte_queue(cap: usize, slot: usize) -> ByteQueue {
+    let fd = fresh_fd(
+        "bytes",
+        (cap as u64) << 32 | slot as u64,
+        || ByteQueue::new(cap, slot).expect("create an anonymous byte queue"),
+        |q| q.segment().fd(),
+    );
+    ByteQueue::open_fd(fd).expect("open the kept byte queue")
+}
+
 /// `queue_ops`: a sequence of operations on an anonymous `Queue<u64>`,
 /// checked against a `VecDeque` model (one process, so the queue must be
 /// exactly a FIFO of capacity `cap`).
@@ -46,7 +122,7 @@ pub fn queue_ops(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 6);
-    let q = Queue::<u64>::new(cap).expect("create an anonymous queue");
+    let q = fresh_queue(cap);
     assert_eq!(q.capacity(), cap);
     let mut model = VecDeque::new();
     let mut closed = false;
@@ -144,7 +220,8 @@ fn message(len: usize, tag: u64) -> Vec<u8> {
 /// The bytes half of `queue_ops`, run over the same input after the
 /// `Queue<u64>` half (so older corpus entries stay meaningful): a
 /// `ByteQueue` with 64-byte slots against a `VecDeque<Vec<u8>>` model.
-/// Lengths are `3 * byte` (up to 765: inline and side segments).
+/// Lengths are `byte % 65` (inline) for bytes below 0xf0, and 65 to 305
+/// (side segments) above.
 ///
 /// Opcodes (`b % 8`): put, try_put, reserve+commit, reserve+drop (its
 /// cancelled record holds a slot until a consumer skips it),
@@ -153,7 +230,7 @@ fn bytes_ops(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = ByteQueue::new(cap, 64).expect("create an anonymous byte queue");
+    let q = fresh_byte_queue(cap, 64);
     // `None`: a dropped reservation, a cancelled record that holds its slot
     // until a consumer skips it.
     let mut model: VecDeque<Option<Vec<u8>>> = VecDeque::new();
@@ -162,7 +239,12 @@ fn bytes_ops(data: &[u8]) {
     let mut buf = Vec::new();
     while let Some(op) = input.byte() {
         tag += 1;
-        let len = 3 * usize::from(input.byte().unwrap_or(0));
+        // Mostly inline (0..=64); one length byte in 16 makes a side
+        // segment (65..=305), the costly case (`bytes_records` has more).
+        let len = match input.byte().unwrap_or(0) {
+            b @ 0..0xf0 => usize::from(b) % 65,
+            b => 65 + 16 * usize::from(b - 0xf0),
+        };
         let m = message(len, tag);
         match op % 8 {
             0..=3 => {
@@ -240,7 +322,7 @@ pub fn queue_corrupt(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = Queue::<u64>::new(cap).expect("create an anonymous queue");
+    let q = fresh_queue(cap);
     let file = File::from(
         q.segment()
             .fd()
@@ -297,7 +379,7 @@ fn bytes_corrupt(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = ByteQueue::new(cap, 64).expect("create an anonymous byte queue");
+    let q = fresh_byte_queue(cap, 64);
     let file = File::from(
         q.segment()
             .fd()
@@ -430,10 +512,26 @@ pub fn pipe_frames(data: &[u8]) {
         (PipeMode::Duplex, usize::from((config >> 1) & 1))
     };
     let r_end = 1 - w_end;
-    let (a, b) = Pipe::options(mode, CAP as usize)
-        .build()
-        .expect("create an anonymous pipe");
-    let (mut w, mut r) = if w_end == 0 { (a, b) } else { (b, a) };
+    let fd = fresh_fd(
+        "pipe",
+        u64::from(config & 1),
+        || {
+            Pipe::options(mode, CAP as usize)
+                .build()
+                .expect("create an anonymous pipe")
+        },
+        |(a, _)| a.segment().fd(),
+    );
+    let open = |fd: OwnedFd, end: usize| {
+        let end = if end == 0 {
+            PipeEnd::First
+        } else {
+            PipeEnd::Second
+        };
+        Connection::open_fd(fd, end).expect("open the kept pipe")
+    };
+    let mut r = open(fd.try_clone().expect("dup the segment fd"), r_end);
+    let mut w = open(fd, w_end);
     let file = File::from(
         w.segment()
             .fd()
@@ -664,3 +762,4 @@ pub fn pipe_frames(data: &[u8]) {
     }
     drop(r);
 }
+
