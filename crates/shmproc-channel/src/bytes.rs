@@ -967,7 +967,7 @@ impl ByteQueue {
     /// This queue's id, as its side segments' names carry it: read from
     /// the ring header, where the first process that needs one stores 48
     /// random bits (never 0).
-    fn queue_id(&self) -> u64 {
+    pub(crate) fn queue_id(&self) -> u64 {
         let id = &self.ring.header().queue_id;
         // Relaxed: the id is a value on its own, published with nothing
         // else; the CAS makes every process agree on the first one stored.
@@ -1163,7 +1163,7 @@ fn settle<R, E, F: From<E>>(r: Result<Option<R>, E>, none: F) -> Result<R, F> {
 const QUEUE_ID_MASK: u64 = (1 << 48) - 1;
 
 /// How the names of queue `id`'s side segments end: `-<id hex>-bq`.
-fn side_suffix(id: u64) -> String {
+pub(crate) fn side_suffix(id: u64) -> String {
     format!("-{id:012x}{SIDE_TAG}")
 }
 

@@ -1,5 +1,5 @@
-//! Replays the corpora of the fuzz targets `queue_ops`, `queue_corrupt` and
-//! `pipe_frames` (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`)
+//! Replays the corpora of the fuzz targets `queue_ops`, `queue_corrupt`,
+//! `pipe_frames`, `bytes_records` and `pipe_open` (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`)
 //! on stable, through the same entry points as the cargo-fuzz targets.
 //!
 //! The seeds come from `write_queue_seeds`:
@@ -85,6 +85,16 @@ fn replay_queue_corrupt() {
 #[test]
 fn replay_pipe_frames() {
     replay_fuzz_corpus("pipe_frames", |d| capped(fuzzing::pipe_frames, d));
+}
+
+#[test]
+fn replay_bytes_records() {
+    replay_fuzz_corpus("bytes_records", |d| capped(fuzzing::bytes_records, d));
+}
+
+#[test]
+fn replay_pipe_open() {
+    replay_fuzz_corpus("pipe_open", |d| capped(fuzzing::pipe_open, d));
 }
 
 /// The input of issue 21: a scribbled record announced 0x8000000002 bytes,
