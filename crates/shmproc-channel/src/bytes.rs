@@ -699,7 +699,11 @@ impl ByteQueue {
             Record::Side { len, name } => {
                 let seg = self.take_side(claim, len, &name)?;
                 let n = len as usize;
-                out.reserve_exact(n);
+                // `len` is backed: the side segment maps at least `len`
+                // bytes (checked in take_side), so the allocation never
+                // runs ahead of the bytes; still, a failure is an error.
+                out.try_reserve_exact(n)
+                    .map_err(|_| GetError::NoMemory { len })?;
                 let src = seg.data_ptr();
                 // SAFETY: `src..src + n` is inside the side segment's payload
                 // (data_len >= len checked in take_side); its name is unlinked
@@ -721,7 +725,8 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::Closed`] once closed and drained; [`GetError::Corrupt`]
     /// for a corrupt record (its slot is released: the queue stays usable)
-    /// or a side segment that vanished.
+    /// or a side segment that vanished; [`GetError::NoMemory`] when a
+    /// message from a side segment cannot be copied out.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
         self.get_bytes_into(&mut v)?;
@@ -962,7 +967,7 @@ impl ByteQueue {
     /// This queue's id, as its side segments' names carry it: read from
     /// the ring header, where the first process that needs one stores 48
     /// random bits (never 0).
-    fn queue_id(&self) -> u64 {
+    pub(crate) fn queue_id(&self) -> u64 {
         let id = &self.ring.header().queue_id;
         // Relaxed: the id is a value on its own, published with nothing
         // else; the CAS makes every process agree on the first one stored.
@@ -1158,7 +1163,7 @@ fn settle<R, E, F: From<E>>(r: Result<Option<R>, E>, none: F) -> Result<R, F> {
 const QUEUE_ID_MASK: u64 = (1 << 48) - 1;
 
 /// How the names of queue `id`'s side segments end: `-<id hex>-bq`.
-fn side_suffix(id: u64) -> String {
+pub(crate) fn side_suffix(id: u64) -> String {
     format!("-{id:012x}{SIDE_TAG}")
 }
 

@@ -227,6 +227,14 @@ pub enum GetError {
     /// The queue was closed and is drained.
     #[error("the queue is closed and empty")]
     Closed,
+    /// No memory to copy a [`ByteQueue`](crate::ByteQueue) message out of
+    /// its side segment (the forms that return or fill a `Vec`); the
+    /// message is consumed.
+    #[error("cannot allocate {len} bytes for the message")]
+    NoMemory {
+        /// The message's length.
+        len: u64,
+    },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
@@ -242,6 +250,14 @@ pub enum TryGetError {
     /// The queue was closed and is drained.
     #[error("the queue is closed and empty")]
     Closed,
+    /// No memory to copy a [`ByteQueue`](crate::ByteQueue) message out of
+    /// its side segment (the forms that return or fill a `Vec`); the
+    /// message is consumed.
+    #[error("cannot allocate {len} bytes for the message")]
+    NoMemory {
+        /// The message's length.
+        len: u64,
+    },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
@@ -258,6 +274,14 @@ pub enum GetTimeoutError {
     /// The queue was closed and is drained.
     #[error("the queue is closed and empty")]
     Closed,
+    /// No memory to copy a [`ByteQueue`](crate::ByteQueue) message out of
+    /// its side segment (the forms that return or fill a `Vec`); the
+    /// message is consumed.
+    #[error("cannot allocate {len} bytes for the message")]
+    NoMemory {
+        /// The message's length.
+        len: u64,
+    },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
@@ -306,6 +330,7 @@ impl From<GetError> for TryGetError {
     fn from(e: GetError) -> Self {
         match e {
             GetError::Closed => Self::Closed,
+            GetError::NoMemory { len } => Self::NoMemory { len },
             GetError::Corrupt(c) => Self::Corrupt(c),
         }
     }
@@ -315,6 +340,7 @@ impl From<GetError> for GetTimeoutError {
     fn from(e: GetError) -> Self {
         match e {
             GetError::Closed => Self::Closed,
+            GetError::NoMemory { len } => Self::NoMemory { len },
             GetError::Corrupt(c) => Self::Corrupt(c),
         }
     }

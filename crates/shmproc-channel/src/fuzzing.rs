@@ -3,8 +3,11 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::VecDeque;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use shmproc_shm::DATA_OFFSET;
@@ -35,6 +38,79 @@ impl Input<'_> {
     }
 }
 
+/// An anonymous segment kept across fuzz inputs, with a copy of its bytes
+/// right after creation.
+struct Kept {
+    /// The creating handle(s), kept alive so the segment is never rebuilt.
+    _owner: Box<dyn Any>,
+    file: File,
+    fresh: Vec<u8>,
+}
+
+thread_local! {
+    /// One kept segment per (structure, shape).
+    static KEPT: RefCell<HashMap<(&'static str, u64), Kept>> = RefCell::new(HashMap::new());
+}
+
+/// A descriptor of a segment of shape `(what, shape)` in exactly the state
+/// `create` leaves it in: created once per process, then reset by writing
+/// its fresh bytes back before each input. The caller opens its own handle
+/// on it (`open_fd`), so no process-local state survives an input either;
+/// an input runs the same code on the same bytes as on a new segment,
+/// without the `memfd_create`, `ftruncate` and page zeroing that made
+/// each input cost a millisecond.
+fn fresh_fd<T: Any>(
+    what: &'static str,
+    shape: u64,
+    create: impl FnOnce() -> T,
+    fd_of: impl Fn(&T) -> BorrowedFd<'_>,
+) -> OwnedFd {
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let k = kept.entry((what, shape)).or_insert_with(|| {
+            let owner = create();
+            let file = File::from(
+                fd_of(&owner)
+                    .try_clone_to_owned()
+                    .expect("dup the segment fd"),
+            );
+            let len = file.metadata().expect("fstat the segment").len();
+            let mut fresh = vec![0u8; usize::try_from(len).expect("segment length")];
+            file.read_exact_at(&mut fresh, 0)
+                .expect("read the fresh segment");
+            Kept {
+                _owner: Box::new(owner),
+                file,
+                fresh,
+            }
+        });
+        k.file.write_all_at(&k.fresh, 0).expect("reset the segment");
+        OwnedFd::from(k.file.try_clone().expect("dup the segment fd"))
+    })
+}
+
+/// A `Queue<u64>` of capacity `cap` on a kept segment, as new.
+fn fresh_queue(cap: usize) -> Queue<u64> {
+    let fd = fresh_fd(
+        "queue",
+        cap as u64,
+        || Queue::<u64>::new(cap).expect("create an anonymous queue"),
+        |q| q.segment().fd(),
+    );
+    Queue::open_fd(fd).expect("open the kept queue")
+}
+
+/// A `ByteQueue` of `cap` slots of `slot` bytes on a kept segment, as new.
+fn fresh_byte_queue(cap: usize, slot: usize) -> ByteQueue {
+    let fd = fresh_fd(
+        "bytes",
+        (cap as u64) << 32 | slot as u64,
+        || ByteQueue::new(cap, slot).expect("create an anonymous byte queue"),
+        |q| q.segment().fd(),
+    );
+    ByteQueue::open_fd(fd).expect("open the kept byte queue")
+}
+
 /// `queue_ops`: a sequence of operations on an anonymous `Queue<u64>`,
 /// checked against a `VecDeque` model (one process, so the queue must be
 /// exactly a FIFO of capacity `cap`).
@@ -46,7 +122,7 @@ pub fn queue_ops(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 6);
-    let q = Queue::<u64>::new(cap).expect("create an anonymous queue");
+    let q = fresh_queue(cap);
     assert_eq!(q.capacity(), cap);
     let mut model = VecDeque::new();
     let mut closed = false;
@@ -144,7 +220,8 @@ fn message(len: usize, tag: u64) -> Vec<u8> {
 /// The bytes half of `queue_ops`, run over the same input after the
 /// `Queue<u64>` half (so older corpus entries stay meaningful): a
 /// `ByteQueue` with 64-byte slots against a `VecDeque<Vec<u8>>` model.
-/// Lengths are `3 * byte` (up to 765: inline and side segments).
+/// Lengths are `byte % 65` (inline) for bytes below 0xf0, and 65 to 305
+/// (side segments) above.
 ///
 /// Opcodes (`b % 8`): put, try_put, reserve+commit, reserve+drop (its
 /// cancelled record holds a slot until a consumer skips it),
@@ -153,7 +230,7 @@ fn bytes_ops(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = ByteQueue::new(cap, 64).expect("create an anonymous byte queue");
+    let q = fresh_byte_queue(cap, 64);
     // `None`: a dropped reservation, a cancelled record that holds its slot
     // until a consumer skips it.
     let mut model: VecDeque<Option<Vec<u8>>> = VecDeque::new();
@@ -162,7 +239,12 @@ fn bytes_ops(data: &[u8]) {
     let mut buf = Vec::new();
     while let Some(op) = input.byte() {
         tag += 1;
-        let len = 3 * usize::from(input.byte().unwrap_or(0));
+        // Mostly inline (0..=64); one length byte in 16 makes a side
+        // segment (65..=305), the costly case (`bytes_records` has more).
+        let len = match input.byte().unwrap_or(0) {
+            b @ 0..0xf0 => usize::from(b) % 65,
+            b => 65 + 16 * usize::from(b - 0xf0),
+        };
         let m = message(len, tag);
         match op % 8 {
             0..=3 => {
@@ -240,7 +322,7 @@ pub fn queue_corrupt(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = Queue::<u64>::new(cap).expect("create an anonymous queue");
+    let q = fresh_queue(cap);
     let file = File::from(
         q.segment()
             .fd()
@@ -297,7 +379,7 @@ fn bytes_corrupt(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
-    let q = ByteQueue::new(cap, 64).expect("create an anonymous byte queue");
+    let q = fresh_byte_queue(cap, 64);
     let file = File::from(
         q.segment()
             .fd()
@@ -430,10 +512,26 @@ pub fn pipe_frames(data: &[u8]) {
         (PipeMode::Duplex, usize::from((config >> 1) & 1))
     };
     let r_end = 1 - w_end;
-    let (a, b) = Pipe::options(mode, CAP as usize)
-        .build()
-        .expect("create an anonymous pipe");
-    let (mut w, mut r) = if w_end == 0 { (a, b) } else { (b, a) };
+    let fd = fresh_fd(
+        "pipe",
+        u64::from(config & 1),
+        || {
+            Pipe::options(mode, CAP as usize)
+                .build()
+                .expect("create an anonymous pipe")
+        },
+        |(a, _)| a.segment().fd(),
+    );
+    let open = |fd: OwnedFd, end: usize| {
+        let end = if end == 0 {
+            PipeEnd::First
+        } else {
+            PipeEnd::Second
+        };
+        Connection::open_fd(fd, end).expect("open the kept pipe")
+    };
+    let mut r = open(fd.try_clone().expect("dup the segment fd"), r_end);
+    let mut w = open(fd, w_end);
     let file = File::from(
         w.segment()
             .fd()
@@ -663,4 +761,291 @@ pub fn pipe_frames(data: &[u8]) {
         }
     }
     drop(r);
+}
+
+/// `bytes_records`: a [`ByteQueue`] (64-byte slots, up to 4 of them) whose
+/// record headers (kind, name length, message length, name) and slots are
+/// scribbled between puts and gets, inline messages and side segments
+/// mixed, a side record duplicated into another slot included. Every call
+/// returns (a message, `Empty`, `Closed` or an error); a message never
+/// exceeds the slot (inline) or [`MAX_MESSAGE_LEN`](crate::MAX_MESSAGE_LEN),
+/// and nothing is allocated for a length no side segment backs. The side
+/// segments a scribble orphaned are removed at the end (by this queue's id,
+/// which no scribble reaches), so nothing is left in `/dev/shm`.
+///
+/// Input: a capacity byte (`1 << (b % 3)`), then opcodes (`b % 8`): put
+/// (`try_put_bytes`), reserve + commit or drop, `try_get_bytes_into`,
+/// `try_get_bytes_ref`, forge a record header field, copy a record header
+/// to another slot, write 8 bytes anywhere in the slots, and
+/// qsize/empty/full with a zero-timeout get. Lengths: `b % 65` below 0x80
+/// (inline), `65 + 8 * (b - 0x80)` from 0x80 (side segments, to 1081).
+pub fn bytes_records(data: &[u8]) {
+    use crate::bytes::side_suffix;
+    use crate::ring::slot_geometry;
+
+    const SLOT: usize = 64;
+    let mut input = Input(data);
+    let Some(c) = input.byte() else { return };
+    let cap = 1usize << (c % 3);
+    let fd = fresh_fd(
+        "bytes-side",
+        cap as u64,
+        || {
+            let q = ByteQueue::new(cap, SLOT).expect("create an anonymous byte queue");
+            // One side message through, so the queue id is in the fresh
+            // bytes (the same for every input: the cleanup's suffix).
+            q.try_put_bytes(&[1u8; SLOT + 1]).expect("a side put");
+            q.try_get_bytes().expect("a side get");
+            q
+        },
+        |q| q.segment().fd(),
+    );
+    let q = ByteQueue::open_fd(fd).expect("open the kept byte queue");
+    let suffix = side_suffix(q.queue_id());
+    let file = File::from(q.segment().fd().try_clone_to_owned().expect("dup"));
+    let ring_slot = (crate::bytes::RECORD_HEADER_LEN + SLOT) as u64;
+    let (payload_off, stride) = slot_geometry(ring_slot).expect("slot geometry");
+    let record_at = |i: u64| -> u64 {
+        DATA_OFFSET as u64 + RING_HEADER_LEN as u64 + (i % cap as u64) * stride + payload_off
+    };
+    let slots_end = DATA_OFFSET as u64 + RING_HEADER_LEN as u64 + cap as u64 * stride;
+    let write = |at: u64, bytes: &[u8]| {
+        let end = slots_end.min(at + bytes.len() as u64);
+        if at < end {
+            let _ = file.write_at(bytes.get(..(end - at) as usize).unwrap_or(&[]), at);
+        }
+    };
+    let len_of = |b: u8| -> usize {
+        if b < 0x80 {
+            usize::from(b) % 65
+        } else {
+            65 + 8 * usize::from(b - 0x80)
+        }
+    };
+    let mut buf = Vec::new();
+    let mut scribbled = false;
+    let mut tag = 0u64;
+    while let Some(op) = input.byte() {
+        tag += 1;
+        match op % 8 {
+            0 => {
+                let m = message(len_of(input.byte().unwrap_or(0)), tag);
+                let _ = q.try_put_bytes(&m);
+            }
+            1 => {
+                let len = len_of(input.byte().unwrap_or(0));
+                if let Ok(mut w) = q.try_reserve(len) {
+                    w.fill(op);
+                    if op & 8 == 0 {
+                        let _ = w.commit();
+                    }
+                }
+            }
+            2 => {
+                if q.try_get_bytes_into(&mut buf).is_ok() {
+                    assert!(buf.len() <= 65 + 8 * 127);
+                }
+            }
+            3 => {
+                if let Ok(g) = q.try_get_bytes_ref() {
+                    assert!(g.len() <= 65 + 8 * 127);
+                    let _ = g.iter().fold(0u8, |a, &b| a ^ b);
+                }
+            }
+            4 => {
+                scribbled = true;
+                let at = record_at(u64::from(input.byte().unwrap_or(0)));
+                let sel = input.byte().unwrap_or(0);
+                let v = u64::from(input.byte().unwrap_or(0));
+                match sel % 4 {
+                    // kind: inline, side, cancelled, or anything.
+                    0 => write(at, &(v % 5).to_le_bytes()[..4]),
+                    // name_len.
+                    1 => write(at + 4, &(v % 64).to_le_bytes()[..4]),
+                    // len: small, the slot edge, huge, or anything.
+                    2 => {
+                        let len = match v % 5 {
+                            0 => v,
+                            1 => SLOT as u64 + (v & 1),
+                            2 => 0x80_0000_0002,
+                            3 => crate::MAX_MESSAGE_LEN + (v & 1),
+                            _ => input.u64(),
+                        };
+                        write(at + 8, &len.to_le_bytes());
+                    }
+                    // One byte of the name.
+                    _ => write(at + 16 + v % 48, &[input.byte().unwrap_or(0)]),
+                }
+            }
+            5 => {
+                // Copy slot i's record header over slot j's.
+                scribbled = true;
+                let from = record_at(u64::from(input.byte().unwrap_or(0)));
+                let to = record_at(u64::from(input.byte().unwrap_or(0)));
+                let mut h = [0u8; crate::bytes::RECORD_HEADER_LEN];
+                if file.read_exact_at(&mut h, from).is_ok() {
+                    write(to, &h);
+                }
+            }
+            6 => {
+                scribbled = true;
+                let start = DATA_OFFSET as u64 + RING_HEADER_LEN as u64;
+                let x = u64::from(input.byte().unwrap_or(0)) << 8
+                    | u64::from(input.byte().unwrap_or(0));
+                write(start + x % (slots_end - start), &input.u64().to_le_bytes());
+            }
+            _ => {
+                assert!(q.qsize() <= cap);
+                let _ = (q.empty(), q.full());
+                let _ = q.get_bytes_timeout(std::time::Duration::ZERO);
+            }
+        }
+    }
+    // Drain: each get takes a slot (or fails on it); bounded.
+    for _ in 0..=2 * cap {
+        if matches!(
+            q.try_get_bytes(),
+            Err(TryGetError::Empty | TryGetError::Closed)
+        ) {
+            break;
+        }
+    }
+    if scribbled {
+        for info in shmproc_shm::cleanup::list_matching(|n| {
+            n.starts_with(shmproc_shm::NAME_PREFIX) && n.ends_with(&suffix)
+        }) {
+            let _ = shmproc_shm::Segment::remove(&info.name);
+        }
+    }
+}
+
+/// `pipe_open`: [`Connection::open`](crate::Connection::open) of a named
+/// pipe (4 KiB rings) whose segment header, meta line, end records, ring
+/// indices and data were scribbled before the open. The open returns an
+/// error or a connection; a connection's calls (receives of every form,
+/// `try_send_bytes`, `poll`) return, whatever the bytes say. The pipe is
+/// unlinked before the calls, so nothing is left in `/dev/shm`.
+///
+/// Input: a config byte (bit 0: simplex, bit 1: the end opened when
+/// duplex), then scribbles until a 0xff byte: `sel` (`% 3`: a segment
+/// header word, a meta or control word, anywhere; `/ 3 % 4`: a random
+/// word, a small delta, zero, all ones), two offset bytes and, for random
+/// words, 8 value bytes. Then opcodes on the connection (`b % 6`).
+///
+/// The peer's end record is never scribbled: the harness opens the peer
+/// end and closes it, so every receive ends (data, EOF or an error), as in
+/// `pipe_frames`.
+pub fn pipe_open(data: &[u8]) {
+    use crate::pipe::{Connection, Pipe, PipeEnd, PipeMode};
+    use shmproc_shm::SegmentName;
+    use std::time::Duration;
+
+    const CAP: u64 = 4096;
+    const META_ENDS: u64 = 16;
+    const HEADER_WORDS: [u64; 8] = [0, 8, 12, 16, 24, 32, 36, 40];
+    // Meta: capacity/mode, end records, seal key; each ring's tail, head,
+    // wake and waiters/armed words (pipe/layout.rs).
+    const CTL_WORDS: [u64; 14] = [0, 8, 16, 24, 32, 40, 48, 128, 256, 384, 392, 512, 640, 768];
+
+    let mut input = Input(data);
+    let Some(config) = input.byte() else { return };
+    let (mode, end) = if config & 1 != 0 {
+        (PipeMode::Simplex, 0usize)
+    } else {
+        (PipeMode::Duplex, usize::from((config >> 1) & 1))
+    };
+    let pick = |e: usize| {
+        if e == 0 {
+            PipeEnd::First
+        } else {
+            PipeEnd::Second
+        }
+    };
+    let name = SegmentName::unique("fzp");
+    let Ok((a, b)) = Pipe::options(mode, CAP as usize).build_named(name.as_str()) else {
+        return; // /dev/shm full: nothing to test
+    };
+    let file = File::from(a.segment().fd().try_clone_to_owned().expect("dup"));
+    let file_len = file.metadata().map_or(0, |m| m.len());
+    let peer = 1 - end;
+    let peer_rec = DATA_OFFSET as u64 + META_ENDS + 16 * peer as u64;
+    while let Some(sel) = input.byte() {
+        if sel == 0xff {
+            break;
+        }
+        let x = u64::from(input.byte().unwrap_or(0)) << 8 | u64::from(input.byte().unwrap_or(0));
+        let at = match sel % 3 {
+            0 => HEADER_WORDS.get((x % 8) as usize).copied().unwrap_or(0),
+            1 => DATA_OFFSET as u64 + CTL_WORDS.get((x % 14) as usize).copied().unwrap_or(0),
+            _ => x % file_len.max(1),
+        };
+        let mut cur = [0u8; 8];
+        let _ = file.read_at(&mut cur, at);
+        let v = match sel / 3 % 4 {
+            0 => input.u64(),
+            1 => u64::from_le_bytes(cur).wrapping_add_signed(i64::from(x as i8)),
+            2 => 0,
+            _ => u64::MAX,
+        };
+        let n = file_len.saturating_sub(at).min(8);
+        if at < peer_rec + 16 && peer_rec < at + n {
+            continue; // spare the peer's end record
+        }
+        let _ = file.write_at(v.to_le_bytes().get(..n as usize).unwrap_or(&[]), at);
+    }
+    // A state word left "uninit" or "initialising" makes an open wait for
+    // `DEFAULT_INIT_TIMEOUT` (2 s: a creator may still be at work), which
+    // `segment_open` covers with a zero timeout: here it reads as ready or
+    // poisoned instead.
+    let mut state = [0u8; 4];
+    if file.read_exact_at(&mut state, 36).is_ok() && u32::from_le_bytes(state) < 2 {
+        let _ = file.write_at(&(u32::from_le_bytes(state) + 2).to_le_bytes(), 36);
+    }
+    let opened = Connection::open(name.as_str(), pick(end));
+    let peer_closed = match Connection::open(name.as_str(), pick(peer)) {
+        Ok(mut p) => {
+            p.close();
+            true
+        }
+        Err(_) => false,
+    };
+    drop((a, b)); // unlinks the name; the opened connections keep their maps
+    let Ok(mut c) = opened else { return };
+    let mut buf = Vec::new();
+    while let Some(op) = input.byte() {
+        match op % 6 {
+            // Receives wait for a live peer; the peer is closed, so they
+            // end (when it could not be opened, only the polls run).
+            0 if peer_closed => {
+                let _ = c.try_recv_bytes_max(64 * usize::from(input.byte().unwrap_or(0)));
+            }
+            1 if peer_closed => {
+                buf.resize(16 * usize::from(input.byte().unwrap_or(0)), 0);
+                if let Ok(n) = c.try_recv_bytes_into(&mut buf) {
+                    assert!(n <= buf.len());
+                }
+            }
+            2 if peer_closed => {
+                let _ = c.try_recv::<u64>();
+                if let Ok(g) = c.try_recv_bytes_ref() {
+                    let _ = g.iter().fold(0u8, |a, &b| a ^ b);
+                }
+            }
+            3 => {
+                let m = message(16 * usize::from(input.byte().unwrap_or(0)), u64::from(op));
+                let _ = c.try_send_bytes(&m);
+            }
+            4 => {
+                let _ = c.poll(Some(Duration::ZERO));
+                let _ = (c.readable(), c.writable(), c.closed());
+            }
+            _ => {
+                if peer_closed {
+                    let _ = c.recv_bytes_max(CAP as usize);
+                }
+            }
+        }
+    }
+    drop(c);
+    drop(file);
 }

@@ -144,7 +144,7 @@ pub use storage::HeapStorage;
 #[doc(hidden)]
 pub mod __private {
     #[cfg(not(shmproc_loom))]
-    pub use crate::fuzzing::{pipe_frames, queue_corrupt, queue_ops};
+    pub use crate::fuzzing::{bytes_records, pipe_frames, pipe_open, queue_corrupt, queue_ops};
     pub use crate::ring::{Pop, Push, Ring};
 }
 

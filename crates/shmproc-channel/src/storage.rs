@@ -169,6 +169,14 @@ mod segment {
     /// only then is it executed, since older CPUs need not treat it as a NOP.
     #[cfg(target_arch = "x86_64")]
     fn has_prefetchw() -> bool {
+        // CPUID is a VM exit under a hypervisor (a few microseconds): asked
+        // once per process, not once per open.
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(cpuid_prefetchw)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn cpuid_prefetchw() -> bool {
         use std::arch::x86_64::__cpuid;
         // SAFETY: CPUID exists on every x86_64 CPU (a safe fn from Rust 1.87;
         // the MSRV is 1.85).

@@ -1,27 +1,111 @@
-//! Replays the corpora of the fuzz targets `queue_ops`, `queue_corrupt` and
-//! `pipe_frames` (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`)
+//! Replays the corpora of the fuzz targets `queue_ops`, `queue_corrupt`,
+//! `pipe_frames`, `bytes_records` and `pipe_open` (`fuzz/corpus/<target>/`, plus `fuzz/regressions/<target>/`)
 //! on stable, through the same entry points as the cargo-fuzz targets.
 //!
 //! The seeds come from `write_queue_seeds`:
 //! `cargo test -p shmproc-channel --test fuzz_replay -- --ignored write_queue_seeds`.
+//!
+//! Every input also runs under [`Capped`], this binary's allocator: a
+//! request above [`ALLOC_CAP`] (a length word from shared memory sizing an
+//! allocation, as libFuzzer's `-malloc_limit_mb` would report under
+//! AddressSanitizer) is refused and fails the input.
 #![cfg(not(shmproc_loom))]
+// The global allocator below (`unsafe impl GlobalAlloc`); nothing else.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use shmproc_channel::__private as fuzzing;
 use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
 
+/// The largest single allocation an input may ask for: far above what the
+/// targets need (a few MiB), far below a forged length.
+const ALLOC_CAP: usize = 256 << 20;
+
+thread_local! {
+    /// The largest request above [`ALLOC_CAP`] this thread made (0: none).
+    static OVER_CAP: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The system allocator, refusing requests above [`ALLOC_CAP`] (and
+/// noting them for the thread that made them).
+struct Capped;
+
+// SAFETY: every request goes to `System` unchanged, or is refused with a
+// null pointer, which `GlobalAlloc` allows.
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ALLOC_CAP {
+            OVER_CAP.with(|c| c.set(c.get().max(layout.size())));
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract for `alloc`, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` (refused requests return null,
+        // which is never deallocated).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > ALLOC_CAP {
+            OVER_CAP.with(|c| c.set(c.get().max(new_size)));
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract for `realloc`, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Capped = Capped;
+
+/// Runs `target` on `data`, failing when it asked for more than [`ALLOC_CAP`].
+fn capped(target: fn(&[u8]), data: &[u8]) {
+    OVER_CAP.with(|c| c.set(0));
+    target(data);
+    let over = OVER_CAP.with(Cell::get);
+    assert!(
+        over == 0,
+        "an allocation of {over} bytes (above {ALLOC_CAP}): sized by a length from shared memory?"
+    );
+}
+
 #[test]
 fn replay_queue_ops() {
-    replay_fuzz_corpus("queue_ops", fuzzing::queue_ops);
+    replay_fuzz_corpus("queue_ops", |d| capped(fuzzing::queue_ops, d));
 }
 
 #[test]
 fn replay_queue_corrupt() {
-    replay_fuzz_corpus("queue_corrupt", fuzzing::queue_corrupt);
+    replay_fuzz_corpus("queue_corrupt", |d| capped(fuzzing::queue_corrupt, d));
 }
 
 #[test]
 fn replay_pipe_frames() {
-    replay_fuzz_corpus("pipe_frames", fuzzing::pipe_frames);
+    replay_fuzz_corpus("pipe_frames", |d| capped(fuzzing::pipe_frames, d));
+}
+
+#[test]
+fn replay_bytes_records() {
+    replay_fuzz_corpus("bytes_records", |d| capped(fuzzing::bytes_records, d));
+}
+
+#[test]
+fn replay_pipe_open() {
+    replay_fuzz_corpus("pipe_open", |d| capped(fuzzing::pipe_open, d));
+}
+
+/// The input of issue 21: a scribbled record announced 0x8000000002 bytes,
+/// and `recv_bytes_ref` reserved them before a single byte had arrived
+/// (AddressSanitizer stopped there; without it the reservation failed).
+/// Now the `Vec` of a streamed message grows only as its bytes arrive.
+#[test]
+fn announced_length_allocates_nothing_ahead() {
+    let path = fuzz_dir().join("regressions/pipe_frames/recv-bytes-ref-announced-0x8000000002");
+    let data = std::fs::read(&path).expect("the regression input");
+    capped(fuzzing::pipe_frames, &data);
 }
 
 /// The seeds themselves run clean (also when the corpus was minimised away from them).

@@ -415,37 +415,25 @@ impl Inner {
         frame: &wire::Frame,
         flights: &mut VecDeque<Batch>,
     ) -> Result<(), ()> {
-        let w = &frame.words;
-        if frame.kind != MSG_RESULTS || w.len() < 2 {
-            return Err(());
-        }
         let Some(batch) = flights.front() else {
             return Err(());
         };
-        let n = batch.chunks.len();
-        if w[0] != batch.id || w[1] != n as u64 || w.len() != 2 + 3 * n {
-            return Err(());
-        }
-        let total: u64 = w[2..].chunks_exact(3).map(|r| r[2]).sum();
-        if total != frame.blob.len() as u64 {
-            return Err(());
-        }
+        let results = check_results(frame, batch.id, batch.chunks.len(), |k| {
+            batch.chunks.get(k).map_or(0, |&c| batch.job.items(c).len())
+        })?;
         let Some(batch) = flights.pop_front() else {
             return Err(());
         };
+        let n = batch.chunks.len();
         batch.job.record_time(n, batch.sent);
-        let mut at = 0usize;
         let mut ok = Vec::with_capacity(n);
         let mut failed = Vec::new();
-        for (r, &c) in w[2..].chunks_exact(3).zip(&batch.chunks) {
-            let len = r[2] as usize;
-            let bytes = &frame.blob[at..at + len];
-            at += len;
-            let text = || String::from_utf8_lossy(bytes).into_owned();
-            match r[0] {
-                TASK_OK => ok.push((c, bytes.to_vec())),
+        for (r, &c) in results.into_iter().zip(&batch.chunks) {
+            let text = || String::from_utf8_lossy(r.bytes).into_owned();
+            match r.status {
+                TASK_OK => ok.push((c, r.bytes.to_vec())),
                 TASK_PANIC => {
-                    let index = batch.job.items(c).start + (r[1] as usize);
+                    let index = batch.job.items(c).start + r.offset;
                     failed.push((
                         c,
                         PoolError::TaskPanicked {
@@ -506,4 +494,63 @@ impl Inner {
             self.workers[i] = None;
         }
     }
+}
+
+/// One chunk's entry in a results frame (see [`check_results`]).
+#[derive(Debug)]
+pub(crate) struct ChunkResult<'a> {
+    /// `TASK_OK`, `TASK_PANIC`, or anything else (a codec failure).
+    pub(crate) status: u64,
+    /// `TASK_PANIC`: the panicking item's offset in its chunk (below the
+    /// chunk's item count).
+    pub(crate) offset: usize,
+    /// The chunk's encoded results, or the failure's message.
+    pub(crate) bytes: &'a [u8],
+}
+
+/// Checks a results frame, whose words a worker wrote, against the batch
+/// it answers: batch `id` of `n` chunks, chunk `k` holding `items(k)`
+/// items. Every length and offset is checked against what backs it (the
+/// frame's blob, the chunk's items) before anything is filed, so a corrupt
+/// frame is `Err`, never a panic, and allocates nothing sized by its words.
+pub(crate) fn check_results(
+    frame: &wire::Frame,
+    id: u64,
+    n: usize,
+    items: impl Fn(usize) -> usize,
+) -> Result<Vec<ChunkResult<'_>>, ()> {
+    let w = &frame.words;
+    if frame.kind != MSG_RESULTS
+        || w.first() != Some(&id)
+        || w.get(1) != Some(&(n as u64))
+        || w.len() != n.checked_mul(3).and_then(|k| k.checked_add(2)).ok_or(())?
+    {
+        return Err(());
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0usize;
+    for (k, r) in w.get(2..).unwrap_or_default().chunks_exact(3).enumerate() {
+        let &[status, offset, len] = r else {
+            return Err(());
+        };
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .ok_or(())?;
+        let bytes = frame.blob.get(at..end).ok_or(())?;
+        at = end;
+        let offset = usize::try_from(offset).map_err(|_| ())?;
+        if status == TASK_PANIC && offset >= items(k) {
+            return Err(());
+        }
+        out.push(ChunkResult {
+            status,
+            offset,
+            bytes,
+        });
+    }
+    if at != frame.blob.len() {
+        return Err(());
+    }
+    Ok(out)
 }

@@ -70,6 +70,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod fuzzing;
 mod handler;
 mod inplace;
 mod job;
@@ -92,6 +93,16 @@ use serde::de::DeserializeOwned;
 
 pub use error::PoolError;
 pub use results::{AsyncResult, Callbacks, IMap, IMapUnordered};
+
+/// What the fuzz targets (`fuzz/`) and their replay tests reach; not part
+/// of the public API.
+#[doc(hidden)]
+pub mod __private {
+    /// The `pool_frames` fuzz target: see `src/fuzzing.rs`.
+    pub fn pool_frames(data: &[u8]) {
+        crate::fuzzing::pool_frames(data);
+    }
+}
 use shmproc_process::{
     CodeRef, Context, Pid, Process, StarFn, StartMethod, default_context, get_context,
 };

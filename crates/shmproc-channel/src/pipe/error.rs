@@ -99,7 +99,9 @@ macro_rules! recv_errors {
                 found: u64,
             },
             /// No memory for the next message (the forms that return a
-            /// `Vec`); it stays readable.
+            /// `Vec`). One that fits the ring stays readable; a longer one
+            /// (streamed: its `Vec` grows as its bytes arrive, never ahead
+            /// of them) is consumed.
             #[error("cannot allocate {len} bytes for the message")]
             NoMemory {
                 /// The message's length.

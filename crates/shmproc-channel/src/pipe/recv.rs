@@ -295,6 +295,19 @@ impl Connection {
             self.after_recv();
             return Ok(());
         }
+        // Each chunk's `done + n <= rec.len`: inside `dst` (caller's contract).
+        self.take_streamed(rec, |done, _| Some(dst.wrapping_add(done as usize)))
+    }
+
+    /// Consumes the streamed record `rec` (at the head) chunk by chunk as
+    /// the writer publishes it. `sink(done, n)` gives where the `n` bytes
+    /// after the first `done` go (valid for `n` bytes), or `None` to
+    /// consume them without a copy.
+    fn take_streamed(
+        &mut self,
+        rec: Rec,
+        mut sink: impl FnMut(u64, u64) -> Option<*mut u8>,
+    ) -> Result<(), RecvError> {
         self.rx_head = self.rx_head.wrapping_add(LINE);
         self.publish_head();
         let mut done = 0u64;
@@ -304,9 +317,9 @@ impl Connection {
             }
             let avail = self.rx_cached_tail.wrapping_sub(self.rx_head);
             let n = avail.min(rec.len - done);
-            // SAFETY: `done + n <= rec.len`, inside `dst` (caller's contract).
-            let at = unsafe { dst.add(done as usize) };
-            self.rx.copy_out(self.rx_head, at, n);
+            if let Some(at) = sink(done, n) {
+                self.rx.copy_out(self.rx_head, at, n);
+            }
             self.rx_head = self.rx_head.wrapping_add(n);
             self.publish_head();
             done += n;
@@ -323,16 +336,49 @@ impl Connection {
         Ok(())
     }
 
-    /// Receives the body of `rec` into a new `Vec` (the message stays
-    /// readable when it cannot be allocated).
+    /// Receives the body of `rec` into a new `Vec`. The length in the
+    /// header is the peer's word: it never sizes an allocation ahead of the
+    /// bytes that back it. A record that fits the ring is waited for whole,
+    /// then copied out (it stays readable when it cannot be allocated); a
+    /// streamed one grows the `Vec` chunk by chunk as the bytes arrive (it
+    /// is consumed when memory runs out on the way).
     fn take_vec(&mut self, rec: Rec) -> Result<Vec<u8>, RecvError> {
         let no_memory = RecvError::NoMemory { len: rec.len };
-        let n = usize::try_from(rec.len).map_err(|_| no_memory)?;
         let mut v: Vec<u8> = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| no_memory)?;
-        self.take_body(rec, v.as_mut_ptr())?;
-        // SAFETY: `take_body` initialised all `n` bytes of the reserved capacity.
-        unsafe { v.set_len(n) };
+        if !rec.streamed {
+            // `span <= cap`: the record is in the ring once this returns.
+            if !self.wait_data_forever(rec.span)? {
+                return Err(RecvError::Truncated);
+            }
+            let n = rec.len as usize; // `len < span <= cap`, a local bound.
+            v.try_reserve_exact(n).map_err(|_| no_memory)?;
+            self.take_body(rec, v.as_mut_ptr())?;
+            // SAFETY: `take_body` initialised all `n` bytes of the reserved capacity.
+            unsafe { v.set_len(n) };
+            return Ok(v);
+        }
+        let mut failed = false;
+        self.take_streamed(rec, |done, n| {
+            if failed {
+                return None;
+            }
+            let (done, n) = (done as usize, n as usize);
+            // SAFETY: the `done` bytes before this chunk were copied into
+            // the capacity the previous calls reserved, so `done <=
+            // capacity` and they are initialised.
+            unsafe { v.set_len(done) };
+            if v.try_reserve(n).is_err() {
+                failed = true;
+                return None;
+            }
+            Some(v.as_mut_ptr().wrapping_add(done))
+        })?;
+        if failed {
+            return Err(no_memory);
+        }
+        // SAFETY: every chunk up to `rec.len` was copied into reserved
+        // capacity (no call failed), so `rec.len` bytes are initialised.
+        unsafe { v.set_len(rec.len as usize) };
         Ok(v)
     }
 
