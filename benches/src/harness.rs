@@ -293,7 +293,7 @@ pub(crate) fn run_procs(
 /// runs keep short next to their timed part).
 static LAST_RUN_CPU_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The CPU time of the last forked run's workers (see [`LAST_RUN_CPU_NS`]):
+/// The CPU time of the last forked run's workers (see `LAST_RUN_CPU_NS`):
 /// divide by its messages for the CPU each message cost, waiting included.
 pub fn last_run_cpu_ns() -> u64 {
     LAST_RUN_CPU_NS.load(std::sync::atomic::Ordering::Relaxed)

@@ -240,7 +240,7 @@ fn stage_len(size: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pattern {
     /// The user's copy-in/copy-out (issue 18): the producer sends each
-    /// message from its own buffer of messages ([`user_len`], up to 4 MiB,
+    /// message from its own buffer of messages (`user_len`, up to 4 MiB,
     /// not L1-resident), and the consumer receives each one into its own
     /// buffer of the same size and reads the sequence number there. Each
     /// contestant's natural call does the copies (`Queue::put(src[k])`,
