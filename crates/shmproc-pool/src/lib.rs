@@ -427,6 +427,10 @@ impl Pool {
     /// `output[i] = f(input[i])` for every `i`, in the workers, with the
     /// default chunksize `ceil(len / (4 × workers))`.
     ///
+    /// The workers read `input` and write `output` in place: while the call
+    /// runs, no other process or thread may write `input` or touch `output`
+    /// (the same arrays as input and output are fine: that case is copied).
+    ///
     /// # Errors
     /// [`PoolError::InvalidArgument`] when the lengths differ;
     /// [`PoolError::TaskPanicked`], [`PoolError::WorkerDied`],
@@ -465,6 +469,8 @@ impl Pool {
 
     /// `f(&input[chunk], &mut output[chunk])` for every chunk, each a whole
     /// sub-slice (default chunksize as [`map_into`](Self::map_into)).
+    /// The same in-place contract as [`map_into`](Self::map_into): nothing
+    /// else writes `input` or touches `output` while the call runs.
     ///
     /// # Errors
     /// As [`map_into`](Self::map_into).
