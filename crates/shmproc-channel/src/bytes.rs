@@ -225,7 +225,7 @@ fn is_side_name(s: &str) -> bool {
 /// | Python | shmproc |
 /// |---|---|
 /// | `q.put(obj)` (pickled) | [`put_bytes`](Self::put_bytes), [`try_put_bytes`](Self::try_put_bytes), [`put_bytes_timeout`](Self::put_bytes_timeout) / [`put_bytes_deadline`](Self::put_bytes_deadline); zero-copy: [`reserve`](Self::reserve) → write → [`commit`](WriteGuard::commit); `serde`: `put_obj` |
-/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout) / [`get_bytes_deadline`](Self::get_bytes_deadline), [`get_bytes_into`](Self::get_bytes_into); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
+/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout) / [`get_bytes_deadline`](Self::get_bytes_deadline), [`get_bytes_into_vec`](Self::get_bytes_into_vec); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
 /// | `qsize()`, `empty()`, `full()`, `close()` | as [`Queue`](crate::Queue) |
 ///
 /// # Examples
@@ -608,8 +608,18 @@ impl ByteQueue {
 
     // ------------------------------------------------------------------ get
 
-    fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
-        match self.ring.claim_pop_waiting(check_dead, false)? {
+    /// One claim attempt of a blocking get (`Ok(None)`: nothing yet). A
+    /// record longer than `max` is left in the queue and reported as
+    /// [`GetError::TooLong`].
+    fn claim_get(&self, check_dead: bool, max: u64) -> Result<Option<Claim>, GetError> {
+        let pop = if max == u64::MAX {
+            self.ring.claim_pop_waiting(check_dead, false)?
+        } else {
+            self.ring
+                .claim_pop_waiting_unless(check_dead, |p| self.longer_than(p, max))?
+                .map_err(|len| GetError::TooLong { len, max })?
+        };
+        match pop {
             Pop::Claimed(c) => Ok(Some(c)),
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
             Pop::Empty | Pop::Busy => Ok(None),
@@ -617,10 +627,19 @@ impl ByteQueue {
     }
 
     /// The non-blocking claim (`Ok(None)`: empty), giving a position a live
-    /// producer is still writing a few spins.
-    fn claim_get_now(&self) -> Result<Option<Claim>, GetError> {
+    /// producer is still writing a few spins; `max` as in
+    /// [`claim_get`](Self::claim_get).
+    fn claim_get_now(&self, max: u64) -> Result<Option<Claim>, GetError> {
         for spin in 0..=SPIN_LIMIT {
-            match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
+            let check_dead = spin == SPIN_LIMIT;
+            let pop = if max == u64::MAX {
+                self.ring.try_claim_pop(check_dead)?
+            } else {
+                self.ring
+                    .try_claim_pop_unless(check_dead, |p| self.longer_than(p, max))?
+                    .map_err(|len| GetError::TooLong { len, max })?
+            };
+            match pop {
                 Pop::Claimed(c) => return Ok(Some(c)),
                 Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
                 Pop::Empty => return Ok(None),
@@ -630,14 +649,31 @@ impl ByteQueue {
         Ok(None)
     }
 
+    /// For a consumer deciding whether to claim position `p` (published):
+    /// its message's length when that is more than `max`. Reads the record
+    /// without its claim; the ring proves the read untorn before it counts
+    /// ([`Ring::try_claim_pop_unless`](crate::ring::Ring::try_claim_pop_unless)).
+    /// A header that does not decode is claimed, and reported as corrupt
+    /// then, as by every get.
+    fn longer_than(&self, p: u64, max: u64) -> Option<u64> {
+        let mut h = [0u8; 16];
+        self.ring.peek_payload(p, &mut h);
+        let kind = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        ((kind == KIND_INLINE || kind == KIND_SIDE) && len > max).then_some(len)
+    }
+
     /// Claims the next record that is not cancelled and decodes its header;
     /// `Ok(None)` when none came by `until`. A corrupt header releases the
-    /// slot and reports [`Corrupt`] (the queue stays usable).
-    fn next_record(&self, until: Until) -> Result<Option<(Claim, Record)>, GetError> {
+    /// slot and reports [`Corrupt`] (the queue stays usable). A record
+    /// longer than `max` stays in the queue: [`GetError::TooLong`].
+    fn next_record(&self, until: Until, max: u64) -> Result<Option<(Claim, Record)>, GetError> {
         loop {
             let claim = match until {
-                Until::Now => self.claim_get_now()?,
-                Until::At(d) => self.ring.block(Side::Get, d, |cd| self.claim_get(cd))?,
+                Until::Now => self.claim_get_now(max)?,
+                Until::At(d) => self
+                    .ring
+                    .block(Side::Get, d, |cd| self.claim_get(cd, max))?,
             };
             let Some(claim) = claim else {
                 return Ok(None);
@@ -687,7 +723,7 @@ impl ByteQueue {
     /// The get into `out`: `Ok(None)` when nothing came by `until`.
     fn get_into_until(&self, out: &mut Vec<u8>, until: Until) -> Result<Option<()>, GetError> {
         out.clear();
-        let Some((claim, rec)) = self.next_record(until)? else {
+        let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
             return Ok(None);
         };
         match rec {
@@ -729,7 +765,7 @@ impl ByteQueue {
     /// message from a side segment cannot be copied out.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_into(&mut v)?;
+        self.get_bytes_into_vec(&mut v)?;
         Ok(v)
     }
 
@@ -740,7 +776,7 @@ impl ByteQueue {
     /// As [`get_bytes`](Self::get_bytes), plus [`GetTimeoutError::Timeout`].
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_into_timeout(&mut v, timeout)?;
+        self.get_bytes_into_vec_timeout(&mut v, timeout)?;
         Ok(v)
     }
 
@@ -750,7 +786,7 @@ impl ByteQueue {
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
     pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_into_deadline(&mut v, deadline)?;
+        self.get_bytes_into_vec_deadline(&mut v, deadline)?;
         Ok(v)
     }
 
@@ -761,7 +797,7 @@ impl ByteQueue {
     #[doc(alias = "get_nowait")]
     pub fn try_get_bytes(&self) -> Result<Vec<u8>, TryGetError> {
         let mut v = Vec::new();
-        self.try_get_bytes_into(&mut v)?;
+        self.try_get_bytes_into_vec(&mut v)?;
         Ok(v)
     }
 
@@ -770,15 +806,15 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`get_bytes`](Self::get_bytes); `out` is empty then.
-    pub fn get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
+    pub fn get_bytes_into_vec(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
         forever(|| self.get_into_until(out, Until::NEVER))
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec), waiting at most `timeout`.
     ///
     /// # Errors
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
-    pub fn get_bytes_into_timeout(
+    pub fn get_bytes_into_vec_timeout(
         &self,
         out: &mut Vec<u8>,
         timeout: Duration,
@@ -787,11 +823,11 @@ impl ByteQueue {
         settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec), waiting until `deadline`.
     ///
     /// # Errors
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
-    pub fn get_bytes_into_deadline(
+    pub fn get_bytes_into_vec_deadline(
         &self,
         out: &mut Vec<u8>,
         deadline: Instant,
@@ -800,16 +836,99 @@ impl ByteQueue {
         settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec) if a message is there now.
     ///
     /// # Errors
     /// As [`try_get_bytes`](Self::try_get_bytes).
-    pub fn try_get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), TryGetError> {
+    pub fn try_get_bytes_into_vec(&self, out: &mut Vec<u8>) -> Result<(), TryGetError> {
         settle(self.get_into_until(out, Until::Now), TryGetError::Empty)
     }
 
+    /// Takes the next message into `buf`, returning its length, waiting as
+    /// long as it takes: [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into)'s
+    /// contract (Python's `recv_bytes_into`). A message longer than `buf` is
+    /// not taken: [`GetError::TooLong`] says how long it is, and it stays
+    /// in the queue for the next get (by this consumer with a bigger
+    /// buffer, or another one). Bytes of `buf` past the message are left
+    /// as they were.
+    ///
+    /// # Errors
+    /// [`GetError::TooLong`], and as [`get_bytes`](Self::get_bytes) but
+    /// [`NoMemory`](GetError::NoMemory).
+    pub fn get_bytes_into(&self, buf: &mut [u8]) -> Result<usize, GetError> {
+        forever(|| self.get_slice_until(buf, Until::NEVER))
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`], and as [`get_bytes_into`](Self::get_bytes_into).
+    pub fn get_bytes_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, GetTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(self.get_slice_until(buf, until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_into_timeout`](Self::get_bytes_into_timeout).
+    pub fn get_bytes_into_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, GetTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(self.get_slice_until(buf, until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`], and as [`get_bytes_into`](Self::get_bytes_into).
+    pub fn try_get_bytes_into(&self, buf: &mut [u8]) -> Result<usize, TryGetError> {
+        settle(self.get_slice_until(buf, Until::Now), TryGetError::Empty)
+    }
+
+    /// The get into `buf`: `Ok(None)` when nothing came by `until`.
+    fn get_slice_until(&self, buf: &mut [u8], until: Until) -> Result<Option<usize>, GetError> {
+        let max = buf.len() as u64;
+        let Some((claim, rec)) = self.next_record(until, max)? else {
+            return Ok(None);
+        };
+        match rec {
+            Record::Inline(len) => {
+                // `len <= max`: next_record left longer records in the ring.
+                let Some(dst) = buf.get_mut(..len) else {
+                    let _ = self.ring.release(claim);
+                    return Err(Corrupt::new("record changed while claimed", len as u64).into());
+                };
+                self.ring.read(&claim, RECORD_HEADER_LEN, dst);
+                self.release(claim).map(|()| Some(len))
+            }
+            Record::Side { len, name } => {
+                let seg = self.take_side(claim, len, &name)?;
+                let n = len as usize;
+                let Some(dst) = buf.get_mut(..n) else {
+                    return Err(Corrupt::new("record changed while claimed", len).into());
+                };
+                let src = seg.data_ptr();
+                // SAFETY: `src..src + n` is inside the side segment's payload
+                // (data_len >= len checked in take_side); its name is unlinked
+                // and its producer unmapped it after publishing, so no process
+                // writes it; `dst` is `n` bytes of distinct local memory.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
+                Ok(Some(n))
+            }
+            Record::Cancelled => unreachable!("next_record skips cancelled records"),
+        }
+    }
+
     fn guard_until(&self, until: Until) -> Result<Option<BytesGuard<'_>>, GetError> {
-        let Some((claim, rec)) = self.next_record(until)? else {
+        let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
             return Ok(None);
         };
         match rec {

@@ -248,6 +248,27 @@ impl<S: Storage> Ring<S> {
         Ok(r)
     }
 
+    /// [`claim_pop_waiting`](Self::claim_pop_waiting) over
+    /// [`try_claim_pop_unless`](Self::try_claim_pop_unless): `Ok(Err(x))`
+    /// when `refuse` left the head record in the ring.
+    ///
+    /// # Errors
+    /// As [`try_claim_pop`](Self::try_claim_pop).
+    #[inline]
+    pub(crate) fn claim_pop_waiting_unless(
+        &self,
+        check_dead: bool,
+        refuse: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<Result<Pop, u64>, Corrupt> {
+        let r = self.try_claim_pop_unless(check_dead, refuse)?;
+        match r {
+            Ok(Pop::Claimed(_)) | Err(_) => self.busy_claimed(),
+            Ok(Pop::Busy) => self.busy_backoff(),
+            Ok(Pop::Empty) => self.busy_empty(),
+        }
+        Ok(r)
+    }
+
     /// Backs off after a blocking get found the head position claimed by a
     /// producer that has not published it yet ([`Pop::Busy`]).
     ///
