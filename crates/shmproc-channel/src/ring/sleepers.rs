@@ -384,7 +384,11 @@ impl<S: Storage> Ring<S> {
             // consumer keeps up they took several percent of the time). The
             // attempt after registering (below) checks, before any sleep.
             if let Some(r) = attempt(false)? {
-                budget.caught();
+                // Only a wait that spun teaches (one found ready at once
+                // says nothing about spinning).
+                if spin.count() > 0 {
+                    budget.caught();
+                }
                 return Ok(Some(r));
             }
             if deadline.expired() {
