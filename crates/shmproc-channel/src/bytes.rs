@@ -4,8 +4,11 @@
 //!
 //! # Records
 //! Every slot's payload is a 64-byte *record header* followed by the inline
-//! data area (`slot_size` bytes, rounded up to 64), so inline data starts
-//! 64-byte aligned (DESIGN.md: 4K aliasing):
+//! data area (`slot_size` bytes, rounded up to 64), so inline data of more
+//! than 48 bytes starts 64-byte aligned (DESIGN.md: 4K aliasing). Inline
+//! data of up to 48 bytes starts right after the two words, at offset 16,
+//! so a small message and its header are one cache line (the reader knows
+//! which from `len`):
 //!
 //! | offset | field | meaning |
 //! |---|---|---|
@@ -13,7 +16,8 @@
 //! | 4 | `name_len: u32` | side records: bytes of the side segment's name (at most 48) |
 //! | 8 | `len: u64` | message length |
 //! | 16 | `name: [u8; 48]` | side records: the side segment's name |
-//! | 64 | data | inline records: `len` bytes |
+//! | 16 | data | inline records of `len <= 48` bytes |
+//! | 64 | data | inline records of `len > 48` bytes |
 //!
 //! The header is copied out of the slot (never referenced in place) and
 //! validated against the **local** copy of the slot size: an inline length
@@ -103,8 +107,52 @@ use crate::storage::SegmentStorage;
 /// with [`PutBytesError::TooLarge`].
 pub const MAX_MESSAGE_LEN: u64 = 1 << 40;
 
-/// Bytes of the record header before the inline data of a slot.
+/// Bytes a slot reserves for a record's header: the kind and length words,
+/// then a side record's segment name.
 pub const RECORD_HEADER_LEN: usize = 64;
+
+/// The longest inline message stored right after the kind and length
+/// words (see [`inline_off`]).
+const SMALL_MAX: usize = RECORD_HEADER_LEN - 16;
+
+/// Where the data of an inline record of `len` bytes starts in its slot.
+/// Up to [`SMALL_MAX`] bytes: right after the kind and length words (offset
+/// 16), so the whole record is one cache line, as a small `Queue` element
+/// is (at offset 64, an 8-byte message cost a second line each way: 1.9x
+/// the `Queue`'s ping-pong latency). Longer: after the whole header, 64-byte
+/// aligned for the copies (DESIGN.md: 4K aliasing). The reader derives the
+/// offset from the length in the header.
+const fn inline_off(len: usize) -> usize {
+    if len <= SMALL_MAX {
+        16
+    } else {
+        RECORD_HEADER_LEN
+    }
+}
+
+/// The bytes of a record header that a record of kind `kind` uses: the two
+/// words, and a side record's name after them (an inline record's data
+/// may start at offset 16 ([`inline_off`]), so its header must not be
+/// written whole).
+fn header_bytes(h: &[u8; RECORD_HEADER_LEN]) -> &[u8] {
+    if kind_of(h) == KIND_SIDE {
+        h
+    } else {
+        h.split_at(16).0
+    }
+}
+
+/// The kind word of a record header (0, no kind, when `h` is short).
+fn kind_of(h: &[u8]) -> u32 {
+    h.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b))
+}
+
+/// The length word of a record header (0 when `h` is short).
+fn len_of(h: &[u8]) -> u64 {
+    h.get(8..16)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
 
 /// The largest inline data area of one slot.
 pub const MAX_INLINE: usize = (MAX_SLOT_SIZE as usize) - RECORD_HEADER_LEN;
@@ -119,7 +167,10 @@ const SIDE_TAG: &str = "-bq";
 /// The element spec of a byte queue segment (the slot size is read from the
 /// ring header at open, validated, and kept locally).
 const QUEUE_SPEC: TypeSpec = TypeSpec {
-    type_name: "shmproc_channel::ByteQueue",
+    // "records v2": small inline data at offset 16 (`inline_off`; v1 put
+    // all of it after the whole 64-byte header); the name is part of the
+    // fingerprint, so a v1 process cannot open a v2 queue.
+    type_name: "shmproc_channel::ByteQueue (records v2)",
     size: 1,
     align: 1,
     capacity: 0,
@@ -420,8 +471,9 @@ impl ByteQueue {
                 let Some(claim) = self.claim_slot(until)? else {
                     return Ok(None);
                 };
-                self.ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
-                self.ring.write(&claim, RECORD_HEADER_LEN, data);
+                self.ring
+                    .write(&claim, 0, header_bytes(&encode(KIND_INLINE, len, "")));
+                self.ring.write(&claim, inline_off(data.len()), data);
                 crash::point("put-claimed");
                 if self.ring.publish(claim) {
                     return Ok(Some(()));
@@ -465,7 +517,8 @@ impl ByteQueue {
                     return r.map(|_| None);
                 }
             };
-            self.ring.write(&claim, 0, &encode(KIND_SIDE, len, name));
+            self.ring
+                .write(&claim, 0, header_bytes(&encode(KIND_SIDE, len, name)));
             crash::point("put-claimed");
             if self.ring.publish(claim) {
                 return Ok(Some(()));
@@ -538,10 +591,7 @@ impl ByteQueue {
         };
         let ptr = match &side {
             Some(p) => p.segment().data_ptr(),
-            None => self
-                .ring
-                .payload_ptr(&claim)
-                .wrapping_add(RECORD_HEADER_LEN),
+            None => self.ring.payload_ptr(&claim).wrapping_add(inline_off(len)),
         };
         Ok(Some(WriteGuard {
             q: self,
@@ -658,8 +708,7 @@ impl ByteQueue {
     fn longer_than(&self, p: u64, max: u64) -> Option<u64> {
         let mut h = [0u8; 16];
         self.ring.peek_payload(p, &mut h);
-        let kind = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        let (kind, len) = (kind_of(&h), len_of(&h));
         ((kind == KIND_INLINE || kind == KIND_SIDE) && len > max).then_some(len)
     }
 
@@ -679,8 +728,14 @@ impl ByteQueue {
                 return Ok(None);
             };
             crash::point("get-claimed");
+            // The two words first: a small inline record's data follows
+            // them in the same line; only a side record has a name after.
             let mut h = [0u8; RECORD_HEADER_LEN];
-            self.ring.read(&claim, 0, &mut h);
+            let (words, name) = h.split_at_mut(16);
+            self.ring.read(&claim, 0, words);
+            if kind_of(words) == KIND_SIDE {
+                self.ring.read(&claim, 16, name);
+            }
             match decode(&h, self.inline, claim.pos()) {
                 Ok(Record::Cancelled) => {
                     let _ = self.ring.release(claim);
@@ -729,7 +784,7 @@ impl ByteQueue {
         match rec {
             Record::Inline(len) => {
                 out.resize(len, 0);
-                self.ring.read(&claim, RECORD_HEADER_LEN, out);
+                self.ring.read(&claim, inline_off(len), out);
                 self.release(claim).map(Some)
             }
             Record::Side { len, name } => {
@@ -906,7 +961,7 @@ impl ByteQueue {
                     let _ = self.ring.release(claim);
                     return Err(Corrupt::new("record changed while claimed", len as u64).into());
                 };
-                self.ring.read(&claim, RECORD_HEADER_LEN, dst);
+                self.ring.read(&claim, inline_off(len), dst);
                 self.release(claim).map(|()| Some(len))
             }
             Record::Side { len, name } => {
@@ -936,10 +991,7 @@ impl ByteQueue {
                 ring: &self.ring,
                 claim: Some(claim),
                 _side: None,
-                ptr: self
-                    .ring
-                    .payload_ptr(&claim)
-                    .wrapping_add(RECORD_HEADER_LEN),
+                ptr: self.ring.payload_ptr(&claim).wrapping_add(inline_off(len)),
                 len,
             })),
             Record::Side { len, name } => {
@@ -1366,7 +1418,7 @@ impl WriteGuard<'_> {
         let ring = &self.q.ring;
         match self.side.take() {
             None => {
-                ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
+                ring.write(&claim, 0, header_bytes(&encode(KIND_INLINE, len, "")));
                 crash::point("put-claimed");
                 if ring.publish(claim) {
                     Ok(())
@@ -1379,7 +1431,7 @@ impl WriteGuard<'_> {
                 let name = seg_name(&seg);
                 seg.persist();
                 drop(seg);
-                ring.write(&claim, 0, &encode(KIND_SIDE, len, &name));
+                ring.write(&claim, 0, header_bytes(&encode(KIND_SIDE, len, &name)));
                 crash::point("put-claimed");
                 if ring.publish(claim) {
                     Ok(())
@@ -1403,7 +1455,9 @@ impl Drop for WriteGuard<'_> {
         if let Some(claim) = self.claim.take() {
             // Unlinks an uncommitted side segment (PendingSegment's drop).
             drop(self.side.take());
-            self.q.ring.write(&claim, 0, &encode(KIND_CANCELLED, 0, ""));
+            self.q
+                .ring
+                .write(&claim, 0, header_bytes(&encode(KIND_CANCELLED, 0, "")));
             let _ = self.q.ring.publish(claim);
         }
     }
