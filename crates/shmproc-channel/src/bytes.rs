@@ -99,7 +99,7 @@ use crate::error::{
     TryPutObjError,
 };
 use crate::ring::{
-    Claim, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, Until, ring_bytes,
+    Claim, Fast, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, Until, ring_bytes,
 };
 use crate::storage::SegmentStorage;
 
@@ -467,6 +467,12 @@ impl ByteQueue {
     fn put_until(&self, data: &[u8], until: Until) -> Result<Option<()>, PutBytesError> {
         let len = Self::check_len(data.len())?;
         if data.len() <= self.inline {
+            if self.ring.is_closed() {
+                return Err(PutBytesError::Closed);
+            }
+            if self.fast_put(data) {
+                return Ok(Some(()));
+            }
             loop {
                 let Some(claim) = self.claim_slot(until)? else {
                     return Ok(None);
@@ -499,6 +505,59 @@ impl ByteQueue {
         seg.persist();
         drop(seg);
         self.publish_side(len, &name, until)
+    }
+
+    /// The leased put of an inline message (this thread holds the
+    /// producers' lease: plain stores only, as `Queue::put`'s); `false`
+    /// when the CAS protocol must decide (no lease, or no room now).
+    #[inline]
+    fn fast_put(&self, data: &[u8]) -> bool {
+        let header = encode(KIND_INLINE, data.len() as u64, "");
+        let fast = self.ring.fast_push(|dst| {
+            let words = header_bytes(&header);
+            // SAFETY: `dst` is the tail slot's payload, free for this
+            // position (EMPTY) and ours alone (leased operation); a slot's
+            // payload is RECORD_HEADER_LEN + inline bytes, so the 16 header
+            // bytes fit; `header` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), dst, words.len()) };
+            let at = dst.wrapping_add(inline_off(data.len()));
+            // SAFETY: `data.len() <= self.inline` (the caller checked), so
+            // `inline_off(len) + len <= RECORD_HEADER_LEN + inline`: inside
+            // the same payload; `data` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
+            crash::point("put-claimed");
+        });
+        matches!(fast, Fast::Done(()))
+    }
+
+    /// The leased get of an inline record of at most `max` bytes (this
+    /// thread holds the consumers' lease): `copy(src, len)` copies the
+    /// record's data out and answers `false` to decline it (no memory).
+    /// `None` when the CAS protocol must decide: no lease, nothing
+    /// published, or a record it handles (side, cancelled, corrupt, longer
+    /// than `max`), which stays published untouched.
+    #[inline]
+    fn fast_get(&self, max: u64, copy: impl FnOnce(*const u8, usize) -> bool) -> Option<usize> {
+        let fast = self.ring.fast_pop_if(|src| {
+            let mut h = [0u8; 16];
+            // SAFETY: `src` is the head slot's payload, published for this
+            // position (FULL, Acquire) and ours alone (leased operation);
+            // it is at least RECORD_HEADER_LEN bytes; `h` is local.
+            unsafe { std::ptr::copy_nonoverlapping(src, h.as_mut_ptr(), h.len()) };
+            let len = len_of(&h);
+            if kind_of(&h) != KIND_INLINE || len > self.inline as u64 || len > max {
+                return None;
+            }
+            let len = len as usize;
+            // `len <= inline`: the data lies inside the payload.
+            let ok = copy(src.wrapping_add(inline_off(len)), len);
+            crash::point("get-claimed");
+            ok.then_some(len)
+        });
+        match fast {
+            Fast::Done(n) => Some(n),
+            Fast::Idle | Fast::Other => None,
+        }
     }
 
     /// Claims a slot and publishes a side record for the already published
@@ -778,6 +837,22 @@ impl ByteQueue {
     /// The get into `out`: `Ok(None)` when nothing came by `until`.
     fn get_into_until(&self, out: &mut Vec<u8>, until: Until) -> Result<Option<()>, GetError> {
         out.clear();
+        let fast = self.fast_get(u64::MAX, |src, len| {
+            if out.try_reserve(len).is_err() {
+                return false;
+            }
+            // SAFETY: `src..src + len` is the record's data inside the
+            // claimed-by-lease slot (fast_get); `out` has room for `len`
+            // bytes (reserved above) and is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
+            // SAFETY: the `len` bytes were just initialised by the copy and
+            // `len <= capacity`.
+            unsafe { out.set_len(len) };
+            true
+        });
+        if fast.is_some() {
+            return Ok(Some(()));
+        }
         let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
             return Ok(None);
         };
@@ -951,6 +1026,17 @@ impl ByteQueue {
     /// The get into `buf`: `Ok(None)` when nothing came by `until`.
     fn get_slice_until(&self, buf: &mut [u8], until: Until) -> Result<Option<usize>, GetError> {
         let max = buf.len() as u64;
+        let dst = buf.as_mut_ptr();
+        let fast = self.fast_get(max, |src, len| {
+            // SAFETY: `src..src + len` is the record's data inside the
+            // claimed-by-lease slot (fast_get); `len <= max = buf.len()`;
+            // `buf` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+            true
+        });
+        if let Some(n) = fast {
+            return Ok(Some(n));
+        }
         let Some((claim, rec)) = self.next_record(until, max)? else {
             return Ok(None);
         };
