@@ -265,7 +265,15 @@ fn ustream(n: u64, spin: bool) {
             let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
             black_box(sum);
             let how = if spin { "try_put/try_get" } else { "put/get" };
-            println!("user stream 64B 1->1 {how} {mps:.2} M msgs/s");
+            // Which protocol each side ran at the end (a lease held by its
+            // thread: the plain-store fast path; shared: the CAS protocol),
+            // and the CPU each process was on: evidence for a slow run.
+            println!(
+                "user stream 64B 1->1 {how} {mps:.2} M msgs/s (leases: put {:?}, get {:?}; consumer on CPU {})",
+                q.producer_lease(),
+                q.consumer_lease(),
+                current_cpu()
+            );
         },
     );
 }
@@ -298,6 +306,13 @@ fn ustream_into(n: u64) {
             println!("user stream 64B 1->1 put_with/get_into {mps:.2} M msgs/s");
         },
     );
+}
+
+/// The CPU this thread runs on now.
+#[allow(unsafe_code)] // sched_getcpu.
+fn current_cpu() -> i32 {
+    // SAFETY: no arguments; returns the CPU number or -1.
+    unsafe { libc::sched_getcpu() }
 }
 
 /// This thread's CPU time (user + system), in ns.
