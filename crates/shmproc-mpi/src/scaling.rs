@@ -1,0 +1,1 @@
+//! The plan past one machine, on paper (filled in from the bench).
