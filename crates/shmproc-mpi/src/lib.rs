@@ -70,8 +70,9 @@
 //! caller's thread: an asynchronous call's first chunks go out at once (up
 //! to [`DEPTH`] per worker), and the rest are handed out while the caller
 //! waits in `get`, `next`, `wait` or `ready`, or in any blocking call. A
-//! waiting rank probes for 200 µs, then sleeps between probes (20 µs
-//! growing to 1 ms), so idle ranks leave the cores to those that compute.
+//! waiting rank probes in a tight loop for 30 µs, yielding until 300 µs,
+//! then sleeps between probes (20 µs growing to 1 ms), so idle ranks leave
+//! the cores to those that compute.
 //! [`Pool`] and its results are `!Send`: use them on the thread that made
 //! the pool.
 //!
@@ -336,6 +337,11 @@ impl Pool {
             .iter()
             .filter(|w| w.shm)
             .count()
+    }
+
+    /// How `Pod` chunks travel within the driver's node from now on.
+    pub fn set_transport(&self, t: Transport) {
+        self.driver.borrow_mut().transport = t;
     }
 
     /// The world communicator, for the caller's own MPI calls between pool

@@ -97,16 +97,19 @@ pub(crate) fn receive(probed: (Message, Status)) -> (Vec<u8>, Status) {
 }
 
 /// How a rank waits for a message without holding a core: it probes in a
-/// loop (yielding) for [`SPIN`], then sleeps between probes, from 20 µs up
-/// to 1 ms. MPI's own blocking receive spins on the CPU, which would take a
+/// tight loop for [`SPIN`], then yields between probes until [`YIELD`],
+/// then sleeps between probes, from 20 µs up to 1 ms. MPI's own blocking
+/// receive spins on the CPU for as long as it waits, which would take a
 /// core from the ranks that compute on an oversubscribed node.
 pub(crate) struct Backoff {
     since: Instant,
     sleep: Duration,
 }
 
-/// How long a waiting rank probes without sleeping.
-pub(crate) const SPIN: Duration = Duration::from_micros(200);
+/// How long a waiting rank probes without yielding.
+pub(crate) const SPIN: Duration = Duration::from_micros(30);
+/// How long a waiting rank probes, yielding, before it sleeps.
+pub(crate) const YIELD: Duration = Duration::from_micros(300);
 
 impl Backoff {
     pub(crate) fn new() -> Self {
@@ -118,7 +121,10 @@ impl Backoff {
 
     /// Waits a little before the next probe.
     pub(crate) fn pause(&mut self) {
-        if self.since.elapsed() < SPIN {
+        let waited = self.since.elapsed();
+        if waited < SPIN {
+            std::hint::spin_loop();
+        } else if waited < YIELD {
             std::thread::yield_now();
         } else {
             // Polling is the only way here: MPI has no wait that sleeps
