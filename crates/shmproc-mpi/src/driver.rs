@@ -20,6 +20,7 @@ use shmproc_shm::{Pod, ShmSlice};
 
 use crate::Transport;
 use crate::ident::WireRef;
+use crate::outbox::Outbox;
 use crate::proto::{self, Backoff};
 
 /// Chunks out with one worker at a time: one it runs, one waiting, so that
@@ -110,6 +111,7 @@ pub(crate) struct Driver {
     next_job: u64,
     pub(crate) closed: bool,
     stopped: bool,
+    outbox: Outbox,
     /// Dropped last: `MPI_Finalize`.
     pub(crate) universe: Option<Universe>,
 }
@@ -142,6 +144,7 @@ impl Driver {
             next_job: 1,
             closed: false,
             stopped: false,
+            outbox: Outbox::default(),
             universe,
         }
     }
@@ -230,7 +233,7 @@ impl Driver {
             words.extend_from_slice(&job.runner.words());
             words.extend_from_slice(&job.task.words());
             let msg = proto::message(&words, &job.input[job.offsets[s]..job.offsets[e]]);
-            proto::send(&self.world, self.workers[w].rank, &msg);
+            self.outbox.send(&self.world, self.workers[w].rank, msg);
             self.workers[w].out += 1;
         }
     }
@@ -293,6 +296,7 @@ impl Driver {
                 return Ok(());
             }
             self.check_open()?;
+            self.outbox.progress();
             if self.outstanding() == 0 && self.queue.is_empty() {
                 return Err(PoolError::InvalidArgument(
                     "waiting for a result that nothing will produce".into(),
@@ -339,10 +343,11 @@ impl Driver {
         // result is received.
         self.queue.clear();
         let _ = self.pump_until(None, |d| d.outstanding() == 0);
-        let stop = proto::message(&[proto::STOP], &[]);
         for w in &self.workers {
-            proto::send(&self.world, w.rank, &stop);
+            self.outbox
+                .send(&self.world, w.rank, proto::message(&[proto::STOP], &[]));
         }
+        self.outbox.flush();
         self.stopped = true;
         self.closed = true;
         self.jobs.clear();
@@ -434,11 +439,12 @@ impl Driver {
                         .map_err(|e| PoolError::InvalidArgument(e.to_string()))?;
                     proto::message(&words, bytemuck::cast_slice(&inbuf))
                 };
-                proto::send(&self.world, self.workers[w].rank, &msg);
+                self.outbox.send(&self.world, self.workers[w].rank, msg);
                 self.workers[w].out += 1;
                 next += 1;
             }
             // Collect.
+            self.outbox.progress();
             let Some(probed) = proto::try_probe(&self.world, None) else {
                 backoff.pause();
                 continue;
@@ -491,12 +497,15 @@ impl Driver {
                 }
             }
         }
-        let release = proto::message(&[proto::RELEASE], &[]);
         for (w, used) in self.workers.iter().zip(&used_shm) {
             if *used {
-                proto::send(&self.world, w.rank, &release);
+                self.outbox
+                    .send(&self.world, w.rank, proto::message(&[proto::RELEASE], &[]));
             }
         }
+        // The caller may free or write the arrays once this returns: every
+        // input byte sent is copied out by then.
+        self.outbox.flush();
         match first_error {
             None => Ok(()),
             Some(ChunkError::Failed(m)) => Err(PoolError::Os {

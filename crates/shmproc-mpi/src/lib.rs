@@ -94,6 +94,7 @@
 mod driver;
 mod ident;
 mod inplace;
+mod outbox;
 mod proto;
 mod results;
 mod runners;

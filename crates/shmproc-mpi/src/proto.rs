@@ -4,7 +4,7 @@
 //! can make this rank panic.
 
 use mpi::Rank;
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Message, Source, Status};
+use mpi::point_to_point::{MatchedReceiveVec, Message, Source, Status};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use std::time::{Duration, Instant};
 
@@ -84,11 +84,6 @@ pub(crate) fn parse(msg: &[u8]) -> Result<Parsed<'_>, String> {
         words,
         blob: &msg[(n + 1) * 8..],
     })
-}
-
-/// Sends `msg` to `rank` (blocking: returns once the buffer may be reused).
-pub(crate) fn send(world: &SimpleCommunicator, rank: Rank, msg: &[u8]) {
-    world.process_at_rank(rank).send_with_tag(msg, TAG);
 }
 
 /// Receives the message that `probe` matched.
