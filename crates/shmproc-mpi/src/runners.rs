@@ -36,14 +36,30 @@ pub(crate) enum Failure {
     Other(String),
 }
 
-/// Appends `value`, postcard-encoded, to `out`.
+/// Appends `value`, postcard-encoded, to `out` (no allocation per value).
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| e.to_string())?;
-    out.extend_from_slice(&bytes);
-    Ok(())
+    postcard::serialize_with_flavor(value, Append(out)).map_err(|e| e.to_string())
+}
+
+/// A postcard flavor that appends to a `Vec` it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 // ---- serde ----
