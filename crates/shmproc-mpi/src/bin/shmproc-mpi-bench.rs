@@ -148,8 +148,8 @@ fn main() {
         "pod" => {
             let pool = Pool::new().expect("pool");
             let n = 16 << 20;
-            let input =
-                ShmSlice::from_slice(&(0..n).map(|i| i as f32).collect::<Vec<_>>()).expect("input");
+            let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let input = ShmSlice::from_slice(&values).expect("input");
             let output = ShmSlice::new(n, 0f32).expect("output");
             for (name, t) in [
                 ("in place (driver's segments)", Transport::Auto),
