@@ -58,12 +58,14 @@
 //! driver's node opens the driver's segments itself
 //! (`/proc/<driver pid>/fd/<fd>`, checked at start with a probe segment and
 //! against each array's inode) and reads and writes its chunk in place,
-//! sending back a 24-byte "done"; a worker on another node gets the chunk's
+//! sending back a 32-byte "done"; a worker on another node gets the chunk's
 //! input bytes in the message and sends the output bytes back. An MPI-3
-//! shared window (`MPI_Win_allocate_shared`) would need the caller's data
-//! copied into the window first, which is the copy the segments avoid; the
-//! bench `shmproc-mpi-bench pod` measures the segment path against the
-//! message path on one node ([`Transport::Messages`] forces the latter).
+//! shared window (`MPI_Win_allocate_shared`) holds only what is copied into
+//! it, so it would do the same in-place work plus a copy of the input in
+//! and of the output out, which the segments avoid; the bench
+//! `shmproc-mpi-bench pod` times the segment path, the message path
+//! ([`Transport::Messages`] forces it) and those two copies on one node
+//! (figures in [`scaling`]).
 //!
 //! # Progress
 //! MPI is initialised single-threaded and the driver does its work on the
