@@ -2,31 +2,37 @@
 //! 256 and 4,096 ranks, where the single driver becomes the bottleneck, and
 //! what replaces it. (Documentation only: this module has no items.)
 //!
-//! # Measured (`benches/run.sh`, 2 vCPUs, 2026-12-08)
-//! The machine was shared with other builds (load average 6–8 on 2 vCPUs),
-//! so every figure below is an upper bound; the issue's figures from a
-//! quiet machine of the same kind are given beside them.
+//! # Measured (`benches/run.sh`, 2 vCPUs, 2026-12-08 00:54 UTC)
+//! The machine was shared with other builds (load average 3.5–3.8 during
+//! the run; an earlier run at load 7–8 gave figures 2–10× worse), so these
+//! are upper bounds. The MPI figures are OpenMPI 4.1.4.
 //!
 //! | per chunk, one worker | shared memory (vader) | TCP only (loopback) |
 //! |---|---|---|
-//! | MPI's own 8-byte ping-pong (blocking, spinning) | 1.5 µs (quiet: 0.5 µs) | 300–400 µs under load (quiet: 10.5 µs) |
-//! | pool `apply` round trip (one task out at a time) | 11.6 µs = 7.7× ping-pong | 120 µs |
-//! | pool `map`, chunks of one item, two out per worker | 6.6 µs = 4.4× ping-pong | 104 µs |
+//! | MPI's own 8-byte ping-pong (blocking, spinning) | 0.3 µs | 46–54 µs (the issue, quiet: 10.5 µs) |
+//! | pool `apply` round trip (one task out at a time) | 1.4 µs min, 8.1 µs median: 4.7× / 27× ping-pong | 49 µs min, 72 µs median: 1.0× / 1.4× |
+//! | pool `map`, chunks of one item, two out per worker | 0.6 µs: 2× ping-pong | 27 µs: 0.55× |
 //!
 //! The pool's round trip is a ping-pong plus, on each side, encoding and
 //! decoding a chunk, resolving the task (cached per call), a `catch_unwind`
-//! and the waiting policy (a rank spins 30 µs, yields until 300 µs, then
-//! sleeps, so that idle ranks leave the cores to the ranks that compute).
-//! Pipelined (`map`), the per-chunk cost that limits throughput is the
-//! driver's CPU time per chunk, **o_d ≈ 7 µs** within a node.
+//! and the waiting policy: a rank spins 30 µs, yields until 300 µs, then
+//! sleeps, so that idle ranks leave the cores to the ranks that compute
+//! (the median `apply` pays for the yields on a busy machine). Pipelined
+//! (`map`, two chunks out per worker) the pool beats a ping-pong per chunk
+//! over TCP, and costs the driver **o_d ≈ 0.6 µs** of CPU per chunk within
+//! a node.
 //!
-//! is_prime over 2M ints, 1 driver + 2 workers against the local
-//! `shmproc_pool::Pool::map` with 2 workers, alternating runs: medians
-//! 412/458/514 ms against 525/520/430 ms, **0.94×** the local pool's time
-//! (target ≤ 1.1×), at load 7–8. `map_slices` over 16M `f32` on 2 workers:
-//! in place through the driver's segments 70 ms (min) against 198 ms with
-//! the chunks as MPI messages (vader's shared-memory copies): the
-//! segments win 2.8×, which is why a worker on the driver's node maps them.
+//! is_prime over 2M ints, 1 driver + 2 workers (MPI) against the local
+//! `shmproc_pool::Pool::map` with 2 workers, alternating, 9 runs each:
+//! medians 204.7 and 197.9 ms against 207.8 and 217.7 ms, **0.95×** the
+//! local pool's time (target ≤ 1.1×; minima 0.80×).
+//!
+//! `map_slices` over 16M `f32` on 2 workers on the driver's node: in place
+//! through the driver's segments 64.7 ms (median) against 125.7 ms with the
+//! chunks as MPI messages (vader's shared-memory copies), 1.9× faster; an
+//! MPI-3 shared window would add at least copying the input in and the
+//! output out, 12.1 ms (+19%) on top of the in-place work. So a worker on
+//! the driver's node maps the driver's segments.
 //!
 //! # The model
 //! `P` worker ranks, a task of `t`, chunks of `c` items, so a chunk takes
@@ -47,8 +53,10 @@
 //! - **Bandwidth** out of the driver: `P·b/t` bytes per second for items of
 //!   `b` bytes, whatever the chunk size.
 //!
-//! With `o_d = 10 µs` (rounded up from 7 µs, for a network; TCP on Ethernet
-//! costs about 10× more, and every chunk size below scales with `o_d`),
+//! With `o_d = 10 µs`: a conservative figure for a driver serving workers
+//! across a network (0.6 µs measured within a node; 27 µs per pipelined
+//! chunk over loopback TCP, which is the round trip's latency, not the
+//! driver's CPU). Every chunk size below scales linearly with `o_d`.
 //! `o_w = 5 µs`, `e = 5 ns`, `b = 8 bytes`, `k = 16`:
 //!
 //! | ranks `P` | task `t` | chunk `c` | chunk time `C` | driver load `U` | worker eff. | serial part `e·P/t` | driver out | overall |
