@@ -187,6 +187,23 @@ fn a_rank_killed_mid_map_ends_the_job_non_zero_naming_the_rank() {
     );
 }
 
+#[test]
+fn the_driver_killed_mid_map_ends_the_job_non_zero_naming_rank_0() {
+    let bin = check_bin();
+    let out = mpirun(
+        TCP,
+        &["-np", "3", bin.to_str().expect("utf-8 path"), "die-driver"],
+        &[],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("process rank 0") && stderr.contains("exited on signal 9"),
+        "mpirun did not name rank 0:\n{}",
+        text(&out)
+    );
+}
+
 /// A unique scratch directory, removed on drop.
 struct Scratch(PathBuf);
 

@@ -2,7 +2,7 @@
 //! scenario per run, checked on rank 0, which prints `ok ...` lines and
 //! exits non-zero on a failed check.
 //!
-//! `shmproc-mpi-check primes N | api | die | build`
+//! `shmproc-mpi-check primes N | api | die | die-driver | build`
 
 use std::process::ExitCode;
 
@@ -215,6 +215,13 @@ fn main() -> ExitCode {
             .map_chunked(die_at_77, 0..1000u64, Some(1))
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        Some("die-driver") => {
+            // The driver dies with chunks out: the workers must not wait
+            // for it forever.
+            let pending = pool.map_async(square, 0..100_000u64);
+            let _ = shmproc_shm::os::kill(shmproc_shm::os::getpid(), 9);
+            pending.map(|_| ()).map_err(|e| e.to_string())
+        }
         Some("build") => pool
             .map(square, 0..10u64)
             .map(|v| println!("ok build {}", v.len()))
