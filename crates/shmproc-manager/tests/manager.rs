@@ -250,7 +250,7 @@ fn namespace_value_queue_lock_event_and_registered_types() {
 
 fn raw_session(addr: &Address, key: &[u8]) -> shmproc_manager::SocketConnection {
     let mut c = Client::connect_timeout(addr, key, TIMEOUT).expect("connect");
-    c.send_obj(&Hello::Socket).expect("hello");
+    c.send_obj(&Hello::Socket { client: 1 }).expect("hello");
     assert_eq!(
         c.recv_obj_timeout::<Welcome>(TIMEOUT).expect("welcome"),
         Welcome::Socket

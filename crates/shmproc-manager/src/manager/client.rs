@@ -9,11 +9,16 @@ use std::time::{Duration, Instant};
 use shmproc_channel::{Connection, RecvTimeoutError, TryRecvError};
 
 use super::server::{CLIENT_END, encode};
-use super::wire::{ATTACHED, Hello, MAX_FRAME, Reply, Request, Welcome};
+use super::wire::{Hello, MAX_FRAME, Reply, Request, Welcome};
 use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnection};
 
 enum Transport {
-    Pipe(Connection),
+    /// The pipe, and the socket kept open for the session's life.
+    Pipe(
+        Connection,
+        // Held open only: its EOF tells the server we are gone.
+        #[allow(dead_code)] SocketConnection,
+    ),
     Socket(SocketConnection),
 }
 
@@ -22,7 +27,11 @@ pub(crate) struct ClientHandle {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
     pub(crate) timeout: Duration,
+    /// This handle's id in the server: its connections share lock ownership.
+    client: u64,
     conn: Mutex<Option<Transport>>,
+    /// Connections for calls that wait in the server, kept between calls.
+    waiters: Mutex<Vec<Transport>>,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -71,12 +80,15 @@ impl ClientHandle {
         authkey: &[u8],
         timeout: Duration,
     ) -> Result<Arc<Self>, ConnError> {
-        let transport = connect(address, authkey, timeout)?;
+        let client = shmproc_shm::os::random_u64();
+        let transport = connect(address, authkey, timeout, client)?;
         Ok(Arc::new(Self {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
+            client,
             conn: Mutex::new(Some(transport)),
+            waiters: Mutex::new(Vec::new()),
         }))
     }
 
@@ -84,77 +96,139 @@ impl ClientHandle {
     /// failure (the server died, a timeout) breaks the connection: every
     /// later call fails at once with [`ConnError::Eof`].
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ProxyError> {
-        self.call_timeout(req, self.timeout)
-    }
-
-    pub(crate) fn call_timeout(
-        &self,
-        req: &Request,
-        timeout: Duration,
-    ) -> Result<Reply, ProxyError> {
-        let bytes = encode(req);
-        if bytes.len() > MAX_FRAME {
-            return Err(ProxyError::Encode(format!(
-                "request of {} bytes, the limit is {MAX_FRAME}",
-                bytes.len()
-            )));
-        }
+        let bytes = encode_request(req)?;
         let mut guard = self
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = guard.as_mut().ok_or(ConnError::Eof)?;
-        let deadline = Instant::now() + timeout;
-        let got = match t {
-            Transport::Pipe(c) => c
-                .send_bytes_timeout(&bytes, timeout)
-                .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
-                .and_then(|()| recv_reply(c, deadline)),
-            // `recv_frame` polls briefly before it blocks.
-            Transport::Socket(s) => s
-                .send_bytes_timeout(&bytes, timeout)
-                .and_then(|()| s.recv_frame(MAX_FRAME, Some(deadline))),
-        };
-        let reply = match got {
-            Ok(b) => b,
-            Err(e) => {
-                *guard = None;
-                return Err(e.into());
-            }
-        };
-        drop(guard);
-        match postcard::from_bytes::<Reply>(&reply) {
-            Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
-                "undecodable reply: {e}"
-            )))),
+        let got = transact(t, &bytes, self.timeout, Some(Instant::now() + self.timeout));
+        if got.is_err() {
+            *guard = None;
         }
+        drop(guard);
+        decode_reply(&got?)
+    }
+
+    /// A call that may wait in the server for `wait` (`None`: as long as
+    /// it takes) on a connection of its own (one of this handle's waiting
+    /// connections, made on first need and kept): the other proxies of this
+    /// process go on meanwhile, and the server answers once, when the wait
+    /// ends (no polling). The server's death ends the wait with an error.
+    pub(crate) fn call_waiting(
+        &self,
+        req: &Request,
+        wait: Option<Duration>,
+    ) -> Result<Reply, ProxyError> {
+        let bytes = encode_request(req)?;
+        let spare = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut t = match spare {
+            Some(t) => t,
+            None => connect(&self.address, &self.authkey, self.timeout, self.client)?,
+        };
+        let deadline = wait.map(|w| Instant::now() + w + self.timeout);
+        let got = transact(&mut t, &bytes, self.timeout, deadline)?;
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(t);
+        decode_reply(&got)
     }
 }
 
-/// How long a caller polls for its reply before it sleeps: a server
-/// thread that is awake answers in a few microseconds, far less than the
-/// two wake-ups a sleeping wait costs.
-const REPLY_SPIN: Duration = Duration::from_micros(50);
+fn encode_request(req: &Request) -> Result<Vec<u8>, ProxyError> {
+    let bytes = encode(req);
+    if bytes.len() > MAX_FRAME {
+        return Err(ProxyError::Encode(format!(
+            "request of {} bytes, the limit is {MAX_FRAME}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
 
-fn recv_reply(c: &mut Connection, deadline: Instant) -> Result<Vec<u8>, ConnError> {
-    let spin_until = Instant::now() + REPLY_SPIN;
+fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
+    match postcard::from_bytes::<Reply>(reply) {
+        Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
+            "undecodable reply: {e}"
+        )))),
+    }
+}
+
+/// Sends a request (within `timeout`) and waits for its reply until
+/// `deadline` (`None`: until it comes or the server is gone).
+fn transact(
+    t: &mut Transport,
+    bytes: &[u8],
+    timeout: Duration,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, ConnError> {
+    match t {
+        Transport::Pipe(c, _) => c
+            .send_bytes_timeout(bytes, timeout)
+            .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
+            .and_then(|()| recv_reply(c, deadline)),
+        // `recv_frame` polls briefly before it blocks.
+        Transport::Socket(s) => s
+            .send_bytes_timeout(bytes, timeout)
+            .and_then(|()| s.recv_frame(MAX_FRAME, deadline)),
+    }
+}
+
+/// How long a waiter on a session's pipe (a caller for its reply, the
+/// server for the next request) polls before it sleeps: a peer that is
+/// awake answers in a few microseconds, far less than the two wake-ups a
+/// sleeping wait costs. Bounded: an idle session sleeps.
+const HOT_SPIN: Duration = Duration::from_micros(50);
+/// The first part of [`HOT_SPIN`], polling with `pause` only (the peer
+/// runs on another CPU); the rest yields between polls (on a busy
+/// machine the peer may need this CPU).
+const PAUSE_SPIN: Duration = Duration::from_micros(4);
+
+/// Polls `c` for a message for up to [`HOT_SPIN`]: `None` when none came.
+pub(crate) fn recv_spinning(c: &mut Connection) -> Result<Option<Vec<u8>>, ConnError> {
+    let t0 = Instant::now();
+    let (pause_until, spin_until) = (t0 + PAUSE_SPIN, t0 + HOT_SPIN);
     loop {
         match c.try_recv_bytes_max(MAX_FRAME) {
-            Ok(b) => return Ok(b),
-            Err(TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
-            Err(TryRecvError::Empty) => break,
+            Ok(b) => return Ok(Some(b)),
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now < pause_until {
+                    for _ in 0..16 {
+                        std::hint::spin_loop();
+                    }
+                } else if now < spin_until {
+                    std::thread::yield_now();
+                } else {
+                    return Ok(None);
+                }
+            }
             Err(TryRecvError::Eof) => return Err(ConnError::Eof),
             Err(e) => return Err(ConnError::Pipe(e.to_string())),
         }
     }
-    c.recv_bytes_max_deadline(MAX_FRAME, deadline)
-        .map_err(|e| match e {
-            RecvTimeoutError::Timeout => ConnError::Timeout,
-            RecvTimeoutError::Eof => ConnError::Eof,
-            e => ConnError::Pipe(e.to_string()),
-        })
+}
+
+fn recv_reply(c: &mut Connection, deadline: Option<Instant>) -> Result<Vec<u8>, ConnError> {
+    if let Some(b) = recv_spinning(c)? {
+        return Ok(b);
+    }
+    let got = match deadline {
+        Some(d) => c.recv_bytes_max_deadline(MAX_FRAME, d),
+        None => c.recv_bytes_max(MAX_FRAME).map_err(RecvTimeoutError::from),
+    };
+    got.map_err(|e| match e {
+        RecvTimeoutError::Timeout => ConnError::Timeout,
+        RecvTimeoutError::Eof => ConnError::Eof,
+        e => ConnError::Pipe(e.to_string()),
+    })
 }
 
 fn pipe_err(msg: &str, broken: bool) -> ConnError {
@@ -165,31 +239,42 @@ fn pipe_err(msg: &str, broken: bool) -> ConnError {
     }
 }
 
-fn connect(address: &Address, authkey: &[u8], timeout: Duration) -> Result<Transport, ConnError> {
+fn connect(
+    address: &Address,
+    authkey: &[u8],
+    timeout: Duration,
+    client: u64,
+) -> Result<Transport, ConnError> {
     let mut sock = Client::connect_timeout(address, authkey, timeout)?;
     let deadline = Instant::now() + timeout;
     match address {
         Address::Tcp(_) => {
-            sock.send_obj(&Hello::Socket)?;
+            sock.send_obj(&Hello::Socket { client })?;
             match postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?) {
                 Ok(Welcome::Socket) => Ok(Transport::Socket(sock)),
                 _ => Err(ConnError::Codec("unexpected welcome".into())),
             }
         }
         Address::Unix(_) => {
-            sock.send_obj(&Hello::Pipe)?;
-            let welcome = postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?)
-                .map_err(|e| ConnError::Codec(e.to_string()))?;
-            let name = match welcome {
-                Welcome::Pipe(n) => n,
+            sock.send_obj(&Hello::Pipe { client })?;
+            // The server made the pipe before we came: its descriptor comes
+            // with the welcome; no name, nothing to unlink.
+            let (frame, mut fds) = sock.recv_frame_with_fds(4096, deadline)?;
+            match postcard::from_bytes::<Welcome>(&frame)
+                .map_err(|e| ConnError::Codec(e.to_string()))?
+            {
+                Welcome::Pipe => {}
                 Welcome::Refused(why) => return Err(ConnError::Pipe(why)),
                 Welcome::Socket => return Err(ConnError::Codec("unexpected welcome".into())),
+            }
+            let fd = match (fds.pop(), fds.is_empty()) {
+                (Some(fd), true) => fd,
+                _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
             };
             let mut c =
-                Connection::open(&name, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
+                Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
             c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            sock.send_bytes_timeout(ATTACHED, timeout)?;
-            Ok(Transport::Pipe(c))
+            Ok(Transport::Pipe(c, sock))
         }
     }
 }

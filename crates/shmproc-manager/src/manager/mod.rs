@@ -35,7 +35,8 @@ use shmproc_channel::{Connection, Pipe};
 use shmproc_process::{Context, Process, Serde};
 
 pub use proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 
 use self::client::ClientHandle;
@@ -465,6 +466,81 @@ impl Manager {
     pub fn event(&self) -> Result<EventProxy, ProxyError> {
         Ok(EventProxy {
             base: self.create(Kind::Event, "Event".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new reentrant lock (`manager.RLock()`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn rlock(&self) -> Result<RLockProxy, ProxyError> {
+        Ok(RLockProxy {
+            base: self.create(Kind::RLock, "RLock".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new condition variable with its own reentrant lock
+    /// (`manager.Condition()`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn condition(&self) -> Result<ConditionProxy, ProxyError> {
+        Ok(ConditionProxy {
+            base: self.create(Kind::Condition, "Condition".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new semaphore of `value` permits (`manager.Semaphore(value)`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy, ProxyError> {
+        Ok(SemaphoreProxy {
+            base: self.create(
+                Kind::Semaphore,
+                "Semaphore".into(),
+                None,
+                vec![0],
+                value as u64,
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new bounded semaphore (`manager.BoundedSemaphore(value)`):
+    /// releasing above `value` is [`RemoteError::TooManyReleases`].
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy, ProxyError> {
+        Ok(SemaphoreProxy {
+            base: self.create(
+                Kind::Semaphore,
+                "Semaphore".into(),
+                None,
+                vec![1],
+                value as u64,
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new barrier for `parties` parties (`manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    /// [`RemoteError::BadRequest`] for 0 parties; as [`dict`](Self::dict).
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ProxyError> {
+        Ok(BarrierProxy {
+            base: self.create(
+                Kind::Barrier,
+                "Barrier".into(),
+                None,
+                Vec::new(),
+                parties as u64,
+            )?,
             _t: PhantomData,
         })
     }
