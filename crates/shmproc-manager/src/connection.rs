@@ -110,10 +110,12 @@ impl Stream {
 pub struct SocketConnection {
     stream: Stream,
     max_len: usize,
-    /// Bytes read from the socket and not consumed yet: `rbuf[rpos..]`.
+    /// Bytes read from the socket and not consumed yet: `rbuf[rpos..rend]`
+    /// (`rbuf` is [`READ_BUF`] long once first used: zeroed once).
     /// One `read` usually brings a whole frame, header and payload.
     rbuf: Vec<u8>,
     rpos: usize,
+    rend: usize,
     /// The frame being sent (reused: one `write` per frame, no allocation).
     wbuf: Vec<u8>,
     /// The write timeout last set on the socket (`None`: never set), so
@@ -133,6 +135,7 @@ impl SocketConnection {
             max_len: DEFAULT_MAX_MESSAGE_LEN,
             rbuf: Vec::new(),
             rpos: 0,
+            rend: 0,
             wbuf: Vec::new(),
             write_timeout: None,
             readable: false,
@@ -158,7 +161,7 @@ impl SocketConnection {
     }
 
     fn buffered(&self) -> usize {
-        self.rbuf.len() - self.rpos
+        self.rend - self.rpos
     }
 
     /// The largest message [`recv_bytes`](Self::recv_bytes) accepts.
@@ -265,8 +268,7 @@ impl SocketConnection {
         let mut b = std::mem::take(&mut self.rbuf);
         b.resize(READ_BUF, 0);
         let got = shmproc_shm::os::recv_with_fds(self.fd(), &mut b);
-        let n = *got.as_ref().map(|(n, _)| n).unwrap_or(&0);
-        b.truncate(n);
+        self.rend = *got.as_ref().map(|(n, _)| n).unwrap_or(&0);
         self.rbuf = b;
         self.rpos = 0;
         let (n, fds) = got.map_err(ConnError::Io)?;
@@ -405,8 +407,7 @@ impl SocketConnection {
         let mut b = std::mem::take(&mut self.rbuf);
         b.resize(READ_BUF, 0);
         let r = self.read_some(&mut b);
-        let n = *r.as_ref().unwrap_or(&0);
-        b.truncate(n);
+        self.rend = *r.as_ref().unwrap_or(&0);
         self.rbuf = b;
         self.rpos = 0;
         r.map(drop)
@@ -469,16 +470,10 @@ impl SocketConnection {
     }
 
     /// Python's `deliver_challenge`: we challenge, the peer answers.
-    fn deliver_challenge(
-        &mut self,
-        authkey: &[u8],
-        deadline: Instant,
-        challenged: impl FnOnce(),
-    ) -> Result<(), ConnError> {
+    fn deliver_challenge(&mut self, authkey: &[u8], deadline: Instant) -> Result<(), ConnError> {
         let random = random_challenge();
         let message = auth::challenge_message(&random);
         self.send_bytes_timeout(&[CHALLENGE, &message].concat(), left(deadline))?;
-        challenged();
         let response = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
         match auth::verify_response(authkey, &message, &response) {
             Ok(()) => self.send_bytes_timeout(WELCOME, left(deadline)),
@@ -521,10 +516,9 @@ impl SocketConnection {
         &mut self,
         authkey: &[u8],
         timeout: Duration,
-        challenged: impl FnOnce(),
     ) -> Result<(), ConnError> {
         let deadline = Instant::now() + timeout;
-        self.deliver_challenge(authkey, deadline, challenged)?;
+        self.deliver_challenge(authkey, deadline)?;
         self.answer_challenge(authkey, deadline)
     }
 
@@ -615,22 +609,11 @@ impl PendingConnection {
     /// peer is silent for `timeout`; [`ConnError::TooLong`] for a frame over
     /// 256 bytes.
     pub fn authenticate(
-        self,
-        authkey: &[u8],
-        timeout: Duration,
-    ) -> Result<SocketConnection, ConnError> {
-        self.authenticate_then(authkey, timeout, || {})
-    }
-
-    /// [`authenticate`](Self::authenticate), calling `challenged` once the
-    /// challenge is sent (while the peer computes its answer).
-    pub(crate) fn authenticate_then(
         mut self,
         authkey: &[u8],
         timeout: Duration,
-        challenged: impl FnOnce(),
     ) -> Result<SocketConnection, ConnError> {
-        self.conn.server_handshake(authkey, timeout, challenged)?;
+        self.conn.server_handshake(authkey, timeout)?;
         Ok(self.conn)
     }
 }

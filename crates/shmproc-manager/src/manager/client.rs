@@ -126,10 +126,28 @@ impl ClientHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut t = match spare {
-            Some(t) => t,
-            None => connect(&self.address, &self.authkey, self.timeout, self.client)?,
-        };
+        let mut t =
+            match spare {
+                Some(t) => t,
+                // The server refusing or gone (its socket file too) is the
+                // same error as a connection that broke: it is gone.
+                None => connect(&self.address, &self.authkey, self.timeout, self.client).map_err(
+                    |e| match e {
+                        ConnError::Io(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::ConnectionRefused
+                                    | std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::BrokenPipe
+                            ) =>
+                        {
+                            ConnError::Eof
+                        }
+                        e => e,
+                    },
+                )?,
+            };
         let deadline = wait.map(|w| Instant::now() + w + self.timeout);
         let got = transact(&mut t, &bytes, self.timeout, deadline)?;
         self.waiters

@@ -130,6 +130,8 @@ struct Pool {
     state: Mutex<PoolState>,
     /// Signalled when the leader hands the listener on.
     turn: Condvar,
+    /// Signalled when a thread should start ([`PoolState::spawn`]).
+    spawn: Condvar,
 }
 
 struct PoolState {
@@ -137,6 +139,8 @@ struct PoolState {
     idle: usize,
     /// A thread polls the listener.
     leading: bool,
+    /// The spawner is asked for one more thread.
+    spawn: bool,
 }
 
 /// A session's transport.
@@ -250,15 +254,22 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
             state: Mutex::new(PoolState {
                 idle: 1,
                 leading: false,
+                spawn: false,
             }),
             turn: Condvar::new(),
+            spawn: Condvar::new(),
         });
         let (s, p) = (Arc::clone(&server), Arc::clone(&pool));
-        if std::thread::Builder::new()
+        let (s2, p2) = (Arc::clone(&server), Arc::clone(&pool));
+        let started = std::thread::Builder::new()
             .name("mgr-session".into())
             .spawn(move || s.lead(p))
-            .is_err()
-        {
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("mgr-spawner".into())
+                    .spawn(move || s2.spawner(&p2))
+            });
+        if started.is_err() {
             let _ = report.send_obj(&Err::<Vec<Address>, String>("no thread".into()));
             return;
         }
@@ -294,47 +305,73 @@ impl Server {
     /// A session thread (leader and followers, one pool per listener):
     /// while idle it makes its next pipe (for `local` clients), then waits
     /// to be the one thread polling the listener, accepts, hands the
-    /// listener on (starting a thread only when no other is idle, after
-    /// its challenge is sent), serves the client, and goes back to idle
-    /// (or exits, when [`MAX_IDLE`] others are). Neither a thread start, a
-    /// pipe's creation nor a hand-off between threads is on a client's
-    /// connect path.
+    /// listener on (asking the pool's spawner for a thread when no other
+    /// is idle), serves the client, and goes back to idle (or exits, when
+    /// [`MAX_IDLE`] others are). Neither a thread start, a pipe's creation
+    /// nor a hand-off between threads is on a client's connect path.
     fn lead(self: Arc<Self>, pool: Arc<Pool>) {
+        let mut unused = None;
         loop {
             // An anonymous pipe: its descriptor goes to the client, so
             // nothing is named and nothing can be left in /dev/shm.
-            let pipe = pool
-                .local
-                .then(|| Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY).build())
-                .and_then(Result::ok)
-                .and_then(|(mut ours, theirs)| {
-                    ours.claim_now().ok()?;
-                    // Never used here: its drop does not close the end.
-                    drop(theirs);
-                    Some(ours)
-                });
+            let pipe = unused.take().or_else(|| {
+                pool.local
+                    .then(|| Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY).build())
+                    .and_then(Result::ok)
+                    .and_then(|(mut ours, theirs)| {
+                        ours.claim_now().ok()?;
+                        // Never used here: its drop does not close the end.
+                        drop(theirs);
+                        Some(ours)
+                    })
+            });
             let Some(p) = self.accept_as_leader(&pool) else {
                 return;
             };
-            let (me, pool2) = (Arc::clone(&self), Arc::clone(&pool));
-            me.start_session(p, pipe, || {
-                // Nobody idle to take the listener: start a follower.
-                if lock(&pool2.state).idle == 0 {
-                    let (s, p) = (Arc::clone(&self), Arc::clone(&pool2));
-                    if std::thread::Builder::new()
-                        .name("mgr-session".into())
-                        .spawn(move || s.lead(p))
-                        .is_ok()
-                    {
-                        lock(&pool2.state).idle += 1;
-                    }
+            // Nobody idle to take the listener next: the pool's spawner
+            // starts a thread (not this one: its client is waiting).
+            {
+                let mut st = lock(&pool.state);
+                if st.idle == 0 && !st.spawn {
+                    st.spawn = true;
+                    pool.spawn.notify_one();
                 }
-            });
+            }
+            unused = Arc::clone(&self).start_session(p, pipe);
             let mut st = lock(&pool.state);
             if st.idle >= MAX_IDLE || self.shutdown.load(Ordering::Acquire) {
                 return;
             }
             st.idle += 1;
+        }
+    }
+
+    /// Starts a session thread whenever a leader finds none idle.
+    fn spawner(self: Arc<Self>, pool: &Arc<Pool>) {
+        loop {
+            let mut st = lock(&pool.state);
+            while !st.spawn && !self.shutdown.load(Ordering::Acquire) {
+                st = pool
+                    .spawn
+                    .wait_timeout(st, TICK)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            // Counted before it starts: it counts itself out as it leads.
+            st.idle += 1;
+            drop(st);
+            let (s, p) = (Arc::clone(&self), Arc::clone(pool));
+            let started = std::thread::Builder::new()
+                .name("mgr-session".into())
+                .spawn(move || s.lead(p));
+            let mut st = lock(&pool.state);
+            if started.is_err() {
+                st.idle -= 1;
+            }
+            st.spawn = false;
         }
     }
 
@@ -373,54 +410,50 @@ impl Server {
     }
 
     /// Authenticates, sets the transport up, serves. Any failure here ends
-    /// this connection only.
+    /// this connection only. Gives `pipe` back when it was not handed out
+    /// (a failed handshake, a socket session): the next session takes it.
     fn start_session(
         self: Arc<Self>,
         p: PendingConnection,
         pipe: Option<Connection>,
-        challenged: impl FnOnce(),
-    ) {
-        let auth = p.authenticate_then(&self.authkey, self.handshake_timeout, challenged);
-        let Ok(mut sock) = auth else {
-            return;
+    ) -> Option<Connection> {
+        let Ok(mut sock) = p.authenticate(&self.authkey, self.handshake_timeout) else {
+            return pipe;
         };
         sock.set_max_message_len(MAX_FRAME);
         let hello = sock
             .recv_frame(64, Some(Instant::now() + self.handshake_timeout))
             .ok()
             .and_then(|b| postcard::from_bytes::<Hello>(&b).ok());
-        let client = match hello {
-            Some(Hello::Socket { client } | Hello::Pipe { client }) => client,
-            None => return,
+        let (client, wants_pipe) = match hello {
+            Some(Hello::Socket { client }) => (client, false),
+            Some(Hello::Pipe { client }) => (client, true),
+            None => return pipe,
         };
-        let transport = match hello {
-            Some(Hello::Socket { .. }) => {
-                if sock.send_obj(&Welcome::Socket).is_err() {
-                    return;
-                }
-                Transport::Socket(sock)
+        let (transport, unused) = if wants_pipe {
+            let made = match pipe {
+                Some(p) => Ok(p),
+                None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|(mut ours, _)| {
+                        ours.claim_now().map_err(|e| e.to_string())?;
+                        Ok(ours)
+                    }),
+            };
+            let sent = match &made {
+                Ok(c) => sock.send_frame_with_fd(&encode(&Welcome::Pipe), c.segment().fd()),
+                Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
+            };
+            match (made, sent) {
+                (Ok(c), Ok(())) => (Transport::Pipe(c, sock), None),
+                _ => return None,
             }
-            Some(Hello::Pipe { .. }) => {
-                let pipe = match pipe {
-                    Some(p) => Ok(p),
-                    None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
-                        .build()
-                        .map_err(|e| e.to_string())
-                        .and_then(|(mut ours, _)| {
-                            ours.claim_now().map_err(|e| e.to_string())?;
-                            Ok(ours)
-                        }),
-                };
-                let sent = match &pipe {
-                    Ok(c) => sock.send_frame_with_fd(&encode(&Welcome::Pipe), c.segment().fd()),
-                    Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
-                };
-                match (pipe, sent) {
-                    (Ok(c), Ok(())) => Transport::Pipe(c, sock),
-                    _ => return,
-                }
+        } else {
+            if sock.send_obj(&Welcome::Socket).is_err() {
+                return pipe;
             }
-            None => return,
+            (Transport::Socket(sock), pipe)
         };
         Session {
             server: &self,
@@ -429,6 +462,7 @@ impl Server {
             locks: HashSet::new(),
         }
         .run(transport);
+        unused
     }
 
     fn get(&self, id: u64) -> Result<Arc<Obj>, RemoteError> {
