@@ -18,6 +18,7 @@ enum Transport {
         Connection,
         // Held open only: its EOF tells the server we are gone.
         #[allow(dead_code)] SocketConnection,
+        SpinBudget,
     ),
     Socket(SocketConnection),
 }
@@ -188,10 +189,10 @@ fn transact(
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, ConnError> {
     match t {
-        Transport::Pipe(c, _) => c
+        Transport::Pipe(c, _, budget) => c
             .send_bytes_timeout(bytes, timeout)
             .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
-            .and_then(|()| recv_reply(c, deadline)),
+            .and_then(|()| recv_reply(c, budget, deadline)),
         // `recv_frame` polls briefly before it blocks.
         Transport::Socket(s) => s
             .send_bytes_timeout(bytes, timeout)
@@ -199,23 +200,59 @@ fn transact(
     }
 }
 
-/// How long a waiter on a session's pipe (a caller for its reply, the
+/// The longest a waiter on a session's pipe (a caller for its reply, the
 /// server for the next request) polls before it sleeps: a peer that is
 /// awake answers in a few microseconds, far less than the two wake-ups a
-/// sleeping wait costs. Bounded: an idle session sleeps.
-const HOT_SPIN: Duration = Duration::from_micros(50);
-/// The first part of [`HOT_SPIN`], polling with `pause` only (the peer
-/// runs on another CPU); the rest yields between polls (on a busy
-/// machine the peer may need this CPU).
+/// sleeping wait costs.
+pub(crate) const HOT_SPIN: Duration = Duration::from_micros(50);
+/// The shortest such poll, for a peer whose messages come seldom.
+const COLD_SPIN: Duration = Duration::from_micros(2);
+/// The first part of a poll, with `pause` only (the peer runs on another
+/// CPU); the rest yields between polls (on a busy machine the peer may
+/// need this CPU).
 const PAUSE_SPIN: Duration = Duration::from_micros(4);
 
-/// Polls `c` for a message for up to [`HOT_SPIN`]: `None` when none came.
-pub(crate) fn recv_spinning(c: &mut Connection) -> Result<Option<Vec<u8>>, ConnError> {
+/// An adaptive poll budget (one per waiter): a wait that ended while
+/// polling doubles it back towards [`HOT_SPIN`], one that had to sleep
+/// halves it down to [`COLD_SPIN`]. A session fed back to back keeps its
+/// latency; an idle one sleeps almost at once (bounded, then a futex
+/// sleep: an idle session costs no CPU).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpinBudget(Duration);
+
+impl Default for SpinBudget {
+    fn default() -> Self {
+        Self(HOT_SPIN)
+    }
+}
+
+impl SpinBudget {
+    /// The wait ended after sleeping: poll less next time.
+    pub(crate) fn slept(&mut self) {
+        self.0 = (self.0 / 2).max(COLD_SPIN);
+    }
+
+    fn caught(&mut self) {
+        self.0 = (self.0 * 2).min(HOT_SPIN);
+    }
+}
+
+/// Polls `c` for a message for up to the budget: `None` when none came
+/// (the caller then sleeps, and should tell the budget it
+/// [`slept`](SpinBudget::slept)).
+pub(crate) fn recv_spinning(
+    c: &mut Connection,
+    budget: &mut SpinBudget,
+) -> Result<Option<Vec<u8>>, ConnError> {
     let t0 = Instant::now();
-    let (pause_until, spin_until) = (t0 + PAUSE_SPIN, t0 + HOT_SPIN);
+    let spin_until = t0 + budget.0;
+    let pause_until = t0 + PAUSE_SPIN.min(budget.0);
     loop {
         match c.try_recv_bytes_max(MAX_FRAME) {
-            Ok(b) => return Ok(Some(b)),
+            Ok(b) => {
+                budget.caught();
+                return Ok(Some(b));
+            }
             Err(TryRecvError::Empty) => {
                 let now = Instant::now();
                 if now < pause_until {
@@ -225,6 +262,7 @@ pub(crate) fn recv_spinning(c: &mut Connection) -> Result<Option<Vec<u8>>, ConnE
                 } else if now < spin_until {
                     std::thread::yield_now();
                 } else {
+                    budget.slept();
                     return Ok(None);
                 }
             }
@@ -234,8 +272,12 @@ pub(crate) fn recv_spinning(c: &mut Connection) -> Result<Option<Vec<u8>>, ConnE
     }
 }
 
-fn recv_reply(c: &mut Connection, deadline: Option<Instant>) -> Result<Vec<u8>, ConnError> {
-    if let Some(b) = recv_spinning(c)? {
+fn recv_reply(
+    c: &mut Connection,
+    budget: &mut SpinBudget,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, ConnError> {
+    if let Some(b) = recv_spinning(c, budget)? {
         return Ok(b);
     }
     let got = match deadline {
@@ -292,7 +334,7 @@ fn connect(
             let mut c =
                 Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
             c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            Ok(Transport::Pipe(c, sock))
+            Ok(Transport::Pipe(c, sock, SpinBudget::default()))
         }
     }
 }

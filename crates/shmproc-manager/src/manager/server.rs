@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError};
 
+use super::client::{SpinBudget, recv_spinning};
 use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
 use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, SocketConnection};
 
@@ -29,7 +30,7 @@ const TICK: Duration = Duration::from_millis(200);
 const SESSION_PIPE_CAPACITY: usize = 16 << 10;
 /// How long a session's thread polls its socket after a reply before it
 /// sleeps (a client's next request usually follows at once).
-const HOT_SPIN: Duration = Duration::from_micros(50);
+const SOCKET_SPIN: Duration = Duration::from_micros(50);
 /// How long a client has to send the rest of a message it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -148,18 +149,18 @@ enum Transport {
     /// The pipe, and the socket the client connected with, kept for the
     /// session's life: its EOF means the client is gone (also one that
     /// never attached to the pipe).
-    Pipe(Connection, SocketConnection),
+    Pipe(Connection, SocketConnection, SpinBudget),
     Socket(SocketConnection),
 }
 
 impl Transport {
     fn recv(&mut self) -> Result<Vec<u8>, ConnError> {
         match self {
-            Transport::Pipe(c, sock) => {
+            Transport::Pipe(c, sock, budget) => {
                 // A client usually sends its next request right after a
                 // reply: stay awake for it a little while (a sleeping
                 // thread's wake-up costs more than the whole round trip).
-                if let Some(b) = super::client::recv_spinning(c)? {
+                if let Some(b) = recv_spinning(c, budget)? {
                     return Ok(b);
                 }
                 let got = c
@@ -179,7 +180,7 @@ impl Transport {
             // Wait for a message to start, then read it whole: a deadline in
             // the middle of a frame would lose its first bytes.
             Transport::Socket(s) => {
-                let spin_until = Instant::now() + HOT_SPIN;
+                let spin_until = Instant::now() + SOCKET_SPIN;
                 let mut ready = false;
                 while !ready && Instant::now() < spin_until {
                     ready = s.poll_mut(Duration::ZERO)?;
@@ -202,7 +203,7 @@ impl Transport {
     /// socket or pipe is its EOF).
     fn alive(&mut self) -> bool {
         match self {
-            Transport::Pipe(c, s) => {
+            Transport::Pipe(c, s, _) => {
                 matches!(s.poll(Duration::ZERO), Ok(false))
                     && matches!(c.poll(Some(Duration::ZERO)), Ok(false))
             }
@@ -212,7 +213,7 @@ impl Transport {
 
     fn send(&mut self, b: &[u8]) -> Result<(), ConnError> {
         match self {
-            Transport::Pipe(c, _) => c
+            Transport::Pipe(c, _, _) => c
                 .send_bytes_timeout(b, Duration::from_secs(30))
                 .map_err(|e| ConnError::Pipe(e.to_string())),
             Transport::Socket(s) => s.send_bytes_timeout(b, Duration::from_secs(30)),
@@ -446,7 +447,7 @@ impl Server {
                 Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
             };
             match (made, sent) {
-                (Ok(c), Ok(())) => (Transport::Pipe(c, sock), None),
+                (Ok(c), Ok(())) => (Transport::Pipe(c, sock, SpinBudget::default()), None),
                 _ => return None,
             }
         } else {
