@@ -28,9 +28,6 @@ const TICK: Duration = Duration::from_millis(200);
 /// small, and longer ones stream through (a larger pipe costs more to
 /// make and unmap, at every connect).
 const SESSION_PIPE_CAPACITY: usize = 16 << 10;
-/// How long a session's thread polls its socket after a reply before it
-/// sleeps (a client's next request usually follows at once).
-const SOCKET_SPIN: Duration = Duration::from_micros(50);
 /// How long a client has to send the rest of a message it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -179,18 +176,9 @@ impl Transport {
             }
             // Wait for a message to start, then read it whole: a deadline in
             // the middle of a frame would lose its first bytes.
+            // No polling loop first (see `SocketConnection::recv_frame`).
             Transport::Socket(s) => {
-                let spin_until = Instant::now() + SOCKET_SPIN;
-                let mut ready = false;
-                while !ready && Instant::now() < spin_until {
-                    ready = s.poll_mut(Duration::ZERO)?;
-                    if !ready {
-                        // Yield rather than spin: on a busy machine the
-                        // peer may need this CPU to answer.
-                        std::thread::yield_now();
-                    }
-                }
-                if !ready && !s.poll_mut(TICK)? {
+                if !s.poll_mut(TICK)? {
                     return Err(ConnError::Timeout);
                 }
                 s.recv_frame(MAX_FRAME, Some(Instant::now() + FRAME_TIMEOUT))
