@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use shmproc_channel::{Connection, Pipe};
+use shmproc_manager::manager::spin::{SpinBudget, recv_spinning};
 use shmproc_manager::{Client, Manager};
 use shmproc_process::Process;
 
@@ -36,37 +37,20 @@ fn per_op_us(ops: usize, mut f: impl FnMut(usize)) -> f64 {
     t.elapsed().as_secs_f64() * 1e6 / ops as f64
 }
 
-/// Polls for a message for up to 50 µs (4 µs with `pause`, then yielding)
-/// before sleeping: the waiting policy the Manager's pipe sessions use on
-/// both sides, so that the floor and the dict round trip wait alike.
-fn recv_spin(c: &mut Connection) -> Option<Vec<u8>> {
-    let t0 = Instant::now();
-    let (pause_until, spin_until) = (
-        t0 + Duration::from_micros(4),
-        t0 + Duration::from_micros(50),
-    );
-    loop {
-        match c.try_recv_bytes() {
-            Ok(b) => return Some(b),
-            Err(e) if e.is_empty() => {
-                let now = Instant::now();
-                if now < pause_until {
-                    for _ in 0..16 {
-                        std::hint::spin_loop();
-                    }
-                } else if now < spin_until {
-                    std::thread::yield_now();
-                } else {
-                    return c.recv_bytes_timeout(TIMEOUT).ok();
-                }
-            }
-            Err(_) => return None,
-        }
+/// The Manager's pipe sessions' wait (an adaptive poll, `pause` then
+/// yielding, then a sleep), so that the floor and the dict round trip wait
+/// alike.
+fn recv_spin(c: &mut Connection, budget: &mut SpinBudget) -> Option<Vec<u8>> {
+    match recv_spinning(c, budget) {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => c.recv_bytes_timeout(TIMEOUT).ok(),
+        Err(_) => None,
     }
 }
 
 fn echo((mut c,): (Connection,)) {
-    while let Some(b) = recv_spin(&mut c) {
+    let mut budget = SpinBudget::default();
+    while let Some(b) = recv_spin(&mut c, &mut budget) {
         if c.send_bytes(&b).is_err() {
             break;
         }
@@ -146,10 +130,11 @@ fn main() {
         "tcp round trip (floor)",
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut budget = SpinBudget::default();
     for _ in 0..rounds {
         samples[0].push(per_op_us(ops, |_| {
             pipe.send_bytes(&msg).expect("send");
-            recv_spin(&mut pipe).expect("echo");
+            recv_spin(&mut pipe, &mut budget).expect("echo");
         }));
         samples[1].push(per_op_us(ops, |i| {
             d_local.set(&keys[i % 64], &(i as u64)).expect("set");

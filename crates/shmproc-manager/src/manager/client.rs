@@ -212,45 +212,70 @@ const COLD_SPIN: Duration = Duration::from_micros(2);
 /// need this CPU).
 const PAUSE_SPIN: Duration = Duration::from_micros(4);
 
-/// An adaptive poll budget (one per waiter): a wait that ended while
-/// polling doubles it back towards [`HOT_SPIN`], one that had to sleep
-/// halves it down to [`COLD_SPIN`]. A session fed back to back keeps its
-/// latency; an idle one sleeps almost at once (bounded, then a futex
-/// sleep: an idle session costs no CPU).
+/// The shortest `pause` phase, for a peer that shares this CPU.
+const PAUSE_MIN: Duration = Duration::from_nanos(250);
+/// A message caught this soon, even after yielding, came from a peer
+/// running on another CPU.
+const PARALLEL: Duration = Duration::from_micros(2);
+
+/// An adaptive poll budget (one per waiter), two parts:
+/// - the whole poll: a wait that ended while polling doubles it back
+///   towards [`HOT_SPIN`], one that had to sleep halves it down to
+///   [`COLD_SPIN`]. A session fed back to back keeps its latency; an idle
+///   one sleeps almost at once (bounded, then a futex sleep: an idle
+///   session costs no CPU);
+/// - its `pause` part: a message caught before yielding, or within
+///   [`PARALLEL`], doubles it back towards [`PAUSE_SPIN`]; one caught
+///   later (the peer needed this CPU: spinning only delayed it) halves it
+///   down to [`PAUSE_MIN`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SpinBudget(Duration);
+pub struct SpinBudget {
+    poll: Duration,
+    pause: Duration,
+}
 
 impl Default for SpinBudget {
     fn default() -> Self {
-        Self(HOT_SPIN)
+        Self {
+            poll: HOT_SPIN,
+            pause: PAUSE_SPIN,
+        }
     }
 }
 
 impl SpinBudget {
     /// The wait ended after sleeping: poll less next time.
-    pub(crate) fn slept(&mut self) {
-        self.0 = (self.0 / 2).max(COLD_SPIN);
+    pub fn slept(&mut self) {
+        self.poll = (self.poll / 2).max(COLD_SPIN);
     }
 
-    fn caught(&mut self) {
-        self.0 = (self.0 * 2).min(HOT_SPIN);
+    fn caught(&mut self, after: Duration, yielded: bool) {
+        self.poll = (self.poll * 2).min(HOT_SPIN);
+        self.pause = if !yielded || after < PARALLEL {
+            (self.pause * 2).min(PAUSE_SPIN)
+        } else {
+            (self.pause / 2).max(PAUSE_MIN)
+        };
     }
 }
 
 /// Polls `c` for a message for up to the budget: `None` when none came
-/// (the caller then sleeps, and should tell the budget it
-/// [`slept`](SpinBudget::slept)).
-pub(crate) fn recv_spinning(
+/// (the caller then sleeps; the budget knows).
+///
+/// # Errors
+/// [`ConnError::Eof`] when the peer is gone; [`ConnError::Pipe`].
+pub fn recv_spinning(
     c: &mut Connection,
     budget: &mut SpinBudget,
 ) -> Result<Option<Vec<u8>>, ConnError> {
     let t0 = Instant::now();
-    let spin_until = t0 + budget.0;
-    let pause_until = t0 + PAUSE_SPIN.min(budget.0);
+    let spin_until = t0 + budget.poll;
+    let pause_until = t0 + budget.pause.min(budget.poll);
+    let mut yielded = false;
     loop {
         match c.try_recv_bytes_max(MAX_FRAME) {
             Ok(b) => {
-                budget.caught();
+                budget.caught(t0.elapsed(), yielded);
                 return Ok(Some(b));
             }
             Err(TryRecvError::Empty) => {
@@ -260,6 +285,7 @@ pub(crate) fn recv_spinning(
                         std::hint::spin_loop();
                     }
                 } else if now < spin_until {
+                    yielded = true;
                     std::thread::yield_now();
                 } else {
                     budget.slept();

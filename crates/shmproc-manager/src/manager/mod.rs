@@ -39,6 +39,12 @@ mod server;
 #[doc(hidden)]
 pub mod wire;
 
+/// The sessions' pipe wait, for `manager_compare`'s floor (not API).
+#[doc(hidden)]
+pub mod spin {
+    pub use super::client::{SpinBudget, recv_spinning};
+}
+
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
