@@ -215,8 +215,9 @@ const PAUSE_SPIN: Duration = Duration::from_micros(4);
 /// The shortest `pause` phase, for a peer that shares this CPU.
 const PAUSE_MIN: Duration = Duration::from_nanos(250);
 /// A message caught this soon, even after yielding, came from a peer
-/// running on another CPU.
-const PARALLEL: Duration = Duration::from_micros(2);
+/// running on another CPU (a dict round trip's wait plus one
+/// `sched_yield` here: 1.5 to 2.5 µs).
+const PARALLEL: Duration = Duration::from_micros(3);
 
 /// An adaptive poll budget (one per waiter), two parts:
 /// - the whole poll: a wait that ended while polling doubles it back
