@@ -221,14 +221,14 @@ const PARALLEL: Duration = Duration::from_micros(3);
 
 /// An adaptive poll budget (one per waiter), two parts:
 /// - the whole poll: a wait that ended while polling doubles it back
-///   towards [`HOT_SPIN`], one that had to sleep halves it down to
-///   [`COLD_SPIN`]. A session fed back to back keeps its latency; an idle
+///   towards `HOT_SPIN`, one that had to sleep halves it down to
+///   `COLD_SPIN`. A session fed back to back keeps its latency; an idle
 ///   one sleeps almost at once (bounded, then a futex sleep: an idle
 ///   session costs no CPU);
 /// - its `pause` part: a message caught before yielding, or within
-///   [`PARALLEL`], doubles it back towards [`PAUSE_SPIN`]; one caught
+///   `PARALLEL`, doubles it back towards `PAUSE_SPIN`; one caught
 ///   later (the peer needed this CPU: spinning only delayed it) halves it
-///   down to [`PAUSE_MIN`].
+///   down to `PAUSE_MIN`.
 #[derive(Debug, Clone, Copy)]
 pub struct SpinBudget {
     poll: Duration,
