@@ -326,7 +326,7 @@ impl Server {
                     pool.spawn.notify_one();
                 }
             }
-            unused = Arc::clone(&self).start_session(p, pipe);
+            unused = Arc::clone(&self).start_session(p, pipe, pool.local);
             let mut st = lock(&pool.state);
             if st.idle >= MAX_IDLE || self.shutdown.load(Ordering::Acquire) {
                 return;
@@ -405,6 +405,7 @@ impl Server {
         self: Arc<Self>,
         p: PendingConnection,
         pipe: Option<Connection>,
+        local: bool,
     ) -> Option<Connection> {
         let Ok(mut sock) = p.authenticate(&self.authkey, self.handshake_timeout) else {
             return pipe;
@@ -419,6 +420,11 @@ impl Server {
             Some(Hello::Pipe { client }) => (client, true),
             None => return pipe,
         };
+        if wants_pipe && !local {
+            // A pipe's descriptor only passes over a Unix socket.
+            let _ = sock.send_obj(&Welcome::Refused("pipes are for local clients".into()));
+            return pipe;
+        }
         let (transport, unused) = if wants_pipe {
             let made = match pipe {
                 Some(p) => Ok(p),
