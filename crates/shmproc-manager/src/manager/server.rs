@@ -349,18 +349,23 @@ impl Server {
             if self.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            // Counted before it starts: it counts itself out as it leads.
+            // Taken and counted in one step, before the thread starts (it
+            // counts itself out as it leads): a leader that finds none
+            // idle after this asks again, and is heard.
+            st.spawn = false;
             st.idle += 1;
             drop(st);
             let (s, p) = (Arc::clone(&self), Arc::clone(pool));
             let started = std::thread::Builder::new()
                 .name("mgr-session".into())
                 .spawn(move || s.lead(p));
-            let mut st = lock(&pool.state);
             if started.is_err() {
+                let mut st = lock(&pool.state);
                 st.idle -= 1;
+                // Try again a tick later (nobody may be leading).
+                st.spawn = true;
+                let _ = pool.spawn.wait_timeout(st, TICK);
             }
-            st.spawn = false;
         }
     }
 
