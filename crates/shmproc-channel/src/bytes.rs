@@ -358,6 +358,19 @@ impl ByteQueue {
         })
     }
 
+    /// A handle on a validated storage, and the storage back: the fuzz
+    /// harness (`fuzzing.rs`) keeps one mapping across inputs.
+    pub(crate) fn from_storage(storage: SegmentStorage) -> Self {
+        let inline = crate::ring::Storage::slot_size(&storage) - RECORD_HEADER_LEN;
+        Self {
+            ring: Ring::new(storage, false),
+            inline,
+        }
+    }
+    pub(crate) fn into_storage(self) -> SegmentStorage {
+        self.ring.into_storage()
+    }
+
     fn attach(seg: Segment) -> Result<Self, QueueError> {
         // The slot size is read once here, validated (range, and by
         // SegmentStorage::new against the ring header and the mapping's

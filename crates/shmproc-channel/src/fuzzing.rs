@@ -7,10 +7,11 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 
-use shmproc_shm::DATA_OFFSET;
+use shmproc_shm::sync::real::{AtomicU8, Ordering};
+use shmproc_shm::{DATA_OFFSET, Offset, Segment};
 
 use crate::bytes::ByteQueue;
 use crate::error::{
@@ -19,6 +20,7 @@ use crate::error::{
 };
 use crate::queue::Queue;
 use crate::ring::RING_HEADER_LEN;
+use crate::storage::SegmentStorage;
 
 /// A little reader over the fuzz input.
 struct Input<'a>(&'a [u8]);
@@ -38,77 +40,184 @@ impl Input<'_> {
     }
 }
 
-/// An anonymous segment kept across fuzz inputs, with a copy of its bytes
-/// right after creation.
+/// An anonymous segment kept across fuzz inputs: its fd, a copy of its
+/// bytes right after creation, and the handle (or the handle's parts) that
+/// maps it, parked between inputs.
 struct Kept {
-    /// The creating handle(s), kept alive so the segment is never rebuilt.
-    _owner: Box<dyn Any>,
     file: File,
     fresh: Vec<u8>,
+    /// `None` while an input has it out (or after an input panicked with
+    /// it: the next one builds the segment anew).
+    parked: Option<Box<dyn Any>>,
 }
+
+/// The key of a kept segment: (structure, shape).
+type Key = (&'static str, u64);
 
 thread_local! {
     /// One kept segment per (structure, shape).
-    static KEPT: RefCell<HashMap<(&'static str, u64), Kept>> = RefCell::new(HashMap::new());
+    static KEPT: RefCell<HashMap<Key, Kept>> = RefCell::new(HashMap::new());
 }
 
-/// A descriptor of a segment of shape `(what, shape)` in exactly the state
-/// `create` leaves it in: created once per process, then reset by writing
-/// its fresh bytes back before each input. The caller opens its own handle
-/// on it (`open_fd`), so no process-local state survives an input either;
-/// an input runs the same code on the same bytes as on a new segment,
-/// without the `memfd_create`, `ftruncate` and page zeroing that made
-/// each input cost a millisecond.
-fn fresh_fd<T: Any>(
-    what: &'static str,
-    shape: u64,
-    create: impl FnOnce() -> T,
-    fd_of: impl Fn(&T) -> BorrowedFd<'_>,
-) -> OwnedFd {
+/// The parts kept for `key` (made by `create` the first time), with the
+/// segment's bytes written back to what they were right after `create`:
+/// the same bytes as a new segment's, without the `memfd_create`,
+/// `ftruncate`, `mmap`, page faults and `munmap` that made each input cost
+/// a millisecond. Only what maps the segment and what was validated from
+/// its fresh bytes (geometry) is kept: the caller builds a new handle on
+/// the parts for each input ([`Reused`]), so no other process-local state
+/// survives an input. Give the parts back with [`park`].
+fn take<T: Any>(key: Key, create: impl FnOnce() -> T, fd_of: impl Fn(&T) -> BorrowedFd<'_>) -> T {
     KEPT.with(|kept| {
         let mut kept = kept.borrow_mut();
-        let k = kept.entry((what, shape)).or_insert_with(|| {
-            let owner = create();
-            let file = File::from(
-                fd_of(&owner)
-                    .try_clone_to_owned()
-                    .expect("dup the segment fd"),
-            );
-            let len = file.metadata().expect("fstat the segment").len();
-            let mut fresh = vec![0u8; usize::try_from(len).expect("segment length")];
-            file.read_exact_at(&mut fresh, 0)
-                .expect("read the fresh segment");
+        if let Some(k) = kept.get_mut(&key) {
+            if let Some(parts) = k.parked.take() {
+                k.file.write_all_at(&k.fresh, 0).expect("reset the segment");
+                return *parts.downcast::<T>().expect("the kept parts' type");
+            }
+        }
+        let parts = create();
+        let file = File::from(
+            fd_of(&parts)
+                .try_clone_to_owned()
+                .expect("dup the segment fd"),
+        );
+        let len = file.metadata().expect("fstat the segment").len();
+        let mut fresh = vec![0u8; usize::try_from(len).expect("segment length")];
+        file.read_exact_at(&mut fresh, 0)
+            .expect("read the fresh segment");
+        kept.insert(
+            key,
             Kept {
-                _owner: Box::new(owner),
                 file,
                 fresh,
-            }
-        });
-        k.file.write_all_at(&k.fresh, 0).expect("reset the segment");
-        OwnedFd::from(k.file.try_clone().expect("dup the segment fd"))
+                parked: None,
+            },
+        );
+        parts
     })
 }
 
+/// Parks the parts of `key` for the next input ([`take`]).
+fn park<T: Any>(key: Key, parts: T) {
+    KEPT.with(|kept| {
+        if let Some(k) = kept.borrow_mut().get_mut(&key) {
+            k.parked = Some(Box::new(parts));
+        }
+    });
+}
+
+/// A handle that can be taken apart into what [`take`] keeps.
+trait Keep: Sized {
+    type Parts: Any;
+    fn into_parts(self) -> Self::Parts;
+    fn from_parts(parts: Self::Parts) -> Self;
+}
+
+impl Keep for Queue<u64> {
+    type Parts = SegmentStorage;
+    fn into_parts(self) -> SegmentStorage {
+        self.into_storage()
+    }
+    fn from_parts(storage: SegmentStorage) -> Self {
+        Queue::from_storage(storage, shmproc_shm::SegmentKind::QUEUE)
+    }
+}
+
+impl Keep for ByteQueue {
+    type Parts = SegmentStorage;
+    fn into_parts(self) -> SegmentStorage {
+        self.into_storage()
+    }
+    fn from_parts(storage: SegmentStorage) -> Self {
+        ByteQueue::from_storage(storage)
+    }
+}
+
+/// A handle built for one input on a kept segment; its parts are parked
+/// again when it drops.
+struct Reused<H: Keep> {
+    key: Key,
+    h: Option<H>,
+}
+
+impl<H: Keep> Reused<H> {
+    fn new(key: Key, create: impl FnOnce() -> H) -> Self {
+        let parts = take(
+            key,
+            || create().into_parts(),
+            |s: &H::Parts| {
+                (s as &dyn Any)
+                    .downcast_ref::<SegmentStorage>()
+                    .expect("a ring storage")
+                    .segment()
+                    .fd()
+            },
+        );
+        Self {
+            key,
+            h: Some(H::from_parts(parts)),
+        }
+    }
+}
+
+impl<H: Keep> std::ops::Deref for Reused<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        self.h.as_ref().expect("the handle, until drop")
+    }
+}
+
+impl<H: Keep> Drop for Reused<H> {
+    fn drop(&mut self) {
+        if let Some(h) = self.h.take() {
+            park(self.key, h.into_parts());
+        }
+    }
+}
+
 /// A `Queue<u64>` of capacity `cap` on a kept segment, as new.
-fn fresh_queue(cap: usize) -> Queue<u64> {
-    let fd = fresh_fd(
-        "queue",
-        cap as u64,
-        || Queue::<u64>::new(cap).expect("create an anonymous queue"),
-        |q| q.segment().fd(),
-    );
-    Queue::open_fd(fd).expect("open the kept queue")
+fn fresh_queue(cap: usize) -> Reused<Queue<u64>> {
+    Reused::new(("queue", cap as u64), || {
+        Queue::<u64>::new(cap).expect("create an anonymous queue")
+    })
 }
 
 /// A `ByteQueue` of `cap` slots of `slot` bytes on a kept segment, as new.
-fn fresh_byte_queue(cap: usize, slot: usize) -> ByteQueue {
-    let fd = fresh_fd(
-        "bytes",
-        (cap as u64) << 32 | slot as u64,
-        || ByteQueue::new(cap, slot).expect("create an anonymous byte queue"),
-        |q| q.segment().fd(),
-    );
-    ByteQueue::open_fd(fd).expect("open the kept byte queue")
+fn fresh_byte_queue(cap: usize, slot: usize) -> Reused<ByteQueue> {
+    Reused::new(("bytes", (cap as u64) << 32 | slot as u64), || {
+        ByteQueue::new(cap, slot).expect("create an anonymous byte queue")
+    })
+}
+
+/// Byte access to a segment through this process's mapping, as another
+/// process writes it (atomic bytes, bounds-checked: out-of-range bytes are
+/// skipped). Offsets are from the start of the segment.
+struct Scribe<'a>(&'a Segment);
+
+impl Scribe<'_> {
+    fn byte(&self, at: u64) -> Option<&AtomicU8> {
+        self.0.get(Offset::<AtomicU8>::new(at)).ok()
+    }
+    fn read(&self, at: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self
+                .byte(at.wrapping_add(i as u64))
+                .map_or(0, |a| a.load(Ordering::Relaxed));
+        }
+    }
+    fn read8(&self, at: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(at, &mut b);
+        u64::from_le_bytes(b)
+    }
+    fn write(&self, at: u64, bytes: &[u8]) {
+        for (i, &v) in bytes.iter().enumerate() {
+            if let Some(a) = self.byte(at.wrapping_add(i as u64)) {
+                a.store(v, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// `queue_ops`: a sequence of operations on an anonymous `Queue<u64>`,
@@ -221,7 +330,12 @@ fn message(len: usize, tag: u64) -> Vec<u8> {
 /// `Queue<u64>` half (so older corpus entries stay meaningful): a
 /// `ByteQueue` with 64-byte slots against a `VecDeque<Vec<u8>>` model.
 /// Lengths are `byte % 65` (inline) for bytes below 0xf0, and 65 to 305
-/// (side segments) above.
+/// (side segments) above. A side segment costs a named segment's creation,
+/// mapping, opening and unlink (about ten system calls, 100 µs under
+/// ASan here: more than the rest of an input), so an input makes at most
+/// one, unless its capacity byte is 0xf0 or more: then up to the
+/// queue's capacity plus one (a queue full of side messages, and a put
+/// past it). Later long lengths are inline.
 ///
 /// Opcodes (`b % 8`): put, try_put, reserve+commit, reserve+drop (its
 /// cancelled record holds a slot until a consumer skips it),
@@ -237,13 +351,17 @@ fn bytes_ops(data: &[u8]) {
     let mut closed = false;
     let mut tag = 0u64;
     let mut buf = Vec::new();
+    let mut sides = if c >= 0xf0 { cap + 1 } else { 1 };
     while let Some(op) = input.byte() {
         tag += 1;
         // Mostly inline (0..=64); one length byte in 16 makes a side
         // segment (65..=305), the costly case (`bytes_records` has more).
         let len = match input.byte().unwrap_or(0) {
-            b @ 0..0xf0 => usize::from(b) % 65,
-            b => 65 + 16 * usize::from(b - 0xf0),
+            b @ 0xf0.. if sides > 0 => {
+                sides -= 1;
+                65 + 16 * usize::from(b - 0xf0)
+            }
+            b => usize::from(b) % 65,
         };
         let m = message(len, tag);
         match op % 8 {
@@ -323,12 +441,7 @@ pub fn queue_corrupt(data: &[u8]) {
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
     let q = fresh_queue(cap);
-    let file = File::from(
-        q.segment()
-            .fd()
-            .try_clone_to_owned()
-            .expect("dup the segment fd"),
-    );
+    let scribe = Scribe(q.segment());
     let ring_len = q.segment().data_len() as u64;
     let mut n = 0u64;
     while let Some(op) = input.byte() {
@@ -356,7 +469,7 @@ pub fn queue_corrupt(data: &[u8]) {
                 let at = DATA_OFFSET as u64 + off;
                 let end = (DATA_OFFSET as u64 + ring_len).min(at + 8);
                 let len = (end - at) as usize;
-                let _ = file.write_at(bytes.get(..len).unwrap_or(&[]), at);
+                scribe.write(at, bytes.get(..len).unwrap_or(&[]));
             }
         }
     }
@@ -380,12 +493,7 @@ fn bytes_corrupt(data: &[u8]) {
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 4);
     let q = fresh_byte_queue(cap, 64);
-    let file = File::from(
-        q.segment()
-            .fd()
-            .try_clone_to_owned()
-            .expect("dup the segment fd"),
-    );
+    let scribe = Scribe(q.segment());
     let ring_len = q.segment().data_len() as u64;
     let mut buf = Vec::new();
     while let Some(op) = input.byte() {
@@ -417,7 +525,7 @@ fn bytes_corrupt(data: &[u8]) {
                 let at = DATA_OFFSET as u64 + off;
                 let end = (DATA_OFFSET as u64 + ring_len).min(at + 8);
                 let len = (end - at) as usize;
-                let _ = file.write_at(bytes.get(..len).unwrap_or(&[]), at);
+                scribe.write(at, bytes.get(..len).unwrap_or(&[]));
             }
         }
     }
@@ -512,48 +620,47 @@ pub fn pipe_frames(data: &[u8]) {
         (PipeMode::Duplex, usize::from((config >> 1) & 1))
     };
     let r_end = 1 - w_end;
-    let fd = fresh_fd(
-        "pipe",
-        u64::from(config & 1),
+    // The kept pipe's creating ends stay parked; each input opens its own
+    // ends on the same mapping (`attach` validates the meta line as
+    // `open_fd` does; the segment header is never scribbled here).
+    let key = ("pipe", u64::from(config & 1));
+    let kept = take(
+        key,
         || {
             Pipe::options(mode, CAP as usize)
                 .build()
                 .expect("create an anonymous pipe")
         },
-        |(a, _)| a.segment().fd(),
+        |(a, _): &(Connection, Connection)| a.segment().fd(),
     );
-    let open = |fd: OwnedFd, end: usize| {
-        let end = if end == 0 {
+    let pick = |end: usize| {
+        if end == 0 {
             PipeEnd::First
         } else {
             PipeEnd::Second
-        };
-        Connection::open_fd(fd, end).expect("open the kept pipe")
+        }
     };
-    let mut r = open(fd.try_clone().expect("dup the segment fd"), r_end);
-    let mut w = open(fd, w_end);
-    let file = File::from(
-        w.segment()
-            .fd()
-            .try_clone_to_owned()
-            .expect("dup the segment fd"),
+    let opened = (
+        kept.0.attach_same(pick(r_end)),
+        kept.0.attach_same(pick(w_end)),
     );
+    let (mut r, mut w) = match opened {
+        (Ok(r), Ok(w)) => (r, w),
+        _ => panic!("open the kept pipe"),
+    };
+    let scribe = Scribe(kept.0.segment());
     let r_idx = r_end as u64;
     let tail_off = if r_end == 0 { CTL[0] } else { CTL[1] };
     let head_off = tail_off + 128;
     let w_closed_off = META_ENDS + 16 * w_end as u64 + 8;
-    let read8 = |off: u64| -> u64 {
-        let mut b = [0u8; 8];
-        let _ = file.read_at(&mut b, DATA_OFFSET as u64 + off);
-        u64::from_le_bytes(b)
-    };
+    let read8 = |off: u64| -> u64 { scribe.read8(DATA_OFFSET as u64 + off) };
     let write = |off: u64, bytes: &[u8], forbid: (u64, u64)| {
         let end = (off + bytes.len() as u64).min(PAYLOAD_LEN);
         if off >= end || (off < forbid.1 && forbid.0 < end) {
             return;
         }
         let n = (end - off) as usize;
-        let _ = file.write_at(bytes.get(..n).unwrap_or(&[]), DATA_OFFSET as u64 + off);
+        scribe.write(DATA_OFFSET as u64 + off, bytes.get(..n).unwrap_or(&[]));
     };
     // Scribble / delta / forged header; `forbid` is the range to spare.
     let corrupt = |op: u8, input: &mut Input<'_>, forbid: (u64, u64)| {
@@ -747,13 +854,7 @@ pub fn pipe_frames(data: &[u8]) {
     }
     // A fresh reader on the scribbled segment (it takes the end over): its
     // open validates the layout, and it drains to an end as well.
-    let fd = w.segment().fd().try_clone_to_owned().expect("dup");
-    let end = if r_end == 0 {
-        PipeEnd::First
-    } else {
-        PipeEnd::Second
-    };
-    if let Ok(mut r2) = Connection::open_fd(fd, end) {
+    if let Ok(mut r2) = w.attach_same(pick(r_end)) {
         for _ in 0..=CAP / LINE {
             if r2.recv_bytes_max(1 << 20).is_err() {
                 break;
@@ -761,6 +862,7 @@ pub fn pipe_frames(data: &[u8]) {
         }
     }
     drop(r);
+    park(key, kept);
 }
 
 /// `bytes_records`: a [`ByteQueue`] (64-byte slots, up to 4 of them) whose
@@ -779,6 +881,9 @@ pub fn pipe_frames(data: &[u8]) {
 /// to another slot, write 8 bytes anywhere in the slots, and
 /// qsize/empty/full with a zero-timeout get. Lengths: `b % 65` below 0x80
 /// (inline), `65 + 8 * (b - 0x80)` from 0x80 (side segments, to 1081).
+/// Side segments are the costly part (about ten system calls each), so an
+/// input asks for at most 2 of them, or 16 when its capacity byte is 0xf0
+/// or more; later long lengths are inline (`b % 65`).
 pub fn bytes_records(data: &[u8]) {
     use crate::bytes::side_suffix;
     use crate::ring::slot_geometry;
@@ -787,22 +892,16 @@ pub fn bytes_records(data: &[u8]) {
     let mut input = Input(data);
     let Some(c) = input.byte() else { return };
     let cap = 1usize << (c % 3);
-    let fd = fresh_fd(
-        "bytes-side",
-        cap as u64,
-        || {
-            let q = ByteQueue::new(cap, SLOT).expect("create an anonymous byte queue");
-            // One side message through, so the queue id is in the fresh
-            // bytes (the same for every input: the cleanup's suffix).
-            q.try_put_bytes(&[1u8; SLOT + 1]).expect("a side put");
-            q.try_get_bytes().expect("a side get");
-            q
-        },
-        |q| q.segment().fd(),
-    );
-    let q = ByteQueue::open_fd(fd).expect("open the kept byte queue");
+    let q = Reused::new(("bytes-side", cap as u64), || {
+        let q = ByteQueue::new(cap, SLOT).expect("create an anonymous byte queue");
+        // One side message through, so the queue id is in the fresh
+        // bytes (the same for every input: the cleanup's suffix).
+        q.try_put_bytes(&[1u8; SLOT + 1]).expect("a side put");
+        q.try_get_bytes().expect("a side get");
+        q
+    });
     let suffix = side_suffix(q.queue_id());
-    let file = File::from(q.segment().fd().try_clone_to_owned().expect("dup"));
+    let scribe = Scribe(q.segment());
     let ring_slot = (crate::bytes::RECORD_HEADER_LEN + SLOT) as u64;
     let (payload_off, stride) = slot_geometry(ring_slot).expect("slot geometry");
     let record_at = |i: u64| -> u64 {
@@ -812,13 +911,15 @@ pub fn bytes_records(data: &[u8]) {
     let write = |at: u64, bytes: &[u8]| {
         let end = slots_end.min(at + bytes.len() as u64);
         if at < end {
-            let _ = file.write_at(bytes.get(..(end - at) as usize).unwrap_or(&[]), at);
+            scribe.write(at, bytes.get(..(end - at) as usize).unwrap_or(&[]));
         }
     };
+    let sides = std::cell::Cell::new(if c >= 0xf0 { 16u32 } else { 2 });
     let len_of = |b: u8| -> usize {
-        if b < 0x80 {
+        if b < 0x80 || sides.get() == 0 {
             usize::from(b) % 65
         } else {
+            sides.set(sides.get() - 1);
             65 + 8 * usize::from(b - 0x80)
         }
     };
@@ -883,9 +984,8 @@ pub fn bytes_records(data: &[u8]) {
                 let from = record_at(u64::from(input.byte().unwrap_or(0)));
                 let to = record_at(u64::from(input.byte().unwrap_or(0)));
                 let mut h = [0u8; crate::bytes::RECORD_HEADER_LEN];
-                if file.read_exact_at(&mut h, from).is_ok() {
-                    write(to, &h);
-                }
+                scribe.read(from, &mut h);
+                write(to, &h);
             }
             6 => {
                 scribbled = true;

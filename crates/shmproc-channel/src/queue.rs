@@ -144,11 +144,18 @@ impl<T: Pod> Queue<T> {
         Ok(Self::from_storage(storage, kind))
     }
 
-    fn from_storage(storage: SegmentStorage, kind: SegmentKind) -> Self {
+    pub(crate) fn from_storage(storage: SegmentStorage, kind: SegmentKind) -> Self {
         Self {
             ring: Ring::new(storage, kind == SegmentKind::JOINABLE_QUEUE),
             _t: PhantomData,
         }
+    }
+
+    /// The storage back (its mapping and validated geometry), this handle's
+    /// local state dropped: the fuzz harness (`fuzzing.rs`) keeps one
+    /// mapping across inputs and builds a new handle on it for each.
+    pub(crate) fn into_storage(self) -> SegmentStorage {
+        self.ring.into_storage()
     }
 
     pub(crate) fn options(kind: SegmentKind) -> OpenOptions {

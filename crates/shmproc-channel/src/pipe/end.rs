@@ -184,6 +184,13 @@ impl Connection {
         }
     }
 
+    /// End `end` of this connection's pipe, on the same mapping (no
+    /// `mmap`): the fuzz harness (`fuzzing.rs`) opens fresh ends on a kept
+    /// pipe this way, and `attach` validates the meta line as `open` does.
+    pub(crate) fn attach_same(&self, end: PipeEnd) -> Result<Connection> {
+        Self::attach(Arc::clone(&self.seg), end.index(), None)
+    }
+
     pub(super) fn attach(
         seg: Arc<Segment>,
         end: usize,

@@ -370,6 +370,12 @@ impl<S: Storage> Ring<S> {
         &mut self.storage
     }
 
+    /// The storage back, this handle's local state dropped (the fuzz
+    /// harness keeps a mapping across inputs: `fuzzing.rs`).
+    pub(crate) fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// The ring header.
     #[inline]
     pub fn header(&self) -> &RingHeader {

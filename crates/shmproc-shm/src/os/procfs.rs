@@ -22,6 +22,48 @@ use super::{Pid, identity};
 /// # References
 /// `man 2 kill`, `man 5 proc` (`/proc/pid/stat`, field 3)
 pub fn pid_alive(pid: Pid) -> bool {
+    #[cfg(fuzzing)]
+    return fuzz_memo::ALIVE.with(|m| fuzz_memo::get(m, pid, || pid_alive_now(pid)));
+    #[cfg(not(fuzzing))]
+    pid_alive_now(pid)
+}
+
+/// Fuzz builds (`cfg(fuzzing)`) memoise what `/proc` says about each pid:
+/// a fuzz target runs in one process, where every pid it checks, other than
+/// its own, was read from bytes the harness scribbled, and asking `/proc`
+/// about each of them again (tens of microseconds) was most of an input's
+/// time. A memoised answer is one `/proc` gave; both answers stay reachable
+/// (scribbled pids name live processes, such as 1, and dead ones); the memo
+/// is bounded and starts over when full.
+#[cfg(fuzzing)]
+mod fuzz_memo {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::Pid;
+
+    type Memo<T> = RefCell<HashMap<Pid, T>>;
+
+    thread_local! {
+        pub(super) static ALIVE: Memo<bool> = RefCell::new(HashMap::new());
+        pub(super) static START: Memo<Option<u64>> = RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn get<T: Copy>(memo: &Memo<T>, pid: Pid, ask: impl FnOnce() -> T) -> T {
+        if let Some(&v) = memo.borrow().get(&pid) {
+            return v;
+        }
+        let v = ask();
+        let mut m = memo.borrow_mut();
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(pid, v);
+        v
+    }
+}
+
+fn pid_alive_now(pid: Pid) -> bool {
     // SAFETY: signal 0 performs only the existence and permission check;
     // `pid` is positive (a `Pid`), so it names one process.
     let ret = unsafe { libc::kill(pid.as_raw(), 0) };
@@ -55,6 +97,13 @@ pub fn process_state(pid: Pid) -> Option<u8> {
 /// (`/proc/<pid>/stat`, field 22): with the pid it names one process even
 /// after the pid is reused.
 pub fn process_start_time(pid: Pid) -> Option<u64> {
+    #[cfg(fuzzing)]
+    return fuzz_memo::START.with(|m| fuzz_memo::get(m, pid, || process_start_time_now(pid)));
+    #[cfg(not(fuzzing))]
+    process_start_time_now(pid)
+}
+
+fn process_start_time_now(pid: Pid) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let close = stat.rfind(')')?;
     // Fields after the command: state is field 3, starttime is field 22.
