@@ -201,14 +201,10 @@ impl<S: Storage> Ring<S> {
     /// advanced later, by `publish` or `release`.
     #[inline]
     fn claimed(&self, slot: &SlotHeader, pos: u64) {
-        // Not modelled under loom: a liveness hint only.
-        #[cfg(not(shmproc_loom))]
         slot.owner.store(
             owner::my_tagged_record((pos & super::stamp::POS_MASK) >> self.lap_shift),
             Ordering::Relaxed,
         );
-        #[cfg(shmproc_loom)]
-        let _ = (slot, pos);
     }
 
     /// The validating loop of [`try_claim_push`](Self::try_claim_push).
@@ -311,8 +307,13 @@ impl<S: Storage> Ring<S> {
             // claim CAS), publishing the payload. The store-load ordering
             // against a sleeping consumer's registration is `wake`'s light
             // fence, paired with the heavy one in `block`.
-            slot.stamp
-                .store(stamp(claim.pos, 0, FULL), Ordering::Release);
+            // Mutant: the publish weakened to Relaxed.
+            let order = if shmproc_sync::mutant!("publish_relaxed") {
+                Ordering::Relaxed
+            } else {
+                Ordering::Release
+            };
+            slot.stamp.store(stamp(claim.pos, 0, FULL), order);
         }
         // Position p is done on the producers' side either way (published,
         // or skipped by a consumer that took us for dead): move the tail past
