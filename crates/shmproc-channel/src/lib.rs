@@ -95,6 +95,14 @@
 //! | `loom_asym.rs` `two_repairers_of_one_dead_sleeper` | `repair_sleepers` racing a live sleeper | 2 |
 //! | `loom_asym.rs` `death_at_put_claimed`, `death_at_get_claimed` | survivors' repair after a death at each crash point | 2 |
 //!
+//! `tests/shuttle.rs` runs 3 producers x 3 consumers (blocking, and with a
+//! producer dying at `put-claimed`) under shuttle's randomised,
+//! sequentially consistent scheduler: 50,000 schedules each in CI. It found
+//! that a consumer (or producer) helping the index past positions that
+//! others kept releasing reported a healthy ring [`Corrupt`] ("slot stamp
+//! ahead of head") after `capacity` such helps in one call; the bound is
+//! now on the stamp (at most one lap ahead), not on the count.
+//!
 //! Each `loom_asym` model has seeded mutants (`SHMPROC_MUTANT`, checked by
 //! `.ci/loom-mutants`) that it must catch. Unchecked: the pipe's
 //! light/heavy waits (the pipe is not built under loom); the Pool's chunk

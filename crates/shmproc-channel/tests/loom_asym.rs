@@ -19,7 +19,7 @@
 //! up to two forced switches; the sleeper races need one switch between a
 //! registration and its re-check and one between a publish and its waiters
 //! load), 1 for three or more threads (2 runs for many minutes on 2 cores).
-#![cfg(shmproc_loom)]
+#![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,5 +1,7 @@
 //! The model's world (`cfg(shmproc_loom)` only): who each loom thread is,
-//! which "processes" died, the futex, and the seeded mutants.
+//! which "processes" died, the futex, and the seeded mutants. With
+//! `cfg(shmproc_shuttle)` as well, the same world runs on shuttle's
+//! runtime (randomised schedules of bigger configurations).
 //!
 //! In production the identity of a thread is its kernel tid and that of a
 //! process its pid and start time; every loom thread shares one of each.
@@ -51,7 +53,12 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex as StdMutex, OnceLock};
 
-use loom::sync::{Condvar, Mutex};
+#[cfg(not(shmproc_shuttle))]
+use loom as rt;
+#[cfg(shmproc_shuttle)]
+use shuttle as rt;
+
+use rt::sync::{Condvar, Mutex};
 use shmproc_shm::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// A model thread's identity: its process (pid and start time) and its tid.
@@ -95,7 +102,7 @@ struct World {
 #[derive(Debug)]
 struct Died;
 
-loom::lazy_static! {
+rt::lazy_static! {
     static ref WORLD: StdMutex<World> = StdMutex::new(World { next: 100, ..World::default() });
     static ref FUTEX: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
     static ref GRAVE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
@@ -117,7 +124,7 @@ fn exit_acquire() {
     EXITS.fetch_add(0, Ordering::Acquire);
 }
 
-loom::thread_local! {
+rt::thread_local! {
     static ME: Cell<Option<Identity>> = Cell::new(None);
     static DIE_AT: Cell<Option<&'static str>> = Cell::new(None);
 }
@@ -170,12 +177,12 @@ pub fn me() -> Identity {
 /// Spawns a loom thread running `f` as `id`: `None` when it died
 /// ([`die`]) and was reaped. A thread with an ended thread's tid is that
 /// tid reused.
-pub fn spawn<F, T>(id: Identity, f: F) -> loom::thread::JoinHandle<Option<T>>
+pub fn spawn<F, T>(id: Identity, f: F) -> rt::thread::JoinHandle<Option<T>>
 where
-    F: FnOnce() -> T + 'static,
-    T: 'static,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
 {
-    loom::thread::spawn(move || {
+    rt::thread::spawn(move || {
         adopt(id);
         let r = catch_unwind(AssertUnwindSafe(f));
         exit_release();
@@ -299,7 +306,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32) -> crate::futex::Wake {
         if word.load(Ordering::SeqCst) != expected {
             return crate::futex::Wake::Woken;
         }
-        loom::thread::yield_now();
+        rt::thread::yield_now();
         return crate::futex::Wake::SliceElapsed;
     }
     let (m, cv) = &*FUTEX;

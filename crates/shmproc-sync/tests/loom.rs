@@ -8,7 +8,7 @@
 //! than one interleaving (`LOOM_LOG=info ... -- --nocapture` prints the count).
 //! `RawRLock` is not modelled: loom threads share one OS thread, hence one
 //! tid, and the RLock's owner is a tid.
-#![cfg(shmproc_loom)]
+#![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 #![allow(unsafe_code)] // Non-atomic accesses through loom's UnsafeCell, to catch a broken lock.
 
 use loom::sync::Arc;
