@@ -177,26 +177,39 @@ pub fn me() -> Identity {
 /// Spawns a loom thread running `f` as `id`: `None` when it died
 /// ([`die`]) and was reaped. A thread with an ended thread's tid is that
 /// tid reused.
+#[cfg(not(shmproc_shuttle))]
+pub fn spawn<F, T>(id: Identity, f: F) -> rt::thread::JoinHandle<Option<T>>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    rt::thread::spawn(move || run_as(id, f))
+}
+
+/// Shuttle: as under loom (shuttle's threads must be `Send`).
+#[cfg(shmproc_shuttle)]
 pub fn spawn<F, T>(id: Identity, f: F) -> rt::thread::JoinHandle<Option<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    rt::thread::spawn(move || {
-        adopt(id);
-        let r = catch_unwind(AssertUnwindSafe(f));
-        exit_release();
-        world(|w| {
-            for e in w.entries.iter_mut().filter(|e| e.id == id) {
-                e.running = false;
-            }
-        });
-        match r {
-            Ok(v) => Some(v),
-            Err(p) if p.is::<Died>() => None,
-            Err(p) => resume_unwind(p),
+    rt::thread::spawn(move || run_as(id, f))
+}
+
+fn run_as<T>(id: Identity, f: impl FnOnce() -> T) -> Option<T> {
+    adopt(id);
+    let r = catch_unwind(AssertUnwindSafe(f));
+    exit_release();
+    world(|w| {
+        for e in w.entries.iter_mut().filter(|e| e.id == id) {
+            e.running = false;
         }
-    })
+    });
+    match r {
+        Ok(v) => Some(v),
+        Err(p) if p.is::<Died>() => None,
+        Err(p) => resume_unwind(p),
+    }
 }
 
 /// The calling thread's process dies here: every liveness check reports it
