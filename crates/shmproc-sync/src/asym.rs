@@ -32,7 +32,7 @@
 //! This module is the one place where the asymmetric pair is mapped for
 //! loom: [`light`] and [`heavy`] both become `fence(SeqCst)` (loom's), and
 //! whether this "process" can issue `membarrier` (so [`ready`], [`enable`]
-//! and [`heavy`]'s answer) is the model's ([`crate::model::membarrier`]).
+//! and [`heavy`]'s answer) is the model's (`model::membarrier`).
 //!
 //! Why that is sound for what the models check. `membarrier(GLOBAL_EXPEDITED)`
 //! guarantees that, by the time it returns, every thread of every
@@ -55,7 +55,7 @@
 //! light side's store was issued, is not what loom sees); that the kernel
 //! delivers the barrier to every CPU of a *registered* process (a process
 //! that never registered, or whose registration was lost by `exec`, is
-//! modelled only through [`crate::model::set_no_membarrier`], i.e. the
+//! modelled only through `model::set_no_membarrier`, i.e. the
 //! `FLAG_FENCES` fallback); and the first, light sleep of a waiter (after a
 //! `SeqCst` fence only, [`LIGHT_SLEEP`]), which in production may miss a
 //! wake by design and is late by at most that long: under the model its
