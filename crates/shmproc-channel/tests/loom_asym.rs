@@ -15,10 +15,13 @@
 //! so a lost wake-up is a deadlock that loom reports. `SHMPROC_MUTANT=name`
 //! seeds one bug; `.ci/loom-mutants` checks that each is caught.
 //!
-//! Preemption bounds: 2 for the two-thread models (every interleaving with
-//! up to two forced switches; the sleeper races need one switch between a
-//! registration and its re-check and one between a publish and its waiters
-//! load), 1 for three or more threads (2 runs for many minutes on 2 cores).
+//! Preemption bounds (each model states its own): 3 for the two-thread
+//! models (every interleaving with up to three forced switches: a sleeper
+//! race needs one between the registration and its re-check and one
+//! between the publish and the waiters load, and a revocation one more
+//! inside the holder's operation), 2 for three or more threads (the bug in
+//! `repair_sleepers` fixed with these models needed 2; 3 runs for many
+//! minutes on 2 cores). All of them together: about a minute on 2 cores.
 #![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,7 +97,7 @@ fn exactly_once_fifo(got: &[u64], per_producer: &[&[u64]]) {
 /// holder before, inside ("not now", then retry) or after an operation.
 /// Checks: every message once, FIFO per producer, and (through loom's
 /// cells) no plain store of the holder beside the revoker's CAS claim.
-/// Bound 1: three threads of many steps each.
+/// Bound 2: three threads of many steps each.
 #[test]
 fn lease_revoked_while_holder_runs() {
     check("lease_revoked_while_holder_runs", 2, || {
@@ -120,7 +123,7 @@ fn lease_revoked_while_holder_runs() {
 
 /// Leases 2: the revoker cannot issue `membarrier` (it sets `FLAG_FENCES`)
 /// and waits for the holder to hand the side over at its next operation,
-/// or to end. Bound 2: two threads.
+/// or to end. Bound 3: two threads.
 #[test]
 fn lease_handover_without_membarrier() {
     check("lease_handover_without_membarrier", 3, || {
@@ -150,7 +153,7 @@ fn lease_handover_without_membarrier() {
 }
 
 /// Leases 3: the holder ends, and a new thread of its process gets its
-/// tid (reused) and so the lease, while a third thread revokes. Bound 1.
+/// tid (reused) and so the lease, while a third thread revokes. Bound 2.
 #[test]
 fn lease_reused_tid() {
     check("lease_reused_tid", 2, || {
@@ -179,7 +182,7 @@ fn lease_reused_tid() {
 /// consumer registers, fences (the heavy side) and re-checks; the producer
 /// publishes, fences (the light side) and loads the waiters word. No
 /// interleaving may lose the wake-up (a lost one blocks the consumer for
-/// good: a deadlock to loom). Bound 2: two threads.
+/// good: a deadlock to loom). Bound 3: two threads.
 #[test]
 fn sleeper_get_is_woken_by_put() {
     check("sleeper_get_is_woken_by_put", 3, || {
@@ -194,7 +197,7 @@ fn sleeper_get_is_woken_by_put() {
 }
 
 /// Sleepers 2, the mirror: a producer blocks in `put` on a full ring (one
-/// slot) while a consumer takes the message that fills it. Bound 2.
+/// slot) while a consumer takes the message that fills it. Bound 3.
 #[test]
 fn sleeper_put_is_woken_by_get() {
     check("sleeper_put_is_woken_by_get", 3, || {
@@ -214,7 +217,9 @@ fn sleeper_put_is_woken_by_get() {
 /// stay). Two repairers race over it while a live consumer, whose records
 /// start at the same index, goes to sleep and a producer puts: neither
 /// repairer may clear the live sleeper's bit (commit 45ba570's bug), so
-/// the live consumer is woken. Bound 1: four threads.
+/// the live consumer is woken. Bound 2: four threads (at bound 2 it found
+/// a second repairer taking over a live repairer's in-progress record, now
+/// fixed; the mutant `repairing_names_nobody` restores that rule).
 #[test]
 fn two_repairers_of_one_dead_sleeper() {
     check("two_repairers_of_one_dead_sleeper", 2, || {
@@ -267,7 +272,7 @@ fn two_repairers_of_one_dead_sleeper() {
 /// puts and a consumer gets. The survivors finish (the consumer skips a
 /// dead producer's claim once it checks liveness; futex waits time out so
 /// that it does), nothing is duplicated, only the dead producer's message
-/// is missing, and the ring still carries a message afterwards. Bound 1.
+/// is missing, and the ring still carries a message afterwards. Bound 2.
 #[test]
 fn death_at_put_claimed() {
     check("death_at_put_claimed", 2, || {
@@ -308,7 +313,7 @@ fn death_at_put_claimed() {
 /// or, as the lease holder, inside its read) while another consumer gets.
 /// Nothing is duplicated; the message the dead one held is lost under the
 /// CAS protocol and kept under its lease (the next consumer takes it); the
-/// producer of the next lap reclaims the dead reader's slot. Bound 1.
+/// producer of the next lap reclaims the dead reader's slot. Bound 2.
 #[test]
 fn death_at_get_claimed() {
     check("death_at_get_claimed", 2, || {
