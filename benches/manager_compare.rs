@@ -8,12 +8,16 @@
 //! - TCP dict set/get at least 3x Python's remote manager;
 //! - connect + handshake at least 5x Python's.
 //!
+//! Floors: a Pipe round trip with a child (local) and a blocking TCP
+//! loopback echo (tcp): no design over these transports beats them.
+//!
 //! A MISS is reported, never a failure. Without `--bench` (`cargo test
 //! --benches`) it runs a few operations as a smoke test and skips Python.
 
 use std::time::{Duration, Instant};
 
 use shmproc_channel::{Connection, Pipe};
+use shmproc_manager::manager::spin::{SpinBudget, recv_spinning};
 use shmproc_manager::{Client, Manager};
 use shmproc_process::Process;
 
@@ -33,23 +37,20 @@ fn per_op_us(ops: usize, mut f: impl FnMut(usize)) -> f64 {
     t.elapsed().as_secs_f64() * 1e6 / ops as f64
 }
 
-/// Polls for a message for up to 50 µs before sleeping: the waiting policy
-/// the Manager's pipe sessions use on both sides, so that the floor and
-/// the dict round trip wait alike.
-fn recv_spin(c: &mut Connection) -> Option<Vec<u8>> {
-    let spin_until = Instant::now() + Duration::from_micros(50);
-    loop {
-        match c.try_recv_bytes() {
-            Ok(b) => return Some(b),
-            Err(e) if e.is_empty() && Instant::now() < spin_until => std::thread::yield_now(),
-            Err(e) if e.is_empty() => return c.recv_bytes_timeout(TIMEOUT).ok(),
-            Err(_) => return None,
-        }
+/// The Manager's pipe sessions' wait (an adaptive poll, `pause` then
+/// yielding, then a sleep), so that the floor and the dict round trip wait
+/// alike.
+fn recv_spin(c: &mut Connection, budget: &mut SpinBudget) -> Option<Vec<u8>> {
+    match recv_spinning(c, budget) {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => c.recv_bytes_timeout(TIMEOUT).ok(),
+        Err(_) => None,
     }
 }
 
 fn echo((mut c,): (Connection,)) {
-    while let Some(b) = recv_spin(&mut c) {
+    let mut budget = SpinBudget::default();
+    while let Some(b) = recv_spin(&mut c, &mut budget) {
         if c.send_bytes(&b).is_err() {
             break;
         }
@@ -103,6 +104,19 @@ fn main() {
     let echo_child = Process::new(echo, (theirs,));
     echo_child.start().expect("start echo");
     let msg = [7u8; 24];
+    // The TCP floor: a blocking echo of 24 bytes over loopback (a thread;
+    // `TCP_NODELAY` both ends), what any TCP request/reply costs here.
+    let echo_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let echo_a = echo_l.local_addr().expect("addr");
+    let tcp_echo = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = echo_l.accept().expect("accept");
+        let _ = s.set_nodelay(true);
+        let mut b = [0u8; 24];
+        while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {}
+    });
+    let mut tcp_c = std::net::TcpStream::connect(echo_a).expect("connect");
+    let _ = tcp_c.set_nodelay(true);
 
     let names = [
         "pipe round trip (floor)",
@@ -113,12 +127,14 @@ fn main() {
         "connect+handshake, local (pipe set up)",
         "connect+handshake, tcp",
         "Client::connect only (unix)",
+        "tcp round trip (floor)",
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut budget = SpinBudget::default();
     for _ in 0..rounds {
         samples[0].push(per_op_us(ops, |_| {
             pipe.send_bytes(&msg).expect("send");
-            recv_spin(&mut pipe).expect("echo");
+            recv_spin(&mut pipe, &mut budget).expect("echo");
         }));
         samples[1].push(per_op_us(ops, |i| {
             d_local.set(&keys[i % 64], &(i as u64)).expect("set");
@@ -141,6 +157,12 @@ fn main() {
         samples[7].push(per_op_us(connects, |_| {
             drop(Client::connect(&local, KEY).expect("connect"));
         }));
+        samples[8].push(per_op_us(ops, |_| {
+            use std::io::{Read, Write};
+            let mut b = msg;
+            tcp_c.write_all(&b).expect("send");
+            tcp_c.read_exact(&mut b).expect("echo");
+        }));
     }
     let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
     println!(
@@ -153,6 +175,12 @@ fn main() {
         "  dict set, local / pipe round trip     {:>9.2}x (the design's floor is 1x)",
         med[1] / med[0]
     );
+    println!(
+        "  dict set, tcp / tcp round trip       {:>9.2}x (the floor is 1x)",
+        med[3] / med[8]
+    );
+    drop(tcp_c);
+    let _ = tcp_echo.join();
     pipe.close();
     let _ = echo_child.join_timeout(TIMEOUT);
     drop((d_local, d_tcp, remote));

@@ -11,6 +11,11 @@
 //!
 //! A MISS is reported, never a failure. `cargo test --benches` runs one tiny
 //! round as a smoke test.
+//!
+//! `--stream64` runs only the 64 B 1 -> 1 streams in the user's pattern
+//! (the minimal ring, `Queue` with `put`/`get`, with `try_put`/`try_get`,
+//! in place, `ByteQueue`), all rounds, for the five-run spread of issue 18:
+//! `for i in 1 2 3 4 5; do queue_compare --bench --stream64; done`.
 
 use shmproc_benches::compare::{self, Rounds, Samples, Targets, fmt_ratio};
 use shmproc_benches::harness::{self, size_label};
@@ -26,6 +31,22 @@ fn lat_key(who: &str, size: usize, q: &str) -> String {
 
 fn tput_key(who: &str, size: usize, p: usize, c: usize) -> String {
     format!("tput/{p}p{c}c/{size}/{who}")
+}
+
+/// The 64 B 1 -> 1 streams only (`--stream64`).
+fn stream64_round(s: &mut Samples, sz: &LinkSizes) {
+    for who in [
+        Who::SpscRing,
+        Who::QueueSpin,
+        Who::QueueBlock,
+        Who::QueueInPlace,
+        Who::ByteQueue,
+    ] {
+        let n = sz.messages(false, 64);
+        if let Some(t) = queue::throughput(who, 64, 1, 1, n, sz, Pattern::User) {
+            s.push(tput_key(who.name(), 64, 1, 1), n as f64 / t.as_secs_f64());
+        }
+    }
 }
 
 fn one_round(s: &mut Samples, sz: &LinkSizes) {
@@ -83,9 +104,14 @@ fn main() {
          unix socket: socketpair(AF_UNIX, SOCK_SEQPACKET); ipc-channel: bytes_channel"
     );
 
-    let mut python_skip = None;
+    let stream64 = std::env::args().any(|a| a == "--stream64");
+    let mut python_skip = stream64.then(|| "--stream64: 64B streams only".to_owned());
     let all = Rounds::for_this_run(sz.reps).run(|s| {
-        one_round(s, &sz);
+        if stream64 {
+            stream64_round(s, &sz);
+        } else {
+            one_round(s, &sz);
+        }
         if python_skip.is_none() {
             match shmproc_benches::python::queue(&sz) {
                 Ok(r) => {

@@ -24,7 +24,10 @@
 //! <n>` (one-way p50 of a blocking ping-pong with a 20 us pause before each
 //! ping, so the receiver sleeps, and the heavy fences each side issued).
 //! `spsc <n>` streams 64 B messages through the minimal SPSC ring, the floor
-//! for `stream` in the same placement.
+//! for `stream` in the same placement. `trickle <n>`, `trickle_pipe <n>`
+//! and `trickle_futex <n>`: a consumer (`Queue::get`,
+//! `Connection::recv_bytes_into`, a raw futex waiter) fed a message every
+//! 100 us, its CPU as a share of a core and per message.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -70,8 +73,9 @@ fn run(mode: &str, n: u64) {
         "uspin" => ustream(n, true),
         "uinto" => ustream_into(n),
         "uspsc" => uspsc(n),
-        "trickle" => trickle(n, false),
-        "trickle_futex" => trickle(n, true),
+        "trickle" => trickle(n, Waiter::Queue),
+        "trickle_futex" => trickle(n, Waiter::Futex),
+        "trickle_pipe" => trickle(n, Waiter::Pipe),
         "woken" => woken(n),
         other => {
             panic!(
@@ -261,7 +265,15 @@ fn ustream(n: u64, spin: bool) {
             let mps = n as f64 / t.elapsed().as_secs_f64() / 1e6;
             black_box(sum);
             let how = if spin { "try_put/try_get" } else { "put/get" };
-            println!("user stream 64B 1->1 {how} {mps:.2} M msgs/s");
+            // Which protocol each side ran at the end (a lease held by its
+            // thread: the plain-store fast path; shared: the CAS protocol),
+            // and the CPU each process was on: evidence for a slow run.
+            println!(
+                "user stream 64B 1->1 {how} {mps:.2} M msgs/s (leases: put {:?}, get {:?}; consumer on CPU {})",
+                q.producer_lease(),
+                q.consumer_lease(),
+                current_cpu()
+            );
         },
     );
 }
@@ -296,6 +308,13 @@ fn ustream_into(n: u64) {
     );
 }
 
+/// The CPU this thread runs on now.
+#[allow(unsafe_code)] // sched_getcpu.
+fn current_cpu() -> i32 {
+    // SAFETY: no arguments; returns the CPU number or -1.
+    unsafe { libc::sched_getcpu() }
+}
+
 /// This thread's CPU time (user + system), in ns.
 #[allow(unsafe_code)] // getrusage.
 fn thread_cpu_ns() -> u64 {
@@ -309,14 +328,27 @@ fn thread_cpu_ns() -> u64 {
     ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
+/// What the trickle's consumer waits with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    /// `Queue::get`.
+    Queue,
+    /// A raw futex word, always `FUTEX_WAIT`: the futex-only baseline.
+    Futex,
+    /// `Connection::recv_bytes_into`.
+    Pipe,
+}
+
 /// A consumer waiting on a producer that sends every 100 us (issue 18's
 /// adaptive spin): the consumer's CPU, as a share of a core and per
-/// message, for a blocking `get` (`futex`: a raw futex word, always
-/// `FUTEX_WAIT`, the futex-only baseline). The producer paces itself with
-/// `clock_nanosleep`-style sleeps (pacing, not synchronisation).
+/// message, for a blocking `get` or `recv_bytes_into`, against a raw futex
+/// waiter. The producer paces itself with `clock_nanosleep`-style sleeps
+/// (pacing, not synchronisation).
 #[allow(unsafe_code)] // the futex word in the shared map.
-fn trickle(n: u64, futex: bool) {
+fn trickle(n: u64, waiter: Waiter) {
+    let futex = waiter == Waiter::Futex;
     let q = Queue::<u64>::new(64).expect("queue");
+    let (mut rx, mut tx) = shmproc_channel::Pipe::new().expect("pipe");
     let map = SharedMap::new(4096);
     // SAFETY: `at` checked bounds and alignment; the zero-filled word is a
     // valid AtomicU32 living as long as `map`, which outlives both processes' use.
@@ -329,12 +361,14 @@ fn trickle(n: u64, futex: bool) {
                     reason = "pacing the producer (the case is a slow sender), not synchronisation"
                 )]
                 std::thread::sleep(std::time::Duration::from_micros(100));
-                if futex {
-                    // Release: pairs with the consumer's Acquire load.
-                    word.store(i as u32, Ordering::Release);
-                    shmproc_shm::os::futex_wake(word, 1);
-                } else {
-                    q.put(i).expect("put");
+                match waiter {
+                    Waiter::Futex => {
+                        // Release: pairs with the consumer's Acquire load.
+                        word.store(i as u32, Ordering::Release);
+                        shmproc_shm::os::futex_wake(word, 1);
+                    }
+                    Waiter::Queue => q.put(i).expect("put"),
+                    Waiter::Pipe => tx.send_bytes(&i.to_le_bytes()).expect("send"),
                 }
             }
         },
@@ -354,12 +388,20 @@ fn trickle(n: u64, futex: bool) {
                             Some(std::time::Duration::from_secs(1)),
                         );
                     }
+                } else if waiter == Waiter::Pipe {
+                    let mut b = [0u8; 8];
+                    assert_eq!(rx.recv_bytes_into(&mut b).expect("recv"), 8);
+                    assert_eq!(u64::from_le_bytes(b), i);
                 } else {
                     assert_eq!(q.get().expect("get"), i);
                 }
             }
             let (wall, cpu) = (t.elapsed().as_nanos() as f64, (thread_cpu_ns() - c) as f64);
-            let what = if futex { "futex_wait" } else { "Queue::get" };
+            let what = match waiter {
+                Waiter::Futex => "futex_wait",
+                Waiter::Queue => "Queue::get",
+                Waiter::Pipe => "Connection::recv_bytes_into",
+            };
             println!(
                 "trickle (a message every 100 us), consumer {what}: {:.1}% of a core, {:.0} ns CPU per message",
                 100.0 * cpu / wall,

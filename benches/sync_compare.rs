@@ -21,6 +21,8 @@ struct Samples {
     uncontended: BTreeMap<&'static str, Vec<f64>>,
     /// Contended increments per second, per case.
     contended: BTreeMap<&'static str, Vec<f64>>,
+    /// Contended: CPU (user + system, both processes) per increment, in ns.
+    cpu: BTreeMap<&'static str, Vec<f64>>,
     sizes: SyncSizes,
 }
 
@@ -32,6 +34,8 @@ impl CaseVisitor for Samples {
         let t = sync::run_contended(case, sizes.contended_per_proc);
         let rate = (2 * sizes.contended_per_proc) as f64 / t.as_secs_f64();
         self.contended.entry(case.name()).or_default().push(rate);
+        let cpu = harness::last_run_cpu_ns() as f64 / (2 * sizes.contended_per_proc) as f64;
+        self.cpu.entry(case.name()).or_default().push(cpu);
     }
 }
 
@@ -58,6 +62,7 @@ fn main() {
     let mut s = Samples {
         uncontended: BTreeMap::new(),
         contended: BTreeMap::new(),
+        cpu: BTreeMap::new(),
         sizes,
     };
     let mut python = Vec::new();
@@ -102,22 +107,34 @@ fn main() {
 
     println!();
     println!(
-        "Contended, 2 processes x {} increments (medians of {} rounds; ratios: median of per-round ratios case / baseline, higher is faster)",
+        "Contended, 2 processes x {} increments (medians of {} rounds; ratios: median of per-round ratios case / baseline, higher is faster; \
+         cpu ns/incr: user + system CPU of both processes per increment, fork to exit, waiting included; \
+         the pthread mutex is the futex-only waiter)",
         sizes.contended_per_proc, sizes.reps
     );
     println!(
-        "{:<24} {:>10} {:>11} {:>12} {:>12} {:>10}",
-        "case", "M incr/s", "vs pthread", "vs raw_sync", "vs atomic", "vs Python"
+        "{:<24} {:>10} {:>11} {:>12} {:>12} {:>10} {:>13} {:>11}",
+        "case",
+        "M incr/s",
+        "vs pthread",
+        "vs raw_sync",
+        "vs atomic",
+        "vs Python",
+        "cpu ns/incr",
+        "vs pthread"
     );
     for name in ORDER {
+        let cpu = median(&s.cpu[name]);
         println!(
-            "{:<24} {:>10.2} {:>10.2}x {:>11.2}x {:>11.2}x {:>10}",
+            "{:<24} {:>10.2} {:>10.2}x {:>11.2}x {:>11.2}x {:>10} {:>13.1} {:>10.2}x",
             name,
             con[name] / 1e6,
             con_ratio(name, names::PTHREAD),
             con_ratio(name, names::RAW_SYNC),
             con_ratio(name, names::ATOMIC),
-            py_ratio(name).map_or("-".to_owned(), |x| format!("{x:.0}x"))
+            py_ratio(name).map_or("-".to_owned(), |x| format!("{x:.0}x")),
+            cpu,
+            paired(&s.cpu[name], &s.cpu[names::PTHREAD])
         );
     }
     match (py, &python_skip) {

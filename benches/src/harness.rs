@@ -299,8 +299,17 @@ pub fn last_run_cpu_ns() -> u64 {
     LAST_RUN_CPU_NS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Sets [`last_run_cpu_ns`] for a run of forked workers that began when
+/// [`children_cpu_ns`] read `cpu0` and whose workers are all reaped.
+pub(crate) fn set_last_run_cpu(cpu0: u64) {
+    LAST_RUN_CPU_NS.store(
+        children_cpu_ns().saturating_sub(cpu0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// User + system CPU time of this process's reaped children, in ns.
-fn children_cpu_ns() -> u64 {
+pub(crate) fn children_cpu_ns() -> u64 {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `ru` is a writable rusage; getrusage only writes it.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };

@@ -307,8 +307,9 @@ impl<T: Pod> Link<T> for InPlaceLink<T> {
     }
 }
 
-/// `ByteQueue`: `put_bytes` of the message's bytes, `get_bytes_ref` copied
-/// into the caller's message (one copy each way, as `Queue`'s).
+/// `ByteQueue`: `put_bytes` of the message's bytes, `get_bytes_into` the
+/// caller's message (one copy each way, as `Queue`'s; the pipe's
+/// `recv_bytes_into` form).
 pub(crate) struct ByteLink {
     q: ByteQueue,
 }
@@ -329,8 +330,11 @@ impl<T: Pod> Link<T> for ByteLink {
         }
     }
     fn recv(&self, m: &mut T) {
-        let g = self.q.get_bytes_ref().expect("get_bytes_ref");
-        bytemuck::bytes_of_mut(m).copy_from_slice(&g);
+        let n = self
+            .q
+            .get_bytes_into(bytemuck::bytes_of_mut(m))
+            .expect("get_bytes_into");
+        assert_eq!(n, size_of::<T>(), "a message of another size");
     }
 }
 

@@ -50,7 +50,7 @@ pub enum Who {
     /// from the user's buffer into the slot and from the slot into the
     /// user's buffer (streams 1 -> 1 only).
     QueueInPlace,
-    /// `ByteQueue::put_bytes` / `get_bytes_ref` copied out (1 -> 1 streams
+    /// `ByteQueue::put_bytes` / `get_bytes_into` the user's buffer (1 -> 1 streams
     /// and latency).
     ByteQueue,
     /// `Queue::put` / `get` with a pause before each ping, longer than

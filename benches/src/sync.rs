@@ -371,6 +371,8 @@ struct Control {
 
 /// Two forked processes each call `case.increment()` `per_proc` times, starting
 /// together; returns the time from the start signal to the last one finishing.
+/// Both children's CPU time (user + system, fork to exit) is then
+/// [`last_run_cpu_ns`](crate::harness::last_run_cpu_ns).
 ///
 /// # Panics
 /// If the final count is not exactly `2 * per_proc`, a child fails, or a child
@@ -381,6 +383,7 @@ pub fn run_contended<C: Case>(case: &C, per_proc: u64) -> Duration {
     // `Control` of atomics, and `map` outlives every use (children are reaped below).
     let ctl: &Control = unsafe { &*map.at::<Control>(0) };
     let cpus = contended_cpus();
+    let cpu0 = crate::harness::children_cpu_ns();
     let spawn = |i: usize| {
         Child::fork(|| {
             if let Some(cpus) = cpus {
@@ -414,6 +417,7 @@ pub fn run_contended<C: Case>(case: &C, per_proc: u64) -> Duration {
             case.name()
         );
     }
+    crate::harness::set_last_run_cpu(cpu0);
     let count = case.count();
     assert_eq!(
         count,

@@ -4,8 +4,11 @@
 //!
 //! # Records
 //! Every slot's payload is a 64-byte *record header* followed by the inline
-//! data area (`slot_size` bytes, rounded up to 64), so inline data starts
-//! 64-byte aligned (DESIGN.md: 4K aliasing):
+//! data area (`slot_size` bytes, rounded up to 64), so inline data of more
+//! than 48 bytes starts 64-byte aligned (DESIGN.md: 4K aliasing). Inline
+//! data of up to 48 bytes starts right after the two words, at offset 16,
+//! so a small message and its header are one cache line (the reader knows
+//! which from `len`):
 //!
 //! | offset | field | meaning |
 //! |---|---|---|
@@ -13,7 +16,8 @@
 //! | 4 | `name_len: u32` | side records: bytes of the side segment's name (at most 48) |
 //! | 8 | `len: u64` | message length |
 //! | 16 | `name: [u8; 48]` | side records: the side segment's name |
-//! | 64 | data | inline records: `len` bytes |
+//! | 16 | data | inline records of `len <= 48` bytes |
+//! | 64 | data | inline records of `len > 48` bytes |
 //!
 //! The header is copied out of the slot (never referenced in place) and
 //! validated against the **local** copy of the slot size: an inline length
@@ -95,7 +99,7 @@ use crate::error::{
     TryPutObjError,
 };
 use crate::ring::{
-    Claim, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, Until, ring_bytes,
+    Claim, Fast, MAX_CAPACITY, MAX_SLOT_SIZE, Pop, Push, Ring, RingHeader, Side, Until, ring_bytes,
 };
 use crate::storage::SegmentStorage;
 
@@ -103,8 +107,52 @@ use crate::storage::SegmentStorage;
 /// with [`PutBytesError::TooLarge`].
 pub const MAX_MESSAGE_LEN: u64 = 1 << 40;
 
-/// Bytes of the record header before the inline data of a slot.
+/// Bytes a slot reserves for a record's header: the kind and length words,
+/// then a side record's segment name.
 pub const RECORD_HEADER_LEN: usize = 64;
+
+/// The longest inline message stored right after the kind and length
+/// words (see [`inline_off`]).
+const SMALL_MAX: usize = RECORD_HEADER_LEN - 16;
+
+/// Where the data of an inline record of `len` bytes starts in its slot.
+/// Up to [`SMALL_MAX`] bytes: right after the kind and length words (offset
+/// 16), so the whole record is one cache line, as a small `Queue` element
+/// is (at offset 64, an 8-byte message cost a second line each way: 1.9x
+/// the `Queue`'s ping-pong latency). Longer: after the whole header, 64-byte
+/// aligned for the copies (DESIGN.md: 4K aliasing). The reader derives the
+/// offset from the length in the header.
+const fn inline_off(len: usize) -> usize {
+    if len <= SMALL_MAX {
+        16
+    } else {
+        RECORD_HEADER_LEN
+    }
+}
+
+/// The bytes of a record header that a record of kind `kind` uses: the two
+/// words, and a side record's name after them (an inline record's data
+/// may start at offset 16 ([`inline_off`]), so its header must not be
+/// written whole).
+fn header_bytes(h: &[u8; RECORD_HEADER_LEN]) -> &[u8] {
+    if kind_of(h) == KIND_SIDE {
+        h
+    } else {
+        h.split_at(16).0
+    }
+}
+
+/// The kind word of a record header (0, no kind, when `h` is short).
+fn kind_of(h: &[u8]) -> u32 {
+    h.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b))
+}
+
+/// The length word of a record header (0 when `h` is short).
+fn len_of(h: &[u8]) -> u64 {
+    h.get(8..16)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
 
 /// The largest inline data area of one slot.
 pub const MAX_INLINE: usize = (MAX_SLOT_SIZE as usize) - RECORD_HEADER_LEN;
@@ -119,7 +167,10 @@ const SIDE_TAG: &str = "-bq";
 /// The element spec of a byte queue segment (the slot size is read from the
 /// ring header at open, validated, and kept locally).
 const QUEUE_SPEC: TypeSpec = TypeSpec {
-    type_name: "shmproc_channel::ByteQueue",
+    // "records v2": small inline data at offset 16 (`inline_off`; v1 put
+    // all of it after the whole 64-byte header); the name is part of the
+    // fingerprint, so a v1 process cannot open a v2 queue.
+    type_name: "shmproc_channel::ByteQueue (records v2)",
     size: 1,
     align: 1,
     capacity: 0,
@@ -225,7 +276,7 @@ fn is_side_name(s: &str) -> bool {
 /// | Python | shmproc |
 /// |---|---|
 /// | `q.put(obj)` (pickled) | [`put_bytes`](Self::put_bytes), [`try_put_bytes`](Self::try_put_bytes), [`put_bytes_timeout`](Self::put_bytes_timeout) / [`put_bytes_deadline`](Self::put_bytes_deadline); zero-copy: [`reserve`](Self::reserve) → write → [`commit`](WriteGuard::commit); `serde`: `put_obj` |
-/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout) / [`get_bytes_deadline`](Self::get_bytes_deadline), [`get_bytes_into`](Self::get_bytes_into); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
+/// | `q.get()` | [`get_bytes`](Self::get_bytes), [`try_get_bytes`](Self::try_get_bytes), [`get_bytes_timeout`](Self::get_bytes_timeout) / [`get_bytes_deadline`](Self::get_bytes_deadline), [`get_bytes_into_vec`](Self::get_bytes_into_vec); in place: [`get_bytes_ref`](Self::get_bytes_ref); `serde`: `get_obj` |
 /// | `qsize()`, `empty()`, `full()`, `close()` | as [`Queue`](crate::Queue) |
 ///
 /// # Examples
@@ -416,12 +467,19 @@ impl ByteQueue {
     fn put_until(&self, data: &[u8], until: Until) -> Result<Option<()>, PutBytesError> {
         let len = Self::check_len(data.len())?;
         if data.len() <= self.inline {
+            if self.ring.is_closed() {
+                return Err(PutBytesError::Closed);
+            }
+            if self.fast_put(data) {
+                return Ok(Some(()));
+            }
             loop {
                 let Some(claim) = self.claim_slot(until)? else {
                     return Ok(None);
                 };
-                self.ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
-                self.ring.write(&claim, RECORD_HEADER_LEN, data);
+                self.ring
+                    .write(&claim, 0, header_bytes(&encode(KIND_INLINE, len, "")));
+                self.ring.write(&claim, inline_off(data.len()), data);
                 crash::point("put-claimed");
                 if self.ring.publish(claim) {
                     return Ok(Some(()));
@@ -449,6 +507,59 @@ impl ByteQueue {
         self.publish_side(len, &name, until)
     }
 
+    /// The leased put of an inline message (this thread holds the
+    /// producers' lease: plain stores only, as `Queue::put`'s); `false`
+    /// when the CAS protocol must decide (no lease, or no room now).
+    #[inline]
+    fn fast_put(&self, data: &[u8]) -> bool {
+        let header = encode(KIND_INLINE, data.len() as u64, "");
+        let fast = self.ring.fast_push(|dst| {
+            let words = header_bytes(&header);
+            // SAFETY: `dst` is the tail slot's payload, free for this
+            // position (EMPTY) and ours alone (leased operation); a slot's
+            // payload is RECORD_HEADER_LEN + inline bytes, so the 16 header
+            // bytes fit; `header` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), dst, words.len()) };
+            let at = dst.wrapping_add(inline_off(data.len()));
+            // SAFETY: `data.len() <= self.inline` (the caller checked), so
+            // `inline_off(len) + len <= RECORD_HEADER_LEN + inline`: inside
+            // the same payload; `data` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len()) };
+            crash::point("put-claimed");
+        });
+        matches!(fast, Fast::Done(()))
+    }
+
+    /// The leased get of an inline record of at most `max` bytes (this
+    /// thread holds the consumers' lease): `copy(src, len)` copies the
+    /// record's data out and answers `false` to decline it (no memory).
+    /// `None` when the CAS protocol must decide: no lease, nothing
+    /// published, or a record it handles (side, cancelled, corrupt, longer
+    /// than `max`), which stays published untouched.
+    #[inline]
+    fn fast_get(&self, max: u64, copy: impl FnOnce(*const u8, usize) -> bool) -> Option<usize> {
+        let fast = self.ring.fast_pop_if(|src| {
+            let mut h = [0u8; 16];
+            // SAFETY: `src` is the head slot's payload, published for this
+            // position (FULL, Acquire) and ours alone (leased operation);
+            // it is at least RECORD_HEADER_LEN bytes; `h` is local.
+            unsafe { std::ptr::copy_nonoverlapping(src, h.as_mut_ptr(), h.len()) };
+            let len = len_of(&h);
+            if kind_of(&h) != KIND_INLINE || len > self.inline as u64 || len > max {
+                return None;
+            }
+            let len = len as usize;
+            // `len <= inline`: the data lies inside the payload.
+            let ok = copy(src.wrapping_add(inline_off(len)), len);
+            crash::point("get-claimed");
+            ok.then_some(len)
+        });
+        match fast {
+            Fast::Done(n) => Some(n),
+            Fast::Idle | Fast::Other => None,
+        }
+    }
+
     /// Claims a slot and publishes a side record for the already published
     /// segment `name`; removes the segment when nothing was sent.
     fn publish_side(
@@ -465,7 +576,8 @@ impl ByteQueue {
                     return r.map(|_| None);
                 }
             };
-            self.ring.write(&claim, 0, &encode(KIND_SIDE, len, name));
+            self.ring
+                .write(&claim, 0, header_bytes(&encode(KIND_SIDE, len, name)));
             crash::point("put-claimed");
             if self.ring.publish(claim) {
                 return Ok(Some(()));
@@ -538,10 +650,7 @@ impl ByteQueue {
         };
         let ptr = match &side {
             Some(p) => p.segment().data_ptr(),
-            None => self
-                .ring
-                .payload_ptr(&claim)
-                .wrapping_add(RECORD_HEADER_LEN),
+            None => self.ring.payload_ptr(&claim).wrapping_add(inline_off(len)),
         };
         Ok(Some(WriteGuard {
             q: self,
@@ -608,8 +717,18 @@ impl ByteQueue {
 
     // ------------------------------------------------------------------ get
 
-    fn claim_get(&self, check_dead: bool) -> Result<Option<Claim>, GetError> {
-        match self.ring.claim_pop_waiting(check_dead, false)? {
+    /// One claim attempt of a blocking get (`Ok(None)`: nothing yet). A
+    /// record longer than `max` is left in the queue and reported as
+    /// [`GetError::TooLong`].
+    fn claim_get(&self, check_dead: bool, max: u64) -> Result<Option<Claim>, GetError> {
+        let pop = if max == u64::MAX {
+            self.ring.claim_pop_waiting(check_dead, false)?
+        } else {
+            self.ring
+                .claim_pop_waiting_unless(check_dead, |p| self.longer_than(p, max))?
+                .map_err(|len| GetError::TooLong { len, max })?
+        };
+        match pop {
             Pop::Claimed(c) => Ok(Some(c)),
             Pop::Empty if self.ring.is_closed() => Err(GetError::Closed),
             Pop::Empty | Pop::Busy => Ok(None),
@@ -617,10 +736,19 @@ impl ByteQueue {
     }
 
     /// The non-blocking claim (`Ok(None)`: empty), giving a position a live
-    /// producer is still writing a few spins.
-    fn claim_get_now(&self) -> Result<Option<Claim>, GetError> {
+    /// producer is still writing a few spins; `max` as in
+    /// [`claim_get`](Self::claim_get).
+    fn claim_get_now(&self, max: u64) -> Result<Option<Claim>, GetError> {
         for spin in 0..=SPIN_LIMIT {
-            match self.ring.try_claim_pop(spin == SPIN_LIMIT)? {
+            let check_dead = spin == SPIN_LIMIT;
+            let pop = if max == u64::MAX {
+                self.ring.try_claim_pop(check_dead)?
+            } else {
+                self.ring
+                    .try_claim_pop_unless(check_dead, |p| self.longer_than(p, max))?
+                    .map_err(|len| GetError::TooLong { len, max })?
+            };
+            match pop {
                 Pop::Claimed(c) => return Ok(Some(c)),
                 Pop::Empty if self.ring.is_closed() => return Err(GetError::Closed),
                 Pop::Empty => return Ok(None),
@@ -630,21 +758,43 @@ impl ByteQueue {
         Ok(None)
     }
 
+    /// For a consumer deciding whether to claim position `p` (published):
+    /// its message's length when that is more than `max`. Reads the record
+    /// without its claim; the ring proves the read untorn before it counts
+    /// ([`Ring::try_claim_pop_unless`](crate::ring::Ring::try_claim_pop_unless)).
+    /// A header that does not decode is claimed, and reported as corrupt
+    /// then, as by every get.
+    fn longer_than(&self, p: u64, max: u64) -> Option<u64> {
+        let mut h = [0u8; 16];
+        self.ring.peek_payload(p, &mut h);
+        let (kind, len) = (kind_of(&h), len_of(&h));
+        ((kind == KIND_INLINE || kind == KIND_SIDE) && len > max).then_some(len)
+    }
+
     /// Claims the next record that is not cancelled and decodes its header;
     /// `Ok(None)` when none came by `until`. A corrupt header releases the
-    /// slot and reports [`Corrupt`] (the queue stays usable).
-    fn next_record(&self, until: Until) -> Result<Option<(Claim, Record)>, GetError> {
+    /// slot and reports [`Corrupt`] (the queue stays usable). A record
+    /// longer than `max` stays in the queue: [`GetError::TooLong`].
+    fn next_record(&self, until: Until, max: u64) -> Result<Option<(Claim, Record)>, GetError> {
         loop {
             let claim = match until {
-                Until::Now => self.claim_get_now()?,
-                Until::At(d) => self.ring.block(Side::Get, d, |cd| self.claim_get(cd))?,
+                Until::Now => self.claim_get_now(max)?,
+                Until::At(d) => self
+                    .ring
+                    .block(Side::Get, d, |cd| self.claim_get(cd, max))?,
             };
             let Some(claim) = claim else {
                 return Ok(None);
             };
             crash::point("get-claimed");
+            // The two words first: a small inline record's data follows
+            // them in the same line; only a side record has a name after.
             let mut h = [0u8; RECORD_HEADER_LEN];
-            self.ring.read(&claim, 0, &mut h);
+            let (words, name) = h.split_at_mut(16);
+            self.ring.read(&claim, 0, words);
+            if kind_of(words) == KIND_SIDE {
+                self.ring.read(&claim, 16, name);
+            }
             match decode(&h, self.inline, claim.pos()) {
                 Ok(Record::Cancelled) => {
                     let _ = self.ring.release(claim);
@@ -687,13 +837,29 @@ impl ByteQueue {
     /// The get into `out`: `Ok(None)` when nothing came by `until`.
     fn get_into_until(&self, out: &mut Vec<u8>, until: Until) -> Result<Option<()>, GetError> {
         out.clear();
-        let Some((claim, rec)) = self.next_record(until)? else {
+        let fast = self.fast_get(u64::MAX, |src, len| {
+            if out.try_reserve(len).is_err() {
+                return false;
+            }
+            // SAFETY: `src..src + len` is the record's data inside the
+            // claimed-by-lease slot (fast_get); `out` has room for `len`
+            // bytes (reserved above) and is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
+            // SAFETY: the `len` bytes were just initialised by the copy and
+            // `len <= capacity`.
+            unsafe { out.set_len(len) };
+            true
+        });
+        if fast.is_some() {
+            return Ok(Some(()));
+        }
+        let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
             return Ok(None);
         };
         match rec {
             Record::Inline(len) => {
                 out.resize(len, 0);
-                self.ring.read(&claim, RECORD_HEADER_LEN, out);
+                self.ring.read(&claim, inline_off(len), out);
                 self.release(claim).map(Some)
             }
             Record::Side { len, name } => {
@@ -729,7 +895,7 @@ impl ByteQueue {
     /// message from a side segment cannot be copied out.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_into(&mut v)?;
+        self.get_bytes_into_vec(&mut v)?;
         Ok(v)
     }
 
@@ -740,7 +906,7 @@ impl ByteQueue {
     /// As [`get_bytes`](Self::get_bytes), plus [`GetTimeoutError::Timeout`].
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_into_timeout(&mut v, timeout)?;
+        self.get_bytes_into_vec_timeout(&mut v, timeout)?;
         Ok(v)
     }
 
@@ -750,7 +916,7 @@ impl ByteQueue {
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
     pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_into_deadline(&mut v, deadline)?;
+        self.get_bytes_into_vec_deadline(&mut v, deadline)?;
         Ok(v)
     }
 
@@ -761,7 +927,7 @@ impl ByteQueue {
     #[doc(alias = "get_nowait")]
     pub fn try_get_bytes(&self) -> Result<Vec<u8>, TryGetError> {
         let mut v = Vec::new();
-        self.try_get_bytes_into(&mut v)?;
+        self.try_get_bytes_into_vec(&mut v)?;
         Ok(v)
     }
 
@@ -770,15 +936,15 @@ impl ByteQueue {
     ///
     /// # Errors
     /// As [`get_bytes`](Self::get_bytes); `out` is empty then.
-    pub fn get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
+    pub fn get_bytes_into_vec(&self, out: &mut Vec<u8>) -> Result<(), GetError> {
         forever(|| self.get_into_until(out, Until::NEVER))
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec), waiting at most `timeout`.
     ///
     /// # Errors
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
-    pub fn get_bytes_into_timeout(
+    pub fn get_bytes_into_vec_timeout(
         &self,
         out: &mut Vec<u8>,
         timeout: Duration,
@@ -787,11 +953,11 @@ impl ByteQueue {
         settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec), waiting until `deadline`.
     ///
     /// # Errors
     /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
-    pub fn get_bytes_into_deadline(
+    pub fn get_bytes_into_vec_deadline(
         &self,
         out: &mut Vec<u8>,
         deadline: Instant,
@@ -800,16 +966,110 @@ impl ByteQueue {
         settle(self.get_into_until(out, until), GetTimeoutError::Timeout)
     }
 
-    /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
+    /// [`get_bytes_into_vec`](Self::get_bytes_into_vec) if a message is there now.
     ///
     /// # Errors
     /// As [`try_get_bytes`](Self::try_get_bytes).
-    pub fn try_get_bytes_into(&self, out: &mut Vec<u8>) -> Result<(), TryGetError> {
+    pub fn try_get_bytes_into_vec(&self, out: &mut Vec<u8>) -> Result<(), TryGetError> {
         settle(self.get_into_until(out, Until::Now), TryGetError::Empty)
     }
 
+    /// Takes the next message into `buf`, returning its length, waiting as
+    /// long as it takes: [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into)'s
+    /// contract (Python's `recv_bytes_into`). A message longer than `buf` is
+    /// not taken: [`GetError::TooLong`] says how long it is, and it stays
+    /// in the queue for the next get (by this consumer with a bigger
+    /// buffer, or another one). Bytes of `buf` past the message are left
+    /// as they were.
+    ///
+    /// # Errors
+    /// [`GetError::TooLong`], and as [`get_bytes`](Self::get_bytes) but
+    /// [`NoMemory`](GetError::NoMemory).
+    pub fn get_bytes_into(&self, buf: &mut [u8]) -> Result<usize, GetError> {
+        forever(|| self.get_slice_until(buf, Until::NEVER))
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`], and as [`get_bytes_into`](Self::get_bytes_into).
+    pub fn get_bytes_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, GetTimeoutError> {
+        let until = Until::At(Deadline::after(timeout));
+        settle(self.get_slice_until(buf, until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_bytes_into_timeout`](Self::get_bytes_into_timeout).
+    pub fn get_bytes_into_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, GetTimeoutError> {
+        let until = Until::At(Deadline::at(deadline));
+        settle(self.get_slice_until(buf, until), GetTimeoutError::Timeout)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into) if a message is there now.
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`], and as [`get_bytes_into`](Self::get_bytes_into).
+    pub fn try_get_bytes_into(&self, buf: &mut [u8]) -> Result<usize, TryGetError> {
+        settle(self.get_slice_until(buf, Until::Now), TryGetError::Empty)
+    }
+
+    /// The get into `buf`: `Ok(None)` when nothing came by `until`.
+    fn get_slice_until(&self, buf: &mut [u8], until: Until) -> Result<Option<usize>, GetError> {
+        let max = buf.len() as u64;
+        let dst = buf.as_mut_ptr();
+        let fast = self.fast_get(max, |src, len| {
+            // SAFETY: `src..src + len` is the record's data inside the
+            // claimed-by-lease slot (fast_get); `len <= max = buf.len()`;
+            // `buf` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+            true
+        });
+        if let Some(n) = fast {
+            return Ok(Some(n));
+        }
+        let Some((claim, rec)) = self.next_record(until, max)? else {
+            return Ok(None);
+        };
+        match rec {
+            Record::Inline(len) => {
+                // `len <= max`: next_record left longer records in the ring.
+                let Some(dst) = buf.get_mut(..len) else {
+                    let _ = self.ring.release(claim);
+                    return Err(Corrupt::new("record changed while claimed", len as u64).into());
+                };
+                self.ring.read(&claim, inline_off(len), dst);
+                self.release(claim).map(|()| Some(len))
+            }
+            Record::Side { len, name } => {
+                let seg = self.take_side(claim, len, &name)?;
+                let n = len as usize;
+                let Some(dst) = buf.get_mut(..n) else {
+                    return Err(Corrupt::new("record changed while claimed", len).into());
+                };
+                let src = seg.data_ptr();
+                // SAFETY: `src..src + n` is inside the side segment's payload
+                // (data_len >= len checked in take_side); its name is unlinked
+                // and its producer unmapped it after publishing, so no process
+                // writes it; `dst` is `n` bytes of distinct local memory.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
+                Ok(Some(n))
+            }
+            Record::Cancelled => unreachable!("next_record skips cancelled records"),
+        }
+    }
+
     fn guard_until(&self, until: Until) -> Result<Option<BytesGuard<'_>>, GetError> {
-        let Some((claim, rec)) = self.next_record(until)? else {
+        let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
             return Ok(None);
         };
         match rec {
@@ -817,10 +1077,7 @@ impl ByteQueue {
                 ring: &self.ring,
                 claim: Some(claim),
                 _side: None,
-                ptr: self
-                    .ring
-                    .payload_ptr(&claim)
-                    .wrapping_add(RECORD_HEADER_LEN),
+                ptr: self.ring.payload_ptr(&claim).wrapping_add(inline_off(len)),
                 len,
             })),
             Record::Side { len, name } => {
@@ -1247,7 +1504,7 @@ impl WriteGuard<'_> {
         let ring = &self.q.ring;
         match self.side.take() {
             None => {
-                ring.write(&claim, 0, &encode(KIND_INLINE, len, ""));
+                ring.write(&claim, 0, header_bytes(&encode(KIND_INLINE, len, "")));
                 crash::point("put-claimed");
                 if ring.publish(claim) {
                     Ok(())
@@ -1260,7 +1517,7 @@ impl WriteGuard<'_> {
                 let name = seg_name(&seg);
                 seg.persist();
                 drop(seg);
-                ring.write(&claim, 0, &encode(KIND_SIDE, len, &name));
+                ring.write(&claim, 0, header_bytes(&encode(KIND_SIDE, len, &name)));
                 crash::point("put-claimed");
                 if ring.publish(claim) {
                     Ok(())
@@ -1284,7 +1541,9 @@ impl Drop for WriteGuard<'_> {
         if let Some(claim) = self.claim.take() {
             // Unlinks an uncommitted side segment (PendingSegment's drop).
             drop(self.side.take());
-            self.q.ring.write(&claim, 0, &encode(KIND_CANCELLED, 0, ""));
+            self.q
+                .ring
+                .write(&claim, 0, header_bytes(&encode(KIND_CANCELLED, 0, "")));
             let _ = self.q.ring.publish(claim);
         }
     }

@@ -235,6 +235,18 @@ pub enum GetError {
         /// The message's length.
         len: u64,
     },
+    /// The next message is longer than the buffer given to
+    /// [`ByteQueue::get_bytes_into`](crate::ByteQueue::get_bytes_into)
+    /// (Python's `BufferTooShort`, as
+    /// [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into));
+    /// it stays in the queue.
+    #[error("the message is {len} bytes, more than the {max} allowed")]
+    TooLong {
+        /// The message's length.
+        len: u64,
+        /// The buffer's length.
+        max: u64,
+    },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
@@ -257,6 +269,18 @@ pub enum TryGetError {
     NoMemory {
         /// The message's length.
         len: u64,
+    },
+    /// The next message is longer than the buffer given to
+    /// [`ByteQueue::get_bytes_into`](crate::ByteQueue::get_bytes_into)
+    /// (Python's `BufferTooShort`, as
+    /// [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into));
+    /// it stays in the queue.
+    #[error("the message is {len} bytes, more than the {max} allowed")]
+    TooLong {
+        /// The message's length.
+        len: u64,
+        /// The buffer's length.
+        max: u64,
     },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
@@ -281,6 +305,18 @@ pub enum GetTimeoutError {
     NoMemory {
         /// The message's length.
         len: u64,
+    },
+    /// The next message is longer than the buffer given to
+    /// [`ByteQueue::get_bytes_into`](crate::ByteQueue::get_bytes_into)
+    /// (Python's `BufferTooShort`, as
+    /// [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into));
+    /// it stays in the queue.
+    #[error("the message is {len} bytes, more than the {max} allowed")]
+    TooLong {
+        /// The message's length.
+        len: u64,
+        /// The buffer's length.
+        max: u64,
     },
     /// The queue's memory is corrupt (or the slot being read was taken away).
     #[error(transparent)]
@@ -331,6 +367,7 @@ impl From<GetError> for TryGetError {
         match e {
             GetError::Closed => Self::Closed,
             GetError::NoMemory { len } => Self::NoMemory { len },
+            GetError::TooLong { len, max } => Self::TooLong { len, max },
             GetError::Corrupt(c) => Self::Corrupt(c),
         }
     }
@@ -341,6 +378,7 @@ impl From<GetError> for GetTimeoutError {
         match e {
             GetError::Closed => Self::Closed,
             GetError::NoMemory { len } => Self::NoMemory { len },
+            GetError::TooLong { len, max } => Self::TooLong { len, max },
             GetError::Corrupt(c) => Self::Corrupt(c),
         }
     }

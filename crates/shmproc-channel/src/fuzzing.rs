@@ -279,7 +279,7 @@ fn bytes_ops(data: &[u8]) {
             4..=6 => {
                 let r = match op % 8 {
                     4 => q.try_get_bytes(),
-                    5 => q.try_get_bytes_into(&mut buf).map(|()| buf.clone()),
+                    5 => q.try_get_bytes_into_vec(&mut buf).map(|()| buf.clone()),
                     _ => q.try_get_bytes_ref().map(|g| g.to_vec()),
                 };
                 // Consumers skip cancelled records.

@@ -87,7 +87,8 @@ fn round_trips_of_every_size_across_processes() {
         match i % 3 {
             0 => assert_eq!(q.get_bytes_timeout(TIMEOUT).expect("get"), want, "{len}"),
             1 => {
-                q.get_bytes_into_timeout(&mut buf, TIMEOUT).expect("get");
+                q.get_bytes_into_vec_timeout(&mut buf, TIMEOUT)
+                    .expect("get");
                 assert_eq!(buf, want, "{len}");
             }
             _ => {
@@ -221,7 +222,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => len.clone().prop_map(Op::Put),
         1 => (len, any::<bool>()).prop_map(|(l, c)| Op::Reserve(l, c)),
-        3 => (0..3u8).prop_map(Op::Get),
+        4 => (0..4u8).prop_map(Op::Get),
     ]
 }
 
@@ -257,10 +258,24 @@ proptest! {
                     Err(TryPutBytesError::Full) => prop_assert_eq!(q.qsize(), cap),
                     Err(e) => prop_assert!(false, "reserve: {e}"),
                 },
+                Op::Get(3) => {
+                    // Into a fixed buffer shorter than some messages: a
+                    // longer one is refused and stays at the front.
+                    let mut small = [0u8; 100];
+                    match q.try_get_bytes_into(&mut small) {
+                        Ok(n) => prop_assert_eq!(Some(small[..n].to_vec()), model.pop_front()),
+                        Err(TryGetError::TooLong { len, max: 100 }) => {
+                            prop_assert_eq!(Some(len as usize), model.front().map(Vec::len));
+                            prop_assert!(len > 100);
+                        }
+                        Err(TryGetError::Empty) => prop_assert!(model.is_empty()),
+                        Err(e) => prop_assert!(false, "get into: {e}"),
+                    }
+                }
                 Op::Get(how) => {
                     let got = match how {
                         0 => q.try_get_bytes(),
-                        1 => q.try_get_bytes_into(&mut buf).map(|()| buf.clone()),
+                        1 => q.try_get_bytes_into_vec(&mut buf).map(|()| buf.clone()),
                         _ => q.try_get_ref(),
                     };
                     match got {
@@ -446,4 +461,91 @@ fn a_sweep_removes_only_its_own_queues_side_segments() {
         msg(10 * SLOT, 7)
     );
     assert!(side_leftovers(a_pid).is_empty(), "the consumer unlinked it");
+}
+
+/// `get_bytes_into` with a buffer too short leaves the message in the queue
+/// (Python's `BufferTooShort`, as `Connection::recv_bytes_into`): a consumer
+/// process with a 100-byte buffer and one with a large buffer share a
+/// stream of mixed sizes (inline and side records); every message arrives
+/// exactly once, and the short buffer never gets a longer one.
+#[test]
+fn too_long_for_the_buffer_stays_for_another_consumer() {
+    const N: usize = 400;
+    let len_of = |i: usize| (i * 37) % 180;
+    if role().is_some() {
+        let q = ByteQueue::open(&arg("q").expect("q")).expect("open");
+        let back = ByteQueue::open(&arg("back").expect("back")).expect("open");
+        let mut small = [0u8; 100];
+        let mut refused = 0u64;
+        loop {
+            match q.get_bytes_into_timeout(&mut small, TIMEOUT) {
+                Ok(n) => back.put_bytes(&small[..n]).expect("report"),
+                Err(GetTimeoutError::TooLong { len, max: 100 }) => {
+                    assert!(len > 100, "refused {len}");
+                    refused += 1;
+                    // The other consumer takes it; look again.
+                    std::hint::spin_loop();
+                }
+                Err(GetTimeoutError::Closed) => break,
+                Err(e) => panic!("get into: {e}"),
+            }
+        }
+        back.put_bytes(format!("refused {refused}").as_bytes())
+            .expect("report");
+        return;
+    }
+    let _side = side_lock();
+    let _wd = Watchdog::new(TIMEOUT);
+    let shm = TestShm::new();
+    let (qn, bn) = (shm.name("q"), shm.name("back"));
+    let q = ByteQueue::create(&qn, 8, 128).expect("create");
+    let back = ByteQueue::create(&bn, 64, 128).expect("create");
+    let child =
+        Child::spawn(current_test!(), "small", &[("q", &qn), ("back", &bn)]).expect("spawn");
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut big = vec![0u8; 4096];
+    let mut child_got: Vec<Vec<u8>> = Vec::new();
+    for i in 0..N {
+        let m = msg(len_of(i), i as u8);
+        // Full: the head may be a long message the child refuses, so take
+        // one here (never wait for room the child cannot make).
+        while let Err(e) = q.try_put_bytes(&m) {
+            assert!(matches!(e, TryPutBytesError::Full), "put: {e}");
+            if let Ok(n) = q.try_get_bytes_into(&mut big) {
+                got.push(big[..n].to_vec());
+            }
+        }
+        // Take one now and then, so both consumers compete.
+        if i % 3 == 0 {
+            if let Ok(n) = q.try_get_bytes_into(&mut big) {
+                got.push(big[..n].to_vec());
+            }
+        }
+        while let Ok(m) = back.try_get_bytes() {
+            child_got.push(m);
+        }
+    }
+    q.close();
+    loop {
+        match q.get_bytes_into_timeout(&mut big, TIMEOUT) {
+            Ok(n) => got.push(big[..n].to_vec()),
+            Err(GetTimeoutError::Closed) => break,
+            Err(e) => panic!("get into: {e}"),
+        }
+    }
+    let summary = loop {
+        let m = back.get_bytes_timeout(TIMEOUT).expect("child's report");
+        if m.starts_with(b"refused ") {
+            break String::from_utf8(m).expect("utf-8");
+        }
+        child_got.push(m);
+    };
+    child.expect_success(TIMEOUT);
+    assert!(child_got.iter().all(|m| m.len() <= 100), "{summary}");
+    let mut all: Vec<Vec<u8>> = got.into_iter().chain(child_got).collect();
+    all.sort();
+    let mut want: Vec<Vec<u8>> = (0..N).map(|i| msg(len_of(i), i as u8)).collect();
+    want.sort();
+    assert_eq!(all.len(), N, "{summary}");
+    assert!(all == want, "messages lost or duplicated ({summary})");
 }

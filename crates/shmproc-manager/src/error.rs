@@ -139,6 +139,17 @@ pub enum RemoteError {
     /// A lock was released by a client that does not hold it.
     #[error("release of a lock this client does not hold")]
     NotHeld,
+    /// A barrier was broken (a timeout, `abort`, `reset`, or a party gone)
+    /// (Python's `BrokenBarrierError`).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+    /// A bounded semaphore released above its initial value (Python's
+    /// `ValueError: Semaphore released too many times`).
+    #[error("semaphore released too many times")]
+    TooManyReleases,
+    /// A wait was cut short: the server is shutting down.
+    #[error("the wait was interrupted: the server is shutting down")]
+    Interrupted,
     /// No registered type has this name.
     #[error("no type registered as {0:?}")]
     NotRegistered(String),

@@ -6,7 +6,7 @@
 //! | `shared_memory.SharedMemory(name, create=True, size=n)` | [`SharedMemory::create`], [`SharedMemory::open`], [`SharedMemory::new`] |
 //! | `shared_memory.ShareableList([...])` | [`ShareableList::create`] (length-prefixed: trailing NULs and UTF-8 survive) |
 //! | `managers.SharedMemoryManager()` | [`SharedMemoryManager::start`] (unlinks on shutdown and when its owner dies) |
-//! | `multiprocessing.Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `Event`, `register` | [`Manager`] and its typed proxies ([`DictProxy`], ...): local clients over shared memory, remote ones over TCP |
+//! | `multiprocessing.Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `RLock`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Event`, `register` | [`Manager`] and its typed proxies ([`DictProxy`], ...): local clients over shared memory, remote ones over TCP |
 //! | `connection.Listener(addr, authkey=k)` / `Client(addr, authkey=k)` | [`Listener`], [`Client`] (Python 3.12's HMAC-SHA256 handshake, byte for byte) |
 //!
 //! # Examples
@@ -34,8 +34,9 @@ pub use connection::{
 };
 pub use error::{AuthenticationError, ConnError, ManagerError, ProxyError, RemoteError};
 pub use manager::{
-    DEFAULT_CALL_TIMEOUT, DictProxy, EventProxy, ListProxy, LockProxy, Manager, ManagerBuilder,
-    NamespaceProxy, QueueProxy, ValueProxy,
+    BarrierProxy, ConditionProxy, DEFAULT_CALL_TIMEOUT, DictProxy, EventProxy, ListProxy,
+    LockProxy, Manager, ManagerBuilder, NamespaceProxy, QueueProxy, RLockProxy, SemaphoreProxy,
+    ValueProxy,
 };
 pub use shareable_list::{Item, MAX_ITEMS, MIN_SLOT, ShareableList, ShareableListError};
 pub use shared_memory::SharedMemory;

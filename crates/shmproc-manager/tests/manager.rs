@@ -250,7 +250,7 @@ fn namespace_value_queue_lock_event_and_registered_types() {
 
 fn raw_session(addr: &Address, key: &[u8]) -> shmproc_manager::SocketConnection {
     let mut c = Client::connect_timeout(addr, key, TIMEOUT).expect("connect");
-    c.send_obj(&Hello::Socket).expect("hello");
+    c.send_obj(&Hello::Socket { client: 1 }).expect("hello");
     assert_eq!(
         c.recv_obj_timeout::<Welcome>(TIMEOUT).expect("welcome"),
         Welcome::Socket
@@ -430,4 +430,28 @@ fn server_sigkilled_mid_call_every_client_errors_within_its_timeout() {
         assert_eq!(c.join_timeout(TIMEOUT).expect("join"), 0);
     }
     drop(m);
+}
+
+#[test]
+fn a_pipe_is_refused_over_tcp_and_the_server_serves_on() {
+    let _w = Watchdog::new(TIMEOUT);
+    let m = Manager::builder()
+        .tcp("127.0.0.1:0".parse().expect("addr"))
+        .start()
+        .expect("start");
+    let tcp = m.tcp_address().expect("tcp").clone();
+    let mut c = Client::connect_timeout(&tcp, m.authkey(), TIMEOUT).expect("connect");
+    c.send_obj(&Hello::Pipe { client: 7 }).expect("hello");
+    assert!(matches!(
+        c.recv_obj_timeout::<Welcome>(TIMEOUT).expect("welcome"),
+        Welcome::Refused(_)
+    ));
+    let d = Manager::connect(&tcp, m.authkey())
+        .expect("connect")
+        .dict::<u8, u8>()
+        .expect("dict");
+    d.set(&1, &2).expect("set");
+    assert_eq!(d.get(&1).expect("get"), Some(2));
+    drop(d);
+    m.shutdown().expect("shutdown");
 }

@@ -142,6 +142,33 @@ pub use wait::wait;
 
 pub use shmproc_shm::os::Pid;
 
+/// What `shmproc-mpi` reaches to carry a task `fn` to another machine (where
+/// the executable's device and inode, which [`CodeRef`] checks, differ);
+/// not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    /// The offset of `addr` from this executable's reference point, checked
+    /// to lie inside the executable.
+    ///
+    /// # Errors
+    /// [`ProcessError::TargetOutsideExecutable`](crate::ProcessError::TargetOutsideExecutable).
+    pub fn code_offset(addr: usize) -> Result<u64, crate::ProcessError> {
+        crate::target::offset_of(addr)
+    }
+
+    /// The address `off` bytes from the reference point, if it lies inside
+    /// the executable's mappings.
+    pub fn code_address(off: u64) -> Option<usize> {
+        let addr = crate::target::resolve_offset(off);
+        crate::target::in_executable(addr).then_some(addr)
+    }
+
+    /// The hash of `A`'s name and size that [`CodeRef`](crate::CodeRef) records.
+    pub fn type_hash<A>() -> u64 {
+        crate::target::type_hash::<A>()
+    }
+}
+
 /// Number of CPUs online (Python's `multiprocessing.cpu_count()`).
 pub fn cpu_count() -> usize {
     shmproc_shm::os::online_cpu_count()

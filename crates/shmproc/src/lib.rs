@@ -21,7 +21,7 @@
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`] | available |
 //! | `shared_memory.SharedMemory`, `shared_memory.ShareableList` | [`SharedMemory`], [`ShareableList`] | available |
 //! | `managers.SharedMemoryManager()` | [`SharedMemoryManager`] | available |
-//! | `Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `Event`, `register` | [`Manager`] with typed proxies ([`DictProxy`], [`ListProxy`], ...) | available |
+//! | `Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `RLock`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Event`, `register` | [`Manager`] with typed proxies ([`DictProxy`], [`ListProxy`], ...) | available |
 //! | `connection.Listener` / `Client` with `authkey` | [`Listener`], [`Client`] (Python 3.12's handshake) | available |
 //!
 //! The README's table lists the rest of `multiprocessing` and when it lands.
@@ -80,10 +80,10 @@ pub use shmproc_process::{
 pub use shmproc_pool::{AsyncResult, Callbacks, IMap, IMapUnordered, Pool, PoolBuilder, PoolError};
 
 pub use shmproc_manager::{
-    Address, AuthenticationError, Client, ConnError, DictProxy, EventProxy, Item, ListProxy,
-    Listener, LockProxy, Manager, ManagerBuilder, ManagerError, NamespaceProxy, ProxyError,
-    QueueProxy, RemoteError, ShareableList, ShareableListError, SharedMemory, SharedMemoryManager,
-    SocketConnection, ValueProxy,
+    Address, AuthenticationError, BarrierProxy, Client, ConditionProxy, ConnError, DictProxy,
+    EventProxy, Item, ListProxy, Listener, LockProxy, Manager, ManagerBuilder, ManagerError,
+    NamespaceProxy, ProxyError, QueueProxy, RLockProxy, RemoteError, SemaphoreProxy, ShareableList,
+    ShareableListError, SharedMemory, SharedMemoryManager, SocketConnection, ValueProxy,
 };
 
 /// Lower-level pieces: the segment header, offsets, the system-call module.

@@ -101,6 +101,10 @@ pub struct Connection {
     /// The pipe's seal key (read once at attach; any value is safe).
     pub(super) seal_key: u64,
     pub(super) sentinels: Option<Sentinels>,
+    /// How long this end's waits for data (`[0]`) and for room (`[1]`)
+    /// spin before sleeping, learned from its recent waits
+    /// ([`SpinBudget`](shmproc_sync::futex::SpinBudget), as the queue's).
+    pub(super) spin_budget: [shmproc_sync::futex::SpinBudget; 2],
 }
 
 // SAFETY: the raw pointers point into the mapping owned by `seg` (`Arc`,
@@ -238,6 +242,7 @@ impl Connection {
             tx_cached_head: 0,
             // SAFETY: as for `mode` above.
             seal_key: unsafe { meta.as_ref() }.seal_key.load(Ordering::Relaxed),
+            spin_budget: Default::default(),
             sentinels,
         })
     }

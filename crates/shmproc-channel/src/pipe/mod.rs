@@ -57,7 +57,11 @@
 //! default 1 MiB rings is tested (`tests/pipe_gib.rs`).
 //!
 //! # Wake-ups
-//! A waiter spins for about a futex wake-up's time (`futex::SPIN_TIME`, 10 µs), then
+//! A waiter spins for about a futex wake-up's time (`futex::SPIN_TIME`, 10 µs)
+//! at most: each end learns from its recent waits how long spinning pays
+//! (`futex::SpinBudget`, as the queue's waits: a peer that answers back to
+//! back keeps the full spin, one that sends every 100 µs gets about 1 µs of
+//! it, so an idle reader does not burn a tenth of a core), then it
 //! sets its bit in the ring's `waiters` word and sleeps on the ring's futex
 //! word in bounded slices. The waker and the sleeper form a Dekker pair
 //! (each stores, then loads the other's word). The hot side (a writer
@@ -189,6 +193,11 @@ impl Until {
     /// Whether there is no deadline.
     pub(super) fn is_never(&self) -> bool {
         matches!(self, Until::Never)
+    }
+
+    /// Whether this is one attempt with no waiting.
+    pub(super) fn is_now(&self) -> bool {
+        matches!(self, Until::Now)
     }
 
     /// Fixes a `Within` to an instant (a deadline past `Instant`'s range

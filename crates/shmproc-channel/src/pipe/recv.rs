@@ -103,7 +103,39 @@ impl Connection {
     /// Waits until at least `need` bytes are readable, the peer is gone, or
     /// `until` passes. `Until::Now` checks once: no spin, no clock.
     fn wait_data(&mut self, need: u64, until: &mut Until) -> Result<Avail, Corrupt> {
-        let mut spin = Spin::new();
+        if until.is_now() {
+            return self.wait_data_spun(need, until, &mut Spin::new(), &mut None);
+        }
+        let mut spin = if cfg!(shmproc_loom) {
+            Spin::new()
+        } else {
+            self.spin_budget[0].spin()
+        };
+        let mut slept = None;
+        let r = self.wait_data_spun(need, until, &mut spin, &mut slept);
+        if !cfg!(shmproc_loom) {
+            let budget = &self.spin_budget[0];
+            match slept {
+                Some(began) => budget.slept(began.elapsed()),
+                // Caught while spinning (a wait that found it ready at
+                // once, such as a message's body after its header, says
+                // nothing about spinning).
+                None if spin.count() > 0 && matches!(r, Ok(Avail::Ready)) => budget.caught(),
+                None => {}
+            }
+        }
+        r
+    }
+
+    /// [`wait_data`](Self::wait_data) with its spinning phase `spin`;
+    /// `slept` is set to when the wait began if it slept.
+    fn wait_data_spun(
+        &mut self,
+        need: u64,
+        until: &mut Until,
+        spin: &mut Spin,
+        slept: &mut Option<std::time::Instant>,
+    ) -> Result<Avail, Corrupt> {
         let mut light = true;
         // Without a deadline, keep spinning while the writer is filling a
         // large record (`busy`, bounded by BUSY_SPIN_LIMIT): it is about to
@@ -144,6 +176,7 @@ impl Connection {
             let Some(slice) = until.slice(cap) else {
                 return Ok(Avail::Later);
             };
+            slept.get_or_insert_with(|| spin.since().unwrap_or_else(std::time::Instant::now));
             let woke = futex::wait(&w.wake, seq, slice);
             light = false;
             if woke == Wake::SliceElapsed && self.peer_gone(true) {

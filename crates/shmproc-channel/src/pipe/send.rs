@@ -61,7 +61,39 @@ impl Connection {
     /// Waits until `need` bytes are free in the sending ring: `false` when
     /// `until` passed first. `Until::Now` checks once: no spin, no clock.
     fn wait_space(&mut self, need: u64, until: &mut Until) -> Result<bool, SendError> {
-        let mut spin = Spin::new();
+        if until.is_now() {
+            return self.wait_space_spun(need, until, &mut Spin::new(), &mut None);
+        }
+        let mut spin = if cfg!(shmproc_loom) {
+            Spin::new()
+        } else {
+            self.spin_budget[1].spin()
+        };
+        let mut slept = None;
+        let r = self.wait_space_spun(need, until, &mut spin, &mut slept);
+        if !cfg!(shmproc_loom) {
+            let budget = &self.spin_budget[1];
+            match slept {
+                Some(began) => budget.slept(began.elapsed()),
+                // Caught while spinning (a wait that found it ready at
+                // once, such as a message's body after its header, says
+                // nothing about spinning).
+                None if spin.count() > 0 && matches!(r, Ok(true)) => budget.caught(),
+                None => {}
+            }
+        }
+        r
+    }
+
+    /// [`wait_space`](Self::wait_space) with its spinning phase `spin`;
+    /// `slept` is set to when the wait began if it slept.
+    fn wait_space_spun(
+        &mut self,
+        need: u64,
+        until: &mut Until,
+        spin: &mut Spin,
+        slept: &mut Option<std::time::Instant>,
+    ) -> Result<bool, SendError> {
         let mut light = true;
         loop {
             if self.tx_free(need)? {
@@ -95,6 +127,7 @@ impl Connection {
             let Some(slice) = until.slice(cap) else {
                 return Ok(false);
             };
+            slept.get_or_insert_with(|| spin.since().unwrap_or_else(std::time::Instant::now));
             let woke = futex::wait(&w.wake, seq, slice);
             light = false;
             if woke == Wake::SliceElapsed && self.peer_gone(true) {

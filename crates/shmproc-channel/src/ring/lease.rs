@@ -335,6 +335,15 @@ impl<S: Storage> Ring<S> {
     /// again by the next consumer (nothing was returned to anyone).
     #[inline]
     pub(crate) fn fast_pop<R>(&self, read: impl FnOnce(*const u8) -> R) -> Fast<R> {
+        self.fast_pop_if(|src| Some(read(src)))
+    }
+
+    /// [`fast_pop`](Self::fast_pop) where `read` may decline the message
+    /// (`None`: a record the CAS protocol must handle, such as a
+    /// `ByteQueue`'s side or cancelled record): it then stays published,
+    /// untouched, and the answer is [`Fast::Other`].
+    #[inline]
+    pub(crate) fn fast_pop_if<R>(&self, read: impl FnOnce(*const u8) -> Option<R>) -> Fast<R> {
         let line = &self.header().head;
         if !self.enter(line) {
             return Fast::Other;
@@ -353,7 +362,10 @@ impl<S: Storage> Ring<S> {
                 Fast::Other
             };
         }
-        let r = read(self.storage.payload_ptr(p & self.mask));
+        let Some(r) = read(self.storage.payload_ptr(p & self.mask)) else {
+            self.leave(line);
+            return Fast::Other;
+        };
         // Release: our payload reads happen before the next-lap producer's
         // writes (its Acquire stamp load).
         slot.stamp

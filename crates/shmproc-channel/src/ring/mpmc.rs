@@ -11,7 +11,7 @@
 //! every loop is bounded by a [`Guard`], which reports [`Corrupt`] instead of
 //! spinning.
 
-use shmproc_shm::sync::{Ordering, spin_loop};
+use shmproc_shm::sync::{Ordering, fence, spin_loop};
 use shmproc_sync::futex;
 use shmproc_sync::owner;
 
@@ -403,7 +403,12 @@ impl<S: Storage> Ring<S> {
             Err(s) if !check_dead && is_writing_at(s, p) => return Ok(Pop::Busy),
             Err(_) => {}
         }
-        self.try_claim_pop_slow(check_dead)
+        match self.try_claim_pop_slow(check_dead, |_| None) {
+            Ok(Ok(pop)) => Ok(pop),
+            // `refuse` never refuses.
+            Ok(Err(_)) => Ok(Pop::Busy),
+            Err(c) => Err(c),
+        }
     }
 
     /// [`try_claim_pop`](Self::try_claim_pop) for a retry (after
@@ -419,13 +424,52 @@ impl<S: Storage> Ring<S> {
         if self.lease(Side::Get, check_dead)? == Lease::Wait {
             return Ok(Pop::Busy);
         }
-        self.try_claim_pop_slow(check_dead)
+        match self.try_claim_pop_slow(check_dead, |_| None) {
+            Ok(Ok(pop)) => Ok(pop),
+            // `refuse` never refuses.
+            Ok(Err(_)) => Ok(Pop::Busy),
+            Err(c) => Err(c),
+        }
     }
 
-    /// The validating loop of [`try_claim_pop`](Self::try_claim_pop).
+    /// [`try_claim_pop_again`](Self::try_claim_pop_again) that shows each
+    /// published head position to `refuse` before claiming it: `refuse(p)`
+    /// may read the record of position `p` with
+    /// [`peek_payload`](Self::peek_payload) and answer `Some(x)` to leave
+    /// it in the ring, which returns `Ok(Err(x))`.
+    ///
+    /// What `refuse` read is the record of `p` as published, not a torn or
+    /// later one: the stamp was `FULL(p)` (Acquire) before the read, and a
+    /// refusal counts only when the stamp is still `FULL(p)` after it (a
+    /// seqlock's check; no producer writes a slot whose stamp is `FULL`,
+    /// and a stamp never returns to a value it left, laps being part of
+    /// it); an accepted position is claimed by a CAS from that same stamp.
+    /// So a consumer can refuse a message too long for its buffer without
+    /// taking it: it stays for the next get.
+    ///
+    /// # Errors
+    /// As [`try_claim_pop`](Self::try_claim_pop).
+    #[inline]
+    pub fn try_claim_pop_unless(
+        &self,
+        check_dead: bool,
+        refuse: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<Result<Pop, u64>, Corrupt> {
+        if self.lease(Side::Get, check_dead)? == Lease::Wait {
+            return Ok(Ok(Pop::Busy));
+        }
+        self.try_claim_pop_slow(check_dead, refuse)
+    }
+
+    /// The validating loop of [`try_claim_pop`](Self::try_claim_pop), with
+    /// [`try_claim_pop_unless`](Self::try_claim_pop_unless)'s `refuse`.
     #[cold]
     #[inline(never)]
-    fn try_claim_pop_slow(&self, check_dead: bool) -> Result<Pop, Corrupt> {
+    fn try_claim_pop_slow(
+        &self,
+        check_dead: bool,
+        mut refuse: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<Result<Pop, u64>, Corrupt> {
         let me = owner::my_pid();
         let hdr = self.header();
         let mut guard = Guard::new();
@@ -443,6 +487,17 @@ impl<S: Storage> Ring<S> {
             if d == 0 {
                 match st.state {
                     FULL => {
+                        if let Some(x) = refuse(p) {
+                            // Acquire (fence): orders `refuse`'s payload
+                            // reads before the stamp's second load, so a
+                            // stamp still FULL(p) proves them untorn (a
+                            // seqlock's read side).
+                            fence(Ordering::Acquire);
+                            if slot.stamp.load(Ordering::Relaxed) == s {
+                                return Ok(Err(x));
+                            }
+                            continue;
+                        }
                         let claimed = stamp(p, me, READING);
                         // AcqRel: Acquire as the load above; Release publishes
                         // the claim to `advance` helpers.
@@ -452,16 +507,16 @@ impl<S: Storage> Ring<S> {
                             .is_ok()
                         {
                             self.claimed(slot, p);
-                            return Ok(Pop::Claimed(Claim { pos: p, pid: me }));
+                            return Ok(Ok(Pop::Claimed(Claim { pos: p, pid: me })));
                         }
                     }
                     READING => {
                         self.advance(&hdr.head.value, p);
                     }
-                    EMPTY => return Ok(Pop::Empty),
+                    EMPTY => return Ok(Ok(Pop::Empty)),
                     _ => {
                         if !check_dead || self.alive(st, slot) {
-                            return Ok(Pop::Busy);
+                            return Ok(Ok(Pop::Busy));
                         }
                         // The producer died between claim and publish: skip
                         // the position and free the slot for the next lap.
@@ -500,7 +555,7 @@ impl<S: Storage> Ring<S> {
                 if st.state == READING {
                     // A consumer of the previous lap still reads this slot:
                     // position p cannot have been produced yet.
-                    return Ok(Pop::Empty);
+                    return Ok(Ok(Pop::Empty));
                 }
                 // Otherwise the head passed a position never consumed:
                 // impossible unless corrupt; the guard reports it if it persists.

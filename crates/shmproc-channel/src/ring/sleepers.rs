@@ -262,6 +262,27 @@ impl<S: Storage> Ring<S> {
         Ok(r)
     }
 
+    /// [`claim_pop_waiting`](Self::claim_pop_waiting) over
+    /// [`try_claim_pop_unless`](Self::try_claim_pop_unless): `Ok(Err(x))`
+    /// when `refuse` left the head record in the ring.
+    ///
+    /// # Errors
+    /// As [`try_claim_pop`](Self::try_claim_pop).
+    #[inline]
+    pub(crate) fn claim_pop_waiting_unless(
+        &self,
+        check_dead: bool,
+        refuse: impl FnMut(u64) -> Option<u64>,
+    ) -> Result<Result<Pop, u64>, Corrupt> {
+        let r = self.try_claim_pop_unless(check_dead, refuse)?;
+        match r {
+            Ok(Pop::Claimed(_)) | Err(_) => self.busy_claimed(),
+            Ok(Pop::Busy) => self.busy_backoff(),
+            Ok(Pop::Empty) => self.busy_empty(),
+        }
+        Ok(r)
+    }
+
     /// Backs off after a blocking get found the head position claimed by a
     /// producer that has not published it yet ([`Pop::Busy`]).
     ///
@@ -373,7 +394,11 @@ impl<S: Storage> Ring<S> {
             // consumer keeps up they took several percent of the time). The
             // attempt after registering (below) checks, before any sleep.
             if let Some(r) = attempt(false)? {
-                budget.caught();
+                // Only a wait that spun teaches (one found ready at once
+                // says nothing about spinning).
+                if spin.count() > 0 {
+                    budget.caught();
+                }
                 return Ok(Some(r));
             }
             if deadline.expired() {

@@ -9,11 +9,17 @@ use std::time::{Duration, Instant};
 use shmproc_channel::{Connection, RecvTimeoutError, TryRecvError};
 
 use super::server::{CLIENT_END, encode};
-use super::wire::{ATTACHED, Hello, MAX_FRAME, Reply, Request, Welcome};
+use super::wire::{Hello, MAX_FRAME, Reply, Request, Welcome};
 use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnection};
 
 enum Transport {
-    Pipe(Connection),
+    /// The pipe, and the socket kept open for the session's life.
+    Pipe(
+        Connection,
+        // Held open only: its EOF tells the server we are gone.
+        #[allow(dead_code)] SocketConnection,
+        SpinBudget,
+    ),
     Socket(SocketConnection),
 }
 
@@ -22,7 +28,11 @@ pub(crate) struct ClientHandle {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
     pub(crate) timeout: Duration,
+    /// This handle's id in the server: its connections share lock ownership.
+    client: u64,
     conn: Mutex<Option<Transport>>,
+    /// Connections for calls that wait in the server, kept between calls.
+    waiters: Mutex<Vec<Transport>>,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -71,12 +81,15 @@ impl ClientHandle {
         authkey: &[u8],
         timeout: Duration,
     ) -> Result<Arc<Self>, ConnError> {
-        let transport = connect(address, authkey, timeout)?;
+        let client = shmproc_shm::os::random_u64();
+        let transport = connect(address, authkey, timeout, client)?;
         Ok(Arc::new(Self {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
+            client,
             conn: Mutex::new(Some(transport)),
+            waiters: Mutex::new(Vec::new()),
         }))
     }
 
@@ -84,77 +97,225 @@ impl ClientHandle {
     /// failure (the server died, a timeout) breaks the connection: every
     /// later call fails at once with [`ConnError::Eof`].
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ProxyError> {
-        self.call_timeout(req, self.timeout)
-    }
-
-    pub(crate) fn call_timeout(
-        &self,
-        req: &Request,
-        timeout: Duration,
-    ) -> Result<Reply, ProxyError> {
-        let bytes = encode(req);
-        if bytes.len() > MAX_FRAME {
-            return Err(ProxyError::Encode(format!(
-                "request of {} bytes, the limit is {MAX_FRAME}",
-                bytes.len()
-            )));
-        }
+        let bytes = encode_request(req)?;
         let mut guard = self
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = guard.as_mut().ok_or(ConnError::Eof)?;
-        let deadline = Instant::now() + timeout;
-        let got = match t {
-            Transport::Pipe(c) => c
-                .send_bytes_timeout(&bytes, timeout)
-                .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
-                .and_then(|()| recv_reply(c, deadline)),
-            // `recv_frame` polls briefly before it blocks.
-            Transport::Socket(s) => s
-                .send_bytes_timeout(&bytes, timeout)
-                .and_then(|()| s.recv_frame(MAX_FRAME, Some(deadline))),
-        };
-        let reply = match got {
-            Ok(b) => b,
-            Err(e) => {
-                *guard = None;
-                return Err(e.into());
-            }
-        };
+        let got = transact(t, &bytes, self.timeout, Some(Instant::now() + self.timeout));
+        if got.is_err() {
+            *guard = None;
+        }
         drop(guard);
-        match postcard::from_bytes::<Reply>(&reply) {
-            Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
-                "undecodable reply: {e}"
-            )))),
+        decode_reply(&got?)
+    }
+
+    /// A call that may wait in the server for `wait` (`None`: as long as
+    /// it takes) on a connection of its own (one of this handle's waiting
+    /// connections, made on first need and kept): the other proxies of this
+    /// process go on meanwhile, and the server answers once, when the wait
+    /// ends (no polling). The server's death ends the wait with an error.
+    pub(crate) fn call_waiting(
+        &self,
+        req: &Request,
+        wait: Option<Duration>,
+    ) -> Result<Reply, ProxyError> {
+        let bytes = encode_request(req)?;
+        let spare = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut t =
+            match spare {
+                Some(t) => t,
+                // The server refusing or gone (its socket file too) is the
+                // same error as a connection that broke: it is gone.
+                None => connect(&self.address, &self.authkey, self.timeout, self.client).map_err(
+                    |e| match e {
+                        ConnError::Io(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::ConnectionRefused
+                                    | std::io::ErrorKind::NotFound
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::BrokenPipe
+                            ) =>
+                        {
+                            ConnError::Eof
+                        }
+                        e => e,
+                    },
+                )?,
+            };
+        let deadline = wait.map(|w| Instant::now() + w + self.timeout);
+        let got = transact(&mut t, &bytes, self.timeout, deadline)?;
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(t);
+        decode_reply(&got)
+    }
+}
+
+fn encode_request(req: &Request) -> Result<Vec<u8>, ProxyError> {
+    let bytes = encode(req);
+    if bytes.len() > MAX_FRAME {
+        return Err(ProxyError::Encode(format!(
+            "request of {} bytes, the limit is {MAX_FRAME}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
+    match postcard::from_bytes::<Reply>(reply) {
+        Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
+            "undecodable reply: {e}"
+        )))),
+    }
+}
+
+/// Sends a request (within `timeout`) and waits for its reply until
+/// `deadline` (`None`: until it comes or the server is gone).
+fn transact(
+    t: &mut Transport,
+    bytes: &[u8],
+    timeout: Duration,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, ConnError> {
+    match t {
+        Transport::Pipe(c, _, budget) => c
+            .send_bytes_timeout(bytes, timeout)
+            .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
+            .and_then(|()| recv_reply(c, budget, deadline)),
+        // `recv_frame` polls briefly before it blocks.
+        Transport::Socket(s) => s
+            .send_bytes_timeout(bytes, timeout)
+            .and_then(|()| s.recv_frame(MAX_FRAME, deadline)),
+    }
+}
+
+/// The longest a waiter on a session's pipe (a caller for its reply, the
+/// server for the next request) polls before it sleeps: a peer that is
+/// awake answers in a few microseconds, far less than the two wake-ups a
+/// sleeping wait costs.
+pub(crate) const HOT_SPIN: Duration = Duration::from_micros(50);
+/// The shortest such poll, for a peer whose messages come seldom.
+const COLD_SPIN: Duration = Duration::from_micros(2);
+/// The first part of a poll, with `pause` only (the peer runs on another
+/// CPU); the rest yields between polls (on a busy machine the peer may
+/// need this CPU).
+const PAUSE_SPIN: Duration = Duration::from_micros(4);
+
+/// The shortest `pause` phase, for a peer that shares this CPU.
+const PAUSE_MIN: Duration = Duration::from_nanos(250);
+/// A message caught this soon, even after yielding, came from a peer
+/// running on another CPU (a dict round trip's wait plus one
+/// `sched_yield` here: 1.5 to 2.5 µs).
+const PARALLEL: Duration = Duration::from_micros(3);
+
+/// An adaptive poll budget (one per waiter), two parts:
+/// - the whole poll: a wait that ended while polling doubles it back
+///   towards `HOT_SPIN`, one that had to sleep halves it down to
+///   `COLD_SPIN`. A session fed back to back keeps its latency; an idle
+///   one sleeps almost at once (bounded, then a futex sleep: an idle
+///   session costs no CPU);
+/// - its `pause` part: a message caught before yielding, or within
+///   `PARALLEL`, doubles it back towards `PAUSE_SPIN`; one caught
+///   later (the peer needed this CPU: spinning only delayed it) halves it
+///   down to `PAUSE_MIN`.
+#[derive(Debug, Clone, Copy)]
+pub struct SpinBudget {
+    poll: Duration,
+    pause: Duration,
+}
+
+impl Default for SpinBudget {
+    fn default() -> Self {
+        Self {
+            poll: HOT_SPIN,
+            pause: PAUSE_SPIN,
         }
     }
 }
 
-/// How long a caller polls for its reply before it sleeps: a server
-/// thread that is awake answers in a few microseconds, far less than the
-/// two wake-ups a sleeping wait costs.
-const REPLY_SPIN: Duration = Duration::from_micros(50);
+impl SpinBudget {
+    /// The wait ended after sleeping: poll less next time.
+    pub fn slept(&mut self) {
+        self.poll = (self.poll / 2).max(COLD_SPIN);
+    }
 
-fn recv_reply(c: &mut Connection, deadline: Instant) -> Result<Vec<u8>, ConnError> {
-    let spin_until = Instant::now() + REPLY_SPIN;
+    fn caught(&mut self, after: Duration, yielded: bool) {
+        self.poll = (self.poll * 2).min(HOT_SPIN);
+        self.pause = if !yielded || after < PARALLEL {
+            (self.pause * 2).min(PAUSE_SPIN)
+        } else {
+            (self.pause / 2).max(PAUSE_MIN)
+        };
+    }
+}
+
+/// Polls `c` for a message for up to the budget: `None` when none came
+/// (the caller then sleeps; the budget knows).
+///
+/// # Errors
+/// [`ConnError::Eof`] when the peer is gone; [`ConnError::Pipe`].
+pub fn recv_spinning(
+    c: &mut Connection,
+    budget: &mut SpinBudget,
+) -> Result<Option<Vec<u8>>, ConnError> {
+    let t0 = Instant::now();
+    let spin_until = t0 + budget.poll;
+    let pause_until = t0 + budget.pause.min(budget.poll);
+    let mut yielded = false;
     loop {
         match c.try_recv_bytes_max(MAX_FRAME) {
-            Ok(b) => return Ok(b),
-            Err(TryRecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
-            Err(TryRecvError::Empty) => break,
+            Ok(b) => {
+                budget.caught(t0.elapsed(), yielded);
+                return Ok(Some(b));
+            }
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now < pause_until {
+                    for _ in 0..16 {
+                        std::hint::spin_loop();
+                    }
+                } else if now < spin_until {
+                    yielded = true;
+                    std::thread::yield_now();
+                } else {
+                    budget.slept();
+                    return Ok(None);
+                }
+            }
             Err(TryRecvError::Eof) => return Err(ConnError::Eof),
             Err(e) => return Err(ConnError::Pipe(e.to_string())),
         }
     }
-    c.recv_bytes_max_deadline(MAX_FRAME, deadline)
-        .map_err(|e| match e {
-            RecvTimeoutError::Timeout => ConnError::Timeout,
-            RecvTimeoutError::Eof => ConnError::Eof,
-            e => ConnError::Pipe(e.to_string()),
-        })
+}
+
+fn recv_reply(
+    c: &mut Connection,
+    budget: &mut SpinBudget,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, ConnError> {
+    if let Some(b) = recv_spinning(c, budget)? {
+        return Ok(b);
+    }
+    let got = match deadline {
+        Some(d) => c.recv_bytes_max_deadline(MAX_FRAME, d),
+        None => c.recv_bytes_max(MAX_FRAME).map_err(RecvTimeoutError::from),
+    };
+    got.map_err(|e| match e {
+        RecvTimeoutError::Timeout => ConnError::Timeout,
+        RecvTimeoutError::Eof => ConnError::Eof,
+        e => ConnError::Pipe(e.to_string()),
+    })
 }
 
 fn pipe_err(msg: &str, broken: bool) -> ConnError {
@@ -165,31 +326,42 @@ fn pipe_err(msg: &str, broken: bool) -> ConnError {
     }
 }
 
-fn connect(address: &Address, authkey: &[u8], timeout: Duration) -> Result<Transport, ConnError> {
+fn connect(
+    address: &Address,
+    authkey: &[u8],
+    timeout: Duration,
+    client: u64,
+) -> Result<Transport, ConnError> {
     let mut sock = Client::connect_timeout(address, authkey, timeout)?;
     let deadline = Instant::now() + timeout;
     match address {
         Address::Tcp(_) => {
-            sock.send_obj(&Hello::Socket)?;
+            sock.send_obj(&Hello::Socket { client })?;
             match postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?) {
                 Ok(Welcome::Socket) => Ok(Transport::Socket(sock)),
                 _ => Err(ConnError::Codec("unexpected welcome".into())),
             }
         }
         Address::Unix(_) => {
-            sock.send_obj(&Hello::Pipe)?;
-            let welcome = postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?)
-                .map_err(|e| ConnError::Codec(e.to_string()))?;
-            let name = match welcome {
-                Welcome::Pipe(n) => n,
+            sock.send_obj(&Hello::Pipe { client })?;
+            // The server made the pipe before we came: its descriptor comes
+            // with the welcome; no name, nothing to unlink.
+            let (frame, mut fds) = sock.recv_frame_with_fds(4096, deadline)?;
+            match postcard::from_bytes::<Welcome>(&frame)
+                .map_err(|e| ConnError::Codec(e.to_string()))?
+            {
+                Welcome::Pipe => {}
                 Welcome::Refused(why) => return Err(ConnError::Pipe(why)),
                 Welcome::Socket => return Err(ConnError::Codec("unexpected welcome".into())),
+            }
+            let fd = match (fds.pop(), fds.is_empty()) {
+                (Some(fd), true) => fd,
+                _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
             };
             let mut c =
-                Connection::open(&name, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
+                Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
             c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            sock.send_bytes_timeout(ATTACHED, timeout)?;
-            Ok(Transport::Pipe(c))
+            Ok(Transport::Pipe(c, sock, SpinBudget::default()))
         }
     }
 }

@@ -1,19 +1,34 @@
 //! [`Manager`]: Python's `multiprocessing.Manager()`, a server process
 //! holding shared objects (dict, list, `Namespace`, `Value`, `Queue`,
-//! `Lock`, `Event`, registered user types) behind typed proxies.
+//! `Lock`, `RLock`, `Condition`, `Semaphore`, `BoundedSemaphore`,
+//! `Barrier`, `Event`, registered user types) behind typed proxies.
 //!
 //! - The server is a child [`Process`] listening on a Unix socket and,
 //!   optionally, TCP. Every connection authenticates with the authkey
-//!   (Python 3.12's handshake, [`crate::auth`]).
+//!   (Python 3.12's handshake, [`crate::auth`]; the client pipelines its
+//!   frames, so it waits on two round trips, not three).
 //! - A client on the same machine (the Unix socket) is then served over a
-//!   shared-memory pipe ([`shmproc_channel::Pipe`]); a remote one over its
-//!   TCP connection. One connection per process and server, shared by its
-//!   proxies.
+//!   shared-memory pipe ([`shmproc_channel::Pipe`]): an anonymous one, made
+//!   before the client came by an idle session thread, whose descriptor
+//!   comes with the welcome (`SCM_RIGHTS`: no name, nothing to unlink). A
+//!   remote client is served over its TCP connection (`TCP_NODELAY`, one
+//!   write per frame). One connection per process and server, shared by
+//!   its proxies; a session thread per connection, from a pool (no thread
+//!   start on the connect path). A session waits for the next request
+//!   polling briefly (`pause`, then yielding), then sleeps: an idle
+//!   session costs no CPU.
+//! - Blocking methods (`Lock::acquire`, `Queue::get`, `Condition::wait`,
+//!   `Barrier::wait`, ...) are first tried without waiting; a call that
+//!   must wait goes, once, on a waiting connection of its own (kept for
+//!   the next): the server answers when the wait ends, no polling, and the
+//!   process's other proxies go on meanwhile. Locks are owned by the
+//!   client (its connections share its id), `RLock`s and `Condition`s by a
+//!   thread of the client.
 //! - Every call has a timeout ([`ManagerBuilder::timeout`]); when the server
 //!   dies, the pipe reports EOF (its pid is gone) and the socket closes, so
 //!   every proxy call errors ([`ProxyError::is_disconnected`]) instead of
-//!   hanging. When a client dies, its references are dropped and the locks
-//!   it held released.
+//!   hanging. When a client dies, its references are dropped, the locks
+//!   it held released, and a barrier it waited at broken.
 //! - Objects are reference counted per client; a named object
 //!   (`dict_named`, ...) lives until shutdown, for clients that find it by
 //!   name ([`Manager::connect`] from another process or machine).
@@ -23,6 +38,12 @@ mod proxy;
 mod server;
 #[doc(hidden)]
 pub mod wire;
+
+/// The sessions' pipe wait, for `manager_compare`'s floor (not API).
+#[doc(hidden)]
+pub mod spin {
+    pub use super::client::{SpinBudget, recv_spinning};
+}
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -35,7 +56,8 @@ use shmproc_channel::{Connection, Pipe};
 use shmproc_process::{Context, Process, Serde};
 
 pub use proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 
 use self::client::ClientHandle;
@@ -465,6 +487,81 @@ impl Manager {
     pub fn event(&self) -> Result<EventProxy, ProxyError> {
         Ok(EventProxy {
             base: self.create(Kind::Event, "Event".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new reentrant lock (`manager.RLock()`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn rlock(&self) -> Result<RLockProxy, ProxyError> {
+        Ok(RLockProxy {
+            base: self.create(Kind::RLock, "RLock".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new condition variable with its own reentrant lock
+    /// (`manager.Condition()`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn condition(&self) -> Result<ConditionProxy, ProxyError> {
+        Ok(ConditionProxy {
+            base: self.create(Kind::Condition, "Condition".into(), None, Vec::new(), 0)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new semaphore of `value` permits (`manager.Semaphore(value)`).
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy, ProxyError> {
+        Ok(SemaphoreProxy {
+            base: self.create(
+                Kind::Semaphore,
+                "Semaphore".into(),
+                None,
+                vec![0],
+                value as u64,
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new bounded semaphore (`manager.BoundedSemaphore(value)`):
+    /// releasing above `value` is [`RemoteError::TooManyReleases`].
+    ///
+    /// # Errors
+    /// As [`dict`](Self::dict).
+    pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy, ProxyError> {
+        Ok(SemaphoreProxy {
+            base: self.create(
+                Kind::Semaphore,
+                "Semaphore".into(),
+                None,
+                vec![1],
+                value as u64,
+            )?,
+            _t: PhantomData,
+        })
+    }
+
+    /// A new barrier for `parties` parties (`manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    /// [`RemoteError::BadRequest`] for 0 parties; as [`dict`](Self::dict).
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ProxyError> {
+        Ok(BarrierProxy {
+            base: self.create(
+                Kind::Barrier,
+                "Barrier".into(),
+                None,
+                Vec::new(),
+                parties as u64,
+            )?,
             _t: PhantomData,
         })
     }

@@ -18,7 +18,6 @@ use serde::de::DeserializeOwned;
 use shmproc_shm::transfer::{Packer, PassAs, Transfer, TransferError, Unpacker};
 
 use super::client::ClientHandle;
-use super::server::MAX_SERVER_WAIT;
 use super::wire::{Kind, Op, Reply, Request};
 use crate::{Address, ProxyError, RemoteError};
 
@@ -56,34 +55,41 @@ impl Base {
         self.h.call(&Request::Call { id: self.id, op })
     }
 
-    fn call_waiting(&self, op: Op, wait: Duration) -> Result<Reply, ProxyError> {
-        self.h
-            .call_timeout(&Request::Call { id: self.id, op }, self.h.timeout + wait)
-    }
-
-    /// Loops server-side waits of at most [`MAX_SERVER_WAIT`] until `f`
-    /// returns `Some`, or `deadline` passes (`None`: no deadline).
+    /// A blocking method: first tried without waiting on the shared
+    /// connection; when it would wait, sent once with the whole wait on a
+    /// waiting connection ([`ClientHandle::call_waiting`]), answered when
+    /// `done` gets its answer, or [`ProxyError::Timeout`] at `deadline`
+    /// (`None`: none). `f` makes the request for a wait of `ms`
+    /// milliseconds (`u64::MAX`: no limit).
     fn blocking<R>(
         &self,
         deadline: Option<Instant>,
         mut f: impl FnMut(u64) -> Op,
         mut done: impl FnMut(Reply) -> Result<Option<R>, ProxyError>,
     ) -> Result<R, ProxyError> {
-        loop {
-            let slice = match deadline {
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .min(MAX_SERVER_WAIT),
-                None => MAX_SERVER_WAIT,
-            };
-            let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
-            if let Some(r) = done(self.call_waiting(f(ms), slice)?)? {
-                return Ok(r);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(ProxyError::Timeout);
-            }
+        if let Some(r) = done(self.call(f(0))?)? {
+            return Ok(r);
         }
+        let wait = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ProxyError::Timeout);
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        let ms = wait.map_or(u64::MAX, |w| {
+            u64::try_from(w.as_micros().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .min(u64::MAX - 1)
+        });
+        let req = Request::Call {
+            id: self.id,
+            op: f(ms),
+        };
+        done(self.h.call_waiting(&req, wait)?)?.ok_or(ProxyError::Timeout)
     }
 
     fn try_clone(&self) -> Result<Self, ProxyError> {
@@ -661,11 +667,15 @@ proxy_common!(LockProxy);
 
 impl LockProxy {
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
-        self.base.blocking(deadline, Op::Acquire, |r| match r {
-            Reply::Bool(true) => Ok(Some(())),
-            Reply::Bool(false) => Ok(None),
-            r => Err(unexpected(&r)),
-        })
+        self.base.blocking(
+            deadline,
+            |ms| Op::Acquire(ms, 0),
+            |r| match r {
+                Reply::Bool(true) => Ok(Some(())),
+                Reply::Bool(false) => Ok(None),
+                r => Err(unexpected(&r)),
+            },
+        )
     }
 
     /// `lock.acquire()`.
@@ -701,7 +711,7 @@ impl LockProxy {
     /// # Errors
     /// [`RemoteError::NotHeld`] when the lock is not held.
     pub fn release(&self) -> Result<(), ProxyError> {
-        self.base.call(Op::ReleaseLock).map(drop)
+        self.base.call(Op::ReleaseLock(0)).map(drop)
     }
 }
 
@@ -762,5 +772,357 @@ impl EventProxy {
     /// [`ProxyError::Timeout`]; as [`set`](Self::set).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
         self.wait_until(Some(Instant::now() + timeout))
+    }
+}
+
+/// This thread's tag: with the client's id, the owner of an `RLock` or a
+/// `Condition`'s lock (distinct for every thread of the process).
+fn thread_tag() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        // Relaxed: a unique number, ordered with nothing.
+        static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TAG.with(|t| *t)
+}
+
+fn bool_reply(r: Reply) -> Result<Option<()>, ProxyError> {
+    match r {
+        Reply::Bool(true) => Ok(Some(())),
+        Reply::Bool(false) => Ok(None),
+        r => Err(unexpected(&r)),
+    }
+}
+
+fn try_form(r: Result<(), ProxyError>) -> Result<bool, ProxyError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(ProxyError::Timeout) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A proxy to a reentrant lock in the manager (`manager.RLock()`): held by
+/// the thread that acquired it (this process's thread, as Python's), as
+/// many times as it acquired it; released by the server if the process
+/// dies.
+pub struct RLockProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(RLockProxy);
+
+impl RLockProxy {
+    fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        let tag = thread_tag();
+        self.base
+            .blocking(deadline, |ms| Op::Acquire(ms, tag), bool_reply)
+    }
+
+    /// `rlock.acquire()`: once more when this thread holds it.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn acquire(&self) -> Result<(), ProxyError> {
+        self.acquire_until(None)
+    }
+
+    /// `rlock.acquire(timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`]; as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.acquire_until(Some(Instant::now() + timeout))
+    }
+
+    /// `rlock.acquire(blocking=False)`: whether it was taken.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<bool, ProxyError> {
+        try_form(self.acquire_until(Some(Instant::now())))
+    }
+
+    /// `rlock.release()`: free once released as often as acquired.
+    ///
+    /// # Errors
+    /// [`RemoteError::NotHeld`] when this thread does not hold it.
+    pub fn release(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::ReleaseLock(thread_tag())).map(drop)
+    }
+}
+
+/// A proxy to a condition variable in the manager (`manager.Condition()`),
+/// with its own reentrant lock (Python's default).
+pub struct ConditionProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(ConditionProxy);
+
+impl ConditionProxy {
+    fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        let tag = thread_tag();
+        self.base
+            .blocking(deadline, |ms| Op::Acquire(ms, tag), bool_reply)
+    }
+
+    /// `cond.acquire()` (its lock, reentrant).
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn acquire(&self) -> Result<(), ProxyError> {
+        self.acquire_until(None)
+    }
+
+    /// `cond.acquire(timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`]; as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.acquire_until(Some(Instant::now() + timeout))
+    }
+
+    /// `cond.release()`.
+    ///
+    /// # Errors
+    /// [`RemoteError::NotHeld`] when this thread does not hold the lock.
+    pub fn release(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::ReleaseLock(thread_tag())).map(drop)
+    }
+
+    fn wait_for_ms(&self, ms: u64, wait: Option<Duration>) -> Result<bool, ProxyError> {
+        let req = Request::Call {
+            id: self.base.id,
+            op: Op::CondWait(ms, thread_tag()),
+        };
+        match self.base.h.call_waiting(&req, wait)? {
+            Reply::Bool(b) => Ok(b),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `cond.wait()`: releases the lock (however many times this thread
+    /// holds it), waits for a notify, takes the lock back.
+    ///
+    /// # Errors
+    /// [`RemoteError::NotHeld`] when this thread does not hold the lock;
+    /// the server is gone.
+    pub fn wait(&self) -> Result<(), ProxyError> {
+        self.wait_for_ms(u64::MAX, None).map(drop)
+    }
+
+    /// `cond.wait(timeout=t)`: whether it was notified (`false`: timed
+    /// out); the lock is held again either way.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ProxyError> {
+        let ms = u64::try_from(timeout.as_micros().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .min(u64::MAX - 1);
+        self.wait_for_ms(ms, Some(timeout))
+    }
+
+    /// `cond.wait_for(predicate, timeout)`: waits until `pred` holds
+    /// (checked with the lock held), at most `timeout` in all (`None`: no
+    /// limit); the last value of `pred`.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait); `pred`'s errors.
+    pub fn wait_for(
+        &self,
+        mut pred: impl FnMut() -> Result<bool, ProxyError>,
+        timeout: Option<Duration>,
+    ) -> Result<bool, ProxyError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if pred()? {
+                return Ok(true);
+            }
+            match deadline {
+                None => self.wait()?,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return pred();
+                    }
+                    self.wait_timeout(left)?;
+                }
+            }
+        }
+    }
+
+    /// `cond.notify(n)`: wakes up to `n` waiters (the lock must be held).
+    ///
+    /// # Errors
+    /// [`RemoteError::NotHeld`] when this thread does not hold the lock.
+    pub fn notify(&self, n: usize) -> Result<(), ProxyError> {
+        self.base.call(Op::Notify(n as u64, thread_tag())).map(drop)
+    }
+
+    /// `cond.notify_all()`.
+    ///
+    /// # Errors
+    /// As [`notify`](Self::notify).
+    pub fn notify_all(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Notify(u64::MAX, thread_tag())).map(drop)
+    }
+}
+
+/// A proxy to a semaphore in the manager (`manager.Semaphore(value)`,
+/// `manager.BoundedSemaphore(value)`). Permits are not owned: a process
+/// that dies holding one does not give it back (as Python's).
+pub struct SemaphoreProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(SemaphoreProxy);
+
+impl SemaphoreProxy {
+    fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
+        self.base
+            .blocking(deadline, |ms| Op::Acquire(ms, 0), bool_reply)
+    }
+
+    /// `sem.acquire()`: waits for a permit.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn acquire(&self) -> Result<(), ProxyError> {
+        self.acquire_until(None)
+    }
+
+    /// `sem.acquire(timeout=t)`.
+    ///
+    /// # Errors
+    /// [`ProxyError::Timeout`]; as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.acquire_until(Some(Instant::now() + timeout))
+    }
+
+    /// `sem.acquire(blocking=False)`: whether a permit was taken.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<bool, ProxyError> {
+        try_form(self.acquire_until(Some(Instant::now())))
+    }
+
+    /// `sem.release(n)`.
+    ///
+    /// # Errors
+    /// [`RemoteError::TooManyReleases`] for a bounded semaphore released
+    /// above its initial value.
+    pub fn release(&self, n: usize) -> Result<(), ProxyError> {
+        self.base.call(Op::SemRelease(n as u64)).map(drop)
+    }
+
+    /// The permits available now (`sem._value`).
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn value(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::SemValue)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+}
+
+/// A proxy to a barrier in the manager (`manager.Barrier(parties)`; no
+/// `action`). A party that times out, or whose process dies while it
+/// waits, breaks the barrier (the others get
+/// [`RemoteError::BrokenBarrier`]), as a timeout does in Python.
+pub struct BarrierProxy {
+    pub(crate) base: Base,
+    pub(crate) _t: PhantomData<()>,
+}
+proxy_common!(BarrierProxy);
+
+impl BarrierProxy {
+    fn wait_ms(&self, ms: u64, wait: Option<Duration>) -> Result<usize, ProxyError> {
+        let op = Op::BarrierWait(ms);
+        // The last party does not wait: try on the shared connection first
+        // only when it can tell (it cannot), so always wait on its own.
+        let req = Request::Call {
+            id: self.base.id,
+            op,
+        };
+        match self.base.h.call_waiting(&req, wait)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `barrier.wait()`: this party's arrival index (0 to parties - 1).
+    ///
+    /// # Errors
+    /// [`RemoteError::BrokenBarrier`]; the server is gone.
+    pub fn wait(&self) -> Result<usize, ProxyError> {
+        self.wait_ms(u64::MAX, None)
+    }
+
+    /// `barrier.wait(timeout=t)`: a timeout breaks the barrier.
+    ///
+    /// # Errors
+    /// [`RemoteError::BrokenBarrier`] (also for this party's timeout); the
+    /// server is gone.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, ProxyError> {
+        let ms = u64::try_from(timeout.as_micros().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .min(u64::MAX - 1);
+        self.wait_ms(ms, Some(timeout))
+    }
+
+    /// `barrier.abort()`: breaks it.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn abort(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Abort).map(drop)
+    }
+
+    /// `barrier.reset()`: back to empty and unbroken; its waiters get
+    /// [`RemoteError::BrokenBarrier`].
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn reset(&self) -> Result<(), ProxyError> {
+        self.base.call(Op::Reset).map(drop)
+    }
+
+    /// `barrier.parties`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn parties(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::Parties)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `barrier.n_waiting`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn n_waiting(&self) -> Result<usize, ProxyError> {
+        match self.base.call(Op::Len)? {
+            Reply::U64(n) => Ok(n as usize),
+            r => Err(unexpected(&r)),
+        }
+    }
+
+    /// `barrier.broken`.
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn broken(&self) -> Result<bool, ProxyError> {
+        match self.base.call(Op::IsBroken)? {
+            Reply::Bool(b) => Ok(b),
+            r => Err(unexpected(&r)),
+        }
     }
 }

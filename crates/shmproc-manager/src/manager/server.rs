@@ -16,24 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError, TryRecvError};
-use shmproc_shm::{Segment, SegmentName};
+use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError};
 
-use super::wire::{ATTACHED, Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
+use super::client::{SpinBudget, recv_spinning};
+use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
 use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, SocketConnection};
 
 /// How often idle threads look at the shutdown flag.
 const TICK: Duration = Duration::from_millis(200);
 /// Bytes per direction of a session's pipe: requests and replies are
-/// small, and longer ones stream through.
-const SESSION_PIPE_CAPACITY: usize = 64 << 10;
-/// How long a session's thread polls its pipe after a reply before it
-/// sleeps (a client's next request usually follows at once).
-const HOT_SPIN: Duration = Duration::from_micros(50);
+/// small, and longer ones stream through (a larger pipe costs more to
+/// make and unmap, at every connect).
+const SESSION_PIPE_CAPACITY: usize = 16 << 10;
 /// How long a client has to send the rest of a message it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait a blocking method does per request; clients loop.
-pub(crate) const MAX_SERVER_WAIT: Duration = Duration::from_millis(100);
 
 /// What the starting process tells the server.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -61,8 +57,35 @@ enum State {
         items: VecDeque<Vec<u8>>,
         maxsize: u64,
     },
+    /// Owned by a client.
     Lock {
         owner: Option<u64>,
+    },
+    /// Owned by a thread (client, thread tag), `count` times.
+    RLock {
+        owner: Option<(u64, u64)>,
+        count: u64,
+    },
+    /// An `RLock` with waiters: tickets waiting for a notify, and those
+    /// notified that have not woken yet.
+    Cond {
+        owner: Option<(u64, u64)>,
+        count: u64,
+        next: u64,
+        waiting: VecDeque<u64>,
+        woken: HashSet<u64>,
+    },
+    Sem {
+        value: u64,
+        bound: Option<u64>,
+    },
+    /// `generation` counts the times the barrier filled; `epoch` its resets.
+    Barrier {
+        parties: u64,
+        count: u64,
+        generation: u64,
+        epoch: u64,
+        broken: bool,
     },
     Event(bool),
 }
@@ -85,8 +108,6 @@ pub(crate) struct Server {
     table: Mutex<Table>,
     shutdown: AtomicBool,
     stop: (Mutex<bool>, Condvar),
-    next_session: Mutex<u64>,
-    pending_pipes: Mutex<HashSet<String>>,
     handshake_timeout: Duration,
     authkey: Vec<u8>,
 }
@@ -96,50 +117,68 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The most session threads left idle (waiting for a client) per listener.
+const MAX_IDLE: usize = 2;
+
+/// The session threads of one listener.
+struct Pool {
+    listener: Listener,
+    /// Unix socket: clients are served over pipes.
+    local: bool,
+    state: Mutex<PoolState>,
+    /// Signalled when the leader hands the listener on.
+    turn: Condvar,
+    /// Signalled when a thread should start ([`PoolState::spawn`]).
+    spawn: Condvar,
+}
+
+struct PoolState {
+    /// Threads between sessions (or about to start), leader included.
+    idle: usize,
+    /// A thread polls the listener.
+    leading: bool,
+    /// The spawner is asked for one more thread.
+    spawn: bool,
+}
+
 /// A session's transport.
 enum Transport {
-    Pipe(Connection),
+    /// The pipe, and the socket the client connected with, kept for the
+    /// session's life: its EOF means the client is gone (also one that
+    /// never attached to the pipe).
+    Pipe(Connection, SocketConnection, SpinBudget),
     Socket(SocketConnection),
 }
 
 impl Transport {
     fn recv(&mut self) -> Result<Vec<u8>, ConnError> {
         match self {
-            Transport::Pipe(c) => {
+            Transport::Pipe(c, sock, budget) => {
                 // A client usually sends its next request right after a
                 // reply: stay awake for it a little while (a sleeping
                 // thread's wake-up costs more than the whole round trip).
-                let spin_until = Instant::now() + HOT_SPIN;
-                loop {
-                    match c.try_recv_bytes_max(MAX_FRAME) {
-                        Ok(b) => return Ok(b),
-                        Err(TryRecvError::Empty) if Instant::now() < spin_until => {
-                            std::thread::yield_now();
-                        }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Eof) => return Err(ConnError::Eof),
-                        Err(e) => return Err(ConnError::Pipe(e.to_string())),
-                    }
+                if let Some(b) = recv_spinning(c, budget)? {
+                    return Ok(b);
                 }
-                c.recv_bytes_max_timeout(MAX_FRAME, TICK)
+                let got = c
+                    .recv_bytes_max_timeout(MAX_FRAME, TICK)
                     .map_err(|e| match e {
                         RecvTimeoutError::Timeout => ConnError::Timeout,
                         RecvTimeoutError::Eof => ConnError::Eof,
                         e => ConnError::Pipe(e.to_string()),
-                    })
+                    });
+                match got {
+                    Err(ConnError::Timeout) if !matches!(sock.poll(Duration::ZERO), Ok(false)) => {
+                        Err(ConnError::Eof)
+                    }
+                    r => r,
+                }
             }
             // Wait for a message to start, then read it whole: a deadline in
             // the middle of a frame would lose its first bytes.
+            // No polling loop first (see `SocketConnection::recv_frame`).
             Transport::Socket(s) => {
-                let spin_until = Instant::now() + HOT_SPIN;
-                let mut ready = false;
-                while !ready && Instant::now() < spin_until {
-                    ready = s.poll(Duration::ZERO)?;
-                    // Yield rather than spin: on a busy machine the peer
-                    // may need this CPU to answer.
-                    std::thread::yield_now();
-                }
-                if !ready && !s.poll(TICK)? {
+                if !s.poll_mut(TICK)? {
                     return Err(ConnError::Timeout);
                 }
                 s.recv_frame(MAX_FRAME, Some(Instant::now() + FRAME_TIMEOUT))
@@ -147,9 +186,22 @@ impl Transport {
         }
     }
 
+    /// Whether the client may still be waiting for a reply: nothing came
+    /// from it meanwhile (it sends nothing while it waits, so a readable
+    /// socket or pipe is its EOF).
+    fn alive(&mut self) -> bool {
+        match self {
+            Transport::Pipe(c, s, _) => {
+                matches!(s.poll(Duration::ZERO), Ok(false))
+                    && matches!(c.poll(Some(Duration::ZERO)), Ok(false))
+            }
+            Transport::Socket(s) => matches!(s.poll(Duration::ZERO), Ok(false)),
+        }
+    }
+
     fn send(&mut self, b: &[u8]) -> Result<(), ConnError> {
         match self {
-            Transport::Pipe(c) => c
+            Transport::Pipe(c, _, _) => c
                 .send_bytes_timeout(b, Duration::from_secs(30))
                 .map_err(|e| ConnError::Pipe(e.to_string())),
             Transport::Socket(s) => s.send_bytes_timeout(b, Duration::from_secs(30)),
@@ -180,15 +232,37 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
         }),
         shutdown: AtomicBool::new(false),
         stop: (Mutex::new(false), Condvar::new()),
-        next_session: Mutex::new(1),
-        pending_pipes: Mutex::new(HashSet::new()),
         handshake_timeout: cfg.handshake_timeout,
         authkey: cfg.authkey.clone(),
     });
-    let mut threads = Vec::new();
-    for l in std::iter::once(unix).chain(tcp) {
-        let s = Arc::clone(&server);
-        threads.push(std::thread::spawn(move || s.accept_loop(&l)));
+    let mut pools = Vec::new();
+    for (l, local) in std::iter::once((unix, true)).chain(tcp.map(|t| (t, false))) {
+        let pool = Arc::new(Pool {
+            listener: l,
+            local,
+            state: Mutex::new(PoolState {
+                idle: 1,
+                leading: false,
+                spawn: false,
+            }),
+            turn: Condvar::new(),
+            spawn: Condvar::new(),
+        });
+        let (s, p) = (Arc::clone(&server), Arc::clone(&pool));
+        let (s2, p2) = (Arc::clone(&server), Arc::clone(&pool));
+        let started = std::thread::Builder::new()
+            .name("mgr-session".into())
+            .spawn(move || s.lead(p))
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("mgr-spawner".into())
+                    .spawn(move || s2.spawner(&p2))
+            });
+        if started.is_err() {
+            let _ = report.send_obj(&Err::<Vec<Address>, String>("no thread".into()));
+            return;
+        }
+        pools.push(pool);
     }
     if report.send_obj(&Ok::<Vec<Address>, String>(addrs)).is_err() {
         server.request_stop();
@@ -204,12 +278,10 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
     }
     drop(stopped);
     server.shutdown.store(true, Ordering::Release);
-    for t in threads {
-        let _ = t.join();
-    }
-    for name in lock(&server.pending_pipes).drain() {
-        let _ = Segment::remove(&name);
-    }
+    // The idle threads see the flag within a tick; the socket file goes
+    // now (a client connecting meanwhile is refused).
+    let _ = std::fs::remove_file(&cfg.unix);
+    drop(pools);
 }
 
 impl Server {
@@ -219,13 +291,105 @@ impl Server {
         c.notify_all();
     }
 
-    fn accept_loop(self: &Arc<Self>, l: &Listener) {
-        while !self.shutdown.load(Ordering::Acquire) {
-            match l.accept_pending_timeout(TICK) {
-                Ok(p) => {
-                    let s = Arc::clone(self);
-                    std::thread::spawn(move || s.start_session(p));
+    /// A session thread (leader and followers, one pool per listener):
+    /// while idle it makes its next pipe (for `local` clients), then waits
+    /// to be the one thread polling the listener, accepts, hands the
+    /// listener on (asking the pool's spawner for a thread when no other
+    /// is idle), serves the client, and goes back to idle (or exits, when
+    /// [`MAX_IDLE`] others are). Neither a thread start, a pipe's creation
+    /// nor a hand-off between threads is on a client's connect path.
+    fn lead(self: Arc<Self>, pool: Arc<Pool>) {
+        let mut unused = None;
+        loop {
+            // An anonymous pipe: its descriptor goes to the client, so
+            // nothing is named and nothing can be left in /dev/shm.
+            let pipe = unused.take().or_else(|| {
+                pool.local
+                    .then(|| Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY).build())
+                    .and_then(Result::ok)
+                    .and_then(|(mut ours, theirs)| {
+                        ours.claim_now().ok()?;
+                        // Never used here: its drop does not close the end.
+                        drop(theirs);
+                        Some(ours)
+                    })
+            });
+            let Some(p) = self.accept_as_leader(&pool) else {
+                return;
+            };
+            // Nobody idle to take the listener next: the pool's spawner
+            // starts a thread (not this one: its client is waiting).
+            {
+                let mut st = lock(&pool.state);
+                if st.idle == 0 && !st.spawn {
+                    st.spawn = true;
+                    pool.spawn.notify_one();
                 }
+            }
+            unused = Arc::clone(&self).start_session(p, pipe, pool.local);
+            let mut st = lock(&pool.state);
+            if st.idle >= MAX_IDLE || self.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            st.idle += 1;
+        }
+    }
+
+    /// Starts a session thread whenever a leader finds none idle.
+    fn spawner(self: Arc<Self>, pool: &Arc<Pool>) {
+        loop {
+            let mut st = lock(&pool.state);
+            while !st.spawn && !self.shutdown.load(Ordering::Acquire) {
+                st = pool
+                    .spawn
+                    .wait_timeout(st, TICK)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            // Taken and counted in one step, before the thread starts (it
+            // counts itself out as it leads): a leader that finds none
+            // idle after this asks again, and is heard.
+            st.spawn = false;
+            st.idle += 1;
+            drop(st);
+            let (s, p) = (Arc::clone(&self), Arc::clone(pool));
+            let started = std::thread::Builder::new()
+                .name("mgr-session".into())
+                .spawn(move || s.lead(p));
+            if started.is_err() {
+                let mut st = lock(&pool.state);
+                st.idle -= 1;
+                // Try again a tick later (nobody may be leading).
+                st.spawn = true;
+                let _ = pool.spawn.wait_timeout(st, TICK);
+            }
+        }
+    }
+
+    /// Waits to lead (one thread polls the listener at a time), then for a
+    /// connection; `None` at shutdown. Counts this thread out of the idle.
+    fn accept_as_leader(&self, pool: &Pool) -> Option<PendingConnection> {
+        let mut st = lock(&pool.state);
+        while st.leading && !self.shutdown.load(Ordering::Acquire) {
+            st = pool
+                .turn
+                .wait_timeout(st, TICK)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        st.idle = st.idle.saturating_sub(1);
+        if self.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        st.leading = true;
+        drop(st);
+        let mut got = None;
+        while got.is_none() && !self.shutdown.load(Ordering::Acquire) {
+            match pool.listener.accept_pending_timeout(TICK) {
+                Ok(p) => got = Some(p),
                 // EMFILE and the like: the poll in the next round bounds the retry rate
                 // only when the socket stays readable, so back off for a tick.
                 Err(ConnError::Timeout) => {}
@@ -234,70 +398,71 @@ impl Server {
                 Err(_) => std::thread::sleep(TICK),
             }
         }
+        lock(&pool.state).leading = false;
+        pool.turn.notify_one();
+        got
     }
 
     /// Authenticates, sets the transport up, serves. Any failure here ends
-    /// this connection only.
-    fn start_session(self: Arc<Self>, p: PendingConnection) {
+    /// this connection only. Gives `pipe` back when it was not handed out
+    /// (a failed handshake, a socket session): the next session takes it.
+    fn start_session(
+        self: Arc<Self>,
+        p: PendingConnection,
+        pipe: Option<Connection>,
+        local: bool,
+    ) -> Option<Connection> {
         let Ok(mut sock) = p.authenticate(&self.authkey, self.handshake_timeout) else {
-            return;
+            return pipe;
         };
         sock.set_max_message_len(MAX_FRAME);
         let hello = sock
             .recv_frame(64, Some(Instant::now() + self.handshake_timeout))
             .ok()
             .and_then(|b| postcard::from_bytes::<Hello>(&b).ok());
-        let transport = match hello {
-            Some(Hello::Socket) => {
-                if sock.send_obj(&Welcome::Socket).is_err() {
-                    return;
-                }
-                Transport::Socket(sock)
-            }
-            Some(Hello::Pipe) => match self.pipe_session(&mut sock) {
-                Some(c) => Transport::Pipe(c),
-                None => return,
-            },
-            None => return,
+        let (client, wants_pipe) = match hello {
+            Some(Hello::Socket { client }) => (client, false),
+            Some(Hello::Pipe { client }) => (client, true),
+            None => return pipe,
         };
-        let id = {
-            let mut n = lock(&self.next_session);
-            *n += 1;
-            *n
+        if wants_pipe && !local {
+            // A pipe's descriptor only passes over a Unix socket.
+            let _ = sock.send_obj(&Welcome::Refused("pipes are for local clients".into()));
+            return pipe;
+        }
+        let (transport, unused) = if wants_pipe {
+            let made = match pipe {
+                Some(p) => Ok(p),
+                None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|(mut ours, _)| {
+                        ours.claim_now().map_err(|e| e.to_string())?;
+                        Ok(ours)
+                    }),
+            };
+            let sent = match &made {
+                Ok(c) => sock.send_frame_with_fd(&encode(&Welcome::Pipe), c.segment().fd()),
+                Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
+            };
+            match (made, sent) {
+                (Ok(c), Ok(())) => (Transport::Pipe(c, sock, SpinBudget::default()), None),
+                _ => return None,
+            }
+        } else {
+            if sock.send_obj(&Welcome::Socket).is_err() {
+                return pipe;
+            }
+            (Transport::Socket(sock), pipe)
         };
         Session {
             server: &self,
-            id,
+            client,
             held: HashMap::new(),
             locks: HashSet::new(),
         }
         .run(transport);
-    }
-
-    fn pipe_session(&self, sock: &mut SocketConnection) -> Option<Connection> {
-        let name = SegmentName::unique("mgr");
-        let (mut ours, theirs) = match Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
-            .build_named(name.as_str())
-        {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = sock.send_obj(&Welcome::Refused(e.to_string()));
-                return None;
-            }
-        };
-        lock(&self.pending_pipes).insert(name.as_str().to_owned());
-        let ok = ours.claim_now().is_ok()
-            && sock
-                .send_obj(&Welcome::Pipe(name.as_str().to_owned()))
-                .is_ok()
-            && sock
-                .recv_frame(16, Some(Instant::now() + self.handshake_timeout))
-                .is_ok_and(|b| b == ATTACHED);
-        // The client maps the pipe (or gave up): the name is no longer needed.
-        drop(theirs);
-        let _ = Segment::remove(name.as_str());
-        lock(&self.pending_pipes).remove(name.as_str());
-        ok.then_some(ours)
+        unused
     }
 
     fn get(&self, id: u64) -> Result<Arc<Obj>, RemoteError> {
@@ -311,8 +476,11 @@ impl Server {
 
 struct Session<'a> {
     server: &'a Server,
-    id: u64,
+    /// The client's id ([`Hello`]): its connections (one for calls, more
+    /// for blocking waits) share lock ownership.
+    client: u64,
     held: HashMap<u64, u64>,
+    /// Lock-like objects this session acquired (released at its end).
     locks: HashSet<u64>,
 }
 
@@ -333,7 +501,7 @@ impl Session<'_> {
                     self.server.request_stop();
                     break;
                 }
-                Ok(req) => self.handle(req),
+                Ok(req) => self.handle(req, &mut || t.alive()),
                 Err(e) => Reply::Err(RemoteError::BadRequest(e.to_string())),
             };
             if t.send(&encode(&reply)).is_err() {
@@ -347,10 +515,15 @@ impl Session<'_> {
     fn end(&mut self) {
         for id in std::mem::take(&mut self.locks) {
             if let Ok(o) = self.server.get(id) {
-                if let State::Lock { owner } = &mut *lock(&o.state) {
-                    if *owner == Some(self.id) {
+                match &mut *lock(&o.state) {
+                    State::Lock { owner } if *owner == Some(self.client) => *owner = None,
+                    State::RLock { owner, count } | State::Cond { owner, count, .. }
+                        if owner.is_some_and(|(c, _)| c == self.client) =>
+                    {
                         *owner = None;
+                        *count = 0;
                     }
+                    _ => {}
                 }
                 o.cond.notify_all();
             }
@@ -383,14 +556,18 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn handle(&mut self, req: Request) -> Reply {
-        match self.try_handle(req) {
+    fn handle(&mut self, req: Request, alive: &mut dyn FnMut() -> bool) -> Reply {
+        match self.try_handle(req, alive) {
             Ok(r) => r,
             Err(e) => Reply::Err(e),
         }
     }
 
-    fn try_handle(&mut self, req: Request) -> Result<Reply, RemoteError> {
+    fn try_handle(
+        &mut self,
+        req: Request,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<Reply, RemoteError> {
         match req {
             Request::Create {
                 kind,
@@ -426,6 +603,31 @@ impl Session<'_> {
                     },
                     Kind::Lock => State::Lock { owner: None },
                     Kind::Event => State::Event(false),
+                    Kind::RLock => State::RLock {
+                        owner: None,
+                        count: 0,
+                    },
+                    Kind::Condition => State::Cond {
+                        owner: None,
+                        count: 0,
+                        next: 0,
+                        waiting: VecDeque::new(),
+                        woken: HashSet::new(),
+                    },
+                    Kind::Semaphore => State::Sem {
+                        value: maxsize,
+                        bound: (init.first() == Some(&1)).then_some(maxsize),
+                    },
+                    Kind::Barrier if maxsize == 0 => {
+                        return Err(RemoteError::BadRequest("a barrier of 0 parties".into()));
+                    }
+                    Kind::Barrier => State::Barrier {
+                        parties: maxsize,
+                        count: 0,
+                        generation: 0,
+                        epoch: 0,
+                        broken: false,
+                    },
                 };
                 let id = t.next_id;
                 t.next_id += 1;
@@ -481,14 +683,20 @@ impl Session<'_> {
             }
             Request::Call { id, op } => {
                 let o = self.server.get(id)?;
-                self.call(&o, id, op)
+                self.call(&o, id, op, alive)
             }
             Request::Shutdown => Ok(Reply::Ok),
         }
     }
 
     #[allow(clippy::too_many_lines)]
-    fn call(&mut self, o: &Obj, id: u64, op: Op) -> Result<Reply, RemoteError> {
+    fn call(
+        &mut self,
+        o: &Obj,
+        id: u64,
+        op: Op,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<Reply, RemoteError> {
         let unknown = |op: &Op| RemoteError::UnknownMethod {
             method: format!("{op:?}")
                 .split(['(', ' '])
@@ -498,6 +706,7 @@ impl Session<'_> {
             kind: format!("{:?}", o.kind),
         };
         let mut st = lock(&o.state);
+        #[allow(unused_assignments)] // `st` is given back by every wait
         let reply = match (&mut *st, op) {
             (State::Dict { map, .. }, Op::Get(k)) => {
                 Reply::Maybe(map.get(&k).map(|(_, v)| v.clone()))
@@ -595,36 +804,231 @@ impl Session<'_> {
                 }
                 Reply::Bool(ok)
             }
-            (State::Lock { .. }, Op::Acquire(ms)) => {
-                let deadline = Instant::now() + Duration::from_millis(ms).min(MAX_SERVER_WAIT);
-                loop {
-                    if let State::Lock { owner } = &mut *st {
-                        if owner.is_none() {
-                            *owner = Some(self.id);
-                            self.locks.insert(id);
-                            break Reply::Bool(true);
-                        }
+            (State::Lock { .. }, Op::Acquire(ms, _)) => {
+                let me = self.client;
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Lock { owner } if owner.is_none() => {
+                        *owner = Some(me);
+                        Some(())
                     }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break Reply::Bool(false);
-                    }
-                    st = o
-                        .cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                    _ => None,
+                });
+                st = g;
+                let got = r?.is_some();
+                if got {
+                    self.locks.insert(id);
                 }
+                Reply::Bool(got)
             }
-            (State::Lock { owner }, Op::ReleaseLock) => {
+            (State::Lock { owner }, Op::ReleaseLock(_)) => {
                 if owner.is_none() {
                     return Err(RemoteError::NotHeld);
                 }
                 *owner = None;
-                self.locks.remove(&id);
                 o.cond.notify_all();
                 Reply::Ok
             }
+            (State::RLock { .. } | State::Cond { .. }, Op::Acquire(ms, tag)) => {
+                let me = (self.client, tag);
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::RLock { owner, count } | State::Cond { owner, count, .. } => match owner
+                    {
+                        None => {
+                            *owner = Some(me);
+                            *count = 1;
+                            Some(())
+                        }
+                        Some(w) if *w == me => {
+                            *count += 1;
+                            Some(())
+                        }
+                        Some(_) => None,
+                    },
+                    _ => None,
+                });
+                st = g;
+                let got = r?.is_some();
+                if got {
+                    self.locks.insert(id);
+                }
+                Reply::Bool(got)
+            }
+            (
+                State::RLock { owner, count } | State::Cond { owner, count, .. },
+                Op::ReleaseLock(tag),
+            ) => {
+                if *owner != Some((self.client, tag)) {
+                    return Err(RemoteError::NotHeld);
+                }
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    *owner = None;
+                    o.cond.notify_all();
+                }
+                Reply::Ok
+            }
+            (State::Cond { .. }, Op::CondWait(ms, tag)) => {
+                let me = (self.client, tag);
+                let State::Cond {
+                    owner,
+                    count,
+                    next,
+                    waiting,
+                    ..
+                } = &mut *st
+                else {
+                    return Err(unknown(&Op::CondWait(ms, tag)));
+                };
+                if *owner != Some(me) {
+                    return Err(RemoteError::NotHeld);
+                }
+                let saved = std::mem::take(count);
+                *owner = None;
+                let ticket = *next;
+                *next += 1;
+                waiting.push_back(ticket);
+                o.cond.notify_all();
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Cond { woken, .. } => woken.remove(&ticket).then_some(()),
+                    _ => None,
+                });
+                st = g;
+                let mut notified = matches!(r, Ok(Some(())));
+                if let State::Cond { waiting, woken, .. } = &mut *st {
+                    // Notified as the wait timed out: it counts.
+                    notified |= woken.remove(&ticket);
+                    waiting.retain(|&t| t != ticket);
+                }
+                r?;
+                // Python's wait re-acquires before it returns, however long
+                // that takes.
+                let (g, r) = block(self.server, o, st, u64::MAX, alive, |s| match s {
+                    State::Cond { owner, count, .. } if owner.is_none() => {
+                        *owner = Some(me);
+                        *count = saved;
+                        Some(())
+                    }
+                    _ => None,
+                });
+                st = g;
+                r?;
+                Reply::Bool(notified)
+            }
+            (
+                State::Cond {
+                    owner,
+                    waiting,
+                    woken,
+                    ..
+                },
+                Op::Notify(n, tag),
+            ) => {
+                if *owner != Some((self.client, tag)) {
+                    return Err(RemoteError::NotHeld);
+                }
+                for _ in 0..n {
+                    match waiting.pop_front() {
+                        Some(t) => {
+                            woken.insert(t);
+                        }
+                        None => break,
+                    }
+                }
+                o.cond.notify_all();
+                Reply::Ok
+            }
+            (State::Sem { .. }, Op::Acquire(ms, _)) => {
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Sem { value, .. } if *value > 0 => {
+                        *value -= 1;
+                        Some(())
+                    }
+                    _ => None,
+                });
+                st = g;
+                Reply::Bool(r?.is_some())
+            }
+            (State::Sem { value, bound }, Op::SemRelease(n)) => {
+                let new = value.saturating_add(n);
+                if bound.is_some_and(|b| new > b) {
+                    return Err(RemoteError::TooManyReleases);
+                }
+                *value = new;
+                o.cond.notify_all();
+                Reply::Ok
+            }
+            (State::Sem { value, .. }, Op::SemValue) => Reply::U64(*value),
+            (State::Barrier { .. }, Op::BarrierWait(ms)) => {
+                let State::Barrier {
+                    parties,
+                    count,
+                    generation,
+                    epoch,
+                    broken,
+                } = &mut *st
+                else {
+                    return Err(unknown(&Op::BarrierWait(ms)));
+                };
+                if *broken {
+                    return Err(RemoteError::BrokenBarrier);
+                }
+                let index = *count;
+                *count += 1;
+                if *count >= *parties {
+                    *count = 0;
+                    *generation += 1;
+                    o.cond.notify_all();
+                    return Ok(Reply::U64(index));
+                }
+                let (gen0, epoch0) = (*generation, *epoch);
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Barrier { generation, .. } if *generation != gen0 => Some(true),
+                    State::Barrier { epoch, broken, .. } if *broken || *epoch != epoch0 => {
+                        Some(false)
+                    }
+                    _ => None,
+                });
+                st = g;
+                match r {
+                    Ok(Some(true)) => Reply::U64(index),
+                    Ok(Some(false)) => return Err(RemoteError::BrokenBarrier),
+                    // Timed out, or this party is gone: the barrier breaks
+                    // (Python's), so the others do not wait for it forever.
+                    Ok(None) | Err(_) => {
+                        if let State::Barrier { count, broken, .. } = &mut *st {
+                            *broken = true;
+                            *count = 0;
+                        }
+                        o.cond.notify_all();
+                        r?;
+                        return Err(RemoteError::BrokenBarrier);
+                    }
+                }
+            }
+            (State::Barrier { count, broken, .. }, Op::Abort) => {
+                *broken = true;
+                *count = 0;
+                o.cond.notify_all();
+                Reply::Ok
+            }
+            (
+                State::Barrier {
+                    count,
+                    epoch,
+                    broken,
+                    ..
+                },
+                Op::Reset,
+            ) => {
+                *epoch += 1;
+                *broken = false;
+                *count = 0;
+                o.cond.notify_all();
+                Reply::Ok
+            }
+            (State::Barrier { parties, .. }, Op::Parties) => Reply::U64(*parties),
+            (State::Barrier { count, .. }, Op::Len) => Reply::U64(*count),
+            (State::Barrier { broken, .. }, Op::IsBroken) => Reply::Bool(*broken),
             (State::Event(flag), Op::SetEvent) => {
                 *flag = true;
                 o.cond.notify_all();
@@ -636,67 +1040,85 @@ impl Session<'_> {
             }
             (State::Event(flag), Op::IsSet) => Reply::Bool(*flag),
             (State::Event(_), Op::Wait(ms)) => {
-                let deadline = Instant::now() + Duration::from_millis(ms).min(MAX_SERVER_WAIT);
-                loop {
-                    if let State::Event(true) = &*st {
-                        break Reply::Bool(true);
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break Reply::Bool(false);
-                    }
-                    st = o
-                        .cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
+                let (g, r) = block(self.server, o, st, ms, alive, |s| {
+                    matches!(s, State::Event(true)).then_some(())
+                });
+                st = g;
+                Reply::Bool(r?.is_some())
             }
             (State::Queue { .. }, Op::Put(v, ms)) => {
-                let deadline = Instant::now() + Duration::from_millis(ms).min(MAX_SERVER_WAIT);
-                loop {
-                    if let State::Queue { items, maxsize } = &mut *st {
-                        if *maxsize == 0 || (items.len() as u64) < *maxsize {
-                            items.push_back(v);
-                            o.cond.notify_all();
-                            break Reply::Bool(true);
-                        }
+                let mut v = Some(v);
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Queue { items, maxsize }
+                        if *maxsize == 0 || (items.len() as u64) < *maxsize =>
+                    {
+                        items.extend(v.take());
+                        Some(())
                     }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break Reply::Bool(false);
-                    }
-                    st = o
-                        .cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                    _ => None,
+                });
+                st = g;
+                let put = r?.is_some();
+                if put {
+                    o.cond.notify_all();
                 }
+                Reply::Bool(put)
             }
             (State::Queue { .. }, Op::QGet(ms)) => {
-                let deadline = Instant::now() + Duration::from_millis(ms).min(MAX_SERVER_WAIT);
-                loop {
-                    if let State::Queue { items, .. } = &mut *st {
-                        if let Some(v) = items.pop_front() {
-                            o.cond.notify_all();
-                            break Reply::Maybe(Some(v));
-                        }
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break Reply::Maybe(None);
-                    }
-                    st = o
-                        .cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
+                    State::Queue { items, .. } => items.pop_front(),
+                    _ => None,
+                });
+                st = g;
+                let got = r?;
+                if got.is_some() {
+                    o.cond.notify_all();
                 }
+                Reply::Maybe(got)
             }
             (State::Queue { items, .. }, Op::Len) => Reply::U64(items.len() as u64),
             (_, op) => return Err(unknown(&op)),
         };
         Ok(reply)
+    }
+}
+
+/// Waits on `o`'s condition variable, in slices of at most [`TICK`],
+/// until `ready` answers (`Ok(Some)`), `ms` milliseconds pass (`Ok(None)`;
+/// `u64::MAX`: no limit), or the server shuts down or the client is gone
+/// (`Err`: nobody reads the reply). No polling by the client: it waits
+/// for this one reply.
+fn block<'g, R>(
+    server: &Server,
+    o: &'g Obj,
+    mut st: MutexGuard<'g, State>,
+    ms: u64,
+    alive: &mut dyn FnMut() -> bool,
+    mut ready: impl FnMut(&mut State) -> Option<R>,
+) -> (MutexGuard<'g, State>, Result<Option<R>, RemoteError>) {
+    let deadline = (ms != u64::MAX).then(|| Instant::now() + Duration::from_millis(ms));
+    loop {
+        if let Some(r) = ready(&mut st) {
+            return (st, Ok(Some(r)));
+        }
+        let slice = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (st, Ok(None));
+                }
+                left.min(TICK)
+            }
+            None => TICK,
+        };
+        if server.shutdown.load(Ordering::Acquire) || !alive() {
+            return (st, Err(RemoteError::Interrupted));
+        }
+        st = o
+            .cond
+            .wait_timeout(st, slice)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
     }
 }
 

@@ -27,30 +27,44 @@ pub enum Kind {
     Lock,
     /// An event.
     Event,
+    /// A reentrant lock (owned by a thread of a client).
+    RLock,
+    /// A condition variable with its own reentrant lock.
+    Condition,
+    /// A semaphore (bounded or not).
+    Semaphore,
+    /// A barrier.
+    Barrier,
 }
 
 /// How a connection to the server is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hello {
-    /// Over a shared-memory pipe (the server replies with its name).
-    Pipe,
+    /// Over a shared-memory pipe (its descriptor comes with the welcome).
+    Pipe {
+        /// The client's id: its connections share lock ownership.
+        client: u64,
+    },
     /// Over this socket.
-    Socket,
+    Socket {
+        /// As for `Pipe`.
+        client: u64,
+    },
 }
 
 /// The server's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Welcome {
-    /// Open end `Second` of this pipe, claim it, then send [`ATTACHED`] on the socket.
-    Pipe(String),
+    /// The pipe's segment descriptor comes with this frame (`SCM_RIGHTS`):
+    /// open its end `Second`, claim it, and send requests over it. The
+    /// socket stays open for the session's life (its EOF tells the server
+    /// a client that never attached is gone).
+    Pipe,
     /// Go on over the socket.
     Socket,
     /// The server could not set the session up.
     Refused(String),
 }
-
-/// What the client sends on the socket once it holds its pipe end.
-pub const ATTACHED: &[u8] = b"attached";
 
 /// A request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +79,8 @@ pub enum Request {
         name: Option<String>,
         /// Initial value (a `Value`).
         init: Vec<u8>,
-        /// Queue capacity (0: unbounded).
+        /// Queue capacity (0: unbounded), a semaphore's initial value (its
+        /// bound too when `init` is `[1]`), a barrier's parties.
         maxsize: u64,
     },
     /// One more reference to `id` for this client, after a type check.
@@ -123,7 +138,7 @@ pub enum Op {
     Del(Vec<u8>),
     /// `k in d` → `Bool`.
     Contains(Vec<u8>),
-    /// `len(x)` (dict, list, queue) → `U64`.
+    /// `len(x)` (dict, list, queue; a barrier's `n_waiting`) → `U64`.
     Len,
     /// `d.items()` → `Pairs`.
     Items,
@@ -151,19 +166,38 @@ pub enum Op {
     Store(Vec<u8>),
     /// `v.value = x` if the version is still `version` → `Bool`.
     CasValue(u64, Vec<u8>),
-    /// `lock.acquire(timeout=ms)` → `Bool`.
-    Acquire(u64),
-    /// `lock.release()`.
-    ReleaseLock,
+    /// `lock.acquire(timeout=ms)` (`u64::MAX`: none) by thread `tag` of
+    /// the client → `Bool` (lock, rlock, condition, semaphore).
+    Acquire(u64, u64),
+    /// `lock.release()` by thread `tag` (lock, rlock, condition).
+    ReleaseLock(u64),
+    /// `cond.wait(timeout=ms)` by thread `tag` → `Bool` (notified).
+    CondWait(u64, u64),
+    /// `cond.notify(n)` by thread `tag` (`u64::MAX`: all).
+    Notify(u64, u64),
+    /// `sem.release(n)`.
+    SemRelease(u64),
+    /// A semaphore's value → `U64`.
+    SemValue,
+    /// `barrier.wait(timeout=ms)` → `U64` (the arrival index).
+    BarrierWait(u64),
+    /// `barrier.abort()`.
+    Abort,
+    /// `barrier.reset()`.
+    Reset,
+    /// `barrier.parties` → `U64`.
+    Parties,
+    /// `barrier.broken` → `Bool`.
+    IsBroken,
     /// `event.set()`.
     SetEvent,
     /// `event.is_set()` → `Bool`.
     IsSet,
-    /// `event.wait(timeout=ms)` → `Bool`.
+    /// `event.wait(timeout=ms)` (`u64::MAX`: none) → `Bool`.
     Wait(u64),
-    /// `q.put(v, timeout=ms)` → `Bool` (false: full).
+    /// `q.put(v, timeout=ms)` (`u64::MAX`: none) → `Bool` (false: full).
     Put(Vec<u8>, u64),
-    /// `q.get(timeout=ms)` → `Maybe` (None: empty).
+    /// `q.get(timeout=ms)` (`u64::MAX`: none) → `Maybe` (None: empty).
     QGet(u64),
 }
 

@@ -187,21 +187,34 @@ impl RawLock {
     }
 
     /// Attempts the uncontended acquisition once.
+    ///
+    /// One CAS from "unlocked, generation 0" (a lock never taken over from
+    /// a dead owner): no load before it, which under contention would
+    /// fetch the line shared and then again exclusive for the CAS (a
+    /// process-shared pthread mutex's lock is one CAS as well). A lock with
+    /// a take-over generation gets a second CAS from the value found.
     #[inline]
     fn fast(&self, me: u32) -> bool {
-        let cur = self.word.load(Ordering::Relaxed);
-        cur & PID_MASK == 0
-            && self
-                .word
-                // Acquire: pairs with the Release `fetch_and` in `release_raw`, so the
-                // previous holder's writes are visible to us.
-                .compare_exchange(
-                    cur,
-                    (cur & GEN_MASK) | me,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+        // Acquire (both CASes): pairs with the Release `fetch_and` in
+        // `release_raw`, so the previous holder's writes are visible to us.
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => true,
+            Err(cur) => {
+                cur & PID_MASK == 0
+                    && self
+                        .word
+                        .compare_exchange(
+                            cur,
+                            (cur & GEN_MASK) | me,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+            }
+        }
     }
 
     /// Tries to take the lock over from the dead owner seen in `observed`.
