@@ -12,6 +12,10 @@ use super::server::{CLIENT_END, encode};
 use super::wire::{Hello, MAX_FRAME, Reply, Request, Welcome};
 use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnection};
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per session, held in place; the pipe variant is the common one and boxing it adds a hop per call"
+)]
 enum Transport {
     /// The pipe, and the socket kept open for the session's life.
     Pipe(
