@@ -32,8 +32,14 @@ pub(crate) fn point(name: &'static str) {
     }
 }
 
+/// Under the model: the calling model thread dies here when its model
+/// named this point (`shmproc_sync::model::die_at`).
+#[cfg(all(shmproc_loom, not(shmproc_crash_points)))]
+pub(crate) fn point(name: &'static str) {
+    shmproc_sync::model::crash_point(name);
+}
+
 /// Without the cfg: nothing.
-#[cfg(not(shmproc_crash_points))]
+#[cfg(not(any(shmproc_crash_points, shmproc_loom)))]
 #[inline(always)]
-#[cfg_attr(shmproc_loom, allow(dead_code))]
 pub(crate) fn point(_name: &'static str) {}

@@ -8,7 +8,7 @@
 //! so loom explores more than one interleaving (`LOOM_LOG=info ... --
 //! --nocapture` prints the count). Payloads live in loom's `UnsafeCell`, so a
 //! read racing a write of the same slot is reported.
-#![cfg(shmproc_loom)]
+#![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
 use loom::sync::Arc;
 use loom::thread;

@@ -1,5 +1,6 @@
 //! The atomics and `UnsafeCell` shim: `std` normally, `loom` under
-//! `cfg(shmproc_loom)`.
+//! `cfg(shmproc_loom)` (`shuttle` when `cfg(shmproc_shuttle)` is set too,
+//! where the `UnsafeCell` is the plain wrapper: shuttle tracks no accesses).
 //!
 //! Lock-free code in the workspace takes its atomics from here, so the same
 //! algorithm runs on shared memory in production and on heap storage under the
@@ -17,16 +18,20 @@ pub mod real {
 
 #[cfg(not(shmproc_loom))]
 pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
-#[cfg(shmproc_loom)]
+#[cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+#[cfg(shmproc_shuttle)]
+pub use shuttle::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Spin-wait hint (`core::hint::spin_loop`, or a loom yield).
 #[inline]
 pub fn spin_loop() {
     #[cfg(not(shmproc_loom))]
     core::hint::spin_loop();
-    #[cfg(shmproc_loom)]
+    #[cfg(all(shmproc_loom, not(shmproc_shuttle)))]
     loom::thread::yield_now();
+    #[cfg(shmproc_shuttle)]
+    shuttle::thread::yield_now();
 }
 
 /// Gives up the CPU (`std::thread::yield_now`, or a loom yield).
@@ -34,20 +39,22 @@ pub fn spin_loop() {
 pub fn yield_now() {
     #[cfg(not(shmproc_loom))]
     std::thread::yield_now();
-    #[cfg(shmproc_loom)]
+    #[cfg(all(shmproc_loom, not(shmproc_shuttle)))]
     loom::thread::yield_now();
+    #[cfg(shmproc_shuttle)]
+    shuttle::thread::yield_now();
 }
 
 /// An `UnsafeCell` whose accesses loom can track.
 ///
 /// Outside loom it is a `#[repr(transparent)]` wrapper over
 /// `core::cell::UnsafeCell`, so it has the layout of `T`.
-#[cfg(not(shmproc_loom))]
+#[cfg(any(not(shmproc_loom), shmproc_shuttle))]
 #[derive(Debug, Default)]
 #[repr(transparent)]
 pub struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 
-#[cfg(not(shmproc_loom))]
+#[cfg(any(not(shmproc_loom), shmproc_shuttle))]
 impl<T> UnsafeCell<T> {
     /// Wraps `value`.
     pub const fn new(value: T) -> Self {
@@ -65,5 +72,5 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-#[cfg(shmproc_loom)]
+#[cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 pub use loom::cell::UnsafeCell;

@@ -27,12 +27,50 @@
 //! `Connection` in `shmproc-channel`), and [`light`] then falls back to a
 //! real fence. Where the kernel or a seccomp filter refuses `membarrier`,
 //! both sides therefore use `SeqCst` fences, as before.
+//!
+//! # Under the model (`cfg(shmproc_loom)`)
+//! This module is the one place where the asymmetric pair is mapped for
+//! loom: [`light`] and [`heavy`] both become `fence(SeqCst)` (loom's), and
+//! whether this "process" can issue `membarrier` (so [`ready`], [`enable`]
+//! and [`heavy`]'s answer) is the model's (`model::membarrier`).
+//!
+//! Why that is sound for what the models check. `membarrier(GLOBAL_EXPEDITED)`
+//! guarantees that, by the time it returns, every thread of every
+//! registered process has run a full memory barrier, or was not running
+//! user code in between (a context switch is one): for each light-side
+//! thread, its program order is split at some point `B` into what is
+//! ordered before the heavy side's later accesses and what is ordered after
+//! its earlier ones, as if a `SeqCst` fence had been executed at `B`. A
+//! compiler fence keeps the light side's store and load on either side of
+//! any such `B`, so the pair behaves as store, `fence(SeqCst)`, load on the
+//! light side against store, `fence(SeqCst)`, load on the heavy side: the
+//! C11 store-buffering litmus with two `SeqCst` fences, which forbids both
+//! loads missing the other store. Mapping both sides to `fence(SeqCst)` is
+//! therefore exactly the guarantee the protocols rely on, and loom checks
+//! every outcome the C11 model allows with it.
+//!
+//! What the mapping does not cover: the real light side is a compiler
+//! fence only, so it orders nothing on its own (a protocol that leaned on
+//! it without a heavy side's barrier, or whose heavy side ran before the
+//! light side's store was issued, is not what loom sees); that the kernel
+//! delivers the barrier to every CPU of a *registered* process (a process
+//! that never registered, or whose registration was lost by `exec`, is
+//! modelled only through `model::set_no_membarrier`, i.e. the
+//! `FLAG_FENCES` fallback); and the first, light sleep of a waiter (after a
+//! `SeqCst` fence only, [`LIGHT_SLEEP`]), which in production may miss a
+//! wake by design and is late by at most that long: under the model its
+//! waker's fence is a real one, so that miss is not explored.
 
+#[cfg(not(shmproc_loom))]
 use shmproc_shm::os;
-use shmproc_shm::sync::real::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(not(shmproc_loom))]
+use shmproc_shm::sync::real::fence;
+use shmproc_shm::sync::real::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(shmproc_loom))]
 use std::sync::atomic::compiler_fence;
 use std::time::Duration;
 
+#[cfg(not(shmproc_loom))]
 use crate::owner;
 
 /// How long the first sleep of a wait may last before the waiter issues the
@@ -80,6 +118,7 @@ static UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
 /// per pid (a forked child registers again). `false` where `membarrier` is
 /// unavailable: this process must then use real fences on both sides and
 /// tell its peers so.
+#[cfg(not(shmproc_loom))]
 pub fn enable() -> bool {
     let me = owner::my_pid();
     if REGISTERED.load(Ordering::Relaxed) == me {
@@ -102,6 +141,7 @@ pub fn enable() -> bool {
 
 /// Whether this process may use [`light`] fences: it is registered in this
 /// pid (registering now, once, when it is not yet).
+#[cfg(not(shmproc_loom))]
 #[inline]
 pub fn ready() -> bool {
     REGISTERED.load(Ordering::Relaxed) == owner::my_pid() || enable()
@@ -110,6 +150,7 @@ pub fn ready() -> bool {
 /// The hot side's fence between its store and its load. `light_ok`: this
 /// process is registered and no peer said it cannot issue the heavy barrier
 /// (otherwise a `SeqCst` fence).
+#[cfg(not(shmproc_loom))]
 #[inline]
 pub fn light(light_ok: bool) {
     if light_ok {
@@ -125,6 +166,7 @@ pub fn light(light_ok: bool) {
 /// `membarrier` when this process is (or now gets) registered, else a
 /// `SeqCst` fence. Returns `false` when the heavy barrier was not
 /// available, so the caller can tell its peers to stop using [`light`] ones.
+#[cfg(not(shmproc_loom))]
 pub fn heavy() -> bool {
     HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
     if ready() && os::membarrier_global_expedited().is_ok() {
@@ -134,7 +176,42 @@ pub fn heavy() -> bool {
     false
 }
 
-#[cfg(test)]
+/// Loom: whether the model lets this thread's process issue `membarrier`.
+#[cfg(shmproc_loom)]
+pub fn enable() -> bool {
+    let _ = (&REGISTERED, &UNAVAILABLE);
+    crate::model::membarrier()
+}
+
+/// Loom: as [`enable`].
+#[cfg(shmproc_loom)]
+#[inline]
+pub fn ready() -> bool {
+    crate::model::membarrier()
+}
+
+/// Loom: `fence(SeqCst)` whatever `light_ok` says (module docs, "Under the
+/// model"); the mutant `asym_light_noop` drops it, as if the compiler fence
+/// were all there was.
+#[cfg(shmproc_loom)]
+#[inline]
+pub fn light(light_ok: bool) {
+    let _ = light_ok;
+    if !crate::mutant!("asym_light_noop") {
+        shmproc_shm::sync::fence(Ordering::SeqCst);
+    }
+}
+
+/// Loom: `fence(SeqCst)`; `false` when the model says this process cannot
+/// issue `membarrier` (the caller then tells its peers, as in production).
+#[cfg(shmproc_loom)]
+pub fn heavy() -> bool {
+    HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
+    shmproc_shm::sync::fence(Ordering::SeqCst);
+    crate::model::membarrier()
+}
+
+#[cfg(all(test, not(shmproc_loom)))]
 mod tests {
     use super::*;
 

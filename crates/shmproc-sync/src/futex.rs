@@ -9,9 +9,10 @@
 //! Wakers only make a system call when a waiter registered itself (a waiters
 //! bit or a waiters count, per primitive).
 //!
-//! Under `cfg(shmproc_loom)` the sleep is a loom yield (returning as if woken)
-//! and the wake is a no-op, so the state machines above run unchanged in the
-//! model checker.
+//! Under `cfg(shmproc_loom)` the wait and the wake are the model's futex
+//! (`crate::model`): a waiter blocks until its word changes, and no wake
+//! the real futex would deliver is lost, so a wake-up the protocol forgot
+//! is a deadlock that loom reports.
 //!
 //! Public (hidden from the docs) so that `shmproc-channel` blocks the same way.
 
@@ -276,11 +277,11 @@ pub fn wait(word: &AtomicU32, expected: u32, slice: Duration) -> Wake {
     }
 }
 
-/// Loom: gives other model threads a turn and reports a wake.
+/// Loom: the model's futex (`crate::model::futex_wait`): blocks until the
+/// word changes (or, in a model of a death, times out at once).
 #[cfg(shmproc_loom)]
-pub fn wait(_word: &AtomicU32, _expected: u32, _slice: Duration) -> Wake {
-    loom::thread::yield_now();
-    Wake::Woken
+pub fn wait(word: &AtomicU32, expected: u32, _slice: Duration) -> Wake {
+    crate::model::futex_wait(word, expected)
 }
 
 /// Wakes up to `n` waiters sleeping on `word`, in any process; returns how
@@ -291,9 +292,10 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
     shmproc_shm::os::futex_wake(word, n)
 }
 
-/// Loom: waiters never really sleep, nothing to do.
+/// Loom: the model's futex wake (every waiter re-checks its word).
 #[cfg(shmproc_loom)]
 #[inline]
 pub fn wake(_word: &AtomicU32, _n: u32) -> usize {
+    crate::model::futex_wake();
     0
 }

@@ -67,6 +67,8 @@ mod error;
 pub mod futex;
 #[cfg(not(shmproc_loom))]
 pub mod inspect;
+#[cfg(shmproc_loom)]
+pub mod model;
 pub mod owner;
 pub mod raw;
 
@@ -103,3 +105,17 @@ pub use semaphore::{BoundedSemaphore, Event, Semaphore};
 pub use shared::{SegmentState, Shared};
 #[cfg(not(shmproc_loom))]
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+
+/// Whether the model runs the seeded mutant `name` (`SHMPROC_MUTANT`, see
+/// `model`): `false`, a constant, outside `cfg(shmproc_loom)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! mutant {
+    ($name:literal) => {{
+        #[cfg(shmproc_loom)]
+        let on = $crate::model::mutant($name);
+        #[cfg(not(shmproc_loom))]
+        let on = false;
+        on
+    }};
+}

@@ -17,6 +17,10 @@
 //! [`OwnerRecord::is_alive`](shmproc_shm::OwnerRecord::is_alive), on the
 //! [`OwnerRecord`] that [`owner_record`] unpacks.
 //!
+//! Under `cfg(shmproc_loom)` every identity and liveness answer here comes
+//! from the model's registry (`crate::model`), one thread and process per
+//! loom thread; the default build's functions are unchanged.
+//!
 //! Public (hidden from the docs) so that `shmproc-channel` records and checks
 //! slot claimants the same way.
 
@@ -32,7 +36,10 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 
 /// The calling process's pid, as stored in lock words (cached, fork-aware).
 #[inline]
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn my_pid() -> u32 {
+    #[cfg(shmproc_loom)]
+    return crate::model::me().pid;
     // Pids are positive and below PID_MAX_LIMIT; mask defensively.
     os::identity::pid().as_u32() & PID_MASK
 }
@@ -44,7 +51,10 @@ thread_local! {
 
 /// The calling thread's kernel tid (cached per thread, refreshed after fork).
 #[inline]
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn my_tid() -> u32 {
+    #[cfg(shmproc_loom)]
+    return crate::model::me().tid;
     let pid = my_pid();
     TID.with(|c| {
         let (p, t) = c.get();
@@ -60,7 +70,10 @@ pub fn my_tid() -> u32 {
 
 /// This process's owner record: `pid << 40 | start_time & (2^40 - 1)`.
 #[inline]
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn my_record() -> u64 {
+    #[cfg(shmproc_loom)]
+    return (u64::from(my_pid()) << START_BITS) | (crate::model::me().start & START_MASK);
     (u64::from(my_pid()) << START_BITS) | (os::identity::start_time() & START_MASK)
 }
 
@@ -86,9 +99,12 @@ pub fn my_tagged_record(tag: u64) -> u64 {
 /// claim (not yet written, or left by an earlier claim) proves nothing, so
 /// a live claimant is never judged dead, even in the instructions between
 /// its claim and its record (the weakness [`owner_alive`] has).
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn tagged_owner_dead(pid: u32, record: u64, tag: u64) -> bool {
     let mine = record >> START_BITS == u64::from(pid)
         && (record & TAG_FIELD) >> TAG_SHIFT == tag & TAG_MAX;
+    #[cfg(shmproc_loom)]
+    return !crate::model::process_alive(pid, mine.then_some((record, START_MASK & !TAG_FIELD)));
     let owner = if mine {
         OwnerRecord::with_start_bits(pid, record, START_MASK & !TAG_FIELD)
     } else {
@@ -108,7 +124,10 @@ pub fn record_owner_dead(record: u64) -> bool {
 /// Whether no thread has the kernel tid `tid` any more (in this pid
 /// namespace): a thread that ended, or whose process died. A tid reused
 /// since by another thread counts as present.
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn tid_gone(tid: u32) -> bool {
+    #[cfg(shmproc_loom)]
+    return !crate::model::thread_alive(tid);
     match os::Pid::from_u32(tid) {
         // A thread, not an owner: no start time to compare, so the bare
         // check. `pid_alive` asks `kill(tid, 0)` and `/proc/<tid>/stat`,
@@ -134,11 +153,17 @@ pub fn owner_record(pid: u32, record: u64) -> OwnerRecord {
 /// holds: [`OwnerRecord::is_alive`] for [`owner_record`]`(pid, record)`
 /// (it exists, is not a zombie, and, when `record` names the same pid, has
 /// the recorded start time).
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn owner_alive(pid: u32, record: u64) -> bool {
+    #[cfg(shmproc_loom)]
+    return crate::model::process_alive(
+        pid,
+        (record >> START_BITS == u64::from(pid)).then_some((record, START_MASK)),
+    );
     owner_record(pid, record).is_alive()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(shmproc_loom)))]
 mod tests {
     use super::*;
 

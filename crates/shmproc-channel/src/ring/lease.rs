@@ -42,11 +42,12 @@ enum Word {
 /// Pauses a revoker waits, re-reading `active`, for a holder that is inside
 /// a leased operation (some tens of nanoseconds of work) before it reports
 /// "not now".
-#[cfg(not(fuzzing))]
+#[cfg(not(any(fuzzing, shmproc_loom)))]
 const LEASE_SPINS: u32 = 256;
 /// Fuzz builds: one thread of one process, so an `active` record that is
 /// set is a scribble, never a holder mid-operation (as `STUCK_LIMIT`).
-#[cfg(fuzzing)]
+/// Loom: one look (a spin is a yield there; more only add states).
+#[cfg(any(fuzzing, shmproc_loom))]
 const LEASE_SPINS: u32 = 1;
 
 #[inline]
@@ -130,11 +131,6 @@ impl<S: Storage> Ring<S> {
     /// changing under us.
     #[inline]
     pub(crate) fn lease(&self, side: Side, check_dead: bool) -> Result<Lease, Corrupt> {
-        if cfg!(shmproc_loom) {
-            // Loom threads share one kernel tid: no leases (the CAS
-            // protocol is what the loom models check).
-            return Ok(Lease::Shared);
-        }
         // Acquire: pairs with the Release (AcqRel) CAS that made the side
         // shared, which follows everything the last holder did.
         let l = self.line(side).lease.load(Ordering::Acquire);
@@ -216,6 +212,10 @@ impl<S: Storage> Ring<S> {
     /// could not be, [`FLAG_FENCES`] tells every holder to use real fences
     /// from now on (and nobody takes a lease any more).
     fn lease_fence(&self) -> bool {
+        // Mutant: the revoker skips its heavy fence.
+        if shmproc_sync::mutant!("lease_no_heavy_fence") {
+            return true;
+        }
         if asym::heavy() {
             return true;
         }
@@ -258,6 +258,10 @@ impl<S: Storage> Ring<S> {
         line.active.store(owner::my_record(), Ordering::Relaxed);
         let fences = self.header().flags.load(Ordering::Relaxed) & FLAG_FENCES != 0;
         asym::light(!fences && asym::ready());
+        // Mutant: the holder skips its re-check after the fence.
+        if shmproc_sync::mutant!("lease_skip_recheck") {
+            return true;
+        }
         // Relaxed: ordered by the fence above.
         if line.lease.load(Ordering::Relaxed) == mine {
             return true;
@@ -280,9 +284,6 @@ impl<S: Storage> Ring<S> {
     /// (module docs, "Leases").
     #[inline]
     pub(crate) fn fast_push(&self, fill: impl FnOnce(*mut u8)) -> Fast<()> {
-        if cfg!(shmproc_loom) {
-            return Fast::Other;
-        }
         let line = &self.header().tail;
         if !self.enter(line) {
             return Fast::Other;
@@ -345,9 +346,6 @@ impl<S: Storage> Ring<S> {
     /// untouched, and the answer is [`Fast::Other`].
     #[inline]
     pub(crate) fn fast_pop_if<R>(&self, read: impl FnOnce(*const u8) -> Option<R>) -> Fast<R> {
-        if cfg!(shmproc_loom) {
-            return Fast::Other;
-        }
         let line = &self.header().head;
         if !self.enter(line) {
             return Fast::Other;

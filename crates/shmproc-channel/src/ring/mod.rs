@@ -193,6 +193,8 @@ use crate::error::Corrupt;
 pub(crate) mod inspect;
 mod layout;
 mod lease;
+#[cfg(shmproc_loom)]
+mod model;
 mod mpmc;
 mod sleepers;
 mod stamp;
@@ -482,6 +484,10 @@ impl<S: Storage> Ring<S> {
         // Relaxed: a record not yet visible is one that does not name this
         // claim, which proves nothing (the claimant is taken to be alive).
         let rec = slot.owner.load(Ordering::Relaxed);
+        // Mutant: every claimant is taken for dead.
+        if shmproc_sync::mutant!("claimant_always_dead") {
+            return false;
+        }
         !owner::tagged_owner_dead(st.pid, rec, st.pos >> self.lap_shift)
     }
 }

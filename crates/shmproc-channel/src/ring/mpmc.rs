@@ -76,7 +76,6 @@ struct Guard {
     last: u64,
     stuck: u32,
     total: u32,
-    forward: u64,
 }
 
 impl Guard {
@@ -85,7 +84,6 @@ impl Guard {
             last: u64::MAX,
             stuck: 0,
             total: 0,
-            forward: 0,
         }
     }
 
@@ -201,14 +199,10 @@ impl<S: Storage> Ring<S> {
     /// advanced later, by `publish` or `release`.
     #[inline]
     fn claimed(&self, slot: &SlotHeader, pos: u64) {
-        // Not modelled under loom: a liveness hint only.
-        #[cfg(not(shmproc_loom))]
         slot.owner.store(
             owner::my_tagged_record((pos & super::stamp::POS_MASK) >> self.lap_shift),
             Ordering::Relaxed,
         );
-        #[cfg(shmproc_loom)]
-        let _ = (slot, pos);
     }
 
     /// The validating loop of [`try_claim_push`](Self::try_claim_push).
@@ -255,12 +249,14 @@ impl<S: Storage> Ring<S> {
             } else if d > 0 {
                 // Position p is long done (a dead producer's position was
                 // skipped before anyone advanced the tail), or our index read
-                // is stale. Bounded: a corrupt stamp must not run the index away.
-                if self.advance(&hdr.tail.value, p) {
-                    guard.forward += 1;
-                    if guard.forward > self.cap {
-                        return Err(Corrupt::new("slot stamp ahead of tail", s));
-                    }
+                // is stale. A corrupt stamp must not run the index away: an
+                // advance from p succeeds only while the tail is p, and then
+                // the slot is at most one lap ahead (`EMPTY(p + cap)`, or the
+                // next lap's claim); a stamp further ahead is corrupt. (Not a
+                // count of advances per call: producers that keep publishing
+                // while this one helps make any number of them legitimate.)
+                if self.advance(&hdr.tail.value, p) && d > self.cap_i() {
+                    return Err(Corrupt::new("slot stamp ahead of tail", s));
                 }
             } else if d == -self.cap_i() {
                 match st.state {
@@ -311,8 +307,13 @@ impl<S: Storage> Ring<S> {
             // claim CAS), publishing the payload. The store-load ordering
             // against a sleeping consumer's registration is `wake`'s light
             // fence, paired with the heavy one in `block`.
-            slot.stamp
-                .store(stamp(claim.pos, 0, FULL), Ordering::Release);
+            // Mutant: the publish weakened to Relaxed.
+            let order = if shmproc_sync::mutant!("publish_relaxed") {
+                Ordering::Relaxed
+            } else {
+                Ordering::Release
+            };
+            slot.stamp.store(stamp(claim.pos, 0, FULL), order);
         }
         // Position p is done on the producers' side either way (published,
         // or skipped by a consumer that took us for dead): move the tail past
@@ -540,14 +541,15 @@ impl<S: Storage> Ring<S> {
                     }
                 }
             } else if d > 0 {
-                // Position p is done (skipped by a consumer that died before
-                // advancing the head), or our read is stale. Bounded as in
-                // try_claim_push.
-                if self.advance(&hdr.head.value, p) {
-                    guard.forward += 1;
-                    if guard.forward > self.cap {
-                        return Err(Corrupt::new("slot stamp ahead of head", s));
-                    }
+                // Position p is done (released, or skipped by a consumer that
+                // died before advancing the head), or our read is stale.
+                // Bounded as in try_claim_push: one lap ahead at most once
+                // the advance succeeds. (Counting advances per call, as
+                // before, reported a healthy ring corrupt when other
+                // consumers kept releasing positions while this one helped
+                // the head past them: found by the shuttle 3 x 3 run.)
+                if self.advance(&hdr.head.value, p) && d > self.cap_i() {
+                    return Err(Corrupt::new("slot stamp ahead of head", s));
                 }
             } else if d == -self.cap_i() {
                 if st.state == READING {

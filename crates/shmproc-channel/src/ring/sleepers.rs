@@ -41,10 +41,11 @@ const TRACKED_MASK: u32 = (1 << SLEEPER_SLOTS) - 1;
 /// Where a waiters word counts the sleepers registered without a record.
 const UNTRACKED_SHIFT: u32 = 16;
 const UNTRACKED_ONE: u32 = 1 << UNTRACKED_SHIFT;
-/// A sleeper record being repaired (see `Ring::repair_sleepers`): its pid
-/// field, 2^24 - 1, is beyond any pid, so it is never taken for free nor
-/// for a live sleeper's.
-const REPAIRING: u64 = u64::MAX;
+/// Marks a sleeper record being repaired (see `Ring::repair_sleepers`):
+/// the repairer's own owner record with this bit set (owner records use
+/// bits 0..62), so it is never taken for free nor for a sleeper's, and it
+/// is repaired again only once the repairer itself is dead.
+const REPAIRING: u64 = 1 << 63;
 
 /// Wakes in a row that found a registered sleeper count but woke nobody
 /// before a waker checks the registered sleepers' liveness
@@ -120,7 +121,7 @@ impl<S: Storage> Ring<S> {
     /// atomic change: a process killed at any instruction leaves either no
     /// bit, or a bit whose record names it. With every record taken, it
     /// counts itself as untracked.
-    fn register(&self, side: Side) -> Registered<'_> {
+    pub(super) fn register(&self, side: Side) -> Registered<'_> {
         let (_, waiters) = self.words(side);
         let record = self.take_sleeper_record(side);
         let add = record.map_or(UNTRACKED_ONE, |(i, _, _)| 1 << i);
@@ -135,9 +136,7 @@ impl<S: Storage> Ring<S> {
     }
 
     /// Claims a free sleeper record of `side` for this process: its index,
-    /// the record and the value stored; `None` when all are taken or under
-    /// loom (a liveness hint only, not modelled).
-    #[cfg(not(shmproc_loom))]
+    /// the record and the value stored; `None` when all are taken.
     fn take_sleeper_record(&self, side: Side) -> Option<(usize, &AtomicU64, u64)> {
         let rec = owner::my_record();
         let records = self.sleeper_records(side);
@@ -155,11 +154,6 @@ impl<S: Storage> Ring<S> {
                     .is_ok())
             .then_some((i, slot, rec))
         })
-    }
-
-    #[cfg(shmproc_loom)]
-    fn take_sleeper_record(&self, _side: Side) -> Option<(usize, &AtomicU64, u64)> {
-        None
     }
 
     /// After a wake that woke `woken` sleepers of `side`: counts the wakes
@@ -190,13 +184,19 @@ impl<S: Storage> Ring<S> {
     ///
     /// A record whose process is certainly gone
     /// ([`owner::record_owner_dead`]: no such pid, a zombie, or another
-    /// start time) is first taken by one repairer (a CAS to
-    /// `REPAIRING`, which no sleeper takes for free), which then clears its
-    /// bit and only then frees it (`Release`). So among racing repairers
-    /// one clears the bit, and a sleeper that takes the record next sets a
-    /// bit that no late repairer clears under it. `REPAIRING` names no
-    /// live process, so a record left so by a repairer that was killed
-    /// midway is repaired again. A live sleeper's record is never judged
+    /// start time) is first taken by one repairer (a CAS to its own record
+    /// marked `REPAIRING`, which no sleeper takes for free), which then
+    /// clears its bit and only then frees it (`Release`). So among racing
+    /// repairers one clears the bit, and a sleeper that takes the record
+    /// next sets a bit that no late repairer clears under it. A record left
+    /// `REPAIRING` by a repairer that was killed midway names that dead
+    /// repairer, so it is repaired again; one being repaired by a live
+    /// repairer is left alone. (Until the loom model
+    /// `two_repairers_of_one_dead_sleeper` found it at preemption bound 2,
+    /// `REPAIRING` named nobody, so a second repairer took a live
+    /// repairer's in-progress record for a dead one, and its late clear
+    /// and free hit the live sleeper that had just taken the record: that
+    /// sleeper's wake-up came a sleep slice late.) A live sleeper's record is never judged
     /// dead; a corrupt peer's records at worst cost a live sleeper its bit,
     /// which delays its wake by at most a sleep slice (sleepers re-check
     /// after each). Untracked sleepers (beyond the [`SLEEPER_SLOTS`]
@@ -208,11 +208,25 @@ impl<S: Storage> Ring<S> {
         for (i, slot) in self.sleeper_records(side).iter().enumerate() {
             // Relaxed: as in `take_sleeper_record`.
             let rec = slot.load(Ordering::Relaxed);
+            // The sleeper's record, or the repairer's for one being repaired.
+            let named = rec & !REPAIRING;
+            // Mutant: the marker names nobody (the rule before the fix).
+            let dead = if shmproc_sync::mutant!("repairing_names_nobody") && rec & REPAIRING != 0 {
+                true
+            } else {
+                owner::record_owner_dead(named)
+            };
             if rec != 0
-                && owner::record_owner_dead(rec)
-                && slot
-                    .compare_exchange(rec, REPAIRING, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+                && dead
+                && (shmproc_sync::mutant!("repair_no_first_cas")
+                    || slot
+                        .compare_exchange(
+                            rec,
+                            owner::my_record() | REPAIRING,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok())
             {
                 // Relaxed: the bit of a dead sleeper orders nothing here;
                 // the Release store below orders it before the next taker.
@@ -328,10 +342,6 @@ impl<S: Storage> Ring<S> {
     /// registered.
     #[inline]
     pub(crate) fn wake(&self, side: Side) {
-        // Nobody sleeps under loom (futex waits are yields there).
-        if cfg!(shmproc_loom) {
-            return;
-        }
         let (seq, waiters) = self.words(side);
         // Between our publish/release (a plain store) and the load of the
         // waiters count: the light fence, paired with the heavy one in
@@ -424,7 +434,9 @@ impl<S: Storage> Ring<S> {
             // fence in `wake` between the publish/release and its waiters
             // load (either we see the message, or the waker sees us).
             let registered = self.register(side);
-            if light {
+            // Mutant: the sleeper skips its fence before the re-check.
+            if shmproc_sync::mutant!("sleeper_no_fence") {
+            } else if light {
                 fence(Ordering::SeqCst);
             } else {
                 self.heavy_fence();
@@ -453,23 +465,16 @@ impl<S: Storage> Ring<S> {
     /// registration and the re-check: a membarrier, paired with the light
     /// fence in `wake`. Where this process cannot issue one, a SeqCst fence,
     /// and [`FLAG_FENCES`] tells every user of the ring to fence in `wake` too.
-    #[cfg(not(shmproc_loom))]
     fn heavy_fence(&self) {
         if !asym::heavy() {
             self.header().flags.fetch_or(FLAG_FENCES, Ordering::SeqCst);
         }
     }
-
-    /// Under loom nobody sleeps (see `wake`): a SeqCst fence.
-    #[cfg(shmproc_loom)]
-    fn heavy_fence(&self) {
-        fence(Ordering::SeqCst);
-    }
 }
 
 /// A sleeper's registration ([`Ring::register`]), undone when dropped
 /// (also on early returns).
-struct Registered<'a> {
+pub(super) struct Registered<'a> {
     waiters: &'a AtomicU32,
     /// The sleeper record we hold (index, record, value), when one was free.
     record: Option<(usize, &'a AtomicU64, u64)>,
@@ -506,5 +511,5 @@ pub(super) fn sleeper_count(waiters: u32) -> u32 {
 /// Whether a sleeper record names a sleeper: not free (0) and not being
 /// repaired.
 pub(super) fn is_sleeper_record(record: u64) -> bool {
-    record != 0 && record != REPAIRING
+    record != 0 && record & REPAIRING == 0
 }
