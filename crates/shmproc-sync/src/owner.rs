@@ -45,27 +45,37 @@ pub fn my_pid() -> u32 {
 }
 
 thread_local! {
-    /// (pid the cache was filled in, tid): refreshed after a fork.
-    static TID: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    /// (pid the cache was filled in, tid, owner record): refreshed after a
+    /// fork (the pid differs then).
+    static ME: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// The calling thread's tid and its process's owner record together (one
+/// cache look-up for a hot path that needs both, such as a leased queue
+/// operation; cached per thread, refreshed after fork).
+#[inline]
+#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
+pub fn my_tid_and_record() -> (u32, u64) {
+    #[cfg(shmproc_loom)]
+    return (crate::model::me().tid, my_record());
+    let pid = my_pid();
+    ME.with(|c| {
+        let (p, t, r) = c.get();
+        if p == pid && t != 0 {
+            (t, r)
+        } else {
+            let t = os::gettid().as_u32();
+            let r = (u64::from(pid) << START_BITS) | (os::identity::start_time() & START_MASK);
+            c.set((pid, t, r));
+            (t, r)
+        }
+    })
 }
 
 /// The calling thread's kernel tid (cached per thread, refreshed after fork).
 #[inline]
-#[cfg_attr(shmproc_loom, allow(unreachable_code, unused_variables))]
 pub fn my_tid() -> u32 {
-    #[cfg(shmproc_loom)]
-    return crate::model::me().tid;
-    let pid = my_pid();
-    TID.with(|c| {
-        let (p, t) = c.get();
-        if p == pid && t != 0 {
-            t
-        } else {
-            let t = os::gettid().as_u32();
-            c.set((pid, t));
-            t
-        }
-    })
+    my_tid_and_record().0
 }
 
 /// This process's owner record: `pid << 40 | start_time & (2^40 - 1)`.
@@ -74,7 +84,7 @@ pub fn my_tid() -> u32 {
 pub fn my_record() -> u64 {
     #[cfg(shmproc_loom)]
     return (u64::from(my_pid()) << START_BITS) | (crate::model::me().start & START_MASK);
-    (u64::from(my_pid()) << START_BITS) | (os::identity::start_time() & START_MASK)
+    my_tid_and_record().1
 }
 
 /// Bits 30..40 of a *tagged* record (ring slot claims) carry a tag naming

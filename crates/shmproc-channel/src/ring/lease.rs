@@ -246,7 +246,8 @@ impl<S: Storage> Ring<S> {
     /// [`leave`](Self::leave)).
     #[inline(always)]
     fn enter(&self, line: &IndexLine) -> bool {
-        let mine = lease_word(LEASE_HELD, owner::my_tid());
+        let (tid, record) = owner::my_tid_and_record();
+        let mine = lease_word(LEASE_HELD, tid);
         // Relaxed: a pre-check that keeps non-holders from writing `active`;
         // the check that counts is the one after the fence.
         if line.lease.load(Ordering::Relaxed) != mine {
@@ -255,7 +256,7 @@ impl<S: Storage> Ring<S> {
         // Relaxed, then the light fence: the Dekker pair with the revoker's
         // lease CAS and heavy fence (module docs, "Leases"). A compiler
         // fence when every user can issue membarrier, else a SeqCst fence.
-        line.active.store(owner::my_record(), Ordering::Relaxed);
+        line.active.store(record, Ordering::Relaxed);
         let fences = self.header().flags.load(Ordering::Relaxed) & FLAG_FENCES != 0;
         asym::light(!fences && asym::ready());
         // Mutant: the holder skips its re-check after the fence.
