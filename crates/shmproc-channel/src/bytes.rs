@@ -224,9 +224,8 @@ fn decode(h: &[u8; RECORD_HEADER_LEN], inline: usize, pos: u64) -> Result<Record
         }
         u64::from_le_bytes(b)
     };
-    let kind = word(0..4) as u32;
+    let (kind, len) = (kind_of(h), len_of(h));
     let name_len = word(4..8);
-    let len = word(8..16);
     match kind {
         KIND_INLINE => {
             if len > inline as u64 {
