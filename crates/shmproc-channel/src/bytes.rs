@@ -76,6 +76,7 @@
 #![allow(unsafe_code)] // In-place views of claimed slots and of side segments (WriteGuard, BytesGuard).
 #![deny(clippy::indexing_slicing)]
 
+use std::convert::Infallible;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
@@ -486,8 +487,19 @@ impl ByteQueue {
                 return Ok(Some(()));
             }
             loop {
-                let Some(claim) = self.claim_slot(until)? else {
-                    return Ok(None);
+                // Every attempt of the wait tries the leased put first, as
+                // `Queue::put`'s: a leased producer that found the ring full
+                // goes on with plain stores once there is room.
+                let got = self.ring.block_until(Side::Put, until, |cd| {
+                    if !self.ring.is_closed() && self.fast_put(data) {
+                        return Ok(Some(None));
+                    }
+                    self.claim_put(cd).map(|c| c.map(Some))
+                })?;
+                let claim = match got {
+                    None => return Ok(None),
+                    Some(None) => return Ok(Some(())),
+                    Some(Some(claim)) => claim,
                 };
                 self.ring
                     .write(&claim, 0, header_bytes(&encode(KIND_INLINE, len, "")));
@@ -522,15 +534,20 @@ impl ByteQueue {
     /// The leased put of an inline message (this thread holds the
     /// producers' lease: plain stores only, as `Queue::put`'s); `false`
     /// when the CAS protocol must decide (no lease, or no room now).
-    #[inline]
+    ///
+    /// Always inline (see `Queue::fast_put`): the words are built in
+    /// registers (`encode`'s 64-byte header is for the CAS path and side
+    /// records).
+    #[inline(always)]
     fn fast_put(&self, data: &[u8]) -> bool {
-        let header = encode(KIND_INLINE, data.len() as u64, "");
+        // The kind and length words as `encode` lays them out: kind (u32
+        // LE), name length 0 (u32), length (u64 LE).
+        let words = (u128::from(KIND_INLINE) | (u128::from(data.len() as u64) << 64)).to_le_bytes();
         let fast = self.ring.fast_push(|dst| {
-            let words = header_bytes(&header);
             // SAFETY: `dst` is the tail slot's payload, free for this
             // position (EMPTY) and ours alone (leased operation); a slot's
             // payload is RECORD_HEADER_LEN + inline bytes, so the 16 header
-            // bytes fit; `header` is local memory.
+            // bytes fit; `words` is local memory.
             unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), dst, words.len()) };
             let at = dst.wrapping_add(inline_off(data.len()));
             // SAFETY: `data.len() <= self.inline` (the caller checked), so
@@ -548,7 +565,7 @@ impl ByteQueue {
     /// `None` when the CAS protocol must decide: no lease, nothing
     /// published, or a record it handles (side, cancelled, corrupt, longer
     /// than `max`), which stays published untouched.
-    #[inline]
+    #[inline(always)]
     fn fast_get(&self, max: u64, copy: impl FnOnce(*const u8, usize) -> bool) -> Option<usize> {
         let fast = self.ring.fast_pop_if(|src| {
             let mut h = [0u8; 16];
@@ -605,7 +622,17 @@ impl ByteQueue {
     /// of a large message could not be created, e.g. `/dev/shm` full),
     /// [`PutBytesError::Closed`], [`PutBytesError::Corrupt`]. On any error
     /// nothing was enqueued.
+    #[inline]
     pub fn put_bytes(&self, data: &[u8]) -> Result<(), PutBytesError> {
+        // The leased put inline (as `Queue::put`); the rest out of line.
+        if data.len() <= self.inline && !self.ring.is_closed() && self.fast_put(data) {
+            return Ok(());
+        }
+        self.put_bytes_slow(data)
+    }
+
+    #[inline(never)]
+    fn put_bytes_slow(&self, data: &[u8]) -> Result<(), PutBytesError> {
         forever(|| self.put_until(data, Until::NEVER))
     }
 
@@ -788,12 +815,41 @@ impl ByteQueue {
     /// slot and reports [`Corrupt`] (the queue stays usable). A record
     /// longer than `max` stays in the queue: [`GetError::TooLong`].
     fn next_record(&self, until: Until, max: u64) -> Result<Option<(Claim, Record)>, GetError> {
+        match self.next_or_fast(until, max, || None::<Infallible>)? {
+            None => Ok(None),
+            Some(Next::Claimed(claim, rec)) => Ok(Some((claim, rec))),
+            Some(Next::Taken(never)) => match never {},
+        }
+    }
+
+    /// [`next_record`](Self::next_record), where every attempt of a
+    /// blocking wait first tries `fast`, the caller's leased get
+    /// ([`fast_get`](Self::fast_get) with its copy): a leased consumer that
+    /// found the ring empty takes the next inline message with plain stores
+    /// as soon as it is published, as `Queue::get` does (before, the wait
+    /// claimed it by the CAS protocol: 1.5x the `Queue`'s 8 B latency).
+    fn next_or_fast<X>(
+        &self,
+        until: Until,
+        max: u64,
+        mut fast: impl FnMut() -> Option<X>,
+    ) -> Result<Option<Next<X>>, GetError> {
         loop {
             let claim = match until {
                 Until::Now => self.claim_get_now(max)?,
-                Until::At(d) => self
-                    .ring
-                    .block(Side::Get, d, |cd| self.claim_get(cd, max))?,
+                Until::At(d) => {
+                    let got = self.ring.block(Side::Get, d, |cd| {
+                        if let Some(x) = fast() {
+                            return Ok(Some(Err(x)));
+                        }
+                        self.claim_get(cd, max).map(|c| c.map(Ok))
+                    })?;
+                    match got {
+                        Some(Err(x)) => return Ok(Some(Next::Taken(x))),
+                        Some(Ok(claim)) => Some(claim),
+                        None => None,
+                    }
+                }
             };
             let Some(claim) = claim else {
                 return Ok(None);
@@ -811,7 +867,7 @@ impl ByteQueue {
                 Ok(Record::Cancelled) => {
                     let _ = self.ring.release(claim);
                 }
-                Ok(r) => return Ok(Some((claim, r))),
+                Ok(r) => return Ok(Some(Next::Claimed(claim, r))),
                 Err(c) => {
                     let _ = self.ring.release(claim);
                     return Err(c.into());
@@ -849,24 +905,28 @@ impl ByteQueue {
     /// The get into `out`: `Ok(None)` when nothing came by `until`.
     fn get_into_until(&self, out: &mut Vec<u8>, until: Until) -> Result<Option<()>, GetError> {
         out.clear();
-        let fast = self.fast_get(u64::MAX, |src, len| {
-            if out.try_reserve(len).is_err() {
-                return false;
-            }
-            // SAFETY: `src..src + len` is the record's data inside the
-            // claimed-by-lease slot (fast_get); `out` has room for `len`
-            // bytes (reserved above) and is local memory.
-            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
-            // SAFETY: the `len` bytes were just initialised by the copy and
-            // `len <= capacity`.
-            unsafe { out.set_len(len) };
-            true
-        });
-        if fast.is_some() {
+        let mut fast = || {
+            self.fast_get(u64::MAX, |src, len| {
+                if out.try_reserve(len).is_err() {
+                    return false;
+                }
+                // SAFETY: `src..src + len` is the record's data inside the
+                // claimed-by-lease slot (fast_get); `out` has room for `len`
+                // bytes (reserved above) and is local memory.
+                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len) };
+                // SAFETY: the `len` bytes were just initialised by the copy
+                // and `len <= capacity`.
+                unsafe { out.set_len(len) };
+                true
+            })
+        };
+        if fast().is_some() {
             return Ok(Some(()));
         }
-        let Some((claim, rec)) = self.next_record(until, u64::MAX)? else {
-            return Ok(None);
+        let (claim, rec) = match self.next_or_fast(until, u64::MAX, fast)? {
+            None => return Ok(None),
+            Some(Next::Taken(_)) => return Ok(Some(())),
+            Some(Next::Claimed(claim, rec)) => (claim, rec),
         };
         match rec {
             Record::Inline(len) => {
@@ -997,7 +1057,25 @@ impl ByteQueue {
     /// # Errors
     /// [`GetError::TooLong`], and as [`get_bytes`](Self::get_bytes) but
     /// [`NoMemory`](GetError::NoMemory).
+    #[inline]
     pub fn get_bytes_into(&self, buf: &mut [u8]) -> Result<usize, GetError> {
+        // The leased get inline (as `Queue::get`); the rest out of line.
+        let dst = buf.as_mut_ptr();
+        let got = self.fast_get(buf.len() as u64, |src, len| {
+            // SAFETY: `src..src + len` is the record's data inside the
+            // claimed-by-lease slot (fast_get); `len <= buf.len()` (the
+            // `max` given); `buf` is local memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+            true
+        });
+        if let Some(n) = got {
+            return Ok(n);
+        }
+        self.get_bytes_into_slow(buf)
+    }
+
+    #[inline(never)]
+    fn get_bytes_into_slow(&self, buf: &mut [u8]) -> Result<usize, GetError> {
         forever(|| self.get_slice_until(buf, Until::NEVER))
     }
 
@@ -1039,18 +1117,22 @@ impl ByteQueue {
     fn get_slice_until(&self, buf: &mut [u8], until: Until) -> Result<Option<usize>, GetError> {
         let max = buf.len() as u64;
         let dst = buf.as_mut_ptr();
-        let fast = self.fast_get(max, |src, len| {
-            // SAFETY: `src..src + len` is the record's data inside the
-            // claimed-by-lease slot (fast_get); `len <= max = buf.len()`;
-            // `buf` is local memory.
-            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
-            true
-        });
-        if let Some(n) = fast {
+        let fast = || {
+            self.fast_get(max, |src, len| {
+                // SAFETY: `src..src + len` is the record's data inside the
+                // claimed-by-lease slot (fast_get); `len <= max = buf.len()`;
+                // `buf` is local memory.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+                true
+            })
+        };
+        if let Some(n) = fast() {
             return Ok(Some(n));
         }
-        let Some((claim, rec)) = self.next_record(until, max)? else {
-            return Ok(None);
+        let (claim, rec) = match self.next_or_fast(until, max, fast)? {
+            None => return Ok(None),
+            Some(Next::Taken(n)) => return Ok(Some(n)),
+            Some(Next::Claimed(claim, rec)) => (claim, rec),
         };
         match rec {
             Record::Inline(len) => {
@@ -1410,6 +1492,14 @@ impl ByteQueue {
 /// The plain form's answer from an `*_until(.., Until::NEVER)`: without a
 /// deadline `block` does not give up, so `Ok(None)` does not come; were it
 /// to, waiting on is what the plain form means.
+/// What a get's wait found ([`ByteQueue::next_or_fast`]).
+enum Next<X> {
+    /// The leased get took the message (`X`: its result).
+    Taken(X),
+    /// A record claimed by the CAS protocol.
+    Claimed(Claim, Record),
+}
+
 fn forever<R, E>(mut op: impl FnMut() -> Result<Option<R>, E>) -> Result<R, E> {
     loop {
         if let Some(r) = op()? {
