@@ -153,7 +153,6 @@ pub mod inspect;
 mod joinable;
 #[cfg(all(feature = "serde", not(shmproc_loom)))]
 mod obj;
-#[cfg(not(shmproc_loom))]
 mod pipe;
 #[cfg(not(shmproc_loom))]
 mod queue;
@@ -184,6 +183,9 @@ pub use storage::HeapStorage;
 pub mod __private {
     #[cfg(not(shmproc_loom))]
     pub use crate::fuzzing::{bytes_records, pipe_frames, pipe_open, queue_corrupt, queue_ops};
+    /// The pipe on the heap, for its loom model (`tests/loom_pipe.rs`).
+    #[cfg(shmproc_loom)]
+    pub use crate::pipe::{HeapPipe, heap_pipe};
     pub use crate::ring::{Pop, Push, Ring};
 }
 
@@ -195,9 +197,12 @@ pub use joinable::JoinableQueue;
 pub use obj::ObjQueue;
 #[cfg(not(shmproc_loom))]
 pub use pipe::{
-    ClaimError, Connection, ConnectionError, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES,
-    MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe, PipeEnd, PipeMode, PollError, RecvError, RecvGuard,
-    RecvTimeoutError, SendError, SendGuard, SendTimeoutError, TryRecvError, TrySendError, wait,
+    DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe, PipeMode, wait,
+};
+// Under the model too: the pipe's ends run on heap storage (`pipe::heap`).
+pub use pipe::{
+    ClaimError, Connection, ConnectionError, PipeEnd, PollError, RecvError, RecvGuard,
+    RecvTimeoutError, SendError, SendGuard, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(all(not(shmproc_loom), feature = "serde"))]
 pub use pipe::{RecvObjError, SendObjError};
