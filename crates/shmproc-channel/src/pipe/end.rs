@@ -191,16 +191,10 @@ impl Connection {
             // Release) before the record that lets the next owner claim;
             // pairs with the claimer's AcqRel swap. A failed exchange means
             // someone took the end over meanwhile: nothing to give up.
-            // (The model's mutant `pipe_release_relaxed` weakens it.)
-            let order = if shmproc_sync::mutant!("pipe_release_relaxed") {
-                Ordering::Relaxed
-            } else {
-                Ordering::Release
-            };
-            let _ = self
-                .my_end()
-                .owner
-                .compare_exchange(rec, 0, order, Ordering::Relaxed);
+            let _ =
+                self.my_end()
+                    .owner
+                    .compare_exchange(rec, 0, Ordering::Release, Ordering::Relaxed);
         }
     }
 

@@ -97,7 +97,9 @@
 //! `layout` (the segment and record formats), `byte_ring` (one SPSC ring:
 //! the raw copies, seals, fences and wake-ups), `end` (opening, claiming,
 //! releasing and closing an end), `send`, `recv` and `poll` (readiness, the
-//! sentinels and [`wait`]).
+//! sentinels and [`wait`]); under `cfg(shmproc_loom)` only, `heap` (the
+//! pipe on the heap, on which the same code runs under loom:
+//! `tests/loom_pipe.rs`).
 // For every submodule: no index into a slice that could panic.
 #![deny(clippy::indexing_slicing)]
 // Under the model only the ends are built (on `heap`), not `Pipe`'s
