@@ -124,7 +124,12 @@
 //! (EOF, `BrokenPipe`); what the `heavy` word buys (the model's light side
 //! is a `SeqCst` fence either way, so a light side left without a
 //! `membarrier` to back it cannot be expressed: only the word's accesses
-//! are checked); the first, light sleep's designed miss (the model's waker
+//! are checked); for the same reason, any ordering that the light side's
+//! `SeqCst` fence gives besides store-load (it is also a release and an
+//! acquire fence under the model, a compiler fence in production): a
+//! `Release` store after a light fence weakened to `Relaxed`
+//! (`release_claim`'s exchange, tried as a mutant) is not caught; the
+//! first, light sleep's designed miss (the model's waker
 //! always fences); lost wake-ups where waits time out (the death models
 //! and the pipe's heavy model); the pool's serde path, its watch loop's
 //! bookkeeping around `settle_dead` (retries, aborts) and a replacement

@@ -144,9 +144,15 @@ fn pipe_heavy_waits_without_membarrier() {
 /// second must start at the head the first published (the mutant
 /// `pipe_claim_keeps_head` starts it at its own handle's head instead: a
 /// message read twice). Not caught here: `release_claim`'s exchange
-/// weakened to `Relaxed` (loom never offered the second reader a stale
-/// head in 53k interleavings; an edge through the model's futex mutex or
-/// the writer may cover it, not yet traced). Bound 2: three threads.
+/// weakened to `Relaxed`. The reason is the model's fence mapping: the
+/// light fence in `publish_head` after the head store is a `SeqCst` fence
+/// under the model, hence also a release fence, and a release fence
+/// followed by any atomic store (the `Relaxed` exchange) synchronizes with
+/// the acquire that reads it (C11 fence-to-atomic), so the head is
+/// published anyway. In production that fence is a compiler fence, and
+/// only the exchange's `Release` publishes the head (on x86 every store is
+/// a release one; on a weaker CPU the mutant would be a real bug). Bound
+/// 2: three threads.
 #[test]
 fn pipe_release_claim_hands_over() {
     check("pipe_release_claim_hands_over", 2, || {
