@@ -60,7 +60,8 @@
 //! the `Pod` path a worker stores the chunk it is about to claim as
 //! *pending* before its compare-and-swap, so a worker killed right after its
 //! claim still names its chunk; the done flags tell a finished chunk from a
-//! lost one. In the serde path the handler knows which batch each worker
+//! lost one. That protocol (`claim.rs`) is model-checked with loom, a
+//! worker dying at each of its crash points (`tests/loom_pool.rs`). In the serde path the handler knows which batch each worker
 //! holds; the chunks of a second batch it never started are queued again as
 //! they were. A **panicking task** fails its call with
 //! [`PoolError::TaskPanicked`] (message, item index); the worker serves on.
