@@ -422,6 +422,11 @@ impl Connection {
         if !check_alive {
             return false;
         }
+        // (The model's mutant `pipe_live_peer_gone` takes a live peer for
+        // a dead one at every liveness check.)
+        if shmproc_sync::mutant!("pipe_live_peer_gone") {
+            return true;
+        }
         let p = self.peer_end();
         let rec = p.owner.load(Ordering::Relaxed);
         if rec == 0 {
