@@ -34,6 +34,9 @@ pub(crate) struct ClientHandle {
     pub(crate) timeout: Duration,
     /// This handle's id in the server: its connections share lock ownership.
     client: u64,
+    /// The server's id ([`Welcome`]): proxies of this server only are
+    /// stored into its objects.
+    pub(crate) server: u64,
     conn: Mutex<Option<Transport>>,
     /// Connections for calls that wait in the server, kept between calls.
     waiters: Mutex<Vec<Transport>>,
@@ -86,12 +89,13 @@ impl ClientHandle {
         timeout: Duration,
     ) -> Result<Arc<Self>, ConnError> {
         let client = shmproc_shm::os::random_u64();
-        let transport = connect(address, authkey, timeout, client)?;
+        let (transport, server) = connect(address, authkey, timeout, client)?;
         Ok(Arc::new(Self {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
             client,
+            server,
             conn: Mutex::new(Some(transport)),
             waiters: Mutex::new(Vec::new()),
         }))
@@ -131,28 +135,27 @@ impl ClientHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut t =
-            match spare {
-                Some(t) => t,
-                // The server refusing or gone (its socket file too) is the
-                // same error as a connection that broke: it is gone.
-                None => connect(&self.address, &self.authkey, self.timeout, self.client).map_err(
-                    |e| match e {
-                        ConnError::Io(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::ConnectionRefused
-                                    | std::io::ErrorKind::NotFound
-                                    | std::io::ErrorKind::ConnectionReset
-                                    | std::io::ErrorKind::BrokenPipe
-                            ) =>
-                        {
-                            ConnError::Eof
-                        }
-                        e => e,
-                    },
-                )?,
-            };
+        let mut t = match spare {
+            Some(t) => t,
+            // The server refusing or gone (its socket file too) is the
+            // same error as a connection that broke: it is gone.
+            None => connect(&self.address, &self.authkey, self.timeout, self.client)
+                .map(|(t, _)| t)
+                .map_err(|e| match e {
+                    ConnError::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionRefused
+                                | std::io::ErrorKind::NotFound
+                                | std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        ConnError::Eof
+                    }
+                    e => e,
+                })?,
+        };
         let deadline = wait.map(|w| Instant::now() + w + self.timeout);
         let got = transact(&mut t, &bytes, self.timeout, deadline)?;
         self.waiters
@@ -335,14 +338,14 @@ fn connect(
     authkey: &[u8],
     timeout: Duration,
     client: u64,
-) -> Result<Transport, ConnError> {
+) -> Result<(Transport, u64), ConnError> {
     let mut sock = Client::connect_timeout(address, authkey, timeout)?;
     let deadline = Instant::now() + timeout;
     match address {
         Address::Tcp(_) => {
             sock.send_obj(&Hello::Socket { client })?;
             match postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?) {
-                Ok(Welcome::Socket) => Ok(Transport::Socket(sock)),
+                Ok(Welcome::Socket { server }) => Ok((Transport::Socket(sock), server)),
                 _ => Err(ConnError::Codec("unexpected welcome".into())),
             }
         }
@@ -351,13 +354,15 @@ fn connect(
             // The server made the pipe before we came: its descriptor comes
             // with the welcome; no name, nothing to unlink.
             let (frame, mut fds) = sock.recv_frame_with_fds(4096, deadline)?;
-            match postcard::from_bytes::<Welcome>(&frame)
+            let server = match postcard::from_bytes::<Welcome>(&frame)
                 .map_err(|e| ConnError::Codec(e.to_string()))?
             {
-                Welcome::Pipe => {}
+                Welcome::Pipe { server } => server,
                 Welcome::Refused(why) => return Err(ConnError::Pipe(why)),
-                Welcome::Socket => return Err(ConnError::Codec("unexpected welcome".into())),
-            }
+                Welcome::Socket { .. } => {
+                    return Err(ConnError::Codec("unexpected welcome".into()));
+                }
+            };
             let fd = match (fds.pop(), fds.is_empty()) {
                 (Some(fd), true) => fd,
                 _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
@@ -365,7 +370,7 @@ fn connect(
             let mut c =
                 Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
             c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            Ok(Transport::Pipe(c, sock, SpinBudget::default()))
+            Ok((Transport::Pipe(c, sock, SpinBudget::default()), server))
         }
     }
 }

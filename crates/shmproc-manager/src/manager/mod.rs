@@ -566,6 +566,20 @@ impl Manager {
         })
     }
 
+    /// How many objects the server holds now, named ones included: a leak
+    /// check (an object no container or proxy refers to any more is gone).
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn object_count(&self) -> Result<usize, ProxyError> {
+        match self.h.call(&Request::Count)? {
+            Reply::U64(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            r => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
+                "unexpected reply {r:?}"
+            )))),
+        }
+    }
+
     /// Stops the server (`manager.shutdown()`) and, when this process
     /// started it, waits for it to exit. Proxies left over get errors.
     ///

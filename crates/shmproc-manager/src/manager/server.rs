@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError};
 
 use super::client::{SpinBudget, recv_spinning};
-use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
+use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Val, Welcome};
 use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, SocketConnection};
 
 /// How often idle threads look at the shutdown flag.
@@ -40,21 +40,28 @@ pub(crate) struct ServerConfig {
     pub(crate) handshake_timeout: Duration,
 }
 
+/// A stored value, and the objects its proxies refer to: one reference
+/// to each, held while the value is stored (nested proxies).
+struct Item {
+    bytes: Vec<u8>,
+    refs: Box<[u64]>,
+}
+
 enum State {
     Dict {
-        map: HashMap<Vec<u8>, (u64, Vec<u8>)>,
+        map: HashMap<Vec<u8>, (u64, Item)>,
         next: u64,
     },
     List {
-        items: Vec<Vec<u8>>,
+        items: Vec<Item>,
         version: u64,
     },
     Value {
         version: u64,
-        bytes: Vec<u8>,
+        item: Item,
     },
     Queue {
-        items: VecDeque<Vec<u8>>,
+        items: VecDeque<Item>,
         maxsize: u64,
     },
     /// Owned by a client.
@@ -90,11 +97,29 @@ enum State {
     Event(bool),
 }
 
+impl State {
+    /// Moves out the references the stored values hold (the object is
+    /// being freed).
+    fn take_refs(&mut self, out: &mut Vec<u64>) {
+        let mut take = |i: &mut Item| out.extend(std::mem::take(&mut i.refs));
+        match self {
+            State::Dict { map, .. } => map.values_mut().for_each(|(_, i)| take(i)),
+            State::List { items, .. } => items.iter_mut().for_each(take),
+            State::Queue { items, .. } => items.iter_mut().for_each(take),
+            State::Value { item, .. } => take(item),
+            _ => {}
+        }
+    }
+}
+
 struct Obj {
     kind: Kind,
     ty: String,
     state: Mutex<State>,
     cond: Condvar,
+    /// Freed (no reference left): set and read with `state` locked, so
+    /// no value is stored into an object whose references were let go.
+    dead: AtomicBool,
 }
 
 #[derive(Default)]
@@ -105,6 +130,8 @@ struct Table {
 }
 
 pub(crate) struct Server {
+    /// Random: a client stores only proxies of this server.
+    id: u64,
     table: Mutex<Table>,
     shutdown: AtomicBool,
     stop: (Mutex<bool>, Condvar),
@@ -230,6 +257,7 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
     let mut addrs = vec![unix.address().clone()];
     addrs.extend(tcp.as_ref().map(|t| t.address().clone()));
     let server = Arc::new(Server {
+        id: shmproc_shm::os::random_u64(),
         table: Mutex::new(Table {
             next_id: 1,
             ..Table::default()
@@ -446,7 +474,10 @@ impl Server {
                     }),
             };
             let sent = match &made {
-                Ok(c) => sock.send_frame_with_fd(&encode(&Welcome::Pipe), c.segment().fd()),
+                Ok(c) => sock.send_frame_with_fd(
+                    &encode(&Welcome::Pipe { server: self.id }),
+                    c.segment().fd(),
+                ),
                 Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
             };
             match (made, sent) {
@@ -454,7 +485,7 @@ impl Server {
                 _ => return None,
             }
         } else {
-            if sock.send_obj(&Welcome::Socket).is_err() {
+            if sock.send_obj(&Welcome::Socket { server: self.id }).is_err() {
                 return pipe;
             }
             (Transport::Socket(sock), pipe)
@@ -464,6 +495,8 @@ impl Server {
             client,
             held: HashMap::new(),
             locks: HashSet::new(),
+            grants: Vec::new(),
+            drop_later: Vec::new(),
         }
         .run(transport);
         unused
@@ -476,6 +509,32 @@ impl Server {
             .map(|(o, _)| Arc::clone(o))
             .ok_or(RemoteError::NoSuchObject(id))
     }
+
+    /// Drops one reference to each of `work`; an object left with none is
+    /// freed, and so are, in turn, the references its values held.
+    fn release_all(&self, mut work: Vec<u64>) {
+        while let Some(id) = work.pop() {
+            let gone = {
+                let mut t = lock(&self.table);
+                match t.objs.get_mut(&id) {
+                    Some((_, refs)) if *refs > 1 => {
+                        *refs -= 1;
+                        None
+                    }
+                    Some(_) => t.objs.remove(&id).map(|(o, _)| o),
+                    None => None,
+                }
+            };
+            // Never the table's lock while taking an object's (a call
+            // storing a proxy takes them the other way round).
+            if let Some(o) = gone {
+                let mut st = lock(&o.state);
+                o.dead.store(true, Ordering::Relaxed);
+                st.take_refs(&mut work);
+                o.cond.notify_all();
+            }
+        }
+    }
 }
 
 struct Session<'a> {
@@ -486,6 +545,12 @@ struct Session<'a> {
     held: HashMap<u64, u64>,
     /// Lock-like objects this session acquired (released at its end).
     locks: HashSet<u64>,
+    /// References granted to the client by the request being served (the
+    /// proxies inside the values it reads), reported with the reply.
+    grants: Vec<u64>,
+    /// References to drop once the request's object is unlocked (values
+    /// overwritten or removed).
+    drop_later: Vec<u64>,
 }
 
 impl Session<'_> {
@@ -532,19 +597,66 @@ impl Session<'_> {
                 o.cond.notify_all();
             }
         }
+        let mut work = std::mem::take(&mut self.drop_later);
         for (id, n) in std::mem::take(&mut self.held) {
-            for _ in 0..n {
-                self.decref(id);
-            }
+            work.extend(std::iter::repeat_n(
+                id,
+                usize::try_from(n).unwrap_or(usize::MAX),
+            ));
         }
+        self.server.release_all(work);
     }
 
-    fn decref(&self, id: u64) {
+    /// Takes a value in to store it: one more reference to each object
+    /// its proxies refer to ([`RemoteError::NoSuchObject`] when one is gone).
+    fn take_in(&self, v: Val) -> Result<Item, RemoteError> {
+        if !v.refs.is_empty() {
+            let mut t = lock(&self.server.table);
+            if let Some(&gone) = v.refs.iter().find(|id| !t.objs.contains_key(id)) {
+                return Err(RemoteError::NoSuchObject(gone));
+            }
+            for id in &v.refs {
+                if let Some((_, n)) = t.objs.get_mut(id) {
+                    *n += 1;
+                }
+            }
+        }
+        Ok(Item {
+            bytes: v.bytes,
+            refs: v.refs.into_boxed_slice(),
+        })
+    }
+
+    /// A copy of a stored value for the reply; the client gets one
+    /// reference to each object its proxies refer to.
+    fn out(&mut self, item: &Item) -> Vec<u8> {
+        self.grant(&item.refs);
+        item.bytes.clone()
+    }
+
+    /// A value taken out of its object, for the reply.
+    fn out_moved(&mut self, item: Item) -> Vec<u8> {
+        self.grant(&item.refs);
+        self.drop_later.extend(item.refs);
+        item.bytes
+    }
+
+    /// A stored value overwritten or dropped.
+    fn forget(&mut self, item: Item) {
+        self.drop_later.extend(item.refs);
+    }
+
+    fn grant(&mut self, refs: &[u64]) {
+        if refs.is_empty() {
+            return;
+        }
         let mut t = lock(&self.server.table);
-        if let Some((_, refs)) = t.objs.get_mut(&id) {
-            *refs = refs.saturating_sub(1);
-            if *refs == 0 {
-                t.objs.remove(&id);
+        for &id in refs {
+            // Held by the stored value, so present.
+            if let Some((_, n)) = t.objs.get_mut(&id) {
+                *n += 1;
+                *self.held.entry(id).or_default() += 1;
+                self.grants.push(id);
             }
         }
     }
@@ -561,9 +673,18 @@ impl Session<'_> {
     }
 
     fn handle(&mut self, req: Request, alive: &mut dyn FnMut() -> bool) -> Reply {
-        match self.try_handle(req, alive) {
+        let reply = match self.try_handle(req, alive) {
             Ok(r) => r,
             Err(e) => Reply::Err(e),
+        };
+        if !self.drop_later.is_empty() {
+            self.server
+                .release_all(std::mem::take(&mut self.drop_later));
+        }
+        if self.grants.is_empty() {
+            reply
+        } else {
+            Reply::Granted(Box::new(reply), std::mem::take(&mut self.grants))
         }
     }
 
@@ -599,7 +720,10 @@ impl Session<'_> {
                     },
                     Kind::Value => State::Value {
                         version: 1,
-                        bytes: init,
+                        item: Item {
+                            bytes: init,
+                            refs: Box::default(),
+                        },
                     },
                     Kind::Queue => State::Queue {
                         items: VecDeque::new(),
@@ -640,6 +764,7 @@ impl Session<'_> {
                     ty,
                     state: Mutex::new(state),
                     cond: Condvar::new(),
+                    dead: AtomicBool::new(false),
                 });
                 // A named object is pinned (one reference held by the
                 // server) until shutdown, so any client can find it later.
@@ -682,7 +807,7 @@ impl Session<'_> {
                     }
                     _ => return Err(RemoteError::NoSuchObject(id)),
                 }
-                self.decref(id);
+                self.drop_later.push(id);
                 Ok(Reply::Ok)
             }
             Request::Call { id, op } => {
@@ -690,6 +815,7 @@ impl Session<'_> {
                 self.call(&o, id, op, alive)
             }
             Request::Shutdown => Ok(Reply::Ok),
+            Request::Count => Ok(Reply::U64(lock(&self.server.table).objs.len() as u64)),
         }
     }
 
@@ -710,61 +836,85 @@ impl Session<'_> {
             kind: format!("{:?}", o.kind),
         };
         let mut st = lock(&o.state);
+        if o.dead.load(Ordering::Relaxed) {
+            return Err(RemoteError::NoSuchObject(id));
+        }
         #[allow(unused_assignments)] // `st` is given back by every wait
         let reply = match (&mut *st, op) {
             (State::Dict { map, .. }, Op::Get(k)) => {
-                Reply::Maybe(map.get(&k).map(|(_, v)| v.clone()))
+                Reply::Maybe(map.get(&k).map(|(_, v)| self.out(v)))
             }
             (State::Dict { map, .. }, Op::GetVersioned(k)) => {
-                Reply::Versioned(map.get(&k).cloned())
+                Reply::Versioned(map.get(&k).map(|(n, v)| (*n, self.out(v))))
             }
             (State::Dict { map, next }, Op::Set(k, v)) => {
+                let v = self.take_in(v)?;
                 *next += 1;
-                map.insert(k, (*next, v));
+                if let Some((_, old)) = map.insert(k, (*next, v)) {
+                    self.forget(old);
+                }
                 Reply::Ok
             }
             (State::Dict { map, next }, Op::Cas(k, ver, v)) => {
                 let cur = map.get(&k).map_or(0, |(n, _)| *n);
                 if cur == ver {
+                    let v = self.take_in(v)?;
                     *next += 1;
-                    map.insert(k, (*next, v));
+                    if let Some((_, old)) = map.insert(k, (*next, v)) {
+                        self.forget(old);
+                    }
                 }
                 Reply::Bool(cur == ver)
             }
-            (State::Dict { map, .. }, Op::Del(k)) => Reply::Maybe(map.remove(&k).map(|(_, v)| v)),
+            (State::Dict { map, .. }, Op::Del(k)) => {
+                Reply::Maybe(map.remove(&k).map(|(_, v)| self.out_moved(v)))
+            }
             (State::Dict { map, .. }, Op::Contains(k)) => Reply::Bool(map.contains_key(&k)),
             (State::Dict { map, .. }, Op::Len) => Reply::U64(map.len() as u64),
             (State::Dict { map, .. }, Op::Items) => Reply::Pairs(
                 map.iter()
-                    .map(|(k, (_, v))| (k.clone(), v.clone()))
+                    .map(|(k, (_, v))| (k.clone(), self.out(v)))
                     .collect(),
             ),
             (State::Dict { map, .. }, Op::Clear) => {
-                map.clear();
+                for (_, (_, v)) in map.drain() {
+                    self.forget(v);
+                }
                 Reply::Ok
             }
             (State::List { items, version }, Op::Append(v)) => {
-                items.push(v);
+                items.push(self.take_in(v)?);
                 *version += 1;
                 Reply::Ok
             }
             (State::List { items, version }, Op::Extend(vs)) => {
-                items.extend(vs);
+                let mut taken = Vec::with_capacity(vs.len());
+                for v in vs {
+                    match self.take_in(v) {
+                        Ok(i) => taken.push(i),
+                        Err(e) => {
+                            taken.into_iter().for_each(|i| self.forget(i));
+                            return Err(e);
+                        }
+                    }
+                }
+                items.extend(taken);
                 *version += 1;
                 Reply::Ok
             }
             (State::List { items, .. }, Op::Index(i)) => {
                 let at = index(i, items.len())?;
-                Reply::Bytes(items.get(at).cloned().unwrap_or_default())
+                Reply::Bytes(items.get(at).map(|v| self.out(v)).unwrap_or_default())
             }
             (State::List { items, version }, Op::IndexVersioned(i)) => {
                 let at = index(i, items.len())?;
-                Reply::Versioned(items.get(at).map(|v| (*version, v.clone())))
+                Reply::Versioned(items.get(at).map(|v| (*version, self.out(v))))
             }
             (State::List { items, version }, Op::SetIndex(i, v)) => {
                 let at = index(i, items.len())?;
+                let v = self.take_in(v)?;
                 if let Some(slot) = items.get_mut(at) {
-                    *slot = v;
+                    self.forget(std::mem::replace(slot, v));
                 }
                 *version += 1;
                 Reply::Ok
@@ -773,8 +923,9 @@ impl Session<'_> {
                 let at = index(i, items.len())?;
                 let ok = *version == ver;
                 if ok {
+                    let v = self.take_in(v)?;
                     if let Some(slot) = items.get_mut(at) {
-                        *slot = v;
+                        self.forget(std::mem::replace(slot, v));
                     }
                     *version += 1;
                 }
@@ -783,27 +934,33 @@ impl Session<'_> {
             (State::List { items, version }, Op::Pop(i)) => {
                 let at = index(i.unwrap_or(-1), items.len())?;
                 *version += 1;
-                Reply::Bytes(items.remove(at))
+                Reply::Bytes(self.out_moved(items.remove(at)))
             }
             (State::List { items, .. }, Op::Len) => Reply::U64(items.len() as u64),
-            (State::List { items, .. }, Op::All) => Reply::List(items.clone()),
+            (State::List { items, .. }, Op::All) => {
+                Reply::List(items.iter().map(|v| self.out(v)).collect())
+            }
             (State::List { items, version }, Op::Clear) => {
-                items.clear();
+                for v in items.drain(..) {
+                    self.forget(v);
+                }
                 *version += 1;
                 Reply::Ok
             }
-            (State::Value { version, bytes }, Op::Load) => {
-                Reply::Versioned(Some((*version, bytes.clone())))
+            (State::Value { version, item }, Op::Load) => {
+                Reply::Versioned(Some((*version, self.out(item))))
             }
-            (State::Value { version, bytes }, Op::Store(v)) => {
-                *bytes = v;
+            (State::Value { version, item }, Op::Store(v)) => {
+                let v = self.take_in(v)?;
+                self.forget(std::mem::replace(item, v));
                 *version += 1;
                 Reply::Ok
             }
-            (State::Value { version, bytes }, Op::CasValue(ver, v)) => {
+            (State::Value { version, item }, Op::CasValue(ver, v)) => {
                 let ok = *version == ver;
                 if ok {
-                    *bytes = v;
+                    let v = self.take_in(v)?;
+                    self.forget(std::mem::replace(item, v));
                     *version += 1;
                 }
                 Reply::Bool(ok)
@@ -1051,7 +1208,7 @@ impl Session<'_> {
                 Reply::Bool(r?.is_some())
             }
             (State::Queue { .. }, Op::Put(v, ms)) => {
-                let mut v = Some(v);
+                let mut v = Some(self.take_in(v)?);
                 let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
                     State::Queue { items, maxsize }
                         if *maxsize == 0 || (items.len() as u64) < *maxsize =>
@@ -1062,6 +1219,9 @@ impl Session<'_> {
                     _ => None,
                 });
                 st = g;
+                if let Some(left) = v.take() {
+                    self.forget(left);
+                }
                 let put = r?.is_some();
                 if put {
                     o.cond.notify_all();
@@ -1078,7 +1238,7 @@ impl Session<'_> {
                 if got.is_some() {
                     o.cond.notify_all();
                 }
-                Reply::Maybe(got)
+                Reply::Maybe(got.map(|i| self.out_moved(i)))
             }
             (State::Queue { items, .. }, Op::Len) => Reply::U64(items.len() as u64),
             (_, op) => return Err(unknown(&op)),
