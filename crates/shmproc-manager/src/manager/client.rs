@@ -339,30 +339,27 @@ fn connect(
     timeout: Duration,
     client: u64,
 ) -> Result<(Transport, u64), ConnError> {
-    let mut sock = Client::connect_timeout(address, authkey, timeout)?;
     let deadline = Instant::now() + timeout;
-    match address {
-        Address::Tcp(_) => {
-            sock.send_obj(&Hello::Socket { client })?;
-            match postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?) {
-                Ok(Welcome::Socket { server }) => Ok((Transport::Socket(sock), server)),
-                _ => Err(ConnError::Codec("unexpected welcome".into())),
-            }
-        }
+    let mut sock = Client::connect_unauthenticated(address, timeout)?;
+    // The hello goes with our challenge; the welcome (and, locally, the
+    // pipe's descriptor) comes with the server's last handshake frames.
+    let hello = match address {
+        Address::Tcp(_) => Hello::Socket { client },
         Address::Unix(_) => {
-            sock.send_obj(&Hello::Pipe { client })?;
-            // The server made the pipe before we came: its descriptor comes
-            // with the welcome; no name, nothing to unlink.
-            let (frame, mut fds) = sock.recv_frame_with_fds(4096, deadline)?;
-            let server = match postcard::from_bytes::<Welcome>(&frame)
-                .map_err(|e| ConnError::Codec(e.to_string()))?
-            {
-                Welcome::Pipe { server } => server,
-                Welcome::Refused(why) => return Err(ConnError::Pipe(why)),
-                Welcome::Socket { .. } => {
-                    return Err(ConnError::Codec("unexpected welcome".into()));
-                }
-            };
+            sock.collect_fds();
+            Hello::Pipe { client }
+        }
+    };
+    sock.client_handshake_then(authkey, timeout, Some(&encode(&hello)))?;
+    let frame = sock.recv_frame(4096, Some(deadline))?;
+    let mut fds = sock.take_fds();
+    let welcome =
+        postcard::from_bytes::<Welcome>(&frame).map_err(|e| ConnError::Codec(e.to_string()))?;
+    match (welcome, address) {
+        (Welcome::Socket { server }, Address::Tcp(_)) => Ok((Transport::Socket(sock), server)),
+        (Welcome::Pipe { server }, Address::Unix(_)) => {
+            // The server made the pipe before we came: no name, nothing to
+            // unlink.
             let fd = match (fds.pop(), fds.is_empty()) {
                 (Some(fd), true) => fd,
                 _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
@@ -372,5 +369,7 @@ fn connect(
             c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
             Ok((Transport::Pipe(c, sock, SpinBudget::default()), server))
         }
+        (Welcome::Refused(why), _) => Err(ConnError::Pipe(why)),
+        _ => Err(ConnError::Codec("unexpected welcome".into())),
     }
 }

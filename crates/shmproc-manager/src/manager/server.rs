@@ -27,7 +27,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Bytes per direction of a session's pipe: requests and replies are
 /// small, and longer ones stream through (a larger pipe costs more to
 /// make and unmap, at every connect).
-const SESSION_PIPE_CAPACITY: usize = 16 << 10;
+const SESSION_PIPE_CAPACITY: usize = 4 << 10;
 /// How long a client has to send the rest of a message it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -444,51 +444,38 @@ impl Server {
         pipe: Option<Connection>,
         local: bool,
     ) -> Option<Connection> {
-        let Ok(mut sock) = p.authenticate(&self.authkey, self.handshake_timeout) else {
+        let mut pipe = pipe;
+        // What the hello decided: the client, and the pipe handed out
+        // (`None`: a socket session). A client of ours sends its hello
+        // with its challenge, and gets the welcome (and the pipe) with
+        // our last handshake frames: one round trip less.
+        let mut decided = None;
+        let auth = p.authenticate_early(
+            &self.authkey,
+            self.handshake_timeout,
+            |sock, hello, ours| {
+                decided = self.welcome(sock, hello, ours, &mut pipe, local);
+                Ok(())
+            },
+        );
+        // A failure after the pipe went out: that pipe is the client's.
+        let Ok((mut sock, early)) = auth else {
             return pipe;
         };
         sock.set_max_message_len(MAX_FRAME);
-        let hello = sock
-            .recv_frame(64, Some(Instant::now() + self.handshake_timeout))
-            .ok()
-            .and_then(|b| postcard::from_bytes::<Hello>(&b).ok());
-        let (client, wants_pipe) = match hello {
-            Some(Hello::Socket { client }) => (client, false),
-            Some(Hello::Pipe { client }) => (client, true),
-            None => return pipe,
-        };
-        if wants_pipe && !local {
-            // A pipe's descriptor only passes over a Unix socket.
-            let _ = sock.send_obj(&Welcome::Refused("pipes are for local clients".into()));
-            return pipe;
-        }
-        let (transport, unused) = if wants_pipe {
-            let made = match pipe {
-                Some(p) => Ok(p),
-                None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
-                    .build()
-                    .map_err(|e| e.to_string())
-                    .and_then(|(mut ours, _)| {
-                        ours.claim_now().map_err(|e| e.to_string())?;
-                        Ok(ours)
-                    }),
-            };
-            let sent = match &made {
-                Ok(c) => sock.send_frame_with_fd(
-                    &encode(&Welcome::Pipe { server: self.id }),
-                    c.segment().fd(),
-                ),
-                Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
-            };
-            match (made, sent) {
-                (Ok(c), Ok(())) => (Transport::Pipe(c, sock, SpinBudget::default()), None),
-                _ => return None,
-            }
-        } else {
-            if sock.send_obj(&Welcome::Socket { server: self.id }).is_err() {
+        if !early {
+            let Ok(hello) = sock.recv_frame(64, Some(Instant::now() + self.handshake_timeout))
+            else {
                 return pipe;
-            }
-            (Transport::Socket(sock), pipe)
+            };
+            decided = self.welcome(&mut sock, &hello, &[], &mut pipe, local);
+        }
+        let Some((client, conn)) = decided else {
+            return pipe;
+        };
+        let transport = match conn {
+            Some(c) => Transport::Pipe(c, sock, SpinBudget::default()),
+            None => Transport::Socket(sock),
         };
         Session {
             server: &self,
@@ -499,7 +486,67 @@ impl Server {
             drop_later: Vec::new(),
         }
         .run(transport);
-        unused
+        pipe
+    }
+
+    /// Answers a client's [`Hello`] (after `ours`, our handshake frames not
+    /// sent yet, in the same write): its id and its pipe (taken from `pipe`,
+    /// or made now), or `None` for a socket session; `None` at all when it
+    /// is refused or the answer could not go out.
+    fn welcome(
+        &self,
+        sock: &mut SocketConnection,
+        hello: &[u8],
+        ours: &[&[u8]],
+        pipe: &mut Option<Connection>,
+        local: bool,
+    ) -> Option<(u64, Option<Connection>)> {
+        let send = |sock: &mut SocketConnection, w: &Welcome, fd| {
+            let w = encode(w);
+            let mut frames = ours.to_vec();
+            frames.push(&w);
+            sock.send_frames_with_fd(&frames, fd)
+        };
+        let (client, wants_pipe) = match postcard::from_bytes::<Hello>(hello) {
+            Ok(Hello::Socket { client }) => (client, false),
+            Ok(Hello::Pipe { client }) => (client, true),
+            Err(_) => return None,
+        };
+        if !wants_pipe {
+            send(sock, &Welcome::Socket { server: self.id }, None).ok()?;
+            return Some((client, None));
+        }
+        if !local {
+            // A pipe's descriptor only passes over a Unix socket.
+            let refused = Welcome::Refused("pipes are for local clients".into());
+            let _ = send(sock, &refused, None);
+            return None;
+        }
+        let made = match pipe.take() {
+            Some(p) => Ok(p),
+            None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|(mut ours, _)| {
+                    ours.claim_now().map_err(|e| e.to_string())?;
+                    Ok(ours)
+                }),
+        };
+        match made {
+            Ok(c) => {
+                send(
+                    sock,
+                    &Welcome::Pipe { server: self.id },
+                    Some(c.segment().fd()),
+                )
+                .ok()?;
+                Some((client, Some(c)))
+            }
+            Err(e) => {
+                let _ = send(sock, &Welcome::Refused(e), None);
+                None
+            }
+        }
     }
 
     fn get(&self, id: u64) -> Result<Arc<Obj>, RemoteError> {
