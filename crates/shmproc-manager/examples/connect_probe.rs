@@ -1,6 +1,7 @@
 //! Profiling aid: `Manager::connect` + drop in a loop against a local
 //! server (`perf`/`strace` target). `connect_probe [n] [mode]`, mode
-//! `local` (default), `tcp` or `client` (the handshake alone).
+//! `local` (default), `tcp` or `client` (the handshake alone); `dict-local`
+//! and `dict-tcp`: `n` dict sets through one connection.
 
 use std::time::Instant;
 
@@ -16,9 +17,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .authkey(key)
         .start()?;
     let addr = match mode {
-        "tcp" => m.tcp_address().ok_or("no tcp")?.clone(),
+        "tcp" | "dict-tcp" => m.tcp_address().ok_or("no tcp")?.clone(),
         _ => m.address().clone(),
     };
+    if let Some(how) = mode.strip_prefix("dict-") {
+        let c = Manager::connect(&addr, key)?;
+        let d = c.dict::<u64, u64>()?;
+        let t = Instant::now();
+        for i in 0..n as u64 {
+            d.set(&(i % 64), &i)?;
+        }
+        println!(
+            "dict set {how}: {:.2} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+        drop((d, c));
+        m.shutdown()?;
+        return Ok(());
+    }
     let mut us = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
