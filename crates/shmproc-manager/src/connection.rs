@@ -80,6 +80,12 @@ impl Stream {
             Stream::Tcp(s) => s.set_write_timeout(t),
         }
     }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Unix(s) => s.read(buf),
@@ -119,8 +125,9 @@ pub struct SocketConnection {
     /// The write timeout last set on the socket (`None`: never set), so
     /// that it is set again only when it changes.
     write_timeout: Option<Option<Duration>>,
-    /// A poll found the socket readable and nothing was read since.
-    readable: bool,
+    /// The same for the read timeout (`SO_RCVTIMEO`): a read waits for
+    /// its first byte with it, no `poll` first.
+    read_timeout: Option<Option<Duration>>,
     /// `Some`: reads take descriptors too (`recvmsg`), kept here; a
     /// plain read would close those that come with its bytes.
     fds: Option<Vec<std::os::fd::OwnedFd>>,
@@ -139,7 +146,7 @@ impl SocketConnection {
             rend: 0,
             wbuf: Vec::new(),
             write_timeout: None,
-            readable: false,
+            read_timeout: None,
             fds: None,
         }
     }
@@ -154,16 +161,6 @@ impl SocketConnection {
     /// reads are plain again.
     pub(crate) fn take_fds(&mut self) -> Vec<std::os::fd::OwnedFd> {
         self.fds.take().unwrap_or_default()
-    }
-
-    /// [`poll`](Self::poll), remembering a readable socket so that the
-    /// read that follows does not poll again.
-    pub(crate) fn poll_mut(&mut self, timeout: Duration) -> Result<bool, ConnError> {
-        if self.buffered() > 0 || self.readable {
-            return Ok(true);
-        }
-        self.readable = self.poll(timeout)?;
-        Ok(self.readable)
     }
 
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
@@ -325,8 +322,7 @@ impl SocketConnection {
                 let want = buf.len() - done;
                 if want >= READ_BUF {
                     // A large payload: straight into its buffer.
-                    self.wait_readable(deadline)?;
-                    done += self.read_some(buf.get_mut(done..).unwrap_or_default())?;
+                    done += self.read_some(buf.get_mut(done..).unwrap_or_default(), deadline)?;
                     continue;
                 }
                 self.fill(deadline)?;
@@ -344,54 +340,47 @@ impl SocketConnection {
         Ok(())
     }
 
-    /// Waits until the socket is readable (data or EOF), or `deadline`.
-    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
-        if std::mem::take(&mut self.readable) {
-            return Ok(());
-        }
+    /// One read of what the socket has (`recvmsg` while collecting
+    /// descriptors), waiting for its first byte until `deadline` with the
+    /// socket's receive timeout: one system call, no `poll` first. `Eof` at
+    /// 0 bytes; [`ConnError::Timeout`] with nothing read.
+    fn read_some(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ConnError> {
         loop {
-            let wait = match deadline {
-                None => None,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(ConnError::Timeout);
+            {
+                let t = match deadline {
+                    None => None,
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(ConnError::Timeout);
+                        }
+                        Some(read_timeout(left))
                     }
-                    Some(left)
+                };
+                if self.read_timeout != Some(t) {
+                    self.stream.set_read_timeout(t)?;
+                    self.read_timeout = Some(t);
                 }
-            };
-            let fd = self.fd();
-            let ready = shmproc_shm::os::poll_readable(&[fd], wait).map_err(ConnError::Io)?;
-            if ready.first().copied().unwrap_or(false) {
-                return Ok(());
             }
-        }
-    }
-
-    /// One `read` of the readable socket (it does not block: we are its
-    /// only reader and it was reported readable); `Eof` at 0 bytes.
-    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
-        loop {
-            match self.stream.read(buf) {
+            let r = if self.fds.is_some() {
+                shmproc_shm::os::recv_with_fds(self.fd(), buf).map(|(n, fds)| {
+                    self.fds.get_or_insert_with(Vec::new).extend(fds);
+                    n
+                })
+            } else {
+                self.stream.read(buf)
+            };
+            match r {
                 Ok(0) => return Err(ConnError::Eof),
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// [`read_some`](Self::read_some) with `recvmsg`, keeping the
-    /// descriptors that come along.
-    fn read_some_with_fds(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
-        loop {
-            match shmproc_shm::os::recv_with_fds(self.fd(), buf) {
-                Ok((0, _)) => return Err(ConnError::Eof),
-                Ok((n, fds)) => {
-                    self.fds.get_or_insert_with(Vec::new).extend(fds);
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The receive timeout passed: the deadline decides.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -399,18 +388,29 @@ impl SocketConnection {
 
     /// Reads what the socket has (up to [`READ_BUF`]) into the empty buffer.
     fn fill(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
-        self.wait_readable(deadline)?;
         let mut b = std::mem::take(&mut self.rbuf);
         b.resize(READ_BUF, 0);
-        let r = if self.fds.is_some() {
-            self.read_some_with_fds(&mut b)
-        } else {
-            self.read_some(&mut b)
-        };
+        let r = self.read_some(&mut b, deadline);
         self.rend = *r.as_ref().unwrap_or(&0);
         self.rbuf = b;
         self.rpos = 0;
         r.map(drop)
+    }
+
+    /// Waits up to `wait` for a message to start, then reads it whole
+    /// (`rest` for the remainder: a deadline in the middle of a frame
+    /// would lose its first bytes). [`ConnError::Timeout`] with nothing
+    /// read when none started.
+    pub(crate) fn recv_frame_within(
+        &mut self,
+        wait: Duration,
+        max: usize,
+        rest: Duration,
+    ) -> Result<Vec<u8>, ConnError> {
+        if self.buffered() == 0 {
+            self.fill(Some(Instant::now() + wait))?;
+        }
+        self.recv_frame(max, Some(Instant::now() + rest))
     }
 
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -584,6 +584,19 @@ fn coarse(t: Duration) -> Duration {
         Duration::from_secs(t.as_secs() + u64::from(t.subsec_nanos() > 0))
     } else {
         Duration::from_millis(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+            .max(Duration::from_millis(1))
+    }
+}
+
+/// A read timeout as set on the socket: whole seconds, rounded down, from
+/// one second on (the same at every call with a long deadline: set once),
+/// else whole milliseconds, rounded up. The read that times out early
+/// looks at its deadline and waits again.
+fn read_timeout(t: Duration) -> Duration {
+    if t >= Duration::from_secs(1) {
+        Duration::from_secs(t.as_secs())
+    } else {
+        Duration::from_millis(u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
             .max(Duration::from_millis(1))
     }
 }

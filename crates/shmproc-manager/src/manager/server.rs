@@ -206,14 +206,9 @@ impl Transport {
                 }
             }
             // Wait for a message to start, then read it whole: a deadline in
-            // the middle of a frame would lose its first bytes.
-            // No polling loop first (see `SocketConnection::recv_frame`).
-            Transport::Socket(s) => {
-                if !s.poll_mut(TICK)? {
-                    return Err(ConnError::Timeout);
-                }
-                s.recv_frame(MAX_FRAME, Some(Instant::now() + FRAME_TIMEOUT))
-            }
+            // the middle of a frame would lose its first bytes. One read
+            // with the socket's receive timeout, no poll first.
+            Transport::Socket(s) => s.recv_frame_within(TICK, MAX_FRAME, FRAME_TIMEOUT),
         }
     }
 
