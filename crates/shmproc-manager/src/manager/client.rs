@@ -17,13 +17,12 @@ use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnectio
     reason = "one per session, held in place; the pipe variant is the common one and boxing it adds a hop per call"
 )]
 enum Transport {
-    /// The pipe, and the socket kept open for the session's life.
-    Pipe(
-        Connection,
-        // Held open only: its EOF tells the server we are gone.
-        #[allow(dead_code)] SocketConnection,
-        SpinBudget,
-    ),
+    /// A local server: the socket, which serves the first calls, and the
+    /// pipe the server sent with a reply ([`Welcome::Pipe`]), which serves
+    /// the calls after it (the socket then held open only: its EOF tells
+    /// the server we are gone).
+    Local(SocketConnection, Option<(Connection, SpinBudget)>),
+    /// A remote server.
     Socket(SocketConnection),
 }
 
@@ -99,6 +98,17 @@ impl ClientHandle {
             conn: Mutex::new(Some(transport)),
             waiters: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Whether calls go over a shared-memory pipe now.
+    pub(crate) fn over_pipe(&self) -> bool {
+        matches!(
+            *self
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Some(Transport::Local(_, Some(_)))
+        )
     }
 
     /// One request, one reply, within the handle's timeout. Any transport
@@ -196,11 +206,27 @@ fn transact(
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, ConnError> {
     match t {
-        Transport::Pipe(c, _, budget) => c
+        Transport::Local(_, Some((c, budget))) => c
             .send_bytes_timeout(bytes, timeout)
             .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
             .and_then(|()| recv_reply(c, budget, deadline)),
-        // `recv_frame` polls briefly before it blocks.
+        Transport::Local(s, pipe @ None) => {
+            s.send_bytes_timeout(bytes, timeout)?;
+            let reply = s.recv_frame(MAX_FRAME, deadline)?;
+            // A reply with a descriptor brings the pipe for the next calls.
+            let mut fds = s.take_fds();
+            s.collect_fds();
+            if let Some(fd) = fds.pop() {
+                if !fds.is_empty() {
+                    return Err(ConnError::Codec("expected one pipe descriptor".into()));
+                }
+                let mut c = Connection::open_fd(fd, CLIENT_END)
+                    .map_err(|e| ConnError::Pipe(e.to_string()))?;
+                c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
+                *pipe = Some((c, SpinBudget::default()));
+            }
+            Ok(reply)
+        }
         Transport::Socket(s) => s
             .send_bytes_timeout(bytes, timeout)
             .and_then(|()| s.recv_frame(MAX_FRAME, deadline)),
@@ -341,8 +367,9 @@ fn connect(
 ) -> Result<(Transport, u64), ConnError> {
     let deadline = Instant::now() + timeout;
     let mut sock = Client::connect_unauthenticated(address, timeout)?;
-    // The hello goes with our challenge; the welcome (and, locally, the
-    // pipe's descriptor) comes with the server's last handshake frames.
+    // The hello goes with our challenge; the welcome comes with the
+    // server's last handshake frames (and, locally, the pipe's descriptor
+    // later, with a reply).
     let hello = match address {
         Address::Tcp(_) => Hello::Socket { client },
         Address::Unix(_) => {
@@ -352,22 +379,17 @@ fn connect(
     };
     sock.client_handshake_then(authkey, timeout, Some(&encode(&hello)))?;
     let frame = sock.recv_frame(4096, Some(deadline))?;
-    let mut fds = sock.take_fds();
     let welcome =
         postcard::from_bytes::<Welcome>(&frame).map_err(|e| ConnError::Codec(e.to_string()))?;
+    if !sock.take_fds().is_empty() {
+        return Err(ConnError::Codec("a descriptor with the welcome".into()));
+    }
     match (welcome, address) {
         (Welcome::Socket { server }, Address::Tcp(_)) => Ok((Transport::Socket(sock), server)),
         (Welcome::Pipe { server }, Address::Unix(_)) => {
-            // The server made the pipe before we came: no name, nothing to
-            // unlink.
-            let fd = match (fds.pop(), fds.is_empty()) {
-                (Some(fd), true) => fd,
-                _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
-            };
-            let mut c =
-                Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
-            c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            Ok((Transport::Pipe(c, sock, SpinBudget::default()), server))
+            // Replies may bring the pipe's descriptor from now on.
+            sock.collect_fds();
+            Ok((Transport::Local(sock, None), server))
         }
         (Welcome::Refused(why), _) => Err(ConnError::Pipe(why)),
         _ => Err(ConnError::Codec("unexpected welcome".into())),

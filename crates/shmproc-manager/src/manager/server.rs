@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError};
 
 use super::client::{SpinBudget, recv_spinning};
-use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Val, Welcome};
+use super::wire::{Hello, Kind, MAX_FRAME, Op, PIPE_AFTER, Reply, Request, Val, Welcome};
 use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, SocketConnection};
 
 /// How often idle threads look at the shutdown flag.
@@ -174,17 +174,20 @@ struct PoolState {
     reason = "one per session, held in place; the pipe variant is the common one and boxing it adds a hop per call"
 )]
 enum Transport {
-    /// The pipe, and the socket the client connected with, kept for the
-    /// session's life: its EOF means the client is gone (also one that
-    /// never attached to the pipe).
-    Pipe(Connection, SocketConnection, SpinBudget),
+    /// A local client: the socket it connected with, which serves its
+    /// first [`PIPE_AFTER`] calls, and then the pipe sent with the reply to
+    /// the last of them. The socket is kept for the session's life: its
+    /// EOF means the client is gone (also one that never attached to the
+    /// pipe). The count of calls served over the socket.
+    Local(SocketConnection, Option<(Connection, SpinBudget)>, u32),
+    /// A remote client.
     Socket(SocketConnection),
 }
 
 impl Transport {
     fn recv(&mut self) -> Result<Vec<u8>, ConnError> {
         match self {
-            Transport::Pipe(c, sock, budget) => {
+            Transport::Local(sock, Some((c, budget)), _) => {
                 // A client usually sends its next request right after a
                 // reply: stay awake for it a little while (a sleeping
                 // thread's wake-up costs more than the whole round trip).
@@ -208,7 +211,9 @@ impl Transport {
             // Wait for a message to start, then read it whole: a deadline in
             // the middle of a frame would lose its first bytes. One read
             // with the socket's receive timeout, no poll first.
-            Transport::Socket(s) => s.recv_frame_within(TICK, MAX_FRAME, FRAME_TIMEOUT),
+            Transport::Local(s, None, _) | Transport::Socket(s) => {
+                s.recv_frame_within(TICK, MAX_FRAME, FRAME_TIMEOUT)
+            }
         }
     }
 
@@ -217,22 +222,55 @@ impl Transport {
     /// socket or pipe is its EOF).
     fn alive(&mut self) -> bool {
         match self {
-            Transport::Pipe(c, s, _) => {
+            Transport::Local(s, Some((c, _)), _) => {
                 matches!(s.poll(Duration::ZERO), Ok(false))
                     && matches!(c.poll(Some(Duration::ZERO)), Ok(false))
             }
-            Transport::Socket(s) => matches!(s.poll(Duration::ZERO), Ok(false)),
+            Transport::Local(s, None, _) | Transport::Socket(s) => {
+                matches!(s.poll(Duration::ZERO), Ok(false))
+            }
         }
     }
 
-    fn send(&mut self, b: &[u8]) -> Result<(), ConnError> {
+    /// Sends a reply. The reply to a local client's [`PIPE_AFTER`]th call
+    /// over its socket comes with a pipe (`spare`, or one made now): the
+    /// client sends its next requests over it. A client that makes fewer
+    /// calls (one that connects to look something up, a child handed a
+    /// proxy) never costs a pipe.
+    fn send(&mut self, b: &[u8], spare: &mut Option<Connection>) -> Result<(), ConnError> {
+        let timeout = Duration::from_secs(30);
         match self {
-            Transport::Pipe(c, _, _) => c
-                .send_bytes_timeout(b, Duration::from_secs(30))
+            Transport::Local(_, Some((c, _)), _) => c
+                .send_bytes_timeout(b, timeout)
                 .map_err(|e| ConnError::Pipe(e.to_string())),
-            Transport::Socket(s) => s.send_bytes_timeout(b, Duration::from_secs(30)),
+            Transport::Local(s, pipe @ None, calls) => {
+                *calls = calls.saturating_add(1);
+                if *calls != PIPE_AFTER {
+                    return s.send_bytes_timeout(b, timeout);
+                }
+                // No pipe to be had: the socket serves on.
+                let Some(c) = spare.take().or_else(new_pipe) else {
+                    return s.send_bytes_timeout(b, timeout);
+                };
+                s.send_frames_with_fd(&[b], Some(c.segment().fd()))?;
+                *pipe = Some((c, SpinBudget::default()));
+                Ok(())
+            }
+            Transport::Socket(s) => s.send_bytes_timeout(b, timeout),
         }
     }
+}
+
+/// A session's pipe (anonymous: its descriptor goes to the client, so
+/// nothing is named and nothing can be left in /dev/shm), our end claimed.
+fn new_pipe() -> Option<Connection> {
+    let (mut ours, theirs) = Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+        .build()
+        .ok()?;
+    ours.claim_now().ok()?;
+    // Never used here: its drop does not close the end.
+    drop(theirs);
+    Some(ours)
 }
 
 /// The server process's entry point.
@@ -328,19 +366,9 @@ impl Server {
     fn lead(self: Arc<Self>, pool: Arc<Pool>) {
         let mut unused = None;
         loop {
-            // An anonymous pipe: its descriptor goes to the client, so
-            // nothing is named and nothing can be left in /dev/shm.
-            let pipe = unused.take().or_else(|| {
-                pool.local
-                    .then(|| Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY).build())
-                    .and_then(Result::ok)
-                    .and_then(|(mut ours, theirs)| {
-                        ours.claim_now().ok()?;
-                        // Never used here: its drop does not close the end.
-                        drop(theirs);
-                        Some(ours)
-                    })
-            });
+            let pipe = unused
+                .take()
+                .or_else(|| pool.local.then(new_pipe).flatten());
             let Some(p) = self.accept_as_leader(&pool) else {
                 return;
             };
@@ -440,20 +468,18 @@ impl Server {
         local: bool,
     ) -> Option<Connection> {
         let mut pipe = pipe;
-        // What the hello decided: the client, and the pipe handed out
-        // (`None`: a socket session). A client of ours sends its hello
-        // with its challenge, and gets the welcome (and the pipe) with
-        // our last handshake frames: one round trip less.
+        // What the hello decided: the client, and whether it is local. A
+        // client of ours sends its hello with its challenge, and gets the
+        // welcome with our last handshake frames: one round trip less.
         let mut decided = None;
         let auth = p.authenticate_early(
             &self.authkey,
             self.handshake_timeout,
             |sock, hello, ours| {
-                decided = self.welcome(sock, hello, ours, &mut pipe, local);
+                decided = self.welcome(sock, hello, ours, local);
                 Ok(())
             },
         );
-        // A failure after the pipe went out: that pipe is the client's.
         let Ok((mut sock, early)) = auth else {
             return pipe;
         };
@@ -463,14 +489,15 @@ impl Server {
             else {
                 return pipe;
             };
-            decided = self.welcome(&mut sock, &hello, &[], &mut pipe, local);
+            decided = self.welcome(&mut sock, &hello, &[], local);
         }
-        let Some((client, conn)) = decided else {
+        let Some((client, wants_pipe)) = decided else {
             return pipe;
         };
-        let transport = match conn {
-            Some(c) => Transport::Pipe(c, sock, SpinBudget::default()),
-            None => Transport::Socket(sock),
+        let transport = if wants_pipe {
+            Transport::Local(sock, None, 0)
+        } else {
+            Transport::Socket(sock)
         };
         Session {
             server: &self,
@@ -480,27 +507,26 @@ impl Server {
             grants: Vec::new(),
             drop_later: Vec::new(),
         }
-        .run(transport);
+        .run(transport, &mut pipe);
         pipe
     }
 
     /// Answers a client's [`Hello`] (after `ours`, our handshake frames not
-    /// sent yet, in the same write): its id and its pipe (taken from `pipe`,
-    /// or made now), or `None` for a socket session; `None` at all when it
-    /// is refused or the answer could not go out.
+    /// sent yet, in the same write): its id and whether it is served as a
+    /// local client (its pipe comes later, [`Transport::send`]); `None`
+    /// when it is refused or the answer could not go out.
     fn welcome(
         &self,
         sock: &mut SocketConnection,
         hello: &[u8],
         ours: &[&[u8]],
-        pipe: &mut Option<Connection>,
         local: bool,
-    ) -> Option<(u64, Option<Connection>)> {
-        let send = |sock: &mut SocketConnection, w: &Welcome, fd| {
+    ) -> Option<(u64, bool)> {
+        let send = |sock: &mut SocketConnection, w: &Welcome| {
             let w = encode(w);
             let mut frames = ours.to_vec();
             frames.push(&w);
-            sock.send_frames_with_fd(&frames, fd)
+            sock.send_frames_with_fd(&frames, None)
         };
         let (client, wants_pipe) = match postcard::from_bytes::<Hello>(hello) {
             Ok(Hello::Socket { client }) => (client, false),
@@ -508,40 +534,19 @@ impl Server {
             Err(_) => return None,
         };
         if !wants_pipe {
-            send(sock, &Welcome::Socket { server: self.id }, None).ok()?;
-            return Some((client, None));
+            send(sock, &Welcome::Socket { server: self.id }).ok()?;
+            return Some((client, false));
         }
         if !local {
             // A pipe's descriptor only passes over a Unix socket.
-            let refused = Welcome::Refused("pipes are for local clients".into());
-            let _ = send(sock, &refused, None);
+            let _ = send(
+                sock,
+                &Welcome::Refused("pipes are for local clients".into()),
+            );
             return None;
         }
-        let made = match pipe.take() {
-            Some(p) => Ok(p),
-            None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|(mut ours, _)| {
-                    ours.claim_now().map_err(|e| e.to_string())?;
-                    Ok(ours)
-                }),
-        };
-        match made {
-            Ok(c) => {
-                send(
-                    sock,
-                    &Welcome::Pipe { server: self.id },
-                    Some(c.segment().fd()),
-                )
-                .ok()?;
-                Some((client, Some(c)))
-            }
-            Err(e) => {
-                let _ = send(sock, &Welcome::Refused(e), None);
-                None
-            }
-        }
+        send(sock, &Welcome::Pipe { server: self.id }).ok()?;
+        Some((client, true))
     }
 
     fn get(&self, id: u64) -> Result<Arc<Obj>, RemoteError> {
@@ -596,7 +601,9 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn run(mut self, mut t: Transport) {
+    /// Serves the client until it goes; `spare`: the pipe a local client
+    /// gets after its first calls (taken when it does).
+    fn run(mut self, mut t: Transport, spare: &mut Option<Connection>) {
         loop {
             if self.server.shutdown.load(Ordering::Acquire) {
                 break;
@@ -608,14 +615,14 @@ impl Session<'_> {
             };
             let reply = match postcard::from_bytes::<Request>(&bytes) {
                 Ok(Request::Shutdown) => {
-                    let _ = t.send(&encode(&Reply::Ok));
+                    let _ = t.send(&encode(&Reply::Ok), spare);
                     self.server.request_stop();
                     break;
                 }
                 Ok(req) => self.handle(req, &mut || t.alive()),
                 Err(e) => Reply::Err(RemoteError::BadRequest(e.to_string())),
             };
-            if t.send(&encode(&reply)).is_err() {
+            if t.send(&encode(&reply), spare).is_err() {
                 break;
             }
         }

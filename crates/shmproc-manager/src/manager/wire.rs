@@ -37,6 +37,12 @@ pub enum Kind {
     Barrier,
 }
 
+/// How many calls a local client makes over its socket before the server
+/// sends it a pipe (with the reply to the last): a short-lived client (one
+/// that connects to look something up, a child handed a proxy) never costs
+/// a pipe; a busy one pays for it once.
+pub const PIPE_AFTER: u32 = 4;
+
 /// How a connection to the server is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hello {
@@ -76,10 +82,11 @@ impl From<Vec<u8>> for Val {
 /// The server's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Welcome {
-    /// The pipe's segment descriptor comes with this frame (`SCM_RIGHTS`):
-    /// open its end `Second`, claim it, and send requests over it. The
-    /// socket stays open for the session's life (its EOF tells the server
-    /// a client that never attached is gone).
+    /// A local client: its first [`PIPE_AFTER`] calls go over this socket;
+    /// the reply to the last of them comes with a pipe's segment
+    /// descriptor (`SCM_RIGHTS`): open its end `Second`, claim it, and send
+    /// the next requests over it. The socket stays open for the session's
+    /// life (its EOF tells the server the client is gone).
     Pipe {
         /// The server's id (random): a proxy is stored only into objects
         /// of its own server.
