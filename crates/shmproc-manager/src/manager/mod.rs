@@ -34,6 +34,13 @@
 //!   every proxy call errors ([`ProxyError::is_disconnected`]) instead of
 //!   hanging. When a client dies, its references are dropped, the locks
 //!   it held released, and a barrier it waited at broken.
+//! - Nested proxies (Python 3.6+): a proxy stored in a value of an object
+//!   of the same manager (a dict of lists, a queue of proxies) is read
+//!   back, in any process, as a working proxy. The stored value holds one
+//!   reference to its object, the proxy read another, so a nested object
+//!   lives while a container or a proxy anywhere refers to it, and goes
+//!   when the last one drops it or its process dies (only a cycle waits
+//!   for shutdown, as in Python). A proxy serializes nowhere else.
 //! - Objects are reference counted per client; a named object
 //!   (`dict_named`, ...) lives until shutdown, for clients that find it by
 //!   name ([`Manager::connect`] from another process or machine).

@@ -366,7 +366,7 @@ macro_rules! proxy_common {
 
         /// Inside a value stored into an object of the same manager (a
         /// dict of lists): the stored value keeps the object alive (see
-        /// the [module docs](self)). Anywhere else: an error.
+        /// the [`manager`](crate::manager) docs). Anywhere else: an error.
         impl$(<$($g),*>)? Serialize for $name$(<$($g),*>)? $(where $($b)*)? {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 self.base.serialize_ref(s)
