@@ -180,6 +180,16 @@ impl Setup {
         })
     }
 
+    /// `Manager::connect`, one call and the drop, µs: what Python's
+    /// `connect()` does (its handshake, then a `dummy` request).
+    pub fn connect_and_call(&self, tcp: bool, n: usize) -> f64 {
+        let a = if tcp { &self.tcp } else { &self.local };
+        per_op_us(n, |_| {
+            let c = Manager::connect(a, KEY).expect("connect");
+            c.object_count().expect("a call");
+        })
+    }
+
     /// `Client::connect` alone (the handshake over the Unix socket), µs.
     pub fn client_connect(&self, n: usize) -> f64 {
         per_op_us(n, |_| {
