@@ -139,6 +139,11 @@ pub(crate) struct Server {
     authkey: Vec<u8>,
 }
 
+/// One more reference to `id` held by a session.
+fn hold(held: &mut HashMap<u64, (u64, Arc<Obj>)>, id: u64, o: &Arc<Obj>) {
+    held.entry(id).or_insert_with(|| (0, Arc::clone(o))).0 += 1;
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking session thread must not take the server down.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -589,7 +594,9 @@ struct Session<'a> {
     /// The client's id ([`Hello`]): its connections (one for calls, more
     /// for blocking waits) share lock ownership.
     client: u64,
-    held: HashMap<u64, u64>,
+    /// The references this client holds, and their objects: a call finds
+    /// its object here, without the table's lock (shared by every session).
+    held: HashMap<u64, (u64, Arc<Obj>)>,
     /// Lock-like objects this session acquired (released at its end).
     locks: HashSet<u64>,
     /// References granted to the client by the request being served (the
@@ -647,7 +654,7 @@ impl Session<'_> {
             }
         }
         let mut work = std::mem::take(&mut self.drop_later);
-        for (id, n) in std::mem::take(&mut self.held) {
+        for (id, (n, _)) in std::mem::take(&mut self.held) {
             work.extend(std::iter::repeat_n(
                 id,
                 usize::try_from(n).unwrap_or(usize::MAX),
@@ -702,9 +709,9 @@ impl Session<'_> {
         let mut t = lock(&self.server.table);
         for &id in refs {
             // Held by the stored value, so present.
-            if let Some((_, n)) = t.objs.get_mut(&id) {
+            if let Some((o, n)) = t.objs.get_mut(&id) {
                 *n += 1;
-                *self.held.entry(id).or_default() += 1;
+                hold(&mut self.held, id, o);
                 self.grants.push(id);
             }
         }
@@ -755,7 +762,7 @@ impl Session<'_> {
                     let (o, refs) = t.objs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
                     Self::check(o, id, kind, &ty)?;
                     *refs += 1;
-                    *self.held.entry(id).or_default() += 1;
+                    hold(&mut self.held, id, o);
                     return Ok(Reply::Id(id));
                 }
                 let state = match kind {
@@ -818,11 +825,11 @@ impl Session<'_> {
                 // A named object is pinned (one reference held by the
                 // server) until shutdown, so any client can find it later.
                 let pinned = u64::from(name.is_some());
+                hold(&mut self.held, id, &obj);
                 t.objs.insert(id, (obj, 1 + pinned));
                 if let Some(n) = name {
                     t.names.insert(n, id);
                 }
-                *self.held.entry(id).or_default() += 1;
                 Ok(Reply::Id(id))
             }
             Request::Attach { id, kind, ty } => {
@@ -830,7 +837,7 @@ impl Session<'_> {
                 let (o, refs) = t.objs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
                 Self::check(o, id, kind, &ty)?;
                 *refs += 1;
-                *self.held.entry(id).or_default() += 1;
+                hold(&mut self.held, id, o);
                 Ok(Reply::Ok)
             }
             Request::Pin { id } => {
@@ -843,12 +850,12 @@ impl Session<'_> {
                 let t = lock(&self.server.table);
                 let (o, _) = t.objs.get(&id).ok_or(RemoteError::NoSuchObject(id))?;
                 Self::check(o, id, kind, &ty)?;
-                *self.held.entry(id).or_default() += 1;
+                hold(&mut self.held, id, o);
                 Ok(Reply::Ok)
             }
             Request::Release { id } => {
                 match self.held.get_mut(&id) {
-                    Some(n) if *n > 0 => {
+                    Some((n, _)) if *n > 0 => {
                         *n -= 1;
                         if *n == 0 {
                             self.held.remove(&id);
@@ -860,7 +867,10 @@ impl Session<'_> {
                 Ok(Reply::Ok)
             }
             Request::Call { id, op } => {
-                let o = self.server.get(id)?;
+                let o = match self.held.get(&id) {
+                    Some((_, o)) => Arc::clone(o),
+                    None => self.server.get(id)?,
+                };
                 self.call(&o, id, op, alive)
             }
             Request::Shutdown => Ok(Reply::Ok),
