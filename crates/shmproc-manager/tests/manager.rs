@@ -475,6 +475,15 @@ fn a_local_client_moves_to_a_pipe_after_its_first_calls() {
         d.set(&i, &(i * 10)).expect("set");
     }
     assert!(c.served_over_pipe(), "the pipe came with a reply");
+    // Values larger than a request or reply encoded on the stack, and than
+    // the pipe (they stream through).
+    let big = m.dict::<u64, Vec<u8>>().expect("dict");
+    for len in [200, 300, 5000, 100_000] {
+        let v: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        big.set(&(len as u64), &v).expect("set");
+        assert_eq!(big.get(&(len as u64)).expect("get"), Some(v));
+    }
+    drop(big);
     for i in 1..20 {
         d.set(&(100 + i), &i).expect("set over the pipe");
     }

@@ -115,13 +115,22 @@ impl ClientHandle {
     /// failure (the server died, a timeout) breaks the connection: every
     /// later call fails at once with [`ConnError::Eof`].
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ProxyError> {
-        let bytes = encode_request(req)?;
+        // A small request (most are) is encoded on the stack: no allocation.
+        let mut stack = [0u8; 256];
+        let heap;
+        let bytes: &[u8] = match postcard::to_slice(req, &mut stack) {
+            Ok(b) => b,
+            Err(_) => {
+                heap = encode_request(req)?;
+                &heap
+            }
+        };
         let mut guard = self
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = guard.as_mut().ok_or(ConnError::Eof)?;
-        let got = transact(t, &bytes, self.timeout, Some(Instant::now() + self.timeout));
+        let got = transact(t, bytes, self.timeout, Some(Instant::now() + self.timeout));
         if got.is_err() {
             *guard = None;
         }

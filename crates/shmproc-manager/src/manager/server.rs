@@ -629,7 +629,17 @@ impl Session<'_> {
                 Ok(req) => self.handle(req, &mut || t.alive()),
                 Err(e) => Reply::Err(RemoteError::BadRequest(e.to_string())),
             };
-            if t.send(&encode(&reply), spare).is_err() {
+            // A small reply (most are) is encoded on the stack.
+            let mut stack = [0u8; 256];
+            let heap;
+            let bytes: &[u8] = match postcard::to_slice(&reply, &mut stack) {
+                Ok(b) => b,
+                Err(_) => {
+                    heap = encode(&reply);
+                    &heap
+                }
+            };
+            if t.send(bytes, spare).is_err() {
                 break;
             }
         }
