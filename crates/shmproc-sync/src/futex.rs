@@ -206,14 +206,17 @@ impl SpinBudget {
 
 /// Spin iterations of a lock waiter before it registers and sleeps.
 ///
-/// Short on purpose: a waiter that spins on the lock word keeps pulling the
-/// holder's cache line away. Measured with `benches/sync_compare` (two
-/// processes, 1M locked increments each, 2 CPUs), as a ratio to a
-/// process-shared pthread mutex in the same run: 1000 spins 0.66x, 100 spins
-/// 0.77x, 10 spins 1.05x, no spin 1.05x. A few spins still catch a holder
-/// that is about to release.
+/// None: a waiter that spins on the lock word keeps pulling the holder's
+/// cache line away, and with a small value in the lock's line (`Value`)
+/// every spin read also takes the data the holder is writing. Measured with
+/// `benches/sync_compare` (two processes, 1M locked increments each, 2 CPUs),
+/// as a ratio to a process-shared pthread mutex in the same run: 1000 spins
+/// 0.66x, 100 spins 0.77x, 10 spins 1.05x, no spin 1.05x (an earlier
+/// session); under SCHED_FIFO on a shared L3, seven paired runs, 10 spins
+/// against none: `Value` 0.84-0.99x against 1.32-1.44x, `Lock` 0.82-1.00x
+/// against 0.98-1.01x. glibc's default mutex does not spin either.
 #[cfg(not(shmproc_loom))]
-pub const LOCK_SPIN_LIMIT: u32 = 10;
+pub const LOCK_SPIN_LIMIT: u32 = 0;
 /// Loom: see [`SPIN_LIMIT`].
 #[cfg(shmproc_loom)]
 pub const LOCK_SPIN_LIMIT: u32 = 1;

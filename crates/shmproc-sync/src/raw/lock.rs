@@ -257,6 +257,10 @@ impl RawLock {
     }
 
     #[cold]
+    #[allow(
+        clippy::absurd_extreme_comparisons,
+        reason = "LOCK_SPIN_LIMIT is 0 in the default build (no spin), 1 under loom"
+    )]
     fn acquire_slow(&self, me: u32, deadline: Deadline) -> Option<Acquired> {
         let mut spins = 0;
         let mut slept = false;
