@@ -261,7 +261,7 @@ const BYTES_HALF: u8 = 0x40;
 /// `queue_ops`: a sequence of operations on an anonymous `Queue<u64>`,
 /// checked against a `VecDeque` model (one process, so the queue must be
 /// exactly a FIFO of capacity `cap`); or, when the first byte has
-/// [`BYTES_HALF`] set, the same on a `ByteQueue` ([`bytes_ops`]).
+/// `BYTES_HALF` (0x40) set, the same on a `ByteQueue` (`bytes_ops`).
 ///
 /// Input: capacity byte (`1 << (b % 6)`), then opcodes (`b % 8`): try_put,
 /// try_get, put_many(n), get_many(n), zero-copy get, qsize/empty/full
@@ -530,8 +530,8 @@ fn bytes_ops(data: &[u8]) {
 /// the segment's fd, as another process would). Every operation must return
 /// (a value or an error); never panic, hang or access out of bounds.
 ///
-/// Input: capacity byte (with [`BYTES_HALF`] set: the `ByteQueue` half,
-/// [`bytes_corrupt`]), then opcodes: `b % 4 == 3` writes 8 bytes (next)
+/// Input: capacity byte (with `BYTES_HALF` (0x40) set: the `ByteQueue`
+/// half, `bytes_corrupt`), then opcodes: `b % 4 == 3` writes 8 bytes (next)
 /// at an offset (next 2 bytes, modulo the ring's length) into the ring;
 /// otherwise try_put / try_get / zero-copy get.
 pub fn queue_corrupt(data: &[u8]) {
