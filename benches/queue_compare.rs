@@ -13,6 +13,7 @@
 //! round as a smoke test.
 //!
 //! `--stream64` runs only the 64 B 1 -> 1 streams in the user's pattern
+//! (`--stream64k`: the 64 KiB ones)
 //! (the minimal ring, `Queue` with `put`/`get`, with `try_put`/`try_get`,
 //! in place, `ByteQueue`), all rounds, for the five-run spread of issue 18:
 //! `for i in 1 2 3 4 5; do queue_compare --bench --stream64; done`.
@@ -33,8 +34,9 @@ fn tput_key(who: &str, size: usize, p: usize, c: usize) -> String {
     format!("tput/{p}p{c}c/{size}/{who}")
 }
 
-/// The 64 B 1 -> 1 streams only (`--stream64`).
-fn stream64_round(s: &mut Samples, sz: &LinkSizes) {
+/// The `size` 1 -> 1 streams only (`--stream64`: 64 B, `--stream64k`:
+/// 64 KiB).
+fn stream_round(s: &mut Samples, sz: &LinkSizes, size: usize) {
     for who in [
         Who::SpscRing,
         Who::QueueSpin,
@@ -42,9 +44,9 @@ fn stream64_round(s: &mut Samples, sz: &LinkSizes) {
         Who::QueueInPlace,
         Who::ByteQueue,
     ] {
-        let n = sz.messages(false, 64);
-        if let Some(t) = queue::throughput(who, 64, 1, 1, n, sz, Pattern::User) {
-            s.push(tput_key(who.name(), 64, 1, 1), n as f64 / t.as_secs_f64());
+        let n = sz.messages(false, size);
+        if let Some(t) = queue::throughput(who, size, 1, 1, n, sz, Pattern::User) {
+            s.push(tput_key(who.name(), size, 1, 1), n as f64 / t.as_secs_f64());
         }
     }
 }
@@ -104,11 +106,17 @@ fn main() {
          unix socket: socketpair(AF_UNIX, SOCK_SEQPACKET); ipc-channel: bytes_channel"
     );
 
-    let stream64 = std::env::args().any(|a| a == "--stream64");
-    let mut python_skip = stream64.then(|| "--stream64: 64B streams only".to_owned());
+    let only = if std::env::args().any(|a| a == "--stream64") {
+        Some(64)
+    } else if std::env::args().any(|a| a == "--stream64k") {
+        Some(65536)
+    } else {
+        None
+    };
+    let mut python_skip = only.map(|size| format!("--stream64/--stream64k: {size} B streams only"));
     let all = Rounds::for_this_run(sz.reps).run(|s| {
-        if stream64 {
-            stream64_round(s, &sz);
+        if let Some(size) = only {
+            stream_round(s, &sz, size);
         } else {
             one_round(s, &sz);
         }

@@ -13,6 +13,7 @@
 //!   (issue 5) benches;
 //! - [`pool`]: the pool comparison's tasks and its baselines without a
 //!   pool (issue 16);
+//! - [`manager`]: the Manager's cases and floors (issue 19);
 //! - [`python`]: Python's `multiprocessing` in the same runs;
 //! - [`compare`]: the comparison tables' banner, rounds, placement, paired
 //!   ratios and verdicts;
@@ -21,6 +22,7 @@
 pub mod compare;
 pub mod harness;
 mod links;
+pub mod manager;
 pub mod pingpong;
 pub mod pipe;
 pub mod pool;

@@ -1,6 +1,6 @@
 //! Python's `multiprocessing`, measured in the same run as ours: the
 //! scripts in `benches/python/` (`value_lock.py`, `queue.py`, `pipe.py`,
-//! `pool.py`),
+//! `pool.py`, `manager.py`),
 //! each run as `python3` with a deadline, its pinning matching the Rust
 //! cases', and its one-line JSON result read back.
 //!
@@ -136,6 +136,40 @@ pub fn pool(sz: &PoolSizes) -> Result<PoolRun, String> {
         imap_items_per_s: num("imap_items_per_s")?,
         apply_p50_us: num("apply_p50_us")?,
         apply_p99_us: num("apply_p99_us")?,
+    })
+}
+
+/// What `python/manager.py` measures (`Manager().dict()`), medians in µs.
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerRun {
+    /// `d[k] = v` over the default Unix socket.
+    pub set_local: f64,
+    /// `d[k]` over the Unix socket.
+    pub get_local: f64,
+    /// Connect + handshake of a second client over the Unix socket.
+    pub connect_local: f64,
+    /// `d[k] = v` over TCP loopback with an authkey.
+    pub set_tcp: f64,
+    /// `d[k]` over TCP.
+    pub get_tcp: f64,
+    /// Connect + handshake over TCP.
+    pub connect_tcp: f64,
+}
+
+/// Runs `python/manager.py` (`ops` calls per sample, `rounds` samples), or
+/// says why it could not.
+pub fn manager(ops: usize, rounds: usize) -> Result<ManagerRun, String> {
+    let out = run("manager.py", &[&ops.to_string(), &rounds.to_string()])?;
+    let num = |key: &str| {
+        json_number(&out, key).ok_or_else(|| format!("no {key} in python output: {out:?}"))
+    };
+    Ok(ManagerRun {
+        set_local: num("set_local")?,
+        get_local: num("get_local")?,
+        connect_local: num("connect_local")?,
+        set_tcp: num("set_tcp")?,
+        get_tcp: num("get_tcp")?,
+        connect_tcp: num("connect_tcp")?,
     })
 }
 

@@ -1,11 +1,12 @@
 //! The comparison run behind `shmproc bench`: shmproc's Queue, Pipe, Value,
-//! Process start and Pool against the baselines their benches name, in one
+//! Process start, Pool and Manager against the baselines their benches name, in one
 //! run of interleaved rounds, each case's median and the median of its
 //! per-round ratios against its baselines, with the machine's state. It
 //! calls the same contestants as the `*_compare` benches (this library's
-//! `queue`, `pipe`, `sync`, `pool`, `python` modules), with sizes for a quick
+//! `queue`, `pipe`, `sync`, `pool`, `manager`, `python` modules), with sizes for a quick
 //! (under a minute on 2 CPUs) or a full run.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use shmproc_pool::Pool;
@@ -17,7 +18,7 @@ use crate::pool::{fork_exit_wait, identity, is_prime, round_trips, static_split}
 use crate::queue::Who;
 use crate::sizes::{LinkSizes, PoolSizes};
 use crate::sync::{Case, CaseVisitor};
-use crate::{pipe, python, queue, sync};
+use crate::{manager, pipe, python, queue, sync};
 
 /// Which transports a run covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,16 +36,21 @@ pub enum Group {
     Process,
     /// `Pool` against sequential code and an ideal static split.
     Pool,
+    /// `Manager`: dict set and get round trips and connect + handshake,
+    /// locally and over TCP loopback, against a Pipe round trip and a TCP
+    /// echo (the floors) and Python's `Manager().dict()`.
+    Manager,
 }
 
 impl Group {
     /// Every group, in run order.
-    pub const ALL: [Group; 5] = [
+    pub const ALL: [Group; 6] = [
         Group::Queue,
         Group::Pipe,
         Group::Value,
         Group::Process,
         Group::Pool,
+        Group::Manager,
     ];
 
     /// The group's name on the command line and in the report.
@@ -55,6 +61,7 @@ impl Group {
             Group::Value => "value",
             Group::Process => "process",
             Group::Pool => "pool",
+            Group::Manager => "manager",
         }
     }
 }
@@ -230,6 +237,19 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
     let want: Vec<u8> = numbers.iter().map(|&n| is_prime(n)).collect();
     let pool = if opts.groups.contains(&Group::Pool) {
         Some(Pool::new(2).expect("Pool::new"))
+    } else {
+        None
+    };
+    // The manager cases' server, dicts and floors, made once.
+    let (mgr_ops, mgr_connects) = if opts.quick { (300, 10) } else { (2000, 40) };
+    let mgr = if opts.groups.contains(&Group::Manager) {
+        match manager::Setup::new() {
+            Ok(s) => Some(RefCell::new(s)),
+            Err(e) => {
+                skipped.push(format!("manager: {e}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -476,6 +496,67 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                 }
                 cases.push(c);
             }
+            Group::Manager => {
+                let Some(mgr) = mgr.as_ref() else { continue };
+                for tcp in [false, true] {
+                    let at = if tcp { "tcp" } else { "local" };
+                    let floor = if tcp { "tcp_echo" } else { "pipe_round_trip" };
+                    let floor_run: Runner<'_> = if tcp {
+                        Box::new(move || Some(mgr.borrow_mut().tcp_rtt(mgr_ops)))
+                    } else {
+                        Box::new(move || Some(mgr.borrow_mut().pipe_rtt(mgr_ops)))
+                    };
+                    cases.push(Case_ {
+                        group: g,
+                        case: format!("dict set round trip, {at}"),
+                        unit: "us",
+                        better: Better::Lower,
+                        contestants: vec![
+                            (floor.into(), false, floor_run),
+                            (
+                                "shmproc_manager".into(),
+                                true,
+                                Box::new(move || Some(mgr.borrow().set(tcp, mgr_ops))),
+                            ),
+                        ],
+                        pairs: vec![("shmproc_manager".into(), floor.into())],
+                    });
+                    cases.push(Case_ {
+                        group: g,
+                        case: format!("dict get round trip, {at}"),
+                        unit: "us",
+                        better: Better::Lower,
+                        contestants: vec![(
+                            "shmproc_manager".into(),
+                            true,
+                            Box::new(move || Some(mgr.borrow().get(tcp, mgr_ops))),
+                        )],
+                        pairs: Vec::new(),
+                    });
+                    cases.push(Case_ {
+                        group: g,
+                        case: format!("connect + handshake, {at}"),
+                        unit: "us",
+                        better: Better::Lower,
+                        contestants: vec![
+                            (
+                                "shmproc_manager".into(),
+                                true,
+                                Box::new(move || Some(mgr.borrow().connect(tcp, mgr_connects))),
+                            ),
+                            // Python's `connect()` makes one request too.
+                            (
+                                "shmproc_manager_and_a_call".into(),
+                                true,
+                                Box::new(move || {
+                                    Some(mgr.borrow().connect_and_call(tcp, mgr_connects))
+                                }),
+                            ),
+                        ],
+                        pairs: Vec::new(),
+                    });
+                }
+            }
             Group::Pool => {
                 let Some(pool) = pool.as_ref() else { continue };
                 let n = numbers.len();
@@ -702,6 +783,23 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                         }
                     }
                     Err(e) => skipped.push(format!("python pool: {e}")),
+                },
+                Group::Manager => match python::manager(mgr_ops, 3) {
+                    Ok(r) => {
+                        for (case, v) in [
+                            ("dict set round trip, local", r.set_local),
+                            ("dict get round trip, local", r.get_local),
+                            ("connect + handshake, local", r.connect_local),
+                            ("dict set round trip, tcp", r.set_tcp),
+                            ("dict get round trip, tcp", r.get_tcp),
+                            ("connect + handshake, tcp", r.connect_tcp),
+                        ] {
+                            if let Some(ci) = find(case) {
+                                python_rows.push((ci, "python".into(), v));
+                            }
+                        }
+                    }
+                    Err(e) => skipped.push(format!("python manager: {e}")),
                 },
                 Group::Process => {}
             }

@@ -1007,10 +1007,13 @@ pub fn bytes_records(data: &[u8]) {
     });
     let suffix = side_suffix(q.queue_id());
     let scribe = Scribe::new(q.segment());
-    let ring_slot = (crate::bytes::RECORD_HEADER_LEN + SLOT) as u64;
+    let ring_slot = SLOT as u64;
     let (payload_off, stride) = slot_geometry(ring_slot).expect("slot geometry");
+    // Records v3: the words in the 16 bytes before the payload (the end of
+    // the slot header's line), a side record's name at the payload, so the
+    // 64-byte record header is contiguous from 16 bytes before the payload.
     let record_at = |i: u64| -> u64 {
-        DATA_OFFSET as u64 + RING_HEADER_LEN as u64 + (i % cap as u64) * stride + payload_off
+        DATA_OFFSET as u64 + RING_HEADER_LEN as u64 + (i % cap as u64) * stride + payload_off - 16
     };
     let slots_end = DATA_OFFSET as u64 + RING_HEADER_LEN as u64 + cap as u64 * stride;
     let write = |at: u64, bytes: &[u8]| {

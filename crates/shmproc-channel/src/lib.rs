@@ -76,13 +76,19 @@
 //! Each guard's docs link here.
 //!
 //! # Model checking
-//! The ring's protocols run under loom (`--cfg shmproc_loom`, heap
-//! storage, the production code): `shmproc_sync::model` gives each loom
-//! thread its own pid and tid, maps both sides of the asymmetric fence to
-//! `fence(SeqCst)` (soundness argued in `shmproc_sync::asym`), blocks
+//! The ring's and the pipe's protocols run under loom (`--cfg shmproc_loom`,
+//! heap storage, the production code): `shmproc_sync::model` gives each
+//! loom thread its own pid and tid, maps both sides of the asymmetric fence
+//! to `fence(SeqCst)` (soundness argued in `shmproc_sync::asym`), blocks
 //! futex waiters until their word changes (a lost wake-up is a deadlock
 //! loom reports), and lets a thread die at a crash point (reported dead to
-//! every liveness check). Bound = loom's preemption bound.
+//! every liveness check). The pipe's seam is `pipe/heap.rs`: its control
+//! blocks with loom atomics, a loom atomic per line for the seals, and a
+//! loom-tracked cell per data byte, which every copy in or out registers
+//! (a byte read without a happens-before edge from its write, or
+//! overwritten while the reader may still read it, is a causality
+//! violation); in a production build the seam is the segment and the
+//! tracking compiles to nothing. Bound = loom's preemption bound.
 //!
 //! | model (`tests/`) | protocol | bound |
 //! |---|---|---|
@@ -94,6 +100,11 @@
 //! | `loom_asym.rs` `sleeper_get_is_woken_by_put`, `sleeper_put_is_woken_by_get` | registration vs publish/release: no lost wake-up | 3 |
 //! | `loom_asym.rs` `two_repairers_of_one_dead_sleeper` | `repair_sleepers` racing a live sleeper | 2 |
 //! | `loom_asym.rs` `death_at_put_claimed`, `death_at_get_claimed` | survivors' repair after a death at each crash point | 2 |
+//! | `loom_pipe.rs` `pipe_reader_and_writer_wait` | the pipe's reader and writer waits (register, fence, re-check, futex) against publish and `publish_head`; seals; no lost wake-up | 3 |
+//! | `loom_pipe.rs` `pipe_message_across_wrap` | a streamed message wrapping the ring, chunk waits on both sides | 2 |
+//! | `loom_pipe.rs` `pipe_heavy_waits_without_membarrier` | the heavy side: `heavy` word set at the claim, heavy fence and liveness check per later sleep (waits time out) | 3 |
+//! | `loom_pipe.rs` `pipe_release_claim_hands_over` | `release_claim`, then a fresh claim of the end by another process | 2 |
+//! | `shmproc-pool` `loom_pool.rs` `pool_death_at_*` | the `Pod` pool's cursor, pending records, done flags and `lost_pending`, a worker dying at each of five points | 3 (`pending`, `flagged`), 2 |
 //!
 //! `tests/shuttle.rs` runs 3 producers x 3 consumers (blocking, and with a
 //! producer dying at `put-claimed`) under shuttle's randomised,
@@ -101,18 +112,34 @@
 //! that a consumer (or producer) helping the index past positions that
 //! others kept releasing reported a healthy ring [`Corrupt`] ("slot stamp
 //! ahead of head") after `capacity` such helps in one call; the bound is
-//! now on the stamp (at most one lap ahead), not on the count.
+//! now on the stamp (at most one lap ahead), not on the count. The pool's
+//! model found two races in `lost_pending` (see `shmproc-pool`'s
+//! `claim.rs`), now fixed.
 //!
-//! Each `loom_asym` model has seeded mutants (`SHMPROC_MUTANT`, checked by
-//! `.ci/loom-mutants`) that it must catch. Unchecked: the pipe's
-//! light/heavy waits (the pipe is not built under loom); the Pool's chunk
-//! cursor (`shmproc-pool`'s worker control words, real atomics only);
-//! configurations beyond these thread counts and bounds; the first, light
-//! sleep's designed miss (the model's waker always fences); loom treats
-//! `SeqCst` accesses as `AcqRel`, so protocols that pair `SeqCst` accesses
-//! without a fence (the sync crate's semaphore and event) are modelled
-//! with timed-out waits only; and the kernel itself (`membarrier`'s
-//! delivery, futex, `/proc`), which the model stands in for.
+//! Each model has seeded mutants (`SHMPROC_MUTANT`, checked by
+//! `.ci/loom-mutants`) that it must catch. Unchecked: configurations
+//! beyond these thread counts, message counts and bounds; the pipe's
+//! in-place guards (`reserve`, `recv_bytes_ref`: raw pointers the model
+//! does not track), its sentinels and `poll`/`wait`, and a peer's death
+//! (EOF, `BrokenPipe`); what the `heavy` word buys (the model's light side
+//! is a `SeqCst` fence either way, so a light side left without a
+//! `membarrier` to back it cannot be expressed: only the word's accesses
+//! are checked); for the same reason, any ordering that the light side's
+//! `SeqCst` fence gives besides store-load (it is also a release and an
+//! acquire fence under the model, a compiler fence in production): a
+//! `Release` store after a light fence weakened to `Relaxed`
+//! (`release_claim`'s exchange, tried as a mutant) is not caught; the
+//! first, light sleep's designed miss (the model's waker
+//! always fences); lost wake-ups where waits time out (the death models
+//! and the pipe's heavy model); the pool's serde path, its watch loop's
+//! bookkeeping around `settle_dead` (retries, aborts) and a replacement
+//! that dies before it shows its retry; loom treats `SeqCst` accesses as
+//! `AcqRel`, so protocols that pair `SeqCst` accesses without a fence (the
+//! sync crate's semaphore and event) are modelled with timed-out waits
+//! only (the pool's claim words are all `SeqCst`, and its argument in
+//! `claim.rs` uses only acquire/release edges, which is what loom checks);
+//! and the kernel itself (`membarrier`'s delivery, futex, `/proc`), which
+//! the model stands in for.
 //!
 //! # Examples
 //! ```
@@ -135,7 +162,8 @@
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
-// Under loom only the ring is built; the blocking layer and the queues are not.
+// Under loom only the ring and the pipe's ends are built; the blocking
+// layer and the queues are not.
 #![cfg_attr(shmproc_loom, allow(dead_code))]
 
 #[cfg(not(shmproc_loom))]
@@ -153,7 +181,6 @@ pub mod inspect;
 mod joinable;
 #[cfg(all(feature = "serde", not(shmproc_loom)))]
 mod obj;
-#[cfg(not(shmproc_loom))]
 mod pipe;
 #[cfg(not(shmproc_loom))]
 mod queue;
@@ -184,6 +211,9 @@ pub use storage::HeapStorage;
 pub mod __private {
     #[cfg(not(shmproc_loom))]
     pub use crate::fuzzing::{bytes_records, pipe_frames, pipe_open, queue_corrupt, queue_ops};
+    /// The pipe on the heap, for its loom model (`tests/loom_pipe.rs`).
+    #[cfg(shmproc_loom)]
+    pub use crate::pipe::{HeapPipe, heap_pipe};
     pub use crate::ring::{Pop, Push, Ring};
 }
 
@@ -195,9 +225,12 @@ pub use joinable::JoinableQueue;
 pub use obj::ObjQueue;
 #[cfg(not(shmproc_loom))]
 pub use pipe::{
-    ClaimError, Connection, ConnectionError, DEFAULT_CAPACITY, MAX_CAPACITY_BYTES,
-    MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe, PipeEnd, PipeMode, PollError, RecvError, RecvGuard,
-    RecvTimeoutError, SendError, SendGuard, SendTimeoutError, TryRecvError, TrySendError, wait,
+    DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY, Pipe, PipeMode, wait,
+};
+// Under the model too: the pipe's ends run on heap storage (`pipe::heap`).
+pub use pipe::{
+    ClaimError, Connection, ConnectionError, PipeEnd, PollError, RecvError, RecvGuard,
+    RecvTimeoutError, SendError, SendGuard, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(all(not(shmproc_loom), feature = "serde"))]
 pub use pipe::{RecvObjError, SendObjError};

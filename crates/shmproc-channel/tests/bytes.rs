@@ -159,11 +159,14 @@ fn too_large_is_an_error_and_nothing_is_enqueued() {
     assert_eq!(q.try_get_bytes(), Err(TryGetError::Closed));
 }
 
-/// Writes `bytes` at `off` bytes into slot 0's payload (the record header).
+/// Writes `bytes` at `off` bytes into slot 0's record header (records v3:
+/// the kind and length words in the last 16 bytes of the slot header's
+/// line, then a side record's name at the start of the payload).
 fn scribble(q: &ByteQueue, off: u64, bytes: &[u8]) {
     let file = File::from(q.segment().fd().try_clone_to_owned().expect("dup"));
-    // Segment header, ring header (384), slot header line (64).
-    let at = DATA_OFFSET as u64 + 384 + 64 + off;
+    // Segment header, ring header (384), the slot header line's first 48
+    // bytes (the ring's stamp and owner, then padding).
+    let at = DATA_OFFSET as u64 + 384 + 48 + off;
     file.write_all_at(bytes, at).expect("write");
 }
 

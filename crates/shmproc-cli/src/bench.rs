@@ -1,5 +1,5 @@
 //! `shmproc bench`: the comparison run (`shmproc_benches::suite`): shmproc's
-//! Queue, Pipe, Value, Process start and Pool against their baselines in one
+//! Queue, Pipe, Value, Process start, Pool and Manager against their baselines in one
 //! run of interleaved rounds, with a progress bar, a table of ratios, the
 //! raw figures as JSON and a chart as SVG.
 
@@ -27,6 +27,9 @@ pub(crate) enum GroupArg {
     /// Pool against sequential code, a static split, the futex floor and
     /// Python.
     Pool,
+    /// Manager dict set/get round trips and connect + handshake, local and
+    /// over TCP, against a Pipe round trip, a TCP echo and Python.
+    Manager,
 }
 
 impl GroupArg {
@@ -37,6 +40,7 @@ impl GroupArg {
             GroupArg::Value => Group::Value,
             GroupArg::Process => Group::Process,
             GroupArg::Pool => Group::Pool,
+            GroupArg::Manager => Group::Manager,
         }
     }
 }

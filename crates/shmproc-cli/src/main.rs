@@ -78,8 +78,8 @@ enum Cmd {
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
     },
-    /// The comparison run: shmproc's Queue, Pipe, Value, Process start and
-    /// Pool against their baselines (and Python's multiprocessing when
+    /// The comparison run: shmproc's Queue, Pipe, Value, Process start,
+    /// Pool and Manager against their baselines (and Python's multiprocessing when
     /// python3 is present), in interleaved rounds; a table of ratios.
     Bench {
         /// List the groups and exit.

@@ -433,7 +433,10 @@ fn bench_lists_its_groups_and_refuses_an_unknown_one() {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
-    assert_eq!(names, ["queue", "pipe", "value", "process", "pool"]);
+    assert_eq!(
+        names,
+        ["queue", "pipe", "value", "process", "pool", "manager"]
+    );
     let out = shmproc(&["bench", "no_such_group"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("queue"), "{}", stderr(&out));

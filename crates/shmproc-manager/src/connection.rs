@@ -80,6 +80,12 @@ impl Stream {
             Stream::Tcp(s) => s.set_write_timeout(t),
         }
     }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Unix(s) => s.read(buf),
@@ -119,8 +125,12 @@ pub struct SocketConnection {
     /// The write timeout last set on the socket (`None`: never set), so
     /// that it is set again only when it changes.
     write_timeout: Option<Option<Duration>>,
-    /// A poll found the socket readable and nothing was read since.
-    readable: bool,
+    /// The same for the read timeout (`SO_RCVTIMEO`): a read waits for
+    /// its first byte with it, no `poll` first.
+    read_timeout: Option<Option<Duration>>,
+    /// `Some`: reads take descriptors too (`recvmsg`), kept here; a
+    /// plain read would close those that come with its bytes.
+    fds: Option<Vec<std::os::fd::OwnedFd>>,
 }
 
 /// Size of a connection's read buffer: a read asks for this much.
@@ -136,18 +146,21 @@ impl SocketConnection {
             rend: 0,
             wbuf: Vec::new(),
             write_timeout: None,
-            readable: false,
+            read_timeout: None,
+            fds: None,
         }
     }
 
-    /// [`poll`](Self::poll), remembering a readable socket so that the
-    /// read that follows does not poll again.
-    pub(crate) fn poll_mut(&mut self, timeout: Duration) -> Result<bool, ConnError> {
-        if self.buffered() > 0 || self.readable {
-            return Ok(true);
-        }
-        self.readable = self.poll(timeout)?;
-        Ok(self.readable)
+    /// From now on, reads keep the descriptors that come with the bytes
+    /// (Unix sockets), for [`take_fds`](Self::take_fds).
+    pub(crate) fn collect_fds(&mut self) {
+        self.fds.get_or_insert_with(Vec::new);
+    }
+
+    /// The descriptors received since [`collect_fds`](Self::collect_fds);
+    /// reads are plain again.
+    pub(crate) fn take_fds(&mut self) -> Vec<std::os::fd::OwnedFd> {
+        self.fds.take().unwrap_or_default()
     }
 
     fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
@@ -186,10 +199,7 @@ impl SocketConnection {
     /// # Errors
     /// As [`send_bytes`](Self::send_bytes); [`ConnError::Timeout`].
     pub fn send_bytes_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<(), ConnError> {
-        // Whole milliseconds: a caller's remaining time changes at every
-        // call, and each change costs a system call.
-        let t = Duration::from_millis(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
-        self.set_write_timeout(Some(t.max(Duration::from_millis(1))))?;
+        self.set_write_timeout(Some(coarse(timeout)))?;
         self.write_frame(buf)
     }
 
@@ -230,51 +240,26 @@ impl SocketConnection {
         }
     }
 
-    /// Sends one frame with `fd` attached (`SCM_RIGHTS`; Unix sockets only),
-    /// in one `sendmsg`.
-    pub(crate) fn send_frame_with_fd(
+    /// Sends frames in one `write`, or one `sendmsg` with `fd` attached
+    /// (`SCM_RIGHTS`; Unix sockets only).
+    pub(crate) fn send_frames_with_fd(
         &mut self,
-        buf: &[u8],
-        fd: std::os::fd::BorrowedFd<'_>,
+        bufs: &[&[u8]],
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<(), ConnError> {
+        let Some(fd) = fd else {
+            return self.write_frames(bufs);
+        };
         if !matches!(self.stream, Stream::Unix(_)) {
             return Err(ConnError::Io(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "descriptors pass over Unix sockets only",
             )));
         }
-        let frame = self.encode_frames(&[buf]);
+        let frame = self.encode_frames(bufs);
         let r = shmproc_shm::os::send_with_fds(self.fd(), &frame, &[fd]);
         self.keep_wbuf(frame);
         r.map_err(ConnError::Io)
-    }
-
-    /// Receives one frame of at most `max` bytes and the descriptors sent
-    /// with it ([`send_frame_with_fd`](Self::send_frame_with_fd)). Nothing
-    /// may be buffered: the descriptors come with the frame's first bytes.
-    pub(crate) fn recv_frame_with_fds(
-        &mut self,
-        max: usize,
-        deadline: Instant,
-    ) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), ConnError> {
-        if self.buffered() > 0 {
-            return Err(ConnError::Codec(
-                "unexpected bytes before a frame with descriptors".into(),
-            ));
-        }
-        self.wait_readable(Some(deadline))?;
-        let mut b = std::mem::take(&mut self.rbuf);
-        b.resize(READ_BUF, 0);
-        let got = shmproc_shm::os::recv_with_fds(self.fd(), &mut b);
-        self.rend = *got.as_ref().map(|(n, _)| n).unwrap_or(&0);
-        self.rbuf = b;
-        self.rpos = 0;
-        let (n, fds) = got.map_err(ConnError::Io)?;
-        if n == 0 {
-            return Err(ConnError::Eof);
-        }
-        let frame = self.recv_frame(max, Some(deadline))?;
-        Ok((frame, fds))
     }
 
     /// Receives one message (`recv_bytes`), waiting as long as it takes.
@@ -337,8 +322,7 @@ impl SocketConnection {
                 let want = buf.len() - done;
                 if want >= READ_BUF {
                     // A large payload: straight into its buffer.
-                    self.wait_readable(deadline)?;
-                    done += self.read_some(buf.get_mut(done..).unwrap_or_default())?;
+                    done += self.read_some(buf.get_mut(done..).unwrap_or_default(), deadline)?;
                     continue;
                 }
                 self.fill(deadline)?;
@@ -356,38 +340,47 @@ impl SocketConnection {
         Ok(())
     }
 
-    /// Waits until the socket is readable (data or EOF), or `deadline`.
-    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
-        if std::mem::take(&mut self.readable) {
-            return Ok(());
-        }
+    /// One read of what the socket has (`recvmsg` while collecting
+    /// descriptors), waiting for its first byte until `deadline` with the
+    /// socket's receive timeout: one system call, no `poll` first. `Eof` at
+    /// 0 bytes; [`ConnError::Timeout`] with nothing read.
+    fn read_some(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ConnError> {
         loop {
-            let wait = match deadline {
-                None => None,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(ConnError::Timeout);
+            {
+                let t = match deadline {
+                    None => None,
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(ConnError::Timeout);
+                        }
+                        Some(read_timeout(left))
                     }
-                    Some(left)
+                };
+                if self.read_timeout != Some(t) {
+                    self.stream.set_read_timeout(t)?;
+                    self.read_timeout = Some(t);
                 }
-            };
-            let fd = self.fd();
-            let ready = shmproc_shm::os::poll_readable(&[fd], wait).map_err(ConnError::Io)?;
-            if ready.first().copied().unwrap_or(false) {
-                return Ok(());
             }
-        }
-    }
-
-    /// One `read` of the readable socket (it does not block: we are its
-    /// only reader and it was reported readable); `Eof` at 0 bytes.
-    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
-        loop {
-            match self.stream.read(buf) {
+            let r = if self.fds.is_some() {
+                shmproc_shm::os::recv_with_fds(self.fd(), buf).map(|(n, fds)| {
+                    self.fds.get_or_insert_with(Vec::new).extend(fds);
+                    n
+                })
+            } else {
+                self.stream.read(buf)
+            };
+            match r {
                 Ok(0) => return Err(ConnError::Eof),
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The receive timeout passed: the deadline decides.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -395,14 +388,29 @@ impl SocketConnection {
 
     /// Reads what the socket has (up to [`READ_BUF`]) into the empty buffer.
     fn fill(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
-        self.wait_readable(deadline)?;
         let mut b = std::mem::take(&mut self.rbuf);
         b.resize(READ_BUF, 0);
-        let r = self.read_some(&mut b);
+        let r = self.read_some(&mut b, deadline);
         self.rend = *r.as_ref().unwrap_or(&0);
         self.rbuf = b;
         self.rpos = 0;
         r.map(drop)
+    }
+
+    /// Waits up to `wait` for a message to start, then reads it whole
+    /// (`rest` for the remainder: a deadline in the middle of a frame
+    /// would lose its first bytes). [`ConnError::Timeout`] with nothing
+    /// read when none started.
+    pub(crate) fn recv_frame_within(
+        &mut self,
+        wait: Duration,
+        max: usize,
+        rest: Duration,
+    ) -> Result<Vec<u8>, ConnError> {
+        if self.buffered() == 0 {
+            self.fill(Some(Instant::now() + wait))?;
+        }
+        self.recv_frame(max, Some(Instant::now() + rest))
     }
 
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -463,7 +471,7 @@ impl SocketConnection {
 
     /// Python's `deliver_challenge`: we challenge, the peer answers.
     fn deliver_challenge(&mut self, authkey: &[u8], deadline: Instant) -> Result<(), ConnError> {
-        let random = random_challenge();
+        let random = random_challenge()?;
         let message = auth::challenge_message(&random);
         self.send_bytes_timeout(&[CHALLENGE, &message].concat(), left(deadline))?;
         let response = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
@@ -520,16 +528,34 @@ impl SocketConnection {
         authkey: &[u8],
         timeout: Duration,
     ) -> Result<(), ConnError> {
+        self.client_handshake_then(authkey, timeout, None)
+    }
+
+    /// The client's side of the handshake, with `early`, the first frame
+    /// after it, sent along with our challenge (a Manager's hello: the
+    /// server answers it with its own last handshake frames, see
+    /// [`PendingConnection::authenticate_early`]). It goes out before the
+    /// server has proved it knows the key, so it must hold nothing secret.
+    pub(crate) fn client_handshake_then(
+        &mut self,
+        authkey: &[u8],
+        timeout: Duration,
+        early: Option<&[u8]>,
+    ) -> Result<(), ConnError> {
         // Python's `answer_challenge` then `deliver_challenge`, the same
         // frames in the same order, pipelined: our response and our
         // challenge go out in one write, and the peer's welcome and
         // response come back together (two round trips, not three).
         let deadline = Instant::now() + timeout;
         let digest = self.recv_challenge(authkey, deadline)?;
-        let random = random_challenge();
+        let random = random_challenge()?;
         let message = auth::challenge_message(&random);
-        self.set_write_timeout(Some(left(deadline)))?;
-        self.write_frames(&[&digest, &[CHALLENGE, &message].concat()])?;
+        self.set_write_timeout(Some(coarse(left(deadline))))?;
+        let challenge = [CHALLENGE, &message].concat();
+        match early {
+            Some(e) => self.write_frames(&[&digest, &challenge, e])?,
+            None => self.write_frames(&[&digest, &challenge])?,
+        }
         self.recv_welcome(deadline)?;
         let response = self.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
         match auth::verify_response(authkey, &message, &response) {
@@ -542,14 +568,37 @@ impl SocketConnection {
     }
 }
 
-/// [`MESSAGE_LENGTH`] random bytes.
-fn random_challenge() -> [u8; MESSAGE_LENGTH] {
+/// [`MESSAGE_LENGTH`] random bytes (one `getrandom`).
+fn random_challenge() -> Result<[u8; MESSAGE_LENGTH], ConnError> {
     let mut random = [0u8; MESSAGE_LENGTH];
-    for chunk in random.chunks_mut(8) {
-        let r = shmproc_shm::os::random_u64().to_le_bytes();
-        chunk.copy_from_slice(r.get(..chunk.len()).unwrap_or_default());
+    shmproc_shm::os::random_bytes(&mut random).map_err(ConnError::Io)?;
+    Ok(random)
+}
+
+/// A write timeout as set on the socket: a caller's remaining time changes
+/// at every call, and each change costs a system call, so whole
+/// milliseconds, and whole seconds (rounded up) from one second on (the
+/// handshake's writes then set it once).
+fn coarse(t: Duration) -> Duration {
+    if t >= Duration::from_secs(1) {
+        Duration::from_secs(t.as_secs() + u64::from(t.subsec_nanos() > 0))
+    } else {
+        Duration::from_millis(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+            .max(Duration::from_millis(1))
     }
-    random
+}
+
+/// A read timeout as set on the socket: whole seconds, rounded down, from
+/// one second on (the same at every call with a long deadline: set once),
+/// else whole milliseconds, rounded up. The read that times out early
+/// looks at its deadline and waits again.
+fn read_timeout(t: Duration) -> Duration {
+    if t >= Duration::from_secs(1) {
+        Duration::from_secs(t.as_secs())
+    } else {
+        Duration::from_millis(u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
+            .max(Duration::from_millis(1))
+    }
 }
 
 fn left(deadline: Instant) -> Duration {
@@ -594,6 +643,58 @@ pub struct PendingConnection {
 }
 
 impl PendingConnection {
+    /// The server's half of the handshake for a client that may send its
+    /// first frame early ([`SocketConnection::client_handshake_then`]):
+    /// our welcome and response go out in one write; when that early frame
+    /// came with the client's challenge (or comes before its welcome),
+    /// `reply(conn, frame, ours)` answers it, sending our `ours` frames
+    /// first when they were not sent yet (in one write or `sendmsg`: the
+    /// client gets everything with one wake-up). Then the client's
+    /// verdict on us is read. Returns whether `reply` ran.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate); `reply`'s.
+    pub(crate) fn authenticate_early(
+        mut self,
+        authkey: &[u8],
+        timeout: Duration,
+        reply: impl FnOnce(&mut SocketConnection, &[u8], &[&[u8]]) -> Result<(), ConnError>,
+    ) -> Result<(SocketConnection, bool), ConnError> {
+        let c = &mut self.conn;
+        let deadline = Instant::now() + timeout;
+        let random = random_challenge()?;
+        let message = auth::challenge_message(&random);
+        c.send_bytes_timeout(&[CHALLENGE, &message].concat(), left(deadline))?;
+        let response = c.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+        if let Err(e) = auth::verify_response(authkey, &message, &response) {
+            let _ = c.send_bytes_timeout(FAILURE, left(deadline));
+            return Err(e.into());
+        }
+        // Authenticated: what it sends from now on may be read.
+        let digest = c.recv_challenge(authkey, deadline)?;
+        let mut reply = Some(reply);
+        if c.buffered() > 0 {
+            let early = c.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+            if let Some(r) = reply.take() {
+                r(c, &early, &[WELCOME, &digest])?;
+            }
+        } else {
+            c.set_write_timeout(Some(left(deadline)))?;
+            c.write_frames(&[WELCOME, &digest])?;
+        }
+        loop {
+            let answer = c.recv_frame(MAX_HANDSHAKE_FRAME, Some(deadline))?;
+            if answer == WELCOME {
+                return Ok((self.conn, reply.is_none()));
+            }
+            match reply.take() {
+                // The early frame, in a read of its own.
+                Some(r) if answer != FAILURE => r(c, &answer, &[])?,
+                _ => return Err(AuthenticationError::Rejected.into()),
+            }
+        }
+    }
+
     /// Runs the server's half of the handshake.
     ///
     /// # Errors

@@ -6,7 +6,7 @@
 //! | `shared_memory.SharedMemory(name, create=True, size=n)` | [`SharedMemory::create`], [`SharedMemory::open`], [`SharedMemory::new`] |
 //! | `shared_memory.ShareableList([...])` | [`ShareableList::create`] (length-prefixed: trailing NULs and UTF-8 survive) |
 //! | `managers.SharedMemoryManager()` | [`SharedMemoryManager::start`] (unlinks on shutdown and when its owner dies) |
-//! | `multiprocessing.Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `RLock`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Event`, `register` | [`Manager`] and its typed proxies ([`DictProxy`], ...): local clients over shared memory, remote ones over TCP |
+//! | `multiprocessing.Manager()`: `dict`, `list`, `Namespace`, `Value`, `Queue`, `Lock`, `RLock`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`, `Event`, `register` | [`Manager`] and its typed proxies ([`DictProxy`], ...): local clients over shared memory, remote ones over TCP; nested proxies (a dict of lists) |
 //! | `connection.Listener(addr, authkey=k)` / `Client(addr, authkey=k)` | [`Listener`], [`Client`] (Python 3.12's HMAC-SHA256 handshake, byte for byte) |
 //!
 //! # Examples

@@ -251,10 +251,10 @@ fn namespace_value_queue_lock_event_and_registered_types() {
 fn raw_session(addr: &Address, key: &[u8]) -> shmproc_manager::SocketConnection {
     let mut c = Client::connect_timeout(addr, key, TIMEOUT).expect("connect");
     c.send_obj(&Hello::Socket { client: 1 }).expect("hello");
-    assert_eq!(
+    assert!(matches!(
         c.recv_obj_timeout::<Welcome>(TIMEOUT).expect("welcome"),
-        Welcome::Socket
-    );
+        Welcome::Socket { .. }
+    ));
     c
 }
 
@@ -301,7 +301,7 @@ fn bad_input_is_a_typed_error_and_others_are_served() {
             &mut c,
             &enc(&Request::Call {
                 id: d.id(),
-                op: Op::Append(vec![1])
+                op: Op::Append(vec![1].into())
             })
         ),
         Reply::Err(RemoteError::UnknownMethod { .. })
@@ -418,6 +418,12 @@ fn server_sigkilled_mid_call_every_client_errors_within_its_timeout() {
             p
         })
         .collect();
+    // This process's calls go over its pipe by now (the children's over
+    // their sockets): both see the server die.
+    for _ in 0..shmproc_manager::manager::wire::PIPE_AFTER {
+        d.len().expect("len");
+    }
+    assert!(m.served_over_pipe());
     // Whether or not a child is already inside `get` when the server dies,
     // its call errors: EOF while blocked, a broken pipe when sent after.
     let t0 = Instant::now();
@@ -453,5 +459,49 @@ fn a_pipe_is_refused_over_tcp_and_the_server_serves_on() {
     d.set(&1, &2).expect("set");
     assert_eq!(d.get(&1).expect("get"), Some(2));
     drop(d);
+    m.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_local_client_moves_to_a_pipe_after_its_first_calls() {
+    use shmproc_manager::manager::wire::PIPE_AFTER;
+    let _w = Watchdog::new(TIMEOUT);
+    let m = Manager::start().expect("start");
+    let c = Manager::connect(m.address(), m.authkey()).expect("connect");
+    assert!(!c.served_over_pipe(), "a new connection uses its socket");
+    let d = c.dict::<u64, u64>().expect("dict");
+    for i in 1..u64::from(PIPE_AFTER) {
+        assert!(!c.served_over_pipe(), "call {i}");
+        d.set(&i, &(i * 10)).expect("set");
+    }
+    assert!(c.served_over_pipe(), "the pipe came with a reply");
+    // Values larger than a request or reply encoded on the stack, and than
+    // the pipe (they stream through).
+    let big = m.dict::<u64, Vec<u8>>().expect("dict");
+    for len in [200, 300, 5000, 100_000] {
+        let v: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        big.set(&(len as u64), &v).expect("set");
+        assert_eq!(big.get(&(len as u64)).expect("get"), Some(v));
+    }
+    drop(big);
+    for i in 1..20 {
+        d.set(&(100 + i), &i).expect("set over the pipe");
+    }
+    for i in 1..u64::from(PIPE_AFTER) {
+        assert_eq!(d.get(&i).expect("get"), Some(i * 10));
+    }
+    assert_eq!(d.len().expect("len"), PIPE_AFTER as usize - 1 + 19);
+    drop(d);
+    drop(c);
+    // A short-lived client's objects are released too.
+    let c = Manager::connect(m.address(), m.authkey()).expect("connect");
+    let l = c.list::<u8>().expect("list");
+    l.append(&1).expect("append");
+    assert!(!c.served_over_pipe());
+    drop((l, c));
+    assert!(shmproc_testing::wait_until(TIMEOUT, || m
+        .object_count()
+        .expect("count")
+        == 0));
     m.shutdown().expect("shutdown");
 }

@@ -60,7 +60,8 @@
 //! the `Pod` path a worker stores the chunk it is about to claim as
 //! *pending* before its compare-and-swap, so a worker killed right after its
 //! claim still names its chunk; the done flags tell a finished chunk from a
-//! lost one. In the serde path the handler knows which batch each worker
+//! lost one. That protocol (`claim.rs`) is model-checked with loom, a
+//! worker dying at each of its crash points (`tests/loom_pool.rs`). In the serde path the handler knows which batch each worker
 //! holds; the chunks of a second batch it never started are queued again as
 //! they were. A **panicking task** fails its call with
 //! [`PoolError::TaskPanicked`] (message, item index); the worker serves on.
@@ -69,6 +70,12 @@
 //! out, and the other way round.
 #![deny(unsafe_code)]
 
+#[cfg(not(shmproc_loom))]
+mod claim;
+/// Not API: the claim protocol, for its loom model (`tests/loom_pool.rs`).
+#[cfg(shmproc_loom)]
+#[doc(hidden)]
+pub mod claim;
 mod error;
 mod fuzzing;
 mod handler;
@@ -1285,52 +1292,6 @@ impl Inner {
             .is_some_and(|w| w.process.is_alive())
     }
 
-    /// Whether a slot other than `me` shows chunk `c` (pending or held) or
-    /// was handed `c` as its retry.
-    fn shown_elsewhere(&self, c: u64, me: usize, assigned: &[Option<u64>]) -> bool {
-        (0..self.workers.len()).filter(|&j| j != me).any(|j| {
-            let low = self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff;
-            (low & !PENDING) == c + 1 || assigned[j] == Some(c)
-        })
-    }
-
-    /// Worker `me` died with chunk `i` pending (stored before its
-    /// compare-and-swap on the cursor): whether its swap won, so that the
-    /// chunk is lost unless run again.
-    fn lost_pending(
-        &self,
-        i: u64,
-        me: usize,
-        job: u64,
-        claimed_below: u64,
-        assigned: &[Option<u64>],
-        flags: &ShmSlice<u32>,
-    ) -> bool {
-        // A live worker with `i` pending resolves it within instructions.
-        for _ in 0..100_000 {
-            let busy = (0..self.workers.len()).any(|j| {
-                j != me
-                    && self.slot(j).load(Ordering::SeqCst) & 0xffff_ffff == PENDING | (i + 1)
-                    && self.is_alive(j)
-            });
-            if !busy {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        let cur = word(&self.control, CURSOR).load(Ordering::SeqCst);
-        let next = if cur >> 32 == job {
-            cur & 0xffff_ffff
-        } else {
-            u64::MAX
-        };
-        // Nobody's swap passed `i`: nothing was claimed.
-        if i >= next.min(claimed_below) {
-            return false;
-        }
-        flag(flags, i).load(Ordering::SeqCst) == 0 && !self.shown_elsewhere(i, me, assigned)
-    }
-
     fn run_job(&mut self, spec: &JobSpec) -> Result<(), PoolError> {
         let n = self.workers.len();
         // Workers that died between calls.
@@ -1428,30 +1389,19 @@ impl Inner {
                     Some(w) => (w.process.pid(), w.process.exitcode()),
                     None => (None, None),
                 };
-                let low = self.slot(i).load(Ordering::SeqCst) & 0xffff_ffff;
-                let mut lost = None;
-                if low & PENDING != 0 {
-                    let c = (low & !PENDING) - 1;
-                    if self.lost_pending(c, i, job, claimed_below, &assigned, &flags) {
-                        lost = Some(c);
-                    }
-                } else if low != 0 {
-                    let c = low - 1;
-                    if flag(&flags, c).load(Ordering::SeqCst) != 0 {
+                let view = JobWords {
+                    inner: self,
+                    flags: &flags,
+                };
+                let lost = match claim::settle_dead(&view, i, job, claimed_below, &assigned) {
+                    claim::Dead::Nothing => None,
+                    claim::Dead::Finished(_) => {
                         // Finished, but died before counting it.
                         settled += 1;
-                    } else {
-                        lost = Some(c);
+                        None
                     }
-                } else if let Some(c) = assigned[i] {
-                    // A replacement that died before it showed its retry.
-                    if flag(&flags, c).load(Ordering::SeqCst) == 0
-                        && !self.shown_elsewhere(c, i, &assigned)
-                    {
-                        lost = Some(c);
-                    }
-                }
-                self.slot(i).fetch_and(!0xffff_ffff, Ordering::SeqCst);
+                    claim::Dead::Lost(c) => Some(c),
+                };
                 assigned[i] = None;
                 let mut retry = NO_CHUNK;
                 if let Some(c) = lost {
@@ -1469,7 +1419,8 @@ impl Inner {
                                 chunk: chunk_range(c),
                             });
                         }
-                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        let (from, count) =
+                            claim::abort_cursor(word(&self.control, CURSOR), job, n_chunks);
                         claimed_below = claimed_below.min(from);
                         settled += count;
                     }
@@ -1486,7 +1437,8 @@ impl Inner {
                         if retry != NO_CHUNK {
                             settled += 1;
                         }
-                        let (from, count) = abort_cursor(&self.control, job, n_chunks);
+                        let (from, count) =
+                            claim::abort_cursor(word(&self.control, CURSOR), job, n_chunks);
                         claimed_below = claimed_below.min(from);
                         settled += count;
                         error.get_or_insert(e);
@@ -1542,24 +1494,28 @@ impl Inner {
     }
 }
 
-/// Moves the cursor of `job` to its end; returns where it was and how many
-/// chunks nobody had claimed yet.
-fn abort_cursor(control: &ShmSlice<u64>, job: u64, n_chunks: u64) -> (u64, u64) {
-    let cursor = word(control, CURSOR);
-    let mut v = cursor.load(Ordering::SeqCst);
-    loop {
-        let next = v & 0xffff_ffff;
-        if v >> 32 != job || next >= n_chunks {
-            return (n_chunks, 0);
-        }
-        match cursor.compare_exchange(
-            v,
-            (job << 32) | n_chunks,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
-            Ok(_) => return (next, n_chunks - next),
-            Err(cur) => v = cur,
-        }
+/// One job's words as the claim protocol's pool side reads them.
+struct JobWords<'a> {
+    inner: &'a Inner,
+    flags: &'a ShmSlice<u32>,
+}
+
+impl claim::Table for JobWords<'_> {
+    type W = AtomicU64;
+    type F = shmproc_shm::sync::real::AtomicU32;
+    fn workers(&self) -> usize {
+        self.inner.workers.len()
+    }
+    fn cursor(&self) -> &AtomicU64 {
+        word(&self.inner.control, CURSOR)
+    }
+    fn state(&self, slot: usize) -> &AtomicU64 {
+        self.inner.slot(slot)
+    }
+    fn flag(&self, c: u64) -> &Self::F {
+        flag(self.flags, c)
+    }
+    fn alive(&self, slot: usize) -> bool {
+        self.inner.is_alive(slot)
     }
 }

@@ -427,65 +427,28 @@ fn run_pod_job(
     let state = word(control, state_index(slot));
     let busy = word(control, busy_index(slot));
     busy.store(job, Ordering::SeqCst);
-    let done = std::cell::Cell::new(0u64);
-    // `held`: whether the slot already shows the chunk as held.
-    let mut do_chunk = |c: u64, held: bool| {
-        if !held {
-            // Hold the chunk (the slot's low half was 0).
-            state.fetch_add(c + 1, Ordering::SeqCst);
-        }
-        let start = c as usize * chunksize;
-        let end = (start + chunksize).min(len);
-        if let Some(run) = run.as_mut() {
-            if let Err((index, message)) = run.run(start, end) {
-                report(&sock.0, job, index, &message);
+    let done = crate::claim::work(
+        word(control, CURSOR),
+        state,
+        word(control, DONE),
+        |c| flag(&flags, c),
+        (job, n_chunks, retry, budget),
+        |c| {
+            let start = c as usize * chunksize;
+            let end = (start + chunksize).min(len);
+            if let Some(run) = run.as_mut() {
+                if let Err((index, message)) = run.run(start, end) {
+                    report(&sock.0, job, index, &message);
+                }
             }
-        }
-        // The chunk's done flag first (the pool reads it when this worker
-        // dies before the next step), then done + 1 and held = 0 in one
-        // atomic step.
-        flag(&flags, c).store(1, Ordering::SeqCst);
-        state.fetch_add((1u64 << 32).wrapping_sub(c + 1), Ordering::SeqCst);
-        // Only the call's last chunk wakes the pool: a wake per chunk would
-        // have the pool's thread compete with the workers for the CPUs.
-        // (A chunk lost to a death is found by the pool's periodic check.)
-        if word(control, DONE).fetch_add(1, Ordering::SeqCst) + 1 >= n_chunks {
+        },
+        || {
             let wake = wake_word(control);
             wake.fetch_add(1, Ordering::Release);
             os::futex_wake(wake, 1);
-        }
-        done.set(done.get() + 1);
-    };
-    if retry != NO_CHUNK && retry < n_chunks {
-        do_chunk(retry, false);
-    }
-    let cursor = word(control, CURSOR);
-    loop {
-        if done.get() >= budget {
-            // `maxtasksperchild`: leave; the pool replaces this worker.
-            break;
-        }
-        let v = cursor.load(Ordering::SeqCst);
-        let c = v & 0xffff_ffff;
-        if v >> 32 != job || c >= n_chunks {
-            break;
-        }
-        // Record the chunk as pending before claiming it, so that the
-        // pool can tell, if this worker dies right after the claim,
-        // which chunk it took (see `Inner::lost_pending`).
-        state.fetch_add(PENDING | (c + 1), Ordering::SeqCst);
-        if cursor
-            .compare_exchange(v, v + 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            state.fetch_sub(PENDING, Ordering::SeqCst);
-            do_chunk(c, true);
-        } else {
-            state.fetch_sub(PENDING | (c + 1), Ordering::SeqCst);
-        }
-    }
+        },
+    );
     busy.store(0, Ordering::SeqCst);
-    let done = done.get();
     if let Some(run) = run {
         if cache.len() >= CACHED_RUNNERS {
             cache.remove(0);

@@ -64,12 +64,21 @@ pub fn my_tid_and_record() -> (u32, u64) {
         if p == pid && t != 0 {
             (t, r)
         } else {
-            let t = os::gettid().as_u32();
-            let r = (u64::from(pid) << START_BITS) | (os::identity::start_time() & START_MASK);
-            c.set((pid, t, r));
-            (t, r)
+            refresh_me(c, pid)
         }
     })
+}
+
+/// Fills this thread's identity cache (first use, or after a fork), out
+/// of line so that the leased queue operations inlining
+/// [`my_tid_and_record`] stay small.
+#[cold]
+#[inline(never)]
+fn refresh_me(c: &Cell<(u32, u32, u64)>, pid: u32) -> (u32, u64) {
+    let t = os::gettid().as_u32();
+    let r = (u64::from(pid) << START_BITS) | (os::identity::start_time() & START_MASK);
+    c.set((pid, t, r));
+    (t, r)
 }
 
 /// The calling thread's kernel tid (cached per thread, refreshed after fork).

@@ -9,20 +9,28 @@
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use shmproc_shm::ShmRegion;
-use shmproc_shm::sync::real::{AtomicU64, Ordering, fence};
+use shmproc_shm::sync::{AtomicU64, Ordering, fence};
 use shmproc_sync::asym;
 use shmproc_sync::futex::{self, SLICE};
 
-use super::layout::{HDR, LINE, RingCtl, SEAL, header_bytes, parse_header};
+use super::layout::{HDR, LINE, RingCtl, header_bytes, parse_header};
+
+/// The data area: a region of the mapping, or under the model
+/// ([`super::heap::Data`]) heap bytes whose 64-byte lines loom tracks (a read or
+/// write of a line not ordered after the other side's last access to it
+/// is a causality violation) and whose seal words are loom atomics.
+#[cfg(not(shmproc_loom))]
+pub(super) type Data = shmproc_shm::ShmRegion<'static>;
+#[cfg(shmproc_loom)]
+pub(super) use super::heap::Data;
 
 /// Process-local view of one ring.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ring {
     pub(super) ctl: NonNull<RingCtl>,
     /// The `cap` bytes of the data area; the connection's `Arc<Segment>`
-    /// keeps them mapped.
-    pub(super) data: ShmRegion<'static>,
+    /// keeps them mapped (under the model: its heap pipe, see [`Data`]).
+    pub(super) data: Data,
     pub(super) cap: u64,
     pub(super) mask: u64,
 }
@@ -86,6 +94,8 @@ impl Ring {
         debug_assert!(n <= self.cap);
         let first = n.min(self.cap - off) as usize;
         let (a, b) = src.split_at(first);
+        self.touch(off, first as u64, true);
+        self.touch(0, b.len() as u64, true);
         // SAFETY: `off + first <= cap` by construction (`off < cap` from the
         // local mask); the data area is `cap` bytes inside the mapping; the
         // bytes are between our tail and the reader's head + cap, which the
@@ -109,6 +119,8 @@ impl Ring {
         let off = pos & self.mask;
         debug_assert!(n <= self.cap);
         let first = n.min(self.cap - off);
+        self.touch(off, first, false);
+        self.touch(0, n - first, false);
         // SAFETY: `off + first <= cap` (as in `copy_in`); `dst` is valid for
         // `n` bytes (callers' contract, local memory); the bytes were
         // published by the writer (Acquire load of `tail` before this).
@@ -130,6 +142,51 @@ impl Ring {
                 )
             };
         }
+    }
+
+    /// Under the model: records an access to the lines of data offsets
+    /// `off..off + n` (loom checks it against the other side's); nothing
+    /// otherwise.
+    #[inline(always)]
+    pub(super) fn touch(&self, off: u64, n: u64, write: bool) {
+        #[cfg(shmproc_loom)]
+        self.data.touch(off as usize, n as usize, write);
+        #[cfg(not(shmproc_loom))]
+        let _ = (off, n, write);
+    }
+
+    /// Copies `src` into the data area at offset `off` (no wrap).
+    ///
+    /// # Safety
+    /// `off + src.len() <= cap`, and the bytes are free space beyond the
+    /// published tail (the reader does not touch them: SPSC protocol).
+    #[inline(always)]
+    pub(super) unsafe fn write_at(&self, off: u64, src: &[u8]) {
+        self.touch(off, src.len() as u64, true);
+        // SAFETY: inside the data area and free (the caller's contract);
+        // `src` is local memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.data.as_ptr().wrapping_add(off as usize),
+                src.len(),
+            )
+        };
+    }
+
+    /// Copies `n` bytes at data offset `off` (no wrap) into `dst`.
+    ///
+    /// # Safety
+    /// `off + n <= cap`, the bytes are published (ordered before this by an
+    /// Acquire load of `tail` or of the record's seal), and `dst` is valid
+    /// for `n` bytes of writes.
+    #[inline(always)]
+    pub(super) unsafe fn read_at(&self, off: u64, dst: *mut u8, n: usize) {
+        self.touch(off, n as u64, false);
+        // SAFETY: the caller's contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data.as_ptr().wrapping_add(off as usize), dst, n)
+        };
     }
 
     pub(super) fn write_header(&self, pos: u64, tag: u32, len: u64) {
@@ -158,17 +215,25 @@ impl Ring {
         if off % LINE != 0 || off > self.cap - LINE {
             return None;
         }
-        let p = self
-            .data
-            .as_ptr()
-            .wrapping_add((off + SEAL) as usize)
-            .cast::<u64>();
-        // SAFETY: `off + SEAL + 8 <= cap`: inside the data area, which the
-        // connection's `Arc<Segment>` keeps mapped (and `&self` borrows);
-        // 8-aligned (the data area is page-aligned, `off + SEAL` a multiple
-        // of 8); the word is only ever accessed atomically by the protocol
-        // (the writer stores it, readers load it) while it is a seal.
-        Some(unsafe { AtomicU64::from_ptr(p) })
+        #[cfg(shmproc_loom)]
+        {
+            // Under the model: the line's seal atomic (`heap::Data`).
+            self.data.seal(off / LINE)
+        }
+        #[cfg(not(shmproc_loom))]
+        {
+            let p = self
+                .data
+                .as_ptr()
+                .wrapping_add((off + super::layout::SEAL) as usize)
+                .cast::<u64>();
+            // SAFETY: `off + SEAL + 8 <= cap`: inside the data area, which the
+            // connection's `Arc<Segment>` keeps mapped (and `&self` borrows);
+            // 8-aligned (the data area is page-aligned, `off + SEAL` a multiple
+            // of 8); the word is only ever accessed atomically by the protocol
+            // (the writer stores it, readers load it) while it is a seal.
+            Some(unsafe { AtomicU64::from_ptr(p) })
+        }
     }
 
     /// Seals the record at `pos` (see the module docs).
@@ -178,7 +243,13 @@ impl Ring {
             // Release: pairs with the reader's Acquire load in `sealed`: the
             // header, the payload of a whole record and `tail` (stored
             // before) are visible to a reader that sees the seal.
-            w.store(pos ^ key, Ordering::Release);
+            // (The model's mutant `pipe_seal_relaxed` weakens it.)
+            let order = if shmproc_sync::mutant!("pipe_seal_relaxed") {
+                Ordering::Relaxed
+            } else {
+                Ordering::Release
+            };
+            w.store(pos ^ key, order);
         }
     }
 

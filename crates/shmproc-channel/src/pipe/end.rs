@@ -5,21 +5,31 @@
 // and `Send`; every block justified.
 #![allow(unsafe_code)]
 
+#[cfg(not(shmproc_loom))]
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use shmproc_shm::sync::real::{Ordering, fence};
+use shmproc_shm::sync::{Ordering, fence};
+#[cfg(not(shmproc_loom))]
 use shmproc_shm::{Offset, OpenOptions, Segment, SegmentKind, ShmRegion};
 use shmproc_sync::{asym, futex, owner};
 
 use super::byte_ring::Ring;
-use super::layout::{
-    CTL_OFF, DATA0_OFF, EndRecord, MAX_CAPACITY_BYTES, MIN_CAPACITY, MODE_DUPLEX, MODE_SIMPLEX,
-    PipeMeta, SPEC, payload_len,
-};
+#[cfg(not(shmproc_loom))]
+use super::layout::{CTL_OFF, DATA0_OFF, MAX_CAPACITY_BYTES, MIN_CAPACITY, SPEC, payload_len};
+use super::layout::{EndRecord, MODE_DUPLEX, MODE_SIMPLEX, PipeMeta};
+
+/// What holds a pipe's memory: its segment, or under the model a
+/// [`HeapPipe`](super::heap::HeapPipe).
+#[cfg(not(shmproc_loom))]
+type Backing = Segment;
+#[cfg(shmproc_loom)]
+type Backing = super::heap::HeapPipe;
+#[cfg(not(shmproc_loom))]
+use super::ConnectionError;
 use super::poll::{Sentinels, signal};
-use super::{ClaimError, ConnectionError, PipeEnd, Result};
+use super::{ClaimError, PipeEnd, Result};
 use crate::error::Corrupt;
 
 /// One end of a [`Pipe`](super::Pipe) (Python's `multiprocessing.connection.Connection`).
@@ -82,7 +92,7 @@ use crate::error::Corrupt;
 /// ```
 #[derive(Debug)]
 pub struct Connection {
-    seg: Arc<Segment>,
+    seg: Arc<Backing>,
     end: usize,
     pub(super) can_read: bool,
     pub(super) can_write: bool,
@@ -119,6 +129,7 @@ impl Connection {
     /// # Errors
     /// [`ConnectionError::Segment`] (not found, not a pipe, truncated...),
     /// [`ConnectionError::Corrupt`].
+    #[cfg(not(shmproc_loom))]
     pub fn open(name: &str, end: PipeEnd) -> Result<Connection> {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
@@ -134,6 +145,7 @@ impl Connection {
     ///
     /// # Errors
     /// As [`open`](Self::open).
+    #[cfg(not(shmproc_loom))]
     pub fn open_fd(fd: OwnedFd, end: PipeEnd) -> Result<Connection> {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
@@ -143,6 +155,7 @@ impl Connection {
     }
 
     /// Opens end `end` of the pipe `source` names.
+    #[cfg(not(shmproc_loom))]
     pub(crate) fn open_source(source: shmproc_shm::Source<'_>, end: PipeEnd) -> Result<Connection> {
         let seg = OpenOptions::new(SegmentKind::PIPE, SPEC)
             .payload_len(payload_len)
@@ -153,6 +166,7 @@ impl Connection {
 
     /// The pipe's segment (its [`fd`](Segment::fd) is what
     /// [`open_fd`](Self::open_fd) takes).
+    #[cfg(not(shmproc_loom))]
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -187,10 +201,12 @@ impl Connection {
     /// End `end` of this connection's pipe, on the same mapping (no
     /// `mmap`): the fuzz harness (`fuzzing.rs`) opens fresh ends on a kept
     /// pipe this way, and `attach` validates the meta line as `open` does.
+    #[cfg(not(shmproc_loom))]
     pub(crate) fn attach_same(&self, end: PipeEnd) -> Result<Connection> {
         Self::attach(Arc::clone(&self.seg), end.index(), None)
     }
 
+    #[cfg(not(shmproc_loom))]
     pub(super) fn attach(
         seg: Arc<Segment>,
         end: usize,
@@ -223,8 +239,42 @@ impl Connection {
             })
         };
         let (rx, tx) = (ring(end)?, ring(1 - end)?);
-        // SAFETY: `PipeMeta` is at payload offset 0 inside the mapping,
-        // atomics only.
+        Self::assemble(seg, end, meta, rx, tx, sentinels)
+    }
+
+    /// Under the model: end `end` of a heap pipe.
+    #[cfg(shmproc_loom)]
+    pub(super) fn attach(
+        seg: Arc<Backing>,
+        end: usize,
+        sentinels: Option<Sentinels>,
+    ) -> Result<Self> {
+        let cap = seg.cap;
+        let ring = |i: usize| {
+            let (ctl, data) = seg.ring(i);
+            Ring {
+                ctl,
+                data,
+                cap,
+                mask: cap - 1,
+            }
+        };
+        let (rx, tx) = (ring(end), ring(1 - end));
+        let meta = NonNull::from(&seg.meta);
+        Self::assemble(seg, end, meta, rx, tx, sentinels)
+    }
+
+    /// The connection of end `end` over `seg`, whose meta line is `meta`.
+    fn assemble(
+        seg: Arc<Backing>,
+        end: usize,
+        meta: NonNull<PipeMeta>,
+        rx: Ring,
+        tx: Ring,
+        sentinels: Option<Sentinels>,
+    ) -> Result<Self> {
+        // SAFETY: `meta` points to the `PipeMeta` inside `seg` (payload
+        // offset 0 of the mapping, or the heap pipe's), atomics only.
         let mode = unsafe { meta.as_ref() }.mode.load(Ordering::Relaxed);
         let (can_read, can_write) = match (mode, end) {
             (MODE_DUPLEX, _) => (true, true),
@@ -282,6 +332,7 @@ impl Connection {
     }
 
     /// The segment's name (`None` for an anonymous pipe).
+    #[cfg(not(shmproc_loom))]
     pub fn name(&self) -> Option<&str> {
         self.seg.name().map(|n| n.as_str())
     }
@@ -344,7 +395,11 @@ impl Connection {
             self.tx.require_fences();
         }
         // Acquire: pairs with the previous owner's Release stores of the indices.
-        self.rx_head = self.rx.ctl().head.value.load(Ordering::Acquire);
+        // (The model's mutant `pipe_claim_keeps_head` skips the load: the
+        // handle's own head, 0 for a fresh one, instead of the published.)
+        if !shmproc_sync::mutant!("pipe_claim_keeps_head") {
+            self.rx_head = self.rx.ctl().head.value.load(Ordering::Acquire);
+        }
         self.rx_cached_tail = self.rx_head;
         self.tx_tail = self.tx.ctl().tail.value.load(Ordering::Acquire);
         self.tx_cached_head = self.tx_tail.saturating_sub(self.tx.cap);
@@ -366,6 +421,11 @@ impl Connection {
         }
         if !check_alive {
             return false;
+        }
+        // (The model's mutant `pipe_live_peer_gone` takes a live peer for
+        // a dead one at every liveness check.)
+        if shmproc_sync::mutant!("pipe_live_peer_gone") {
+            return true;
         }
         let p = self.peer_end();
         let rec = p.owner.load(Ordering::Relaxed);

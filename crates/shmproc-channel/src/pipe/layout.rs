@@ -4,10 +4,18 @@
 //! bytes, [`record_shape`], [`Rec`]). See the [pipe module docs](super) for
 //! the protocol.
 
+#[cfg(not(shmproc_loom))]
 use std::mem::size_of;
 
-use shmproc_shm::sync::real::{AtomicU8, AtomicU32, AtomicU64};
-use shmproc_shm::{TypeSpec, shm_safe};
+// The index and wake words through the shim (`core`'s atomics, loom's
+// under the model, where the control blocks live on the heap: see
+// `byte_ring::heap`); the padding is never accessed.
+use shmproc_shm::TypeSpec;
+#[cfg(not(shmproc_loom))]
+use shmproc_shm::shm_safe;
+#[cfg(not(shmproc_loom))]
+use shmproc_shm::sync::real::AtomicU8;
+use shmproc_shm::sync::{AtomicU32, AtomicU64};
 
 /// The smallest pipe ring (per direction), in bytes.
 pub const MIN_CAPACITY: usize = 4096;
@@ -93,6 +101,7 @@ pub(super) struct PipeMeta {
     _reserved: AtomicU32,
     pub(super) ends: [EndRecord; 2],
     pub(super) seal_key: AtomicU64,
+    #[cfg(not(shmproc_loom))]
     _pad: [AtomicU8; 72],
 }
 
@@ -101,6 +110,7 @@ pub(super) struct PipeMeta {
 #[derive(Debug)]
 pub(super) struct IndexLine {
     pub(super) value: AtomicU64,
+    #[cfg(not(shmproc_loom))]
     _pad: [AtomicU8; 120],
 }
 
@@ -123,6 +133,7 @@ pub(super) struct WakeLine {
     pub(super) signalled: AtomicU32,
     pub(super) busy: AtomicU32,
     pub(super) heavy: AtomicU32,
+    #[cfg(not(shmproc_loom))]
     _pad: [AtomicU8; 104],
 }
 
@@ -141,6 +152,7 @@ pub(super) struct RingCtl {
     pub(super) wake: WakeLine,
 }
 
+#[cfg(not(shmproc_loom))]
 shm_safe! {
     EndRecord (size 16, align 8) {
         owner @ 0: AtomicU64,
@@ -149,6 +161,7 @@ shm_safe! {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 shm_safe! {
     PipeMeta (size 128, align 128) {
         capacity @ 0: AtomicU64,
@@ -160,6 +173,7 @@ shm_safe! {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 shm_safe! {
     IndexLine (size 128, align 128) {
         value @ 0: AtomicU64,
@@ -167,6 +181,7 @@ shm_safe! {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 shm_safe! {
     WakeLine (size 128, align 128) {
         wake @ 0: AtomicU32,
@@ -179,6 +194,7 @@ shm_safe! {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 shm_safe! {
     RingCtl (size 384, align 128) {
         tail @ 0: IndexLine,
@@ -187,6 +203,7 @@ shm_safe! {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 const _: () = {
     assert!(SEAL % 8 == 0 && SEAL >= HDR && INLINE + INLINE_MAX == LINE);
     assert!(CTL_OFF[0] >= META_OFF + size_of::<PipeMeta>());
@@ -267,4 +284,57 @@ pub(super) struct Rec {
     pub(super) payload: u64,
     pub(super) span: u64,
     pub(super) streamed: bool,
+}
+
+/// Under the model: the control blocks on the heap (loom atomics, zero).
+#[cfg(shmproc_loom)]
+mod heap {
+    use super::{AtomicU32, AtomicU64, EndRecord, IndexLine, PipeMeta, RingCtl, WakeLine};
+
+    impl EndRecord {
+        fn new() -> Self {
+            Self {
+                owner: AtomicU64::new(0),
+                closed: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl PipeMeta {
+        pub(in crate::pipe) fn new(capacity: u64, mode: u32, seal_key: u64) -> Self {
+            Self {
+                capacity: AtomicU64::new(capacity),
+                mode: AtomicU32::new(mode),
+                _reserved: AtomicU32::new(0),
+                ends: [EndRecord::new(), EndRecord::new()],
+                seal_key: AtomicU64::new(seal_key),
+            }
+        }
+    }
+
+    impl IndexLine {
+        fn new() -> Self {
+            Self {
+                value: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl RingCtl {
+        pub(in crate::pipe) fn new() -> Self {
+            Self {
+                tail: IndexLine::new(),
+                head: IndexLine::new(),
+                wake: WakeLine {
+                    wake: AtomicU32::new(0),
+                    waiters: AtomicU32::new(0),
+                    armed: AtomicU32::new(0),
+                    signalled: AtomicU32::new(0),
+                    busy: AtomicU32::new(0),
+                    heavy: AtomicU32::new(0),
+                },
+            }
+        }
+    }
 }

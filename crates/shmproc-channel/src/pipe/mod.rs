@@ -97,13 +97,21 @@
 //! `layout` (the segment and record formats), `byte_ring` (one SPSC ring:
 //! the raw copies, seals, fences and wake-ups), `end` (opening, claiming,
 //! releasing and closing an end), `send`, `recv` and `poll` (readiness, the
-//! sentinels and [`wait`]).
+//! sentinels and [`wait`]); under `cfg(shmproc_loom)` only, `heap` (the
+//! pipe on the heap, on which the same code runs under loom:
+//! `tests/loom_pipe.rs`).
 // For every submodule: no index into a slice that could panic.
 #![deny(clippy::indexing_slicing)]
+// Under the model only the ends are built (on `heap`), not `Pipe`'s
+// constructors, the segment openers or `wait`.
+#![cfg_attr(shmproc_loom, allow(unused_imports, unreachable_pub))]
 
 mod byte_ring;
 mod end;
 mod error;
+#[cfg(shmproc_loom)]
+mod heap;
+#[cfg(not(shmproc_loom))]
 pub(crate) mod inspect;
 mod layout;
 mod poll;
@@ -125,9 +133,13 @@ pub use error::{
 };
 #[cfg(feature = "serde")]
 pub use error::{RecvObjError, SendObjError};
+#[cfg(shmproc_loom)]
+pub use heap::{HeapPipe, heap_pipe};
+#[cfg_attr(shmproc_loom, allow(unused_imports))]
 pub use layout::{DEFAULT_CAPACITY, MAX_CAPACITY_BYTES, MAX_PIPE_MESSAGE_LEN, MIN_CAPACITY};
 use layout::{META_OFF, MODE_DUPLEX, MODE_SIMPLEX, PipeMeta, SPEC, payload_len, seal_key};
 use poll::Sentinels;
+#[cfg(not(shmproc_loom))]
 pub use poll::wait;
 pub use recv::RecvGuard;
 pub use send::SendGuard;
@@ -304,6 +316,7 @@ impl Default for Pipe {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 impl Pipe {
     /// A duplex pipe (anonymous segment, shared by `fork`), rings of
     /// [`DEFAULT_CAPACITY`].
@@ -409,6 +422,7 @@ impl Pipe {
     }
 }
 
+#[cfg(not(shmproc_loom))]
 fn capacity_error(capacity: usize) -> ConnectionError {
     ConnectionError::invalid(
         "pipe",

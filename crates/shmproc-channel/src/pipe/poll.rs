@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use shmproc_shm::sync::real::{AtomicU32, Ordering};
+use shmproc_shm::sync::{AtomicU32, Ordering};
 use shmproc_sync::futex::{self, Deadline, SLICE};
 
 use super::layout::{LINE, TAG_MSG, TAG_PAD};

@@ -16,7 +16,7 @@ use std::mem::size_of;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use shmproc_shm::sync::real::Ordering;
+use shmproc_shm::sync::Ordering;
 use shmproc_sync::futex::{self, Spin, Wake};
 
 use super::layout::{
@@ -79,11 +79,13 @@ impl Connection {
     #[inline]
     pub(super) fn publish_head(&mut self) {
         // Release: pairs with the writer's Acquire load of `head` in `tx_free`.
-        self.rx
-            .ctl()
-            .head
-            .value
-            .store(self.rx_head, Ordering::Release);
+        // (The model's mutant `pipe_head_relaxed` weakens it.)
+        let order = if shmproc_sync::mutant!("pipe_head_relaxed") {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        self.rx.ctl().head.value.store(self.rx_head, order);
         // The light fence: pairs with the writer's heavy fence in
         // `wait_space` (Dekker).
         self.rx.light_fence(self.light);
@@ -153,7 +155,8 @@ impl Connection {
                     && spin.count() < BUSY_SPIN_LIMIT
                     && self.rx.ctl().wake.busy.load(Ordering::Relaxed) != 0)
             {
-                std::hint::spin_loop();
+                // `core::hint::spin_loop` (a loom yield under the model).
+                shmproc_shm::sync::spin_loop();
                 continue;
             }
             if until.expired() {
@@ -167,7 +170,8 @@ impl Connection {
             // The heavy fence (after a light first sleep): pairs with the
             // writer's light fence in `publish` (Dekker).
             let cap = ring.sleep_fence(light);
-            if self.rx_avail(need)? >= need {
+            // The re-check (the model's mutant `pipe_skip_recheck` drops it).
+            if !shmproc_sync::mutant!("pipe_skip_recheck") && self.rx_avail(need)? >= need {
                 return Ok(Avail::Ready);
             }
             if self.peer_closed() {
@@ -277,7 +281,6 @@ impl Connection {
         if !self.rx.sealed(head, off, self.seal_key) {
             return None;
         }
-        let at = self.rx.data.as_ptr().wrapping_add(off as usize);
         let mut line = [0u8; LINE as usize];
         self.rx.read_line(off, &mut line);
         let (tag, len) = parse_header(&line);
@@ -298,9 +301,7 @@ impl Connection {
             // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
             // area; published (sealed, written before the seal); `dst` holds
             // `len` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(at.wrapping_add(LINE as usize), dst.as_mut_ptr(), n)
-            };
+            unsafe { self.rx.read_at(off + LINE, dst.as_mut_ptr(), n) };
         }
         self.rx_head = head.wrapping_add(span);
         // `tail` covers the record (see above): a cached tail left behind

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use shmproc_shm::sync::real::Ordering;
+use shmproc_shm::sync::Ordering;
 use shmproc_sync::futex::{self, Spin, Wake};
 
 use super::layout::{
@@ -103,7 +103,8 @@ impl Connection {
                 return Err(SendError::BrokenPipe);
             }
             if spin.more() && !until.expired() {
-                std::hint::spin_loop();
+                // `core::hint::spin_loop` (a loom yield under the model).
+                shmproc_shm::sync::spin_loop();
                 continue;
             }
             if until.expired() {
@@ -248,7 +249,6 @@ impl Connection {
         {
             return false;
         }
-        let at = self.tx.data.as_ptr().wrapping_add(off as usize);
         if len <= INLINE_MAX {
             // Header and payload at once; the seal word is left alone (a
             // reader may be watching it) and stored last.
@@ -264,12 +264,10 @@ impl Connection {
             // SAFETY: `off + HDR <= off + span <= cap`: inside the data area;
             // the line is free space (`tx_free`) beyond the published tail,
             // which the reader does not touch (SPSC protocol).
-            unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), at, h.len()) };
+            unsafe { self.tx.write_at(off, h) };
             // SAFETY: `off + INLINE + INLINE_MAX = off + LINE <= cap`, free
             // space as above.
-            unsafe {
-                std::ptr::copy_nonoverlapping(p.as_ptr(), at.wrapping_add(INLINE as usize), p.len())
-            };
+            unsafe { self.tx.write_at(off + INLINE, p) };
         } else {
             let busy = len >= BUSY_MIN;
             if busy {
@@ -277,16 +275,10 @@ impl Connection {
             }
             // SAFETY: `off + LINE + len <= off + span <= cap`: inside the data
             // area, free space as above; `buf` is local memory.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    buf.as_ptr(),
-                    at.wrapping_add(LINE as usize),
-                    buf.len(),
-                )
-            };
+            unsafe { self.tx.write_at(off + LINE, buf) };
             let h = header_bytes(TAG_MSG, len);
             // SAFETY: `off + HDR <= off + span <= cap`, free space as above.
-            unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), at, h.len()) };
+            unsafe { self.tx.write_at(off, &h) };
         }
         let pos = self.tx_tail;
         self.tx_tail = pos.wrapping_add(span);

@@ -283,7 +283,7 @@ impl<S: Storage> Ring<S> {
     /// slot at the tail is free for it, `fill` writes the payload in place
     /// and the message is published, with plain loads and stores only
     /// (module docs, "Leases").
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fast_push(&self, fill: impl FnOnce(*mut u8)) -> Fast<()> {
         let line = &self.header().tail;
         if !self.enter(line) {
@@ -336,7 +336,7 @@ impl<S: Storage> Ring<S> {
     /// the slot is released, with plain loads and stores only. A holder
     /// killed inside `read` leaves the message published: it is taken
     /// again by the next consumer (nothing was returned to anyone).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fast_pop<R>(&self, read: impl FnOnce(*const u8) -> R) -> Fast<R> {
         self.fast_pop_if(|src| Some(read(src)))
     }
@@ -345,7 +345,7 @@ impl<S: Storage> Ring<S> {
     /// (`None`: a record the CAS protocol must handle, such as a
     /// `ByteQueue`'s side or cancelled record): it then stays published,
     /// untouched, and the answer is [`Fast::Other`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fast_pop_if<R>(&self, read: impl FnOnce(*const u8) -> Option<R>) -> Fast<R> {
         let line = &self.header().head;
         if !self.enter(line) {

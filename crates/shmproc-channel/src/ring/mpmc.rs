@@ -622,13 +622,6 @@ impl<S: Storage> Ring<S> {
         }
     }
 
-    /// Copies the payload of slot `index` into `dst` **without** holding its
-    /// claim (a best-effort snapshot for a sweep: it may be torn, so callers
-    /// re-check the stamp and validate what they read).
-    pub(crate) fn peek_payload(&self, index: u64, dst: &mut [u8]) {
-        self.storage.read_payload(index & self.mask, 0, dst);
-    }
-
     /// A pointer to a claimed slot's payload.
     #[inline]
     pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {

@@ -17,13 +17,12 @@ use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnectio
     reason = "one per session, held in place; the pipe variant is the common one and boxing it adds a hop per call"
 )]
 enum Transport {
-    /// The pipe, and the socket kept open for the session's life.
-    Pipe(
-        Connection,
-        // Held open only: its EOF tells the server we are gone.
-        #[allow(dead_code)] SocketConnection,
-        SpinBudget,
-    ),
+    /// A local server: the socket, which serves the first calls, and the
+    /// pipe the server sent with a reply ([`Welcome::Pipe`]), which serves
+    /// the calls after it (the socket then held open only: its EOF tells
+    /// the server we are gone).
+    Local(SocketConnection, Option<(Connection, SpinBudget)>),
+    /// A remote server.
     Socket(SocketConnection),
 }
 
@@ -34,6 +33,9 @@ pub(crate) struct ClientHandle {
     pub(crate) timeout: Duration,
     /// This handle's id in the server: its connections share lock ownership.
     client: u64,
+    /// The server's id ([`Welcome`]): proxies of this server only are
+    /// stored into its objects.
+    pub(crate) server: u64,
     conn: Mutex<Option<Transport>>,
     /// Connections for calls that wait in the server, kept between calls.
     waiters: Mutex<Vec<Transport>>,
@@ -86,28 +88,49 @@ impl ClientHandle {
         timeout: Duration,
     ) -> Result<Arc<Self>, ConnError> {
         let client = shmproc_shm::os::random_u64();
-        let transport = connect(address, authkey, timeout, client)?;
+        let (transport, server) = connect(address, authkey, timeout, client)?;
         Ok(Arc::new(Self {
             address: address.clone(),
             authkey: authkey.to_vec(),
             timeout,
             client,
+            server,
             conn: Mutex::new(Some(transport)),
             waiters: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Whether calls go over a shared-memory pipe now.
+    pub(crate) fn over_pipe(&self) -> bool {
+        matches!(
+            *self
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Some(Transport::Local(_, Some(_)))
+        )
     }
 
     /// One request, one reply, within the handle's timeout. Any transport
     /// failure (the server died, a timeout) breaks the connection: every
     /// later call fails at once with [`ConnError::Eof`].
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ProxyError> {
-        let bytes = encode_request(req)?;
+        // A small request (most are) is encoded on the stack: no allocation.
+        let mut stack = [0u8; 256];
+        let heap;
+        let bytes: &[u8] = match postcard::to_slice(req, &mut stack) {
+            Ok(b) => b,
+            Err(_) => {
+                heap = encode_request(req)?;
+                &heap
+            }
+        };
         let mut guard = self
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = guard.as_mut().ok_or(ConnError::Eof)?;
-        let got = transact(t, &bytes, self.timeout, Some(Instant::now() + self.timeout));
+        let got = transact(t, bytes, self.timeout, Some(Instant::now() + self.timeout));
         if got.is_err() {
             *guard = None;
         }
@@ -131,28 +154,27 @@ impl ClientHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut t =
-            match spare {
-                Some(t) => t,
-                // The server refusing or gone (its socket file too) is the
-                // same error as a connection that broke: it is gone.
-                None => connect(&self.address, &self.authkey, self.timeout, self.client).map_err(
-                    |e| match e {
-                        ConnError::Io(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::ConnectionRefused
-                                    | std::io::ErrorKind::NotFound
-                                    | std::io::ErrorKind::ConnectionReset
-                                    | std::io::ErrorKind::BrokenPipe
-                            ) =>
-                        {
-                            ConnError::Eof
-                        }
-                        e => e,
-                    },
-                )?,
-            };
+        let mut t = match spare {
+            Some(t) => t,
+            // The server refusing or gone (its socket file too) is the
+            // same error as a connection that broke: it is gone.
+            None => connect(&self.address, &self.authkey, self.timeout, self.client)
+                .map(|(t, _)| t)
+                .map_err(|e| match e {
+                    ConnError::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionRefused
+                                | std::io::ErrorKind::NotFound
+                                | std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        ConnError::Eof
+                    }
+                    e => e,
+                })?,
+        };
         let deadline = wait.map(|w| Instant::now() + w + self.timeout);
         let got = transact(&mut t, &bytes, self.timeout, deadline)?;
         self.waiters
@@ -193,11 +215,27 @@ fn transact(
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, ConnError> {
     match t {
-        Transport::Pipe(c, _, budget) => c
+        Transport::Local(_, Some((c, budget))) => c
             .send_bytes_timeout(bytes, timeout)
             .map_err(|e| pipe_err(&e.to_string(), e.is_broken_pipe()))
             .and_then(|()| recv_reply(c, budget, deadline)),
-        // `recv_frame` polls briefly before it blocks.
+        Transport::Local(s, pipe @ None) => {
+            s.send_bytes_timeout(bytes, timeout)?;
+            let reply = s.recv_frame(MAX_FRAME, deadline)?;
+            // A reply with a descriptor brings the pipe for the next calls.
+            let mut fds = s.take_fds();
+            s.collect_fds();
+            if let Some(fd) = fds.pop() {
+                if !fds.is_empty() {
+                    return Err(ConnError::Codec("expected one pipe descriptor".into()));
+                }
+                let mut c = Connection::open_fd(fd, CLIENT_END)
+                    .map_err(|e| ConnError::Pipe(e.to_string()))?;
+                c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
+                *pipe = Some((c, SpinBudget::default()));
+            }
+            Ok(reply)
+        }
         Transport::Socket(s) => s
             .send_bytes_timeout(bytes, timeout)
             .and_then(|()| s.recv_frame(MAX_FRAME, deadline)),
@@ -335,37 +373,34 @@ fn connect(
     authkey: &[u8],
     timeout: Duration,
     client: u64,
-) -> Result<Transport, ConnError> {
-    let mut sock = Client::connect_timeout(address, authkey, timeout)?;
+) -> Result<(Transport, u64), ConnError> {
     let deadline = Instant::now() + timeout;
-    match address {
-        Address::Tcp(_) => {
-            sock.send_obj(&Hello::Socket { client })?;
-            match postcard::from_bytes::<Welcome>(&sock.recv_frame(4096, Some(deadline))?) {
-                Ok(Welcome::Socket) => Ok(Transport::Socket(sock)),
-                _ => Err(ConnError::Codec("unexpected welcome".into())),
-            }
-        }
+    let mut sock = Client::connect_unauthenticated(address, timeout)?;
+    // The hello goes with our challenge; the welcome comes with the
+    // server's last handshake frames (and, locally, the pipe's descriptor
+    // later, with a reply).
+    let hello = match address {
+        Address::Tcp(_) => Hello::Socket { client },
         Address::Unix(_) => {
-            sock.send_obj(&Hello::Pipe { client })?;
-            // The server made the pipe before we came: its descriptor comes
-            // with the welcome; no name, nothing to unlink.
-            let (frame, mut fds) = sock.recv_frame_with_fds(4096, deadline)?;
-            match postcard::from_bytes::<Welcome>(&frame)
-                .map_err(|e| ConnError::Codec(e.to_string()))?
-            {
-                Welcome::Pipe => {}
-                Welcome::Refused(why) => return Err(ConnError::Pipe(why)),
-                Welcome::Socket => return Err(ConnError::Codec("unexpected welcome".into())),
-            }
-            let fd = match (fds.pop(), fds.is_empty()) {
-                (Some(fd), true) => fd,
-                _ => return Err(ConnError::Codec("expected one pipe descriptor".into())),
-            };
-            let mut c =
-                Connection::open_fd(fd, CLIENT_END).map_err(|e| ConnError::Pipe(e.to_string()))?;
-            c.claim_now().map_err(|e| ConnError::Pipe(e.to_string()))?;
-            Ok(Transport::Pipe(c, sock, SpinBudget::default()))
+            sock.collect_fds();
+            Hello::Pipe { client }
         }
+    };
+    sock.client_handshake_then(authkey, timeout, Some(&encode(&hello)))?;
+    let frame = sock.recv_frame(4096, Some(deadline))?;
+    let welcome =
+        postcard::from_bytes::<Welcome>(&frame).map_err(|e| ConnError::Codec(e.to_string()))?;
+    if !sock.take_fds().is_empty() {
+        return Err(ConnError::Codec("a descriptor with the welcome".into()));
+    }
+    match (welcome, address) {
+        (Welcome::Socket { server }, Address::Tcp(_)) => Ok((Transport::Socket(sock), server)),
+        (Welcome::Pipe { server }, Address::Unix(_)) => {
+            // Replies may bring the pipe's descriptor from now on.
+            sock.collect_fds();
+            Ok((Transport::Local(sock, None), server))
+        }
+        (Welcome::Refused(why), _) => Err(ConnError::Pipe(why)),
+        _ => Err(ConnError::Codec("unexpected welcome".into())),
     }
 }

@@ -6,11 +6,16 @@
 //! - The server is a child [`Process`] listening on a Unix socket and,
 //!   optionally, TCP. Every connection authenticates with the authkey
 //!   (Python 3.12's handshake, [`crate::auth`]; the client pipelines its
-//!   frames, so it waits on two round trips, not three).
-//! - A client on the same machine (the Unix socket) is then served over a
-//!   shared-memory pipe ([`shmproc_channel::Pipe`]): an anonymous one, made
-//!   before the client came by an idle session thread, whose descriptor
-//!   comes with the welcome (`SCM_RIGHTS`: no name, nothing to unlink). A
+//!   frames and its hello, so a connect waits on two round trips: the
+//!   server's challenge, then its welcome and response with the session's
+//!   welcome).
+//! - A client on the same machine (the Unix socket) makes its first
+//!   [`wire::PIPE_AFTER`] calls over the socket; the reply to the last
+//!   comes with a shared-memory pipe ([`shmproc_channel::Pipe`]) that serves
+//!   the calls after it: an anonymous one, made before the client came by
+//!   an idle session thread, whose descriptor comes with that reply
+//!   (`SCM_RIGHTS`: no name, nothing to unlink). A short-lived client (a
+//!   look-up, a child handed a proxy) never costs a pipe's set-up. A
 //!   remote client is served over its TCP connection (`TCP_NODELAY`, one
 //!   write per frame). One connection per process and server, shared by
 //!   its proxies; a session thread per connection, from a pool (no thread
@@ -29,6 +34,13 @@
 //!   every proxy call errors ([`ProxyError::is_disconnected`]) instead of
 //!   hanging. When a client dies, its references are dropped, the locks
 //!   it held released, and a barrier it waited at broken.
+//! - Nested proxies (Python 3.6+): a proxy stored in a value of an object
+//!   of the same manager (a dict of lists, a queue of proxies) is read
+//!   back, in any process, as a working proxy. The stored value holds one
+//!   reference to its object, the proxy read another, so a nested object
+//!   lives while a container or a proxy anywhere refers to it, and goes
+//!   when the last one drops it or its process dies (only a cycle waits
+//!   for shutdown, as in Python). A proxy serializes nowhere else.
 //! - Objects are reference counted per client; a named object
 //!   (`dict_named`, ...) lives until shutdown, for clients that find it by
 //!   name ([`Manager::connect`] from another process or machine).
@@ -564,6 +576,28 @@ impl Manager {
             )?,
             _t: PhantomData,
         })
+    }
+
+    /// Whether this handle's calls go over a shared-memory pipe now (a
+    /// local server, after the first [`wire::PIPE_AFTER`] calls); for
+    /// tests and benchmarks.
+    #[doc(hidden)]
+    pub fn served_over_pipe(&self) -> bool {
+        self.h.over_pipe()
+    }
+
+    /// How many objects the server holds now, named ones included: a leak
+    /// check (an object no container or proxy refers to any more is gone).
+    ///
+    /// # Errors
+    /// The server is gone or timed out.
+    pub fn object_count(&self) -> Result<usize, ProxyError> {
+        match self.h.call(&Request::Count)? {
+            Reply::U64(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            r => Err(ProxyError::Remote(RemoteError::BadRequest(format!(
+                "unexpected reply {r:?}"
+            )))),
+        }
     }
 
     /// Stops the server (`manager.shutdown()`) and, when this process

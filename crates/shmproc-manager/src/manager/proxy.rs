@@ -2,12 +2,26 @@
 //! this process's connection to it.
 //!
 //! Values travel as postcard bytes; a value that does not decode as the
-//! proxy's type is [`ProxyError::Decode`]. In-place updates
+//! proxy's type is [`ProxyError::Decode`].
+//!
+//! Nested proxies (a dict of lists, Python 3.6+): a proxy serializes, inside
+//! a value stored into an object of the same server, as its object's id,
+//! and the request lists that id: the stored value holds one reference to
+//! it, dropped when the value is overwritten or removed, or its container
+//! freed. A value read back comes with one reference per proxy inside it,
+//! granted to this process and taken over by the proxies decoded from it
+//! (those left over are released at once). So a nested object lives while
+//! a container or a proxy, in any process, refers to it; a process that
+//! dies releases its references. Only a cycle (an object holding a proxy to
+//! itself, directly or not) outlives its last outside proxy, until the
+//! server shuts down (as in Python). Outside a manager value (a key, another
+//! serde format) a proxy does not serialize. In-place updates
 //! (`update_with`) read the value with its version, apply the closure
 //! here, and write back only if nobody wrote in between (retrying
 //! otherwise): a change inside a value is never silently lost (Python's
 //! `d[k].append(x)` is, cpython #91192).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,7 +32,7 @@ use serde::de::DeserializeOwned;
 use shmproc_shm::transfer::{Packer, PassAs, Transfer, TransferError, Unpacker};
 
 use super::client::ClientHandle;
-use super::wire::{Kind, Op, Reply, Request};
+use super::wire::{Kind, Op, Reply, Request, Val};
 use crate::{Address, ProxyError, RemoteError};
 
 pub(crate) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ProxyError> {
@@ -38,6 +52,55 @@ pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ProxyError> {
     }
 }
 
+thread_local! {
+    /// While a value to store is encoded: the server's id and the ids of
+    /// the proxies met.
+    static ENC: RefCell<Option<(u64, Vec<u64>)>> = const { RefCell::new(None) };
+    /// While a value read is decoded: the connection and the references
+    /// granted with it, not yet taken by a proxy.
+    static DEC: RefCell<Option<(Arc<ClientHandle>, Vec<u64>)>> = const { RefCell::new(None) };
+}
+
+/// References the server granted with a reply (one per proxy in its
+/// values): taken over by the proxies decoded ([`Grants::dec`]), the rest
+/// released on drop.
+pub(crate) struct Grants {
+    h: Option<Arc<ClientHandle>>,
+    ids: Vec<u64>,
+}
+
+impl Grants {
+    const NONE: Self = Self {
+        h: None,
+        ids: Vec::new(),
+    };
+
+    /// Decodes a value of the reply; its proxies take their references.
+    fn dec<T: DeserializeOwned>(&mut self, b: &[u8]) -> Result<T, ProxyError> {
+        let Some(h) = &self.h else {
+            return dec(b);
+        };
+        let ctx = (Arc::clone(h), std::mem::take(&mut self.ids));
+        let outer = DEC.with(|c| c.replace(Some(ctx)));
+        let r = dec(b);
+        if let Some((_, left)) = DEC.with(|c| c.replace(outer)) {
+            self.ids = left;
+        }
+        r
+    }
+}
+
+impl Drop for Grants {
+    fn drop(&mut self) {
+        if let Some(h) = &self.h {
+            for id in std::mem::take(&mut self.ids) {
+                // Best effort, as `Base::drop`.
+                let _ = h.call(&Request::Release { id });
+            }
+        }
+    }
+}
+
 fn unexpected(r: &Reply) -> ProxyError {
     ProxyError::Remote(RemoteError::BadRequest(format!("unexpected reply {r:?}")))
 }
@@ -52,7 +115,83 @@ pub(crate) struct Base {
 
 impl Base {
     pub(crate) fn call(&self, op: Op) -> Result<Reply, ProxyError> {
-        self.h.call(&Request::Call { id: self.id, op })
+        self.call_v(op).map(|(r, _)| r)
+    }
+
+    /// A call whose reply may hold proxies: the references they need.
+    fn call_v(&self, op: Op) -> Result<(Reply, Grants), ProxyError> {
+        self.split(self.h.call(&Request::Call { id: self.id, op })?)
+    }
+
+    fn split(&self, r: Reply) -> Result<(Reply, Grants), ProxyError> {
+        match r {
+            Reply::Granted(r, ids) => {
+                let g = Grants {
+                    h: Some(Arc::clone(&self.h)),
+                    ids,
+                };
+                match *r {
+                    Reply::Err(e) => Err(ProxyError::Remote(e)),
+                    r => Ok((r, g)),
+                }
+            }
+            r => Ok((r, Grants::NONE)),
+        }
+    }
+
+    /// Encodes a value to store: the ids of the proxies inside it go with it.
+    fn val<T: Serialize + ?Sized>(&self, v: &T) -> Result<Val, ProxyError> {
+        let outer = ENC.with(|c| c.replace(Some((self.h.server, Vec::new()))));
+        let bytes = enc(v);
+        let refs = ENC
+            .with(|c| c.replace(outer))
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        Ok(Val {
+            bytes: bytes?,
+            refs,
+        })
+    }
+
+    /// A proxy inside a value: its object's id, listed with the request.
+    fn serialize_ref<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        ENC.with(|c| match c.borrow_mut().as_mut() {
+            Some((server, refs)) if *server == self.h.server => {
+                refs.push(self.id);
+                Ok(())
+            }
+            Some(_) => Err(S::Error::custom(
+                "a proxy is stored only into objects of its own manager",
+            )),
+            None => Err(S::Error::custom(
+                "a proxy serializes only inside a value stored in its manager",
+            )),
+        })?;
+        s.serialize_u64(self.id)
+    }
+
+    /// A proxy read from a value: takes one of the references granted.
+    fn deserialize_ref<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        kind: Kind,
+        ty: String,
+    ) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let id = <u64 as serde::Deserialize>::deserialize(d)?;
+        let h = DEC.with(|c| {
+            let mut c = c.borrow_mut();
+            let (h, ids) = c.as_mut()?;
+            let at = ids.iter().position(|&x| x == id)?;
+            ids.swap_remove(at);
+            Some(Arc::clone(h))
+        });
+        let h = h.ok_or_else(|| {
+            D::Error::custom(format!(
+                "object {id}: a proxy decodes only from a value read from its manager"
+            ))
+        })?;
+        Ok(Self { h, id, kind, ty })
     }
 
     /// A blocking method: first tried without waiting on the shared
@@ -64,10 +203,21 @@ impl Base {
     fn blocking<R>(
         &self,
         deadline: Option<Instant>,
-        mut f: impl FnMut(u64) -> Op,
+        f: impl FnMut(u64) -> Op,
         mut done: impl FnMut(Reply) -> Result<Option<R>, ProxyError>,
     ) -> Result<R, ProxyError> {
-        if let Some(r) = done(self.call(f(0))?)? {
+        self.blocking_v(deadline, f, |r, _| done(r))
+    }
+
+    /// [`blocking`](Self::blocking), for replies that may hold proxies.
+    fn blocking_v<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(u64) -> Op,
+        mut done: impl FnMut(Reply, &mut Grants) -> Result<Option<R>, ProxyError>,
+    ) -> Result<R, ProxyError> {
+        let (r, mut g) = self.call_v(f(0))?;
+        if let Some(r) = done(r, &mut g)? {
             return Ok(r);
         }
         let wait = match deadline {
@@ -89,7 +239,8 @@ impl Base {
             id: self.id,
             op: f(ms),
         };
-        done(self.h.call_waiting(&req, wait)?)?.ok_or(ProxyError::Timeout)
+        let (r, mut g) = self.split(self.h.call_waiting(&req, wait)?)?;
+        done(r, &mut g)?.ok_or(ProxyError::Timeout)
     }
 
     fn try_clone(&self) -> Result<Self, ProxyError> {
@@ -169,8 +320,13 @@ impl Base {
 }
 
 macro_rules! proxy_common {
-    ($name:ident $(<$($g:ident),*>)? $(where $($b:tt)*)?) => {
+    ([$kind:expr, $ty:expr] $name:ident $(<$($g:ident),*>)? $(where $($b:tt)*)?) => {
         impl$(<$($g),*>)? $name$(<$($g),*>)? $(where $($b)*)? {
+            /// The object's kind and type, as the server checks them.
+            fn expected() -> (Kind, String) {
+                ($kind, $ty)
+            }
+
             /// A second proxy to the same object (one more reference).
             ///
             /// # Errors
@@ -208,6 +364,24 @@ macro_rules! proxy_common {
             }
         }
 
+        /// Inside a value stored into an object of the same manager (a
+        /// dict of lists): the stored value keeps the object alive (see
+        /// the [`manager`](crate::manager) docs). Anywhere else: an error.
+        impl$(<$($g),*>)? Serialize for $name$(<$($g),*>)? $(where $($b)*)? {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.base.serialize_ref(s)
+            }
+        }
+
+        /// From a value read from the manager: the proxy takes the
+        /// reference the server granted with it.
+        impl<'de $($(, $g)*)?> serde::Deserialize<'de> for $name$(<$($g),*>)? $(where $($b)*)? {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let (kind, ty) = Self::expected();
+                Ok(Self { base: Base::deserialize_ref(d, kind, ty)?, _t: PhantomData })
+            }
+        }
+
         impl$(<$($g),*>)? PassAs<$name$(<$($g),*>)?> for $name$(<$($g),*>)? $(where $($b)*)? {
             fn pack_as(&self, p: &mut Packer) -> Result<(), TransferError> {
                 self.base.pack(p)
@@ -229,7 +403,7 @@ pub struct DictProxy<K, V> {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<fn() -> (K, V)>,
 }
-proxy_common!(DictProxy<K, V> where K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
+proxy_common!([Kind::Dict, format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())] DictProxy<K, V> where K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
     /// `d.get(k)`.
@@ -237,9 +411,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// # Errors
     /// [`ProxyError`]: the server is gone or timed out, a value of another type.
     pub fn get(&self, key: &K) -> Result<Option<V>, ProxyError> {
-        match self.base.call(Op::Get(enc(key)?))? {
-            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Get(enc(key)?))? {
+            (Reply::Maybe(v), mut g) => v.map(|b| g.dec(&b)).transpose(),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -248,7 +422,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// # Errors
     /// As [`get`](Self::get).
     pub fn set(&self, key: &K, value: &V) -> Result<(), ProxyError> {
-        self.base.call(Op::Set(enc(key)?, enc(value)?)).map(drop)
+        self.base
+            .call(Op::Set(enc(key)?, self.base.val(value)?))
+            .map(drop)
     }
 
     /// `d.pop(k, None)`.
@@ -256,9 +432,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// # Errors
     /// As [`get`](Self::get).
     pub fn remove(&self, key: &K) -> Result<Option<V>, ProxyError> {
-        match self.base.call(Op::Del(enc(key)?))? {
-            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Del(enc(key)?))? {
+            (Reply::Maybe(v), mut g) => v.map(|b| g.dec(&b)).transpose(),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -297,9 +473,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// # Errors
     /// As [`get`](Self::get).
     pub fn items(&self) -> Result<Vec<(K, V)>, ProxyError> {
-        match self.base.call(Op::Items)? {
-            Reply::Pairs(p) => p.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Items)? {
+            (Reply::Pairs(p), mut g) => p.iter().map(|(k, v)| Ok((dec(k)?, g.dec(v)?))).collect(),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -332,13 +508,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     {
         let k = enc(key)?;
         loop {
-            let (version, old) = match self.base.call(Op::GetVersioned(k.clone()))? {
-                Reply::Versioned(Some((n, b))) => (n, Some(dec::<V>(&b)?)),
-                Reply::Versioned(None) => (0, None),
-                r => return Err(unexpected(&r)),
+            let (version, old) = match self.base.call_v(Op::GetVersioned(k.clone()))? {
+                (Reply::Versioned(Some((n, b))), mut g) => (n, Some(g.dec::<V>(&b)?)),
+                (Reply::Versioned(None), _) => (0, None),
+                (r, _) => return Err(unexpected(&r)),
             };
             let new = f(old);
-            match self.base.call(Op::Cas(k.clone(), version, enc(&new)?))? {
+            match self
+                .base
+                .call(Op::Cas(k.clone(), version, self.base.val(&new)?))?
+            {
                 Reply::Bool(true) => return Ok(new),
                 Reply::Bool(false) => {}
                 r => return Err(unexpected(&r)),
@@ -352,7 +531,7 @@ pub struct ListProxy<T> {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ListProxy<T> where T: Serialize + DeserializeOwned);
+proxy_common!([Kind::List, std::any::type_name::<T>().into()] ListProxy<T> where T: Serialize + DeserializeOwned);
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// `l.append(v)`.
@@ -360,7 +539,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     /// [`ProxyError`]: the server is gone or timed out.
     pub fn append(&self, value: &T) -> Result<(), ProxyError> {
-        self.base.call(Op::Append(enc(value)?)).map(drop)
+        self.base.call(Op::Append(self.base.val(value)?)).map(drop)
     }
 
     /// `l.extend(vs)`.
@@ -371,7 +550,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     where
         T: 'a,
     {
-        let vs = values.into_iter().map(enc).collect::<Result<_, _>>()?;
+        let vs = values
+            .into_iter()
+            .map(|v| self.base.val(v))
+            .collect::<Result<_, _>>()?;
         self.base.call(Op::Extend(vs)).map(drop)
     }
 
@@ -380,9 +562,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     /// [`RemoteError::IndexError`] out of range; as [`append`](Self::append).
     pub fn get(&self, i: i64) -> Result<T, ProxyError> {
-        match self.base.call(Op::Index(i))? {
-            Reply::Bytes(b) => dec(&b),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Index(i))? {
+            (Reply::Bytes(b), mut g) => g.dec(&b),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -391,7 +573,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn set(&self, i: i64, value: &T) -> Result<(), ProxyError> {
-        self.base.call(Op::SetIndex(i, enc(value)?)).map(drop)
+        self.base
+            .call(Op::SetIndex(i, self.base.val(value)?))
+            .map(drop)
     }
 
     /// `l.pop()` (`None`: the last) or `l.pop(i)`.
@@ -399,9 +583,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     /// As [`get`](Self::get) (an empty list is an `IndexError`).
     pub fn pop(&self, i: Option<i64>) -> Result<T, ProxyError> {
-        match self.base.call(Op::Pop(i))? {
-            Reply::Bytes(b) => dec(&b),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Pop(i))? {
+            (Reply::Bytes(b), mut g) => g.dec(&b),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -429,9 +613,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Errors
     /// As [`append`](Self::append).
     pub fn to_vec(&self) -> Result<Vec<T>, ProxyError> {
-        match self.base.call(Op::All)? {
-            Reply::List(v) => v.iter().map(|b| dec(b)).collect(),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::All)? {
+            (Reply::List(v), mut g) => v.iter().map(|b| g.dec(b)).collect(),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -453,12 +637,15 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         T: Clone,
     {
         loop {
-            let (version, old) = match self.base.call(Op::IndexVersioned(i))? {
-                Reply::Versioned(Some((n, b))) => (n, dec::<T>(&b)?),
-                r => return Err(unexpected(&r)),
+            let (version, old) = match self.base.call_v(Op::IndexVersioned(i))? {
+                (Reply::Versioned(Some((n, b))), mut g) => (n, g.dec::<T>(&b)?),
+                (r, _) => return Err(unexpected(&r)),
             };
             let new = f(old);
-            match self.base.call(Op::CasIndex(i, version, enc(&new)?))? {
+            match self
+                .base
+                .call(Op::CasIndex(i, version, self.base.val(&new)?))?
+            {
                 Reply::Bool(true) => return Ok(new),
                 Reply::Bool(false) => {}
                 r => return Err(unexpected(&r)),
@@ -473,7 +660,7 @@ pub struct NamespaceProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(NamespaceProxy);
+proxy_common!([Kind::Dict, "Namespace".into()] NamespaceProxy);
 
 impl NamespaceProxy {
     /// `getattr(ns, name, None)`, decoded as `T`.
@@ -482,9 +669,9 @@ impl NamespaceProxy {
     /// [`ProxyError::Decode`] when the attribute has another type; the
     /// server is gone or timed out.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ProxyError> {
-        match self.base.call(Op::Get(enc(name)?))? {
-            Reply::Maybe(v) => v.map(|b| dec(&b)).transpose(),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Get(enc(name)?))? {
+            (Reply::Maybe(v), mut g) => v.map(|b| g.dec(&b)).transpose(),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -493,7 +680,9 @@ impl NamespaceProxy {
     /// # Errors
     /// The server is gone or timed out.
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ProxyError> {
-        self.base.call(Op::Set(enc(name)?, enc(value)?)).map(drop)
+        self.base
+            .call(Op::Set(enc(name)?, self.base.val(value)?))
+            .map(drop)
     }
 
     /// `delattr(ns, name)`; whether it was there.
@@ -514,7 +703,7 @@ pub struct ValueProxy<T> {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
-proxy_common!(ValueProxy<T> where T: Serialize + DeserializeOwned);
+proxy_common!([Kind::Value, std::any::type_name::<T>().into()] ValueProxy<T> where T: Serialize + DeserializeOwned);
 
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// `v.value`.
@@ -522,9 +711,9 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// # Errors
     /// The server is gone or timed out; a value of another type.
     pub fn get(&self) -> Result<T, ProxyError> {
-        match self.base.call(Op::Load)? {
-            Reply::Versioned(Some((_, b))) => dec(&b),
-            r => Err(unexpected(&r)),
+        match self.base.call_v(Op::Load)? {
+            (Reply::Versioned(Some((_, b))), mut g) => g.dec(&b),
+            (r, _) => Err(unexpected(&r)),
         }
     }
 
@@ -533,7 +722,7 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn set(&self, value: &T) -> Result<(), ProxyError> {
-        self.base.call(Op::Store(enc(value)?)).map(drop)
+        self.base.call(Op::Store(self.base.val(value)?)).map(drop)
     }
 
     /// Runs `f` on the value and stores the result, atomically (retried
@@ -544,12 +733,12 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// As [`get`](Self::get).
     pub fn update_with<R>(&self, mut f: impl FnMut(&mut T) -> R) -> Result<R, ProxyError> {
         loop {
-            let (version, mut v) = match self.base.call(Op::Load)? {
-                Reply::Versioned(Some((n, b))) => (n, dec::<T>(&b)?),
-                r => return Err(unexpected(&r)),
+            let (version, mut v) = match self.base.call_v(Op::Load)? {
+                (Reply::Versioned(Some((n, b))), mut g) => (n, g.dec::<T>(&b)?),
+                (r, _) => return Err(unexpected(&r)),
             };
             let out = f(&mut v);
-            match self.base.call(Op::CasValue(version, enc(&v)?))? {
+            match self.base.call(Op::CasValue(version, self.base.val(&v)?))? {
                 Reply::Bool(true) => return Ok(out),
                 Reply::Bool(false) => {}
                 r => return Err(unexpected(&r)),
@@ -563,11 +752,11 @@ pub struct QueueProxy<T> {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
-proxy_common!(QueueProxy<T> where T: Serialize + DeserializeOwned);
+proxy_common!([Kind::Queue, std::any::type_name::<T>().into()] QueueProxy<T> where T: Serialize + DeserializeOwned);
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn put_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), ProxyError> {
-        let v = enc(value)?;
+        let v = self.base.val(value)?;
         self.base.blocking(
             deadline,
             |ms| Op::Put(v.clone(), ms),
@@ -580,8 +769,8 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, ProxyError> {
-        self.base.blocking(deadline, Op::QGet, |r| match r {
-            Reply::Maybe(Some(b)) => dec(&b).map(Some),
+        self.base.blocking_v(deadline, Op::QGet, |r, g| match r {
+            Reply::Maybe(Some(b)) => g.dec(&b).map(Some),
             Reply::Maybe(None) => Ok(None),
             r => Err(unexpected(&r)),
         })
@@ -663,7 +852,7 @@ pub struct LockProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(LockProxy);
+proxy_common!([Kind::Lock, "Lock".into()] LockProxy);
 
 impl LockProxy {
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
@@ -720,7 +909,7 @@ pub struct EventProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(EventProxy);
+proxy_common!([Kind::Event, "Event".into()] EventProxy);
 
 impl EventProxy {
     /// `e.set()`.
@@ -811,7 +1000,7 @@ pub struct RLockProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(RLockProxy);
+proxy_common!([Kind::RLock, "RLock".into()] RLockProxy);
 
 impl RLockProxy {
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
@@ -859,7 +1048,7 @@ pub struct ConditionProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(ConditionProxy);
+proxy_common!([Kind::Condition, "Condition".into()] ConditionProxy);
 
 impl ConditionProxy {
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
@@ -978,7 +1167,7 @@ pub struct SemaphoreProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(SemaphoreProxy);
+proxy_common!([Kind::Semaphore, "Semaphore".into()] SemaphoreProxy);
 
 impl SemaphoreProxy {
     fn acquire_until(&self, deadline: Option<Instant>) -> Result<(), ProxyError> {
@@ -1039,7 +1228,7 @@ pub struct BarrierProxy {
     pub(crate) base: Base,
     pub(crate) _t: PhantomData<()>,
 }
-proxy_common!(BarrierProxy);
+proxy_common!([Kind::Barrier, "Barrier".into()] BarrierProxy);
 
 impl BarrierProxy {
     fn wait_ms(&self, ms: u64, wait: Option<Duration>) -> Result<usize, ProxyError> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use shmproc_channel::{Connection, Pipe, PipeEnd, PipeMode, RecvTimeoutError};
 
 use super::client::{SpinBudget, recv_spinning};
-use super::wire::{Hello, Kind, MAX_FRAME, Op, Reply, Request, Welcome};
+use super::wire::{Hello, Kind, MAX_FRAME, Op, PIPE_AFTER, Reply, Request, Val, Welcome};
 use crate::{Address, ConnError, Listener, PendingConnection, RemoteError, SocketConnection};
 
 /// How often idle threads look at the shutdown flag.
@@ -27,7 +27,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Bytes per direction of a session's pipe: requests and replies are
 /// small, and longer ones stream through (a larger pipe costs more to
 /// make and unmap, at every connect).
-const SESSION_PIPE_CAPACITY: usize = 16 << 10;
+const SESSION_PIPE_CAPACITY: usize = 4 << 10;
 /// How long a client has to send the rest of a message it started.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,21 +40,28 @@ pub(crate) struct ServerConfig {
     pub(crate) handshake_timeout: Duration,
 }
 
+/// A stored value, and the objects its proxies refer to: one reference
+/// to each, held while the value is stored (nested proxies).
+struct Item {
+    bytes: Vec<u8>,
+    refs: Box<[u64]>,
+}
+
 enum State {
     Dict {
-        map: HashMap<Vec<u8>, (u64, Vec<u8>)>,
+        map: HashMap<Vec<u8>, (u64, Item)>,
         next: u64,
     },
     List {
-        items: Vec<Vec<u8>>,
+        items: Vec<Item>,
         version: u64,
     },
     Value {
         version: u64,
-        bytes: Vec<u8>,
+        item: Item,
     },
     Queue {
-        items: VecDeque<Vec<u8>>,
+        items: VecDeque<Item>,
         maxsize: u64,
     },
     /// Owned by a client.
@@ -90,11 +97,29 @@ enum State {
     Event(bool),
 }
 
+impl State {
+    /// Moves out the references the stored values hold (the object is
+    /// being freed).
+    fn take_refs(&mut self, out: &mut Vec<u64>) {
+        let mut take = |i: &mut Item| out.extend(std::mem::take(&mut i.refs));
+        match self {
+            State::Dict { map, .. } => map.values_mut().for_each(|(_, i)| take(i)),
+            State::List { items, .. } => items.iter_mut().for_each(take),
+            State::Queue { items, .. } => items.iter_mut().for_each(take),
+            State::Value { item, .. } => take(item),
+            _ => {}
+        }
+    }
+}
+
 struct Obj {
     kind: Kind,
     ty: String,
     state: Mutex<State>,
     cond: Condvar,
+    /// Freed (no reference left): set and read with `state` locked, so
+    /// no value is stored into an object whose references were let go.
+    dead: AtomicBool,
 }
 
 #[derive(Default)]
@@ -105,11 +130,18 @@ struct Table {
 }
 
 pub(crate) struct Server {
+    /// Random: a client stores only proxies of this server.
+    id: u64,
     table: Mutex<Table>,
     shutdown: AtomicBool,
     stop: (Mutex<bool>, Condvar),
     handshake_timeout: Duration,
     authkey: Vec<u8>,
+}
+
+/// One more reference to `id` held by a session.
+fn hold(held: &mut HashMap<u64, (u64, Arc<Obj>)>, id: u64, o: &Arc<Obj>) {
+    held.entry(id).or_insert_with(|| (0, Arc::clone(o))).0 += 1;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,17 +179,20 @@ struct PoolState {
     reason = "one per session, held in place; the pipe variant is the common one and boxing it adds a hop per call"
 )]
 enum Transport {
-    /// The pipe, and the socket the client connected with, kept for the
-    /// session's life: its EOF means the client is gone (also one that
-    /// never attached to the pipe).
-    Pipe(Connection, SocketConnection, SpinBudget),
+    /// A local client: the socket it connected with, which serves its
+    /// first [`PIPE_AFTER`] calls, and then the pipe sent with the reply to
+    /// the last of them. The socket is kept for the session's life: its
+    /// EOF means the client is gone (also one that never attached to the
+    /// pipe). The count of calls served over the socket.
+    Local(SocketConnection, Option<(Connection, SpinBudget)>, u32),
+    /// A remote client.
     Socket(SocketConnection),
 }
 
 impl Transport {
     fn recv(&mut self) -> Result<Vec<u8>, ConnError> {
         match self {
-            Transport::Pipe(c, sock, budget) => {
+            Transport::Local(sock, Some((c, budget)), _) => {
                 // A client usually sends its next request right after a
                 // reply: stay awake for it a little while (a sleeping
                 // thread's wake-up costs more than the whole round trip).
@@ -179,13 +214,10 @@ impl Transport {
                 }
             }
             // Wait for a message to start, then read it whole: a deadline in
-            // the middle of a frame would lose its first bytes.
-            // No polling loop first (see `SocketConnection::recv_frame`).
-            Transport::Socket(s) => {
-                if !s.poll_mut(TICK)? {
-                    return Err(ConnError::Timeout);
-                }
-                s.recv_frame(MAX_FRAME, Some(Instant::now() + FRAME_TIMEOUT))
+            // the middle of a frame would lose its first bytes. One read
+            // with the socket's receive timeout, no poll first.
+            Transport::Local(s, None, _) | Transport::Socket(s) => {
+                s.recv_frame_within(TICK, MAX_FRAME, FRAME_TIMEOUT)
             }
         }
     }
@@ -195,22 +227,55 @@ impl Transport {
     /// socket or pipe is its EOF).
     fn alive(&mut self) -> bool {
         match self {
-            Transport::Pipe(c, s, _) => {
+            Transport::Local(s, Some((c, _)), _) => {
                 matches!(s.poll(Duration::ZERO), Ok(false))
                     && matches!(c.poll(Some(Duration::ZERO)), Ok(false))
             }
-            Transport::Socket(s) => matches!(s.poll(Duration::ZERO), Ok(false)),
+            Transport::Local(s, None, _) | Transport::Socket(s) => {
+                matches!(s.poll(Duration::ZERO), Ok(false))
+            }
         }
     }
 
-    fn send(&mut self, b: &[u8]) -> Result<(), ConnError> {
+    /// Sends a reply. The reply to a local client's [`PIPE_AFTER`]th call
+    /// over its socket comes with a pipe (`spare`, or one made now): the
+    /// client sends its next requests over it. A client that makes fewer
+    /// calls (one that connects to look something up, a child handed a
+    /// proxy) never costs a pipe.
+    fn send(&mut self, b: &[u8], spare: &mut Option<Connection>) -> Result<(), ConnError> {
+        let timeout = Duration::from_secs(30);
         match self {
-            Transport::Pipe(c, _, _) => c
-                .send_bytes_timeout(b, Duration::from_secs(30))
+            Transport::Local(_, Some((c, _)), _) => c
+                .send_bytes_timeout(b, timeout)
                 .map_err(|e| ConnError::Pipe(e.to_string())),
-            Transport::Socket(s) => s.send_bytes_timeout(b, Duration::from_secs(30)),
+            Transport::Local(s, pipe @ None, calls) => {
+                *calls = calls.saturating_add(1);
+                if *calls != PIPE_AFTER {
+                    return s.send_bytes_timeout(b, timeout);
+                }
+                // No pipe to be had: the socket serves on.
+                let Some(c) = spare.take().or_else(new_pipe) else {
+                    return s.send_bytes_timeout(b, timeout);
+                };
+                s.send_frames_with_fd(&[b], Some(c.segment().fd()))?;
+                *pipe = Some((c, SpinBudget::default()));
+                Ok(())
+            }
+            Transport::Socket(s) => s.send_bytes_timeout(b, timeout),
         }
     }
+}
+
+/// A session's pipe (anonymous: its descriptor goes to the client, so
+/// nothing is named and nothing can be left in /dev/shm), our end claimed.
+fn new_pipe() -> Option<Connection> {
+    let (mut ours, theirs) = Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
+        .build()
+        .ok()?;
+    ours.claim_now().ok()?;
+    // Never used here: its drop does not close the end.
+    drop(theirs);
+    Some(ours)
 }
 
 /// The server process's entry point.
@@ -230,6 +295,7 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
     let mut addrs = vec![unix.address().clone()];
     addrs.extend(tcp.as_ref().map(|t| t.address().clone()));
     let server = Arc::new(Server {
+        id: shmproc_shm::os::random_u64(),
         table: Mutex::new(Table {
             next_id: 1,
             ..Table::default()
@@ -305,19 +371,9 @@ impl Server {
     fn lead(self: Arc<Self>, pool: Arc<Pool>) {
         let mut unused = None;
         loop {
-            // An anonymous pipe: its descriptor goes to the client, so
-            // nothing is named and nothing can be left in /dev/shm.
-            let pipe = unused.take().or_else(|| {
-                pool.local
-                    .then(|| Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY).build())
-                    .and_then(Result::ok)
-                    .and_then(|(mut ours, theirs)| {
-                        ours.claim_now().ok()?;
-                        // Never used here: its drop does not close the end.
-                        drop(theirs);
-                        Some(ours)
-                    })
-            });
+            let pipe = unused
+                .take()
+                .or_else(|| pool.local.then(new_pipe).flatten());
             let Some(p) = self.accept_as_leader(&pool) else {
                 return;
             };
@@ -416,57 +472,86 @@ impl Server {
         pipe: Option<Connection>,
         local: bool,
     ) -> Option<Connection> {
-        let Ok(mut sock) = p.authenticate(&self.authkey, self.handshake_timeout) else {
+        let mut pipe = pipe;
+        // What the hello decided: the client, and whether it is local. A
+        // client of ours sends its hello with its challenge, and gets the
+        // welcome with our last handshake frames: one round trip less.
+        let mut decided = None;
+        let auth = p.authenticate_early(
+            &self.authkey,
+            self.handshake_timeout,
+            |sock, hello, ours| {
+                decided = self.welcome(sock, hello, ours, local);
+                Ok(())
+            },
+        );
+        let Ok((mut sock, early)) = auth else {
             return pipe;
         };
         sock.set_max_message_len(MAX_FRAME);
-        let hello = sock
-            .recv_frame(64, Some(Instant::now() + self.handshake_timeout))
-            .ok()
-            .and_then(|b| postcard::from_bytes::<Hello>(&b).ok());
-        let (client, wants_pipe) = match hello {
-            Some(Hello::Socket { client }) => (client, false),
-            Some(Hello::Pipe { client }) => (client, true),
-            None => return pipe,
-        };
-        if wants_pipe && !local {
-            // A pipe's descriptor only passes over a Unix socket.
-            let _ = sock.send_obj(&Welcome::Refused("pipes are for local clients".into()));
-            return pipe;
-        }
-        let (transport, unused) = if wants_pipe {
-            let made = match pipe {
-                Some(p) => Ok(p),
-                None => Pipe::options(PipeMode::Duplex, SESSION_PIPE_CAPACITY)
-                    .build()
-                    .map_err(|e| e.to_string())
-                    .and_then(|(mut ours, _)| {
-                        ours.claim_now().map_err(|e| e.to_string())?;
-                        Ok(ours)
-                    }),
-            };
-            let sent = match &made {
-                Ok(c) => sock.send_frame_with_fd(&encode(&Welcome::Pipe), c.segment().fd()),
-                Err(e) => sock.send_obj(&Welcome::Refused(e.clone())),
-            };
-            match (made, sent) {
-                (Ok(c), Ok(())) => (Transport::Pipe(c, sock, SpinBudget::default()), None),
-                _ => return None,
-            }
-        } else {
-            if sock.send_obj(&Welcome::Socket).is_err() {
+        if !early {
+            let Ok(hello) = sock.recv_frame(64, Some(Instant::now() + self.handshake_timeout))
+            else {
                 return pipe;
-            }
-            (Transport::Socket(sock), pipe)
+            };
+            decided = self.welcome(&mut sock, &hello, &[], local);
+        }
+        let Some((client, wants_pipe)) = decided else {
+            return pipe;
+        };
+        let transport = if wants_pipe {
+            Transport::Local(sock, None, 0)
+        } else {
+            Transport::Socket(sock)
         };
         Session {
             server: &self,
             client,
             held: HashMap::new(),
             locks: HashSet::new(),
+            grants: Vec::new(),
+            drop_later: Vec::new(),
         }
-        .run(transport);
-        unused
+        .run(transport, &mut pipe);
+        pipe
+    }
+
+    /// Answers a client's [`Hello`] (after `ours`, our handshake frames not
+    /// sent yet, in the same write): its id and whether it is served as a
+    /// local client (its pipe comes later, [`Transport::send`]); `None`
+    /// when it is refused or the answer could not go out.
+    fn welcome(
+        &self,
+        sock: &mut SocketConnection,
+        hello: &[u8],
+        ours: &[&[u8]],
+        local: bool,
+    ) -> Option<(u64, bool)> {
+        let send = |sock: &mut SocketConnection, w: &Welcome| {
+            let w = encode(w);
+            let mut frames = ours.to_vec();
+            frames.push(&w);
+            sock.send_frames_with_fd(&frames, None)
+        };
+        let (client, wants_pipe) = match postcard::from_bytes::<Hello>(hello) {
+            Ok(Hello::Socket { client }) => (client, false),
+            Ok(Hello::Pipe { client }) => (client, true),
+            Err(_) => return None,
+        };
+        if !wants_pipe {
+            send(sock, &Welcome::Socket { server: self.id }).ok()?;
+            return Some((client, false));
+        }
+        if !local {
+            // A pipe's descriptor only passes over a Unix socket.
+            let _ = send(
+                sock,
+                &Welcome::Refused("pipes are for local clients".into()),
+            );
+            return None;
+        }
+        send(sock, &Welcome::Pipe { server: self.id }).ok()?;
+        Some((client, true))
     }
 
     fn get(&self, id: u64) -> Result<Arc<Obj>, RemoteError> {
@@ -476,6 +561,32 @@ impl Server {
             .map(|(o, _)| Arc::clone(o))
             .ok_or(RemoteError::NoSuchObject(id))
     }
+
+    /// Drops one reference to each of `work`; an object left with none is
+    /// freed, and so are, in turn, the references its values held.
+    fn release_all(&self, mut work: Vec<u64>) {
+        while let Some(id) = work.pop() {
+            let gone = {
+                let mut t = lock(&self.table);
+                match t.objs.get_mut(&id) {
+                    Some((_, refs)) if *refs > 1 => {
+                        *refs -= 1;
+                        None
+                    }
+                    Some(_) => t.objs.remove(&id).map(|(o, _)| o),
+                    None => None,
+                }
+            };
+            // Never the table's lock while taking an object's (a call
+            // storing a proxy takes them the other way round).
+            if let Some(o) = gone {
+                let mut st = lock(&o.state);
+                o.dead.store(true, Ordering::Relaxed);
+                st.take_refs(&mut work);
+                o.cond.notify_all();
+            }
+        }
+    }
 }
 
 struct Session<'a> {
@@ -483,13 +594,23 @@ struct Session<'a> {
     /// The client's id ([`Hello`]): its connections (one for calls, more
     /// for blocking waits) share lock ownership.
     client: u64,
-    held: HashMap<u64, u64>,
+    /// The references this client holds, and their objects: a call finds
+    /// its object here, without the table's lock (shared by every session).
+    held: HashMap<u64, (u64, Arc<Obj>)>,
     /// Lock-like objects this session acquired (released at its end).
     locks: HashSet<u64>,
+    /// References granted to the client by the request being served (the
+    /// proxies inside the values it reads), reported with the reply.
+    grants: Vec<u64>,
+    /// References to drop once the request's object is unlocked (values
+    /// overwritten or removed).
+    drop_later: Vec<u64>,
 }
 
 impl Session<'_> {
-    fn run(mut self, mut t: Transport) {
+    /// Serves the client until it goes; `spare`: the pipe a local client
+    /// gets after its first calls (taken when it does).
+    fn run(mut self, mut t: Transport, spare: &mut Option<Connection>) {
         loop {
             if self.server.shutdown.load(Ordering::Acquire) {
                 break;
@@ -501,14 +622,24 @@ impl Session<'_> {
             };
             let reply = match postcard::from_bytes::<Request>(&bytes) {
                 Ok(Request::Shutdown) => {
-                    let _ = t.send(&encode(&Reply::Ok));
+                    let _ = t.send(&encode(&Reply::Ok), spare);
                     self.server.request_stop();
                     break;
                 }
                 Ok(req) => self.handle(req, &mut || t.alive()),
                 Err(e) => Reply::Err(RemoteError::BadRequest(e.to_string())),
             };
-            if t.send(&encode(&reply)).is_err() {
+            // A small reply (most are) is encoded on the stack.
+            let mut stack = [0u8; 256];
+            let heap;
+            let bytes: &[u8] = match postcard::to_slice(&reply, &mut stack) {
+                Ok(b) => b,
+                Err(_) => {
+                    heap = encode(&reply);
+                    &heap
+                }
+            };
+            if t.send(bytes, spare).is_err() {
                 break;
             }
         }
@@ -532,19 +663,66 @@ impl Session<'_> {
                 o.cond.notify_all();
             }
         }
-        for (id, n) in std::mem::take(&mut self.held) {
-            for _ in 0..n {
-                self.decref(id);
-            }
+        let mut work = std::mem::take(&mut self.drop_later);
+        for (id, (n, _)) in std::mem::take(&mut self.held) {
+            work.extend(std::iter::repeat_n(
+                id,
+                usize::try_from(n).unwrap_or(usize::MAX),
+            ));
         }
+        self.server.release_all(work);
     }
 
-    fn decref(&self, id: u64) {
+    /// Takes a value in to store it: one more reference to each object
+    /// its proxies refer to ([`RemoteError::NoSuchObject`] when one is gone).
+    fn take_in(&self, v: Val) -> Result<Item, RemoteError> {
+        if !v.refs.is_empty() {
+            let mut t = lock(&self.server.table);
+            if let Some(&gone) = v.refs.iter().find(|id| !t.objs.contains_key(id)) {
+                return Err(RemoteError::NoSuchObject(gone));
+            }
+            for id in &v.refs {
+                if let Some((_, n)) = t.objs.get_mut(id) {
+                    *n += 1;
+                }
+            }
+        }
+        Ok(Item {
+            bytes: v.bytes,
+            refs: v.refs.into_boxed_slice(),
+        })
+    }
+
+    /// A copy of a stored value for the reply; the client gets one
+    /// reference to each object its proxies refer to.
+    fn out(&mut self, item: &Item) -> Vec<u8> {
+        self.grant(&item.refs);
+        item.bytes.clone()
+    }
+
+    /// A value taken out of its object, for the reply.
+    fn out_moved(&mut self, item: Item) -> Vec<u8> {
+        self.grant(&item.refs);
+        self.drop_later.extend(item.refs);
+        item.bytes
+    }
+
+    /// A stored value overwritten or dropped.
+    fn forget(&mut self, item: Item) {
+        self.drop_later.extend(item.refs);
+    }
+
+    fn grant(&mut self, refs: &[u64]) {
+        if refs.is_empty() {
+            return;
+        }
         let mut t = lock(&self.server.table);
-        if let Some((_, refs)) = t.objs.get_mut(&id) {
-            *refs = refs.saturating_sub(1);
-            if *refs == 0 {
-                t.objs.remove(&id);
+        for &id in refs {
+            // Held by the stored value, so present.
+            if let Some((o, n)) = t.objs.get_mut(&id) {
+                *n += 1;
+                hold(&mut self.held, id, o);
+                self.grants.push(id);
             }
         }
     }
@@ -561,9 +739,18 @@ impl Session<'_> {
     }
 
     fn handle(&mut self, req: Request, alive: &mut dyn FnMut() -> bool) -> Reply {
-        match self.try_handle(req, alive) {
+        let reply = match self.try_handle(req, alive) {
             Ok(r) => r,
             Err(e) => Reply::Err(e),
+        };
+        if !self.drop_later.is_empty() {
+            self.server
+                .release_all(std::mem::take(&mut self.drop_later));
+        }
+        if self.grants.is_empty() {
+            reply
+        } else {
+            Reply::Granted(Box::new(reply), std::mem::take(&mut self.grants))
         }
     }
 
@@ -585,7 +772,7 @@ impl Session<'_> {
                     let (o, refs) = t.objs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
                     Self::check(o, id, kind, &ty)?;
                     *refs += 1;
-                    *self.held.entry(id).or_default() += 1;
+                    hold(&mut self.held, id, o);
                     return Ok(Reply::Id(id));
                 }
                 let state = match kind {
@@ -599,7 +786,10 @@ impl Session<'_> {
                     },
                     Kind::Value => State::Value {
                         version: 1,
-                        bytes: init,
+                        item: Item {
+                            bytes: init,
+                            refs: Box::default(),
+                        },
                     },
                     Kind::Queue => State::Queue {
                         items: VecDeque::new(),
@@ -640,15 +830,16 @@ impl Session<'_> {
                     ty,
                     state: Mutex::new(state),
                     cond: Condvar::new(),
+                    dead: AtomicBool::new(false),
                 });
                 // A named object is pinned (one reference held by the
                 // server) until shutdown, so any client can find it later.
                 let pinned = u64::from(name.is_some());
+                hold(&mut self.held, id, &obj);
                 t.objs.insert(id, (obj, 1 + pinned));
                 if let Some(n) = name {
                     t.names.insert(n, id);
                 }
-                *self.held.entry(id).or_default() += 1;
                 Ok(Reply::Id(id))
             }
             Request::Attach { id, kind, ty } => {
@@ -656,7 +847,7 @@ impl Session<'_> {
                 let (o, refs) = t.objs.get_mut(&id).ok_or(RemoteError::NoSuchObject(id))?;
                 Self::check(o, id, kind, &ty)?;
                 *refs += 1;
-                *self.held.entry(id).or_default() += 1;
+                hold(&mut self.held, id, o);
                 Ok(Reply::Ok)
             }
             Request::Pin { id } => {
@@ -669,12 +860,12 @@ impl Session<'_> {
                 let t = lock(&self.server.table);
                 let (o, _) = t.objs.get(&id).ok_or(RemoteError::NoSuchObject(id))?;
                 Self::check(o, id, kind, &ty)?;
-                *self.held.entry(id).or_default() += 1;
+                hold(&mut self.held, id, o);
                 Ok(Reply::Ok)
             }
             Request::Release { id } => {
                 match self.held.get_mut(&id) {
-                    Some(n) if *n > 0 => {
+                    Some((n, _)) if *n > 0 => {
                         *n -= 1;
                         if *n == 0 {
                             self.held.remove(&id);
@@ -682,14 +873,18 @@ impl Session<'_> {
                     }
                     _ => return Err(RemoteError::NoSuchObject(id)),
                 }
-                self.decref(id);
+                self.drop_later.push(id);
                 Ok(Reply::Ok)
             }
             Request::Call { id, op } => {
-                let o = self.server.get(id)?;
+                let o = match self.held.get(&id) {
+                    Some((_, o)) => Arc::clone(o),
+                    None => self.server.get(id)?,
+                };
                 self.call(&o, id, op, alive)
             }
             Request::Shutdown => Ok(Reply::Ok),
+            Request::Count => Ok(Reply::U64(lock(&self.server.table).objs.len() as u64)),
         }
     }
 
@@ -710,61 +905,85 @@ impl Session<'_> {
             kind: format!("{:?}", o.kind),
         };
         let mut st = lock(&o.state);
+        if o.dead.load(Ordering::Relaxed) {
+            return Err(RemoteError::NoSuchObject(id));
+        }
         #[allow(unused_assignments)] // `st` is given back by every wait
         let reply = match (&mut *st, op) {
             (State::Dict { map, .. }, Op::Get(k)) => {
-                Reply::Maybe(map.get(&k).map(|(_, v)| v.clone()))
+                Reply::Maybe(map.get(&k).map(|(_, v)| self.out(v)))
             }
             (State::Dict { map, .. }, Op::GetVersioned(k)) => {
-                Reply::Versioned(map.get(&k).cloned())
+                Reply::Versioned(map.get(&k).map(|(n, v)| (*n, self.out(v))))
             }
             (State::Dict { map, next }, Op::Set(k, v)) => {
+                let v = self.take_in(v)?;
                 *next += 1;
-                map.insert(k, (*next, v));
+                if let Some((_, old)) = map.insert(k, (*next, v)) {
+                    self.forget(old);
+                }
                 Reply::Ok
             }
             (State::Dict { map, next }, Op::Cas(k, ver, v)) => {
                 let cur = map.get(&k).map_or(0, |(n, _)| *n);
                 if cur == ver {
+                    let v = self.take_in(v)?;
                     *next += 1;
-                    map.insert(k, (*next, v));
+                    if let Some((_, old)) = map.insert(k, (*next, v)) {
+                        self.forget(old);
+                    }
                 }
                 Reply::Bool(cur == ver)
             }
-            (State::Dict { map, .. }, Op::Del(k)) => Reply::Maybe(map.remove(&k).map(|(_, v)| v)),
+            (State::Dict { map, .. }, Op::Del(k)) => {
+                Reply::Maybe(map.remove(&k).map(|(_, v)| self.out_moved(v)))
+            }
             (State::Dict { map, .. }, Op::Contains(k)) => Reply::Bool(map.contains_key(&k)),
             (State::Dict { map, .. }, Op::Len) => Reply::U64(map.len() as u64),
             (State::Dict { map, .. }, Op::Items) => Reply::Pairs(
                 map.iter()
-                    .map(|(k, (_, v))| (k.clone(), v.clone()))
+                    .map(|(k, (_, v))| (k.clone(), self.out(v)))
                     .collect(),
             ),
             (State::Dict { map, .. }, Op::Clear) => {
-                map.clear();
+                for (_, (_, v)) in map.drain() {
+                    self.forget(v);
+                }
                 Reply::Ok
             }
             (State::List { items, version }, Op::Append(v)) => {
-                items.push(v);
+                items.push(self.take_in(v)?);
                 *version += 1;
                 Reply::Ok
             }
             (State::List { items, version }, Op::Extend(vs)) => {
-                items.extend(vs);
+                let mut taken = Vec::with_capacity(vs.len());
+                for v in vs {
+                    match self.take_in(v) {
+                        Ok(i) => taken.push(i),
+                        Err(e) => {
+                            taken.into_iter().for_each(|i| self.forget(i));
+                            return Err(e);
+                        }
+                    }
+                }
+                items.extend(taken);
                 *version += 1;
                 Reply::Ok
             }
             (State::List { items, .. }, Op::Index(i)) => {
                 let at = index(i, items.len())?;
-                Reply::Bytes(items.get(at).cloned().unwrap_or_default())
+                Reply::Bytes(items.get(at).map(|v| self.out(v)).unwrap_or_default())
             }
             (State::List { items, version }, Op::IndexVersioned(i)) => {
                 let at = index(i, items.len())?;
-                Reply::Versioned(items.get(at).map(|v| (*version, v.clone())))
+                Reply::Versioned(items.get(at).map(|v| (*version, self.out(v))))
             }
             (State::List { items, version }, Op::SetIndex(i, v)) => {
                 let at = index(i, items.len())?;
+                let v = self.take_in(v)?;
                 if let Some(slot) = items.get_mut(at) {
-                    *slot = v;
+                    self.forget(std::mem::replace(slot, v));
                 }
                 *version += 1;
                 Reply::Ok
@@ -773,8 +992,9 @@ impl Session<'_> {
                 let at = index(i, items.len())?;
                 let ok = *version == ver;
                 if ok {
+                    let v = self.take_in(v)?;
                     if let Some(slot) = items.get_mut(at) {
-                        *slot = v;
+                        self.forget(std::mem::replace(slot, v));
                     }
                     *version += 1;
                 }
@@ -783,27 +1003,33 @@ impl Session<'_> {
             (State::List { items, version }, Op::Pop(i)) => {
                 let at = index(i.unwrap_or(-1), items.len())?;
                 *version += 1;
-                Reply::Bytes(items.remove(at))
+                Reply::Bytes(self.out_moved(items.remove(at)))
             }
             (State::List { items, .. }, Op::Len) => Reply::U64(items.len() as u64),
-            (State::List { items, .. }, Op::All) => Reply::List(items.clone()),
+            (State::List { items, .. }, Op::All) => {
+                Reply::List(items.iter().map(|v| self.out(v)).collect())
+            }
             (State::List { items, version }, Op::Clear) => {
-                items.clear();
+                for v in items.drain(..) {
+                    self.forget(v);
+                }
                 *version += 1;
                 Reply::Ok
             }
-            (State::Value { version, bytes }, Op::Load) => {
-                Reply::Versioned(Some((*version, bytes.clone())))
+            (State::Value { version, item }, Op::Load) => {
+                Reply::Versioned(Some((*version, self.out(item))))
             }
-            (State::Value { version, bytes }, Op::Store(v)) => {
-                *bytes = v;
+            (State::Value { version, item }, Op::Store(v)) => {
+                let v = self.take_in(v)?;
+                self.forget(std::mem::replace(item, v));
                 *version += 1;
                 Reply::Ok
             }
-            (State::Value { version, bytes }, Op::CasValue(ver, v)) => {
+            (State::Value { version, item }, Op::CasValue(ver, v)) => {
                 let ok = *version == ver;
                 if ok {
-                    *bytes = v;
+                    let v = self.take_in(v)?;
+                    self.forget(std::mem::replace(item, v));
                     *version += 1;
                 }
                 Reply::Bool(ok)
@@ -1051,7 +1277,7 @@ impl Session<'_> {
                 Reply::Bool(r?.is_some())
             }
             (State::Queue { .. }, Op::Put(v, ms)) => {
-                let mut v = Some(v);
+                let mut v = Some(self.take_in(v)?);
                 let (g, r) = block(self.server, o, st, ms, alive, |s| match s {
                     State::Queue { items, maxsize }
                         if *maxsize == 0 || (items.len() as u64) < *maxsize =>
@@ -1062,6 +1288,9 @@ impl Session<'_> {
                     _ => None,
                 });
                 st = g;
+                if let Some(left) = v.take() {
+                    self.forget(left);
+                }
                 let put = r?.is_some();
                 if put {
                     o.cond.notify_all();
@@ -1078,7 +1307,7 @@ impl Session<'_> {
                 if got.is_some() {
                     o.cond.notify_all();
                 }
-                Reply::Maybe(got)
+                Reply::Maybe(got.map(|i| self.out_moved(i)))
             }
             (State::Queue { items, .. }, Op::Len) => Reply::U64(items.len() as u64),
             (_, op) => return Err(unknown(&op)),

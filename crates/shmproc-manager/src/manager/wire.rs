@@ -37,6 +37,12 @@ pub enum Kind {
     Barrier,
 }
 
+/// How many calls a local client makes over its socket before the server
+/// sends it a pipe (with the reply to the last): a short-lived client (one
+/// that connects to look something up, a child handed a proxy) never costs
+/// a pipe; a busy one pays for it once.
+pub const PIPE_AFTER: u32 = 4;
+
 /// How a connection to the server is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hello {
@@ -52,16 +58,45 @@ pub enum Hello {
     },
 }
 
+/// A value to store: its postcard bytes and the objects the proxies inside
+/// it refer to. While the value is stored, it holds one reference to each,
+/// so a nested object lives as long as its container holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Val {
+    /// The value.
+    pub bytes: Vec<u8>,
+    /// Ids of the objects the value's proxies refer to (one entry per
+    /// proxy); usually empty.
+    pub refs: Vec<u64>,
+}
+
+impl From<Vec<u8>> for Val {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            refs: Vec::new(),
+        }
+    }
+}
+
 /// The server's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Welcome {
-    /// The pipe's segment descriptor comes with this frame (`SCM_RIGHTS`):
-    /// open its end `Second`, claim it, and send requests over it. The
-    /// socket stays open for the session's life (its EOF tells the server
-    /// a client that never attached is gone).
-    Pipe,
+    /// A local client: its first [`PIPE_AFTER`] calls go over this socket;
+    /// the reply to the last of them comes with a pipe's segment
+    /// descriptor (`SCM_RIGHTS`): open its end `Second`, claim it, and send
+    /// the next requests over it. The socket stays open for the session's
+    /// life (its EOF tells the server the client is gone).
+    Pipe {
+        /// The server's id (random): a proxy is stored only into objects
+        /// of its own server.
+        server: u64,
+    },
     /// Go on over the socket.
-    Socket,
+    Socket {
+        /// As for `Pipe`.
+        server: u64,
+    },
     /// The server could not set the session up.
     Refused(String),
 }
@@ -121,6 +156,8 @@ pub enum Request {
     },
     /// Stops the server.
     Shutdown,
+    /// How many objects the server holds → `U64` (tests and leak checks).
+    Count,
 }
 
 /// A method. Keys and values are postcard bytes.
@@ -131,9 +168,9 @@ pub enum Op {
     /// `d[k]` with its version → `Versioned`.
     GetVersioned(Vec<u8>),
     /// `d[k] = v`.
-    Set(Vec<u8>, Vec<u8>),
+    Set(Vec<u8>, Val),
     /// `d[k] = v` if `k`'s version is still `version` (0: absent) → `Bool`.
-    Cas(Vec<u8>, u64, Vec<u8>),
+    Cas(Vec<u8>, u64, Val),
     /// `d.pop(k)` → `Maybe`.
     Del(Vec<u8>),
     /// `k in d` → `Bool`.
@@ -145,17 +182,17 @@ pub enum Op {
     /// `x.clear()` (dict, list, event).
     Clear,
     /// `l.append(v)`.
-    Append(Vec<u8>),
+    Append(Val),
     /// `l.extend(vs)`.
-    Extend(Vec<Vec<u8>>),
+    Extend(Vec<Val>),
     /// `l[i]` (negative from the end) → `Bytes`.
     Index(i64),
     /// `l[i]` with the list's version → `Versioned`.
     IndexVersioned(i64),
     /// `l[i] = v`.
-    SetIndex(i64, Vec<u8>),
+    SetIndex(i64, Val),
     /// `l[i] = v` if the list's version is still `version` → `Bool`.
-    CasIndex(i64, u64, Vec<u8>),
+    CasIndex(i64, u64, Val),
     /// `l.pop(i)` (default: the last) → `Bytes`.
     Pop(Option<i64>),
     /// `l[:]` → `List`.
@@ -163,9 +200,9 @@ pub enum Op {
     /// `v.value` → `Versioned`.
     Load,
     /// `v.value = x`.
-    Store(Vec<u8>),
+    Store(Val),
     /// `v.value = x` if the version is still `version` → `Bool`.
-    CasValue(u64, Vec<u8>),
+    CasValue(u64, Val),
     /// `lock.acquire(timeout=ms)` (`u64::MAX`: none) by thread `tag` of
     /// the client → `Bool` (lock, rlock, condition, semaphore).
     Acquire(u64, u64),
@@ -196,7 +233,7 @@ pub enum Op {
     /// `event.wait(timeout=ms)` (`u64::MAX`: none) → `Bool`.
     Wait(u64),
     /// `q.put(v, timeout=ms)` (`u64::MAX`: none) → `Bool` (false: full).
-    Put(Vec<u8>, u64),
+    Put(Val, u64),
     /// `q.get(timeout=ms)` (`u64::MAX`: none) → `Maybe` (None: empty).
     QGet(u64),
 }
@@ -224,4 +261,9 @@ pub enum Reply {
     Pairs(Vec<(Vec<u8>, Vec<u8>)>),
     /// The server refused the request.
     Err(RemoteError),
+    /// A reply whose values hold proxies (ids, one entry per proxy): each
+    /// is one reference the server now counts for this client, taken over
+    /// by the proxy decoded from the value (released by the client when
+    /// none is).
+    Granted(Box<Reply>, Vec<u64>),
 }

@@ -79,6 +79,14 @@ pub fn pid() -> Pid {
     if let Some(p) = Pid::from_raw(PID.load(Ordering::Relaxed)) {
         return p;
     }
+    pid_slow()
+}
+
+/// [`pid`] before the cache is filled (or after a fork), out of line so
+/// that the hot paths that inline `pid` stay small.
+#[cold]
+#[inline(never)]
+fn pid_slow() -> Pid {
     let p = super::getpid();
     if register() {
         PID.store(p.as_raw(), Ordering::Relaxed);

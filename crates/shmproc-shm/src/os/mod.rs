@@ -63,7 +63,7 @@ pub use spawn::{
     ExitStatus, Forked, exit_now, fork, spawn_exe, try_wait, wait, wait_ended_unreaped,
 };
 pub use sys::{
-    affinity_cpu_count, online_cpu_count, populate_read, populate_write, random_u64,
+    affinity_cpu_count, online_cpu_count, populate_read, populate_write, random_bytes, random_u64,
     write_stderr_raw,
 };
 

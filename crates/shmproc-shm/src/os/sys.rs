@@ -44,6 +44,34 @@ pub fn random_u64() -> u64 {
     t ^ (u64::from(std::process::id()) << 32) ^ c.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Fills `buf` with random bytes from the kernel (`getrandom`, waiting for
+/// the entropy pool at early boot): one system call for up to 256 bytes.
+/// For secrets (authentication challenges); no fallback.
+///
+/// # Errors
+/// The OS error of `getrandom`.
+///
+/// # References
+/// `man 2 getrandom`
+#[doc(alias = "getrandom")]
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        // SAFETY: `rest` is valid for writes of its full length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => done += n,
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Number of CPUs this process may run on (`sched_getaffinity`), falling back
 /// to the number online.
 ///
