@@ -25,11 +25,21 @@ use shmproc_shm::sync::AtomicU32;
 pub const SLICE: Duration = Duration::from_millis(50);
 
 /// Spin iterations before a waiter registers itself and sleeps.
-#[cfg(not(shmproc_loom))]
+#[cfg(not(any(shmproc_loom, fuzzing)))]
 pub const SPIN_LIMIT: u32 = 100;
 /// Loom: one spin, so the models reach the sleeping path without exploding.
 #[cfg(shmproc_loom)]
 pub const SPIN_LIMIT: u32 = 1;
+/// Fuzz builds (`cfg(fuzzing)`): every target is one thread of one process,
+/// so what a spin waits for (a peer's publish, release or lease exit) never
+/// happens while it spins: a state that says "busy" is a scribble, and
+/// rounds 2 to 100 would repeat round 1 on the same bytes (under ASan and
+/// libFuzzer's comparison tracing, 100 rounds of the claim protocol were
+/// most of `queue_corrupt`'s time). Two keep every kind of round reachable:
+/// the first attempt, a retry (`_again`), and the last one, which checks
+/// liveness. As `STUCK_LIMIT` and `LEASE_SPINS` in shmproc-channel's ring.
+#[cfg(all(fuzzing, not(shmproc_loom)))]
+pub const SPIN_LIMIT: u32 = 2;
 
 /// How long a waiter on a channel (a `Queue` or a `Pipe`) spins before it
 /// registers and sleeps: about a futex wake-up round trip on the reference
@@ -93,7 +103,10 @@ impl Spin {
     #[inline]
     pub fn more(&mut self) -> bool {
         self.n = self.n.saturating_add(1);
-        if cfg!(shmproc_loom) {
+        // Fuzz builds: no clock either; a spin there only repeats the
+        // same look (see the fuzz build's `SPIN_LIMIT`), so SPIN_TIME of
+        // it would be tens of identical attempts.
+        if cfg!(any(shmproc_loom, fuzzing)) {
             return self.n < SPIN_LIMIT;
         }
         if !self.over && self.n % 16 == 0 {
