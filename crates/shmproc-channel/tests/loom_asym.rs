@@ -24,8 +24,6 @@
 //! minutes on 2 cores). All of them together: about a minute on 2 cores.
 #![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use loom::sync::Arc;
 use loom::thread;
 use shmproc_channel::__private::Ring;
@@ -37,21 +35,7 @@ type R = Arc<Ring<HeapStorage>>;
 /// Runs `f` under loom with preemption bound `bound` (capped by
 /// `LOOM_MAX_PREEMPTIONS` when that is lower) and prints the number of
 /// interleavings explored.
-fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |e| e.min(bound)));
-    let counter = std::sync::Arc::new(AtomicUsize::new(0));
-    let c2 = counter.clone();
-    b.check(move || {
-        c2.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    println!(
-        "loom model {name}: {} interleavings, preemption bound {}",
-        counter.load(Ordering::Relaxed),
-        b.preemption_bound.unwrap_or(bound)
-    );
-}
+use shmproc_sync::model::check;
 
 fn ring(cap: u64) -> R {
     Arc::new(Ring::new(HeapStorage::new(cap, 8), false))

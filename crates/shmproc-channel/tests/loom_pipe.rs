@@ -28,8 +28,6 @@
 //! threads, 53k interleavings at 2).
 #![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use loom::sync::atomic::AtomicBool;
 use shmproc_channel::__private::heap_pipe;
 use shmproc_channel::PipeEnd;
@@ -37,21 +35,7 @@ use shmproc_sync::model;
 
 const CAP: u64 = 128;
 
-fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |e| e.min(bound)));
-    let counter = std::sync::Arc::new(AtomicUsize::new(0));
-    let c2 = counter.clone();
-    b.check(move || {
-        c2.fetch_add(1, Ordering::Relaxed);
-        f();
-    });
-    println!(
-        "loom model {name}: {} interleavings, preemption bound {}",
-        counter.load(Ordering::Relaxed),
-        b.preemption_bound.unwrap_or(bound)
-    );
-}
+use shmproc_sync::model::check;
 
 /// The test message `i`: `len` bytes of `i`.
 fn msg(i: u8, len: usize) -> Vec<u8> {

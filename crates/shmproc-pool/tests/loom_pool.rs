@@ -32,7 +32,7 @@
 #![cfg(all(shmproc_loom, not(shmproc_shuttle)))]
 
 use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicU32 as StdU32, AtomicUsize, Ordering as StdOrdering};
+use std::sync::atomic::{AtomicU32 as StdU32, Ordering as StdOrdering};
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -98,21 +98,7 @@ fn work(w: &Words, slot: usize, retry: u64) {
     );
 }
 
-fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |e| e.min(bound)));
-    let counter = std::sync::Arc::new(AtomicUsize::new(0));
-    let c2 = counter.clone();
-    b.check(move || {
-        c2.fetch_add(1, StdOrdering::Relaxed);
-        f();
-    });
-    println!(
-        "loom model {name}: {} interleavings, preemption bound {}",
-        counter.load(StdOrdering::Relaxed),
-        b.preemption_bound.unwrap_or(bound)
-    );
-}
+use shmproc_sync::model::check;
 
 /// Worker 0 dies at `point`; the pool settles and replaces it.
 fn death_at(point: &'static str) {

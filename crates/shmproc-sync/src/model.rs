@@ -337,3 +337,27 @@ pub fn futex_wake() {
     let _g = m.lock().unwrap_or_else(|e| e.into_inner());
     cv.notify_all();
 }
+
+/// Runs `f` as a loom model at preemption bound `bound` (or at
+/// `LOOM_MAX_PREEMPTIONS` when that is lower) and prints how many
+/// interleavings it explored and at which bound: the loom test files'
+/// shared runner, whose lines the crates' model tables quote.
+#[cfg(not(shmproc_shuttle))]
+pub fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |e| e.min(bound)));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    b.check(move || {
+        // Relaxed: a count read after the model ends.
+        counted.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    println!(
+        "loom model {name}: {} interleavings, preemption bound {}",
+        runs.load(Ordering::Relaxed),
+        b.preemption_bound.unwrap_or(bound)
+    );
+}
