@@ -181,19 +181,19 @@ enum Record {
     Cancelled,
 }
 
+/// A record's kind and length words: kind (u32 LE), the side name's length
+/// (u32 LE), the message length (u64 LE). Built in registers, for the
+/// leased put as for [`encode`].
+#[inline(always)]
+fn record_words(kind: u32, name_len: u32, len: u64) -> [u8; WORDS_LEN] {
+    (u128::from(kind) | (u128::from(name_len) << 32) | (u128::from(len) << 64)).to_le_bytes()
+}
+
 fn encode(kind: u32, len: u64, name: &str) -> [u8; RECORD_HEADER_LEN] {
     let mut h = [0u8; RECORD_HEADER_LEN];
     let n = name.len().min(NAME_CAP);
-    let (head, rest) = h.split_at_mut(16);
-    if let Some(w) = head.get_mut(0..4) {
-        w.copy_from_slice(&kind.to_le_bytes());
-    }
-    if let Some(w) = head.get_mut(4..8) {
-        w.copy_from_slice(&(n as u32).to_le_bytes());
-    }
-    if let Some(w) = head.get_mut(8..16) {
-        w.copy_from_slice(&len.to_le_bytes());
-    }
+    let (head, rest) = h.split_at_mut(WORDS_LEN);
+    head.copy_from_slice(&record_words(kind, n as u32, len));
     if let (Some(w), Some(src)) = (rest.get_mut(..n), name.as_bytes().get(..n)) {
         w.copy_from_slice(src);
     }
@@ -579,9 +579,7 @@ impl ByteQueue {
     /// records).
     #[inline(always)]
     fn fast_put(&self, data: &[u8]) -> bool {
-        // The kind and length words as `encode` lays them out: kind (u32
-        // LE), name length 0 (u32), length (u64 LE).
-        let words = (u128::from(KIND_INLINE) | (u128::from(data.len() as u64) << 64)).to_le_bytes();
+        let words = record_words(KIND_INLINE, 0, data.len() as u64);
         let fast = self.ring.fast_push(|dst| {
             // SAFETY: `dst` is the tail slot's payload, free for this
             // position (EMPTY) and ours alone (leased operation); the words
