@@ -27,6 +27,7 @@ pub mod manager;
 mod shareable_list;
 mod shared_memory;
 mod smm;
+mod spin;
 
 pub use connection::{
     Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN, Listener,
