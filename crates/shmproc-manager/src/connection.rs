@@ -155,6 +155,11 @@ impl SocketConnection {
         }
     }
 
+    /// A connection over `s`, not authenticated (the fuzz target's).
+    pub(crate) fn from_unix(s: UnixStream) -> Self {
+        Self::new(Stream::Unix(s))
+    }
+
     /// From now on, reads keep the descriptors that come with the bytes
     /// (Unix sockets), for [`take_fds`](Self::take_fds).
     pub(crate) fn collect_fds(&mut self) {

@@ -197,7 +197,7 @@ fn encode_request(req: &Request) -> Result<Vec<u8>, ProxyError> {
     Ok(bytes)
 }
 
-fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
+pub(super) fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
     match postcard::from_bytes::<Reply>(reply) {
         Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
         Ok(r) => Ok(r),

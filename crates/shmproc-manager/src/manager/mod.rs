@@ -54,6 +54,7 @@
 //!   name ([`Manager::connect`] from another process or machine).
 
 mod client;
+pub(crate) mod fuzzing;
 mod proxy;
 mod server;
 #[doc(hidden)]
