@@ -8,6 +8,14 @@
 //! handshake, [`SocketConnection::max_message_len`] after), and nothing an
 //! unauthenticated peer sends is decoded beyond the handshake's fixed byte
 //! strings.
+//!
+//! A read that finds nothing first polls the socket (non-blocking `recv`)
+//! for up to an adaptive budget, 50 µs while the peer answers within it,
+//! down to 2 µs when it does not, then sleeps with its timeout: a peer
+//! awake on another CPU answers without the two cross-CPU wake-ups of a
+//! sleeping read (the Manager's policy, also on its pipes). A handshake,
+//! whose four steps each wait on a busy peer, and a request/reply loop
+//! gain most (`manager_compare`: a TCP round trip 8.8 µs instead of 45).
 
 use std::fmt;
 use std::io::{self, Read, Write};
