@@ -506,7 +506,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                     } else {
                         Box::new(move || Some(mgr.borrow_mut().pipe_rtt(mgr_ops)))
                     };
-                    cases.push(Case_ {
+                    let mut c = Case_ {
                         group: g,
                         case: format!("dict set round trip, {at}"),
                         unit: "us",
@@ -520,7 +520,20 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(usize, usize, &str)) -> Repo
                             ),
                         ],
                         pairs: vec![("shmproc_manager".into(), floor.into())],
-                    });
+                    };
+                    if tcp {
+                        // The echo with both ends polling, never sleeping:
+                        // the floor of a waiter that polls (as ours do
+                        // before they sleep).
+                        c.contestants.push((
+                            "tcp_echo_polling".into(),
+                            false,
+                            Box::new(move || Some(mgr.borrow_mut().tcp_poll_rtt(mgr_ops))),
+                        ));
+                        c.pairs
+                            .push(("shmproc_manager".into(), "tcp_echo_polling".into()));
+                    }
+                    cases.push(c);
                     cases.push(Case_ {
                         group: g,
                         case: format!("dict get round trip, {at}"),

@@ -27,6 +27,7 @@ pub mod manager;
 mod shareable_list;
 mod shared_memory;
 mod smm;
+mod spin;
 
 pub use connection::{
     Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_LEN, Listener,
@@ -41,3 +42,13 @@ pub use manager::{
 pub use shareable_list::{Item, MAX_ITEMS, MIN_SLOT, ShareableList, ShareableListError};
 pub use shared_memory::SharedMemory;
 pub use smm::{SharedMemoryManager, WATCHER_JOIN_TIMEOUT};
+
+/// What the fuzz targets (`fuzz/`) and their replay tests reach; not part
+/// of the public API.
+#[doc(hidden)]
+pub mod __private {
+    /// The `manager_frames` fuzz target: see `src/manager/fuzzing.rs`.
+    pub fn manager_frames(data: &[u8]) {
+        crate::manager::fuzzing::manager_frames(data);
+    }
+}

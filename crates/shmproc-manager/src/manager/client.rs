@@ -10,6 +10,7 @@ use shmproc_channel::{Connection, RecvTimeoutError, TryRecvError};
 
 use super::server::{CLIENT_END, encode};
 use super::wire::{Hello, MAX_FRAME, Reply, Request, Welcome};
+pub use crate::spin::SpinBudget;
 use crate::{Address, Client, ConnError, ProxyError, RemoteError, SocketConnection};
 
 #[allow(
@@ -196,7 +197,7 @@ fn encode_request(req: &Request) -> Result<Vec<u8>, ProxyError> {
     Ok(bytes)
 }
 
-fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
+pub(super) fn decode_reply(reply: &[u8]) -> Result<Reply, ProxyError> {
     match postcard::from_bytes::<Reply>(reply) {
         Ok(Reply::Err(e)) => Err(ProxyError::Remote(e)),
         Ok(r) => Ok(r),
@@ -242,66 +243,6 @@ fn transact(
     }
 }
 
-/// The longest a waiter on a session's pipe (a caller for its reply, the
-/// server for the next request) polls before it sleeps: a peer that is
-/// awake answers in a few microseconds, far less than the two wake-ups a
-/// sleeping wait costs.
-pub(crate) const HOT_SPIN: Duration = Duration::from_micros(50);
-/// The shortest such poll, for a peer whose messages come seldom.
-const COLD_SPIN: Duration = Duration::from_micros(2);
-/// The first part of a poll, with `pause` only (the peer runs on another
-/// CPU); the rest yields between polls (on a busy machine the peer may
-/// need this CPU).
-const PAUSE_SPIN: Duration = Duration::from_micros(4);
-
-/// The shortest `pause` phase, for a peer that shares this CPU.
-const PAUSE_MIN: Duration = Duration::from_nanos(250);
-/// A message caught this soon, even after yielding, came from a peer
-/// running on another CPU (a dict round trip's wait plus one
-/// `sched_yield` here: 1.5 to 2.5 µs).
-const PARALLEL: Duration = Duration::from_micros(3);
-
-/// An adaptive poll budget (one per waiter), two parts:
-/// - the whole poll: a wait that ended while polling doubles it back
-///   towards `HOT_SPIN`, one that had to sleep halves it down to
-///   `COLD_SPIN`. A session fed back to back keeps its latency; an idle
-///   one sleeps almost at once (bounded, then a futex sleep: an idle
-///   session costs no CPU);
-/// - its `pause` part: a message caught before yielding, or within
-///   `PARALLEL`, doubles it back towards `PAUSE_SPIN`; one caught
-///   later (the peer needed this CPU: spinning only delayed it) halves it
-///   down to `PAUSE_MIN`.
-#[derive(Debug, Clone, Copy)]
-pub struct SpinBudget {
-    poll: Duration,
-    pause: Duration,
-}
-
-impl Default for SpinBudget {
-    fn default() -> Self {
-        Self {
-            poll: HOT_SPIN,
-            pause: PAUSE_SPIN,
-        }
-    }
-}
-
-impl SpinBudget {
-    /// The wait ended after sleeping: poll less next time.
-    pub fn slept(&mut self) {
-        self.poll = (self.poll / 2).max(COLD_SPIN);
-    }
-
-    fn caught(&mut self, after: Duration, yielded: bool) {
-        self.poll = (self.poll * 2).min(HOT_SPIN);
-        self.pause = if !yielded || after < PARALLEL {
-            (self.pause * 2).min(PAUSE_SPIN)
-        } else {
-            (self.pause / 2).max(PAUSE_MIN)
-        };
-    }
-}
-
 /// Polls `c` for a message for up to the budget: `None` when none came
 /// (the caller then sleeps; the budget knows).
 ///
@@ -311,34 +252,12 @@ pub fn recv_spinning(
     c: &mut Connection,
     budget: &mut SpinBudget,
 ) -> Result<Option<Vec<u8>>, ConnError> {
-    let t0 = Instant::now();
-    let spin_until = t0 + budget.poll;
-    let pause_until = t0 + budget.pause.min(budget.poll);
-    let mut yielded = false;
-    loop {
-        match c.try_recv_bytes_max(MAX_FRAME) {
-            Ok(b) => {
-                budget.caught(t0.elapsed(), yielded);
-                return Ok(Some(b));
-            }
-            Err(TryRecvError::Empty) => {
-                let now = Instant::now();
-                if now < pause_until {
-                    for _ in 0..16 {
-                        std::hint::spin_loop();
-                    }
-                } else if now < spin_until {
-                    yielded = true;
-                    std::thread::yield_now();
-                } else {
-                    budget.slept();
-                    return Ok(None);
-                }
-            }
-            Err(TryRecvError::Eof) => return Err(ConnError::Eof),
-            Err(e) => return Err(ConnError::Pipe(e.to_string())),
-        }
-    }
+    budget.poll(|| match c.try_recv_bytes_max(MAX_FRAME) {
+        Ok(b) => Ok(Some(b)),
+        Err(TryRecvError::Empty) => Ok(None),
+        Err(TryRecvError::Eof) => Err(ConnError::Eof),
+        Err(e) => Err(ConnError::Pipe(e.to_string())),
+    })
 }
 
 fn recv_reply(

@@ -294,17 +294,11 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
     };
     let mut addrs = vec![unix.address().clone()];
     addrs.extend(tcp.as_ref().map(|t| t.address().clone()));
-    let server = Arc::new(Server {
-        id: shmproc_shm::os::random_u64(),
-        table: Mutex::new(Table {
-            next_id: 1,
-            ..Table::default()
-        }),
-        shutdown: AtomicBool::new(false),
-        stop: (Mutex::new(false), Condvar::new()),
-        handshake_timeout: cfg.handshake_timeout,
-        authkey: cfg.authkey.clone(),
-    });
+    let server = Arc::new(Server::new(
+        shmproc_shm::os::random_u64(),
+        cfg.handshake_timeout,
+        cfg.authkey.clone(),
+    ));
     let mut pools = Vec::new();
     for (l, local) in std::iter::once((unix, true)).chain(tcp.map(|t| (t, false))) {
         let pool = Arc::new(Pool {
@@ -355,6 +349,26 @@ pub(crate) fn serve(cfg: ServerConfig, report: &mut Connection) {
 }
 
 impl Server {
+    /// A server with no object yet.
+    pub(super) fn new(id: u64, handshake_timeout: Duration, authkey: Vec<u8>) -> Self {
+        Server {
+            id,
+            table: Mutex::new(Table {
+                next_id: 1,
+                ..Table::default()
+            }),
+            shutdown: AtomicBool::new(false),
+            stop: (Mutex::new(false), Condvar::new()),
+            handshake_timeout,
+            authkey,
+        }
+    }
+
+    /// How many objects it holds.
+    pub(super) fn object_count(&self) -> usize {
+        lock(&self.table).objs.len()
+    }
+
     fn request_stop(&self) {
         let (m, c) = &self.stop;
         *lock(m) = true;
@@ -504,15 +518,7 @@ impl Server {
         } else {
             Transport::Socket(sock)
         };
-        Session {
-            server: &self,
-            client,
-            held: HashMap::new(),
-            locks: HashSet::new(),
-            grants: Vec::new(),
-            drop_later: Vec::new(),
-        }
-        .run(transport, &mut pipe);
+        Session::new(&self, client).run(transport, &mut pipe);
         pipe
     }
 
@@ -589,7 +595,7 @@ impl Server {
     }
 }
 
-struct Session<'a> {
+pub(super) struct Session<'a> {
     server: &'a Server,
     /// The client's id ([`Hello`]): its connections (one for calls, more
     /// for blocking waits) share lock ownership.
@@ -607,7 +613,35 @@ struct Session<'a> {
     drop_later: Vec<u64>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session of `client` with nothing held yet.
+    pub(super) fn new(server: &'a Server, client: u64) -> Self {
+        Session {
+            server,
+            client,
+            held: HashMap::new(),
+            locks: HashSet::new(),
+            grants: Vec::new(),
+            drop_later: Vec::new(),
+        }
+    }
+
+    /// Decodes one request and serves it: the reply, and `true` for a
+    /// `Shutdown` (the caller sends the reply, then stops the server).
+    /// `alive`: whether the client still waits (a blocking call's wait
+    /// ends when it does not).
+    pub(super) fn serve_frame(
+        &mut self,
+        bytes: &[u8],
+        alive: &mut dyn FnMut() -> bool,
+    ) -> (Reply, bool) {
+        match postcard::from_bytes::<Request>(bytes) {
+            Ok(Request::Shutdown) => (Reply::Ok, true),
+            Ok(req) => (self.handle(req, alive), false),
+            Err(e) => (Reply::Err(RemoteError::BadRequest(e.to_string())), false),
+        }
+    }
+
     /// Serves the client until it goes; `spare`: the pipe a local client
     /// gets after its first calls (taken when it does).
     fn run(mut self, mut t: Transport, spare: &mut Option<Connection>) {
@@ -620,15 +654,12 @@ impl Session<'_> {
                 Err(ConnError::Timeout) => continue,
                 Err(_) => break,
             };
-            let reply = match postcard::from_bytes::<Request>(&bytes) {
-                Ok(Request::Shutdown) => {
-                    let _ = t.send(&encode(&Reply::Ok), spare);
-                    self.server.request_stop();
-                    break;
-                }
-                Ok(req) => self.handle(req, &mut || t.alive()),
-                Err(e) => Reply::Err(RemoteError::BadRequest(e.to_string())),
-            };
+            let (reply, shutdown) = self.serve_frame(&bytes, &mut || t.alive());
+            if shutdown {
+                let _ = t.send(&encode(&reply), spare);
+                self.server.request_stop();
+                break;
+            }
             // A small reply (most are) is encoded on the stack.
             let mut stack = [0u8; 256];
             let heap;
@@ -647,7 +678,7 @@ impl Session<'_> {
     }
 
     /// Drops every reference this client held and releases its locks.
-    fn end(&mut self) {
+    pub(super) fn end(&mut self) {
         for id in std::mem::take(&mut self.locks) {
             if let Ok(o) = self.server.get(id) {
                 match &mut *lock(&o.state) {

@@ -167,6 +167,56 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
 /// `man 2 recvmsg`, `man 7 unix` (`SCM_RIGHTS`)
 #[doc(alias = "recvmsg")]
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, 0)
+}
+
+/// [`recv_with_fds`] without waiting (`MSG_DONTWAIT`): `WouldBlock` when
+/// nothing is there yet. A caller that polls for a message before it
+/// sleeps in the blocking form.
+///
+/// # References
+/// `man 2 recvmsg`, `man 7 unix` (`SCM_RIGHTS`)
+#[doc(alias = "recvmsg")]
+pub fn recv_with_fds_nowait(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_with_fds_flags(sock, buf, libc::MSG_DONTWAIT)
+}
+
+/// `recv(sock, buf, MSG_DONTWAIT)`: what a stream socket has, up to
+/// `buf.len()` bytes, without waiting (`WouldBlock` when nothing is there;
+/// `Ok(0)` at EOF), whatever the socket's blocking mode. `EINTR` is retried.
+///
+/// # References
+/// `man 2 recv`
+#[doc(alias = "recv")]
+pub fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is writable for `buf.len()` bytes for the whole call.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn recv_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     let max_payload = u32::try_from(MAX_PASSED_FDS * std::mem::size_of::<libc::c_int>())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: pure size computation.
@@ -185,7 +235,8 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
     let n = loop {
         // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both
         // writable and live for the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n =
+            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
         if n >= 0 {
             break n as usize;
         }

@@ -40,8 +40,8 @@ mod spawn;
 mod sys;
 
 pub use fd::{
-    MAX_PASSED_FDS, adopt_fd, dup_inheritable, poll_readable, recv_with_fds, send_with_fds,
-    socketpair_seqpacket,
+    MAX_PASSED_FDS, adopt_fd, dup_inheritable, poll_readable, recv_nowait, recv_with_fds,
+    recv_with_fds_nowait, send_with_fds, socketpair_seqpacket,
 };
 pub use futex::{
     FutexWait, futex_wait, futex_wake, membarrier_global_expedited,
