@@ -21,6 +21,9 @@ macro_rules! target {
             // SAFETY: libFuzzer passes its `main`'s argc and argv, valid
             // and NUL-terminated, before anything else reads them.
             unsafe { $crate::add_default_flags(argc, argv, &[$($flag),*]) };
+            if cfg!(shmproc_trace_compares) {
+                eprintln!("{}", $crate::TRACE_COMPARES_NOTE);
+            }
             ::libfuzzer_sys::initialize(argc.cast_const().cast(), argv.cast_const().cast());
             0
         }
@@ -43,6 +46,12 @@ macro_rules! target {
         }
     };
 }
+
+/// What a target built with comparison tracing prints at start-up.
+pub const TRACE_COMPARES_NOTE: &str = "shmproc-fuzz: built with comparison tracing \
+    (cargo fuzz's default), which costs a third to a half of a target's \
+    speed and reached no more coverage here; this project builds with `cargo fuzz run --no-trace-compares` \
+    (fuzz/README.md, Speed)";
 
 /// Appends each of `defaults` (`"-name=value"`) to `*argv` unless an
 /// argument already starts with its `-name=`; the new argument vector is

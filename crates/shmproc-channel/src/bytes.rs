@@ -1617,7 +1617,7 @@ pub(crate) fn side_suffix(id: u64) -> String {
 /// `/shmproc-<pid hex>-<random hex>-<id hex>-bq` (at most 44 bytes: a pid
 /// has at most 6 hex digits, `PID_MAX_LIMIT` being 2^22).
 fn side_name(id: u64) -> String {
-    let pid = os::getpid();
+    let pid = os::identity::pid();
     let rand = os::random_u64() & 0xffff_ffff_ffff;
     format!("/{NAME_PREFIX}{pid:x}-{rand:012x}{}", side_suffix(id))
 }

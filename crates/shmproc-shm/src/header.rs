@@ -157,7 +157,7 @@ impl SegmentHeader {
         self.fingerprint.store(ty.fingerprint(), Ordering::Relaxed);
         self.kind.store(kind.0, Ordering::Relaxed);
         self.creator_pid
-            .store(crate::os::getpid().as_u32(), Ordering::Relaxed);
+            .store(crate::os::identity::pid().as_u32(), Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
         self.capacity.store(ty.capacity, Ordering::Relaxed);
         self.session.store(session, Ordering::Relaxed);

@@ -71,7 +71,7 @@ impl SegmentName {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .take(12)
             .collect();
-        let pid = crate::os::getpid();
+        let pid = crate::os::identity::pid();
         let rand = crate::os::random_u64() & 0xffff_ffff_ffff;
         let s = if tag.is_empty() {
             format!("/{NAME_PREFIX}{pid:x}-{rand:012x}")

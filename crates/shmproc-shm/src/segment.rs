@@ -365,7 +365,7 @@ impl Segment {
             file,
             name,
             label,
-            owner: Some(os::getpid()),
+            owner: Some(os::identity::pid()),
             kind: layout.kind,
             fingerprint: layout.ty.fingerprint(),
             capacity: layout.ty.capacity,
@@ -679,7 +679,7 @@ impl Segment {
     /// process; see [Fork](Self#fork)), and crash cleanup may remove it
     /// again ([`FLAG_PERSISTENT`] cleared).
     pub fn take_ownership(&mut self) {
-        self.owner = Some(os::getpid());
+        self.owner = Some(os::identity::pid());
         self.header()
             .flags
             .fetch_and(!FLAG_PERSISTENT, Ordering::Release);
@@ -787,7 +787,7 @@ impl Segment {
 
     /// Whether dropping this handle (in this process) unlinks the name.
     pub fn is_owner(&self) -> bool {
-        self.owner == Some(os::getpid())
+        self.owner == Some(os::identity::pid())
     }
 
     /// Unlinks the name now (a no-op for anonymous segments). The mapping stays
