@@ -55,7 +55,7 @@ pub fn per_op_us(ops: usize, mut f: impl FnMut(usize)) -> f64 {
 /// yielding, then a sleep), so that the floor and the dict round trip wait
 /// alike.
 fn recv_spin(c: &mut Connection, budget: &mut SpinBudget) -> Option<Vec<u8>> {
-    match recv_spinning(c, budget) {
+    match recv_spinning(c, budget, None) {
         Ok(Some(b)) => Some(b),
         Ok(None) => c.recv_bytes_timeout(TIMEOUT).ok(),
         Err(_) => None,

@@ -364,7 +364,7 @@ impl SocketConnection {
     /// bytes; [`ConnError::Timeout`] with nothing read.
     fn read_some(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ConnError> {
         let mut budget = self.spin;
-        let polled = budget.poll(|| self.read_nowait(buf));
+        let polled = budget.poll_until(deadline, || self.read_nowait(buf));
         self.spin = budget;
         if let Some(n) = polled? {
             return Ok(n);

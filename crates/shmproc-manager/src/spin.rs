@@ -82,6 +82,20 @@ impl SpinBudget {
     /// `attempt`'s.
     pub fn poll<T, E>(
         &mut self,
+        attempt: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        self.poll_until(None, attempt)
+    }
+
+    /// [`poll`](Self::poll), but never past `deadline` (a zero timeout
+    /// makes one attempt). A poll that the deadline cut short teaches the
+    /// budget nothing: the wait did not end, the caller gave up.
+    ///
+    /// # Errors
+    /// `attempt`'s.
+    pub fn poll_until<T, E>(
+        &mut self,
+        deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E> {
         if let Some(v) = attempt()? {
@@ -89,8 +103,12 @@ impl SpinBudget {
             return Ok(Some(v));
         }
         let t0 = Instant::now();
-        let spin_until = t0 + self.poll;
-        let pause_until = t0 + self.pause.min(self.poll);
+        let budget_end = t0 + self.poll;
+        let (spin_until, cut) = match deadline {
+            Some(d) if d < budget_end => (d, true),
+            _ => (budget_end, false),
+        };
+        let pause_until = (t0 + self.pause.min(self.poll)).min(spin_until);
         let mut yielded = false;
         loop {
             let now = Instant::now();
@@ -102,7 +120,9 @@ impl SpinBudget {
                 yielded = true;
                 std::thread::yield_now();
             } else {
-                self.slept();
+                if !cut {
+                    self.slept();
+                }
                 return Ok(None);
             }
             if let Some(v) = attempt()? {
@@ -110,5 +130,32 @@ impl SpinBudget {
                 return Ok(Some(v));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_deadline_makes_one_attempt_and_teaches_nothing() {
+        let mut b = SpinBudget::default();
+        let before = b.current();
+        let mut calls = 0;
+        let r: Result<Option<()>, ()> = b.poll_until(Some(Instant::now()), || {
+            calls += 1;
+            Ok(None)
+        });
+        assert_eq!(r, Ok(None));
+        assert_eq!(calls, 1);
+        assert_eq!(b.current(), before);
+    }
+
+    #[test]
+    fn a_poll_that_runs_out_halves_the_budget() {
+        let mut b = SpinBudget::default();
+        let r: Result<Option<()>, ()> = b.poll(|| Ok(None));
+        assert_eq!(r, Ok(None));
+        assert_eq!(b.current(), HOT_SPIN / 2);
     }
 }

@@ -243,16 +243,17 @@ fn transact(
     }
 }
 
-/// Polls `c` for a message for up to the budget: `None` when none came
-/// (the caller then sleeps; the budget knows).
+/// Polls `c` for a message for up to the budget, never past `deadline`:
+/// `None` when none came (the caller then sleeps; the budget knows).
 ///
 /// # Errors
 /// [`ConnError::Eof`] when the peer is gone; [`ConnError::Pipe`].
 pub fn recv_spinning(
     c: &mut Connection,
     budget: &mut SpinBudget,
+    deadline: Option<Instant>,
 ) -> Result<Option<Vec<u8>>, ConnError> {
-    budget.poll(|| match c.try_recv_bytes_max(MAX_FRAME) {
+    budget.poll_until(deadline, || match c.try_recv_bytes_max(MAX_FRAME) {
         Ok(b) => Ok(Some(b)),
         Err(TryRecvError::Empty) => Ok(None),
         Err(TryRecvError::Eof) => Err(ConnError::Eof),
@@ -265,7 +266,7 @@ fn recv_reply(
     budget: &mut SpinBudget,
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, ConnError> {
-    if let Some(b) = recv_spinning(c, budget)? {
+    if let Some(b) = recv_spinning(c, budget, deadline)? {
         return Ok(b);
     }
     let got = match deadline {

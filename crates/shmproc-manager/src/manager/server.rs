@@ -196,7 +196,7 @@ impl Transport {
                 // A client usually sends its next request right after a
                 // reply: stay awake for it a little while (a sleeping
                 // thread's wake-up costs more than the whole round trip).
-                if let Some(b) = recv_spinning(c, budget)? {
+                if let Some(b) = recv_spinning(c, budget, None)? {
                     return Ok(b);
                 }
                 let got = c
