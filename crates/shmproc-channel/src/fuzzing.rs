@@ -1128,6 +1128,17 @@ pub fn bytes_records(data: &[u8]) {
     }
 }
 
+/// A get form's result as `check_get` in [`records_model`] takes it: the
+/// message's bytes, whichever way the form returns them.
+fn got<B: std::ops::Deref<Target = [u8]>>(
+    r: &Result<B, TryGetError>,
+) -> Result<Option<&[u8]>, TryGetError> {
+    match r {
+        Ok(b) => Ok(Some(&**b)),
+        Err(e) => Err(*e),
+    }
+}
+
 /// The bit of `bytes_records`' capacity byte that selects its model mode.
 const RECORDS_MODEL: u8 = 0x08;
 
@@ -1195,23 +1206,15 @@ fn records_model(q: &ByteQueue, cap: usize, mut input: Input<'_>, len_of: impl F
             }
             2 if op & 8 != 0 => {
                 let r = q.try_get_bytes();
-                check_get(
-                    &mut model,
-                    closed,
-                    r.as_deref().map(Some).map_err(Clone::clone),
-                );
+                check_get(&mut model, closed, got(&r));
             }
             2 => {
-                let r = q.try_get_bytes_into_vec(&mut buf).map(|()| Some(&buf[..]));
-                check_get(&mut model, closed, r);
+                let r = q.try_get_bytes_into_vec(&mut buf).map(|()| &buf[..]);
+                check_get(&mut model, closed, got(&r));
             }
             3 => {
                 let r = q.try_get_bytes_ref();
-                check_get(
-                    &mut model,
-                    closed,
-                    r.as_deref().map(Some).map_err(Clone::clone),
-                );
+                check_get(&mut model, closed, got(&r));
             }
             4 => {
                 let r = q
@@ -1221,11 +1224,7 @@ fn records_model(q: &ByteQueue, cap: usize, mut input: Input<'_>, len_of: impl F
                         GetTimeoutError::Closed => TryGetError::Closed,
                         e => panic!("get_bytes_timeout: {e:?}"),
                     });
-                check_get(
-                    &mut model,
-                    closed,
-                    r.as_deref().map(Some).map_err(Clone::clone),
-                );
+                check_get(&mut model, closed, got(&r));
             }
             5 => {
                 if input.byte().unwrap_or(0) % 8 == 0 {

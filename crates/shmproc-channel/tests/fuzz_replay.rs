@@ -17,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use shmproc_channel::__private as fuzzing;
-use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
+use shmproc_testing::{fuzz_dir, replay_fuzz_corpus, write_fuzz_seeds};
 
 /// The largest single allocation an input may ask for: far above what the
 /// targets need (a few MiB), far below a forged length.
@@ -186,10 +186,6 @@ fn write_queue_seeds() {
         ("queue_ops", ops_seeds()),
         ("queue_corrupt", corrupt_seeds()),
     ] {
-        let dir = fuzz_dir().join("corpus").join(target);
-        std::fs::create_dir_all(&dir).expect("create the corpus directory");
-        for (name, data) in seeds {
-            std::fs::write(dir.join(format!("seed-{name}")), data).expect("write a seed");
-        }
+        write_fuzz_seeds(target, seeds);
     }
 }

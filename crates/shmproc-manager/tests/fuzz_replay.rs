@@ -5,7 +5,7 @@
 
 use shmproc_manager::__private::manager_frames;
 use shmproc_manager::manager::wire::{Kind, Op, Request, Val};
-use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
+use shmproc_testing::{replay_fuzz_corpus, write_fuzz_seeds};
 
 #[test]
 fn replay_manager_frames() {
@@ -166,11 +166,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
 #[test]
 #[ignore = "writes into fuzz/corpus/manager_frames; run by hand to regenerate the seeds"]
 fn write_manager_frames_seeds() {
-    let dir = fuzz_dir().join("corpus/manager_frames");
-    std::fs::create_dir_all(&dir).expect("create the corpus directory");
-    for (name, data) in seeds() {
-        std::fs::write(dir.join(format!("seed-{name}")), data).expect("write a seed");
-    }
+    write_fuzz_seeds("manager_frames", seeds());
 }
 
 #[test]

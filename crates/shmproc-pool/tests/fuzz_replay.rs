@@ -4,7 +4,7 @@
 //! that the seeds mean what they say.
 
 use shmproc_pool::__private::pool_frames;
-use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
+use shmproc_testing::{replay_fuzz_corpus, write_fuzz_seeds};
 
 #[test]
 fn replay_pool_frames() {
@@ -67,11 +67,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 #[ignore = "writes into fuzz/corpus/pool_frames; run by hand to regenerate the seeds"]
 fn write_pool_frames_seeds() {
-    let dir = fuzz_dir().join("corpus/pool_frames");
-    std::fs::create_dir_all(&dir).expect("create the corpus directory");
-    for (name, data) in seeds() {
-        std::fs::write(dir.join(format!("seed-{name}")), data).expect("write a seed");
-    }
+    write_fuzz_seeds("pool_frames", seeds());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use shmproc_shm::{
     HEADER_LEN, LAYOUT_VERSION, MAGIC, OpenOptions, STATE_INITIALIZING, STATE_POISONED,
     STATE_UNINIT, Segment, SegmentHeader, SegmentKind, SegmentLayout, ShmBox, ShmSlice, TypeSpec,
 };
-use shmproc_testing::{fuzz_dir, replay_fuzz_corpus};
+use shmproc_testing::{replay_fuzz_corpus, write_fuzz_seeds};
 
 // ---------------------------------------------------------------------------
 // Replay. One line per fuzz target.
@@ -39,12 +39,10 @@ fn replay_segment_open() {
 #[test]
 #[ignore = "writes into fuzz/corpus/segment_open; run by hand to regenerate the seeds"]
 fn write_segment_open_seeds() {
-    let dir = fuzz_dir().join("corpus/segment_open");
-    std::fs::create_dir_all(&dir).expect("create the corpus directory");
-    for seed in segment_open_seeds() {
-        let path = dir.join(format!("seed-{}", seed.name));
-        std::fs::write(&path, &seed.data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
+    write_fuzz_seeds(
+        "segment_open",
+        segment_open_seeds().into_iter().map(|s| (s.name, s.data)),
+    );
 }
 
 /// Each seed opens, or fails to open, as its name says, so the corpus starts

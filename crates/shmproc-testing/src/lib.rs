@@ -545,6 +545,24 @@ pub fn fuzz_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
+/// Writes `seeds` (name, bytes) to `fuzz/corpus/<target>/seed-<name>`: the
+/// tests that regenerate a target's seeds (ignored, run by hand; `cargo
+/// fuzz cmin` renames what it keeps to content hashes).
+///
+/// # Panics
+/// When the directory or a file cannot be written.
+pub fn write_fuzz_seeds<N: std::fmt::Display, D: AsRef<[u8]>>(
+    target: &str,
+    seeds: impl IntoIterator<Item = (N, D)>,
+) {
+    let dir = fuzz_dir().join("corpus").join(target);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for (name, data) in seeds {
+        let path = dir.join(format!("seed-{name}"));
+        std::fs::write(&path, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
 /// Replays a fuzz target's corpus on stable, without a fuzzer: every input
 /// of `fuzz/corpus/<target>/` (which must not be empty, so a missing corpus
 /// fails instead of passing silently) and of `fuzz/regressions/<target>/`
