@@ -237,7 +237,24 @@ impl Child {
             cmd.env(format!("{ENV_ARG}{k}"), v);
         }
         adjust(&mut cmd);
-        let child = cmd.spawn()?;
+        // An executable the test just copied (one that runs itself as
+        // another user) is "busy" (ETXTBSY) while another test thread's
+        // fork, between its fork and its exec, still holds the copy's
+        // write descriptor: the fork/exec race of every multithreaded
+        // program (golang/go#22315). Try again until that child has
+        // exec'd (bounded).
+        let busy_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let child = loop {
+            match cmd.spawn() {
+                Err(e)
+                    if e.kind() == io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < busy_until =>
+                {
+                    std::thread::yield_now();
+                }
+                r => break r?,
+            }
+        };
         Ok(Child {
             child,
             test: test.to_owned(),
