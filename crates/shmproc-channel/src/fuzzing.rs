@@ -352,11 +352,7 @@ pub fn queue_ops(data: &[u8]) {
             }
             6 => {
                 if input.byte().unwrap_or(0) % 4 == 0 {
-                    if closes < 2 {
-                        q.close();
-                        closes += 1;
-                    }
-                    closed = true;
+                    close_capped(|| q.close(), &mut closes, &mut closed);
                 }
             }
             _ => {
@@ -374,6 +370,30 @@ pub fn queue_ops(data: &[u8]) {
     }
     assert_eq!(q.skipped_writes(), 0);
     assert_eq!(q.abandoned_reads(), 0);
+}
+
+/// A close as the models record it: made the first two times (the first,
+/// and one repeat on a closed queue), then only recorded. A repeat makes
+/// the same call on the same state (two futex wakes each), which some
+/// inputs asked for dozens of times.
+fn close_capped(close: impl FnOnce(), closes: &mut u32, closed: &mut bool) {
+    if *closes < 2 {
+        close();
+        *closes += 1;
+    }
+    *closed = true;
+}
+
+/// Drains `q` against `model` (cancelled records skipped): the model and
+/// the queue end empty together, every message checked, none skipped.
+fn drain_checked(q: &ByteQueue, mut model: VecDeque<Option<(usize, u64)>>) {
+    model.retain(Option::is_some);
+    while !model.is_empty() {
+        let v = q.try_get_bytes().expect("the model has one");
+        check_front(&mut model, &v);
+    }
+    assert!(q.try_get_bytes().is_err());
+    assert_eq!(q.skipped_writes(), 0);
 }
 
 /// The message of the `bytes_ops` model: `len` bytes derived from `tag`.
@@ -491,23 +511,12 @@ fn bytes_ops(data: &[u8]) {
             _ => {
                 assert!(q.qsize() >= model.len());
                 if len % 16 == 3 {
-                    if closes < 2 {
-                        q.close();
-                        closes += 1;
-                    }
-                    closed = true;
+                    close_capped(|| q.close(), &mut closes, &mut closed);
                 }
             }
         }
     }
-    // Drain: the model and the queue end empty together.
-    model.retain(Option::is_some);
-    while !model.is_empty() {
-        let v = q.try_get_bytes().expect("the model has one");
-        check_front(&mut model, &v);
-    }
-    assert!(q.try_get_bytes().is_err());
-    assert_eq!(q.skipped_writes(), 0);
+    drain_checked(&q, model);
 }
 
 /// `queue_corrupt`: operations on an anonymous `Queue<u64>` interleaved with
@@ -1228,11 +1237,7 @@ fn records_model(q: &ByteQueue, cap: usize, mut input: Input<'_>, len_of: impl F
             }
             5 => {
                 if input.byte().unwrap_or(0) % 8 == 0 {
-                    if closes < 2 {
-                        q.close();
-                        closes += 1;
-                    }
-                    closed = true;
+                    close_capped(|| q.close(), &mut closes, &mut closed);
                 }
             }
             6 => {
@@ -1248,15 +1253,8 @@ fn records_model(q: &ByteQueue, cap: usize, mut input: Input<'_>, len_of: impl F
             }
         }
     }
-    // Drain: the model and the queue end empty together, and no side
-    // segment is left.
-    model.retain(Option::is_some);
-    while !model.is_empty() {
-        let v = q.try_get_bytes().expect("the model has one");
-        check_front(&mut model, &v);
-    }
-    assert!(q.try_get_bytes().is_err());
-    assert_eq!(q.skipped_writes(), 0);
+    // No side segment is left.
+    drain_checked(q, model);
 }
 
 /// `pipe_open`: [`Connection::open`](crate::Connection::open) of a named
